@@ -1,0 +1,436 @@
+"""Tape-based reverse-mode automatic differentiation.
+
+The whole mechanism in four sentences:
+
+1. Every differentiable op is a ``Function`` subclass with ``forward`` (arrays in, array out)
+   and ``backward`` (the gradient of the output in, one gradient per input out), side by side.
+2. ``Function.apply`` runs ``forward`` on the input arrays and, while grad mode is on and some
+   input requires grad, keeps the ``Function`` instance as a *record* on the tape: the op, its
+   input tensors, whatever ``forward`` saved on it, and a sequence number.  The output tensor
+   points at its record (``tensor._record``); a leaf tensor has none.
+3. ``loss.backward()`` collects every record reachable from ``loss`` and replays them in
+   reverse recording order (a valid topological order, since an op is always recorded after the
+   ops that produced its inputs), each ``backward`` handing gradients to its inputs; gradients
+   that arrive at a leaf are accumulated into ``leaf.grad``.
+4. After a record's ``backward`` ran, what it saved is released (unless ``retain_graph=True``),
+   so memory stays flat over thousands of training steps.
+
+Backward formulas are written with minigrad's own ops on tensors, so running the replay with
+grad mode on (``create_graph=True``) records the backward pass itself: that is how second
+derivatives (Hessian-vector products, gradient penalties) come out of the same code.
+"""
+import functools
+import itertools
+import weakref
+
+import numpy as np
+
+from . import backend
+
+
+# ----------------------------------------------------------------------------------------
+# Grad mode
+
+
+class _GradMode:
+    enabled = True
+
+
+def is_grad_enabled():
+    """True while operations are being recorded on the tape."""
+    return _GradMode.enabled
+
+
+class set_grad_enabled:
+    """Turn recording on or off: as a call, a context manager, or a decorator."""
+
+    def __init__(self, mode):
+        self.mode = bool(mode)
+        self.prev = _GradMode.enabled
+        _GradMode.enabled = self.mode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self.prev
+        return False
+
+
+class _GradModeContext:
+    """Base of no_grad / enable_grad: context manager and decorator in one."""
+
+    mode = True
+
+    def __enter__(self):
+        self.prev = _GradMode.enabled
+        _GradMode.enabled = self.mode
+        return self
+
+    def __exit__(self, *exc):
+        _GradMode.enabled = self.prev
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with type(self)():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradModeContext):
+    """Nothing computed inside is recorded: ``with no_grad(): ...`` or ``@no_grad()``."""
+
+    mode = False
+
+
+class enable_grad(_GradModeContext):
+    """Recording is on inside, even within ``no_grad``."""
+
+    mode = True
+
+
+# ----------------------------------------------------------------------------------------
+# Function: one op, forward and backward together; an instance is one record on the tape.
+
+_sequence = itertools.count()
+
+#: Every differentiable op, by class name; tests check that each has a gradient check.
+REGISTRY = {}
+
+
+def register(cls):
+    """Class decorator: list a differentiable op so the test suite must gradient-check it."""
+    REGISTRY[cls.__name__] = cls
+    return cls
+
+
+class Function:
+    """Base class of every op.
+
+    Subclasses write::
+
+        class Mul(Function):
+            '''z = x * y      dL/dx = g * y,  dL/dy = g * x'''
+            def forward(ctx, x, y):          # arrays in (numpy or cupy), array out
+                return x * y
+            def backward(ctx, g):            # Tensor in, one Tensor (or None) per input out
+                x, y = ctx.saved_tensors
+                return g * y, g * x
+
+    ``forward`` may stash arrays it computed on ``ctx`` (a mask, an argmax) for ``backward``.
+    ``ctx.saved_tensors`` gives the input tensors and ``ctx.saved_output`` the output tensor,
+    both checked against in-place modification since the op ran.  ``backward`` need not undo
+    broadcasting: the engine sums each gradient back to its input's shape in one place.
+
+    Class attributes:
+      ``differentiable = False``      the output never requires grad (comparisons, argmax).
+      ``once_differentiable = True``  backward uses raw arrays / a fused kernel; a double
+                                      backward through it raises instead of being wrong.
+    """
+
+    differentiable = True
+    once_differentiable = False
+
+    # set by apply() on recorded instances
+    inputs = None
+    seq = -1
+
+    @classmethod
+    def apply(cls, *inputs, **params):
+        """Run forward on the input arrays; record the op when some input requires grad."""
+        data = [t.data for t in inputs]
+        if len(data) > 1:
+            _check_same_device(cls, inputs, data)
+        ctx = cls()
+        out = ctx.forward(*data, **params)
+        xp = backend.array_module(data[0]) if data else np
+        if type(out) is not np.ndarray and not isinstance(out, xp.ndarray):
+            out = xp.asarray(out)
+        result = Tensor.__new__(Tensor)
+        result._init(out)
+        if (
+            _GradMode.enabled
+            and cls.differentiable
+            and out.dtype.kind in "fc"
+            and any(t.requires_grad for t in inputs)
+        ):
+            result.requires_grad = True
+            ctx.inputs = inputs
+            ctx.versions = tuple(t._version for t in inputs)
+            ctx.seq = next(_sequence)
+            ctx._output_ref = weakref.ref(result)
+            result._record = ctx
+        return result
+
+    # -- what backward can use --------------------------------------------------------------
+    @property
+    def saved_tensors(self):
+        """The input tensors, as they were when the op ran (raises if modified in place since)."""
+        for t, version in zip(self.inputs, self.versions):
+            if t._version != version:
+                raise RuntimeError(
+                    f"{self.name}.backward: an input of shape {t.shape} was modified in place "
+                    f"after {self.name} saved it (version {version} -> {t._version}); "
+                    "its gradient would be wrong. Use an out-of-place op (x = x + 1, not x += 1)."
+                )
+        return self.inputs
+
+    @property
+    def saved_output(self):
+        """The output tensor of this op (for backwards written with the result, like exp)."""
+        out = self._output_ref()
+        if out._version != 0:
+            raise RuntimeError(
+                f"{self.name}.backward: its output of shape {out.shape} was modified in place "
+                "after the op ran; its gradient would be wrong. Use an out-of-place op."
+            )
+        return out
+
+    @property
+    def name(self):
+        return type(self).__name__
+
+    def forward(self, *arrays, **params):
+        raise NotImplementedError(f"{self.name}.forward")
+
+    def backward(self, grad):
+        raise NotImplementedError(f"{self.name} is not differentiable")
+
+    def _release(self):
+        """Drop everything saved for backward; a second backward through here then raises."""
+        seq = self.seq
+        self.__dict__.clear()
+        self.seq = seq
+        self.freed = True
+
+    def __repr__(self):
+        return f"<{self.name} record #{self.seq}>"
+
+
+def _check_same_device(fn, inputs, data):
+    kind = type(data[0])
+    for d in data[1:]:
+        if type(d) is not kind:
+            devices = ", ".join(f"{t.shape} on {t.device}" for t in inputs)
+            raise RuntimeError(
+                f"{fn.__name__}: inputs are on different devices ({devices}); "
+                "move them with .to(device) first"
+            )
+
+
+class _OnceDifferentiableResult(Function):
+    """Stands in for the gradient computed by a once-differentiable backward under
+    ``create_graph=True``: it is the gradient, but differentiating it again raises."""
+
+    def forward(self, grad, *inputs, op):
+        self.op = op
+        return grad
+
+    def backward(self, grad):
+        raise RuntimeError(
+            f"{self.op} is once-differentiable: its backward uses a fused kernel, so a second "
+            "derivative through it is not available (it would be silently wrong). "
+            "Use ops without fused kernels, or differentiate only once."
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# The backward engine
+
+
+def _freed_error(rec):
+    return RuntimeError(
+        f"Trying to backward through the graph a second time: the values saved by {rec.name} "
+        f"(record #{rec.seq}) were freed by the first backward. Pass retain_graph=True to the "
+        "first backward() (or minigrad.grad) if you need to backward through it again."
+    )
+
+
+def _records_in_order(roots):
+    """All records reachable from ``roots``, newest first (reverse recording order).
+
+    Iterative, so a chain of 100,000 ops needs no recursion."""
+    seen = set()
+    found = []
+    stack = [r for r in roots if r is not None]
+    while stack:
+        rec = stack.pop()
+        if id(rec) in seen:
+            continue
+        seen.add(id(rec))
+        if rec.inputs is None:
+            raise _freed_error(rec)
+        found.append(rec)
+        for t in rec.inputs:
+            parent = t._record
+            if parent is not None and id(parent) not in seen:
+                stack.append(parent)
+    found.sort(key=lambda r: r.seq, reverse=True)
+    return found
+
+
+def _run_hooks(tensor, grad):
+    for hook in tensor._hooks.values():
+        new = hook(grad)
+        if new is not None:
+            grad = new
+    return grad
+
+
+def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capture=None):
+    """Replay the tape from ``roots`` (tensors) seeded with ``root_grads`` (tensors).
+
+    Without ``capture``, gradients reaching leaves accumulate into ``leaf.grad``.  With
+    ``capture`` (a dict ``id(tensor) -> None`` of tensors to differentiate with respect to),
+    nothing is accumulated and the captured gradients are filled in instead.
+    """
+    from .ops.shape import sum_to  # the one place where broadcasting is undone
+
+    pending = {}  # id(record) -> gradient of its output (summed over all its uses)
+    leaf_grads = []
+    for t, g in zip(roots, root_grads):
+        if t._record is None:
+            leaf_grads.append((t, g))
+        else:
+            key = id(t._record)
+            pending[key] = pending[key] + g if key in pending else g
+
+    records = _records_in_order([t._record for t in roots])
+    with set_grad_enabled(create_graph):
+        for t, g in leaf_grads:
+            _deliver_to_leaf(t, g, create_graph, capture)
+        for rec in records:
+            grad = pending.pop(id(rec), None)
+            if grad is None:
+                continue
+            out = rec._output_ref()
+            if out is not None:
+                if out._hooks:
+                    grad = _run_hooks(out, grad)
+                if capture is not None and id(out) in capture:
+                    capture[id(out)] = grad
+                if out._retains_grad:
+                    out.grad = grad if create_graph else grad.detach()
+            input_grads = _call_backward(rec, grad, create_graph)
+            for t, g in zip(rec.inputs, input_grads):
+                if g is None or not t.requires_grad:
+                    continue
+                if g.shape != t.shape:
+                    g = sum_to(g, t.shape)
+                if g.dtype != t.dtype:
+                    g = g.astype(t.dtype)
+                parent = t._record
+                if parent is None:
+                    _deliver_to_leaf(t, g, create_graph, capture)
+                else:
+                    key = id(parent)
+                    pending[key] = pending[key] + g if key in pending else g
+            if not retain_graph:
+                rec._release()
+
+
+def _call_backward(rec, grad, create_graph):
+    if create_graph and rec.once_differentiable:
+        with no_grad():
+            grads = rec.backward(grad)
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        return tuple(
+            None if g is None else _OnceDifferentiableResult.apply(g, grad, *rec.inputs, op=rec.name)
+            for g in grads
+        )
+    grads = rec.backward(grad)
+    if not isinstance(grads, tuple):
+        grads = (grads,)
+    if len(grads) != len(rec.inputs):
+        raise RuntimeError(
+            f"{rec.name}.backward returned {len(grads)} gradients for {len(rec.inputs)} inputs"
+        )
+    return grads
+
+
+def _deliver_to_leaf(t, g, create_graph, capture):
+    if t._hooks:
+        g = _run_hooks(t, g)
+    if capture is not None:
+        if id(t) in capture:
+            prev = capture[id(t)]
+            capture[id(t)] = g if prev is None else prev + g
+        return
+    if create_graph:
+        t.grad = g if t.grad is None else t.grad + g
+    elif t.grad is None:
+        # a private copy: the incoming array may be shared (add passes one grad to both inputs)
+        t.grad = Tensor(g.data.copy())
+    else:
+        xp = backend.array_module(t.grad.data)
+        xp.add(t.grad.data, g.data, out=t.grad.data)
+
+
+def _as_grad(t, g, what):
+    if g is None:
+        if t.size != 1:
+            raise RuntimeError(
+                f"{what}: grad can be implicitly created only for a scalar output, but the output "
+                f"has shape {t.shape}; pass a gradient of that shape (e.g. ones_like(out)) "
+                "or reduce it first (out.sum())"
+            )
+        return Tensor(backend.array_module(t.data).ones(t.shape, dtype=t.dtype))
+    if not isinstance(g, Tensor):
+        g = Tensor(g, dtype=t.dtype, device=t.device)
+    if g.shape != t.shape:
+        raise RuntimeError(f"{what}: grad has shape {g.shape} but the output has shape {t.shape}")
+    return g
+
+
+def backward(tensor, grad=None, retain_graph=False, create_graph=False):
+    """Accumulate d(tensor)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
+    if not tensor.requires_grad:
+        raise RuntimeError(
+            f"backward: the tensor (shape {tensor.shape}) does not require grad and has no "
+            "record on the tape. Create inputs with requires_grad=True, and do not compute the "
+            "loss inside no_grad()."
+        )
+    grad = _as_grad(tensor, grad, "backward")
+    run_backward([tensor], [grad], retain_graph or create_graph, create_graph)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """Return d(outputs)/d(inputs) as a tuple, without touching any ``.grad``.
+
+    Like ``torch.autograd.grad``.  With ``create_graph=True`` the returned gradients are
+    themselves on the tape, so they can be differentiated again (second derivatives).
+    """
+    single = isinstance(outputs, Tensor)
+    outputs = [outputs] if single else list(outputs)
+    inputs_list = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    for i, t in enumerate(inputs_list):
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: input {i} (shape {t.shape}) does not require grad")
+    for t in outputs:
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: an output (shape {t.shape}) does not require grad")
+    seeds = [_as_grad(t, g, "grad") for t, g in zip(outputs, grad_outputs)]
+    if retain_graph is None:
+        retain_graph = create_graph
+    capture = {id(t): None for t in inputs_list}
+    run_backward(outputs, seeds, retain_graph, create_graph, capture)
+    result = []
+    for i, t in enumerate(inputs_list):
+        g = capture[id(t)]
+        if g is None and not allow_unused:
+            raise RuntimeError(
+                f"grad: input {i} (shape {t.shape}) was not used to compute the outputs; "
+                "pass allow_unused=True to get None for it"
+            )
+        result.append(g if g is None or create_graph else g.detach())
+    return tuple(result)
+
+
+from .tensor import Tensor  # noqa: E402  (Tensor uses Function; Function makes Tensors)

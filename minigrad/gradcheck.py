@@ -1,0 +1,172 @@
+"""Numerical gradient checking (in the spirit of Chainer's ``check_backward``).
+
+``gradcheck(fn, *inputs)`` compares the gradient that autograd computes for
+``L = sum_k <v_k, fn(*inputs)_k>`` with central finite differences
+
+    dL/dx_i  ~  (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)
+
+in float64, for a *random* upstream gradient ``v``.  Never all ones: sum(softmax(x)) is
+constant, so with ones a broken softmax backward would pass unnoticed.
+
+``gradgradcheck`` does the same for the gradient itself (second derivatives), by checking
+the function ``(inputs, v) -> grad(fn(inputs), inputs, v, create_graph=True)``.
+
+For large inputs, ``directional=True`` checks one random directional derivative per input
+(two evaluations of fn instead of two per element).
+"""
+import numpy as np
+
+from . import autograd
+from .autograd import no_grad
+from .tensor import Tensor
+
+#: Names of the ops that appeared in a graph checked by gradcheck / gradgradcheck (the test
+#: suite uses these to prove that every registered op was really checked).
+CHECKED = {1: set(), 2: set()}
+
+
+class GradcheckError(AssertionError):
+    """Analytic and numerical gradients disagree."""
+
+
+def _as_tuple(out):
+    return out if isinstance(out, (tuple, list)) else (out,)
+
+
+def _ops_in_graph(outputs):
+    names = set()
+    records = [o._record for o in outputs if isinstance(o, Tensor) and o._record is not None]
+    try:
+        for rec in autograd._records_in_order(records):
+            names.add(rec.name)
+    except RuntimeError:
+        pass
+    return names
+
+
+def _prepare(inputs):
+    """float64 copies of the inputs (views keep their strides), and which ones to check."""
+    prepared, wrt = [], []
+    any_requires = any(isinstance(t, Tensor) and t.requires_grad for t in inputs)
+    for t in inputs:
+        if not isinstance(t, Tensor):
+            prepared.append(t)
+            continue
+        data = t.data
+        if data.dtype.kind == "f" and data.dtype != np.float64:
+            data = data.astype(np.float64)
+        check = data.dtype.kind == "f" and (t.requires_grad or not any_requires)
+        p = Tensor._wrap(data)
+        if check:
+            p.requires_grad = True
+            wrt.append(p)
+        prepared.append(p)
+    return prepared, wrt
+
+
+def _label(fn, names):
+    base = getattr(fn, "__name__", type(fn).__name__)
+    return f"{base} (ops: {', '.join(sorted(names))})" if names else base
+
+
+def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, seed=0,
+              _track=True):
+    """Raise GradcheckError unless autograd's gradient of ``fn`` matches finite differences.
+
+    ``inputs`` are tensors (copied to float64; those with requires_grad are checked, or all
+    floating ones when none has it) or other arguments passed through unchanged.
+    Returns True on success so it can sit in an ``assert``.
+    """
+    rng = np.random.default_rng(seed)
+    xs, wrt = _prepare(inputs)
+    if not wrt:
+        raise ValueError("gradcheck: no floating-point input to check")
+
+    outputs = _as_tuple(fn(*xs))
+    names = _ops_in_graph(outputs)
+    if _track:
+        CHECKED[1] |= names
+    upstream = [None if not isinstance(o, Tensor) or not o.requires_grad
+                else Tensor._wrap(rng.standard_normal(o.shape)) for o in outputs]
+
+    pairs = [(o, v) for o, v in zip(outputs, upstream) if v is not None]
+    if pairs:
+        analytic = autograd.grad([o for o, _ in pairs], wrt, [v for _, v in pairs], allow_unused=True)
+    else:
+        analytic = [None] * len(wrt)
+    analytic = [np.zeros(x.shape) if g is None else np.asarray(g.data, dtype=np.float64)
+                for x, g in zip(wrt, analytic)]
+
+    def objective():
+        with no_grad():
+            outs = _as_tuple(fn(*xs))
+        total = 0.0
+        for o, v in zip(outs, upstream):
+            if v is not None:
+                total += float(np.sum(np.asarray(o.data, dtype=np.float64) * v.data))
+        return total
+
+    for k, (x, a) in enumerate(zip(wrt, analytic)):
+        position = next(i for i, p in enumerate(xs) if p is x)
+        if directional:
+            d = rng.standard_normal(x.shape)
+            original = x.data.copy()
+            x.data[...] = original + eps * d
+            plus = objective()
+            x.data[...] = original - eps * d
+            minus = objective()
+            x.data[...] = original
+            numeric = (plus - minus) / (2 * eps)
+            projected = float(np.sum(a * d))
+            if not abs(projected - numeric) <= atol + rtol * abs(numeric):
+                raise GradcheckError(
+                    f"gradcheck failed for {_label(fn, names)}: input {position} (shape {x.shape}), "
+                    f"directional derivative: analytic {projected!r} vs numerical {numeric!r}"
+                )
+            continue
+        numeric = np.zeros(x.shape)
+        for idx in np.ndindex(*x.shape):
+            old = x.data[idx]
+            x.data[idx] = old + eps
+            plus = objective()
+            x.data[idx] = old - eps
+            minus = objective()
+            x.data[idx] = old
+            numeric[idx] = (plus - minus) / (2 * eps)
+        error = np.abs(a - numeric) - (atol + rtol * np.abs(numeric))
+        if error.size and (error.max() > 0 or not np.all(np.isfinite(a))):
+            worst = np.unravel_index(np.nanargmax(np.where(np.isfinite(a), error, np.inf)), x.shape)
+            raise GradcheckError(
+                f"gradcheck failed for {_label(fn, names)}: input {position} (shape {x.shape}), "
+                f"worst element {tuple(int(i) for i in worst)} at x={x.data[worst]!r}: "
+                f"analytic {a[worst]!r} vs numerical {numeric[worst]!r} "
+                f"(atol={atol}, rtol={rtol}); max |difference| {np.max(np.abs(a - numeric))!r}"
+            )
+    return True
+
+
+def gradgradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, seed=0):
+    """Check second derivatives: gradcheck of ``(inputs, v) -> d<v, fn(inputs)>/d inputs``."""
+    rng = np.random.default_rng(seed + 1)
+    xs, wrt = _prepare(inputs)
+    if not wrt:
+        raise ValueError("gradgradcheck: no floating-point input to check")
+    outs = _as_tuple(fn(*xs))
+    CHECKED[2] |= _ops_in_graph(outs)
+    vs = [Tensor._wrap(rng.standard_normal(o.shape)) for o in outs]
+    positions = [i for i, x in enumerate(xs) if any(x is w for w in wrt)]
+
+    def first_derivative(*args):
+        args = list(args)
+        call_args, v = args[:len(xs)], args[len(xs):]
+        with autograd.enable_grad():  # also inside gradcheck's no_grad evaluations
+            outs = _as_tuple(fn(*call_args))
+            targets = [call_args[i] for i in positions]
+            grads = autograd.grad(list(outs), targets, v, create_graph=True, allow_unused=True)
+        return tuple(g for g in grads if g is not None and g.requires_grad)
+
+    for v in vs:
+        v.requires_grad = True
+    first_derivative.__name__ = f"grad of {getattr(fn, '__name__', 'fn')}"
+    return gradcheck(first_derivative, *xs, *vs, eps=eps, atol=atol, rtol=rtol,
+                     directional=directional, seed=seed + 2, _track=False)

@@ -1,0 +1,412 @@
+"""Tensor: an n-dimensional array (NumPy on the CPU, CuPy on the GPU) that remembers how it
+was computed, so gradients can flow back through it.
+
+A tensor holds ``data`` (the array), ``grad`` (a Tensor, filled by backward), ``requires_grad``
+and, when an op produced it while recording, ``_record``: the op's record on the tape
+(see autograd.py).  Operators and methods are thin: each calls one op from ``minigrad.ops``.
+"""
+import numbers
+
+import numpy as np
+
+from . import backend
+from .backend import Device
+
+
+class Tensor:
+    __slots__ = ("data", "grad", "requires_grad", "_record", "_version", "_hooks",
+                 "_retains_grad", "__weakref__")
+
+    # numpy must defer to Tensor in `ndarray * Tensor`, so Tensor.__rmul__ runs.
+    __array_priority__ = 1000
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        if isinstance(data, Tensor):
+            data = data.data
+        device = Device(device) if device is not None else backend.device_of(data)
+        xp = device.xp
+        if dtype is not None:
+            dtype = np.dtype(dtype)
+        elif not hasattr(data, "dtype"):
+            # Python numbers and lists: floats become the default dtype (float32)
+            probe = np.asarray(data)
+            dtype = backend.get_default_dtype() if probe.dtype.kind == "f" else probe.dtype
+        data = backend.to_device(data, device) if hasattr(data, "dtype") else data
+        self._init(xp.asarray(data, dtype=dtype))
+        if requires_grad:
+            self.requires_grad_(True)
+
+    def _init(self, data):
+        """The fast constructor used by ops: wrap an array that is already right."""
+        self.data = data
+        self.grad = None
+        self.requires_grad = False
+        self._record = None
+        self._version = 0
+        self._hooks = None
+        self._retains_grad = False
+
+    # -- what it is -----------------------------------------------------------------------
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def numel(self):
+        return self.data.size
+
+    def dim(self):
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def device(self):
+        return backend.device_of(self.data)
+
+    @property
+    def is_leaf(self):
+        """True for tensors made by the user (not by a recorded op): their grads accumulate."""
+        return self._record is None
+
+    @property
+    def grad_fn(self):
+        """The record on the tape that produced this tensor (None for a leaf)."""
+        return self._record
+
+    def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __repr__(self):
+        body = np.array2string(self.numpy(), separator=", ", precision=4, prefix="tensor(")
+        extras = []
+        if self.dtype != backend.get_default_dtype() and self.dtype.kind == "f" or self.dtype.kind != "f":
+            extras.append(f"dtype={self.dtype}")
+        if self.device != backend.cpu:
+            extras.append(f"device='{self.device}'")
+        if self._record is not None:
+            extras.append(f"grad_fn=<{self._record.name}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    # -- leaving minigrad -------------------------------------------------------------------
+    def numpy(self):
+        """The data as a NumPy array (copied from the GPU if needed; shares memory on the CPU)."""
+        return backend.to_device(self.data, backend.cpu)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item(): only one-element tensors can be converted, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self):
+        return self.numpy().tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.numpy()
+        return a.astype(dtype) if dtype is not None else a
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        return bool(self.item())
+
+    def __index__(self):
+        if self.dtype.kind not in "iu":
+            raise TypeError(f"only integer tensors can be used as an index, got {self.dtype}")
+        return int(self.item())
+
+    # -- autograd -------------------------------------------------------------------------
+    def requires_grad_(self, requires_grad=True):
+        """Mark a leaf so backward fills its ``.grad``.  Only floating tensors can."""
+        if requires_grad and self.dtype.kind not in "fc":
+            raise TypeError(
+                f"requires_grad: only floating-point tensors can require gradients, "
+                f"this one has dtype {self.dtype}; convert it with .float() first"
+            )
+        if not requires_grad and self._record is not None:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor: use .detach() instead")
+        self.requires_grad = bool(requires_grad)
+        return self
+
+    def detach(self):
+        """The same data, cut off from the tape (shares memory)."""
+        return Tensor._wrap(self.data)
+
+    def backward(self, grad=None, retain_graph=False, create_graph=False):
+        """Compute the gradient of this tensor with respect to every leaf that requires grad,
+        accumulating it into ``leaf.grad``.  ``grad`` is required unless the tensor is a scalar."""
+        autograd.backward(self, grad, retain_graph, create_graph)
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor
+        replaces the gradient.  Returns a handle whose ``remove()`` takes the hook off."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: the tensor does not require grad")
+        if self._hooks is None:
+            self._hooks = {}
+        return _HookHandle(self._hooks, hook)
+
+    def retain_grad(self):
+        """Keep ``.grad`` for this intermediate (non-leaf) tensor after backward."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad: the tensor does not require grad")
+        if self._record is not None:
+            self._retains_grad = True
+        if self._hooks is None:
+            self._hooks = {}
+        return self
+
+    @property
+    def retains_grad(self):
+        return self._retains_grad
+
+    # -- dtype and device -------------------------------------------------------------------
+    def astype(self, dtype):
+        return ops.astype(self, dtype)
+
+    def float(self):
+        return ops.astype(self, np.float32)
+
+    def double(self):
+        return ops.astype(self, np.float64)
+
+    def long(self):
+        return ops.astype(self, np.int64)
+
+    def int(self):
+        return ops.astype(self, np.int32)
+
+    def bool(self):
+        return ops.astype(self, np.bool_)
+
+    def to(self, device=None, dtype=None):
+        """Copy to another device and/or dtype (differentiable)."""
+        out = self
+        if device is not None and Device(device) != self.device:
+            out = ops.to_device(out, Device(device))
+        if dtype is not None and np.dtype(dtype) != out.dtype:
+            out = ops.astype(out, dtype)
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self):
+        return self.to("cuda")
+
+    # -- in place (never on tensors the tape depends on for gradients) ----------------------
+    def _inplace(self, op_name, new_values):
+        if self.requires_grad and autograd.is_grad_enabled():
+            what = "a leaf tensor that requires grad" if self._record is None else "a tensor on the tape"
+            raise RuntimeError(
+                f"{op_name}: in-place operation on {what} (shape {self.shape}); "
+                "wrap it in `with minigrad.no_grad():` (e.g. a weight update) or use the out-of-place op"
+            )
+        value = new_values.data if isinstance(new_values, Tensor) else new_values
+        xp = backend.array_module(self.data)
+        if isinstance(value, np.ndarray) or isinstance(value, xp.ndarray):
+            if backend.device_of(value) != self.device:
+                raise RuntimeError(f"{op_name}: value is on {backend.device_of(value)}, tensor on {self.device}")
+            try:
+                np.broadcast_shapes(value.shape, self.shape)
+            except ValueError:
+                raise ValueError(f"{op_name}: cannot write a value of shape {value.shape} into shape {self.shape}") from None
+            if np.broadcast_shapes(value.shape, self.shape) != self.shape:
+                raise ValueError(f"{op_name}: cannot write a value of shape {value.shape} into shape {self.shape}")
+        self.data[...] = value
+        self._version += 1
+        return self
+
+    def _operand(self, other):
+        return other.data if isinstance(other, Tensor) else other
+
+    def add_(self, other, alpha=1):
+        return self._inplace("add_", self.data + alpha * self._operand(other))
+
+    def sub_(self, other, alpha=1):
+        return self._inplace("sub_", self.data - alpha * self._operand(other))
+
+    def mul_(self, other):
+        return self._inplace("mul_", self.data * self._operand(other))
+
+    def div_(self, other):
+        return self._inplace("div_", self.data / self._operand(other))
+
+    def zero_(self):
+        return self._inplace("zero_", 0)
+
+    def fill_(self, value):
+        return self._inplace("fill_", value)
+
+    def copy_(self, src):
+        return self._inplace("copy_", src.data if isinstance(src, Tensor) else backend.device_of(self.data).xp.asarray(src))
+
+    def uniform_(self, low=0.0, high=1.0):
+        return self._inplace("uniform_", backend.generator(self.device).uniform(low, high, self.shape))
+
+    def normal_(self, mean=0.0, std=1.0):
+        return self._inplace("normal_", backend.generator(self.device).normal(mean, std, self.shape))
+
+    __iadd__ = add_
+    __isub__ = sub_
+    __imul__ = mul_
+    __itruediv__ = div_
+
+    def __setitem__(self, index, value):
+        if isinstance(index, Tensor):
+            index = index.data
+        elif isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        if self.requires_grad and autograd.is_grad_enabled():
+            self._inplace("__setitem__", None)  # raises the in-place error
+        self.data[index] = value.data if isinstance(value, Tensor) else value
+        self._version += 1
+
+    @classmethod
+    def _wrap(cls, array):
+        t = cls.__new__(cls)
+        t._init(array)
+        return t
+
+    def __hash__(self):
+        return id(self)
+
+    def __iter__(self):
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+
+class _HookHandle:
+    _next = [0]
+
+    def __init__(self, hooks, hook):
+        self.hooks = hooks
+        self.key = _HookHandle._next[0]
+        _HookHandle._next[0] += 1
+        hooks[self.key] = hook
+
+    def remove(self):
+        self.hooks.pop(self.key, None)
+
+
+# ----------------------------------------------------------------------------------------
+# Creation functions (PyTorch names).  Floats default to float32; float64 on request.
+
+
+def _float_dtype(dtype):
+    return np.dtype(dtype) if dtype is not None else backend.get_default_dtype()
+
+
+def _shape(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new tensor from a number, a (nested) list, a NumPy/CuPy array or a Tensor (copied)."""
+    if isinstance(data, Tensor):
+        data = data.data.copy()
+    elif hasattr(data, "dtype"):
+        data = data.copy()
+    return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def from_numpy(array):
+    """A tensor that shares memory with a NumPy array, keeping its dtype."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(array).__name__}")
+    return Tensor._wrap(array)
+
+
+def _filled(fill, shape, dtype, device, requires_grad):
+    xp = Device(device or "cpu").xp
+    return Tensor(xp.full(_shape(shape), fill, dtype=_float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def zeros(*shape, dtype=None, device=None, requires_grad=False):
+    return _filled(0, shape, dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=None, device=None, requires_grad=False):
+    return _filled(1, shape, dtype, device, requires_grad)
+
+
+def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
+    if dtype is None and isinstance(fill_value, bool):
+        dtype = np.bool_
+    elif dtype is None and isinstance(fill_value, numbers.Integral):
+        dtype = np.int64
+    return _filled(fill_value, (shape,) if isinstance(shape, int) else (tuple(shape),), dtype, device, requires_grad)
+
+
+def empty(*shape, dtype=None, device=None, requires_grad=False):
+    xp = Device(device or "cpu").xp
+    return Tensor(xp.empty(_shape(shape), dtype=_float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def zeros_like(t, dtype=None, requires_grad=False):
+    return zeros(t.shape, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
+
+
+def ones_like(t, dtype=None, requires_grad=False):
+    return ones(t.shape, dtype=dtype or t.dtype, device=t.device, requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    """Like Python's range: integers give int64, any float argument gives the default float."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        is_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+        dtype = np.int64 if is_int else backend.get_default_dtype()
+    xp = Device(device or "cpu").xp
+    return Tensor(xp.arange(start, end, step, dtype=dtype), requires_grad=requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    xp = Device(device or "cpu").xp
+    return Tensor(xp.eye(n, m, dtype=_float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def rand(*shape, dtype=None, device=None, requires_grad=False):
+    """Uniform on [0, 1), from the seeded generator (see manual_seed)."""
+    gen = backend.generator(device or "cpu")
+    data = gen.random(_shape(shape), dtype=np.float64).astype(_float_dtype(dtype))
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def randn(*shape, dtype=None, device=None, requires_grad=False):
+    """Standard normal, from the seeded generator (see manual_seed)."""
+    gen = backend.generator(device or "cpu")
+    data = gen.standard_normal(_shape(shape)).astype(_float_dtype(dtype))
+    return Tensor(data, requires_grad=requires_grad)
+
+
+def randint(low, high=None, size=(), dtype=np.int64, device=None):
+    """Integers uniform on [low, high), from the seeded generator."""
+    if high is None:
+        low, high = 0, low
+    gen = backend.generator(device or "cpu")
+    return Tensor(gen.integers(low, high, size=tuple(np.atleast_1d(size)) if size != () else (), dtype=dtype))
+
+
+from . import autograd, ops  # noqa: E402  (ops attach the operators and methods to Tensor)

@@ -1,0 +1,41 @@
+"""Shared test setup: hypothesis profiles, the data directory, devices."""
+import os
+import pathlib
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import minigrad as mg
+
+# Profiles: "ci" (default) keeps the suite within minutes on 2 cores; "thorough" digs deeper.
+#   MINIGRAD_HYPOTHESIS_PROFILE=thorough pytest
+settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("thorough", max_examples=400, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=10, deadline=None)
+settings.load_profile(os.environ.get("MINIGRAD_HYPOTHESIS_PROFILE", "ci"))
+
+# Real MNIST lives in ../shared/data on the project's machines; use it when it is there.
+_shared = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+if "MINIGRAD_DATA" not in os.environ and (_shared / "mnist").is_dir():
+    os.environ["MINIGRAD_DATA"] = str(_shared)
+
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not mg.cuda_available(),
+                                                   reason="no CUDA GPU (or CuPy) on this machine")),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """Run a test on every device; the cuda case skips with a reason when there is no GPU."""
+    return request.param
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    mg.manual_seed(0)
+    yield

@@ -1,0 +1,34 @@
+"""Which registered ops have gradient-check tests.
+
+A test declares the ops it checks with ``@covers("Exp", "Log", twice=True)``; after the test
+ran, the decorator asserts those ops really appeared in a graph that gradcheck (or, with
+``twice``, gradgradcheck) checked, so a declaration cannot claim more than the test does.
+tests/test_registry.py then fails if any registered op is not covered.
+"""
+import functools
+
+from minigrad.gradcheck import CHECKED
+
+COVERED = {1: set(), 2: set()}
+
+
+def covers(*ops, twice=False):
+    def decorate(test):
+        COVERED[1].update(ops)
+        if twice:
+            COVERED[2].update(ops)
+
+        @functools.wraps(test)
+        def run(*args, **kwargs):
+            CHECKED[1].clear()
+            CHECKED[2].clear()
+            test(*args, **kwargs)
+            missing = set(ops) - CHECKED[1]
+            assert not missing, f"{test.__name__} declares {sorted(missing)} but gradcheck never saw them"
+            if twice:
+                missing = set(ops) - CHECKED[2]
+                assert not missing, f"{test.__name__} declares {sorted(missing)} but gradgradcheck never saw them"
+
+        return run
+
+    return decorate
