@@ -1,0 +1,140 @@
+"""What the MNIST examples share: command-line flags, data, the training loop with a progress
+bar, evaluation with metrics, plots and saving.  Each example only defines its model."""
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+import minigrad as mg
+from minigrad import nn, optim
+from minigrad.data import MNIST, DataLoader, TensorDataset
+from minigrad.metrics import classification_report, confusion_matrix
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from models import MODELS  # noqa: E402
+
+
+def parse_args(description, model, epochs, batch_size, lr):
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default=None, help="folder holding mnist/ (default: $MINIGRAD_DATA, then the cache)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--save", default=None, metavar="PATH", help="save the trained model (.npz)")
+    p.add_argument("--plot", default=None, metavar="PATH", help="loss/accuracy curves as PNG (needs matplotlib)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N training images (quick runs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    args = p.parse_args()
+    args.model = model
+    return args
+
+
+def load_data(args, image_shape):
+    """MNIST as float32 in [0, 1], shaped ``image_shape`` per image; labels int64."""
+    train, test = MNIST(args.data, train=True), MNIST(args.data, train=False)
+
+    def arrays(ds, limit=None):
+        x = np.asarray(ds.data[:limit], dtype=np.float32).reshape((-1,) + image_shape) / 255.0
+        y = np.asarray(ds.targets[:limit], dtype=np.int64)
+        return mg.tensor(x, device=args.device), mg.tensor(y, device=args.device)
+
+    train_loader = DataLoader(TensorDataset(*arrays(train, args.limit)), batch_size=args.batch_size,
+                              shuffle=True, generator=args.seed)
+    test_loader = DataLoader(TensorDataset(*arrays(test)), batch_size=1000)
+    return train_loader, test_loader
+
+
+def train_epoch(model, optimizer, loader, epoch, epochs, progress=True):
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
+               disable=not progress, dynamic_ncols=True)
+    for i, (x, y) in enumerate(bar):
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        n = len(y)
+        total_loss += loss.item() * n
+        correct += int((logits.data.argmax(axis=1) == y.data).sum())
+        seen += n
+        if i % 50 == 0:
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
+    return total_loss / seen, correct / seen
+
+
+@mg.no_grad()
+def evaluate(model, loader):
+    model.eval()
+    total_loss, preds, targets = 0.0, [], []
+    for x, y in loader:
+        logits = model(x)
+        total_loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        preds.append(logits.argmax(axis=1).numpy())
+        targets.append(y.numpy())
+    preds, targets = np.concatenate(preds), np.concatenate(targets)
+    return total_loss / len(targets), float((preds == targets).mean()), preds, targets
+
+
+def run(args):
+    """Train ``args.model`` on MNIST, print per-epoch results and final metrics; return test accuracy."""
+    mg.manual_seed(args.seed)
+    model = MODELS[args.model]().to(args.device)
+    print(model)
+    optimizer = optim.Adam(model.parameters(), lr=args.lr)
+    train_loader, test_loader = load_data(args, (1, 28, 28) if args.model == "cnn" else (28, 28))
+    history = {"train_loss": [], "train_acc": [], "test_loss": [], "test_acc": []}
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        train_loss, train_acc = train_epoch(model, optimizer, train_loader, epoch, args.epochs,
+                                            progress=not args.no_progress)
+        seconds = time.perf_counter() - start
+        test_loss, test_acc, preds, targets = evaluate(model, test_loader)
+        for k, v in zip(history, (train_loss, train_acc, test_loss, test_acc)):
+            history[k].append(v)
+        print(f"epoch {epoch}/{args.epochs}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
+              f"test loss {test_loss:.4f} acc {test_acc:.4f}  ({seconds:.1f} s)", flush=True)
+
+    confusion = confusion_matrix(preds, targets, num_classes=10)
+    print("\nconfusion matrix (rows: true digit, columns: predicted)")
+    print(confusion)
+    print(classification_report(confusion))
+    print(f"test accuracy: {test_acc:.4f}")
+    if args.save:
+        mg.save({"model": args.model, "state_dict": model.state_dict(),
+                 "history": json.dumps(history)}, args.save)
+        print(f"saved model to {args.save}")
+    if args.plot:
+        plot_history(history, args.plot)
+    return test_acc
+
+
+def plot_history(history, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("--plot needs matplotlib: pip install matplotlib", file=sys.stderr)
+        return
+    epochs = range(1, len(history["train_loss"]) + 1)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, history["train_loss"], "o-", label="train")
+    ax1.plot(epochs, history["test_loss"], "o-", label="test")
+    ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax2.plot(epochs, history["train_acc"], "o-", label="train")
+    ax2.plot(epochs, history["test_acc"], "o-", label="test")
+    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"saved plot to {path}")
