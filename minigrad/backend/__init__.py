@@ -127,3 +127,15 @@ def set_default_dtype(dtype):
 def numba_enabled():
     """numba kernels are used unless MINIGRAD_DISABLE_NUMBA=1 (then pure-NumPy fallbacks run)."""
     return os.environ.get("MINIGRAD_DISABLE_NUMBA", "0") not in ("1", "true", "yes")
+
+
+# ----------------------------------------------------------------------------------------
+# The CPU kernel module (backend/cpu.py) shares its name with the `cpu` device above, and
+# importing a submodule rebinds the package attribute to the module.  Import it once here,
+# as `cpu_kernels`, and put the device back, so `backend.cpu` is always the Device.
+import importlib as _importlib  # noqa: E402
+
+_cpu_device = cpu
+cpu_kernels = _importlib.import_module(__name__ + ".cpu")
+cpu = _cpu_device
+del _cpu_device
