@@ -10,6 +10,10 @@ from .elementwise import (  # noqa: F401
 )
 from .reduce import mean, normalize_axis, sum  # noqa: F401
 from .shape import broadcast_to, expand, reshape, sum_to, view  # noqa: F401
+from .shape import (  # noqa: F401
+    _T, cat, concatenate, flatten, getitem, pad, permute, split, squeeze, stack, transpose,
+    unsqueeze,
+)
 
 # -- operators ------------------------------------------------------------------------------
 Tensor.__add__, Tensor.__radd__ = add, radd
@@ -30,3 +34,10 @@ for _name in ("add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "a
     setattr(Tensor, _name, globals()[_name])
 Tensor.clamp = clip
 Tensor.where = lambda self, cond, other: where(cond, self, other)
+
+# -- shape methods (minigrad/ops/shape.py) ---------------------------------------------------
+for _name in ("flatten", "squeeze", "unsqueeze", "transpose", "permute", "split"):
+    setattr(Tensor, _name, globals()[_name])
+Tensor.__getitem__ = getitem
+Tensor.swapaxes = transpose
+Tensor.T = property(_T)

@@ -1,11 +1,24 @@
 """Shape ops: they move or copy elements without arithmetic, so each backward moves the
 gradient back the same way (reshape it back, sum what was broadcast, scatter what was picked).
-Derivations: docs/derivations/shape.md.
+
+A small set of primitives does all the work:
+
+    Reshape      reshape, view, flatten, squeeze, unsqueeze (all just a new shape)
+    Permute      permute, transpose, .T (a new order of the axes)
+    BroadcastTo / SumTo   expand, broadcast_to, and the engine's un-broadcasting
+    Getitem / ScatterAdd  x[index] and its adjoint; split is a series of slices
+    Concatenate, Stack, Pad
+
+Forward paths return NumPy views wherever NumPy does (reshape of a contiguous array,
+transpose, basic slicing), so they cost no copy.  Derivations: docs/derivations/shape.md.
 """
+import numbers
+
 import numpy as np
 
 from .. import backend
 from ..autograd import Function, register
+from ..tensor import Tensor
 
 
 def _broadcast_axes(shape, target):
@@ -14,6 +27,28 @@ def _broadcast_axes(shape, target):
     return tuple(range(lead)) + tuple(
         lead + i for i, n in enumerate(shape) if n == 1 and target[lead + i] != 1
     )
+
+
+def _axis(axis, ndim, op, shape):
+    """One axis as a non-negative int; a clear error when it is not in [-ndim, ndim)."""
+    if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
+        raise TypeError(f"{op}: axis must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for a tensor of shape {tuple(shape)} "
+                         f"(valid: {-ndim} to {ndim - 1})")
+    return int(axis) % ndim
+
+
+def _dim_alias(op, axis, dim, default=None):
+    """``dim=`` is PyTorch's spelling of ``axis=``; accept either, not both."""
+    if dim is not None:
+        if axis is not default:
+            raise TypeError(f"{op}: pass either axis or dim, not both")
+        return dim
+    return axis
+
+
+# -- broadcasting ---------------------------------------------------------------------------
 
 
 @register
@@ -47,6 +82,9 @@ class BroadcastTo(Function):
         return sum_to(g, self.in_shape)
 
 
+# -- new shape, same elements ---------------------------------------------------------------
+
+
 @register
 class Reshape(Function):
     """z = x with a new shape (same elements, row-major order)      dL/dx = reshape(g, x.shape)"""
@@ -55,13 +93,134 @@ class Reshape(Function):
         self.in_shape = x.shape
         try:
             return x.reshape(shape)
-        except ValueError:
+        except (ValueError, TypeError):
             raise ValueError(
                 f"reshape: cannot reshape a tensor of shape {x.shape} ({x.size} elements) into {tuple(shape)}"
             ) from None
 
     def backward(self, g):
         return reshape(g, self.in_shape)
+
+
+@register
+class Permute(Function):
+    """z = x with its axes reordered: z[i_p0, i_p1, ...] = x[i_0, i_1, ...] for z.shape[k] = x.shape[p_k]
+
+    dL/dx = permute(g, inverse(p)): the gradient's axes are put back in x's order."""
+
+    def forward(self, x, axes):
+        self.axes = axes
+        try:
+            return x.transpose(axes)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"permute: axes {tuple(axes)} are not a permutation of the {x.ndim} axes of a "
+                f"tensor of shape {x.shape}"
+            ) from None
+
+    def backward(self, g):
+        inverse = [0] * len(self.axes)
+        for i, a in enumerate(self.axes):
+            inverse[a] = i
+        return Permute.apply(g, axes=tuple(inverse))
+
+
+# -- indexing -------------------------------------------------------------------------------
+
+
+@register
+class Getitem(Function):
+    """z = x[index]  (basic or advanced NumPy indexing)
+
+    dL/dx = scatter_add(g, index, x.shape): a zero tensor of x's shape with g added at the
+    picked positions; a position picked k times receives the sum of its k gradients."""
+
+    def forward(self, x, index, advanced):
+        self.in_shape, self.index, self.advanced = x.shape, index, advanced
+        try:
+            return x[index]
+        except IndexError as e:
+            raise IndexError(f"getitem: {e} (tensor of shape {x.shape})") from None
+
+    def backward(self, g):
+        return ScatterAdd.apply(g, index=self.index, shape=self.in_shape, advanced=self.advanced)
+
+
+@register
+class ScatterAdd(Function):
+    """z = zeros(shape);  z[index] += g, repeated positions accumulating (NumPy's add.at)
+
+    The adjoint of Getitem, and so its backward:      dL/dg = gz[index]  (a gather)."""
+
+    def forward(self, g, index, shape, advanced):
+        self.index, self.advanced = index, advanced
+        xp = backend.array_module(g)
+        z = xp.zeros(shape, dtype=g.dtype)
+        if advanced:
+            # integer arrays may repeat a position: `z[index] += g` would keep only one of them
+            xp.add.at(z, index, g)
+        else:
+            # slices, ints, None, Ellipsis and boolean masks never repeat a position
+            z[index] = g
+        return z
+
+    def backward(self, gz):
+        return Getitem.apply(gz, index=self.index, advanced=self.advanced)
+
+
+# -- joining and padding ----------------------------------------------------------------------
+
+
+@register
+class Concatenate(Function):
+    """z = [x_1 | x_2 | ... ] along ``axis``      dL/dx_k = g[..., o_k : o_k + n_k, ...]
+
+    (o_k = offset of x_k along the axis, n_k = its length: each input gets its own slice)."""
+
+    def forward(self, *xs, axis):
+        self.axis = axis
+        self.sizes = [x.shape[axis] for x in xs]
+        return backend.array_module(xs[0]).concatenate(xs, axis=axis)
+
+    def backward(self, g):
+        lead = (slice(None),) * self.axis
+        grads, start = [], 0
+        for n in self.sizes:
+            grads.append(Getitem.apply(g, index=lead + (slice(start, start + n),), advanced=False))
+            start += n
+        return tuple(grads)
+
+
+@register
+class Stack(Function):
+    """z = stack(x_1, ..., x_K) along a new ``axis``:  z[..., k, ...] = x_k
+
+    dL/dx_k = g[..., k, ...]"""
+
+    def forward(self, *xs, axis):
+        self.axis = axis
+        return backend.array_module(xs[0]).stack(xs, axis=axis)
+
+    def backward(self, g):
+        lead = (slice(None),) * self.axis
+        return tuple(Getitem.apply(g, index=lead + (k,), advanced=False) for k in range(g.shape[self.axis]))
+
+
+@register
+class Pad(Function):
+    """z = x surrounded by ``value``: z[b_0 + i_0, b_1 + i_1, ...] = x[i_0, i_1, ...]
+
+    dL/dx = g[b_0 : b_0 + n_0, b_1 : b_1 + n_1, ...]  (the padding is a constant: no gradient)."""
+
+    def forward(self, x, pad_width, value):
+        self.index = tuple(slice(b, b + n) for (b, _), n in zip(pad_width, x.shape))
+        return backend.array_module(x).pad(x, pad_width, mode="constant", constant_values=value)
+
+    def backward(self, g):
+        return Getitem.apply(g, index=self.index, advanced=False)
+
+
+# -- functional forms -------------------------------------------------------------------------
 
 
 def sum_to(x, shape):
@@ -102,3 +261,254 @@ def reshape(x, *shape):
 
 
 view = reshape
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge axes ``start_dim..end_dim`` (inclusive) into one; a 0-d tensor becomes shape (1,)."""
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    start = _axis(start_dim, x.ndim, "flatten", x.shape)
+    end = _axis(end_dim, x.ndim, "flatten", x.shape)
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                         f"for a tensor of shape {x.shape}")
+    n = 1
+    for s in x.shape[start:end + 1]:
+        n *= s
+    return reshape(x, x.shape[:start] + (n,) + x.shape[end + 1:])
+
+
+def squeeze(x, axis=None, *, dim=None):
+    """Remove size-1 axes: all of them (``axis=None``), or the given ones (an int or tuple).
+
+    Like PyTorch, a named axis whose size is not 1 is silently kept (NumPy would raise)."""
+    axis = _dim_alias("squeeze", axis, dim)
+    if axis is None:
+        drop = {i for i, n in enumerate(x.shape) if n == 1}
+    else:
+        axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+        ndim = max(x.ndim, 1)  # a 0-d tensor accepts axis 0 / -1, as in PyTorch
+        drop = {a for a in (_axis(a, ndim, "squeeze", x.shape) for a in axes)
+                if x.ndim and x.shape[a] == 1}
+    if not drop:
+        return x
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in drop))
+
+
+def unsqueeze(x, axis=None, *, dim=None):
+    """Insert a size-1 axis at position ``axis`` of the result (-1 appends one)."""
+    axis = _dim_alias("unsqueeze", axis, dim)
+    if axis is None:
+        raise TypeError("unsqueeze: missing the axis to insert (e.g. unsqueeze(x, 0))")
+    a = _axis(axis, x.ndim + 1, "unsqueeze", x.shape)
+    return reshape(x, x.shape[:a] + (1,) + x.shape[a:])
+
+
+def permute(x, *axes):
+    """Reorder the axes: ``permute(x, 2, 0, 1)``, or with a tuple, ``permute(x, (2, 0, 1))``.
+    Negative axes count from the end."""
+    axes = _shape_arg(axes)
+    ndim = x.ndim
+    if len(axes) != ndim:
+        raise ValueError(f"permute: got {len(axes)} axes {axes} for a tensor of shape {x.shape} "
+                         f"with {ndim} axes")
+    axes = tuple(_axis(a, ndim, "permute", x.shape) for a in axes)
+    if axes == tuple(range(ndim)):
+        return x
+    return Permute.apply(x, axes=axes)
+
+
+def transpose(x, axis0, axis1):
+    """Swap two axes (PyTorch's ``transpose(dim0, dim1)``).  ``x.T`` reverses all of them."""
+    ndim = x.ndim
+    a = _axis(axis0, max(ndim, 1), "transpose", x.shape)
+    b = _axis(axis1, max(ndim, 1), "transpose", x.shape)
+    if a == b:
+        return x
+    axes = list(range(ndim))
+    axes[a], axes[b] = b, a
+    return Permute.apply(x, axes=tuple(axes))
+
+
+def _T(x):
+    """All axes reversed, as NumPy's ``.T`` (a 0-d or 1-d tensor is returned unchanged)."""
+    if x.ndim < 2:
+        return x
+    return Permute.apply(x, axes=tuple(range(x.ndim - 1, -1, -1)))
+
+
+def _index_item(i, xp, op):
+    """One entry of an index as NumPy understands it; returns (item, is_integer_array)."""
+    if isinstance(i, Tensor):
+        i = i.data
+    elif isinstance(i, list):
+        i = xp.asarray(i)
+        if i.size == 0:  # [] is float64 to NumPy, but as an index it means "no positions"
+            i = i.astype(np.intp)
+    if isinstance(i, (np.ndarray, xp.ndarray)):
+        kind = i.dtype.kind
+        if kind == "b":
+            return xp.asarray(i), False
+        if kind not in "iu":
+            raise TypeError(f"{op}: index arrays must hold integers or bools, got dtype {i.dtype}")
+        if i.ndim == 0 and xp is np:
+            return int(i), False  # a 0-d int array is an int: basic indexing, a view
+        return xp.asarray(i), True
+    if i is None or i is Ellipsis or isinstance(i, (slice, numbers.Integral, np.bool_, bool)):
+        return i, False
+    raise TypeError(f"{op}: unsupported index {i!r} of type {type(i).__name__}; use ints, slices, "
+                    "None, Ellipsis, or integer/bool arrays, lists or tensors")
+
+
+def _check_bounds(shape, index):
+    """Integer-array indices within their axes.  NumPy checks this itself; CuPy would wrap
+    an out-of-range index around silently, so for CuPy arrays we check first."""
+    consumed = 0
+    for i in index:
+        if i is None or i is Ellipsis:
+            continue
+        consumed += i.ndim if getattr(i, "dtype", None) is not None and i.dtype.kind == "b" else 1
+    axis = 0
+    for i in index:
+        if i is None:
+            continue
+        if i is Ellipsis:
+            axis += len(shape) - consumed
+            continue
+        is_array = getattr(i, "dtype", None) is not None and getattr(i, "ndim", 0) > 0
+        if is_array and i.dtype.kind == "b":
+            axis += i.ndim
+            continue
+        if is_array and i.size and axis < len(shape):
+            n = shape[axis]
+            lo, hi = int(i.min()), int(i.max())
+            if hi >= n or lo < -n:
+                bad = hi if hi >= n else lo
+                raise IndexError(f"getitem: index {bad} is out of bounds for axis {axis} with size {n} "
+                                 f"(tensor of shape {tuple(shape)})")
+        axis += 1
+
+
+def getitem(x, index):
+    """``x[index]`` with NumPy's rules: ints, slices (any step), None, Ellipsis (basic
+    indexing, a view), and integer / boolean arrays, lists or tensors (advanced indexing, a
+    copy).  The gradient is scattered back with accumulation over repeated indices."""
+    xp = backend.array_module(x.data)
+    items = index if isinstance(index, tuple) else (index,)
+    advanced = False
+    normalized = []
+    for i in items:
+        item, is_int_array = _index_item(i, xp, "getitem")
+        advanced |= is_int_array
+        normalized.append(item)
+    if advanced and xp is not np:
+        _check_bounds(x.shape, normalized)
+    return Getitem.apply(x, index=tuple(normalized), advanced=advanced)
+
+
+def scatter_add(values, index, shape):
+    """``z = zeros(shape); z[index] += values`` with repeated positions accumulating: the
+    adjoint of ``getitem`` (what its backward computes).  Differentiable in ``values``."""
+    xp = backend.array_module(values.data)
+    normalized, advanced = [], False
+    for i in index if isinstance(index, tuple) else (index,):
+        item, is_int_array = _index_item(i, xp, "scatter_add")
+        advanced |= is_int_array
+        normalized.append(item)
+    return ScatterAdd.apply(values, index=tuple(normalized), shape=tuple(shape), advanced=advanced)
+
+
+def _tensor_list(tensors, op):
+    if isinstance(tensors, Tensor):
+        raise TypeError(f"{op}: expected a sequence of tensors, got a single tensor of shape "
+                        f"{tensors.shape}")
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError(f"{op}: expected a non-empty sequence of tensors, got an empty one")
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: expected tensors, got {type(t).__name__}")
+    return tensors
+
+
+def concatenate(tensors, axis=0, *, dim=None):
+    """Join tensors end to end along an existing ``axis``; the other axes must match."""
+    axis = _dim_alias("concatenate", axis, dim, default=0)
+    tensors = _tensor_list(tensors, "concatenate")
+    first = tensors[0]
+    if first.ndim == 0:
+        raise ValueError("concatenate: 0-d tensors cannot be concatenated (use stack)")
+    a = _axis(axis, first.ndim, "concatenate", first.shape)
+    for t in tensors[1:]:
+        if t.ndim != first.ndim or t.shape[:a] + t.shape[a + 1:] != first.shape[:a] + first.shape[a + 1:]:
+            shapes = ", ".join(str(u.shape) for u in tensors)
+            raise ValueError(f"concatenate: tensors must have the same shape except along axis {a}, "
+                             f"got shapes {shapes}")
+    return Concatenate.apply(*tensors, axis=a)
+
+
+cat = concatenate
+
+
+def stack(tensors, axis=0, *, dim=None):
+    """Join tensors of one shape along a new ``axis`` of the result."""
+    axis = _dim_alias("stack", axis, dim, default=0)
+    tensors = _tensor_list(tensors, "stack")
+    first = tensors[0]
+    a = _axis(axis, first.ndim + 1, "stack", first.shape)
+    for t in tensors[1:]:
+        if t.shape != first.shape:
+            shapes = ", ".join(str(u.shape) for u in tensors)
+            raise ValueError(f"stack: all tensors must have the same shape, got shapes {shapes}")
+    return Stack.apply(*tensors, axis=a)
+
+
+def split(x, split_size_or_sections, axis=0, *, dim=None):
+    """Cut ``x`` along ``axis`` into pieces (PyTorch semantics): an int gives pieces of that
+    size (the last one may be smaller); a list gives the size of each piece (they must add
+    up to the axis length).  Returns a tuple; each piece is a slice of ``x`` (its own record)."""
+    axis = _dim_alias("split", axis, dim, default=0)
+    if x.ndim == 0:
+        raise ValueError("split: a 0-d tensor cannot be split")
+    a = _axis(axis, x.ndim, "split", x.shape)
+    n = x.shape[a]
+    if isinstance(split_size_or_sections, numbers.Integral):
+        size = int(split_size_or_sections)
+        if size <= 0:
+            raise ValueError(f"split: split_size must be a positive int, got {size}")
+        sizes = [min(size, n - s) for s in range(0, n, size)] or [0]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        if any(s < 0 for s in sizes) or sum(sizes) != n:
+            raise ValueError(f"split: sections {sizes} must be non-negative and add up to {n}, "
+                             f"the size of axis {a} of a tensor of shape {x.shape}")
+    lead = (slice(None),) * a
+    pieces, start = [], 0
+    for s in sizes:
+        pieces.append(Getitem.apply(x, index=lead + (slice(start, start + s),), advanced=False))
+        start += s
+    return tuple(pieces)
+
+
+
+def _pad_width(pad_width, ndim, shape):
+    """NumPy's pad_width forms: p, (p,), (before, after), ((b0, a0), (b1, a1), ...)."""
+    try:
+        pw = np.broadcast_to(np.asarray(pad_width), (ndim, 2))
+    except ValueError:
+        raise ValueError(f"pad: pad_width {pad_width!r} does not fit a tensor of shape {shape} "
+                         f"(give an int, a (before, after) pair, or {ndim} such pairs)") from None
+    if pw.dtype.kind not in "iu" and pw.size:
+        raise TypeError(f"pad: pad_width must hold ints, got {pad_width!r}")
+    if (pw < 0).any():
+        raise ValueError(f"pad: pad_width {pad_width!r} has negative entries")
+    return tuple((int(b), int(e)) for b, e in pw)
+
+
+def pad(x, pad_width, value=0.0):
+    """Constant padding, NumPy-style ``pad_width``: an int (every side of every axis), a
+    ``(before, after)`` pair (every axis), or one pair per axis."""
+    width = _pad_width(pad_width, x.ndim, x.shape)
+    if all(b == 0 and e == 0 for b, e in width):
+        return x
+    return Pad.apply(x, pad_width=width, value=value)
