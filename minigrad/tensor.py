@@ -14,7 +14,7 @@ from .backend import Device
 
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "_record", "_version", "_hooks",
+    __slots__ = ("data", "grad", "requires_grad", "_record", "_vc", "_hooks",
                  "_retains_grad", "__weakref__")
 
     # numpy must defer to Tensor in `ndarray * Tensor`, so Tensor.__rmul__ runs.
@@ -42,7 +42,7 @@ class Tensor:
         self.grad = None
         self.requires_grad = False
         self._record = None
-        self._version = 0
+        self._vc = [0]  # version counter, a shared cell: detach() shares memory, so it shares this
         self._hooks = None
         self._retains_grad = False
 
@@ -146,8 +146,20 @@ class Tensor:
         return self
 
     def detach(self):
-        """The same data, cut off from the tape (shares memory)."""
-        return Tensor._wrap(self.data)
+        """The same data, cut off from the tape (shares memory, and so the version counter:
+        modifying the detached tensor in place is caught like modifying this one)."""
+        t = Tensor._wrap(self.data)
+        t._vc = self._vc
+        return t
+
+    @property
+    def _version(self):
+        """How many times the data was modified in place (records compare it at backward)."""
+        return self._vc[0]
+
+    @_version.setter
+    def _version(self, value):
+        self._vc[0] = value
 
     def backward(self, grad=None, retain_graph=False, create_graph=False):
         """Compute the gradient of this tensor with respect to every leaf that requires grad,
