@@ -8,7 +8,13 @@ from .elementwise import (  # noqa: F401
     abs, add, astype, clip, cos, div, eq, exp, ge, gt, le, lift, log, lt, maximum, minimum,
     mul, ne, neg, pow, radd, rdiv, rmul, rpow, rsub, sign, sin, sqrt, sub, to_device, where,
 )
-from .reduce import mean, normalize_axis, sum  # noqa: F401
+from .reduce import (  # noqa: F401
+    argmax, argmin, logsumexp, max, mean, min, normalize_axis, sum, var,
+)
+from .matmul import linear, matmul, rmatmul  # noqa: F401
+from .activation import (  # noqa: F401
+    leaky_relu, log_softmax, relu, sigmoid, softmax, tanh,
+)
 from .shape import broadcast_to, expand, reshape, sum_to, view  # noqa: F401
 from .shape import (  # noqa: F401
     _T, cat, concatenate, flatten, getitem, pad, permute, split, squeeze, stack, transpose,
@@ -41,3 +47,9 @@ for _name in ("flatten", "squeeze", "unsqueeze", "transpose", "permute", "split"
 Tensor.__getitem__ = getitem
 Tensor.swapaxes = transpose
 Tensor.T = property(_T)
+
+# -- reduction, matmul and activation methods (reduce.py, matmul.py, activation.py) ---------
+for _name in ("var", "max", "min", "argmax", "argmin", "logsumexp", "matmul",
+              "relu", "sigmoid", "tanh", "softmax", "log_softmax"):
+    setattr(Tensor, _name, globals()[_name])
+Tensor.__matmul__, Tensor.__rmatmul__ = matmul, rmatmul

@@ -1,11 +1,18 @@
 """Reductions: sum, mean, var, max, min, argmax, argmin, logsumexp over ``axis``
 (an int, a tuple, or None for all; negative axes count from the end) with ``keepdims``.
+``dim`` and ``keepdim`` are accepted as keyword aliases, as in PyTorch.
 
 Every backward first puts the reduced axes back as size-1 axes (``_unsqueeze_like``) so the
 gradient broadcasts against the input.  Derivations: docs/derivations/reduce.md.
 """
+import builtins
+import warnings
+
+import numpy as np
+
 from .. import backend
 from ..autograd import Function, register
+from ..tensor import Tensor
 from .shape import broadcast_to, reshape
 
 
@@ -16,13 +23,24 @@ def normalize_axis(axis, ndim, op):
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     out = []
     for a in axes:
-        if not isinstance(a, int) or not -max(ndim, 1) <= a < max(ndim, 1):
+        if not isinstance(a, int) or not -builtins.max(ndim, 1) <= a < builtins.max(ndim, 1):
             raise ValueError(f"{op}: axis {a} is out of range for a tensor with {ndim} dimensions "
-                             f"(valid: {-max(ndim, 1)} to {max(ndim, 1) - 1})")
+                             f"(valid: {-builtins.max(ndim, 1)} to {builtins.max(ndim, 1) - 1})")
         out.append(a % ndim if ndim else 0)
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: axis {axis} repeats a dimension")
     return tuple(sorted(out)) if ndim else ()
+
+
+def _resolve(op, axis, dim, keepdims, keepdim):
+    """Merge the PyTorch spellings ``dim=`` / ``keepdim=`` into ``axis`` / ``keepdims``."""
+    if dim is not None:
+        if axis is not None:
+            raise TypeError(f"{op}: pass either axis or dim, not both (got axis={axis}, dim={dim})")
+        axis = dim
+    if keepdim is not None:
+        keepdims = keepdim
+    return axis, bool(keepdims)
 
 
 def _kept_shape(in_shape, axes):
@@ -33,6 +51,18 @@ def _kept_shape(in_shape, axes):
 def _unsqueeze_like(g, in_shape, axes):
     """Gradient of a reduction, reshaped so it broadcasts against the input."""
     return reshape(g, _kept_shape(in_shape, axes))
+
+
+def _count(shape, axes):
+    n = 1
+    for a in axes:
+        n *= shape[a]
+    return n
+
+
+def _constant(array, like):
+    """A raw array as a constant tensor (no gradient) in the dtype of ``like``."""
+    return Tensor._wrap(array.astype(like.dtype, copy=False))
 
 
 @register
@@ -53,18 +83,188 @@ class Mean(Function):
 
     def forward(self, x, axes, keepdims):
         self.in_shape, self.axes = x.shape, axes
-        self.count = 1
-        for a in axes:
-            self.count *= x.shape[a]
+        self.count = _count(x.shape, axes)
         return x.mean(axis=axes, keepdims=keepdims)
 
     def backward(self, g):
         return broadcast_to(_unsqueeze_like(g, self.in_shape, self.axes), self.in_shape) / self.count
 
 
-def sum(x, axis=None, keepdims=False):
+@register
+class Var(Function):
+    """z = sum_i (x_i - m)^2 / (N - c)  over ``axes``, m = mean of x, c = ``correction``
+
+    dL/dx_i = g * 2 (x_i - m) / (N - c)     (the terms through m cancel: sum_i (x_i - m) = 0)
+
+    As in PyTorch, N - c is clamped at 0 (the result is then inf, or nan for a constant or
+    empty x, with a warning)."""
+
+    def forward(self, x, axes, correction, keepdims):
+        xp = backend.array_module(x)
+        self.in_shape, self.axes = x.shape, axes
+        n = _count(x.shape, axes)
+        self.dof = builtins.max(n - correction, 0)
+        if self.dof == 0:
+            warnings.warn(f"var: degrees of freedom N - correction = {n} - {correction} <= 0 "
+                          f"for shape {x.shape}; the result is inf or nan", RuntimeWarning, stacklevel=4)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d = x - x.mean(axis=axes, keepdims=True)
+            return xp.sum(d * d, axis=axes, keepdims=keepdims) / x.dtype.type(self.dof)
+
+    def backward(self, g):
+        (x,) = self.saved_tensors
+        d = x - mean(x, axis=self.axes, keepdims=True)
+        scale = 2.0 / self.dof if self.dof else float("inf")
+        return _unsqueeze_like(g, self.in_shape, self.axes) * d * scale
+
+
+class _Extreme(Function):
+    """Shared by Max and Min: z = the extreme value over ``axes``.
+
+    dL/dx_i = g * [x_i == z] / (number of i with x_i == z): where several elements tie for
+    the extreme, the gradient is split evenly among them (PyTorch's choice for amax/amin;
+    the gradient then sums to g, as for a single winner)."""
+
+    def forward(self, x, axes, keepdims):
+        if x.size == 0 and axes and _count(x.shape, axes) == 0:
+            raise ValueError(f"{self.name.lower()}: cannot reduce over an empty axis (shape {x.shape}, "
+                             f"axes {axes}): the result has no identity")
+        self.in_shape, self.axes = x.shape, axes
+        z = self.reduce(x, axis=axes, keepdims=True)
+        self.z = z
+        return z if keepdims else z.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+    def backward(self, g):
+        (x,) = self.saved_tensors
+        winners = x.data == self.z
+        share = winners / winners.sum(axis=self.axes, keepdims=True)
+        return _unsqueeze_like(g, self.in_shape, self.axes) * _constant(share, g)
+
+
+@register
+class Max(_Extreme):
+    __doc__ = _Extreme.__doc__.replace("extreme", "largest")
+    reduce = staticmethod(lambda x, axis, keepdims: x.max(axis=axis, keepdims=keepdims))
+
+
+@register
+class Min(_Extreme):
+    __doc__ = _Extreme.__doc__.replace("extreme", "smallest")
+    reduce = staticmethod(lambda x, axis, keepdims: x.min(axis=axis, keepdims=keepdims))
+
+
+class _ArgExtreme(Function):
+    """Index of the extreme along one axis (of the flattened tensor when axis is None); int64.
+    Piecewise constant, so it passes no gradient.  Ties: the first occurrence wins."""
+
+    differentiable = False
+
+    def forward(self, x, axis, keepdims):
+        if x.size == 0:
+            raise ValueError(f"{self.name.lower()}: cannot take the {self.name[3:].lower()} of an "
+                             f"empty tensor (shape {x.shape})")
+        return self.reduce(x, axis=axis, keepdims=keepdims).astype(np.int64, copy=False)
+
+
+class ArgMax(_ArgExtreme):
+    reduce = staticmethod(lambda x, axis, keepdims: x.argmax(axis=axis, keepdims=keepdims))
+
+
+class ArgMin(_ArgExtreme):
+    reduce = staticmethod(lambda x, axis, keepdims: x.argmin(axis=axis, keepdims=keepdims))
+
+
+@register
+class LogSumExp(Function):
+    """z = log sum_i exp(x_i) over ``axes``, computed as m + log sum_i exp(x_i - m) with
+    m = max_i x_i, so no exp overflows.
+
+    dL/dx_i = g * exp(x_i - z)     (= g * softmax(x)_i)"""
+
+    def forward(self, x, axes, keepdims):
+        xp = backend.array_module(x)
+        self.in_shape, self.axes = x.shape, axes
+        if _count(x.shape, axes) == 0:  # empty sum: log 0 = -inf, as in PyTorch
+            m = xp.zeros(_kept_shape(x.shape, axes), dtype=x.dtype)
+        else:
+            m = x.max(axis=axes, keepdims=True)
+            m[~xp.isfinite(m)] = 0  # all -inf (or an inf): shifting would give nan
+        with np.errstate(divide="ignore"):
+            z = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
+        return z if keepdims else z.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+    def backward(self, g):
+        (x,) = self.saved_tensors
+        z = _unsqueeze_like(self.saved_output, self.in_shape, self.axes)
+        return _unsqueeze_like(g, self.in_shape, self.axes) * exp(x - z)
+
+
+# -- functional forms ---------------------------------------------------------------------
+
+
+def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Sum over ``axis`` (int, tuple, or None for all)."""
+    if dim is not None or keepdim is not None:
+        axis, keepdims = _resolve("sum", axis, dim, keepdims, keepdim)
     return Sum.apply(x, axes=normalize_axis(axis, x.ndim, "sum"), keepdims=keepdims)
 
 
-def mean(x, axis=None, keepdims=False):
+def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Arithmetic mean over ``axis`` (int, tuple, or None for all)."""
+    if dim is not None or keepdim is not None:
+        axis, keepdims = _resolve("mean", axis, dim, keepdims, keepdim)
     return Mean.apply(x, axes=normalize_axis(axis, x.ndim, "mean"), keepdims=keepdims)
+
+
+def var(x, axis=None, correction=1, keepdims=False, *, dim=None, keepdim=None, unbiased=None):
+    """Variance over ``axis``: sum (x - mean)^2 / (N - correction).  ``correction=1`` (the
+    default, as in PyTorch) is the unbiased estimator, ``correction=0`` the population variance;
+    ``unbiased=True/False`` is PyTorch's older spelling of correction=1/0."""
+    axis, keepdims = _resolve("var", axis, dim, keepdims, keepdim)
+    if unbiased is not None:
+        correction = 1 if unbiased else 0
+    if x.dtype.kind not in "fc":
+        raise TypeError(f"var: needs a floating-point tensor, got dtype {x.dtype}; use .float() first")
+    return Var.apply(x, axes=normalize_axis(axis, x.ndim, "var"), correction=correction, keepdims=keepdims)
+
+
+def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Largest value over ``axis`` (values only, like numpy.amax); ties share the gradient."""
+    axis, keepdims = _resolve("max", axis, dim, keepdims, keepdim)
+    return Max.apply(x, axes=normalize_axis(axis, x.ndim, "max"), keepdims=keepdims)
+
+
+def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Smallest value over ``axis`` (values only, like numpy.amin); ties share the gradient."""
+    axis, keepdims = _resolve("min", axis, dim, keepdims, keepdim)
+    return Min.apply(x, axes=normalize_axis(axis, x.ndim, "min"), keepdims=keepdims)
+
+
+def _arg(fn, op, x, axis, keepdims, dim, keepdim):
+    axis, keepdims = _resolve(op, axis, dim, keepdims, keepdim)
+    if axis is not None:
+        if not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"{op}: axis must be an int or None, got {axis!r}")
+        (axis,) = normalize_axis(int(axis), x.ndim, op) or (None,)
+    elif keepdims:  # the flattened index, with every axis kept as size 1 (as in PyTorch)
+        return reshape(fn.apply(x, axis=None, keepdims=False), (1,) * x.ndim)
+    return fn.apply(x, axis=axis, keepdims=keepdims)
+
+
+def argmax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Index of the largest value along ``axis`` (int64; of the flattened tensor for None)."""
+    return _arg(ArgMax, "argmax", x, axis, keepdims, dim, keepdim)
+
+
+def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Index of the smallest value along ``axis`` (int64; of the flattened tensor for None)."""
+    return _arg(ArgMin, "argmin", x, axis, keepdims, dim, keepdim)
+
+
+def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """log(sum(exp(x))) over ``axis``, without overflow."""
+    axis, keepdims = _resolve("logsumexp", axis, dim, keepdims, keepdim)
+    return LogSumExp.apply(x, axes=normalize_axis(axis, x.ndim, "logsumexp"), keepdims=keepdims)
+
+
+from .elementwise import exp  # noqa: E402
