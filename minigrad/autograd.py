@@ -358,6 +358,10 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
     from .ops.shape import sum_to  # the one place where broadcasting is undone
 
     pending = {}  # id(record) -> gradient of its output (summed over all its uses)
+    # id(record) -> its output tensor.  Once the consumers of an output have run and released
+    # their inputs, this is the only strong reference left, and the record's backward may
+    # still need the output (saved_output, as in exp); it is dropped when the record runs.
+    outputs = {}
     leaf_grads = []
     for t, g in zip(roots, root_grads):
         if t._record is None:
@@ -372,9 +376,11 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
             _deliver_to_leaf(t, g, create_graph, capture)
         for rec in records:
             grad = pending.pop(id(rec), None)
+            out = outputs.pop(id(rec), None)
             if grad is None:
                 continue
-            out = rec._output_ref()
+            if out is None:
+                out = rec._output_ref()
             if out is not None:
                 if out._hooks:
                     grad = _run_hooks(out, grad)
@@ -399,6 +405,7 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
                 else:
                     key = id(parent)
                     pending[key] = pending[key] + g if key in pending else g
+                    outputs[key] = t
             if not retain_graph:
                 rec._release()
 
