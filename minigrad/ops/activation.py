@@ -13,7 +13,8 @@ from .reduce import normalize_axis, sum
 
 
 def _constant(array):
-    return Tensor._wrap(array)
+    """A raw array as a constant tensor (asarray: NumPy turns 0-d results into scalars)."""
+    return Tensor._wrap(backend.array_module(array).asarray(array))
 
 
 @register

@@ -61,8 +61,9 @@ def _count(shape, axes):
 
 
 def _constant(array, like):
-    """A raw array as a constant tensor (no gradient) in the dtype of ``like``."""
-    return Tensor._wrap(array.astype(like.dtype, copy=False))
+    """A raw array as a constant tensor (no gradient) in the dtype of ``like``.
+    (asarray: NumPy turns 0-d results into scalars, and a Tensor must hold an array.)"""
+    return Tensor._wrap(backend.array_module(array).asarray(array, dtype=like.dtype))
 
 
 @register
@@ -188,7 +189,7 @@ class LogSumExp(Function):
             m = xp.zeros(_kept_shape(x.shape, axes), dtype=x.dtype)
         else:
             m = x.max(axis=axes, keepdims=True)
-            m[~xp.isfinite(m)] = 0  # all -inf (or an inf): shifting would give nan
+            m = xp.where(xp.isfinite(m), m, 0)  # all -inf (or an inf): shifting would give nan
         with np.errstate(divide="ignore"):
             z = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
         return z if keepdims else z.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))

@@ -1,0 +1,175 @@
+"""Activations: relu, leaky_relu, sigmoid, tanh, softmax, log_softmax (minigrad/ops/activation.py)."""
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import minigrad as mg
+from tests.coverage import covers
+from tests.strategies import arrays, shapes
+
+
+def t(a, requires_grad=False):
+    return mg.from_numpy(a).requires_grad_(requires_grad)
+
+
+@st.composite
+def with_axis(draw, max_dims=3, max_side=4, allow_empty=False, **kw):
+    x = draw(arrays(shapes(0, max_dims, max_side=max_side, allow_empty=allow_empty), **kw))
+    n = max(x.ndim, 1)
+    return x, draw(st.integers(-n, n - 1))
+
+
+def np_softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+# -- forward ---------------------------------------------------------------------------------
+
+
+@given(arrays(shapes(0, 3, allow_empty=True), low=-30, high=30))
+def test_elementwise_forward(x):
+    np.testing.assert_array_equal(mg.relu(t(x)).numpy(), np.maximum(x, 0))
+    np.testing.assert_allclose(mg.leaky_relu(t(x), 0.2).numpy(), np.where(x > 0, x, 0.2 * x), rtol=1e-15)
+    np.testing.assert_allclose(t(x).sigmoid().numpy(), 1 / (1 + np.exp(-x)), rtol=1e-14)
+    np.testing.assert_allclose(t(x).tanh().numpy(), np.tanh(x), rtol=1e-15)
+
+
+@given(with_axis(allow_empty=True, low=-30, high=30))
+def test_softmax_forward(c):
+    x, axis = c
+    if x.ndim == 0:
+        axis = None
+    expected = np_softmax(x, axis) if x.size else x
+    np.testing.assert_allclose(mg.softmax(t(x), axis if axis is not None else -1).numpy(), expected, rtol=1e-13)
+    np.testing.assert_allclose(t(x).log_softmax(dim=axis if axis is not None else 0).numpy(),
+                               np.log(expected) if x.size else x, rtol=1e-12, atol=1e-13)
+
+
+def test_sigmoid_large_inputs():
+    x = mg.tensor([-1000.0, -745.0, -40.0, 0.0, 40.0, 1000.0], dtype=mg.float64)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
+        s = x.sigmoid().numpy()
+    assert np.all(np.isfinite(s))
+    np.testing.assert_allclose(s, [0.0, np.exp(-745.0), np.exp(-40.0) / (1 + np.exp(-40.0)), 0.5, 1.0, 1.0],
+                               rtol=1e-14)
+    assert s[2] > 0  # tiny values keep their relative precision instead of rounding to 0
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        s32 = mg.tensor([-100.0, 100.0]).sigmoid()
+    assert s32.dtype == np.float32 and s32.tolist() == [pytest.approx(np.exp(-100.0), rel=1e-6), 1.0]
+
+
+@pytest.mark.parametrize("dtype", [mg.float32, mg.float64])
+def test_softmax_stable_at_1e4(dtype):
+    x = mg.tensor([[1e4, 0.0, -1e4], [1e4, 1e4, 1e4 - 1], [-1e4, -1e4, -1e4]], dtype=dtype)
+    s, ls = x.softmax(1).numpy(), x.log_softmax(1).numpy()
+    assert np.all(np.isfinite(s)) and np.all(np.isfinite(ls))
+    e = np.exp(-1.0)
+    expected_log = np.array([[0.0, -1e4, -2e4],
+                             [-np.log(2 + e)] * 2 + [-1 - np.log(2 + e)],
+                             [-np.log(3.0)] * 3])
+    rtol = 1e-6 if dtype == mg.float32 else 1e-14
+    np.testing.assert_allclose(ls, expected_log, rtol=rtol)
+    np.testing.assert_allclose(s, np.exp(expected_log), rtol=rtol, atol=1e-30)
+    # the gradients too
+    xg = mg.tensor(x.numpy(), requires_grad=True)
+    (xg.log_softmax(1) * mg.tensor(np.arange(9.0).reshape(3, 3), dtype=dtype)).sum().backward()
+    assert np.all(np.isfinite(xg.grad.numpy()))
+
+
+def test_relu_gradient_at_zero_is_zero():
+    x = mg.tensor([-1.0, 0.0, 2.0], requires_grad=True)
+    x.relu().sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0, 1.0])
+    y = mg.tensor([-1.0, 0.0, 2.0], requires_grad=True)
+    mg.leaky_relu(y, 0.1).sum().backward()
+    np.testing.assert_allclose(y.grad.numpy(), [0.1, 0.1, 1.0])
+
+
+def test_zero_dim():
+    x = mg.tensor(0.5, dtype=mg.float64, requires_grad=True)
+    assert x.softmax().item() == 1.0 and x.log_softmax().item() == 0.0
+    fn = lambda v: v.relu() * v.sigmoid() + mg.leaky_relu(-v) + v.tanh() + v.softmax() + v.log_softmax()
+    assert mg.gradcheck(fn, x)
+
+
+# -- gradients -------------------------------------------------------------------------------
+
+KINK = dict(kinks=(0.0,), margin=0.05)  # keep relu / leaky_relu away from their kink
+
+
+@covers("ReLU", "LeakyReLU", twice=True)
+@given(arrays(shapes(0, 3, max_side=3), **KINK), st.floats(0.01, 0.5))
+def test_relu_grad(x, slope):
+    fn = lambda v: mg.relu(v) * v + mg.leaky_relu(v, negative_slope=slope) * v
+    assert mg.gradcheck(fn, t(x))
+    assert mg.gradgradcheck(fn, t(x))
+
+
+@covers("Sigmoid", "Tanh", twice=True)
+@given(arrays(shapes(0, 3, max_side=3), low=-6, high=6))
+def test_sigmoid_tanh_grad(x):
+    fn = lambda v: (mg.sigmoid(v), mg.tanh(v))
+    assert mg.gradcheck(fn, t(x))
+    assert mg.gradgradcheck(fn, t(x))
+
+
+@covers("Softmax", "LogSoftmax", twice=True)
+@given(with_axis(max_side=3))
+def test_softmax_grad(c):
+    x, axis = c
+    fn = lambda v: (mg.softmax(v, axis), mg.log_softmax(v, dim=axis))
+    assert mg.gradcheck(fn, t(x))
+    assert mg.gradgradcheck(fn, t(x))
+
+
+def test_softmax_backward_formula():
+    """dL/dx = s * (g - sum(g * s)) (the Jacobian-vector product), checked with numbers."""
+    x = mg.tensor([1.0, 2.0, 0.5], dtype=mg.float64, requires_grad=True)
+    g = np.array([0.3, -1.0, 2.0])
+    x.softmax().backward(mg.tensor(g))
+    s = np_softmax(x.numpy(), 0)
+    jacobian = np.diag(s) - np.outer(s, s)
+    np.testing.assert_allclose(x.grad.numpy(), jacobian @ g, rtol=1e-14)
+    np.testing.assert_allclose(x.grad.numpy(), s * g - s * np.sum(g * s), rtol=1e-14)
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def test_axis_errors():
+    x = mg.randn(2, 3)
+    with pytest.raises(ValueError, match="softmax: axis 2 is out of range for a tensor with 2 dimensions"):
+        x.softmax(2)
+    with pytest.raises(ValueError, match="log_softmax: axis -3 is out of range"):
+        mg.log_softmax(x, dim=-3)
+    with pytest.raises(TypeError, match=r"softmax: axis must be an int, got \(0, 1\)"):
+        x.softmax((0, 1))
+    with pytest.raises(TypeError, match="either axis or dim"):
+        x.softmax(0, dim=1)
+
+
+# -- parity with PyTorch ---------------------------------------------------------------------
+
+
+def test_torch_parity():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 5)) * 5
+    g = rng.standard_normal((3, 4, 5))
+    cases = [
+        ("softmax", lambda v: mg.softmax(v, 1), lambda v: torch.softmax(v, 1), g),
+        ("log_softmax", lambda v: mg.log_softmax(v, -1), lambda v: torch.log_softmax(v, -1), g),
+        ("logsumexp", lambda v: mg.logsumexp(v, (0, 2)), lambda v: torch.logsumexp(v, (0, 2)), g[0, :, 0]),
+        ("var", lambda v: mg.var(v, dim=1, keepdim=True), lambda v: torch.var(v, dim=1, keepdim=True), g[:, :1]),
+        ("var0", lambda v: mg.var(v, correction=0), lambda v: torch.var(v, correction=0), np.array(0.7)),
+        ("sigmoid", mg.sigmoid, torch.sigmoid, g),
+    ]
+    for name, ours, theirs, upstream in cases:
+        a = mg.tensor(x, requires_grad=True)
+        b = torch.tensor(x, requires_grad=True)
+        za, zb = ours(a), theirs(b)
+        np.testing.assert_allclose(za.numpy(), zb.detach().numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
+        za.backward(mg.tensor(upstream))
+        zb.backward(torch.tensor(upstream))
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-14, err_msg=name)

@@ -1,0 +1,264 @@
+"""Reductions: sum, mean, var, max, min, argmax, argmin, logsumexp (minigrad/ops/reduce.py)."""
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import minigrad as mg
+from tests.coverage import covers
+from tests.strategies import arrays, layouts, relayout, shapes
+
+
+@st.composite
+def axes_for(draw, ndim):
+    """None, an int, or a tuple of distinct axes; negative ones mixed in."""
+    if ndim == 0:
+        return draw(st.sampled_from([None, 0, -1, ()]))
+    kind = draw(st.sampled_from(["none", "int", "tuple"]))
+    if kind == "none":
+        return None
+    if kind == "int":
+        return draw(st.integers(-ndim, ndim - 1))
+    picked = draw(st.lists(st.integers(0, ndim - 1), unique=True, max_size=ndim))
+    return tuple(a - ndim if draw(st.booleans()) else a for a in picked)
+
+
+@st.composite
+def case(draw, max_dims=3, max_side=4, allow_empty=False, **kw):
+    x = draw(arrays(shapes(0, max_dims, max_side=max_side, allow_empty=allow_empty), **kw))
+    return x, draw(axes_for(x.ndim)), draw(st.booleans())
+
+
+@st.composite
+def distinct(draw, max_dims=3, max_side=3):
+    """Values with no ties (gaps of 0.25 >> eps): max/min are differentiable there."""
+    shape = draw(shapes(0, max_dims, max_side=max_side))
+    n = int(np.prod(shape))
+    values = np.array(draw(st.permutations(range(n)))) * 0.25 - n * 0.1
+    return relayout(values.reshape(shape), draw(layouts()))
+
+
+def np_axis(axis):
+    return tuple(axis) if isinstance(axis, (tuple, list)) else axis
+
+
+def t(a, **kw):
+    return mg.from_numpy(a).requires_grad_(kw.get("requires_grad", False))
+
+
+# -- forward against NumPy -------------------------------------------------------------------
+
+
+@given(case(allow_empty=True))
+def test_sum_mean_forward(c):
+    x, axis, keepdims = c
+    np.testing.assert_allclose(mg.sum(t(x), axis, keepdims).numpy(),
+                               np.sum(x, axis=np_axis(axis), keepdims=keepdims))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # mean of an empty slice is nan
+        expected = np.mean(x, axis=np_axis(axis), keepdims=keepdims)
+    np.testing.assert_allclose(t(x).mean(axis, keepdims).numpy(), expected)
+
+
+@given(case(), st.sampled_from([0, 1, 2]))
+def test_var_forward(c, correction):
+    x, axis, keepdims = c
+    axes = mg.normalize_axis(axis, x.ndim, "var")
+    n = int(np.prod([x.shape[a] for a in axes]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        got = mg.var(t(x), axis, correction=correction, keepdims=keepdims).numpy()
+        if n - correction > 0:
+            expected = np.var(x, axis=np_axis(axis), ddof=correction, keepdims=keepdims)
+            np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+        else:  # PyTorch: the denominator is clamped at 0 -> inf, or nan where all equal
+            assert np.all(np.isinf(got) | np.isnan(got))
+
+
+@given(case())
+def test_max_min_forward(c):
+    x, axis, keepdims = c
+    np.testing.assert_array_equal(mg.max(t(x), axis, keepdims).numpy(),
+                                  np.amax(x, axis=np_axis(axis), keepdims=keepdims))
+    np.testing.assert_array_equal(t(x).min(axis, keepdims).numpy(),
+                                  np.amin(x, axis=np_axis(axis), keepdims=keepdims))
+
+
+@given(arrays(shapes(0, 3)), st.data())
+def test_argmax_argmin_forward(x, data):
+    axis = data.draw(st.none() | st.integers(-max(x.ndim, 1), max(x.ndim, 1) - 1)) if x.ndim else None
+    for fn, ref in ((mg.argmax, np.argmax), (mg.argmin, np.argmin)):
+        got = fn(t(x), axis)
+        assert got.dtype == np.int64
+        np.testing.assert_array_equal(got.numpy(), ref(x, axis=axis))
+    if axis is not None:
+        np.testing.assert_array_equal(t(x).argmax(dim=axis, keepdim=True).numpy(),
+                                      np.argmax(x, axis=axis, keepdims=True))
+
+
+@given(case(allow_empty=True, low=-50, high=50))
+def test_logsumexp_forward(c):
+    x, axis, keepdims = c
+    with np.errstate(divide="ignore"):
+        expected = np.log(np.sum(np.exp(x), axis=np_axis(axis), keepdims=keepdims))
+    # atol: the naive reference rounds log(exp(1e-300)) to 0, minigrad keeps x (more exact)
+    np.testing.assert_allclose(mg.logsumexp(t(x), axis, keepdims).numpy(), expected,
+                               rtol=1e-12, atol=1e-13)
+
+
+def test_logsumexp_is_stable():
+    x = np.array([[1e4, 1e4 - 1.0, -1e4], [-1e4, -1e4, -1e4 - 2.0]])
+    got = mg.tensor(x).logsumexp(dim=1).numpy()
+    expected = np.array([1e4 + np.log1p(np.exp(-1.0)), -1e4 + np.log(2 + np.exp(-2.0))])
+    np.testing.assert_allclose(got, expected, rtol=1e-14)
+    assert mg.tensor([-np.inf, -np.inf]).logsumexp().item() == -np.inf
+    assert mg.tensor([np.inf, 0.0]).logsumexp().item() == np.inf
+
+
+def test_float32_stays_float32():
+    x = mg.randn(3, 4)
+    for out in (x.sum(0), x.mean(), x.var(1), x.max(0), x.min(), x.logsumexp(-1)):
+        assert out.dtype == np.float32
+
+
+def test_dim_and_keepdim_aliases():
+    x = mg.tensor(np.arange(24.0).reshape(2, 3, 4))
+    for name in ("sum", "mean", "var", "max", "min", "logsumexp"):
+        a = getattr(mg, name)(x, axis=(0, -1), keepdims=True)
+        b = getattr(x, name)(dim=(0, -1), keepdim=True)
+        assert a.shape == b.shape == (1, 3, 1)
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(TypeError, match="either axis or dim"):
+        x.max(axis=0, dim=1)
+
+
+def test_empty_dims():
+    x = mg.zeros(2, 0, 3)
+    assert x.sum(1).shape == (2, 3) and np.all(x.sum(1).numpy() == 0)
+    assert x.sum().item() == 0
+    assert x.max(2).shape == (2, 0)  # the reduced axis is not empty: fine
+    np.testing.assert_array_equal(x.logsumexp(1).numpy(), np.full((2, 3), -np.inf))
+    with pytest.raises(ValueError, match=r"max: cannot reduce over an empty axis \(shape \(2, 0, 3\)"):
+        x.max(1)
+    with pytest.raises(ValueError, match="min: cannot reduce over an empty axis"):
+        x.min()
+    with pytest.raises(ValueError, match=r"argmax: .*empty tensor \(shape \(2, 0, 3\)\)"):
+        x.argmax()
+
+
+def test_zero_dim():
+    x = mg.tensor(2.5, dtype=mg.float64, requires_grad=True)
+    for name in ("sum", "mean", "max", "min", "logsumexp"):
+        out = getattr(x, name)()
+        assert out.shape == () and out.item() == 2.5
+        assert getattr(x, name)(dim=0, keepdim=True).shape == ()
+    assert x.argmax().item() == 0
+    assert mg.gradcheck(lambda v: v.max() * v.logsumexp(), x)
+
+
+def test_var_degrees_of_freedom():
+    x = mg.tensor([1.0, 2.0, 4.0])
+    assert x.var().item() == pytest.approx(7 / 3)
+    assert x.var(correction=0).item() == pytest.approx(14 / 9)
+    assert x.var(unbiased=False).item() == pytest.approx(14 / 9)
+    with pytest.warns(RuntimeWarning, match="degrees of freedom"):
+        assert x.var(correction=3).item() == np.inf
+    with pytest.warns(RuntimeWarning, match="degrees of freedom"):
+        assert np.isnan(mg.tensor([3.0]).var().item())
+    with pytest.raises(TypeError, match="var: needs a floating-point tensor"):
+        mg.tensor([1, 2]).var()
+
+
+# -- ties ------------------------------------------------------------------------------------
+
+
+def test_max_min_split_ties_evenly():
+    x = mg.tensor([1.0, 3.0, 3.0], requires_grad=True)
+    x.max().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0, 0.5, 0.5])
+    y = mg.tensor([[2.0, 2.0, 2.0, 5.0], [0.0, 1.0, 0.0, 0.0]], requires_grad=True)
+    (y.min(dim=1) * mg.tensor([6.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(y.grad.numpy(), [[2, 2, 2, 0], [1, 0, 1, 1]])
+
+
+# -- gradients -------------------------------------------------------------------------------
+
+
+@covers("Sum", "Mean", twice=True)
+@given(case(max_side=3))
+def test_sum_mean_grad(c):
+    x, axis, keepdims = c
+    fn = lambda v: mg.sum(v * v, axis, keepdims) + mg.mean(v * v, axis=axis, keepdims=keepdims)
+    assert mg.gradcheck(fn, t(x))
+    assert mg.gradgradcheck(fn, t(x))
+
+
+@covers("Var", twice=True)
+@given(case(max_side=3), st.sampled_from([0, 1]))
+def test_var_grad(c, correction):
+    x, axis, keepdims = c
+    axes = mg.normalize_axis(axis, x.ndim, "var")
+    if int(np.prod([x.shape[a] for a in axes])) <= correction:
+        # too few elements for that correction (the variance is inf): use 3+ elements instead
+        axis, x = None, np.concatenate([x.ravel(), [0.5, -1.25]])
+    fn = lambda v: mg.var(v, axis, correction=correction, keepdims=keepdims)
+    assert mg.gradcheck(fn, t(x))
+    assert mg.gradgradcheck(fn, t(x))
+
+
+@covers("Max", "Min", twice=True)
+@given(distinct(), st.data())
+def test_max_min_grad(x, data):
+    axis = data.draw(axes_for(x.ndim))
+    keepdims = data.draw(st.booleans())
+    fn = lambda v: mg.max(v * v, axis, keepdims) * mg.min(v, dim=axis, keepdim=keepdims)
+    assert mg.gradcheck(fn, t(x))
+    assert mg.gradgradcheck(fn, t(x))
+
+
+@covers("LogSumExp", twice=True)
+@given(case(max_side=3))
+def test_logsumexp_grad(c):
+    x, axis, keepdims = c
+    fn = lambda v: mg.logsumexp(v, axis, keepdims)
+    assert mg.gradcheck(fn, t(x))
+    assert mg.gradgradcheck(fn, t(x))
+
+
+def test_logsumexp_grad_is_softmax_at_large_logits():
+    x = mg.tensor([[1e4, 1e4 - np.log(3.0)]], dtype=mg.float64, requires_grad=True)
+    x.logsumexp(1).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [[0.75, 0.25]], rtol=1e-12)
+
+
+def test_argmax_is_not_differentiable():
+    x = mg.randn(3, 4, requires_grad=True)
+    out = x.argmax(1)
+    assert out.dtype == np.int64 and not out.requires_grad
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sum", "mean", "var", "max", "min", "logsumexp", "argmax", "argmin"])
+def test_axis_out_of_range(name):
+    x = mg.randn(2, 3)
+    with pytest.raises(ValueError, match=rf"{name}: axis 2 is out of range for a tensor with 2 dimensions"):
+        getattr(x, name)(2)
+    with pytest.raises(ValueError, match=rf"{name}: axis -3 is out of range"):
+        getattr(mg, name)(x, dim=-3)
+
+
+def test_repeated_axis():
+    with pytest.raises(ValueError, match=r"sum: axis \(0, -2\) repeats a dimension"):
+        mg.randn(2, 3).sum((0, -2))
+
+
+def test_argmax_keepdims_without_axis():
+    x = mg.tensor([[1.0, 5.0], [7.0, 2.0]])
+    out = x.argmax(keepdims=True)
+    assert out.shape == (1, 1) and out.item() == 2
+    with pytest.raises(TypeError, match="argmin: axis must be an int or None"):
+        x.argmin((0, 1))
