@@ -1,0 +1,208 @@
+"""Optimizer: the base class of SGD, Adam and AdamW (PyTorch's ``torch.optim.Optimizer``).
+
+An optimizer holds
+
+* ``param_groups``: a list of dicts, each ``{"params": [Parameter, ...], "lr": ..., ...}``;
+  hyper-parameters missing from a group are filled from the optimizer's ``defaults``;
+* ``state``: a dict ``Parameter -> dict`` of per-parameter buffers (momentum, Adam's moments).
+
+``step()`` updates the parameters in place on their raw arrays (nothing is recorded on the tape),
+and bumps each parameter's version counter so a stale saved graph is detected.
+``state_dict()`` / ``load_state_dict()`` use PyTorch's layout: parameters are numbered in the
+order they appear across the groups, and the state is keyed by that number, so a checkpoint
+does not depend on object identities and a run can be resumed exactly.
+"""
+import copy
+
+import numpy as np
+
+from .. import backend
+from ..autograd import enable_grad
+from ..tensor import Tensor
+
+
+class _Required:
+    def __repr__(self):
+        return "<required parameter>"
+
+
+required = _Required()
+
+
+class Optimizer:
+    def __init__(self, params, defaults):
+        self.defaults = defaults
+        self.state = {}
+        self.param_groups = []
+        if isinstance(params, Tensor):
+            raise TypeError(
+                f"{type(self).__name__}: params must be an iterable of Tensors or of dicts, got a "
+                "single Tensor; pass [tensor] or model.parameters()"
+            )
+        param_groups = list(params)
+        if not param_groups:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list")
+        if not isinstance(param_groups[0], dict):
+            param_groups = [{"params": param_groups}]
+        for group in param_groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, param_group):
+        """Add a group of parameters with its own hyper-parameters (e.g. a smaller lr)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"add_param_group: a param group must be a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        params = group.get("params")
+        if params is None:
+            raise ValueError("add_param_group: the group has no 'params' entry")
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError("add_param_group: parameters must be an ordered collection, not a set")
+        params = list(params)
+        name = type(self).__name__
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{name}: can only optimize Tensors, but parameter {i} is a {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError(f"{name}: can't optimize a non-leaf Tensor (parameter {i}, shape {p.shape})")
+            if p.dtype.kind != "f":
+                raise TypeError(f"{name}: can only optimize floating-point tensors, parameter {i} has dtype {p.dtype}")
+        group["params"] = params
+        for key, default in self.defaults.items():
+            if default is required and key not in group:
+                raise ValueError(f"{name}: parameter group didn't specify a value of required optimization parameter {key}")
+            group.setdefault(key, default)
+        self._validate(group)
+        existing = {id(p) for g in self.param_groups for p in g["params"]}
+        ids = [id(p) for p in params]
+        if len(set(ids)) != len(ids) or existing & set(ids):
+            raise ValueError(f"{name}: some parameters appear in more than one parameter group (or twice in one)")
+        self.param_groups.append(group)
+
+    def _validate(self, group):
+        """Check a group's hyper-parameters (subclasses raise ValueError with a clear message)."""
+
+    def zero_grad(self, set_to_none=True):
+        """Clear the ``.grad`` of every parameter (to None, or to zeros in place)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.data[...] = 0
+
+    def step(self, closure=None):
+        """Update every parameter that has a gradient; ``closure`` (re-evaluates and returns
+        the loss) is called first when given, and its loss is returned."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._update_group(group)
+        return loss
+
+    def _update_group(self, group):
+        raise NotImplementedError(f"{type(self).__name__}._update_group")
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state_dict(self):
+        """``{"state": {index: {name: Tensor or number}}, "param_groups": [{..., "params": [index, ...]}]}``.
+
+        Tensors in the state are copies, so later steps do not change a saved dict."""
+        index = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: v for k, v in group.items() if k != "params"}
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+            packed["params"] = [index[id(p)] for p in group["params"]]
+            groups.append(packed)
+        state = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in self.state:
+                    state[index[id(p)]] = {
+                        k: (Tensor._wrap(v.data.copy()) if isinstance(v, Tensor) else v)
+                        for k, v in self.state[p].items()
+                    }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restore hyper-parameters and per-parameter state saved by ``state_dict()``.
+
+        Validated first (same number of groups and of parameters in each, matching shapes), so
+        on error the optimizer is unchanged.  Buffers take each parameter's dtype and device."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
+            raise ValueError(f"{name}.load_state_dict: expected a dict with 'state' and 'param_groups'")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"{name}.load_state_dict: the loaded state dict has {len(saved_groups)} parameter "
+                f"groups, the optimizer has {len(self.param_groups)}"
+            )
+        by_index = {}
+        for i, (group, saved) in enumerate(zip(self.param_groups, saved_groups)):
+            saved_params = list(saved["params"])
+            if len(saved_params) != len(group["params"]):
+                raise ValueError(
+                    f"{name}.load_state_dict: group {i} has {len(group['params'])} parameters, "
+                    f"the loaded one has {len(saved_params)}"
+                )
+            for idx, p in zip(saved_params, group["params"]):
+                by_index[int(idx)] = p
+        new_state = {}
+        for idx, entry in state_dict["state"].items():
+            idx = int(idx)
+            if idx not in by_index:
+                raise ValueError(f"{name}.load_state_dict: state for parameter {idx}, which no group lists")
+            p = by_index[idx]
+            restored = {}
+            for key, value in entry.items():
+                if isinstance(value, Tensor) or isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__"):
+                    array = value.data if isinstance(value, Tensor) else value
+                    if array.ndim == 0 and key == "step":
+                        restored[key] = int(array.item()) if array.dtype.kind in "iu" else float(array.item())
+                        continue
+                    if tuple(array.shape) != p.shape:
+                        raise ValueError(
+                            f"{name}.load_state_dict: state {key!r} of parameter {idx} has shape "
+                            f"{tuple(array.shape)}, the parameter has shape {p.shape}"
+                        )
+                    array = backend.to_device(array, p.device)
+                    restored[key] = Tensor._wrap(array.astype(p.dtype, copy=True))
+                else:
+                    restored[key] = copy.deepcopy(value)
+            new_state[p] = restored
+        # everything checked: now write
+        for group, saved in zip(self.param_groups, saved_groups):
+            for key, value in saved.items():
+                if key != "params":
+                    group[key] = tuple(value) if key == "betas" else _plain(value)
+        self.state = new_state
+
+    def __repr__(self):
+        lines = [type(self).__name__ + " ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(k for k in group if k != "params"):
+                lines.append(f"    {key}: {group[key]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+
+def _plain(value):
+    """Numbers that went through a file come back as 0-d arrays; make them Python numbers."""
+    if isinstance(value, Tensor):
+        value = value.numpy()
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return tuple(value.tolist())
+    return value
