@@ -3,3 +3,9 @@ containers, losses, ``init`` and the functional interface ``F``."""
 from . import init  # noqa: F401
 from .module import Module  # noqa: F401
 from .parameter import Parameter  # noqa: F401
+from . import functional  # noqa: F401
+from .containers import ModuleList, Sequential  # noqa: F401
+from .layers import (  # noqa: F401
+    Dense, Dropout, Flatten, Identity, LeakyReLU, Linear, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh,
+)
+from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss  # noqa: F401
