@@ -493,8 +493,11 @@ def split(x, split_size_or_sections, axis=0, *, dim=None):
 
 def _pad_width(pad_width, ndim, shape):
     """NumPy's pad_width forms: p, (p,), (before, after), ((b0, a0), (b1, a1), ...)."""
+    pw = np.asarray(pad_width)
+    if ndim == 0 and pw.size == 0:
+        return ()  # one pair per axis, for no axes
     try:
-        pw = np.broadcast_to(np.asarray(pad_width), (ndim, 2))
+        pw = np.broadcast_to(pw, (ndim, 2))
     except ValueError:
         raise ValueError(f"pad: pad_width {pad_width!r} does not fit a tensor of shape {shape} "
                          f"(give an int, a (before, after) pair, or {ndim} such pairs)") from None
