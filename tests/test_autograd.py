@@ -1,0 +1,551 @@
+"""The autograd engine: one test per required behaviour of the tape, backward and grad."""
+import gc
+import tracemalloc
+import weakref
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad.autograd import Function
+from tests.coverage import covers
+
+
+def f64(values, requires_grad=True):
+    return mg.tensor(values, dtype=mg.float64, requires_grad=requires_grad)
+
+
+# -- accumulation, basic errors -------------------------------------------------------------
+
+
+def test_gradients_accumulate_across_backward_calls():
+    x = f64([1.0, 2.0])
+    (x * x).sum().backward()
+    (x * 3.0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2 + 3, 4 + 3])
+    x.grad = None
+    (x * 3.0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3, 3])
+
+
+def test_a_tensor_used_twice_gets_the_sum_of_both_paths():
+    x = f64([1.0, -2.0])
+    y = x * x + x.exp() * x  # x reaches the loss through four uses
+    y.sum().backward()
+    xv = np.array([1.0, -2.0])
+    np.testing.assert_allclose(x.grad.numpy(), 2 * xv + np.exp(xv) * (xv + 1))
+
+
+def test_backward_through_a_result_that_only_its_consumer_holds():
+    # exp's backward reads its output; the output is referenced only by Mul's record, which
+    # is released before exp's backward runs. The engine must keep it alive until then.
+    x = f64(2.0)
+    (mg.exp(x) * 3.0).backward()
+    assert x.grad.item() == pytest.approx(3 * np.exp(2.0))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: mg.tensor([1, 2], requires_grad=True),
+    lambda: mg.tensor([True, False]).requires_grad_(),
+    lambda: mg.arange(3, requires_grad=True),
+    lambda: mg.zeros(2, dtype=mg.int32).requires_grad_(True),
+])
+def test_integer_and_bool_tensors_cannot_require_grad(make):
+    with pytest.raises(TypeError, match="only floating-point tensors can require gradients"):
+        make()
+
+
+def test_backward_of_a_non_scalar_needs_a_gradient():
+    x = f64([1.0, 2.0])
+    y = x * 2
+    with pytest.raises(RuntimeError, match=r"only for a scalar output.*shape \(2,\)"):
+        y.backward()
+    y.backward(mg.ones_like(y))  # with an explicit gradient it works
+    np.testing.assert_array_equal(x.grad.numpy(), [2, 2])
+    with pytest.raises(RuntimeError, match=r"grad has shape \(3,\) but the output has shape \(2,\)"):
+        (x * 2).backward(mg.ones(3, dtype=mg.float64))
+
+
+def test_backward_on_a_tensor_that_does_not_require_grad():
+    x = mg.tensor([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        (x * 2).sum().backward()
+    w = f64([1.0])
+    with mg.no_grad():
+        loss = (w * 2).sum()
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        loss.backward()
+
+
+def test_second_backward_through_freed_records_mentions_retain_graph():
+    x = f64([1.0, 2.0])
+    y = (x.exp() * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        y.backward()
+
+
+def test_retain_graph_allows_a_second_backward():
+    x = f64([1.0, 2.0])
+    y = (x.exp() * x).sum()
+    y.backward(retain_graph=True)
+    first = x.grad.numpy().copy()
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * first)
+    with pytest.raises(RuntimeError, match="retain_graph"):
+        y.backward()  # the second one did not retain it
+
+
+# -- grad mode -------------------------------------------------------------------------------
+
+
+def test_no_grad_and_enable_grad_as_nested_context_managers():
+    x = f64([1.0])
+    assert mg.is_grad_enabled()
+    with mg.no_grad():
+        assert not mg.is_grad_enabled()
+        assert not (x * 2).requires_grad
+        with mg.enable_grad():
+            assert mg.is_grad_enabled()
+            y = x * 2
+            assert y.requires_grad and y.grad_fn is not None
+            with mg.no_grad():
+                assert not (x * 2).requires_grad
+            assert mg.is_grad_enabled()
+        assert not mg.is_grad_enabled()
+    assert mg.is_grad_enabled()
+
+
+def test_no_grad_and_enable_grad_as_decorators():
+    x = f64([1.0])
+
+    @mg.no_grad()
+    def inference(t):
+        return t * 2, mg.is_grad_enabled(), recorded(t)
+
+    @mg.enable_grad()
+    def recorded(t):
+        return (t * 2).requires_grad
+
+    out, enabled, inner = inference(x)
+    assert not out.requires_grad and not enabled
+    assert inner  # enable_grad inside no_grad records again
+    assert inference.__name__ == "inference"  # functools.wraps
+    assert mg.is_grad_enabled()
+    with mg.no_grad():
+        assert recorded(x) and not mg.is_grad_enabled()
+
+
+def test_grad_mode_is_restored_when_the_body_raises():
+    with pytest.raises(ZeroDivisionError):
+        with mg.no_grad():
+            1 / 0
+    assert mg.is_grad_enabled()
+    with mg.set_grad_enabled(False):
+        assert not mg.is_grad_enabled()
+    assert mg.is_grad_enabled()
+
+
+def test_detach_cuts_the_tape_and_shares_memory():
+    x = f64([1.0, 2.0])
+    y = x * 3
+    d = y.detach()
+    assert not d.requires_grad and d.is_leaf and d.grad_fn is None
+    assert np.shares_memory(d.numpy(), y.numpy())
+    (y * d).sum().backward()  # d is a constant: dy/dx only through y
+    np.testing.assert_array_equal(x.grad.numpy(), 3 * np.array([3.0, 6.0]))
+
+
+def test_requires_grad_():
+    x = mg.tensor([1.0, 2.0])
+    assert x.requires_grad_() is x and x.requires_grad and x.is_leaf
+    x.requires_grad_(False)
+    assert not x.requires_grad
+    y = f64([1.0]) * 2
+    with pytest.raises(RuntimeError, match="non-leaf.*detach"):
+        y.requires_grad_(False)
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+
+def test_saved_values_are_released_after_backward():
+    x = f64(np.linspace(-1, 1, 5))
+    h = x.exp()
+    y = (h * h).sum()
+    mul = y.grad_fn.inputs[0].grad_fn
+    assert mul.inputs is not None and "versions" in vars(mul)
+    h_ref = weakref.ref(h)
+    del h
+    assert h_ref() is not None  # Mul's record keeps its input alive until backward
+    y.backward()
+    assert h_ref() is None  # ... and lets it go after
+    assert mul.inputs is None and set(vars(mul)) == {"seq", "freed"}
+    assert y.grad_fn.inputs is None
+
+
+def test_retain_graph_keeps_saved_values():
+    x = f64([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    assert y.grad_fn.inputs is not None
+
+
+def _live_tensors():
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is mg.Tensor)
+
+
+def test_memory_stays_flat_over_many_training_steps():
+    """3000 small SGD steps: neither live Tensors nor traced memory may grow with the steps.
+
+    Each step saves ~2 KB of arrays for backward, so a leak of the saved values would add
+    several MB; the bound below is a small fraction of that."""
+    rng = np.random.default_rng(0)
+    xs = mg.tensor(rng.standard_normal((32, 16)))
+    target = mg.tensor(rng.standard_normal(32))
+    w = mg.zeros(16, requires_grad=True)
+    b = mg.zeros(1, requires_grad=True)
+
+    def step():
+        pred = (xs * w).sum(axis=1) + b
+        loss = ((pred - target) ** 2).mean()
+        loss.backward()
+        with mg.no_grad():
+            w.sub_(0.01 * w.grad)
+            b.sub_(0.01 * b.grad)
+        w.grad = b.grad = None
+        return loss.item()
+
+    first = step()
+    for _ in range(50):  # warm-up: caches, interned objects
+        step()
+    tensors_before = _live_tensors()
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        for _ in range(3000):
+            last = step()
+        gc.collect()
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert _live_tensors() <= tensors_before
+    assert current - base < 32 * 1024, f"memory grew by {current - base} bytes over 3000 steps"
+    assert peak - base < 256 * 1024, f"peak {peak - base} bytes above the start"
+    assert last < first / 2  # it really trained
+
+
+# -- in-place modification -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("modify", ["iadd", "setitem", "mul_", "copy_", "detached"])
+def test_modifying_a_saved_tensor_in_place_then_backward_raises(modify):
+    x = f64([1.0, 2.0])
+    w = f64([3.0, 4.0], requires_grad=False)
+    y = x * w  # Mul saves w for dL/dx = g * w
+    if modify == "iadd":
+        w += 1
+    elif modify == "setitem":
+        w[0] = 5
+    elif modify == "mul_":
+        w.mul_(2)
+    elif modify == "copy_":
+        w.copy_(mg.zeros(2, dtype=mg.float64))
+    else:
+        w.detach().add_(1)  # a detached alias shares the version counter
+    with pytest.raises(RuntimeError, match=r"Mul.backward: an input of shape \(2,\) was modified in place"):
+        y.sum().backward()
+
+
+def test_in_place_under_no_grad_on_a_saved_leaf_is_caught_at_backward():
+    x = f64([1.0, 2.0])
+    y = x * x
+    with mg.no_grad():
+        x.add_(1)  # allowed (a weight update), but y's record saw the old x
+    with pytest.raises(RuntimeError, match="modified in place.*version 0 -> 1"):
+        y.sum().backward()
+
+
+def test_in_place_on_a_saved_output_is_caught():
+    x = f64([1.0, 2.0])
+    y = x.exp()  # exp's backward uses its output
+    with mg.no_grad():
+        y.mul_(2)
+    with pytest.raises(RuntimeError, match=r"Exp.backward: its output of shape \(2,\) was modified in place"):
+        y.sum().backward()
+
+
+def test_in_place_on_a_leaf_that_requires_grad_outside_no_grad_raises():
+    x = f64([1.0, 2.0])
+    for op in (lambda: x.add_(1), lambda: x.__setitem__(0, 3.0), lambda: x.zero_(),
+               lambda: x.__imul__(2)):
+        with pytest.raises(RuntimeError, match="in-place operation on a leaf tensor that requires grad"):
+            op()
+    y = x * 2
+    with pytest.raises(RuntimeError, match="in-place operation on a tensor on the tape"):
+        y.add_(1)
+    np.testing.assert_array_equal(x.numpy(), [1.0, 2.0])  # nothing was modified
+    with mg.no_grad():
+        x.add_(1)
+    np.testing.assert_array_equal(x.numpy(), [2.0, 3.0])
+
+
+# -- long chains -------------------------------------------------------------------------------
+
+
+def test_a_chain_of_100000_ops_backpropagates_without_recursion():
+    x = f64(1.0)
+    c = f64(1.00001, requires_grad=False)
+    y = x
+    for _ in range(100_000):
+        y = y * c
+    y.backward()
+    expected = 1.00001 ** 100_000
+    assert x.grad.item() == pytest.approx(expected, rel=1e-9)
+
+
+def test_dropping_an_unreplayed_100000_op_chain_does_not_crash():
+    x = f64(1.0)
+    y = x
+    for _ in range(100_000):
+        y = -y
+    ref = weakref.ref(y)
+    del y
+    gc.collect()
+    assert ref() is None
+
+
+# -- higher order ----------------------------------------------------------------------------
+
+
+def _f(x):
+    """f(x) = sum(x^3) + (sum x)^2:  grad = 3x^2 + 2 sum(x),  Hessian = diag(6x) + 2 * ones."""
+    return (x ** 3).sum() + x.sum() ** 2
+
+
+def test_hessian_vector_product_matches_the_analytic_hessian():
+    xv = np.array([0.5, -1.0, 2.0])
+    x = f64(xv)
+    hessian = np.diag(6 * xv) + 2.0
+    (g,) = mg.grad(_f(x), x, create_graph=True)
+    assert g.requires_grad
+    np.testing.assert_allclose(g.numpy(), 3 * xv ** 2 + 2 * xv.sum())
+    for v in (np.array([1.0, 0.0, 0.0]), np.array([0.3, -2.0, 1.5])):
+        (hv,) = mg.grad((g * mg.tensor(v)).sum(), x, retain_graph=True)
+        np.testing.assert_allclose(hv.numpy(), hessian @ v, rtol=1e-12)
+
+
+def test_backward_with_create_graph_records_the_gradient():
+    x = f64([0.5, -1.0, 2.0])
+    _f(x).backward(create_graph=True)
+    g = x.grad
+    assert g.requires_grad and g.grad_fn is not None
+    x.grad = None
+    g.sum().backward()  # sum_j H_ij
+    np.testing.assert_allclose(x.grad.numpy(), 6 * x.numpy() + 2.0 * 3)
+
+
+def test_gradient_penalty():
+    """L(w) = |d/dx sum(sin(w x))|^2 = sum(w^2 cos^2(w x));
+    dL/dw = 2 w cos^2(w x) - 2 w^2 x sin(w x) cos(w x)."""
+    xv, wv = np.array([0.3, -1.2, 2.0]), np.array([1.5, 0.5, -0.7])
+    x, w = f64(xv), f64(wv)
+    (gx,) = mg.grad(mg.sin(w * x).sum(), x, create_graph=True)
+    penalty = (gx * gx).sum()
+    penalty.backward()
+    c, s = np.cos(wv * xv), np.sin(wv * xv)
+    np.testing.assert_allclose(w.grad.numpy(), 2 * wv * c ** 2 - 2 * wv ** 2 * xv * s * c)
+
+    def penalty_fn(x, w):
+        with mg.enable_grad():  # gradcheck evaluates under no_grad; the inner grad needs the tape
+            (gx,) = mg.grad(mg.sin(w * x).sum(), x, create_graph=True)
+            return (gx * gx).sum()
+
+    assert mg.gradcheck(penalty_fn, mg.tensor(xv, requires_grad=True), mg.tensor(wv, requires_grad=True))
+
+
+def test_grad_returns_gradients_without_touching_dot_grad():
+    x, y = f64([1.0, 2.0]), f64([3.0, 4.0])
+    gx, gy = mg.grad((x * y).sum(), [x, y])
+    np.testing.assert_array_equal(gx.numpy(), [3, 4])
+    np.testing.assert_array_equal(gy.numpy(), [1, 2])
+    assert x.grad is None and y.grad is None and not gx.requires_grad
+
+
+def test_allow_unused():
+    x, unused = f64([1.0]), f64([2.0])
+    with pytest.raises(RuntimeError, match=r"grad: input 1 \(shape \(1,\)\) was not used.*allow_unused=True"):
+        mg.grad((x * 2).sum(), [x, unused])
+    gx, gu = mg.grad((x * 2).sum(), [x, unused], allow_unused=True)
+    assert gu is None and gx.tolist() == [2.0]
+
+
+def test_grad_frees_the_graph_by_default_unless_retained_or_create_graph():
+    x = f64([1.0, 2.0])
+    y = (x * x).sum()
+    mg.grad(y, x)
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        mg.grad(y, x)
+    y = (x * x).sum()
+    a = mg.grad(y, x, retain_graph=True)[0]
+    b = mg.grad(y, x)[0]
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    y = (x * x).sum()
+    mg.grad(y, x, create_graph=True)  # create_graph implies retain_graph
+    np.testing.assert_array_equal(mg.grad(y, x)[0].numpy(), [2, 4])
+
+
+class _FusedSquare(Function):
+    """z = x^2 with a raw-array backward: once differentiable."""
+
+    once_differentiable = True
+
+    def forward(self, x):
+        return x * x
+
+    def backward(self, g):
+        (x,) = self.saved_tensors
+        return mg.Tensor._wrap(2 * x.data * g.data)
+
+
+def test_once_differentiable_op_raises_on_double_backward():
+    x = f64([1.0, -3.0])
+    (g,) = mg.grad(_FusedSquare.apply(x).sum(), x, create_graph=True)
+    np.testing.assert_array_equal(g.numpy(), [2.0, -6.0])  # the first derivative is right
+    with pytest.raises(RuntimeError, match="_FusedSquare is once-differentiable"):
+        mg.grad(g.sum(), x)
+    x.grad = None
+    _FusedSquare.apply(x).sum().backward(create_graph=True)
+    with pytest.raises(RuntimeError, match="once-differentiable"):
+        x.grad.sum().backward()
+    with pytest.raises(RuntimeError, match="once-differentiable"):
+        mg.gradgradcheck(lambda t: _FusedSquare.apply(t), f64([1.0, 2.0]))
+    assert mg.gradcheck(lambda t: _FusedSquare.apply(t), f64([1.0, 2.0]))
+
+
+# -- hooks, retain_grad ------------------------------------------------------------------------
+
+
+def test_register_hook_modifies_the_gradient_and_can_be_removed():
+    x = f64([1.0, 2.0])
+    handle = x.register_hook(lambda g: g * 10)
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [20, 40])
+    handle.remove()
+    x.grad = None
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2, 4])
+
+
+def test_hook_on_an_intermediate_changes_what_flows_further():
+    x = f64([1.0, 2.0])
+    h = x * 3
+    seen = []
+    h.register_hook(lambda g: seen.append(g.numpy().copy()))  # returns None: only observes
+    h.register_hook(lambda g: g * 0.5)
+    (h * h).sum().backward()
+    np.testing.assert_array_equal(seen[0], [6, 12])  # dL/dh = 2h
+    np.testing.assert_array_equal(x.grad.numpy(), [9, 18])  # 0.5 * 2h * 3
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        mg.tensor([1.0]).register_hook(lambda g: g)
+
+
+def test_retain_grad_on_an_intermediate():
+    x = f64([1.0, 2.0])
+    h = x * 3
+    kept = h.retain_grad()
+    assert kept is h and h.retains_grad
+    other = x * 4
+    loss = (h * h + other).sum()
+    loss.backward(retain_graph=True)
+    np.testing.assert_array_equal(h.grad.numpy(), [6, 12])
+    assert other.grad is None and not other.retains_grad
+    loss.backward()  # retained grads accumulate like leaf grads
+    np.testing.assert_array_equal(h.grad.numpy(), [12, 24])
+
+
+# -- devices ----------------------------------------------------------------------------------
+
+
+class _OtherDeviceArray(np.ndarray):
+    """Stands in for a GPU array: a different array type is what the device check compares."""
+
+
+def test_mixing_devices_raises_a_clear_error_fake_device():
+    x = mg.tensor([1.0, 2.0])
+    y = mg.Tensor._wrap(np.array([3.0, 4.0], dtype=np.float32).view(_OtherDeviceArray))
+    with pytest.raises(RuntimeError, match=r"Add: inputs are on different devices.*\.to\(device\)"):
+        x + y
+
+
+def test_mixing_devices_raises_a_clear_error(device):
+    if device == "cpu":
+        pytest.skip("needs a second device: the cuda parameter runs this on a GPU")
+    x = mg.tensor([1.0, 2.0], device=device)
+    y = mg.tensor([3.0, 4.0])
+    with pytest.raises(RuntimeError, match=r"Mul: inputs are on different devices"):
+        x * y
+
+
+# -- NaN policy --------------------------------------------------------------------------------
+
+
+def test_log_at_zero_gives_an_inf_gradient_that_propagates():
+    x = f64([0.0, 2.0])
+    with np.errstate(divide="ignore"):
+        (mg.log(x * 3) * 2).sum().backward()
+    assert np.isposinf(x.grad.numpy()[0])  # never hidden or clipped
+    assert x.grad.numpy()[1] == pytest.approx(1.0)
+
+
+def test_nan_from_the_where_trap_is_not_masked():
+    # where(x > 0, log(x), 0) at x = 0: the unselected branch gets gradient 0, and
+    # log's backward computes 0 / 0 = NaN there. It reaches x.grad as NaN (as in PyTorch).
+    x = f64([0.0, 1.0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mg.where(x > 0, mg.log(x), 0.0).sum().backward()
+    assert np.isnan(x.grad.numpy()[0]) and x.grad.numpy()[1] == 1.0
+
+
+def test_detect_anomaly_names_the_op_that_made_the_first_non_finite_gradient():
+    x = f64([0.0, 2.0])
+    with np.errstate(divide="ignore"):
+        y = (mg.log(x * 3) * 2).sum()
+        log_seq = y.grad_fn.inputs[0].grad_fn.inputs[0].grad_fn.seq
+        with mg.detect_anomaly():
+            assert mg.is_anomaly_enabled()
+            with pytest.raises(RuntimeError, match=rf"Log.backward \(record #{log_seq}, input shapes \(2,\)\) "
+                                                   r"returned a gradient with inf for input 0"):
+                y.backward()
+    assert not mg.is_anomaly_enabled()
+
+
+def test_detect_anomaly_as_decorator_and_quiet_when_finite():
+    x = f64([1.0, 2.0])
+
+    @mg.detect_anomaly()
+    def train_step():
+        assert mg.is_anomaly_enabled()
+        (mg.log(x) * x).sum().backward()
+
+    train_step()
+    assert not mg.is_anomaly_enabled()
+    np.testing.assert_allclose(x.grad.numpy(), np.log([1.0, 2.0]) + 1)
+
+
+def test_detect_anomaly_does_not_blame_an_op_for_a_nan_it_was_given():
+    x = f64([1.0, 2.0])
+    with mg.detect_anomaly():
+        mg.exp(x).backward(mg.tensor([np.nan, 1.0], dtype=mg.float64))
+    assert np.isnan(x.grad.numpy()[0])
+
+
+def test_detect_anomaly_ignores_gradients_of_constants():
+    # Mul also computes g * x for the constant c; with x = inf that is inf, but the engine
+    # drops gradients of tensors that do not require grad, so it is no anomaly
+    x = f64([np.inf, 2.0])
+    c = f64([3.0, 1.0], requires_grad=False)
+    with mg.detect_anomaly():
+        (x * c).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 1.0])

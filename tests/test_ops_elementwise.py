@@ -1,0 +1,432 @@
+"""Property tests for every op in minigrad/ops/elementwise.py.
+
+Each differentiable op gets one test that (1) compares the forward with NumPy on generated
+inputs (broadcasting pairs, 0-d and size-1 shapes, non-contiguous layouts: see
+tests/strategies.py), and (2) runs gradcheck and gradgradcheck in float64.  Inputs stay away
+from the points where an op is not differentiable (0 for abs, the bounds of clip, ties of
+max/min); those points have their own tests below.
+"""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import minigrad as mg
+from minigrad.ops import elementwise as E
+from tests.coverage import covers
+from tests.strategies import arrays, broadcast_pair, relayout, separated_pair, shapes
+
+SMALL = dict(max_dims=3, max_side=3)  # gradgradcheck cost grows with the element count
+
+
+def T(a):
+    """A float64 tensor sharing ``a`` (keeping its memory layout)."""
+    return mg.from_numpy(a)
+
+
+def check_forward(fn, ref, *arrays, rtol=1e-12, **params):
+    """minigrad's result equals NumPy's, in value, shape and dtype."""
+    out = fn(*[T(a) for a in arrays], **params)
+    expected = np.asarray(ref(*arrays, **params))
+    assert out.shape == expected.shape
+    assert out.dtype == expected.dtype, (out.dtype, expected.dtype)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=rtol, atol=0)
+    return out
+
+
+def check_grads(fn, *arrays, **kwargs):
+    inputs = [T(a) for a in arrays]
+    assert mg.gradcheck(fn, *inputs, **kwargs)
+    assert mg.gradgradcheck(fn, *inputs, **kwargs)
+
+
+@st.composite
+def binary(draw, **kw):
+    sx, sy = draw(broadcast_pair(**SMALL))
+    return draw(arrays(sx, **kw.get("x", {}))), draw(arrays(sy, **kw.get("y", {})))
+
+
+def unary(**kw):
+    return arrays(shapes(**SMALL), **kw)
+
+
+# -- arithmetic ---------------------------------------------------------------------------
+
+
+@covers("Add", twice=True)
+@given(binary())
+def test_add(xy):
+    check_forward(mg.add, np.add, *xy)
+    check_grads(lambda x, y: x + y, *xy)
+
+
+@covers("Sub", twice=True)
+@given(binary())
+def test_sub(xy):
+    check_forward(mg.sub, np.subtract, *xy)
+    check_grads(lambda x, y: x - y, *xy)
+
+
+@covers("Mul", twice=True)
+@given(binary())
+def test_mul(xy):
+    check_forward(mg.mul, np.multiply, *xy)
+    check_grads(lambda x, y: x * y, *xy)
+
+
+@covers("Div", twice=True)
+@given(binary(y=dict(min_abs=0.5)))
+def test_div(xy):
+    check_forward(mg.div, np.divide, *xy)
+    check_grads(lambda x, y: x / y, *xy)
+
+
+@covers("Neg", twice=True)
+@given(unary())
+def test_neg(x):
+    check_forward(mg.neg, np.negative, x)
+    check_grads(lambda x: -x, x)
+
+
+# -- powers, exp, log ---------------------------------------------------------------------
+
+
+@covers("PowScalar", twice=True)
+@given(st.sampled_from([0, 1, 2, 3, -1, -2, 0.5, -1.5, 2.5]), st.data())
+def test_pow_scalar(p, data):
+    # integer powers are defined for every x (away from 0 when negative); fractional ones need x > 0
+    if isinstance(p, float):
+        x = data.draw(unary(low=0.2, high=3.0))
+    else:
+        x = data.draw(unary(min_abs=0.3 if p < 0 else 0.0))
+    check_forward(lambda x: x ** p, lambda x: x ** p, x)
+    check_grads(lambda x: x ** p, x)
+
+
+@covers("RPowScalar", twice=True)
+@given(st.sampled_from([0.5, 2.0, np.e, 10.0]), unary(low=-2.0, high=2.0))
+def test_rpow_scalar(a, x):
+    check_forward(lambda x: a ** x, lambda x: np.power(a, x), x)
+    check_grads(lambda x: a ** x, x)
+
+
+@covers("Pow", twice=True)
+@given(binary(x=dict(low=0.2, high=3.0), y=dict(low=-2.0, high=2.0)))
+def test_pow(xy):
+    check_forward(mg.pow, np.power, *xy)
+    check_grads(lambda x, y: x ** y, *xy)
+
+
+@covers("Pow")
+def test_pow_negative_base_with_constant_integer_exponent():
+    # the exponent is a constant, so ln(x) (undefined for x < 0) is never needed
+    x = mg.tensor([-2.0, -0.5, 1.5], dtype=mg.float64, requires_grad=True)
+    y = mg.tensor([2.0, 3.0, -1.0], dtype=mg.float64)
+    assert mg.gradcheck(lambda x, y: x ** y, x, y)
+    (x ** y).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [2 * -2.0, 3 * 0.25, -1 / 1.5 ** 2])
+
+
+@covers("Exp", twice=True)
+@given(unary())
+def test_exp(x):
+    check_forward(mg.exp, np.exp, x)
+    check_grads(mg.exp, x)
+
+
+@covers("Log", twice=True)
+@given(unary(low=0.1, high=5.0))
+def test_log(x):
+    check_forward(mg.log, np.log, x)
+    check_grads(mg.log, x)
+
+
+@covers("Sqrt", twice=True)
+@given(unary(low=0.1, high=5.0))
+def test_sqrt(x):
+    check_forward(mg.sqrt, np.sqrt, x)
+    check_grads(mg.sqrt, x)
+
+
+@covers("Abs", twice=True)
+@given(unary(kinks=(0.0,)))
+def test_abs(x):
+    check_forward(mg.abs, np.abs, x)
+    check_grads(mg.abs, x)
+
+
+def test_abs_subgradient_at_zero_is_zero():
+    x = mg.tensor([-1.0, 0.0, 2.0], requires_grad=True)
+    mg.abs(x).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [-1.0, 0.0, 1.0])
+
+
+# -- trigonometry -------------------------------------------------------------------------
+
+
+@covers("Sin", twice=True)
+@given(unary(low=-4.0, high=4.0))
+def test_sin(x):
+    check_forward(mg.sin, np.sin, x)
+    check_grads(mg.sin, x)
+
+
+@covers("Cos", twice=True)
+@given(unary(low=-4.0, high=4.0))
+def test_cos(x):
+    check_forward(mg.cos, np.cos, x)
+    check_grads(mg.cos, x)
+
+
+# -- selection ----------------------------------------------------------------------------
+
+
+@covers("Maximum", twice=True)
+@given(separated_pair(broadcast_pair(**SMALL)))
+def test_maximum(xy):
+    check_forward(mg.maximum, np.maximum, *xy)
+    check_grads(mg.maximum, *xy)
+
+
+@covers("Minimum", twice=True)
+@given(separated_pair(broadcast_pair(**SMALL)))
+def test_minimum(xy):
+    check_forward(mg.minimum, np.minimum, *xy)
+    check_grads(mg.minimum, *xy)
+
+
+@pytest.mark.parametrize("fn", [mg.maximum, mg.minimum])
+def test_ties_split_the_gradient_evenly(fn):
+    x = mg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = mg.tensor([1.0, 0.0, 3.0], requires_grad=True)
+    g = mg.tensor([2.0, 4.0, 6.0])
+    fn(x, y).backward(g)
+    wins = 1.0 if fn is mg.maximum else 0.0  # x = 2 beats y = 0 for max, loses for min
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 4.0 * wins, 3.0])
+    np.testing.assert_array_equal(y.grad.numpy(), [1.0, 4.0 * (1 - wins), 3.0])
+    # against itself every element ties, and the halves add up to the whole gradient
+    x.grad = None
+    fn(x, x).backward(g)
+    np.testing.assert_array_equal(x.grad.numpy(), g.numpy())
+
+
+@covers("Clip", twice=True)
+@given(st.sampled_from([(-1.0, 1.0), (None, 0.5), (-0.5, None), (0.0, 0.0)]), st.data())
+def test_clip(bounds, data):
+    low, high = bounds
+    kinks = tuple(b for b in bounds if b is not None)
+    x = data.draw(unary(kinks=kinks))
+    check_forward(lambda x: mg.clip(x, low, high), lambda x: np.clip(x, low, high), x)
+    check_grads(lambda x: mg.clip(x, low, high), x)
+
+
+def test_clip_passes_the_gradient_at_its_bounds():
+    x = mg.tensor([-2.0, -1.0, 0.0, 1.0, 2.0], requires_grad=True)
+    x.clamp(-1.0, 1.0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0, 1, 1, 1, 0])
+    with pytest.raises(ValueError, match="clip: at least one of min and max"):
+        mg.clip(x)
+
+
+@st.composite
+def where_inputs(draw):
+    sc, sx, sy = draw(hnp.mutually_broadcastable_shapes(num_shapes=3, **SMALL)).input_shapes
+    cond = draw(hnp.arrays(np.bool_, sc))
+    return relayout(cond, "C"), draw(arrays(sx)), draw(arrays(sy))
+
+
+@covers("Where", twice=True)
+@given(where_inputs())
+def test_where(inputs):
+    cond, x, y = inputs
+    check_forward(mg.where, np.where, cond, x, y)
+    check_grads(lambda x, y: mg.where(T(cond), x, y), x, y)
+
+
+def test_where_rejects_a_non_bool_condition_and_accepts_numbers():
+    x = mg.tensor([1.0, -2.0])
+    with pytest.raises(TypeError, match="where: the condition must be a bool tensor, got dtype float32"):
+        mg.where(x, x, 0.0)
+    out = mg.where(x > 0, x, 0.0)
+    assert out.dtype == np.float32 and out.tolist() == [1.0, 0.0]
+
+
+# -- dtype --------------------------------------------------------------------------------
+
+
+@covers("Cast", twice=True)
+@given(unary())
+def test_cast(x):
+    check_forward(lambda x: x.astype(np.float32), lambda x: x.astype(np.float32), x)
+    # float64 -> float32 -> float64: the op is linear, so central differences are exact up to
+    # float32 rounding (~1e-7 relative); eps = 1e-2 keeps that rounding at ~1e-5 of the slope.
+    check_grads(lambda x: x.astype(np.float32), x, eps=1e-2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.int64, np.bool_])
+def test_cast_forward_and_what_gets_recorded(dtype):
+    a = np.array([[-1.5, 0.0], [2.25, 3.0]])
+    x = mg.tensor(a, requires_grad=True)
+    y = x.astype(dtype)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y.numpy(), a.astype(dtype))
+    # only a floating result can carry a gradient
+    assert y.requires_grad == (np.dtype(dtype).kind == "f")
+    assert x.astype(x.dtype) is x  # same dtype: no op at all
+
+
+def test_cast_gradient_comes_back_in_the_input_dtype():
+    x = mg.tensor([1.0, 2.0], dtype=mg.float64, requires_grad=True)
+    (x.float() * 3).sum().backward()
+    assert x.grad.dtype == np.float64
+    np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+
+
+# -- forward over every op: empty and 0-d shapes, explicit non-contiguous views --------------
+
+UNARY = {
+    "neg": (mg.neg, np.negative), "exp": (mg.exp, np.exp), "log": (mg.log, np.log),
+    "sqrt": (mg.sqrt, np.sqrt), "abs": (mg.abs, np.abs), "sin": (mg.sin, np.sin),
+    "cos": (mg.cos, np.cos), "sign": (mg.sign, np.sign),
+    "pow2.5": (lambda x: x ** 2.5, lambda x: x ** 2.5),
+    "rpow3": (lambda x: 3.0 ** x, lambda x: np.power(3.0, x)),
+    "clip": (lambda x: mg.clip(x, 0.5, 1.5), lambda x: np.clip(x, 0.5, 1.5)),
+    "cast": (lambda x: x.astype(np.float32), lambda x: x.astype(np.float32)),
+}
+BINARY = {
+    "add": (mg.add, np.add), "sub": (mg.sub, np.subtract), "mul": (mg.mul, np.multiply),
+    "div": (mg.div, np.divide), "pow": (mg.pow, np.power), "maximum": (mg.maximum, np.maximum),
+    "minimum": (mg.minimum, np.minimum),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNARY))
+@given(x=arrays(shapes(max_dims=3, max_side=3, allow_empty=True), low=0.1, high=3.0))
+def test_unary_forward_any_shape(name, x):
+    fn, ref = UNARY[name]
+    check_forward(fn, ref, x)
+
+
+@pytest.mark.parametrize("name", sorted(BINARY))
+@given(data=st.data())
+def test_binary_forward_any_shape(name, data):
+    sx, sy = data.draw(broadcast_pair(min_side=0, max_side=3))
+    x, y = data.draw(arrays(sx, low=0.1, high=3.0)), data.draw(arrays(sy, low=0.1, high=3.0))
+    fn, ref = BINARY[name]
+    check_forward(fn, ref, x, y)
+
+
+@pytest.mark.parametrize("name", sorted(set(UNARY) - {"sign"}))
+def test_unary_noncontiguous_views(name):
+    base = np.linspace(0.3, 2.7, 24).reshape(4, 6)
+    fn, ref = UNARY[name]
+    eps = 1e-2 if name == "cast" else 1e-6
+    for view in (base.T, base[::2, 1::2], base[:, ::-3]):
+        assert not view.flags.c_contiguous
+        check_forward(fn, ref, view)
+        assert mg.gradcheck(fn, T(view), eps=eps)
+
+
+@pytest.mark.parametrize("name", sorted(BINARY))
+def test_binary_noncontiguous_views_and_0d(name):
+    base = np.linspace(0.3, 2.7, 24).reshape(4, 6)
+    other = np.linspace(2.9, 0.35, 24).reshape(6, 4)  # no ties with base for max/min
+    fn, ref = BINARY[name]
+    for x, y in ((base.T, other), (base[::2, ::2], other.T[1::2, ::2]), (base.T, np.array(1.7)),
+                 (np.array(0.9), np.array(1.3))):
+        check_forward(fn, ref, x, y)
+        assert mg.gradcheck(fn, T(x), T(y))
+
+
+def test_zero_dim_results_are_zero_dim_tensors():
+    x = mg.tensor(2.0, requires_grad=True)
+    y = mg.exp(x) * x + 1.0
+    assert y.shape == () and isinstance(y.data, np.ndarray)
+    y.backward()
+    assert x.grad.shape == ()
+    assert x.grad.item() == pytest.approx(np.exp(2.0) * 3.0, rel=1e-6)
+
+
+# -- comparisons, dtypes, errors ------------------------------------------------------------
+
+COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
+           "gt": np.greater, "ge": np.greater_equal}
+
+
+@pytest.mark.parametrize("name", sorted(COMPARE))
+@given(data=st.data())
+def test_comparisons_return_bool_without_grad(name, data):
+    sx, sy = data.draw(broadcast_pair())
+    # small integers make equal elements common, so == and <= are really exercised
+    x = data.draw(hnp.arrays(np.float64, sx, elements=st.integers(-2, 2).map(float)))
+    y = data.draw(hnp.arrays(np.float64, sy, elements=st.integers(-2, 2).map(float)))
+    xt = mg.tensor(x, requires_grad=True)
+    out = getattr(mg, name)(xt, T(y))
+    assert out.dtype == np.bool_
+    assert not out.requires_grad and out.is_leaf
+    np.testing.assert_array_equal(out.numpy(), COMPARE[name](x, y))
+
+
+def test_comparison_operators_match_functions():
+    x, y = mg.tensor([1.0, 2.0, 3.0], requires_grad=True), mg.tensor([2.0, 2.0, 2.0])
+    assert (x < y).tolist() == [True, False, False]
+    assert (x <= y).tolist() == [True, True, False]
+    assert (x > 2.0).tolist() == [False, False, True]
+    assert (x >= y).tolist() == [False, True, True]
+    assert (x == y).tolist() == [False, True, False]
+    assert (x != y).tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "div", "pow", "maximum", "minimum",
+                                  "eq", "lt", "ge"])
+def test_broadcast_mismatch_names_the_op_and_both_shapes(name):
+    x, y = mg.ones(2, 3), mg.ones(4)
+    with pytest.raises(ValueError, match=rf"^{name}: shapes \(2, 3\) and \(4,\) cannot be broadcast"):
+        getattr(mg, name)(x, y)
+
+
+def test_where_mismatch_names_all_shapes():
+    with pytest.raises(ValueError, match=r"where: shapes cond \(2,\), x \(3,\), y \(3,\)"):
+        mg.where(mg.tensor([True, False]), mg.ones(3), mg.ones(3))
+
+
+SCALAR_EXPRESSIONS = {
+    "x + 2.5": lambda x: x + 2.5, "2.5 + x": lambda x: 2.5 + x, "x - 1": lambda x: x - 1,
+    "1.5 - x": lambda x: 1.5 - x, "x * 3": lambda x: x * 3, "0.5 * x": lambda x: 0.5 * x,
+    "x / 4.0": lambda x: x / 4.0, "1 / x": lambda x: 1 / x, "x ** 2.0": lambda x: x ** 2.0,
+    "x ** 2": lambda x: x ** 2, "2.0 ** x": lambda x: 2.0 ** x,
+    "maximum(x, 0.0)": lambda x: mg.maximum(x, 0.0), "minimum(1, x)": lambda x: mg.minimum(1, x),
+    "clip(x, -1.0, 1.0)": lambda x: mg.clip(x, -1.0, 1.0),
+    "where(x > 1, x, 0.0)": lambda x: mg.where(x > 1, x, 0.0),
+    "x * np.float64(2)": lambda x: x * np.float64(2.0),
+}
+
+
+@pytest.mark.parametrize("expr", sorted(SCALAR_EXPRESSIONS))
+def test_python_scalar_operands_keep_float32(expr):
+    x = mg.tensor([0.5, 1.5, 2.5], requires_grad=True)
+    out = SCALAR_EXPRESSIONS[expr](x)
+    assert out.dtype == np.float32, f"{expr} gave {out.dtype}"
+    out.sum().backward()
+    assert x.grad.dtype == np.float32
+
+
+def test_int_tensor_arithmetic_stays_integer():
+    i = mg.tensor([1, 2, 3])
+    assert (i + 1).dtype == np.int64 and (i * 2).tolist() == [2, 4, 6]
+    assert (i > 1).dtype == np.bool_
+
+
+def test_pow_of_a_non_positive_number_base_is_refused():
+    x = mg.tensor([1.0, 2.0])
+    with pytest.raises(ValueError, match=r"pow: base -2 \*\* tensor"):
+        (-2) ** x
+
+
+def test_sign_is_not_differentiable_and_not_registered():
+    x = mg.tensor([-2.0, 0.0, 3.0], requires_grad=True)
+    s = mg.sign(x)
+    assert s.tolist() == [-1.0, 0.0, 1.0] and not s.requires_grad
+    assert "Sign" not in mg.autograd.REGISTRY and "Eq" not in mg.autograd.REGISTRY
+    assert E.Sign.differentiable is False
