@@ -10,6 +10,9 @@ from ..ops import (  # noqa: F401  (re-exported: F.relu, F.cross_entropy, ...)
     mse_loss, nll_loss, relu, sigmoid, softmax, tanh,
 )
 from ..tensor import Tensor
+from ..ops import (  # noqa: F401,E402  (convolution, pooling, normalization)
+    adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, max_pool2d,
+)
 
 
 @register

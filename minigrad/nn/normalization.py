@@ -1,0 +1,99 @@
+"""Batch normalization layers: BatchNorm1d over (N, C), BatchNorm2d over (N, C, H, W)."""
+import numbers
+
+import numpy as np
+
+from ..autograd import no_grad
+from ..ops import batch_norm
+from ..tensor import Tensor
+from . import init
+from .layers import _empty
+from .module import Module
+from .parameter import Parameter
+
+
+class _BatchNorm(Module):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias, per channel.
+
+    In training mode the batch statistics are used (biased variance) and the running
+    statistics are updated in place: running = (1 - momentum) * running + momentum * batch
+    (unbiased variance for running_var); with momentum=None a cumulative average over
+    num_batches_tracked batches is kept instead.  In eval mode the running statistics are used
+    (or the batch statistics when track_running_stats=False).  The buffers running_mean,
+    running_var and num_batches_tracked are in the state dict.
+    """
+
+    _ndims = ()
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, device=None, dtype=None):
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral) or num_features < 1:
+            raise ValueError(f"{type(self).__name__}: num_features must be a positive integer, got {num_features!r}")
+        self.num_features, self.eps, self.momentum = int(num_features), float(eps), momentum
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        if self.affine:
+            self.weight = Parameter(_empty((self.num_features,), device, dtype))
+            self.bias = Parameter(_empty((self.num_features,), device, dtype))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        if self.track_running_stats:
+            self.register_buffer("running_mean", Tensor(_empty((self.num_features,), device, dtype)))
+            self.register_buffer("running_var", Tensor(_empty((self.num_features,), device, dtype)))
+            self.register_buffer("num_batches_tracked", Tensor(np.zeros((), dtype=np.int64), device=device))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self.reset_parameters()
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            with no_grad():
+                init.zeros_(self.running_mean)
+                init.ones_(self.running_var)
+                self.num_batches_tracked.zero_()
+
+    def reset_parameters(self):
+        self.reset_running_stats()
+        if self.affine:
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+
+    def forward(self, x):
+        if x.ndim not in self._ndims:
+            raise ValueError(f"{type(self).__name__}: expected a {' or '.join(f'{d}-D' for d in self._ndims)} "
+                             f"input, got shape {x.shape}")
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}({self.num_features}): input of shape {x.shape} "
+                             f"has {x.shape[1]} channels")
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data[...] += 1
+            self.num_batches_tracked._version += 1
+            if self.momentum is None:  # cumulative moving average
+                momentum = 1.0 / float(self.num_batches_tracked.item())
+        use_batch_stats = self.training or not self.track_running_stats
+        return batch_norm(
+            x,
+            self.running_mean if (not self.training or self.track_running_stats) else None,
+            self.running_var if (not self.training or self.track_running_stats) else None,
+            self.weight, self.bias, use_batch_stats, momentum, self.eps,
+        )
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization over (N, C): statistics per feature C over the batch."""
+
+    _ndims = (2,)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization over (N, C, H, W): statistics per channel C over N, H and W."""
+
+    _ndims = (4,)
