@@ -1,0 +1,188 @@
+"""Tensor: creation functions, dtypes, conversions, seeding, attributes."""
+import numpy as np
+import pytest
+
+import minigrad as mg
+
+
+# -- creation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda: mg.tensor([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)),
+    (lambda: mg.tensor(2.5), np.array(2.5, np.float32)),
+    (lambda: mg.zeros(2, 3), np.zeros((2, 3), np.float32)),
+    (lambda: mg.zeros((2, 3)), np.zeros((2, 3), np.float32)),
+    (lambda: mg.ones(4), np.ones(4, np.float32)),
+    (lambda: mg.ones(()), np.ones((), np.float32)),
+    (lambda: mg.full((2, 2), 7.0), np.full((2, 2), 7.0, np.float32)),
+    (lambda: mg.full(3, 7), np.full(3, 7, np.int64)),
+    (lambda: mg.full(2, True), np.full(2, True)),
+    (lambda: mg.arange(5), np.arange(5, dtype=np.int64)),
+    (lambda: mg.arange(1, 7, 2), np.arange(1, 7, 2, dtype=np.int64)),
+    (lambda: mg.arange(0.0, 1.0, 0.25), np.arange(0.0, 1.0, 0.25, dtype=np.float32)),
+    (lambda: mg.eye(3), np.eye(3, dtype=np.float32)),
+    (lambda: mg.eye(2, 3), np.eye(2, 3, dtype=np.float32)),
+    (lambda: mg.zeros_like(mg.ones(2, dtype=mg.float64)), np.zeros(2)),
+    (lambda: mg.ones_like(mg.zeros(2, 2)), np.ones((2, 2), np.float32)),
+    (lambda: mg.ones_like(mg.arange(3)), np.ones(3, np.int64)),
+    (lambda: mg.zeros(0, 3), np.zeros((0, 3), np.float32)),
+])
+def test_creation_functions(make, expected):
+    t = make()
+    assert isinstance(t, mg.Tensor)
+    assert t.dtype == expected.dtype and t.shape == expected.shape
+    np.testing.assert_array_equal(t.numpy(), expected)
+    assert not t.requires_grad and t.is_leaf
+
+
+def test_empty_has_shape_and_dtype():
+    e = mg.empty(2, 3)
+    assert e.shape == (2, 3) and e.dtype == np.float32
+    assert mg.empty((4,), dtype=mg.float64).dtype == np.float64
+
+
+def test_creation_with_requires_grad_and_dtype():
+    for t in (mg.zeros(2, requires_grad=True), mg.ones(2, dtype=mg.float64, requires_grad=True),
+              mg.rand(2, requires_grad=True), mg.randn(2, requires_grad=True),
+              mg.tensor([1.0], requires_grad=True), mg.eye(2, requires_grad=True)):
+        assert t.requires_grad and t.is_leaf and t.grad is None
+
+
+def test_tensor_copies_but_from_numpy_shares():
+    a = np.array([1.0, 2.0])
+    t, shared = mg.tensor(a), mg.from_numpy(a)
+    a[0] = 9.0
+    assert t.tolist() == [1.0, 2.0]
+    assert shared.tolist() == [9.0, 2.0] and shared.dtype == np.float64
+    with pytest.raises(TypeError, match="from_numpy: expected a numpy.ndarray, got list"):
+        mg.from_numpy([1.0])
+    u = mg.tensor(t)  # from a Tensor: a copy, too
+    t.data[0] = 5.0
+    assert u.tolist() == [1.0, 2.0]
+
+
+# -- dtypes -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data, dtype", [
+    ([1.0, 2.0], np.float32), (1.5, np.float32), ([1, 2], np.int64), (3, np.int64),
+    ([True, False], np.bool_), (np.array([1.0, 2.0]), np.float64),
+    (np.array([1, 2], dtype=np.int32), np.int32), (np.float32(1.0), np.float32),
+])
+def test_dtype_defaults(data, dtype):
+    """Python floats become float32; NumPy arrays keep their dtype (float64 stays float64)."""
+    assert mg.tensor(data).dtype == dtype
+
+
+def test_default_dtype_can_be_changed_and_restored():
+    assert mg.get_default_dtype() == np.float32
+    mg.set_default_dtype(mg.float64)
+    try:
+        assert mg.tensor([1.0]).dtype == np.float64 and mg.zeros(2).dtype == np.float64
+    finally:
+        mg.set_default_dtype(mg.float32)
+    assert mg.tensor([1.0]).dtype == np.float32
+    with pytest.raises(TypeError, match="expected a floating dtype"):
+        mg.set_default_dtype(np.int64)
+
+
+def test_astype_float_double():
+    t = mg.tensor([1.5, -2.0])
+    assert t.double().dtype == np.float64 and t.double().float().dtype == np.float32
+    assert t.astype(np.int64).tolist() == [1, -2]
+    assert t.long().dtype == np.int64 and t.int().dtype == np.int32
+    assert t.bool().tolist() == [True, True]
+    assert mg.tensor([1, 0]).float().tolist() == [1.0, 0.0]
+    assert t.float() is t  # already float32: no copy, no op
+    assert t.to(dtype=mg.float64).dtype == np.float64 and t.to("cpu") is t
+
+
+# -- leaving minigrad -------------------------------------------------------------------------
+
+
+def test_numpy_item_tolist_array_len():
+    t = mg.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert isinstance(t.numpy(), np.ndarray) and t.numpy().dtype == np.float32
+    assert t.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert mg.tensor(2.5).item() == 2.5 and isinstance(mg.tensor(2.5).item(), float)
+    assert mg.tensor([7]).item() == 7 and isinstance(mg.tensor([7]).item(), int)
+    with pytest.raises(ValueError, match=r"item\(\): only one-element tensors.*\(2, 2\)"):
+        t.item()
+    a = np.asarray(t)
+    assert a.shape == (2, 2) and a.dtype == np.float32
+    assert np.asarray(t, dtype=np.float64).dtype == np.float64
+    assert len(t) == 2 and len(mg.zeros(5, 1)) == 5
+    with pytest.raises(TypeError, match="len\\(\\) of a 0-d tensor"):
+        len(mg.tensor(1.0))
+    assert float(mg.tensor(1.5)) == 1.5 and int(mg.tensor(3)) == 3
+
+
+def test_repr():
+    assert repr(mg.tensor([1.0, 2.5])) == "tensor([1. , 2.5])"
+    assert repr(mg.tensor([1, 2])) == "tensor([1, 2], dtype=int64)"
+    assert repr(mg.tensor([1.0], dtype=mg.float64)) == "tensor([1.], dtype=float64)"
+    x = mg.tensor([1.0], requires_grad=True)
+    assert repr(x) == "tensor([1.], requires_grad=True)"
+    assert repr(x * 2) == "tensor([2.], grad_fn=<Mul>)"
+    assert repr(mg.tensor(3.0)) == "tensor(3.)"
+
+
+# -- randomness -------------------------------------------------------------------------------
+
+
+RANDOM = {
+    "rand": lambda: mg.rand(3, 4),
+    "randn": lambda: mg.randn(3, 4),
+    "randint": lambda: mg.randint(0, 10, size=(3, 4)),
+    "rand64": lambda: mg.rand(5, dtype=mg.float64),
+    "uniform_": lambda: mg.empty(4).uniform_(-1, 1),
+    "normal_": lambda: mg.empty(4).normal_(0, 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RANDOM))
+def test_manual_seed_makes_every_random_function_repeatable(name):
+    make = RANDOM[name]
+    mg.manual_seed(123)
+    a = make().numpy().copy()
+    b = make().numpy().copy()
+    mg.manual_seed(123)
+    np.testing.assert_array_equal(make().numpy(), a)
+    np.testing.assert_array_equal(make().numpy(), b)
+    assert not np.array_equal(a, b)  # successive draws differ
+    mg.manual_seed(124)
+    assert not np.array_equal(make().numpy(), a)
+
+
+def test_random_distributions_and_dtypes():
+    mg.manual_seed(0)
+    u = mg.rand(10_000)
+    assert u.dtype == np.float32 and 0.0 <= u.numpy().min() and u.numpy().max() < 1.0
+    assert abs(u.numpy().mean() - 0.5) < 0.02
+    n = mg.randn(10_000, dtype=mg.float64)
+    assert n.dtype == np.float64 and abs(n.numpy().mean()) < 0.05 and abs(n.numpy().std() - 1) < 0.05
+    i = mg.randint(5, size=1000)
+    assert i.dtype == np.int64 and set(np.unique(i.numpy())) == set(range(5))
+    assert mg.randint(3, 4).shape == () and mg.randint(3, 4).item() == 3
+
+
+# -- attributes -------------------------------------------------------------------------------
+
+
+def test_shape_ndim_size_dtype_device_is_leaf():
+    x = mg.zeros(2, 3, 4, requires_grad=True)
+    assert x.shape == (2, 3, 4) and x.ndim == 3 and x.dim() == 3
+    assert x.size == 24 and x.numel() == 24
+    assert x.dtype == np.float32
+    assert x.device == "cpu" and x.device == mg.Device("cpu") and str(x.device) == "cpu"
+    assert x.is_leaf and x.grad_fn is None
+    y = x * 2
+    assert not y.is_leaf and y.grad_fn.name == "Mul"
+    s = mg.tensor(1.0)
+    assert s.shape == () and s.ndim == 0 and s.size == 1
+
+
+def test_unknown_device_is_rejected():
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        mg.zeros(2, device="tpu")
