@@ -121,7 +121,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, se
             if not abs(projected - numeric) <= atol + rtol * abs(numeric):
                 raise GradcheckError(
                     f"gradcheck failed for {_label(fn, names)}: input {position} (shape {x.shape}), "
-                    f"directional derivative: analytic {projected!r} vs numerical {numeric!r}"
+                    f"directional derivative: analytic {float(projected)!r} vs numerical {float(numeric)!r}"
                 )
             continue
         numeric = np.zeros(x.shape)
@@ -138,9 +138,9 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, se
             worst = np.unravel_index(np.nanargmax(np.where(np.isfinite(a), error, np.inf)), x.shape)
             raise GradcheckError(
                 f"gradcheck failed for {_label(fn, names)}: input {position} (shape {x.shape}), "
-                f"worst element {tuple(int(i) for i in worst)} at x={x.data[worst]!r}: "
-                f"analytic {a[worst]!r} vs numerical {numeric[worst]!r} "
-                f"(atol={atol}, rtol={rtol}); max |difference| {np.max(np.abs(a - numeric))!r}"
+                f"worst element {tuple(int(i) for i in worst)} at x={float(x.data[worst])!r}: "
+                f"analytic {float(a[worst])!r} vs numerical {float(numeric[worst])!r} "
+                f"(atol={atol}, rtol={rtol}); max |difference| {float(np.max(np.abs(a - numeric)))!r}"
             )
     return True
 
