@@ -2,7 +2,7 @@
 differences, repeated-index accumulation, views, non-contiguous inputs, and error messages."""
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 

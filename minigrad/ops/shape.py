@@ -31,8 +31,8 @@ def _broadcast_axes(shape, target):
 
 def _axis(axis, ndim, op, shape):
     """One axis as a non-negative int; a clear error when it is not in [-ndim, ndim)."""
-    if not isinstance(axis, numbers.Integral) or isinstance(axis, bool):
-        raise TypeError(f"{op}: axis must be an int, got {axis!r}")
+    if type(axis) is not int and (not isinstance(axis, numbers.Integral) or isinstance(axis, bool)):
+        raise TypeError(f"{op}: axis must be an int, got {axis!r}")  # (the ABC check is slow: ints skip it)
     if not -ndim <= axis < ndim:
         raise ValueError(f"{op}: axis {axis} is out of range for a tensor of shape {tuple(shape)} "
                          f"(valid: {-ndim} to {ndim - 1})")
