@@ -1,0 +1,213 @@
+"""Pooling: forward and gradient against plain loop references (-inf padding, overlapping
+windows, ties, NaN), gradcheck, numba kernels against the NumPy fallbacks, PyTorch parity."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minigrad as mg
+from minigrad.backend import cpu_kernels as K
+
+from .coverage import covers
+from .strategies import relayout
+
+
+def pool_reference(x, k, s, p, kind):
+    """Loops over windows; returns the output and dL/dx for an upstream gradient of ones*g."""
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * p[0] - k[0]) // s[0] + 1, (w + 2 * p[1] - k[1]) // s[1] + 1
+    y = np.zeros((n, c, oh, ow))
+    route = {}  # (n, c, oy, ox) -> list of (input position, weight)
+    for b in range(n):
+        for ch in range(c):
+            for oy in range(oh):
+                for ox in range(ow):
+                    cells = [(r, q) for r in range(oy * s[0] - p[0], oy * s[0] - p[0] + k[0])
+                             for q in range(ox * s[1] - p[1], ox * s[1] - p[1] + k[1])]
+                    inside = [(r, q) for r, q in cells if 0 <= r < h and 0 <= q < w]
+                    if kind == "max":
+                        best = None  # padding is -inf: only real cells compete; first max wins
+                        for r, q in inside:
+                            v = x[b, ch, r, q]
+                            if best is None or v > x[b, ch][best] or (np.isnan(v) and not np.isnan(x[b, ch][best])):
+                                best = (r, q)
+                        y[b, ch, oy, ox] = x[b, ch][best]
+                        route[b, ch, oy, ox] = [(best, 1.0)]
+                    else:
+                        y[b, ch, oy, ox] = sum(x[b, ch, r, q] for r, q in inside) / (k[0] * k[1])
+                        route[b, ch, oy, ox] = [(rq, 1.0 / (k[0] * k[1])) for rq in inside]
+    return y, route
+
+
+def grad_reference(route, g, shape):
+    dx = np.zeros(shape)
+    for (b, ch, oy, ox), targets in route.items():
+        for (r, q), wgt in targets:
+            dx[b, ch, r, q] += wgt * g[b, ch, oy, ox]
+    return dx
+
+
+@st.composite
+def pool_cases(draw, max_side=7, ties=False):
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = draw(st.one_of(st.none(), st.tuples(st.integers(1, 3), st.integers(1, 3))))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    h = draw(st.integers(max(1, kh - 2 * ph), max_side))
+    w = draw(st.integers(max(1, kw - 2 * pw), max_side))
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    if ties:  # few distinct values: many ties inside windows
+        x = rng.integers(-2, 2, (n, c, h, w)).astype(np.float64)
+    else:
+        x = rng.standard_normal((n, c, h, w))
+    x = relayout(x, draw(st.sampled_from(["C", "F", "strided"])))
+    return x, (kh, kw), stride, (ph, pw)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@given(case=pool_cases(ties=True))
+def test_pool_forward_and_grad_match_loops(kind, case):
+    x, k, stride, p = case
+    s = k if stride is None else stride
+    fn = mg.max_pool2d if kind == "max" else mg.avg_pool2d
+    xt = mg.tensor(x, requires_grad=True)
+    y = fn(xt, k, stride, p)
+    ref, route = pool_reference(x, k, s, p, kind)
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12, atol=1e-12)
+    g = np.random.default_rng(0).standard_normal(y.shape)
+    y.backward(mg.tensor(g))
+    np.testing.assert_allclose(xt.grad.numpy(), grad_reference(route, g, x.shape), rtol=1e-12, atol=1e-12)
+
+
+@covers("MaxPool2d")
+@given(pool_cases(max_side=6))
+def test_max_pool2d_gradcheck(case):
+    x, k, stride, p = case
+    # distinct values well apart so finite differences never cross a tie
+    x = x + np.arange(x.size).reshape(x.shape) * 0.05
+    assert mg.gradcheck(lambda t: mg.max_pool2d(t, k, stride, p), mg.tensor(x, requires_grad=True))
+
+
+@covers("AvgPool2d")
+@given(pool_cases(max_side=6))
+def test_avg_pool2d_gradcheck(case):
+    x, k, stride, p = case
+    assert mg.gradcheck(lambda t: mg.avg_pool2d(t, k, stride, p), mg.tensor(x, requires_grad=True))
+
+
+@covers("AdaptiveAvgPool2d")
+@given(st.integers(1, 6), st.integers(1, 6), st.sampled_from([1, (1, 1), (2, 3), 3, (4, 1)]),
+       st.sampled_from(["C", "F", "strided"]))
+def test_adaptive_avg_pool2d(h, w, out, layout):
+    x = relayout(np.random.default_rng(h * 7 + w).standard_normal((2, 3, h, w)), layout)
+    y = mg.adaptive_avg_pool2d(mg.tensor(x), out)
+    oh, ow = (out, out) if isinstance(out, int) else out
+    ref = np.zeros((2, 3, oh, ow))
+    for p in range(oh):
+        for q in range(ow):
+            h0, h1 = (p * h) // oh, -(-((p + 1) * h) // oh)
+            w0, w1 = (q * w) // ow, -(-((q + 1) * w) // ow)
+            ref[:, :, p, q] = x[:, :, h0:h1, w0:w1].mean(axis=(2, 3))
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12, atol=1e-12)
+    assert mg.gradcheck(lambda t: mg.adaptive_avg_pool2d(t, out), mg.tensor(x, requires_grad=True))
+
+
+def test_max_pool2d_padding_is_minus_infinity():
+    x = -np.ones((1, 1, 2, 2)) * 5.0  # all negative: zero padding would win, -inf never does
+    y = mg.max_pool2d(mg.tensor(x), 3, stride=1, padding=1)
+    assert np.all(y.numpy() == -5.0)
+
+
+def test_max_pool2d_ties_go_to_first_and_overlaps_accumulate():
+    x = mg.tensor(np.array([[[[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]]]), requires_grad=True)
+    y = mg.max_pool2d(x, 2, stride=1)  # four overlapping windows; three of them hold ties
+    y.backward(mg.ones(y.shape, dtype=np.float64))
+    # window (0,0): first 1 is (0,0); (0,1): (0,1); (1,0): (1,0); (1,1): (1,1)
+    np.testing.assert_array_equal(x.grad.numpy()[0, 0], [[1, 1, 0], [1, 1, 0], [0, 0, 0]])
+    z = mg.tensor(np.array([[[[3.0, 1.0], [2.0, 0.0]]]]), requires_grad=True)
+    # nine 2x2 windows over the -inf-padded 4x4: the 3 wins the four that contain it, the 1
+    # and the 2 the two each that contain them but not the 3, the 0 only its corner window
+    mg.max_pool2d(z, 2, stride=1, padding=1).sum().backward()
+    np.testing.assert_array_equal(z.grad.numpy()[0, 0], [[4, 2], [2, 1]])
+
+
+@pytest.mark.parametrize("disable", ["0", "1"])
+def test_max_pool2d_nan_wins_and_gets_the_gradient(disable, monkeypatch):
+    monkeypatch.setenv("MINIGRAD_DISABLE_NUMBA", disable)
+    x = np.array([[[[1.0, np.nan, 5.0, 2.0], [np.nan, 0.0, 1.0, 1.0]]]])
+    xt = mg.tensor(x, requires_grad=True)
+    y = mg.max_pool2d(xt, 2)
+    assert np.isnan(y.numpy()[0, 0, 0, 0]) and y.numpy()[0, 0, 0, 1] == 5.0
+    y.sum().backward()
+    np.testing.assert_array_equal(xt.grad.numpy()[0, 0], [[0, 1, 1, 0], [0, 0, 0, 0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pool_kernels_numba_equals_numpy(dtype):
+    if K.numba is None:
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 2, 7, 9)).astype(dtype)
+    x[0, 0, 1, 1] = np.nan
+    x[1, 1, :2, :2] = 1.0  # a tie
+    for k, s, p in [((3, 2), (2, 1), (1, 1)), ((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1))]:
+        out = ((7 + 2 * p[0] - k[0]) // s[0] + 1, (9 + 2 * p[1] - k[1]) // s[1] + 1)
+        o1, a1 = K._maxpool_fwd_nb(x, *k, *s, *p, *out)
+        o2, a2 = K._maxpool_fwd_np(x, *k, *s, *p, *out)
+        np.testing.assert_array_equal(o1, o2)
+        np.testing.assert_array_equal(a1, a2)
+        if (k, s, p) == ((2, 2), (2, 2), (0, 0)):
+            o3, a3 = K._maxpool2x2_fwd_nb(x, *out)
+            np.testing.assert_array_equal(o3, o2)
+            np.testing.assert_array_equal(a3, a2)
+        g = rng.standard_normal(o1.shape).astype(dtype)
+        np.testing.assert_allclose(K._maxpool_bwd_nb(g, a1, 3, 2, 7, 9), K._maxpool_bwd_np(g, a2, x.shape), rtol=1e-6)
+        np.testing.assert_allclose(K._avgpool_fwd_nb(x, *k, *s, *p, *out), K._avgpool_fwd_np(x, *k, *s, *p, *out),
+                                   rtol=1e-5)
+        np.testing.assert_allclose(K._avgpool_bwd_nb(g, 3, 2, 7, 9, *k, *s, *p),
+                                   K._avgpool_bwd_np(g, x.shape, *k, *s, *p, *out), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@given(case=pool_cases(max_side=8))
+def test_pool_matches_torch(kind, case):
+    torch = pytest.importorskip("torch")
+    x, k, stride, p = case
+    fn, tfn = ((mg.max_pool2d, torch.nn.functional.max_pool2d) if kind == "max"
+               else (mg.avg_pool2d, torch.nn.functional.avg_pool2d))
+    xt, tx = mg.tensor(x, requires_grad=True), torch.tensor(np.ascontiguousarray(x), requires_grad=True)
+    y, ty = fn(xt, k, stride, p), tfn(tx, k, stride, p)
+    g = np.random.default_rng(1).standard_normal(y.shape)
+    y.backward(mg.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(xt.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_pool_errors():
+    x = mg.randn(1, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"max_pool2d: expected a 4-D input .* got shape \(4, 4\)"):
+        mg.max_pool2d(mg.randn(4, 4), 2)
+    with pytest.raises(ValueError, match=r"avg_pool2d: kernel of size \(5, 5\) is larger than the padded input"):
+        mg.avg_pool2d(x, 5)
+    with pytest.raises(ValueError, match=r"max_pool2d: padding \(2, 2\) must be at most half the kernel size"):
+        mg.max_pool2d(x, 3, padding=2)
+    with pytest.raises(ValueError, match=r"max_pool2d: stride must be >= 1"):
+        mg.max_pool2d(x, 2, stride=0)
+    with pytest.raises(ValueError, match=r"avg_pool2d: padding must be >= 0"):
+        mg.avg_pool2d(x, 2, padding=-1)
+    with pytest.raises(TypeError, match=r"max_pool2d: kernel_size must be an int or a pair"):
+        mg.max_pool2d(x, 2.0)
+    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: expected a 4-D input"):
+        mg.adaptive_avg_pool2d(mg.randn(3, 4), 1)
+    with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be >= 1"):
+        mg.adaptive_avg_pool2d(x, 0)
+
+
+def test_pools_are_once_differentiable():
+    x = mg.randn(1, 1, 4, 4, dtype=np.float64, requires_grad=True)
+    for fn in (lambda t: mg.max_pool2d(t, 2), lambda t: mg.avg_pool2d(t, 2),
+               lambda t: mg.adaptive_avg_pool2d(t, 1)):
+        (gx,) = mg.grad((fn(x) ** 2).sum(), [x], create_graph=True)
+        with pytest.raises(RuntimeError, match="once-differentiable"):
+            gx.sum().backward()
