@@ -1,6 +1,7 @@
 """minigrad.data: the IDX reader, MNIST / Fashion-MNIST (search, download), DataLoader."""
 import gzip
 import hashlib
+import http.client
 import http.server
 import os
 import pathlib
@@ -347,6 +348,54 @@ def test_download_file_size_mismatch_and_missing_url(tmp_path, http_root):
     dl.download_file(url + "f.bin", dest, md5=hashlib.md5(b"0123456789").hexdigest(), size=10,
                      progress=False)
     assert dest.read_bytes() == b"0123456789" and _leftovers(tmp_path / "out") == ["f.bin"]
+    with pytest.raises(ChecksumError, match="md5 [0-9a-f]{32} does not match the expected 0+$"):
+        dl.download_file(url + "f.bin", tmp_path / "out" / "g.bin", md5="0" * 32, progress=False)
+    assert _leftovers(tmp_path / "out") == ["f.bin"]
+
+
+class _CutsOffHandler(http.server.BaseHTTPRequestHandler):
+    """Announces 1000 bytes, sends 10, hangs up: a connection lost mid-download."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b"\x1f\x8b" + b"\x00" * 8)
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_download_file_detects_a_short_transfer_without_known_size(tmp_path):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CutsOffHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/x"
+        with pytest.raises((ChecksumError, http.client.HTTPException), match="10 bytes|IncompleteRead"):
+            dl.download_file(url, tmp_path / "x", progress=False)
+        assert _leftovers(tmp_path) == []
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_connection_lost_midway_leaves_nothing(isolated_env, monkeypatch):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CutsOffHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        monkeypatch.setattr(MNIST, "mirrors", [url, "not a url"])
+        root = isolated_env / "data"
+        with pytest.raises(DatasetNotFoundError, match="t10k-images-idx3-ubyte.gz: got 10 bytes, "
+                           "expected 1648877") as info:
+            MNIST(root=root, train=False)
+        assert "not a url/t10k-images-idx3-ubyte.gz: unknown url type" in str(info.value)
+        assert _leftovers(root) == []
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_no_network_error_says_where_to_put_the_files(isolated_env):

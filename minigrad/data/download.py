@@ -90,16 +90,17 @@ def download_file(url, dest, md5=None, size=None, progress=True, timeout=30):
                         break
                     written += len(block)
                     if size is not None and written > size:
-                        raise ChecksumError(f"{url}: more than the expected {size} bytes")
+                        raise ChecksumError(f"more than the expected {size} bytes")
                     h.update(block)
                     out.write(block)
                     bar.update(len(block))
             out.flush()
             os.fsync(out.fileno())
-        if size is not None and written != size:
-            raise ChecksumError(f"{url}: got {written} bytes, expected {size}")
+        expected = size if size is not None else (int(length) if length else None)
+        if expected is not None and written != expected:  # also a connection cut short
+            raise ChecksumError(f"got {written} bytes, expected {expected}")
         if md5 is not None and h.hexdigest() != md5:
-            raise ChecksumError(f"{url}: md5 {h.hexdigest()} does not match the expected {md5}")
+            raise ChecksumError(f"md5 {h.hexdigest()} does not match the expected {md5}")
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

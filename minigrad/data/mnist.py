@@ -8,6 +8,7 @@ The files keep their standard names (``train-images-idx3-ubyte.gz`` ...), gzip o
 looked for as described in ``minigrad.data.download`` (root argument, ``$MINIGRAD_DATA``, the
 user cache; each with a ``mnist/`` or ``fashion-mnist/`` subfolder).
 """
+import http.client
 import os
 
 import numpy as np
@@ -19,6 +20,10 @@ from .idx import IDXError, read_idx
 from .transforms import apply_batch
 
 __all__ = ["MNIST", "FashionMNIST"]
+
+# network (URLError and timeouts are OSErrors), a connection cut mid-file (HTTPException),
+# a malformed mirror URL (ValueError), a wrong size or md5 (ChecksumError)
+_DOWNLOAD_ERRORS = (OSError, http.client.HTTPException, ValueError, ChecksumError)
 
 
 class MNIST(Dataset):
@@ -122,7 +127,7 @@ class MNIST(Dataset):
             target = dirs[0][0]  # the dataset subfolder of the first base
             try:
                 return [str(self._download(target, n + ".gz")) for n in names]
-            except (OSError, ChecksumError) as e:  # URLError is an OSError
+            except _DOWNLOAD_ERRORS as e:
                 errors = getattr(e, "attempts", [str(e)])
         raise DatasetNotFoundError(self._not_found_message(names, dirs, download, errors, skipped))
 
@@ -136,7 +141,7 @@ class MNIST(Dataset):
             url = mirror.rstrip("/") + "/" + filename
             try:
                 return download_file(url, dest, md5=md5, size=size)
-            except (OSError, ChecksumError) as e:
+            except _DOWNLOAD_ERRORS as e:
                 attempts.append(f"{url}: {e}")
         err = ChecksumError(f"{self.name}: could not download {filename}")
         err.attempts = attempts
@@ -165,7 +170,7 @@ class MNIST(Dataset):
             lines += [f"  {e}" for e in errors]
         every = ", ".join(sorted(self.resources))
         lines.append(f"To work offline, copy the files ({every}; gzipped or not) into "
-                     f"{dirs[0][0]}/ or any folder above, or set MINIGRAD_DATA=/path/to/data "
+                     f"{dirs[0][0]}/ (or any folder listed above), or set MINIGRAD_DATA=/path/to/data "
                      f"and put them in /path/to/data/{self.folder}/.")
         return "\n".join(lines)
 
