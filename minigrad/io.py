@@ -92,9 +92,10 @@ class _Writer:
         if isinstance(obj, (list, tuple)):
             return {"type": type(obj).__name__ if type(obj) in (list, tuple) else "list",
                     "items": [self.node(v, path + [i]) for i, v in enumerate(obj)]}
+        hint = " (save its .state_dict() instead)" if hasattr(obj, "state_dict") else ""
         raise TypeError(f"save: cannot save an object of type {type(obj).__module__}."
-                        f"{type(obj).__qualname__} at key path {_path_str(path)!r}; supported: "
-                        "Tensor, numpy array/scalar, bool, int, float, str, None, and "
+                        f"{type(obj).__qualname__} at key path {_path_str(path)!r}{hint}; "
+                        "supported: Tensor, numpy array/scalar, bool, int, float, str, None, and "
                         "dict/list/tuple of those")
 
 
@@ -112,6 +113,8 @@ def save(obj, path, compress=False):
     arrays = dict(writer.arrays)
     arrays[MANIFEST_KEY] = np.array(manifest)
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"save: cannot write {path}: the folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -198,11 +198,19 @@ def test_unsupported_objects_name_their_key_path(tmp_path):
         ({"arr": np.array([None, 1], dtype=object)}, r"'arr' with dtype object"),
         (lambda: 0, r"function at key path '<root>'"),
         ({"c": 1 + 2j}, r"builtins.complex at key path 'c'"),
+        ({"m": _HasStateDict()}, r"_HasStateDict at key path 'm' \(save its .state_dict\(\) instead\)"),
     ]
     for obj, msg in cases:
         with pytest.raises(TypeError, match=msg):
             mg.save(obj, path)
     assert mg.load(path) == {"ok": 1} and os.listdir(tmp_path) == ["ckpt.npz"]
+    with pytest.raises(FileNotFoundError, match="save: cannot write .*the folder .*nowhere does not exist"):
+        mg.save({"ok": 1}, tmp_path / "nowhere" / "c.npz")
+
+
+class _HasStateDict:
+    def state_dict(self):
+        return {}
 
 
 def test_load_errors(tmp_path):
