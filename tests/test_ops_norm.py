@@ -1,0 +1,120 @@
+"""batch_norm: training and eval forward against NumPy, running-stat updates, the fused
+backward by gradcheck and gradgradcheck, PyTorch parity, errors."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minigrad as mg
+
+from .coverage import covers
+from .strategies import relayout
+
+
+@st.composite
+def bn_cases(draw):
+    four_d = draw(st.booleans())
+    n = draw(st.integers(2 if not four_d else 1, 4))
+    c = draw(st.integers(1, 3))
+    shape = (n, c) + ((draw(st.integers(1, 3)), draw(st.integers(2, 3))) if four_d else ())
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = relayout(rng.standard_normal(shape) * 2 + 1, draw(st.sampled_from(["C", "F", "strided"])))
+    affine = draw(st.sampled_from(["both", "none", "weight", "bias"]))
+    w = rng.standard_normal(c) if affine in ("both", "weight") else None
+    b = rng.standard_normal(c) if affine in ("both", "bias") else None
+    rm, rv = rng.standard_normal(c), rng.random(c) + 0.5
+    return x, w, b, rm, rv, draw(st.booleans())
+
+
+def reference(x, w, b, rm, rv, training, momentum=0.1, eps=1e-5):
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if training:
+        mu, var = x.mean(axis=axes), x.var(axis=axes)
+        m = x.size // x.shape[1]
+        new_rm = (1 - momentum) * rm + momentum * mu
+        new_rv = (1 - momentum) * rv + momentum * var * m / (m - 1)
+    else:
+        mu, var, new_rm, new_rv = rm, rv, rm, rv
+    y = (x - mu.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    if w is not None:
+        y = y * w.reshape(shape)
+    if b is not None:
+        y = y + b.reshape(shape)
+    return y, new_rm, new_rv
+
+
+def _t(a, grad=False):
+    return None if a is None else mg.tensor(a, requires_grad=grad)
+
+
+@given(bn_cases())
+def test_batch_norm_forward_and_running_stats(case):
+    x, w, b, rm, rv, training = case
+    RM, RV = mg.tensor(rm), mg.tensor(rv)
+    y = mg.batch_norm(mg.tensor(x), RM, RV, _t(w), _t(b), training=training, momentum=0.1)
+    ref, new_rm, new_rv = reference(x, w, b, rm, rv, training)
+    np.testing.assert_allclose(y.numpy(), ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(RM.numpy(), new_rm, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(RV.numpy(), new_rv, rtol=1e-12, atol=1e-12)
+
+
+def test_batch_norm_training_without_running_stats_and_float32():
+    x = np.random.default_rng(0).standard_normal((8, 3, 2, 2)).astype(np.float32)
+    y = mg.batch_norm(mg.tensor(x), None, None, training=True)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.numpy().mean(axis=(0, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(y.numpy().var(axis=(0, 2, 3)), 1, atol=1e-3)
+
+
+@covers("BatchNorm", twice=True)
+@given(bn_cases())
+def test_batch_norm_gradcheck_and_gradgradcheck(case):
+    x, w, b, rm, rv, training = case
+    inputs = [_t(x, True)] + [_t(a, True) for a in (w, b) if a is not None]
+
+    def f(x, *wb):
+        it = iter(wb)
+        ww = next(it) if w is not None else None
+        bb = next(it) if b is not None else None
+        # fresh running stats each call: finite differences must not see them drift
+        return mg.batch_norm(x, mg.tensor(rm), mg.tensor(rv), ww, bb, training=training)
+
+    assert mg.gradcheck(f, *inputs)
+    assert mg.gradgradcheck(f, *inputs)
+
+
+@given(bn_cases())
+def test_batch_norm_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    x, w, b, rm, rv, training = case
+    ours = dict(x=_t(x, True), w=_t(w, True), b=_t(b, True))
+    theirs = {k: None if a is None else torch.tensor(np.ascontiguousarray(a), requires_grad=True)
+              for k, a in dict(x=x, w=w, b=b).items()}
+    RM, RV, trm, trv = mg.tensor(rm), mg.tensor(rv), torch.tensor(rm), torch.tensor(rv)
+    y = mg.batch_norm(ours["x"], RM, RV, ours["w"], ours["b"], training=training, momentum=0.3, eps=1e-3)
+    ty = torch.nn.functional.batch_norm(theirs["x"], trm, trv, theirs["w"], theirs["b"], training=training,
+                                        momentum=0.3, eps=1e-3)
+    g = np.random.default_rng(0).standard_normal(y.shape)
+    y.backward(mg.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(RM.numpy(), trm.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(RV.numpy(), trv.numpy(), rtol=1e-12, atol=1e-12)
+    for k in ours:
+        if ours[k] is not None:
+            np.testing.assert_allclose(ours[k].grad.numpy(), theirs[k].grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_batch_norm_errors():
+    x = mg.randn(4, 3, 2, 2)
+    with pytest.raises(ValueError, match=r"batch_norm: expected a 2-D \(N, C\) or 4-D .* got shape \(4, 3, 2\)"):
+        mg.batch_norm(mg.randn(4, 3, 2), None, None, training=True)
+    with pytest.raises(ValueError, match=r"batch_norm: running_mean must have shape \(3,\) for input of shape \(4, 3, 2, 2\), got \(2,\)"):
+        mg.batch_norm(x, mg.zeros(2), mg.ones(2), training=True)
+    with pytest.raises(ValueError, match=r"batch_norm: eval mode .* needs running_mean"):
+        mg.batch_norm(x, None, None, training=False)
+    with pytest.raises(ValueError, match=r"more than 1 value per channel when training, got input of shape \(1, 3\)"):
+        mg.batch_norm(mg.randn(1, 3), None, None, training=True)
+    with pytest.raises(ValueError, match=r"give both running_mean and running_var"):
+        mg.batch_norm(x, mg.zeros(3), None, training=True)
