@@ -122,7 +122,8 @@ def adam_update(x, g, m, v, vmax, lr, b1, b2, eps, step, wd, decoupled):
         g = g + t(l2) * x
     if decay != 1.0:
         x *= t(decay)
-    tmp = xp.multiply(g, t(1 - b1))
+    tmp = xp.empty_like(x)  # (not multiply's result: for a 0-d x that is a scalar)
+    xp.multiply(g, t(1 - b1), out=tmp)
     m *= t(b1)
     m += tmp
     xp.multiply(g, g, out=tmp)

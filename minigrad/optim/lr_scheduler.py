@@ -52,10 +52,15 @@ class LRScheduler:
         return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas")}
 
     def load_state_dict(self, state_dict):
+        """Restore the schedule, and put its latest lrs back into the optimizer's groups: a
+        scheduler constructed after ``optimizer.load_state_dict`` has reset them to epoch 0."""
         self.__dict__.update({k: v for k, v in state_dict.items() if k not in ("optimizer", "lr_lambdas")})
         self.last_epoch = int(self.last_epoch)
         self.base_lrs = [float(b) for b in self.base_lrs]
         self._last_lr = [float(b) for b in self._last_lr]
+        for group, base, lr in zip(self.optimizer.param_groups, self.base_lrs, self._last_lr):
+            group["initial_lr"] = base
+            group["lr"] = lr
 
 
 _LRScheduler = LRScheduler

@@ -1,0 +1,551 @@
+"""nn: Module (registration, tree walks, state_dict, modes, to(), repr), Parameter, init,
+Linear, activations, Flatten, Dropout, containers (minigrad/nn)."""
+import math
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import minigrad as mg
+from minigrad import nn
+from minigrad.nn import functional as F
+from minigrad.nn import init
+from tests.coverage import covers
+from tests.strategies import arrays, shapes
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.scale = nn.Parameter(mg.ones(3))
+        self.register_buffer("running", mg.zeros(3))
+        self.register_buffer("count", mg.tensor(0))  # an integer buffer
+        self.register_buffer("cache", mg.zeros(2), persistent=False)
+        self.note = "not registered"
+
+    def forward(self, x):
+        return self.fc(x) * self.scale + self.running
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = Block()
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(3, 2))
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.head(self.drop(self.body(x)))
+
+
+# -- Parameter ---------------------------------------------------------------------------------
+
+
+def test_parameter_basics():
+    a = mg.randn(2, 3)
+    p = nn.Parameter(a)
+    assert isinstance(p, mg.Tensor) and p.requires_grad and p.is_leaf
+    assert p.data is a.data  # shares memory, as torch.nn.Parameter(tensor)
+    assert repr(p).startswith("Parameter containing:\ntensor(")
+    assert type(p * 2) is mg.Tensor  # ops make plain tensors
+    assert not nn.Parameter(mg.ones(2), requires_grad=False).requires_grad
+    assert nn.Parameter().shape == (0,)
+    with pytest.raises(TypeError, match="only floating-point tensors can require gradients"):
+        nn.Parameter(mg.tensor([1, 2]))
+    assert nn.Parameter(mg.tensor([1, 2]), requires_grad=False).dtype == np.int64
+
+
+# -- registration and tree walks ----------------------------------------------------------------
+
+
+def test_registration_and_names():
+    net = Net()
+    names = [n for n, _ in net.named_parameters()]
+    assert names == ["body.scale", "body.fc.weight", "body.fc.bias", "head.1.weight", "head.1.bias"]
+    assert [n for n, _ in net.named_buffers()] == ["body.running", "body.count", "body.cache"]
+    assert [n for n, _ in net.named_children()] == ["body", "head", "drop"]
+    assert [n for n, _ in net.named_modules()] == ["", "body", "body.fc", "head", "head.0", "head.1", "drop"]
+    assert len(list(net.modules())) == 7 and len(list(net.children())) == 3
+    assert list(net.parameters(recurse=False)) == []
+    assert net.num_parameters() == 3 + 12 + 3 + 6 + 2
+    assert net.get_submodule("head.1") is net.head[1]
+    # attribute access is an ordinary __dict__ lookup: no __getattr__ on the hot path
+    assert "weight" in net.body.fc.__dict__ and not hasattr(nn.Module, "__getattr__")
+
+
+def test_shared_parameters_are_listed_once():
+    lin = nn.Linear(3, 3)
+    seq = nn.Sequential(lin, nn.ReLU(), lin)
+    assert len(list(seq.parameters())) == 2
+    assert [n for n, _ in seq.named_modules()] == ["", "0", "1"]
+
+
+def test_reassignment_and_deletion():
+    m = Block()
+    with pytest.raises(TypeError, match="cannot assign Tensor as parameter 'scale'"):
+        m.scale = mg.ones(3)
+    with pytest.raises(TypeError, match="cannot assign str as child module 'fc'"):
+        m.fc = "linear"
+    with pytest.raises(TypeError, match="cannot assign int as buffer 'running'"):
+        m.running = 3
+    m.running = mg.ones(3)  # a tensor replaces a buffer
+    assert m.state_dict()["running"].tolist() == [1, 1, 1]
+    m.scale = None
+    assert "scale" not in dict(m.named_parameters())
+    m.fc = nn.Linear(4, 3, bias=False)
+    assert [n for n, _ in m.named_parameters()] == ["fc.weight"]
+    del m.fc
+    assert list(m.parameters()) == [] and not hasattr(m, "fc")
+    m.extra = nn.Parameter(mg.zeros(1))
+    m.extra = nn.Linear(1, 1)  # a name moves from parameters to modules
+    assert [n for n, _ in m.named_parameters()] == ["extra.weight", "extra.bias"]
+
+
+def test_registration_errors():
+    class Forgot(nn.Module):
+        def __init__(self):
+            self.w = nn.Parameter(mg.ones(1))
+
+    with pytest.raises(AttributeError, match=r"call super\(\).__init__\(\) first in Forgot.__init__"):
+        Forgot()
+    m = nn.Module()
+    with pytest.raises(KeyError, match="without '.'"):
+        m.register_buffer("a.b", mg.ones(1))
+    with pytest.raises(TypeError, match="must be a Tensor or None"):
+        m.register_buffer("b", np.ones(1))
+    with pytest.raises(TypeError, match="must be an nn.Parameter or None"):
+        m.register_parameter("w", mg.ones(1))
+    with pytest.raises(TypeError, match="must be an nn.Module or None"):
+        m.add_module("c", 3)
+    with pytest.raises(NotImplementedError, match="has no forward"):
+        m(1)
+
+
+def test_train_eval_propagates():
+    net = Net()
+    assert net.training and net.head[0].training
+    assert net.eval() is net
+    assert not any(m.training for m in net.modules())
+    net.train()
+    assert all(m.training for m in net.modules())
+    with pytest.raises(TypeError, match="mode must be a bool"):
+        net.train("no")
+
+
+def test_zero_grad_and_requires_grad_():
+    net = Net()
+    net.eval()
+    net(mg.randn(2, 4)).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+    net.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.numpy().any() for p in net.parameters())
+    net.zero_grad()
+    assert all(p.grad is None for p in net.parameters())
+    net.requires_grad_(False)
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_apply_visits_every_module():
+    seen = []
+    Net().apply(lambda m: seen.append(type(m).__name__))
+    assert seen == ["Linear", "Block", "ReLU", "Linear", "Sequential", "Dropout", "Net"]
+
+
+# -- state_dict -------------------------------------------------------------------------------------
+
+
+def test_state_dict_contents():
+    net = Net()
+    sd = net.state_dict()
+    assert isinstance(sd, OrderedDict)
+    assert list(sd) == ["body.scale", "body.running", "body.count", "body.fc.weight", "body.fc.bias",
+                        "head.1.weight", "head.1.bias"]  # the non-persistent buffer is left out
+    assert not sd["body.scale"].requires_grad and sd["body.scale"].data is net.body.scale.data
+    assert net.state_dict(keep_vars=True)["body.scale"] is net.body.scale
+
+
+def test_state_dict_round_trip_through_a_file(tmp_path):
+    mg.manual_seed(1)
+    a = Net().eval()
+    mg.manual_seed(2)
+    b = Net().eval()
+    x = mg.randn(5, 4)
+    assert not np.allclose(a(x).numpy(), b(x).numpy())
+    a.body.running.data[...] = 0.25
+    a.body.count.data[...] = 7
+    mg.save(a.state_dict(), tmp_path / "net.npz")
+    params_before = list(b.parameters())
+    result = b.load_state_dict(mg.load(tmp_path / "net.npz"))
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    np.testing.assert_array_equal(a(x).numpy(), b(x).numpy())
+    assert list(b.parameters()) == params_before  # loaded in place: same Parameter objects
+    assert b.body.count.item() == 7 and b.body.count.dtype == np.int64
+
+
+def test_load_state_dict_strict_errors_leave_model_untouched():
+    net = Net()
+    before = {k: v.numpy().copy() for k, v in net.state_dict().items()}
+    sd = Net().state_dict()
+    del sd["head.1.bias"]
+    sd["head.2.weight"] = mg.zeros(2, 3)
+    sd["body.fc.weight"] = mg.zeros(3, 5)
+    with pytest.raises(RuntimeError) as err:
+        net.load_state_dict(sd)
+    msg = str(err.value)
+    assert "Error(s) in loading state_dict for Net" in msg
+    assert 'Missing key(s) in state_dict: "head.1.bias"' in msg
+    assert 'Unexpected key(s) in state_dict: "head.2.weight"' in msg
+    assert ("size mismatch for body.fc.weight: copying a param with shape (3, 5) from checkpoint, "
+            "the shape in the current model is (3, 4)") in msg
+    for k, v in net.state_dict().items():  # nothing was written, not even the valid entries
+        np.testing.assert_array_equal(v.numpy(), before[k], err_msg=k)
+
+
+def test_load_state_dict_non_strict():
+    net = Net()
+    sd = Net().state_dict()
+    del sd["head.1.bias"]
+    sd["extra"] = mg.zeros(1)
+    result = net.load_state_dict(sd, strict=False)
+    assert result == (["head.1.bias"], ["extra"])
+    assert result.missing_keys == ["head.1.bias"] and result.unexpected_keys == ["extra"]
+    np.testing.assert_array_equal(net.head[1].weight.numpy(), sd["head.1.weight"].numpy())
+    sd["head.1.weight"] = mg.zeros(9)
+    with pytest.raises(RuntimeError, match="size mismatch for head.1.weight"):
+        net.load_state_dict(sd, strict=False)  # a shape mismatch is an error even when not strict
+    assert repr(net.load_state_dict(Net().state_dict())) == "<All keys matched successfully>"
+
+
+def test_load_state_dict_preserves_dtype_and_accepts_arrays():
+    lin = nn.Linear(2, 2)
+    lin.load_state_dict({"weight": np.eye(2), "bias": mg.tensor([1.0, 2.0], dtype=np.float64)})
+    assert lin.weight.dtype == lin.bias.dtype == np.float32
+    np.testing.assert_array_equal(lin.weight.numpy(), np.eye(2))
+    with pytest.raises(TypeError, match="expected a dict"):
+        lin.load_state_dict([1, 2])
+
+
+# -- to(), dtypes and devices ---------------------------------------------------------------------------
+
+
+def test_to_dtype_keeps_parameter_objects():
+    net = Net()
+    params = list(net.parameters())
+    assert net.to(np.float64) is net
+    assert list(net.parameters()) == params
+    assert all(p.dtype == np.float64 for p in net.parameters())
+    assert net.body.running.dtype == np.float64 and net.body.count.dtype == np.int64  # ints stay
+    net.eval()
+    assert net(mg.randn(2, 4, dtype=np.float64)).dtype == np.float64
+    net.float()
+    assert all(p.dtype == np.float32 for p in net.parameters())
+    net.to(dtype="float64").to("cpu")
+    assert net.body.fc.weight.dtype == np.float64 and net.body.fc.weight.device == "cpu"
+    with pytest.raises(TypeError, match="only floating dtypes"):
+        net.to(np.int32)
+    with pytest.raises(TypeError, match="expected a device or a dtype"):
+        net.to(object())
+
+
+def test_to_device_round_trip(device):
+    net = Net()
+    x = mg.randn(3, 4)
+    net.eval()
+    expected = net(x).numpy()
+    net.to(device)
+    assert all(p.device == device for p in net.parameters())
+    assert all(b.device == device for b in net.buffers())
+    np.testing.assert_allclose(net(x.to(device)).numpy(), expected, rtol=1e-6)
+    net.to("cpu")
+    np.testing.assert_allclose(net(x).numpy(), expected, rtol=1e-6)
+
+
+# -- repr ---------------------------------------------------------------------------------------------------
+
+
+def test_repr_tree_with_parameter_counts():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Dropout(0.2),
+                          nn.Sequential(nn.Linear(128, 10), nn.LogSoftmax(dim=1)))
+    assert repr(model) == "\n".join([
+        "Sequential(",
+        "  (0): Flatten(start_dim=1, end_dim=-1)",
+        "  (1): Linear(in_features=784, out_features=128, bias=True)  # 100,480 params",
+        "  (2): ReLU()",
+        "  (3): Dropout(p=0.2)",
+        "  (4): Sequential(  # 1,290 params",
+        "    (0): Linear(in_features=128, out_features=10, bias=True)  # 1,290 params",
+        "    (1): LogSoftmax(dim=1)",
+        "  )",
+        ")  # total: 101,770 params",
+    ])
+    model[1].requires_grad_(False)
+    assert repr(model).endswith(")  # total: 101,770 params (1,290 trainable)")
+    assert repr(nn.Linear(3, 2, bias=False)) == "Linear(in_features=3, out_features=2, bias=False)  # total: 6 params"
+    assert repr(nn.ReLU()) == "ReLU()"
+
+
+# -- init ------------------------------------------------------------------------------------------------------
+
+
+def test_fans_and_gains():
+    assert init.calculate_fan_in_and_fan_out(mg.empty(7, 5)) == (5, 7)
+    assert init.calculate_fan_in_and_fan_out(mg.empty(16, 8, 3, 3)) == (72, 144)
+    with pytest.raises(ValueError, match=r"fewer than 2 dimensions \(shape \(5,\)\)"):
+        init.xavier_uniform_(mg.empty(5))
+    assert init.calculate_gain("relu") == math.sqrt(2)
+    assert init.calculate_gain("tanh") == 5 / 3
+    assert init.calculate_gain("linear") == init.calculate_gain("conv2d") == init.calculate_gain("sigmoid") == 1
+    assert init.calculate_gain("leaky_relu") == math.sqrt(2 / (1 + 0.01 ** 2))
+    assert init.calculate_gain("leaky_relu", math.sqrt(5)) == math.sqrt(1 / 3)
+    with pytest.raises(ValueError, match="unsupported nonlinearity 'swish'"):
+        init.calculate_gain("swish")
+    with pytest.raises(ValueError, match="mode 'fan_avg' not supported"):
+        init.kaiming_normal_(mg.empty(3, 3), mode="fan_avg")
+    with pytest.raises(TypeError, match="expected a floating-point tensor"):
+        init.normal_(mg.zeros(3, dtype=np.int64))
+
+
+# n = 256 * 512 = 131,072 samples.  The sample std s of n i.i.d. values has relative standard
+# error sqrt((kurtosis - 1) / (4 n)): 0.0012 for a uniform (kurtosis 9/5), 0.0020 for a normal
+# (kurtosis 3).  rtol = 0.01 is > 5 standard errors, so a correct init fails with probability
+# < 1e-6 (and the seed is fixed anyway), while a wrong fan or gain (>= 10% off) always fails.
+# The sample mean has standard error std / sqrt(n) = 0.0028 std: we allow 5 of those.
+N_OUT, N_IN = 256, 512
+
+
+@pytest.mark.parametrize("fill, mean, std, bound", [
+    (lambda w: init.uniform_(w, -0.3, 0.5), 0.1, 0.8 / math.sqrt(12), None),
+    (lambda w: init.normal_(w, 0.2, 0.7), 0.2, 0.7, None),
+    (lambda w: init.xavier_uniform_(w, gain=2.0), 0.0, 2.0 * math.sqrt(2 / (N_IN + N_OUT)),
+     2.0 * math.sqrt(6 / (N_IN + N_OUT))),
+    (lambda w: init.xavier_normal_(w), 0.0, math.sqrt(2 / (N_IN + N_OUT)), None),
+    (lambda w: init.kaiming_uniform_(w, nonlinearity="relu"), 0.0, math.sqrt(2 / N_IN), math.sqrt(6 / N_IN)),
+    (lambda w: init.kaiming_uniform_(w, a=math.sqrt(5)), 0.0, 1 / math.sqrt(3 * N_IN), 1 / math.sqrt(N_IN)),
+    (lambda w: init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"), 0.0, math.sqrt(2 / N_OUT), None),
+], ids=["uniform", "normal", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_uniform_sqrt5",
+        "kaiming_normal_fan_out"])
+def test_init_statistics(fill, mean, std, bound):
+    w = mg.empty(N_OUT, N_IN)
+    version = w._version
+    assert fill(w) is w
+    assert w._version == version + 1 and w.dtype == np.float32
+    a = w.numpy().astype(np.float64)
+    np.testing.assert_allclose(a.std(), std, rtol=0.01)
+    assert abs(a.mean() - mean) < 5 * std / math.sqrt(a.size)
+    if bound is not None:
+        assert a.min() >= -bound and a.max() <= bound
+        assert a.min() < -0.99 * bound and a.max() > 0.99 * bound  # the full range is used
+
+
+def test_constant_inits_and_seeding():
+    w = mg.empty(3, 2)
+    assert init.ones_(w).numpy().tolist() == [[1, 1]] * 3
+    assert not init.zeros_(w).numpy().any()
+    assert (init.constant_(w, 0.5).numpy() == 0.5).all()
+    mg.manual_seed(7)
+    a = init.kaiming_normal_(mg.empty(4, 4)).numpy().copy()
+    b = nn.Linear(4, 4).weight.numpy().copy()
+    mg.manual_seed(7)
+    np.testing.assert_array_equal(init.kaiming_normal_(mg.empty(4, 4)).numpy(), a)
+    np.testing.assert_array_equal(nn.Linear(4, 4).weight.numpy(), b)
+
+
+def test_init_works_on_parameters_that_require_grad():
+    p = nn.Parameter(mg.empty(3, 3))
+    init.xavier_uniform_(p)  # writes under the hood, never recorded on the tape
+    assert p.requires_grad and p.is_leaf and np.all(np.abs(p.numpy()) <= math.sqrt(1.0))
+
+
+# -- Linear ---------------------------------------------------------------------------------------------------
+
+
+def test_linear_default_init_and_shapes():
+    lin = nn.Linear(50, 20)
+    assert lin.weight.shape == (20, 50) and lin.bias.shape == (20,)
+    bound = 1 / math.sqrt(50)
+    assert np.abs(lin.weight.numpy()).max() <= bound and np.abs(lin.bias.numpy()).max() <= bound
+    assert np.abs(lin.weight.numpy()).max() > 0.9 * bound
+    assert nn.Dense is nn.Linear
+    assert nn.Linear(3, 2, bias=False).bias is None
+    assert nn.Linear(3, 2, dtype=np.float64).weight.dtype == np.float64
+    empty = nn.Linear(0, 4)  # in_features 0 is allowed: the output is just the bias, whose bound is 0
+    assert empty(mg.zeros(2, 0)).numpy().tolist() == [[0.0] * 4] * 2
+    with pytest.raises(ValueError, match="out_features must be a non-negative integer, got -1"):
+        nn.Linear(3, -1)
+
+
+@given(st.integers(0, 4), st.integers(1, 4), st.integers(1, 4), st.booleans(), st.data())
+def test_linear_forward_matches_numpy(n, fin, fout, bias, data):
+    x = data.draw(arrays((n, fin)))  # C, transposed or strided layout
+    lin = nn.Linear(fin, fout, bias=bias, dtype=np.float64)
+    out = lin(mg.from_numpy(x))
+    expected = x @ lin.weight.numpy().T + (lin.bias.numpy() if bias else 0)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-13, atol=1e-14)
+    # a batch of sequences: all leading dimensions are batch dimensions
+    x3 = data.draw(arrays((2, n, fin)))
+    np.testing.assert_allclose(lin(mg.from_numpy(x3)).numpy(),
+                               x3 @ lin.weight.numpy().T + (lin.bias.numpy() if bias else 0), rtol=1e-13, atol=1e-14)
+
+
+def test_linear_gradients():
+    lin = nn.Linear(4, 3, dtype=np.float64)
+    x = mg.randn(5, 4, dtype=np.float64, requires_grad=True)
+    assert mg.gradcheck(lambda x, w, b: F.linear(x, w, b), x, lin.weight, lin.bias)
+    lin(x).sum().backward()
+    np.testing.assert_allclose(lin.bias.grad.numpy(), np.full(3, 5.0))
+    np.testing.assert_allclose(lin.weight.grad.numpy(), np.tile(x.numpy().sum(0), (3, 1)))
+
+
+def test_linear_shape_error():
+    with pytest.raises(ValueError, match=r"linear: input of shape \(2, 5\), weight of shape \(3, 4\)"):
+        nn.Linear(4, 3)(mg.randn(2, 5))
+
+
+@pytest.mark.torch
+def test_linear_torch_parity():
+    torch = pytest.importorskip("torch")
+    lin = nn.Linear(6, 4)
+    tl = torch.nn.Linear(6, 4)
+    with torch.no_grad():
+        tl.weight.copy_(torch.from_numpy(lin.weight.numpy()))
+        tl.bias.copy_(torch.from_numpy(lin.bias.numpy()))
+    x = np.random.default_rng(0).standard_normal((8, 6)).astype(np.float32)
+    g = np.random.default_rng(1).standard_normal((8, 4)).astype(np.float32)
+    xo, xt = mg.from_numpy(x.copy()).requires_grad_(), torch.tensor(x, requires_grad=True)
+    yo, yt = lin(xo), tl(xt)
+    np.testing.assert_allclose(yo.numpy(), yt.detach().numpy(), rtol=1e-5, atol=1e-6)
+    yo.backward(mg.from_numpy(g))
+    yt.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(lin.weight.grad.numpy(), tl.weight.grad.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(lin.bias.grad.numpy(), tl.bias.grad.numpy(), rtol=1e-5, atol=1e-6)
+    # same init distribution as PyTorch: both bounded by 1/sqrt(fan_in)
+    assert tl.weight.abs().max().item() <= 1 / math.sqrt(6) and np.abs(lin.weight.numpy()).max() <= 1 / math.sqrt(6)
+
+
+# -- activations, Flatten, Identity ----------------------------------------------------------------------------
+
+
+def test_activation_modules_match_functional():
+    x = mg.randn(3, 5)
+    for module, fn in [(nn.ReLU(), F.relu), (nn.Sigmoid(), F.sigmoid), (nn.Tanh(), F.tanh),
+                       (nn.LeakyReLU(0.2), lambda v: F.leaky_relu(v, 0.2)),
+                       (nn.Softmax(dim=0), lambda v: F.softmax(v, 0)),
+                       (nn.LogSoftmax(dim=1), lambda v: F.log_softmax(v, 1))]:
+        np.testing.assert_array_equal(module(x).numpy(), fn(x).numpy())
+    assert nn.Identity(3, k=4)(x) is x
+    assert repr(nn.LeakyReLU(0.2)) == "LeakyReLU(negative_slope=0.2)"
+    assert repr(nn.Softmax(dim=1)) == "Softmax(dim=1)"
+
+
+@given(shapes(2, 4, allow_empty=True))
+def test_flatten(shape):
+    x = mg.zeros(*shape)
+    assert nn.Flatten()(x).shape == (shape[0], int(np.prod(shape[1:])))
+    assert nn.Flatten(0, -1)(x).shape == (int(np.prod(shape)),)
+    assert F.flatten(x, 1).shape == nn.Flatten()(x).shape
+
+
+# -- Dropout ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5, True, "0.5", None])
+def test_dropout_validates_p(p):
+    with pytest.raises(ValueError, match="probability p must be a number in"):
+        nn.Dropout(p)
+    with pytest.raises(ValueError, match="dropout: probability p"):
+        F.dropout(mg.ones(2), p)
+
+
+def test_dropout_training_statistics_and_eval_identity():
+    p = 0.3
+    n = 100_000
+    drop = nn.Dropout(p)
+    x = mg.ones(n)
+    y = drop(x).numpy()
+    kept = y != 0
+    # the dropped fraction is Binomial(n, p)/n: standard error sqrt(p(1-p)/n) = 0.0014; allow 5 of them
+    assert abs((1 - kept.mean()) - p) < 5 * math.sqrt(p * (1 - p) / n)
+    np.testing.assert_allclose(y[kept], 1 / (1 - p), rtol=1e-6)  # inverted dropout: E[y] = x
+    assert abs(y.mean() - 1) < 5 * math.sqrt(p / (1 - p) / n)
+    drop.eval()
+    assert drop(x) is x
+    assert F.dropout(x, 0.0) is x and F.dropout(x, 0.9, training=False) is x
+    assert not F.dropout(mg.ones(5), 1.0).numpy().any()
+
+
+def test_dropout_backward_uses_the_same_mask_and_is_seeded():
+    mg.manual_seed(3)
+    x = mg.randn(50, dtype=np.float64, requires_grad=True)
+    y = F.dropout(x, 0.5)
+    y.sum().backward()
+    mask = y.numpy() / x.numpy()
+    np.testing.assert_allclose(x.grad.numpy(), mask, rtol=1e-12)
+    assert set(np.round(mask, 12)) <= {0.0, 2.0}
+    mg.manual_seed(3)
+    x2 = mg.randn(50, dtype=np.float64)
+    np.testing.assert_array_equal(F.dropout(x2, 0.5).numpy(), y.numpy())
+
+
+@covers("DropoutMask", twice=True)
+@given(arrays(shapes(0, 3)))
+def test_dropout_gradcheck(x):
+    def fn(a):
+        mg.manual_seed(11)  # the same mask on every evaluation
+        return F.dropout(a, 0.4)
+
+    xt = mg.from_numpy(x).requires_grad_()
+    assert mg.gradcheck(fn, xt)
+    assert mg.gradgradcheck(fn, xt)
+
+
+def test_dropout_float32_stays_float32():
+    assert F.dropout(mg.ones(10), 0.5).dtype == np.float32
+    with pytest.raises(TypeError, match="floating-point"):
+        F.dropout(mg.tensor([1, 2]), 0.5)
+
+
+# -- containers ---------------------------------------------------------------------------------------------------
+
+
+def test_sequential_indexing_slicing_iteration():
+    layers = [nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)]
+    seq = nn.Sequential(*layers)
+    assert len(seq) == 3 and list(seq) == layers
+    assert seq[0] is layers[0] and seq[-1] is layers[2]
+    head = seq[:2]
+    assert isinstance(head, nn.Sequential) and list(head) == layers[:2]
+    x = mg.randn(5, 4)
+    np.testing.assert_array_equal(seq(x).numpy(), layers[2](layers[1](layers[0](x))).numpy())
+    np.testing.assert_array_equal(seq[1:](head[0](x)).numpy(), seq(x).numpy())
+    seq.append(nn.Tanh())
+    assert len(seq) == 4 and isinstance(seq[3], nn.Tanh)
+    np.testing.assert_array_equal(seq(x).numpy(), np.tanh(layers[2](layers[1](layers[0](x))).numpy()))
+    seq[3] = nn.Identity()
+    assert isinstance(seq[-1], nn.Identity)
+    del seq[3]
+    assert len(seq) == 3
+    with pytest.raises(IndexError, match="index 3 is out of range for 3 modules"):
+        seq[3]
+    with pytest.raises(TypeError, match="argument 1 is a int, not an nn.Module"):
+        nn.Sequential(nn.ReLU(), 3)
+
+
+def test_sequential_with_names_and_state_dict():
+    seq = nn.Sequential(OrderedDict([("fc1", nn.Linear(2, 3)), ("act", nn.ReLU()), ("fc2", nn.Linear(3, 1))]))
+    assert list(seq.state_dict()) == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert seq.fc1 is seq[0]
+    seq.fc2 = nn.Linear(3, 4)  # replacing an attribute updates the forward pipeline
+    assert seq(mg.randn(1, 2)).shape == (1, 4)
+
+
+def test_module_list():
+    blocks = nn.ModuleList([nn.Linear(2, 2) for _ in range(3)])
+    assert len(blocks) == 3 and len(list(blocks.parameters())) == 6
+    blocks.append(nn.Linear(2, 1))
+    assert [n for n, _ in blocks.named_parameters()][-1] == "3.bias"
+    assert isinstance(blocks[1:], nn.ModuleList) and len(blocks[1:]) == 3
+    with pytest.raises(NotImplementedError, match="iterate over it"):
+        blocks(mg.ones(2))

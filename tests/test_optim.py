@@ -1,0 +1,501 @@
+"""Optimizers and LR schedulers (minigrad/optim): each update against the published rule written
+out plainly, checkpoint/resume, validation, and parity with torch.optim when torch is installed."""
+import math
+
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import nn, optim
+from minigrad.optim import lr_scheduler
+
+# -- helpers --------------------------------------------------------------------------------
+
+SHAPES = [(3, 4), (5,), ()]
+
+
+def make_params(dtype=np.float64, seed=0, order="C"):
+    rng = np.random.default_rng(seed)
+    out = []
+    for s in SHAPES:
+        a = rng.standard_normal(s).astype(dtype)
+        if order == "F" and a.ndim == 2:
+            a = np.asfortranarray(a)  # non-contiguous in C order: the NumPy fallback path
+        out.append(nn.Parameter(mg.from_numpy(a)))
+    return out
+
+
+def grad_sequence(steps, dtype=np.float64, seed=1):
+    rng = np.random.default_rng(seed)
+    return [[rng.standard_normal(s).astype(dtype) for s in SHAPES] for _ in range(steps)]
+
+
+def run(opt, params, grads, sched=None):
+    for gs in grads:
+        for p, g in zip(params, gs):
+            p.grad = mg.from_numpy(g.copy())
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def kernel_path(request, monkeypatch):
+    """Every update runs through the fused numba kernel and through the NumPy fallback."""
+    monkeypatch.setenv("MINIGRAD_DISABLE_NUMBA", "1" if request.param == "numpy" else "0")
+    return request.param
+
+
+# -- the update rules, written out ------------------------------------------------------------
+
+
+def sgd_reference(x0, grads, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    """SGD as published in the PyTorch docs (momentum buffer starts as the first gradient)."""
+    x, buf, out = x0.copy(), None, []
+    for g in grads:
+        d = g + weight_decay * x
+        if momentum:
+            buf = d.copy() if buf is None else momentum * buf + (1 - dampening) * d
+            d = d + momentum * buf if nesterov else buf
+        x = x - lr * d
+        out.append(x.copy())
+    return out
+
+
+def adam_reference(x0, grads, lr, b1, b2, eps, weight_decay=0.0, decoupled=False, amsgrad=False):
+    """Adam (Kingma & Ba, with PyTorch's eps placement) and AdamW (Loshchilov & Hutter)."""
+    x = x0.copy()
+    m = np.zeros_like(x)
+    v = np.zeros_like(x)
+    vmax = np.zeros_like(x)
+    out = []
+    for t, g in enumerate(grads, start=1):
+        if decoupled:
+            x = x * (1 - lr * weight_decay)
+        else:
+            g = g + weight_decay * x
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat = m / (1 - b1 ** t)
+        if amsgrad:
+            vmax = np.maximum(vmax, v)
+            v_hat = vmax / (1 - b2 ** t)
+        else:
+            v_hat = v / (1 - b2 ** t)
+        x = x - lr * m_hat / (np.sqrt(v_hat) + eps)
+        out.append(x.copy())
+    return out
+
+
+SGD_CASES = [
+    dict(lr=0.1),
+    dict(lr=0.05, momentum=0.9),
+    dict(lr=0.05, momentum=0.9, dampening=0.3),
+    dict(lr=0.05, momentum=0.9, nesterov=True),
+    dict(lr=0.1, weight_decay=0.01),
+    dict(lr=0.05, momentum=0.8, weight_decay=0.1, nesterov=True),
+]
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("kw", SGD_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_sgd_matches_update_rule_step_by_step(kw, order, kernel_path):
+    params = make_params(order=order)
+    x0 = [p.numpy().copy() for p in params]
+    grads = grad_sequence(6)
+    opt = optim.SGD(params, **kw)
+    expected = [sgd_reference(x, [g[i] for g in grads], **kw) for i, x in enumerate(x0)]
+    for step, gs in enumerate(grads):
+        run(opt, params, [gs])
+        for i, p in enumerate(params):
+            np.testing.assert_allclose(p.numpy(), expected[i][step], rtol=1e-13, atol=1e-14)
+
+
+ADAM_CASES = [
+    dict(lr=1e-2),
+    dict(lr=1e-2, betas=(0.8, 0.99), eps=1e-6),
+    dict(lr=1e-2, weight_decay=0.1),
+    dict(lr=1e-2, amsgrad=True),
+    dict(lr=3e-3, betas=(0.0, 0.5), weight_decay=0.05, amsgrad=True),
+]
+
+
+@pytest.mark.parametrize("decoupled", [False, True], ids=["Adam", "AdamW"])
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("kw", ADAM_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_adam_and_adamw_match_update_rule_step_by_step(kw, order, decoupled, kernel_path):
+    params = make_params(order=order)
+    x0 = [p.numpy().copy() for p in params]
+    grads = grad_sequence(6)
+    cls = optim.AdamW if decoupled else optim.Adam
+    opt = cls(params, **kw)
+    full = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01 if decoupled else 0.0, amsgrad=False)
+    full.update(kw)
+    b1, b2 = full.pop("betas")
+    expected = [adam_reference(x, [g[i] for g in grads], b1=b1, b2=b2, decoupled=decoupled, **full)
+                for i, x in enumerate(x0)]
+    for step, gs in enumerate(grads):
+        run(opt, params, [gs])
+        for i, p in enumerate(params):
+            np.testing.assert_allclose(p.numpy(), expected[i][step], rtol=1e-12, atol=1e-13)
+    assert opt.state[params[0]]["step"] == len(grads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_and_numpy_paths_agree(dtype, monkeypatch):
+    """The fused kernel and the fallback round identically enough to be interchangeable."""
+    results = {}
+    for flag in ("0", "1"):
+        monkeypatch.setenv("MINIGRAD_DISABLE_NUMBA", flag)
+        params = make_params(dtype)
+        opt = optim.Adam(params, lr=1e-2, weight_decay=0.1, amsgrad=True)
+        run(opt, params, grad_sequence(10, dtype))
+        results[flag] = [p.numpy().copy() for p in params]
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    for a, b in zip(results["0"], results["1"]):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_update_is_in_place_and_bumps_version():
+    for opt_cls, kw in [(optim.SGD, dict(lr=0.1, momentum=0.9)), (optim.Adam, {}), (optim.AdamW, {})]:
+        params = make_params(np.float32)
+        arrays = [p.data for p in params]
+        opt = opt_cls(params, **kw)
+        run(opt, params, grad_sequence(2, np.float32))
+        for p, a in zip(params, arrays):
+            assert p.data is a
+            assert p._version == 2
+            assert p.dtype == np.float32
+
+
+def test_parameters_without_grad_are_skipped():
+    params = make_params()
+    before = [p.numpy().copy() for p in params]
+    params[0].grad = mg.ones(*SHAPES[0], dtype=np.float64)
+    opt = optim.Adam(params, lr=0.1)
+    opt.step()
+    assert not np.array_equal(params[0].numpy(), before[0])
+    for p, b in zip(params[1:], before[1:]):
+        np.testing.assert_array_equal(p.numpy(), b)
+        assert p not in opt.state
+
+
+def test_zero_grad():
+    params = make_params()
+    opt = optim.SGD(params, lr=0.1)
+    for p in params:
+        p.grad = mg.ones_like(p)
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.numpy().any() for p in params)
+    opt.zero_grad()
+    assert all(p.grad is None for p in params)
+
+
+def test_step_with_closure_returns_loss():
+    w = nn.Parameter(mg.tensor([3.0], dtype=np.float64))
+    opt = optim.SGD([w], lr=0.25)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w * w).sum()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert loss.item() == 9.0
+    assert w.item() == 3.0 - 0.25 * 6.0  # w - lr * 2w
+
+
+def test_training_a_model_reduces_the_loss():
+    mg.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    x = mg.randn(32, 4)
+    y = (x.numpy() @ np.array([[1.0], [-2.0], [0.5], [0.0]], dtype=np.float32))
+    y = mg.from_numpy(y)
+    opt = optim.Adam(model.parameters(), lr=0.02)
+    losses = []
+    for _ in range(60):
+        loss = nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.05 * losses[0]
+
+
+# -- param groups ----------------------------------------------------------------------------
+
+
+def test_param_groups_and_defaults():
+    a, b, c = make_params()
+    opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5, "momentum": 0.9}], lr=0.1)
+    assert opt.param_groups[0]["lr"] == 0.1 and opt.param_groups[0]["momentum"] == 0.0
+    assert opt.param_groups[1]["lr"] == 0.5 and opt.param_groups[1]["momentum"] == 0.9
+    opt.add_param_group({"params": c, "lr": 0.01})
+    assert opt.param_groups[2]["params"] == [c] and opt.param_groups[2]["nesterov"] is False
+    g = np.ones(SHAPES[0])
+    a0, b0 = a.numpy().copy(), b.numpy()[0].copy()
+    a.grad, b.grad = mg.from_numpy(g.copy()), mg.ones(5, dtype=np.float64)
+    opt.step()
+    np.testing.assert_allclose(a.numpy(), a0 - 0.1 * g)
+    np.testing.assert_allclose(b.numpy()[0], b0 - 0.5)
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        opt.add_param_group({"params": [a]})
+
+
+def test_optimizer_input_errors():
+    p = make_params()[0]
+    with pytest.raises(ValueError, match="empty parameter list"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(TypeError, match="single Tensor"):
+        optim.SGD(p, lr=0.1)
+    with pytest.raises(ValueError, match="required optimization parameter lr"):
+        optim.SGD([p])
+    with pytest.raises(ValueError, match="non-leaf"):
+        optim.SGD([p * 2], lr=0.1)
+    with pytest.raises(TypeError, match="parameter 1 is a"):
+        optim.Adam([p, 3.0])
+    with pytest.raises(ValueError, match="more than one"):
+        optim.Adam([p, p])
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda p: optim.SGD(p, lr=-0.1), "invalid learning rate -0.1"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=-0.5), "invalid momentum"),
+    (lambda p: optim.SGD(p, lr=0.1, weight_decay=-1), "invalid weight_decay"),
+    (lambda p: optim.SGD(p, lr=0.1, nesterov=True), "Nesterov momentum requires momentum > 0"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True), "dampening = 0"),
+    (lambda p: optim.Adam(p, lr=-1e-3), "invalid learning rate"),
+    (lambda p: optim.Adam(p, betas=(1.0, 0.999)), r"beta parameter at index 0: 1.0 \(must be in \[0, 1\)\)"),
+    (lambda p: optim.Adam(p, betas=(0.9, -0.1)), "beta parameter at index 1"),
+    (lambda p: optim.Adam(p, eps=-1e-8), "invalid epsilon"),
+    (lambda p: optim.AdamW(p, weight_decay=-0.01), "AdamW: invalid weight_decay"),
+    (lambda p: optim.Adam([{"params": p, "lr": -2.0}]), "invalid learning rate -2.0"),
+])
+def test_hyperparameter_validation(make, match):
+    with pytest.raises(ValueError, match=match):
+        make(make_params())
+
+
+def test_lr_must_be_a_number():
+    with pytest.raises(TypeError, match="lr must be a number"):
+        optim.SGD(make_params(), lr="0.1")
+
+
+# -- state_dict: stop, save, resume --------------------------------------------------------------
+
+
+def _model():
+    return nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3))
+
+
+def _train_steps(model, opt, sched, batches):
+    for x, y in batches:
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+
+
+@pytest.mark.parametrize("make_opt, make_sched", [
+    (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+     lambda o: lr_scheduler.StepLR(o, step_size=3, gamma=0.5)),
+    (lambda p: optim.Adam(p, lr=1e-2, amsgrad=True),
+     lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=8, eta_min=1e-4)),
+    (lambda p: optim.AdamW(p, lr=1e-2, weight_decay=0.1),
+     lambda o: lr_scheduler.StepLR(o, step_size=2, gamma=0.9)),
+], ids=["SGD+StepLR", "Adam-amsgrad+Cosine", "AdamW+StepLR"])
+def test_resume_from_checkpoint_is_bit_identical(make_opt, make_sched, tmp_path):
+    rng = np.random.default_rng(0)
+    batches = [(mg.from_numpy(rng.standard_normal((4, 5)).astype(np.float32)),
+                mg.from_numpy(rng.integers(0, 3, 4))) for _ in range(10)]
+    mg.manual_seed(5)
+    ref = _model()
+    init_state = {k: v.numpy().copy() for k, v in ref.state_dict().items()}
+    ref_opt = make_opt(ref.parameters())
+    _train_steps(ref, ref_opt, make_sched(ref_opt), batches)
+
+    model = _model()
+    model.load_state_dict(init_state)
+    opt = make_opt(model.parameters())
+    sched = make_sched(opt)
+    _train_steps(model, opt, sched, batches[:5])
+    path = tmp_path / "ckpt.npz"
+    mg.save({"model": model.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict()}, path)
+    del model, opt, sched
+
+    ckpt = mg.load(path)
+    model = _model()  # fresh random weights, replaced by the checkpoint
+    model.load_state_dict(ckpt["model"])
+    opt = make_opt(model.parameters())
+    opt.load_state_dict(ckpt["optim"])
+    sched = make_sched(opt)
+    sched.load_state_dict(ckpt["sched"])
+    assert sched.get_last_lr() == [g["lr"] for g in opt.param_groups]
+    _train_steps(model, opt, sched, batches[5:])
+    for (name, a), b in zip(ref.state_dict().items(), model.state_dict().values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
+    assert opt.param_groups[0]["lr"] == ref_opt.param_groups[0]["lr"]
+
+
+def test_state_dict_layout_and_copies():
+    params = make_params()
+    opt = optim.Adam(params, lr=1e-2)
+    run(opt, params, grad_sequence(2))
+    sd = opt.state_dict()
+    assert sd["param_groups"] == [{"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+                                   "amsgrad": False, "params": [0, 1, 2]}]
+    assert sorted(sd["state"]) == [0, 1, 2]
+    assert sd["state"][0]["step"] == 2
+    saved = sd["state"][0]["exp_avg"].numpy().copy()
+    run(opt, params, grad_sequence(1, seed=7))
+    np.testing.assert_array_equal(sd["state"][0]["exp_avg"].numpy(), saved)  # a snapshot, not a view
+
+
+def test_load_state_dict_errors_leave_optimizer_unchanged():
+    params = make_params()
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    run(opt, params, grad_sequence(1))
+    good = opt.state_dict()
+    other = optim.SGD(make_params()[:2], lr=0.5)
+    with pytest.raises(ValueError, match="group 0 has 3 parameters, the loaded one has 2"):
+        opt.load_state_dict(other.state_dict())
+    two_groups = optim.SGD([{"params": make_params()[:1]}, {"params": make_params()[1:]}], lr=0.2)
+    with pytest.raises(ValueError, match="has 2 parameter groups, the optimizer has 1"):
+        opt.load_state_dict(two_groups.state_dict())
+    bad = opt.state_dict()
+    bad["state"][0]["momentum_buffer"] = mg.zeros(2, 2, dtype=np.float64)
+    bad["param_groups"][0]["lr"] = 99.0
+    with pytest.raises(ValueError, match=r"shape \(2, 2\), the parameter has shape \(3, 4\)"):
+        opt.load_state_dict(bad)
+    assert opt.param_groups[0]["lr"] == 0.1
+    np.testing.assert_array_equal(opt.state[params[0]]["momentum_buffer"].numpy(),
+                                  good["state"][0]["momentum_buffer"].numpy())
+
+
+def test_load_state_dict_casts_buffers_to_parameter_dtype():
+    p32 = [nn.Parameter(mg.ones(3))]
+    opt = optim.SGD(p32, lr=0.1, momentum=0.9)
+    opt.load_state_dict({"state": {0: {"momentum_buffer": mg.ones(3, dtype=np.float64)}},
+                         "param_groups": [{"lr": 0.2, "momentum": 0.9, "dampening": 0.0,
+                                           "weight_decay": 0.0, "nesterov": False, "params": [0]}]})
+    assert opt.state[p32[0]]["momentum_buffer"].dtype == np.float32
+    assert opt.param_groups[0]["lr"] == 0.2
+
+
+# -- schedulers ------------------------------------------------------------------------------------
+
+
+def _sgd(lr=1.0):
+    return optim.SGD(make_params()[:1], lr=lr)
+
+
+def _lrs(sched, n):
+    out = [sched.get_last_lr()[0]]
+    for _ in range(n):
+        sched.optimizer.step()
+        sched.step()
+        out.append(sched.get_last_lr()[0])
+    return out
+
+
+def test_step_lr():
+    sched = lr_scheduler.StepLR(_sgd(0.8), step_size=3, gamma=0.5)
+    expected = [0.8 * 0.5 ** (t // 3) for t in range(10)]
+    np.testing.assert_allclose(_lrs(sched, 9), expected, rtol=1e-15)
+    assert sched.optimizer.param_groups[0]["lr"] == sched.get_last_lr()[0]
+
+
+def test_cosine_annealing_lr():
+    base, eta_min, T = 0.5, 0.01, 6
+    sched = lr_scheduler.CosineAnnealingLR(_sgd(base), T_max=T, eta_min=eta_min)
+    expected = [eta_min + (base - eta_min) * (1 + math.cos(math.pi * t / T)) / 2 for t in range(13)]
+    got = _lrs(sched, 12)
+    np.testing.assert_allclose(got, expected, rtol=1e-14)
+    assert got[T] == pytest.approx(eta_min) and got[2 * T] == pytest.approx(base)
+
+
+def test_lambda_lr_per_group():
+    a, b = make_params()[:2]
+    opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 2.0}], lr=1.0)
+    sched = lr_scheduler.LambdaLR(opt, [lambda e: 0.9 ** e, lambda e: 1 / (e + 1)])
+    for _ in range(4):
+        opt.step()
+        sched.step()
+    assert sched.get_last_lr() == [pytest.approx(0.9 ** 4), pytest.approx(2.0 / 5)]
+
+
+def test_scheduler_state_dict_round_trip():
+    sched = lr_scheduler.StepLR(_sgd(1.0), step_size=2, gamma=0.1)
+    _lrs(sched, 5)
+    state = sched.state_dict()
+    assert "optimizer" not in state and state["last_epoch"] == 5
+    other = lr_scheduler.StepLR(_sgd(1.0), step_size=7, gamma=0.3)
+    other.load_state_dict(state)
+    assert (other.step_size, other.gamma, other.last_epoch) == (2, 0.1, 5)
+    assert other.get_last_lr() == sched.get_last_lr()
+
+
+def test_scheduler_errors():
+    with pytest.raises(ValueError, match="step_size must be a positive integer"):
+        lr_scheduler.StepLR(_sgd(), step_size=0)
+    with pytest.raises(ValueError, match="T_max must be a positive integer"):
+        lr_scheduler.CosineAnnealingLR(_sgd(), T_max=0)
+    with pytest.raises(ValueError, match="expected 1 lr_lambdas"):
+        lr_scheduler.LambdaLR(_sgd(), [lambda e: 1, lambda e: 1])
+    with pytest.raises(TypeError, match="lr_lambda must be callable"):
+        lr_scheduler.LambdaLR(_sgd(), 0.5)
+    with pytest.raises(TypeError, match="expected an Optimizer"):
+        lr_scheduler.StepLR(object(), step_size=1)
+    with pytest.raises(KeyError, match="initial_lr"):
+        lr_scheduler.StepLR(_sgd(), step_size=1, last_epoch=3)
+
+
+# -- parity with torch.optim ---------------------------------------------------------------------
+
+TORCH_CASES = [
+    ("SGD", dict(lr=0.1), None),
+    ("SGD", dict(lr=0.05, momentum=0.9), None),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.2), None),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True), None),
+    ("SGD", dict(lr=0.1, weight_decay=0.05), None),
+    ("Adam", dict(lr=1e-2), None),
+    ("Adam", dict(lr=1e-2, betas=(0.8, 0.95), weight_decay=0.1), None),
+    ("Adam", dict(lr=1e-2, amsgrad=True), None),
+    ("AdamW", dict(lr=1e-2), None),
+    ("AdamW", dict(lr=1e-2, weight_decay=0.3, amsgrad=True), None),
+    ("SGD", dict(lr=0.1, momentum=0.9), ("StepLR", dict(step_size=4, gamma=0.5))),
+    ("Adam", dict(lr=1e-2), ("CosineAnnealingLR", dict(T_max=7, eta_min=1e-3))),
+    ("SGD", dict(lr=0.1), ("LambdaLR", dict(lr_lambda=lambda e: 1.0 / (1 + e)))),
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name, kw, sched", TORCH_CASES,
+                         ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(TORCH_CASES)])
+def test_torch_parity_20_steps(name, kw, sched, kernel_path):
+    torch = pytest.importorskip("torch")
+    params = make_params(np.float32)
+    tparams = [torch.nn.Parameter(torch.from_numpy(p.numpy().copy())) for p in params]
+    opt = getattr(optim, name)(params, **kw)
+    topt = getattr(torch.optim, name)(tparams, **kw)
+    s = ts = None
+    if sched is not None:
+        sname, skw = sched
+        s = getattr(lr_scheduler, sname)(opt, **skw)
+        ts = getattr(torch.optim.lr_scheduler, sname)(topt, **skw)
+    for step, gs in enumerate(grad_sequence(20, np.float32)):
+        for p, tp, g in zip(params, tparams, gs):
+            p.grad = mg.from_numpy(g.copy())
+            tp.grad = torch.from_numpy(g.copy())
+        opt.step()
+        topt.step()
+        if s is not None:
+            s.step()
+            ts.step()
+            assert s.get_last_lr() == pytest.approx(ts.get_last_lr(), rel=1e-12)
+        for p, tp in zip(params, tparams):
+            # float32 rounding: a few ulps per step, accumulated over at most 20 steps
+            np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=2e-5, atol=2e-6,
+                                       err_msg=f"step {step}")
