@@ -288,7 +288,7 @@ class Module:
         with ``minigrad.save`` and restore with ``load_state_dict``."""
         out = OrderedDict()
         for name, t in self._state_items(prefix):
-            out[name] = t if keep_vars else Tensor._wrap(t.data)
+            out[name] = t if keep_vars else t.detach()  # shares memory and version counter
         return out
 
     def load_state_dict(self, state_dict, strict=True):
