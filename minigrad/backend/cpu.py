@@ -17,15 +17,30 @@ Layouts (all NCHW):
   index ``y*W + x`` (within its own (n, c) image) of the input element that won.
 
 Threads: numba kernels use numba's thread pool (prange), matrix products use the BLAS pool.
-They run one after the other, never nested, so the machine is not oversubscribed.
+They run one after the other, never nested.  numba's default OpenMP layer keeps its threads
+spinning after a kernel, and so does OpenBLAS after a GEMM; on a 2-core machine the two pools
+then fight for the cores (a training step of the MNIST CNN measured ~110 ms with the OpenMP
+layer against ~80 ms with the "workqueue" layer), so workqueue is chosen unless the user set
+NUMBA_THREADING_LAYER.  (workqueue must not be entered from two Python threads at once;
+minigrad starts no threads.)
+
+Which implementation runs: im2col always uses the NumPy version, whose kh*kw strided block
+copies are already memory-bound (on the 2-core reference machine it measured 2-3x faster than
+the per-element numba kernel ``_im2col_nb``, which is kept, and tested equal, as the readable
+one-loop-per-index statement of the layout).  Everything else uses numba when enabled.
 """
 import numpy as np
 
 from . import numba_enabled
 
+import os
+
 try:
     import numba
     from numba import njit, prange
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
 except Exception:  # numba is a dependency, but the NumPy path must work without it
     numba = None
 
@@ -78,7 +93,7 @@ def _maxpool_fwd_np(x, kh, kw, sh, sw, ph, pw, oh, ow):
     # padding is -inf so it never wins; "valid" masks keep it out of the argmax entirely
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
     best = np.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
-    idx = np.full((n, c, oh, ow), -1, dtype=np.int64)
+    idx = np.full((n, c, oh, ow), -1, dtype=np.int32)
     oy = np.arange(oh)[:, None] * sh - ph
     ox = np.arange(ow)[None, :] * sw - pw
     for i in range(kh):
@@ -90,7 +105,7 @@ def _maxpool_fwd_np(x, kh, kw, sh, sw, ph, pw, oh, ow):
             # first maximum wins (strict >); a NaN beats any number, and the first NaN stays
             take = valid & ((idx < 0) | (v > best) | (np.isnan(v) & ~np.isnan(best)))
             best = np.where(take, v, best)
-            idx = np.where(take, y * w + xx, idx)
+            idx = np.where(take, (y * w + xx).astype(np.int32), idx)
     return best, idx
 
 
@@ -185,7 +200,7 @@ if numba is not None:
     def _maxpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, oh, ow):
         n, c, h, w = x.shape
         out = np.empty((n, c, oh, ow), dtype=x.dtype)
-        arg = np.empty((n, c, oh, ow), dtype=np.int64)
+        arg = np.empty((n, c, oh, ow), dtype=np.int32)
         for task in prange(n * c):
             b = task // c
             ch = task % c
@@ -215,7 +230,7 @@ if numba is not None:
         """The common 2x2 / stride 2 / no padding case, unrolled (same tie and NaN rules)."""
         n, c, h, w = x.shape
         out = np.empty((n, c, oh, ow), dtype=x.dtype)
-        arg = np.empty((n, c, oh, ow), dtype=np.int64)
+        arg = np.empty((n, c, oh, ow), dtype=np.int32)
         for task in prange(n * c):
             b = task // c
             ch = task % c
@@ -253,6 +268,32 @@ if numba is not None:
                     # overlapping windows may pick the same input: accumulate
                     dx[b, ch, arg[b, ch, y, xo]] += g[b, ch, y, xo]
         return dx.reshape((n, c, h, w))
+
+    @njit(parallel=True, cache=True)
+    def _maxpool2x2_bwd_nb(g, arg, n, c, h, w):
+        """2x2 / stride 2: windows do not overlap, so every input element gets exactly one
+        value (its window's gradient or 0) and dx needs no separate zero-filling pass."""
+        oh, ow = g.shape[2], g.shape[3]
+        dx = np.empty((n, c, h, w), dtype=g.dtype)
+        for task in prange(n * c):
+            b = task // c
+            ch = task % c
+            for y in range(oh):
+                for xo in range(ow):
+                    dx[b, ch, 2 * y, 2 * xo] = 0
+                    dx[b, ch, 2 * y, 2 * xo + 1] = 0
+                    dx[b, ch, 2 * y + 1, 2 * xo] = 0
+                    dx[b, ch, 2 * y + 1, 2 * xo + 1] = 0
+                    a = arg[b, ch, y, xo]
+                    dx[b, ch, a // w, a % w] = g[b, ch, y, xo]
+            # an odd last row / column belongs to no window
+            for r in range(2 * oh, h):
+                for q in range(w):
+                    dx[b, ch, r, q] = 0
+            for r in range(2 * oh):
+                for q in range(2 * ow, w):
+                    dx[b, ch, r, q] = 0
+        return dx
 
     @njit(parallel=True, cache=True)
     def _avgpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, oh, ow):
@@ -306,8 +347,7 @@ if numba is not None:
 def im2col(x, kernel, stride, padding, dilation, out_size):
     """(N, C, H, W) -> cols (C*kh*kw, N*oh*ow); padded positions read as 0."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
-    if use_numba():
-        return _im2col_nb(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+    # NumPy on purpose, numba or not: see the module docstring
     return _im2col_np(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
 
 
@@ -331,11 +371,14 @@ def maxpool2d_forward(x, kernel, stride, padding, out_size):
     return _maxpool_fwd_np(x, kh, kw, sh, sw, ph, pw, oh, ow)
 
 
-def maxpool2d_backward(g, argmax, x_shape):
+def maxpool2d_backward(g, argmax, x_shape, kernel=None, stride=None, padding=None):
     """dx: each output gradient added onto its arg-max input (overlaps accumulate)."""
     if use_numba():
         n, c, h, w = x_shape
-        return _maxpool_bwd_nb(np.ascontiguousarray(g), argmax, n, c, h, w)
+        g = np.ascontiguousarray(g)
+        if (kernel, stride, padding) == ((2, 2), (2, 2), (0, 0)):
+            return _maxpool2x2_bwd_nb(g, argmax, n, c, h, w)
+        return _maxpool_bwd_nb(g, argmax, n, c, h, w)
     return _maxpool_bwd_np(g, argmax, x_shape)
 
 
