@@ -160,8 +160,6 @@ def test_pool_kernels_numba_equals_numpy(dtype):
             o3, a3 = K._maxpool2x2_fwd_nb(x, *out)
             np.testing.assert_array_equal(o3, o2)
             np.testing.assert_array_equal(a3, a2)
-            g = rng.standard_normal(o1.shape).astype(dtype)  # odd H, W: last row/col get 0
-            np.testing.assert_array_equal(K._maxpool2x2_bwd_nb(g, a3, 3, 2, 7, 9), K._maxpool_bwd_np(g, a2, x.shape))
         g = rng.standard_normal(o1.shape).astype(dtype)
         np.testing.assert_allclose(K._maxpool_bwd_nb(g, a1, 3, 2, 7, 9), K._maxpool_bwd_np(g, a2, x.shape), rtol=1e-6)
         np.testing.assert_allclose(K._avgpool_fwd_nb(x, *k, *s, *p, *out), K._avgpool_fwd_np(x, *k, *s, *p, *out),

@@ -45,12 +45,12 @@ class MaxPool2d(Function):
     once_differentiable = True
 
     def forward(self, x, *, kernel, stride, padding, out_size):
-        self.x_shape, self.geometry = x.shape, (kernel, stride, padding)
+        self.x_shape = x.shape
         out, self.argmax = _kernels(x, "max_pool2d").maxpool2d_forward(x, kernel, stride, padding, out_size)
         return out
 
     def backward(self, g):
-        dx = _kernels(g.data, "max_pool2d").maxpool2d_backward(g.data, self.argmax, self.x_shape, *self.geometry)
+        dx = _kernels(g.data, "max_pool2d").maxpool2d_backward(g.data, self.argmax, self.x_shape)
         return Tensor._wrap(dx)
 
 
