@@ -223,6 +223,39 @@ if numba is not None:
         return dx.reshape((n, c, h, w))
 
     @njit(parallel=True, cache=True)
+    def _gemm_to_nchw_nb(y, bias, n, L):
+        o = y.shape[0]
+        out = np.empty((n, o, L), dtype=y.dtype)
+        for task in prange(n * o):
+            b = task // o
+            ch = task % o
+            src = y[ch]
+            dst = out[b, ch]
+            add = bias[ch]
+            base = _u(b * L)
+            for t in range(_u(L)):
+                dst[t] = src[base + t] + add
+        return out
+
+    @njit(parallel=True, cache=True)
+    def _nchw_to_gemm_nb(g):
+        n, o, L = g.shape
+        G = np.empty((o, n * L), dtype=g.dtype)
+        db = np.empty(o, dtype=g.dtype)
+        for ch in prange(o):
+            dst = G[ch]
+            total = 0.0
+            for b in range(n):
+                src = g[b, ch]
+                base = _u(b * L)
+                for t in range(_u(L)):
+                    v = src[t]
+                    dst[base + t] = v
+                    total += v
+            db[ch] = total
+        return G, db
+
+    @njit(parallel=True, cache=True)
     def _maxpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, oh, ow):
         n, c, h, w = x.shape
         xf = x.reshape((n * c, h * w))
@@ -359,6 +392,30 @@ def col2im(cols, x_shape, kernel, stride, padding, dilation, out_size):
     if use_numba():
         return _col2im_nb(np.ascontiguousarray(cols), n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     return _col2im_np(cols, x_shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+
+
+def gemm_to_nchw(y, bias, n, L):
+    """The GEMM result y (O, N*L) as (N, O, L), plus bias (O,) (or None) on every channel."""
+    o = y.shape[0]
+    if use_numba():
+        b = np.zeros(o, dtype=y.dtype) if bias is None else np.ascontiguousarray(bias, dtype=y.dtype)
+        return _gemm_to_nchw_nb(np.ascontiguousarray(y), b, n, L)
+    out = np.empty((n, o, L), dtype=y.dtype)
+    src = y.reshape(o, n, L).transpose(1, 0, 2)
+    if bias is None:
+        np.copyto(out, src)
+    else:
+        np.add(src, bias.reshape(1, o, 1), out=out)
+    return out
+
+
+def nchw_to_gemm(g):
+    """The inverse layout change: g (N, O, L) -> (G (O, N*L), the sums of each G row (O,))."""
+    n, o, L = g.shape
+    if use_numba():
+        return _nchw_to_gemm_nb(np.ascontiguousarray(g))
+    G = np.ascontiguousarray(g.transpose(1, 0, 2)).reshape(o, n * L)
+    return G, G.sum(axis=1)
 
 
 def maxpool2d_forward(x, kernel, stride, padding, out_size):

@@ -65,14 +65,8 @@ class Conv2d(Function):
         else:
             y = xp.matmul(w.reshape(groups, o // groups, -1),
                           cols.reshape(groups, cg * kh * kw, -1)).reshape(o, -1)
-        # (O, N, L) -> (N, O, L): rows of L stay contiguous, so this is a cheap block copy
-        out = xp.empty((n, o, oh * ow), dtype=y.dtype)
-        src = y.reshape(o, n, oh * ow).transpose(1, 0, 2)
-        if b is None:
-            xp.copyto(out, src)
-        else:
-            xp.add(src, b.reshape(1, o, 1), out=out)
-        return out.reshape(n, o, oh, ow)
+        # (O, N, L) -> (N, O, L) plus bias, in one pass: rows of L stay contiguous
+        return k.gemm_to_nchw(y, b, n, oh * ow).reshape(n, o, oh, ow)
 
     def backward(self, g):
         x, w = self.inputs[0], self.inputs[1]
@@ -81,9 +75,8 @@ class Conv2d(Function):
         W = w.data
         o = W.shape[0]
         n = self.x_shape[0]
-        gd = g.data
-        # the output gradient as G (O, N*L): the same cheap block copy as in forward, reversed
-        G = xp.ascontiguousarray(gd.reshape(n, o, -1).transpose(1, 0, 2)).reshape(o, -1)
+        # the output gradient as G (O, N*L) (the forward's block copy reversed) and db, in one pass
+        G, db = k.nchw_to_gemm(g.data.reshape(n, o, -1))
         grads = [None, None]
         if self.groups == 1:
             if w.requires_grad:
@@ -101,7 +94,7 @@ class Conv2d(Function):
                 dcols = xp.matmul(Wg.transpose(0, 2, 1), Gg).reshape(self.cols.shape)
                 grads[0] = k.col2im(dcols, self.x_shape, *self.geometry)
         if len(self.inputs) > 2:
-            grads.append(G.sum(axis=1) if need_b else None)
+            grads.append(db if need_b else None)
         return tuple(None if a is None else Tensor._wrap(a) for a in grads)
 
 
