@@ -214,3 +214,21 @@ def test_conv2d_bad_groups_bias_and_dtype():
 def test_conv2d_empty_batch():
     y = mg.conv2d(mg.randn(0, 2, 5, 5), mg.randn(3, 2, 3, 3))
     assert y.shape == (0, 3, 3, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layout_kernels_numba_equals_numpy(dtype, monkeypatch):
+    """(O, N*L) <-> (N, O, L) with the bias add / the bias gradient fused in."""
+    rng = np.random.default_rng(4)
+    n, o, L = 3, 5, 7
+    y = rng.standard_normal((o, n * L)).astype(dtype)
+    bias = rng.standard_normal(o).astype(dtype)
+    g = rng.standard_normal((n, o, L)).astype(dtype)[:, :, ::-1]  # non-contiguous
+    expected = y.reshape(o, n, L).transpose(1, 0, 2) + bias.reshape(1, o, 1)
+    for flag in ("0", "1"):
+        monkeypatch.setenv("MINIGRAD_DISABLE_NUMBA", flag)
+        np.testing.assert_array_equal(K.gemm_to_nchw(y, bias, n, L), expected)
+        np.testing.assert_array_equal(K.gemm_to_nchw(y, None, n, L), y.reshape(o, n, L).transpose(1, 0, 2))
+        G, db = K.nchw_to_gemm(g)
+        np.testing.assert_array_equal(G, g.transpose(1, 0, 2).reshape(o, n * L))
+        np.testing.assert_allclose(db, g.sum(axis=(0, 2)), rtol=1e-5 if dtype == np.float32 else 1e-12)
