@@ -232,3 +232,20 @@ def test_layout_kernels_numba_equals_numpy(dtype, monkeypatch):
         G, db = K.nchw_to_gemm(g)
         np.testing.assert_array_equal(G, g.transpose(1, 0, 2).reshape(o, n * L))
         np.testing.assert_allclose(db, g.sum(axis=(0, 2)), rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_weight_grads_same_whether_or_not_x_needs_grad(bias):
+    """An input without gradient (images) takes a different backward path: same dW and db."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 2, 6, 5))
+    results = []
+    for x_grad in (True, False):
+        w = mg.tensor(rng.standard_normal((4, 2, 3, 2)) if not results else results[0][2], requires_grad=True)
+        b = mg.tensor(np.arange(4.0), requires_grad=True) if bias else None
+        y = mg.conv2d(mg.tensor(x, requires_grad=x_grad), w, b, stride=(1, 2), padding=1)
+        y.backward(mg.tensor(np.sin(np.arange(y.size)).reshape(y.shape)))
+        results.append((w.grad.numpy(), None if b is None else b.grad.numpy(), w.data))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
+    if bias:
+        np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-12)

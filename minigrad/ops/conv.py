@@ -75,9 +75,23 @@ class Conv2d(Function):
         W = w.data
         o = W.shape[0]
         n = self.x_shape[0]
-        # the output gradient as G (O, N*L) (the forward's block copy reversed) and db, in one pass
-        G, db = k.nchw_to_gemm(g.data.reshape(n, o, -1))
         grads = [None, None]
+        g3 = g.data.reshape(n, o, -1)
+        rows = self.cols.shape[0]
+        if self.groups == 1 and not x.requires_grad and rows <= 64:
+            # first layer (images need no gradient) with few columns rows (C*kh*kw, 9 for MNIST):
+            # dW = sum_n g[n] @ X[:, n, :]^T as a batched matmul on strided views of g and X
+            # skips the (O, N*L) copy of g, which is most of the work here (measured 2.2 vs 3.6 ms)
+            if w.requires_grad:
+                Xn = self.cols.reshape(rows, n, -1).transpose(1, 2, 0)
+                grads[1] = xp.matmul(g3, Xn).sum(axis=0).reshape(W.shape)
+            if need_b:
+                grads.append(g3.sum(axis=(0, 2)))
+            elif len(self.inputs) > 2:
+                grads.append(None)
+            return tuple(None if a is None else Tensor._wrap(a) for a in grads)
+        # the output gradient as G (O, N*L) (the forward's block copy reversed) and db, in one pass
+        G, db = k.nchw_to_gemm(g3)
         if self.groups == 1:
             if w.requires_grad:
                 grads[1] = (G @ self.cols.T).reshape(W.shape)
