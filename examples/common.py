@@ -121,6 +121,7 @@ def plot_history(history, path):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         print("--plot needs matplotlib: pip install matplotlib", file=sys.stderr)
         return
@@ -133,6 +134,7 @@ def plot_history(history, path):
     ax2.plot(epochs, history["test_acc"], "o-", label="test")
     ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
     for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
