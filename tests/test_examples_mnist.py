@@ -51,3 +51,38 @@ def test_mlp_example_reaches_97_5_percent():
 def test_cnn_example_reaches_99_percent():
     out = run_example("mnist_cnn.py", data=real_mnist_dir())
     assert final_accuracy(out) >= 0.990, out[-2000:]
+
+
+def test_mlp_command_line_trains_saves_plots_and_predicts(tmp_path):
+    """The whole command-line path on small generated IDX files (runs without real MNIST)."""
+    from tests.idx_files import make_dataset_dir
+
+    make_dataset_dir(tmp_path / "data" / "mnist", n_train=300, n_test=100)
+    model, plot = tmp_path / "mlp.npz", tmp_path / "mlp.png"
+    out = run_example("mnist_mlp.py", "--epochs", "2", "--batch-size", "50",
+                      "--save", str(model), "--plot", str(plot), data=tmp_path / "data")
+    assert "epoch 2/2" in out and "confusion matrix" in out and "precision" in out
+    accuracy = final_accuracy(out)
+    assert 0.0 <= accuracy <= 1.0
+    assert model.stat().st_size > 100_000      # 101,770 float32 parameters
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    env = dict(os.environ, MINIGRAD_DATA=str(tmp_path / "data"))
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "predict.py"), str(model), "--count", "3"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("predicted") == 3
+    # predict.py reloads the saved weights: its accuracy is the training script's final one
+    assert f"accuracy on all 100 test images: {accuracy:.4f}" in proc.stdout
+
+
+def test_readme_example_runs_and_converges():
+    """The 10-line example at the top of README.md does what the README says."""
+    text = (ROOT / "README.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    loss = float(re.search(r"loss ([0-9.]+)", proc.stdout).group(1))
+    assert loss < 0.01
+    assert "Linear" in proc.stdout and "Tanh" in proc.stdout and "Mean" in proc.stdout
