@@ -211,9 +211,16 @@ def test_conv2d_bad_groups_bias_and_dtype():
         mg.conv2d(mg.randn(1, 2, 5, 5), mg.randn(2, 2, 3, 3, dtype=np.float64))
 
 
-def test_conv2d_empty_batch():
-    y = mg.conv2d(mg.randn(0, 2, 5, 5), mg.randn(3, 2, 3, 3))
-    assert y.shape == (0, 3, 3, 3)
+@pytest.mark.parametrize("x_grad, groups", [(True, 1), (False, 1), (True, 2)])
+def test_conv2d_empty_batch(x_grad, groups):
+    x = mg.randn(0, 2, 5, 5, requires_grad=x_grad)
+    w = mg.randn(4, 2 // groups, 3, 3, requires_grad=True)
+    b = mg.randn(4, requires_grad=True)
+    y = mg.conv2d(x, w, b, groups=groups)
+    assert y.shape == (0, 4, 3, 3)
+    y.sum().backward()
+    assert np.all(w.grad.numpy() == 0) and np.all(b.grad.numpy() == 0)
+    assert not x_grad or x.grad.shape == (0, 2, 5, 5)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -211,3 +211,13 @@ def test_pools_are_once_differentiable():
         (gx,) = mg.grad((fn(x) ** 2).sum(), [x], create_graph=True)
         with pytest.raises(RuntimeError, match="once-differentiable"):
             gx.sum().backward()
+
+
+@pytest.mark.parametrize("fn", [lambda t: mg.max_pool2d(t, 2), lambda t: mg.avg_pool2d(t, 3, 1, 1),
+                                lambda t: mg.adaptive_avg_pool2d(t, (2, 3))])
+def test_pools_empty_batch(fn):
+    x = mg.randn(0, 2, 5, 6, requires_grad=True)
+    y = fn(x)
+    assert y.shape[:2] == (0, 2)
+    y.sum().backward()
+    assert x.grad.shape == (0, 2, 5, 6)

@@ -318,8 +318,8 @@ if numba is not None:
 
     @njit(parallel=True, cache=True)
     def _maxpool_bwd_nb(g, arg, n, c, h, w):
-        gf = g.reshape((n * c, -1))
-        af = arg.reshape((n * c, -1))
+        gf = g.reshape((n * c, g.shape[2] * g.shape[3]))
+        af = arg.reshape((n * c, g.shape[2] * g.shape[3]))
         dx = np.zeros((n * c, h * w), dtype=g.dtype)
         for task in prange(n * c):
             dst = dx[task]
