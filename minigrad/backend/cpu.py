@@ -11,7 +11,9 @@ Layouts (all NCHW):
   for every output pixel ``(n, oy, ox)``, the input value the kernel tap ``(i, j)`` of channel
   ``c`` sees there.  A convolution is then ONE matrix product ``W(O, C*kh*kw) @ cols`` whose
   result ``(O, N, oh*ow)`` needs only one cheap transpose (rows of ``oh*ow`` stay contiguous)
-  to become NCHW.  See docs/derivations/conv.md.
+  to become NCHW: ``gemm_to_nchw`` does it with the bias add, ``nchw_to_gemm`` the reverse for
+  the output gradient together with its row sums (the bias gradient).
+  See docs/derivations/conv.md.
 * ``col2im`` is its adjoint: it adds every column entry back onto the input pixel it came from.
 * Max pooling returns, besides the output, ``argmax``: for every output element the flat
   index ``y*W + x`` (within its own (n, c) image) of the input element that won.
