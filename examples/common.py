@@ -15,7 +15,7 @@ from minigrad.data import MNIST, DataLoader, TensorDataset
 from minigrad.metrics import classification_report, confusion_matrix
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import MODELS  # noqa: E402
+from models import MODELS, prepare  # noqa: E402
 
 
 def parse_args(description, model, epochs, batch_size, lr):
@@ -35,12 +35,12 @@ def parse_args(description, model, epochs, batch_size, lr):
     return args
 
 
-def load_data(args, image_shape):
-    """MNIST as float32 in [0, 1], shaped ``image_shape`` per image; labels int64."""
+def load_data(args):
+    """MNIST prepared for ``args.model`` (see models.prepare); labels int64."""
     train, test = MNIST(args.data, train=True), MNIST(args.data, train=False)
 
     def arrays(ds, limit=None):
-        x = np.asarray(ds.data[:limit], dtype=np.float32).reshape((-1,) + image_shape) / 255.0
+        x = prepare(np.asarray(ds.data[:limit]), args.model)
         y = np.asarray(ds.targets[:limit], dtype=np.int64)
         return mg.tensor(x, device=args.device), mg.tensor(y, device=args.device)
 
@@ -89,7 +89,7 @@ def run(args):
     model = MODELS[args.model]().to(args.device)
     print(model)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
-    train_loader, test_loader = load_data(args, (1, 28, 28) if args.model == "cnn" else (28, 28))
+    train_loader, test_loader = load_data(args)
     history = {"train_loss": [], "train_acc": [], "test_loss": [], "test_acc": []}
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()

@@ -13,7 +13,7 @@ import minigrad as mg
 from minigrad.data import MNIST
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from models import MODELS  # noqa: E402
+from models import MODELS, prepare  # noqa: E402
 
 
 def ascii_digit(image):
@@ -36,8 +36,7 @@ def main():
     model.eval()
 
     test = MNIST(args.data, train=False)
-    shape = (1, 28, 28) if name == "cnn" else (28, 28)
-    images = np.asarray(test.data, dtype=np.float32).reshape((-1,) + shape) / 255.0
+    images = prepare(np.asarray(test.data), name)
     labels = np.asarray(test.targets)
     with mg.no_grad():
         preds = np.concatenate([model(mg.tensor(images[i:i + 1000])).argmax(axis=1).numpy()

@@ -413,10 +413,6 @@ maximum, minimum = _binary(Maximum), _binary(Minimum)
 eq, ne, lt, le, gt, ge = (_binary(c) for c in (Eq, Ne, Lt, Le, Gt, Ge))
 
 
-def neg(x):
-    return Neg.apply(x)
-
-
 def pow(x, y):
     """x ** y for tensor ** number, number ** tensor, or tensor ** tensor."""
     if isinstance(x, Tensor) and not isinstance(y, Tensor):
@@ -436,32 +432,16 @@ def rpow(x, base):
     return pow(base, x)
 
 
-def exp(x):
-    return Exp.apply(x)
+def _unary(fn):
+    def op(x):
+        return fn.apply(x)
+
+    op.__name__ = fn.__name__.lower()
+    op.__doc__ = fn.__doc__
+    return op
 
 
-def log(x):
-    return Log.apply(x)
-
-
-def sqrt(x):
-    return Sqrt.apply(x)
-
-
-def abs(x):
-    return Abs.apply(x)
-
-
-def sign(x):
-    return Sign.apply(x)
-
-
-def sin(x):
-    return Sin.apply(x)
-
-
-def cos(x):
-    return Cos.apply(x)
+neg, exp, log, sqrt, abs, sign, sin, cos = (_unary(f) for f in (Neg, Exp, Log, Sqrt, Abs, Sign, Sin, Cos))
 
 
 def clip(x, min=None, max=None):
