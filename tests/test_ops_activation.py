@@ -106,6 +106,36 @@ def test_relu_grad(x, slope):
     assert mg.gradgradcheck(fn, t(x))
 
 
+@covers("ReLUGrad", twice=True)
+@given(arrays(shapes(0, 3, max_side=3), **KINK))
+def test_relu_backward_op_grad(x):
+    """ReLU's backward is itself an op (g gated by y > 0), so it must differentiate too."""
+    from minigrad.ops.activation import relu_grad
+
+    y = t(np.maximum(x, 0))  # a constant gate: dL/dy is 0 almost everywhere
+    fn = lambda g: relu_grad(g * g, y)
+    g0 = t(x[::-1].copy()) if x.ndim else t(x)
+    assert mg.gradcheck(fn, g0)
+    assert mg.gradgradcheck(fn, g0)
+
+
+@pytest.mark.parametrize("numba_on", ["0", "1"])
+def test_relu_kernels_large_arrays_match_numpy(monkeypatch, numba_on):
+    """Large contiguous arrays take the one-pass numba kernels; they give NumPy's numbers,
+    NaN and -0.0 included, forward and backward."""
+    monkeypatch.setenv("MINIGRAD_DISABLE_NUMBA", "0" if numba_on == "1" else "1")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((130, 700)).astype(np.float32)  # 91,000 elements: above the threshold
+    x[0, :4] = [np.nan, -0.0, 0.0, -np.inf]
+    xt = mg.tensor(x, requires_grad=True)
+    y = mg.relu(xt)
+    np.testing.assert_array_equal(y.numpy(), np.maximum(x, 0))
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    y.backward(mg.tensor(g))
+    np.testing.assert_array_equal(xt.grad.numpy(), np.where(x > 0, g, 0))
+    assert xt.grad.dtype == np.float32
+
+
 @covers("Sigmoid", "Tanh", twice=True)
 @given(arrays(shapes(0, 3, max_side=3), low=-6, high=6))
 def test_sigmoid_tanh_grad(x):

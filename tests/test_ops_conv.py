@@ -114,13 +114,14 @@ def test_im2col_col2im_numba_equals_numpy(numba_on, monkeypatch):
                                          ((1, 2, 5, 4), (2, 3), (3, 2), (2, 1), (2, 1))]:
             out = (K.conv_output_size(h, k[0], s[0], p[0], d[0]), K.conv_output_size(w, k[1], s[1], p[1], d[1]))
             x = rng.standard_normal((n, c, h, w)).astype(dtype)
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # the kernels work channels-last
             cols_np = K._im2col_np(x, *k, *s, *p, *d, *out)
             ref = K._im2col_nb if numba_on else K._im2col_np
             assert np.array_equal(ref(x, *k, *s, *p, *d, *out), cols_np)
             g = rng.standard_normal(cols_np.shape).astype(dtype)
             back_np = K._col2im_np(g, x.shape, *k, *s, *p, *d, *out)
             if numba_on:
-                np.testing.assert_allclose(K._col2im_nb(g, n, c, h, w, *k, *s, *p, *d, *out), back_np,
+                np.testing.assert_allclose(K._col2im_nb(g, n, h, w, c, *k, *s, *p, *d, *out), back_np,
                                            rtol=1e-5 if dtype == np.float32 else 1e-12)
             # <im2col(x), g> == <x, col2im(g)>
             np.testing.assert_allclose(np.sum(cols_np * g, dtype=np.float64),
@@ -223,22 +224,59 @@ def test_conv2d_empty_batch(x_grad, groups):
     assert not x_grad or x.grad.shape == (0, 2, 5, 5)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_layout_kernels_numba_equals_numpy(dtype, monkeypatch):
-    """(O, N*L) <-> (N, O, L) with the bias add / the bias gradient fused in."""
+@pytest.mark.parametrize("numba_on", ["1", "0"])
+def test_channels_last_chain_matches_contiguous_inputs(numba_on, monkeypatch):
+    """conv2d writes channels-last memory; relu and 2x2 max pooling keep it and the next conv
+    reads it as is.  Values and all gradients equal those computed from contiguous copies."""
+    monkeypatch.setenv("MINIGRAD_DISABLE_NUMBA", "0" if numba_on == "1" else "1")
     rng = np.random.default_rng(4)
-    n, o, L = 3, 5, 7
-    y = rng.standard_normal((o, n * L)).astype(dtype)
-    bias = rng.standard_normal(o).astype(dtype)
-    g = rng.standard_normal((n, o, L)).astype(dtype)[:, :, ::-1]  # non-contiguous
-    expected = y.reshape(o, n, L).transpose(1, 0, 2) + bias.reshape(1, o, 1)
-    for flag in ("0", "1"):
-        monkeypatch.setenv("MINIGRAD_DISABLE_NUMBA", flag)
-        np.testing.assert_array_equal(K.gemm_to_nchw(y, bias, n, L), expected)
-        np.testing.assert_array_equal(K.gemm_to_nchw(y, None, n, L), y.reshape(o, n, L).transpose(1, 0, 2))
-        G, db = K.nchw_to_gemm(g)
-        np.testing.assert_array_equal(G, g.transpose(1, 0, 2).reshape(o, n * L))
-        np.testing.assert_allclose(db, g.sum(axis=(0, 2)), rtol=1e-5 if dtype == np.float32 else 1e-12)
+    x = rng.standard_normal((3, 2, 12, 10)).astype(np.float32)
+    w1 = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    b1, b2 = rng.standard_normal(4).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+
+    def run(contiguous):
+        params = [mg.tensor(a, requires_grad=True) for a in (x, w1, b1, w2, b2)]
+        xt, w1t, b1t, w2t, b2t = params
+        # reshaping a channels-last array to 1-D copies it in C order: a C-contiguous NCHW tensor
+        layout = (lambda t: t.reshape(-1).reshape(t.shape)) if contiguous else (lambda t: t)
+        h = layout(mg.conv2d(xt, w1t, b1t, padding=1))
+        assert h.data.flags.c_contiguous == contiguous or numba_on == "0"
+        h = layout(mg.max_pool2d(layout(mg.relu(h)), 2))
+        if numba_on == "1":  # the pool kept the conv's channels-last layout
+            assert h.data.flags.c_contiguous == contiguous and (contiguous or K.is_channels_last(h.data))
+        y = layout(mg.conv2d(h, w2t, b2t))
+        g = np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape)
+        y.backward(mg.tensor(g))
+        return [y.numpy()] + [p.grad.numpy() for p in params]
+
+    for a, b in zip(run(False), run(True)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+    # and against plain loops through the float64 reference path
+    y64 = mg.conv2d(mg.max_pool2d(mg.relu(mg.conv2d(mg.tensor(x.astype(np.float64)), mg.tensor(w1.astype(np.float64)),
+                                                    mg.tensor(b1.astype(np.float64)), padding=1)), 2),
+                    mg.tensor(w2.astype(np.float64)), mg.tensor(b2.astype(np.float64)))
+    np.testing.assert_allclose(run(False)[0], y64.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_maxpool_channels_last_kernels_equal_nchw_ones():
+    """The channels-last 2x2 max pool gives the NCHW kernel's values, arg-max and gradient,
+    ties and NaN included."""
+    if K.numba is None:
+        pytest.skip("numba not installed")
+    rng = np.random.default_rng(5)
+    x = rng.integers(-3, 3, (2, 7, 6, 8)).astype(np.float32)  # many ties
+    x[0, 0, 0, 0] = np.nan
+    x_cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # same values, NHWC memory
+    geometry = ((2, 2), (2, 2), (0, 0), (3, 4))
+    out_ref, arg_ref = K.maxpool2d_forward(np.ascontiguousarray(x), *geometry)
+    out_cl, arg_cl = K.maxpool2d_forward(x_cl, *geometry)
+    assert not out_cl.flags.c_contiguous and K.is_channels_last(out_cl)
+    np.testing.assert_array_equal(out_cl, out_ref)
+    np.testing.assert_array_equal(arg_cl, arg_ref)
+    g = rng.standard_normal(out_ref.shape).astype(np.float32)
+    np.testing.assert_array_equal(K.maxpool2d_backward(g, arg_cl, x.shape),
+                                  K.maxpool2d_backward(g, arg_ref, x.shape))
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -67,26 +67,31 @@ def _tap_slices(i, j, sh, sw, dh, dw, oh, ow):
             slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
 
 
-def _im2col_np(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    n, c, h, w = x.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if (ph or pw) else x
-    cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+def _im2col_np(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra=0):
+    """x (N, H, W, C) -> cols (N*oh*ow, kh*kw*C + extra): one row per output pixel, taps
+    (i, j, c), then ``extra`` (0 or 1) columns of ones."""
+    n, h, w, c = x.shape
+    xp = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0))) if (ph or pw) else x
+    cols = np.empty((n, oh, ow, kh * kw * c + extra), dtype=x.dtype)
+    taps = cols[..., :kh * kw * c].reshape(n, oh, ow, kh, kw, c)
     for i in range(kh):
         for j in range(kw):
             rows, columns = _tap_slices(i, j, sh, sw, dh, dw, oh, ow)
-            cols[:, i, j] = xp[:, :, rows, columns].transpose(1, 0, 2, 3)
-    return cols.reshape(c * kh * kw, n * oh * ow)
+            taps[:, :, :, i, j] = xp[:, rows, columns]
+    cols[..., kh * kw * c:] = 1
+    return cols.reshape(n * oh * ow, -1)
 
 
 def _col2im_np(cols, shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-    n, c, h, w = shape
-    dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
-    cols = cols.reshape(c, kh, kw, n, oh, ow)
+    """The adjoint of _im2col_np: cols (N*oh*ow, kh*kw*C) -> (N, H, W, C), taps summed."""
+    n, h, w, c = shape
+    dxp = np.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=cols.dtype)
+    cols = cols.reshape(n, oh, ow, kh, kw, c)
     for i in range(kh):
         for j in range(kw):
             rows, columns = _tap_slices(i, j, sh, sw, dh, dw, oh, ow)
-            dxp[:, :, rows, columns] += cols[:, i, j].transpose(1, 0, 2, 3)
-    return np.ascontiguousarray(dxp[:, :, ph:ph + h, pw:pw + w])
+            dxp[:, rows, columns] += cols[:, :, :, i, j]
+    return np.ascontiguousarray(dxp[:, ph:ph + h, pw:pw + w])
 
 
 def _maxpool_fwd_np(x, kh, kw, sh, sw, ph, pw, oh, ow):
@@ -162,100 +167,81 @@ if numba is not None:
         return lo, hi
 
     @njit(parallel=True, cache=True)
-    def _im2col_nb(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-        n, c, h, w = x.shape
-        kk = kh * kw
-        L = oh * ow
-        xf = x.reshape((n * c, h * w))
-        cols = np.empty((c * kk, n * L), dtype=x.dtype)
-        for row in prange(c * kk):  # one row of cols = one (channel, kernel tap)
-            ch = row // kk
-            i = (row % kk) // kw
-            j = row % kw
-            ylo, yhi = _span(oh, sh, i * dh - ph, h)
-            xlo, xhi = _span(ow, sw, j * dw - pw, w)
-            dst = cols[row]
-            for b in range(n):
-                src = xf[b * c + ch]
-                for y in range(oh):
-                    o = b * L + y * ow
-                    if y < ylo or y >= yhi:  # the whole output row reads padding
-                        for q in range(ow):
-                            dst[_u(o + q)] = 0
-                        continue
-                    s0 = (y * sh + i * dh - ph) * w + j * dw - pw
-                    for q in range(xlo):
-                        dst[_u(o + q)] = 0
-                    if sw == 1:
-                        dd, ss = _u(o + xlo), _u(s0 + xlo)
-                        for t in range(_u(xhi - xlo)):
-                            dst[dd + t] = src[ss + t]
-                    else:
-                        for q in range(xlo, xhi):
-                            dst[_u(o + q)] = src[_u(s0 + q * sw)]
-                    for q in range(xhi, ow):
-                        dst[_u(o + q)] = 0
+    def _im2col_nb(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra=0):
+        n, h, w, c = x.shape
+        K = kh * kw * c + extra
+        cols = np.empty((n * oh * ow, K), dtype=x.dtype)
+        xf = x.reshape(-1)
+        cf = cols.reshape(-1)
+        for task in prange(n * oh):  # one output row (image b, row y): ow rows of cols, ~1 KB
+            b = task // oh
+            y = task % oh
+            row0 = task * ow
+            for i in range(kh):
+                iy = y * sh - ph + i * dh
+                for j in range(kw):
+                    col0 = (i * kw + j) * c
+                    for xo in range(ow):
+                        ix = xo * sw - pw + j * dw
+                        d = _u((row0 + xo) * K + col0)
+                        if iy < 0 or iy >= h or ix < 0 or ix >= w:  # padding reads 0
+                            for ch in range(_u(c)):
+                                cf[d + ch] = 0
+                        else:  # the C channels of one pixel: one contiguous run
+                            src = _u(((b * h + iy) * w + ix) * c)
+                            for ch in range(_u(c)):
+                                cf[d + ch] = xf[src + ch]
+            for xo in range(ow * extra):  # the ones column (the bias input)
+                cf[_u((row0 + xo) * K + K - 1)] = 1
         return cols
 
     @njit(parallel=True, cache=True)
-    def _col2im_nb(cols, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
-        kk = kh * kw
+    def _im2col_1ch_nb(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra):
+        """One input channel: build the TRANSPOSE of cols, (kh*kw + extra, N*oh*ow), one row
+        per tap, so each copy is a run along the output row (a pixel has only 1 channel)."""
+        n, h, w = x.shape
         L = oh * ow
-        dx = np.zeros((n * c, h * w), dtype=cols.dtype)
-        # one task per (image, channel) plane: each writes only its own plane, so no races
-        for task in prange(n * c):
-            b = task // c
-            ch = task % c
-            dst = dx[task]
-            for i in range(kh):
-                ylo, yhi = _span(oh, sh, i * dh - ph, h)
-                for j in range(kw):
-                    xlo, xhi = _span(ow, sw, j * dw - pw, w)
-                    src = cols[ch * kk + i * kw + j]
-                    for y in range(ylo, yhi):
-                        d0 = (y * sh + i * dh - ph) * w + j * dw - pw
-                        s0 = b * L + y * ow
-                        if sw == 1:
-                            dd, ss = _u(d0 + xlo), _u(s0 + xlo)
-                            for t in range(_u(xhi - xlo)):
-                                dst[dd + t] += src[ss + t]
-                        else:
-                            for q in range(xlo, xhi):
-                                dst[_u(d0 + q * sw)] += src[_u(s0 + q)]
-        return dx.reshape((n, c, h, w))
-
-    @njit(parallel=True, cache=True)
-    def _gemm_to_nchw_nb(y, bias, n, L):
-        o = y.shape[0]
-        out = np.empty((n, o, L), dtype=y.dtype)
-        for task in prange(n * o):
-            b = task // o
-            ch = task % o
-            src = y[ch]
-            dst = out[b, ch]
-            add = bias[ch]
-            base = _u(b * L)
-            for t in range(_u(L)):
-                dst[t] = src[base + t] + add
-        return out
-
-    @njit(parallel=True, cache=True)
-    def _nchw_to_gemm_nb(g):
-        n, o, L = g.shape
-        G = np.empty((o, n * L), dtype=g.dtype)
-        db = np.empty(o, dtype=g.dtype)
-        for ch in prange(o):
-            dst = G[ch]
-            total = 0.0
+        colsT = np.empty((kh * kw + extra, n * L), dtype=x.dtype)
+        for row in prange(kh * kw + extra):
+            dst = colsT[row]
+            if row == kh * kw:  # the ones row (the bias input)
+                dst[:] = 1
+                continue
+            i = row // kw
+            j = row % kw
             for b in range(n):
-                src = g[b, ch]
-                base = _u(b * L)
-                for t in range(_u(L)):
-                    v = src[t]
-                    dst[base + t] = v
-                    total += v
-            db[ch] = total
-        return G, db
+                for y in range(oh):
+                    iy = y * sh - ph + i * dh
+                    o = b * L + y * ow
+                    for xo in range(ow):
+                        ix = xo * sw - pw + j * dw
+                        inside = iy >= 0 and iy < h and ix >= 0 and ix < w
+                        dst[_u(o + xo)] = x[b, iy, ix] if inside else 0
+        return colsT
+
+    @njit(parallel=True, cache=True)
+    def _col2im_nb(cols, n, h, w, c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+        K = cols.shape[1]
+        dx = np.zeros((n, h, w, c), dtype=cols.dtype)
+        dxf = dx.reshape(-1)
+        cf = cols.reshape(-1)
+        for b in prange(n):  # one image per task: tasks never write the same pixel
+            for y in range(oh):
+                for xo in range(ow):
+                    src0 = ((b * oh + y) * ow + xo) * K
+                    for i in range(kh):
+                        iy = y * sh - ph + i * dh
+                        if iy < 0 or iy >= h:
+                            continue
+                        for j in range(kw):
+                            ix = xo * sw - pw + j * dw
+                            if ix < 0 or ix >= w:
+                                continue
+                            src = _u(src0 + (i * kw + j) * c)
+                            dst = _u(((b * h + iy) * w + ix) * c)
+                            for ch in range(_u(c)):
+                                dxf[dst + ch] += cf[src + ch]
+        return dx
 
     @njit(parallel=True, cache=True)
     def _maxpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, oh, ow):
@@ -331,6 +317,76 @@ if numba is not None:
         return dx.reshape((n, c, h, w))
 
     @njit(parallel=True, cache=True)
+    def _maxpool2x2_nhwc_fwd_nb(x, oh, ow):
+        """2x2 / stride 2 / no padding on channels-last x (N, H, W, C): the channel loop is
+        innermost and contiguous, and branch-free (selects, no `or`) so it vectorises.
+        argmax holds the same flat index y*W + x as the NCHW kernel, with the same tie and
+        NaN rules (first maximum wins; a NaN wins and the first NaN stays)."""
+        n, h, w, c = x.shape
+        out = np.empty((n, oh, ow, c), dtype=x.dtype)
+        arg = np.empty((n, oh, ow, c), dtype=np.int32)
+        xf, of, af = x.reshape(-1), out.reshape(-1), arg.reshape(-1)
+        for task in prange(n * oh):
+            b = task // oh
+            y = task % oh
+            for xo in range(ow):
+                k = 2 * y * w + 2 * xo
+                s00 = _u(((b * h + 2 * y) * w + 2 * xo) * c)
+                s01, s10 = s00 + _u(c), s00 + _u(w * c)
+                s11 = s10 + _u(c)
+                d = _u(((b * oh + y) * ow + xo) * c)
+                for ch in range(_u(c)):
+                    best = xf[s00 + ch]
+                    bi = k
+                    v = xf[s01 + ch]
+                    take = (v > best) | ((v != v) & (best == best))
+                    best = v if take else best
+                    bi = k + 1 if take else bi
+                    v = xf[s10 + ch]
+                    take = (v > best) | ((v != v) & (best == best))
+                    best = v if take else best
+                    bi = k + w if take else bi
+                    v = xf[s11 + ch]
+                    take = (v > best) | ((v != v) & (best == best))
+                    best = v if take else best
+                    bi = k + w + 1 if take else bi
+                    of[d + ch] = best
+                    af[d + ch] = bi
+        return out, arg
+
+    @njit(parallel=True, cache=True)
+    def _maxpool2x2_nhwc_bwd_nb(g, arg, h, w):
+        """Backward of the channels-last 2x2 pool.  The windows do not overlap, so every input
+        pixel is written exactly once (the gradient at the winner, 0 elsewhere): no zeroing
+        pass and no scatter.  Rows/columns past the last window (odd sizes) get 0."""
+        n, oh, ow, c = g.shape
+        dx = np.empty((n, h, w, c), dtype=g.dtype)
+        gf, af, df = g.reshape(-1), arg.reshape(-1), dx.reshape(-1)
+        for task in prange(n * oh):
+            b = task // oh
+            y = task % oh
+            for xo in range(ow):
+                k = 2 * y * w + 2 * xo
+                s = _u(((b * oh + y) * ow + xo) * c)
+                d00 = _u(((b * h + 2 * y) * w + 2 * xo) * c)
+                d01, d10 = d00 + _u(c), d00 + _u(w * c)
+                d11 = d10 + _u(c)
+                for ch in range(_u(c)):
+                    v = gf[s + ch]
+                    t = af[s + ch]
+                    df[d00 + ch] = v if t == k else 0
+                    df[d01 + ch] = v if t == k + 1 else 0
+                    df[d10 + ch] = v if t == k + w else 0
+                    df[d11 + ch] = v if t == k + w + 1 else 0
+            for r in range(2 * y, 2 * y + 2):
+                for xx in range(2 * ow, w):
+                    dx[b, r, xx] = 0
+            if y == oh - 1:
+                for r in range(2 * oh, h):
+                    dx[b, r] = 0
+        return dx
+
+    @njit(parallel=True, cache=True)
     def _avgpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, oh, ow):
         n, c, h, w = x.shape
         xf = x.reshape((n * c, h * w))
@@ -374,69 +430,89 @@ if numba is not None:
         return dx.reshape((n, c, h, w))
 
 
+if numba is not None:
+
+    @njit(parallel=True, cache=True)
+    def _relu_nb(x, out):
+        for i in prange(x.size):
+            v = x[i]
+            out[i] = 0 if v < 0 else v  # NaN stays NaN, like np.maximum
+
+    @njit(parallel=True, cache=True)
+    def _relu_backward_nb(g, y, out):
+        for i in prange(g.size):
+            out[i] = g[i] if y[i] > 0 else 0
+
+
 # ======================================================================================
 # Public kernels (dispatch)
 # ======================================================================================
 
 
-def im2col(x, kernel, stride, padding, dilation, out_size):
-    """(N, C, H, W) -> cols (C*kh*kw, N*oh*ow); padded positions read as 0."""
+def is_channels_last(x):
+    """True when a 4-D (N, C, H, W) array is laid out as (N, H, W, C) in memory."""
+    return x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def channels_last(x):
+    """(N, C, H, W) -> the same values as a C-contiguous (N, H, W, C) array: a free view when
+    x is channels-last already (as conv2d's outputs are) or has one channel, else one copy."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def im2col(x, kernel, stride, padding, dilation, out_size, ones_column=False):
+    """x (N, H, W, C) -> cols (N*oh*ow, kh*kw*C): row = output pixel, columns = taps (i, j, c);
+    padded positions read as 0.  ``ones_column`` appends a column of ones, so that a bias
+    rides along in the same matrix product as one more weight row."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
+    extra = int(bool(ones_column))
+    if use_numba() and x.shape[3] == 1:
+        # one channel (a first layer on images): the transposed layout copies long runs;
+        # the .T view is the same matrix for the GEMMs (BLAS reads it transposed, no copy)
+        return _im2col_1ch_nb(np.ascontiguousarray(x[..., 0]), kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra).T
     if use_numba():
-        return _im2col_nb(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
-    return _im2col_np(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+        return _im2col_nb(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra)
+    return _im2col_np(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra)
 
 
 def col2im(cols, x_shape, kernel, stride, padding, dilation, out_size):
-    """The adjoint of im2col: cols (C*kh*kw, N*oh*ow) -> (N, C, H, W), overlapping taps summed."""
+    """The adjoint of im2col: cols (N*oh*ow, kh*kw*C) -> (N, H, W, C), overlapping taps summed.
+    ``x_shape`` is the channels-last shape (N, H, W, C)."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
-    n, c, h, w = x_shape
+    n, h, w, c = x_shape
     if use_numba():
-        return _col2im_nb(np.ascontiguousarray(cols), n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+        return _col2im_nb(np.ascontiguousarray(cols), n, h, w, c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
     return _col2im_np(cols, x_shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
 
 
-def gemm_to_nchw(y, bias, n, L):
-    """The GEMM result y (O, N*L) as (N, O, L), plus bias (O,) (or None) on every channel."""
-    o = y.shape[0]
-    if use_numba():
-        b = np.zeros(o, dtype=y.dtype) if bias is None else np.ascontiguousarray(bias, dtype=y.dtype)
-        return _gemm_to_nchw_nb(np.ascontiguousarray(y), b, n, L)
-    out = np.empty((n, o, L), dtype=y.dtype)
-    src = y.reshape(o, n, L).transpose(1, 0, 2)
-    if bias is None:
-        np.copyto(out, src)
-    else:
-        np.add(src, bias.reshape(1, o, 1), out=out)
-    return out
-
-
-def nchw_to_gemm(g):
-    """The inverse layout change: g (N, O, L) -> (G (O, N*L), the sums of each G row (O,))."""
-    n, o, L = g.shape
-    if use_numba():
-        return _nchw_to_gemm_nb(np.ascontiguousarray(g))
-    G = np.ascontiguousarray(g.transpose(1, 0, 2)).reshape(o, n * L)
-    return G, G.sum(axis=1)
-
-
 def maxpool2d_forward(x, kernel, stride, padding, out_size):
-    """Returns (out, argmax); argmax[n, c, oy, ox] = flat index y*W + x of the winner."""
+    """Returns (out, argmax); argmax[n, c, oy, ox] = flat index y*W + x of the winner.
+
+    A channels-last input (a conv2d output) keeps its layout through the common 2x2 pool:
+    out and argmax come back as (N, C, oh, ow) views of (N, oh, ow, C) arrays."""
     (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, out_size
     if use_numba():
+        square2 = (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0)
+        if square2 and is_channels_last(x) and not x.flags.c_contiguous:
+            out, arg = _maxpool2x2_nhwc_fwd_nb(channels_last(x), oh, ow)
+            return out.transpose(0, 3, 1, 2), arg.transpose(0, 3, 1, 2)
         x = np.ascontiguousarray(x)
-        if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
+        if square2:
             return _maxpool2x2_fwd_nb(x, oh, ow)
         return _maxpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, oh, ow)
     return _maxpool_fwd_np(x, kh, kw, sh, sw, ph, pw, oh, ow)
 
 
 def maxpool2d_backward(g, argmax, x_shape):
-    """dx: each output gradient added onto its arg-max input (overlaps accumulate)."""
+    """dx: each output gradient added onto its arg-max input (overlaps accumulate); dx has
+    the layout of the forward's input (the argmax array's layout tells which)."""
     if use_numba():
         n, c, h, w = x_shape
-        return _maxpool_bwd_nb(np.ascontiguousarray(g), argmax, n, c, h, w)
-    return _maxpool_bwd_np(g, argmax, x_shape)
+        if is_channels_last(argmax) and not argmax.flags.c_contiguous:
+            dx = _maxpool2x2_nhwc_bwd_nb(channels_last(g), channels_last(argmax), h, w)
+            return dx.transpose(0, 3, 1, 2)
+        return _maxpool_bwd_nb(np.ascontiguousarray(g), np.ascontiguousarray(argmax), n, c, h, w)
+    return _maxpool_bwd_np(g, np.ascontiguousarray(argmax), x_shape)
 
 
 def avgpool2d_forward(x, kernel, stride, padding, out_size):
@@ -454,3 +530,39 @@ def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size):
         n, c, h, w = x_shape
         return _avgpool_bwd_nb(np.ascontiguousarray(g), n, c, h, w, kh, kw, sh, sw, ph, pw)
     return _avgpool_bwd_np(g, x_shape, kh, kw, sh, sw, ph, pw, oh, ow)
+
+
+# Below this many elements a NumPy call is cheaper than starting numba's threads.
+_PARALLEL_MIN = 1 << 16
+
+
+def _dense_flat(a):
+    """A flat view of ``a`` when its elements fill one block of memory (C order, or the
+    channels-last order of conv2d outputs), else None."""
+    if a.flags.c_contiguous:
+        return a.reshape(-1)
+    if is_channels_last(a):
+        return a.transpose(0, 2, 3, 1).reshape(-1)
+    return None
+
+
+def relu(x):
+    """max(x, 0) in one pass (NaN stays NaN); the output has the input's memory layout."""
+    if use_numba() and x.size >= _PARALLEL_MIN:
+        flat = _dense_flat(x)
+        if flat is not None:
+            out = np.empty_like(x)  # same layout as x
+            _relu_nb(flat, _dense_flat(out))
+            return out
+    return np.maximum(x, 0)
+
+
+def relu_backward(g, y):
+    """g where y > 0, else 0 (y is ReLU's output: y > 0 exactly where x > 0), in one pass."""
+    if use_numba() and g.size >= _PARALLEL_MIN and g.strides == y.strides and g.dtype == y.dtype:
+        flat_g = _dense_flat(g)
+        if flat_g is not None:
+            out = np.empty_like(g)
+            _relu_backward_nb(flat_g, _dense_flat(y), _dense_flat(out))
+            return out
+    return np.where(y > 0, g, 0).astype(g.dtype, copy=False)

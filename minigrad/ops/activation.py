@@ -19,17 +19,40 @@ def _constant(array):
 
 @register
 class ReLU(Function):
-    """z = max(x, 0)        dL/dx = g * [x > 0]
+    """z = max(x, 0)        dL/dx = g * [x > 0]  (= relu_grad(g, z): z > 0 exactly where x > 0)
 
     At x == 0 the derivative is taken as 0 (PyTorch's choice; any value in [0, 1] is a
-    valid subgradient there)."""
+    valid subgradient there).  On the CPU both directions are single-pass numba kernels
+    (minigrad/backend/cpu.py): ReLU sits after every hidden layer, on the largest activations."""
 
     def forward(self, x):
-        self.mask = x > 0
+        if backend.array_module(x) is np:
+            return backend.cpu_kernels.relu(x)
         return backend.array_module(x).maximum(x, 0)
 
     def backward(self, g):
-        return g * _constant(self.mask)  # float * bool: no cast, no copy of the mask
+        return relu_grad(g, self.saved_output)
+
+
+@register
+class ReLUGrad(Function):
+    """z = g * [y > 0]: the gradient ReLU passes back, given its output y.
+
+    dL/dg = gz * [y > 0] (the same gate again, so ReLU differentiates twice);
+    dL/dy = 0 (the gate is piecewise constant in y)."""
+
+    def forward(self, g, y):
+        if backend.array_module(g) is np:
+            return backend.cpu_kernels.relu_backward(g, y)
+        return backend.array_module(g).where(y > 0, g, 0).astype(g.dtype, copy=False)
+
+    def backward(self, gz):
+        return relu_grad(gz, self.inputs[1]), None
+
+
+def relu_grad(g, y):
+    """g gated by y > 0 (ReLU's backward; differentiable in g)."""
+    return ReLUGrad.apply(g, y)
 
 
 @register

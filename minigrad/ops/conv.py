@@ -39,11 +39,19 @@ def _kernels(array, op):
 class Conv2d(Function):
     """y[n, o, p, q] = b[o] + sum_{c, i, j} W[o, c, i, j] * x[n, c, p*sh - ph + i*dh, q*sw - pw + j*dw]
 
-    With X = im2col(x) (one column per output pixel, shape (C*kh*kw, N*oh*ow)):
-        forward     Y  = W2 @ X                  (W2 = W reshaped to (O, C*kh*kw))
-        backward    dW2 = G @ X^T,   dX = W2^T @ G,   dx = col2im(dX),   db = sum of G over pixels
-    where G is the output gradient laid out as (O, N*oh*ow).  With groups, channels split into
-    ``groups`` independent blocks and each product is done per block (a batched matmul).
+    With X = im2col(x) (one ROW per output pixel (n, p, q), one column per tap (i, j, c);
+    shape (N*oh*ow, kh*kw*C)) and W2 = W laid out as (kh*kw*C, O):
+        forward     Y  = X @ W2  (+ b)           (N*oh*ow, O): already the output, channels-last
+        backward    dW2 = X^T @ G,   dX = G @ W2^T,   dx = col2im(dX),   db = sum of G's rows
+    where G is the output gradient as (N*oh*ow, O).  The bias rides in the same products: X
+    gets a column of ones and W2 the row b, so Y = [X 1] @ [W2; b] and the last row of
+    [X 1]^T @ G is db (no separate passes over the output).  With groups, channels split into
+    ``groups`` independent blocks and each product is done per block.
+
+    Layout: the output is an (N, O, oh, ow) array whose memory is (N, oh, ow, O)
+    ("channels-last", as PyTorch's channels_last format).  That is what the GEMM writes, so no
+    transpose is needed; elementwise ops and 2x2 max pooling keep the layout, and the next
+    conv2d's im2col then reads each pixel's channels as one contiguous run.
 
     once_differentiable: the backward uses the raw arrays (the saved columns X), so a second
     derivative through conv2d raises instead of being silently wrong.
@@ -52,65 +60,65 @@ class Conv2d(Function):
     once_differentiable = True
 
     def forward(self, x, w, b=None, *, stride, padding, dilation, groups, out_size):
-        k, xp = _kernels(x, "conv2d"), backend.array_module(x)
+        k = _kernels(x, "conv2d")
         n, c, h, wd = x.shape
         o, cg, kh, kw = w.shape
         oh, ow = out_size
+        og = o // groups
         self.geometry = ((kh, kw), stride, padding, dilation, out_size)
-        self.x_shape, self.groups = x.shape, groups
-        cols = k.im2col(x, *self.geometry)                       # (C*kh*kw, N*L)
-        self.cols = cols
-        if groups == 1:
-            y = w.reshape(o, -1) @ cols                          # (O, N*L): one GEMM
-        else:
-            y = xp.matmul(w.reshape(groups, o // groups, -1),
-                          cols.reshape(groups, cg * kh * kw, n * oh * ow)).reshape(o, n * oh * ow)
-        # (O, N, L) -> (N, O, L) plus bias, in one pass: rows of L stay contiguous
-        return k.gemm_to_nchw(y, b, n, oh * ow).reshape(n, o, oh, ow)
+        self.groups, self.x_nhwc_shape = groups, (n, h, wd, c)
+        xp = backend.array_module(x)
+        x_nhwc = k.channels_last(x)                                 # a view for conv outputs
+        self.cols, self.wmats = [], []
+        y = None
+        for gi in range(groups):
+            xg = x_nhwc if groups == 1 else x_nhwc[..., gi * cg:(gi + 1) * cg]
+            cols = k.im2col(xg, *self.geometry, ones_column=b is not None)  # (N*L, kh*kw*cg [+1])
+            wmat = w[gi * og:(gi + 1) * og].transpose(2, 3, 1, 0).reshape(kh * kw * cg, og)
+            if b is not None:
+                wmat = xp.concatenate([wmat, b[None, gi * og:(gi + 1) * og]])
+            yg = cols @ wmat                                         # one GEMM per group
+            if groups == 1:
+                y = yg
+            else:
+                if y is None:
+                    y = xp.empty((n * oh * ow, o), dtype=x.dtype)
+                y[:, gi * og:(gi + 1) * og] = yg
+            self.cols.append(cols)
+            self.wmats.append(wmat)
+        return y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)        # NCHW view, channels-last memory
 
     def backward(self, g):
         x, w = self.inputs[0], self.inputs[1]
-        need_b = len(self.inputs) > 2 and self.inputs[2].requires_grad
         k, xp = _kernels(w.data, "conv2d"), backend.array_module(w.data)
-        W = w.data
-        o = W.shape[0]
-        n = self.x_shape[0]
-        grads = [None, None]
-        L = g.shape[2] * g.shape[3]
-        g3 = g.data.reshape(n, o, L)
-        rows = self.cols.shape[0]
-        if self.groups == 1 and not x.requires_grad and rows <= 64:
-            # first layer (images need no gradient) with few columns rows (C*kh*kw, 9 for MNIST):
-            # dW = sum_n g[n] @ X[:, n, :]^T as a batched matmul on strided views of g and X
-            # skips the (O, N*L) copy of g, which is most of the work here (measured 2.2 vs 3.6 ms)
-            if w.requires_grad:
-                Xn = self.cols.reshape(rows, n, L).transpose(1, 2, 0)
-                grads[1] = xp.matmul(g3, Xn).sum(axis=0).reshape(W.shape)
-            if need_b:
-                grads.append(g3.sum(axis=(0, 2)))
-            elif len(self.inputs) > 2:
-                grads.append(None)
-            return tuple(None if a is None else Tensor._wrap(a) for a in grads)
-        # the output gradient as G (O, N*L) (the forward's block copy reversed) and db, in one pass
-        G, db = k.nchw_to_gemm(g3)
-        if self.groups == 1:
-            if w.requires_grad:
-                grads[1] = (G @ self.cols.T).reshape(W.shape)
-            if x.requires_grad:
-                grads[0] = k.col2im(W.reshape(o, -1).T @ G, self.x_shape, *self.geometry)
-        else:
-            gr = self.groups
-            Gg = G.reshape(gr, o // gr, n * L)
-            Xg = self.cols.reshape(gr, rows // gr, n * L)
-            if w.requires_grad:
-                grads[1] = xp.matmul(Gg, Xg.transpose(0, 2, 1)).reshape(W.shape)
-            if x.requires_grad:
-                Wg = W.reshape(gr, o // gr, -1)
-                dcols = xp.matmul(Wg.transpose(0, 2, 1), Gg).reshape(self.cols.shape)
-                grads[0] = k.col2im(dcols, self.x_shape, *self.geometry)
-        if len(self.inputs) > 2:
-            grads.append(db if need_b else None)
-        return tuple(None if a is None else Tensor._wrap(a) for a in grads)
+        n, h, wd, c = self.x_nhwc_shape
+        o, cg, kh, kw = w.shape
+        og = o // self.groups
+        G = k.channels_last(g.data).reshape(-1, o)                   # a view when g is channels-last
+        has_b = len(self.inputs) > 2
+        need_w = w.requires_grad or (has_b and self.inputs[2].requires_grad)
+        taps = kh * kw * cg                                          # rows of W2 (then the bias row)
+        gw = xp.empty(w.shape, dtype=w.dtype)
+        gb = xp.empty(o, dtype=w.dtype) if has_b else None
+        gx = xp.empty((n, h, wd, c), dtype=w.dtype) if x.requires_grad else None
+        for gi, (cols, wmat) in enumerate(zip(self.cols, self.wmats)):
+            Gg = G if self.groups == 1 else G[:, gi * og:(gi + 1) * og]
+            if need_w:
+                dW2 = cols.T @ Gg                                    # (taps [+1], og)
+                gw[gi * og:(gi + 1) * og] = dW2[:taps].reshape(kh, kw, cg, og).transpose(3, 2, 0, 1)
+                if has_b:
+                    gb[gi * og:(gi + 1) * og] = dW2[taps]
+            if gx is not None:
+                dx = k.col2im(Gg @ wmat[:taps].T, (n, h, wd, cg), *self.geometry)
+                if self.groups == 1:
+                    gx = dx
+                else:
+                    gx[..., gi * cg:(gi + 1) * cg] = dx
+        grads = [None if gx is None else Tensor._wrap(gx.transpose(0, 3, 1, 2)),
+                 Tensor._wrap(gw) if w.requires_grad else None]
+        if has_b:
+            grads.append(Tensor._wrap(gb) if self.inputs[2].requires_grad else None)
+        return tuple(grads)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
