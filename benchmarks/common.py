@@ -26,15 +26,19 @@ def mnist_arrays(limit=None, image_shape=(784,)):
     return np.ascontiguousarray(x.reshape((len(x),) + image_shape)), y, source
 
 
-def timed(fn, repeat):
-    """Run ``fn`` ``repeat`` times after one warm-up; return the median and all times (seconds)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+def timed(fns, repeat):
+    """Time each of ``fns`` (a dict name -> function) ``repeat`` times after one warm-up each,
+    interleaved (a, b, a, b, ...) so that a slow spell of the machine hits every contender
+    alike; return {name: (median seconds, all times)}."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
+    times = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(t), t) for name, t in times.items()}
 
 
 def machine():

@@ -4,7 +4,10 @@ of the MNIST CNN at batch 128, in minigrad and (when installed) PyTorch.
     python benchmarks/conv_ops.py [--repeat 30] [--dtype float32]
 
 "fwd+bwd" is one forward plus the backward for all inputs that need a gradient, as in a
-training step: the first conv's input is the image batch, which needs no gradient.
+training step: the first conv's input is the image batch, which needs no gradient.  minigrad's
+inputs and output gradients are laid out as they arrive inside the CNN (conv outputs, and the
+arrays computed from them, are channels-last: see docs/derivations/conv.md); PyTorch's are its
+usual contiguous NCHW tensors.
 """
 import argparse
 import os
@@ -26,13 +29,19 @@ LAYERS = [
 POOLS = [("pool1", (128, 32, 26, 26)), ("pool2", (128, 64, 11, 11))]
 
 
+def channels_last(a):
+    """The same values with (N, H, W, C) memory, as conv2d outputs (and what follows them) have."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
 def minigrad_cases(dtype, rng):
     cases = {}
     for name, xs, ws, x_grad in LAYERS:
-        x = mg.tensor(rng.standard_normal(xs).astype(dtype), requires_grad=x_grad)
+        x = rng.standard_normal(xs).astype(dtype)
+        x = mg.Tensor(x if name == "conv1" else channels_last(x), requires_grad=x_grad)  # images / pool output
         w = mg.tensor(rng.standard_normal(ws).astype(dtype) * 0.1, requires_grad=True)
         b = mg.tensor(np.zeros(ws[0], dtype), requires_grad=True)
-        g = mg.tensor(rng.standard_normal(mg.conv2d(x, w, b).shape).astype(dtype))
+        g = mg.Tensor(channels_last(rng.standard_normal(mg.conv2d(x, w, b).shape).astype(dtype)))
 
         def fwd(x=x, w=w, b=b):
             with mg.no_grad():
@@ -44,8 +53,9 @@ def minigrad_cases(dtype, rng):
 
         cases[name] = (fwd, fwd_bwd)
     for name, xs in POOLS:
-        x = mg.tensor(rng.standard_normal(xs).astype(dtype), requires_grad=True)
-        g = mg.tensor(rng.standard_normal(mg.max_pool2d(x, 2).shape).astype(dtype))
+        x = mg.Tensor(channels_last(rng.standard_normal(xs).astype(dtype)), requires_grad=True)  # relu(conv)
+        g = rng.standard_normal(mg.max_pool2d(x, 2).shape).astype(dtype)
+        g = mg.Tensor(channels_last(g) if name == "pool1" else g)  # from conv2 / from Flatten
 
         def pfwd(x=x):
             with mg.no_grad():
@@ -113,11 +123,13 @@ def main():
     rows = []
     for name, (fwd, fwd_bwd) in ours.items():
         for which, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
-            ms = timed(fn, args.repeat)[0] * 1e3
+            # one block per library: interleaving single ops lets each library's spinning
+            # threads (OpenBLAS, OpenMP) slow the other one down
+            ms = timed({"minigrad": fn}, args.repeat)["minigrad"][0] * 1e3
             row = [labels[name], which, f"{ms:.2f}"]
             if theirs is not None:
                 tfn = theirs[name][0 if which == "fwd" else 1]
-                tms = timed(tfn, args.repeat)[0] * 1e3
+                tms = timed({"torch": tfn}, args.repeat)["torch"][0] * 1e3
                 row += [f"{tms:.2f}", f"{ms / tms:.2f}"]
             rows.append(row)
     headers = ["op", "pass", "minigrad ms"]

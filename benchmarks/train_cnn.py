@@ -70,14 +70,15 @@ def main():
     x, y, source = mnist_arrays(args.images, image_shape=(1, 28, 28))
     steps = -(-len(x) // args.batch)
     print(f"{machine()}\n{len(x)} training images ({source}), batch {args.batch} ({steps} steps); "
-          f"median of {args.repeat} runs after a warm-up\n")
+          f"median of {args.repeat} runs after a warm-up, contenders interleaved\n")
     contenders = [("minigrad", minigrad_run)]
     try:
         import torch  # noqa: F401
         contenders.append(("pytorch", torch_run))
     except ImportError:
         print("(PyTorch not installed: pip install torch==2.13.0 to compare)")
-    seconds = {name: timed(make(x, y, args.batch), args.repeat)[0] for name, make in contenders}
+    results = timed({name: make(x, y, args.batch) for name, make in contenders}, args.repeat)
+    seconds = {name: r[0] for name, r in results.items()}
     rows = []
     for name, s in seconds.items():
         ratio = f"{s / seconds['pytorch']:.2f}x" if "pytorch" in seconds else "-"

@@ -111,7 +111,7 @@ def main():
     args = p.parse_args()
 
     x, y, source = mnist_arrays(args.limit)
-    print(f"{machine()}\n{len(x)} training images ({source}); median of {args.repeat} epochs after a warm-up\n")
+    print(f"{machine()}\n{len(x)} training images ({source}); median of {args.repeat} epochs after a warm-up, contenders interleaved\n")
     contenders = [("minigrad", minigrad_epoch), ("numpy by hand", numpy_epoch)]
     try:
         import torch  # noqa: F401
@@ -121,7 +121,8 @@ def main():
 
     rows = []
     for batch in args.batch:
-        seconds = {name: timed(make(x, y, batch), args.repeat)[0] for name, make in contenders}
+        results = timed({name: make(x, y, batch) for name, make in contenders}, args.repeat)
+        seconds = {name: r[0] for name, r in results.items()}
         for name, s in seconds.items():
             vs_torch = f"{s / seconds['pytorch']:.2f}x" if "pytorch" in seconds else "-"
             rows.append([batch, name, f"{s:.3f}", f"{1e6 * s / -(-len(x) // batch):.0f}",

@@ -5,18 +5,21 @@ picks the numba kernel when numba imports and ``numba_enabled()`` (MINIGRAD_DISA
 not set), else the NumPy version; both give the same numbers (tests/test_ops_conv.py and
 tests/test_ops_pool.py check that).
 
-Layouts (all NCHW):
+Layouts.  Tensors are (N, C, H, W); the convolution kernels work on the same values laid out
+channels-last, (N, H, W, C) in memory ("channels_last"), because that is what makes the
+convolution one matrix product with no layout copies (docs/derivations/conv.md):
 
-* ``im2col(x, ...)`` returns ``cols`` of shape ``(C*kh*kw, N*oh*ow)``: row ``(c, i, j)`` holds,
-  for every output pixel ``(n, oy, ox)``, the input value the kernel tap ``(i, j)`` of channel
-  ``c`` sees there.  A convolution is then ONE matrix product ``W(O, C*kh*kw) @ cols`` whose
-  result ``(O, N, oh*ow)`` needs only one cheap transpose (rows of ``oh*ow`` stay contiguous)
-  to become NCHW: ``gemm_to_nchw`` does it with the bias add, ``nchw_to_gemm`` the reverse for
-  the output gradient together with its row sums (the bias gradient).
-  See docs/derivations/conv.md.
+* ``im2col(x_nhwc, ...)`` returns ``cols`` of shape ``(N*oh*ow, kh*kw*C)``: one ROW per output
+  pixel ``(n, oy, ox)``, holding what each kernel tap ``(i, j)`` of each channel ``c`` sees
+  there (taps in ``(i, j, c)`` order, so each pixel's C channels are one contiguous run).
+  ``cols @ W2`` (``W2``: ``(kh*kw*C, O)``) is then the output, already channels-last.
+  ``ones_column=True`` appends a column of ones that carries the bias through the same GEMM.
 * ``col2im`` is its adjoint: it adds every column entry back onto the input pixel it came from.
+* ``channels_last(x)`` gives the (N, H, W, C) array of an (N, C, H, W) one: free for conv
+  outputs (a view), one copy otherwise.
 * Max pooling returns, besides the output, ``argmax``: for every output element the flat
-  index ``y*W + x`` (within its own (n, c) image) of the input element that won.
+  index ``y*W + x`` (within its own (n, c) image) of the input element that won.  The 2x2
+  pool keeps a channels-last input channels-last (so conv -> relu -> pool -> conv never copies).
 
 Threads: numba kernels use numba's thread pool (prange), matrix products use the BLAS pool.
 They run one after the other, never nested.  numba's default OpenMP layer keeps its threads
@@ -26,9 +29,9 @@ layer against ~80 ms with the "workqueue" layer), so workqueue is chosen unless 
 NUMBA_THREADING_LAYER.  (workqueue must not be entered from two Python threads at once;
 minigrad starts no threads.)
 
-Measured on the 2-core reference machine (float32, the MNIST CNN's second conv layer):
-im2col 1.2 ms numba vs 2.9 ms NumPy, col2im 2.3 ms vs 10.7 ms; the 2x2 max-pool forward
-1.0 ms with its unrolled kernel vs 7.5 ms with the generic one (see benchmarks/conv_ops.py).
+Measured on the 2-core reference machine (float32, the MNIST CNN's second conv layer, the
+kernel alone): im2col 0.6 ms, col2im 1.0 ms (the NCHW layout this replaced: 2.0 and 4.5 ms plus
+two layout copies); see benchmarks/conv_ops.py and docs/benchmarks.md.
 """
 import os
 
