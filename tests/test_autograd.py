@@ -8,7 +8,6 @@ import pytest
 
 import minigrad as mg
 from minigrad.autograd import Function
-from tests.coverage import covers
 
 
 def f64(values, requires_grad=True):

@@ -2,7 +2,7 @@
 against the NumPy fallbacks, PyTorch parity when torch is installed, and error messages."""
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 import minigrad as mg

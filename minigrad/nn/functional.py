@@ -23,7 +23,6 @@ class DropoutMask(Function):
     dL/dx = g * m      (m is a constant drawn once in forward, so this differentiates again)"""
 
     def forward(self, x, p):
-        xp = backend.array_module(x)
         gen = backend.generator(backend.device_of(x))
         keep = gen.random(x.shape, dtype=np.float32) >= p
         self.mask = keep * x.dtype.type(1.0 / (1.0 - p))
