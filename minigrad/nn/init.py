@@ -162,3 +162,14 @@ __all__ = [
     "calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_",
     "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_",
 ]
+
+
+def default_(weight, bias=None):
+    """PyTorch's default initialisation of Linear and Conv layers: kaiming_uniform_(a=sqrt(5))
+    on the weight (uniform within +-1/sqrt(fan_in)), and the bias uniform within
+    +-1/sqrt(fan_in) (0 when fan_in is 0)."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = _calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        uniform_(bias, -bound, bound)

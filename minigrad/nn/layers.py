@@ -1,5 +1,4 @@
 """Layers: Linear (alias Dense), activations, Flatten, Dropout, Identity."""
-import math
 
 import numpy as np
 
@@ -38,11 +37,7 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self):
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.in_features
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        init.default_(self.weight, self.bias)
 
     def forward(self, x):
         return linear(x, self.weight, self.bias)

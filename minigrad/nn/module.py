@@ -21,7 +21,7 @@ from .. import backend
 from ..autograd import no_grad
 from ..backend import Device
 from ..tensor import Tensor
-from .parameter import Parameter
+from .parameter import Parameter, clear_grads
 
 
 class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
@@ -254,13 +254,7 @@ class Module:
 
     def zero_grad(self, set_to_none=True):
         """Clear every parameter's ``.grad`` (to None, or to zeros in place)."""
-        for p in self.parameters():
-            if p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.data[...] = 0
+        clear_grads(self.parameters(), set_to_none)
 
     # -- calling -----------------------------------------------------------------------------
     def forward(self, *args, **kwargs):

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import enable_grad
+from ..nn.parameter import clear_grads
 from ..tensor import Tensor
 
 
@@ -85,14 +86,7 @@ class Optimizer:
 
     def zero_grad(self, set_to_none=True):
         """Clear the ``.grad`` of every parameter (to None, or to zeros in place)."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.data[...] = 0
+        clear_grads((p for group in self.param_groups for p in group["params"]), set_to_none)
 
     def step(self, closure=None):
         """Update every parameter that has a gradient; ``closure`` (re-evaluates and returns
