@@ -26,6 +26,15 @@ def mnist_arrays(limit=None, image_shape=(784,)):
     return np.ascontiguousarray(x.reshape((len(x),) + image_shape)), y, source
 
 
+def train_steps(model, optimizer, batches, cross_entropy):
+    """One pass of training steps; the same code drives minigrad and PyTorch (same API)."""
+    for xb, yb in batches:
+        loss = cross_entropy(model(xb), yb)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 def timed(fns, repeat):
     """Time each of ``fns`` (a dict name -> function) ``repeat`` times after one warm-up each,
     interleaved (a, b, a, b, ...) so that a slow spell of the machine hits every contender

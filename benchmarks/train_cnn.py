@@ -10,7 +10,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, mnist_arrays, table, timed  # noqa: E402
+from common import machine, mnist_arrays, table, timed, train_steps  # noqa: E402
 
 
 def minigrad_run(x, y, batch):
@@ -25,15 +25,7 @@ def minigrad_run(x, y, batch):
     opt = optim.Adam(model.parameters(), lr=1e-3)
     batches = [(mg.tensor(x[i:i + batch]), mg.tensor(y[i:i + batch])) for i in range(0, len(x), batch)]
 
-    def run():
-        model.train()
-        for xb, yb in batches:
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-    return run
+    return lambda: train_steps(model.train(), opt, batches, nn.functional.cross_entropy)
 
 
 def torch_run(x, y, batch):
@@ -49,15 +41,7 @@ def torch_run(x, y, batch):
     batches = [(torch.from_numpy(x[i:i + batch]), torch.from_numpy(y[i:i + batch]))
                for i in range(0, len(x), batch)]
 
-    def run():
-        model.train()
-        for xb, yb in batches:
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-    return run
+    return lambda: train_steps(model.train(), opt, batches, nn.functional.cross_entropy)
 
 
 def main():

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, mnist_arrays, table, timed  # noqa: E402
+from common import machine, mnist_arrays, table, timed, train_steps  # noqa: E402
 
 
 def minigrad_epoch(x, y, batch):
@@ -26,14 +26,7 @@ def minigrad_epoch(x, y, batch):
     loader = DataLoader(TensorDataset(mg.tensor(x.reshape(-1, 28, 28)), mg.tensor(y)),
                         batch_size=batch, shuffle=True, generator=0)
 
-    def epoch():
-        for xb, yb in loader:
-            loss = nn.functional.cross_entropy(model(xb), yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-    return epoch
+    return lambda: train_steps(model, opt, loader, nn.functional.cross_entropy)
 
 
 def numpy_epoch(x, y, batch):
@@ -91,16 +84,13 @@ def torch_epoch(x, y, batch):
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     xt, yt = torch.from_numpy(x.reshape(-1, 28, 28)), torch.from_numpy(y)
 
-    def epoch():
+    def batches():
         order = torch.randperm(len(xt))
         for i in range(0, len(xt), batch):
             idx = order[i:i + batch]
-            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            yield xt[idx], yt[idx]
 
-    return epoch
+    return lambda: train_steps(model, opt, batches(), torch.nn.functional.cross_entropy)
 
 
 def main():
