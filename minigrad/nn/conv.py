@@ -4,9 +4,8 @@ import numbers
 from ..ops import conv2d
 from ..ops.conv import _pair
 from . import init
-from .layers import _empty
+from .layers import _weight_and_bias
 from .module import Module
-from .parameter import Parameter
 
 
 class Conv2d(Module):
@@ -34,12 +33,7 @@ class Conv2d(Module):
         self.dilation = _pair(dilation, "dilation", "Conv2d", 1)
         self.groups = int(groups)
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
-        self.weight = Parameter(_empty(shape, device, dtype))
-        if bias:
-            self.bias = Parameter(_empty((self.out_channels,), device, dtype))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _weight_and_bias(self, shape, bias, device, dtype)
 
     def reset_parameters(self):
         init.default_(self.weight, self.bias)

@@ -16,6 +16,17 @@ def _empty(shape, device, dtype):
     return xp.empty(shape, dtype=np.dtype(dtype) if dtype is not None else backend.get_default_dtype())
 
 
+def _weight_and_bias(module, weight_shape, bias, device, dtype):
+    """Give a Linear/Conv layer its ``weight`` and ``bias`` Parameters (bias None when
+    ``bias=False``) and PyTorch's default initial values."""
+    module.weight = Parameter(_empty(weight_shape, device, dtype))
+    if bias:
+        module.bias = Parameter(_empty(weight_shape[:1], device, dtype))
+    else:
+        module.register_parameter("bias", None)
+    init.default_(module.weight, module.bias)
+
+
 class Linear(Module):
     """y = x W^T + b, with W of shape (out_features, in_features) and b of shape (out_features,).
 
@@ -29,12 +40,7 @@ class Linear(Module):
                 raise ValueError(f"Linear: {name} must be a non-negative integer, got {value!r}")
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.weight = Parameter(_empty((self.out_features, self.in_features), device, dtype))
-        if bias:
-            self.bias = Parameter(_empty((self.out_features,), device, dtype))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _weight_and_bias(self, (self.out_features, self.in_features), bias, device, dtype)
 
     def reset_parameters(self):
         init.default_(self.weight, self.bias)
