@@ -82,7 +82,7 @@ def _im2col_np(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra=0):
             rows, columns = _tap_slices(i, j, sh, sw, dh, dw, oh, ow)
             taps[:, :, :, i, j] = xp[:, rows, columns]
     cols[..., kh * kw * c:] = 1
-    return cols.reshape(n * oh * ow, -1)
+    return cols.reshape(n * oh * ow, kh * kw * c + extra)
 
 
 def _col2im_np(cols, shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
