@@ -19,6 +19,7 @@ Backward formulas are written with minigrad's own ops on tensors, so running the
 grad mode on (``create_graph=True``) records the backward pass itself: that is how second
 derivatives (Hessian-vector products, gradient penalties) come out of the same code.
 """
+import copy
 import functools
 import itertools
 import weakref
@@ -41,55 +42,64 @@ def is_grad_enabled():
     return _GradMode.enabled
 
 
-class set_grad_enabled:
-    """Turn recording on or off: as a call, a context manager, or a decorator."""
+class _Switch:
+    """Sets ``holder.enabled`` to ``mode`` inside a ``with`` block or a decorated function and
+    restores the previous value afterwards (also when the body raises)."""
+
+    holder = _GradMode
 
     def __init__(self, mode):
         self.mode = bool(mode)
-        self.prev = _GradMode.enabled
-        _GradMode.enabled = self.mode
 
     def __enter__(self):
+        self.prev = self.holder.enabled
+        self.holder.enabled = self.mode
         return self
 
     def __exit__(self, *exc):
-        _GradMode.enabled = self.prev
-        return False
-
-
-class _GradModeContext:
-    """Base of no_grad / enable_grad: context manager and decorator in one."""
-
-    mode = True
-
-    def __enter__(self):
-        self.prev = _GradMode.enabled
-        _GradMode.enabled = self.mode
-        return self
-
-    def __exit__(self, *exc):
-        _GradMode.enabled = self.prev
+        self.holder.enabled = self.prev
         return False
 
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with type(self)():
+            switch = copy.copy(self)  # a fresh switch per call: recursion and nesting stay right
+            _Switch.__enter__(switch)
+            try:
                 return fn(*args, **kwargs)
+            finally:
+                _Switch.__exit__(switch)
 
         return wrapper
 
 
-class no_grad(_GradModeContext):
+class set_grad_enabled(_Switch):
+    """Turn recording on or off: as a call, a context manager, or a decorator."""
+
+    def __init__(self, mode):
+        super().__init__(mode)
+        _Switch.__enter__(self)  # a plain call takes effect at once, as in PyTorch
+
+    def __enter__(self):
+        return self  # already switched by __init__
+
+    def __call__(self, fn):
+        self.holder.enabled = self.prev  # as a decorator it acts only while fn runs
+        return super().__call__(fn)
+
+
+class no_grad(_Switch):
     """Nothing computed inside is recorded: ``with no_grad(): ...`` or ``@no_grad()``."""
 
-    mode = False
+    def __init__(self):
+        super().__init__(False)
 
 
-class enable_grad(_GradModeContext):
+class enable_grad(_Switch):
     """Recording is on inside, even within ``no_grad``."""
 
-    mode = True
+    def __init__(self):
+        super().__init__(True)
 
 
 # ----------------------------------------------------------------------------------------
@@ -111,30 +121,15 @@ def is_anomaly_enabled():
     return _Anomaly.enabled
 
 
-class detect_anomaly(_GradModeContext):
+class detect_anomaly(_Switch):
     """Check every backward for non-finite gradients: ``with detect_anomaly(): loss.backward()``
     (also a decorator, ``@detect_anomaly()``).  Raises RuntimeError naming the op (class, record
     number, input shapes) whose backward first turned a finite gradient into NaN or inf."""
 
+    holder = _Anomaly
+
     def __init__(self, mode=True):
-        self.mode = bool(mode)
-
-    def __enter__(self):
-        self.prev = _Anomaly.enabled
-        _Anomaly.enabled = self.mode
-        return self
-
-    def __exit__(self, *exc):
-        _Anomaly.enabled = self.prev
-        return False
-
-    def __call__(self, fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with detect_anomaly(self.mode):
-                return fn(*args, **kwargs)
-
-        return wrapper
+        super().__init__(mode)
 
 
 def _all_finite(t):

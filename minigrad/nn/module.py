@@ -187,28 +187,28 @@ class Module:
         for _, m in self.named_children():
             yield m
 
-    def named_parameters(self, prefix="", recurse=True):
-        """(qualified name, parameter) pairs, each parameter once even if shared."""
+    def _named_members(self, kind, prefix, recurse):
+        """(qualified name, tensor) pairs from each module's ``kind`` dict (_parameters or
+        _buffers), each tensor once even if shared."""
         seen = set()
         mods = self.named_modules(prefix) if recurse else [(prefix, self)]
         for mod_prefix, mod in mods:
-            for name, p in mod._parameters.items():
-                if p is not None and id(p) not in seen:
-                    seen.add(id(p))
-                    yield (f"{mod_prefix}.{name}" if mod_prefix else name), p
+            for name, t in getattr(mod, kind).items():
+                if t is not None and id(t) not in seen:
+                    seen.add(id(t))
+                    yield (f"{mod_prefix}.{name}" if mod_prefix else name), t
+
+    def named_parameters(self, prefix="", recurse=True):
+        """(qualified name, parameter) pairs, each parameter once even if shared."""
+        return self._named_members("_parameters", prefix, recurse)
 
     def parameters(self, recurse=True):
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
     def named_buffers(self, prefix="", recurse=True):
-        seen = set()
-        mods = self.named_modules(prefix) if recurse else [(prefix, self)]
-        for mod_prefix, mod in mods:
-            for name, b in mod._buffers.items():
-                if b is not None and id(b) not in seen:
-                    seen.add(id(b))
-                    yield (f"{mod_prefix}.{name}" if mod_prefix else name), b
+        """(qualified name, buffer) pairs, each buffer once even if shared."""
+        return self._named_members("_buffers", prefix, recurse)
 
     def buffers(self, recurse=True):
         for _, b in self.named_buffers(recurse=recurse):
