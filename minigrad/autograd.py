@@ -141,10 +141,10 @@ def _check_anomaly(rec, grad, input_grads):
     """Raise if ``rec.backward`` turned the finite gradient ``grad`` into a non-finite one."""
     if not _all_finite(grad):
         return  # not this op's doing: the NaN/inf arrived from further down the tape
-    for i, (t, g) in enumerate(zip(rec.inputs, input_grads)):
+    for i, (edge, g) in enumerate(zip(rec.edges, input_grads)):
         # gradients for inputs that do not require grad are dropped by the engine, so a
         # non-finite one there (the constant in log(x) * 2) harms nothing
-        if g is not None and t.requires_grad and not _all_finite(g):
+        if g is not None and edge is not None and not _all_finite(g):
             shapes = ", ".join(str(t.shape) for t in rec.inputs)
             bad = "NaN" if bool(backend.array_module(g.data).isnan(g.data).any()) else "inf"
             raise RuntimeError(
@@ -192,10 +192,13 @@ class Function:
       ``differentiable = False``      the output never requires grad (comparisons, argmax).
       ``once_differentiable = True``  backward uses raw arrays / a fused kernel; a double
                                       backward through it raises instead of being wrong.
+      ``returns_view = True``         forward may return a view of its first input; the output
+                                      then shares the input's version counter.
     """
 
     differentiable = True
     once_differentiable = False
+    returns_view = False  # forward may return a view of its first input (reshape, slicing)
 
     # set by apply() on recorded instances
     inputs = None
@@ -214,17 +217,30 @@ class Function:
             out = xp.asarray(out)
         result = Tensor.__new__(Tensor)
         result._init(out)
+        if cls.returns_view and data and out.base is not None and xp.may_share_memory(out, data[0]):
+            # a view shares its base's memory, so it shares its version counter: an in-place
+            # write through either is seen by records that saved the other
+            result._vc = inputs[0]._vc
+            result._hist = result._vc[1]
         if (
             _GradMode.enabled
             and cls.differentiable
             and out.dtype.kind in "fc"
             and any(t.requires_grad for t in inputs)
         ):
+            for t in inputs:
+                if t._record is not None and t._vc[1] != t._hist:
+                    raise _stale_view_error(cls, t)
             result.requires_grad = True
             ctx.inputs = inputs
+            # the edges of the graph, fixed now: where each input's gradient goes (its producing
+            # record, or the leaf itself, or nowhere).  Fixed at record time because an in-place
+            # op may later give the same Tensor object a new record.
+            ctx.edges = tuple((t._record or t) if t.requires_grad else None for t in inputs)
             ctx.versions = tuple(t._version for t in inputs)
             ctx.seq = next(_sequence)
             ctx._output_ref = weakref.ref(result)
+            ctx.out_version = result._version
             result._record = ctx
         return result
 
@@ -245,7 +261,7 @@ class Function:
     def saved_output(self):
         """The output tensor of this op (for backwards written with the result, like exp)."""
         out = self._output_ref()
-        if out._version != 0:
+        if out._version != self.out_version:
             raise RuntimeError(
                 f"{self.name}.backward: its output of shape {out.shape} was modified in place "
                 "after the op ran; its gradient would be wrong. Use an out-of-place op."
@@ -271,6 +287,20 @@ class Function:
 
     def __repr__(self):
         return f"<{self.name} record #{self.seq}>"
+
+
+def parents(rec):
+    """The records that produced ``rec``'s inputs (the edges to follow backwards)."""
+    return [e for e in rec.edges if isinstance(e, Function)]
+
+
+def _stale_view_error(fn, t):
+    return RuntimeError(
+        f"{fn.__name__}: an input of shape {t.shape} was changed by an in-place operation on "
+        "a tensor it shares memory with (its base or a view of it) after it was computed, so "
+        "its recorded history no longer describes its values. Compute it again after the "
+        "in-place operation (or clone() it before)."
+    )
 
 
 def _check_same_device(fn, inputs, data):
@@ -327,20 +357,88 @@ def _records_in_order(roots):
         if rec.inputs is None:
             raise _freed_error(rec)
         found.append(rec)
-        for t in rec.inputs:
-            parent = t._record
-            if parent is not None and id(parent) not in seen:
+        for parent in rec.edges:
+            if isinstance(parent, Function) and id(parent) not in seen:
                 stack.append(parent)
     found.sort(key=lambda r: r.seq, reverse=True)
     return found
 
 
 def _run_hooks(tensor, grad):
-    for hook in tensor._hooks.values():
+    """Apply ``tensor``'s gradient hooks in registration order; a hook may return a
+    replacement, which must be a Tensor of the same shape, dtype and device."""
+    for hook in list(tensor._hooks.values()):
         new = hook(grad)
-        if new is not None:
-            grad = new
+        if new is None:
+            continue
+        if not isinstance(new, Tensor):
+            raise TypeError(
+                f"a gradient hook on a tensor of shape {tensor.shape} returned a "
+                f"{type(new).__name__}; a hook must return None or a Tensor"
+            )
+        if new.shape != grad.shape or new.dtype != grad.dtype or new.device != grad.device:
+            raise RuntimeError(
+                f"a gradient hook on a tensor of shape {tensor.shape} returned a gradient of "
+                f"shape {new.shape} ({new.dtype}, {new.device}) in place of one of shape "
+                f"{grad.shape} ({grad.dtype}, {grad.device}); it must keep shape, dtype and device"
+            )
+        grad = new
     return grad
+
+
+class _LeafGradients:
+    """Gradients on their way to leaves.  A leaf used by k recorded ops receives k
+    contributions; they are summed, and only when the last one has arrived is the leaf
+    *finished*: its hooks run once on the sum, the sum goes into ``.grad`` (or to ``grad()``'s
+    capture), and its post-accumulate hooks run (DistributedDataParallel starts communicating
+    a parameter's gradient there, while the rest of backward is still running)."""
+
+    def __init__(self, records, create_graph, capture):
+        self.create_graph, self.capture = create_graph, capture
+        self.uses = {}  # id(leaf) -> contributions still to come
+        for rec in records:
+            for e in rec.edges:
+                if isinstance(e, Tensor):
+                    self.uses[id(e)] = self.uses.get(id(e), 0) + 1
+        self.sums = {}  # id(leaf) -> (leaf, summed gradient, number of terms)
+
+    def add(self, leaf, g):
+        """One contribution (None when the consumer passed no gradient to this input)."""
+        key = id(leaf)
+        if g is not None:
+            entry = self.sums.get(key)
+            self.sums[key] = (leaf, g, 1) if entry is None else (leaf, entry[1] + g, entry[2] + 1)
+        left = self.uses.get(key, 1) - 1
+        self.uses[key] = left
+        if left <= 0 and key in self.sums:
+            self.finish(*self.sums.pop(key))
+
+    def finish_all(self):
+        """Leaves some of whose consumers passed no gradient at all."""
+        for leaf, g, terms in list(self.sums.values()):
+            self.finish(leaf, g, terms)
+        self.sums.clear()
+
+    def finish(self, t, g, terms):
+        if t._hooks:
+            g = _run_hooks(t, g)
+        capture = self.capture
+        if capture is not None:
+            if id(t) in capture:
+                prev = capture[id(t)]
+                capture[id(t)] = g if prev is None else prev + g
+            return
+        if self.create_graph:
+            t.grad = g if t._grad is None else t._grad + g
+        elif t._grad is None:
+            # a private array: a single incoming one may be shared (add passes g to both inputs)
+            t._grad = Tensor._wrap(g.data.copy() if terms == 1 else g.data)
+        else:
+            xp = backend.array_module(t._grad.data)
+            xp.add(t._grad.data, g.data, out=t._grad.data)
+        if t._post_hooks:
+            for hook in list(t._post_hooks.values()):
+                hook(t)
 
 
 def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capture=None):
@@ -357,22 +455,28 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
     # their inputs, this is the only strong reference left, and the record's backward may
     # still need the output (saved_output, as in exp); it is dropped when the record runs.
     outputs = {}
-    leaf_grads = []
+    leaf_roots = []
     for t, g in zip(roots, root_grads):
         if t._record is None:
-            leaf_grads.append((t, g))
+            leaf_roots.append((t, g))
         else:
             key = id(t._record)
             pending[key] = pending[key] + g if key in pending else g
+            outputs[key] = t
 
     records = _records_in_order([t._record for t in roots])
+    leaves = _LeafGradients(records, create_graph, capture)
     with set_grad_enabled(create_graph):
-        for t, g in leaf_grads:
-            _deliver_to_leaf(t, g, create_graph, capture)
+        for t, g in leaf_roots:
+            leaves.uses[id(t)] = leaves.uses.get(id(t), 0) + 1
+            leaves.add(t, g)
         for rec in records:
             grad = pending.pop(id(rec), None)
             out = outputs.pop(id(rec), None)
-            if grad is None:
+            if grad is None:  # nothing flowed here: its leaves get no contribution from it
+                for e in rec.edges:
+                    if isinstance(e, Tensor):
+                        leaves.add(e, None)
                 continue
             if out is None:
                 out = rec._output_ref()
@@ -383,26 +487,28 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
                     capture[id(out)] = grad
                 if out._retains_grad:
                     kept = grad if create_graph else Tensor._wrap(grad.data.copy())
-                    out.grad = kept if out.grad is None else out.grad + kept
+                    out._grad = kept if out._grad is None else out._grad + kept
             input_grads = _call_backward(rec, grad, create_graph)
             if _Anomaly.enabled:
                 _check_anomaly(rec, grad, input_grads)
-            for t, g in zip(rec.inputs, input_grads):
-                if g is None or not t.requires_grad:
+            for t, edge, g in zip(rec.inputs, rec.edges, input_grads):
+                if edge is None:
                     continue
-                if g.shape != t.shape:
-                    g = sum_to(g, t.shape)
-                if g.dtype != t.dtype:
-                    g = g.astype(t.dtype)
-                parent = t._record
-                if parent is None:
-                    _deliver_to_leaf(t, g, create_graph, capture)
-                else:
-                    key = id(parent)
+                if g is not None:
+                    if g.shape != t.shape:
+                        g = sum_to(g, t.shape)
+                    if g.dtype != t.dtype:
+                        g = g.astype(t.dtype)
+                if isinstance(edge, Tensor):
+                    leaves.add(edge, g)
+                elif g is not None:
+                    key = id(edge)
                     pending[key] = pending[key] + g if key in pending else g
-                    outputs[key] = t
+                    if key not in outputs:
+                        outputs[key] = edge._output_ref()
             if not retain_graph:
                 rec._release()
+        leaves.finish_all()
 
 
 def _call_backward(rec, grad, create_graph):
@@ -422,24 +528,6 @@ def _call_backward(rec, grad, create_graph):
             f"{rec.name}.backward returned {len(grads)} gradients for {len(rec.inputs)} inputs"
         )
     return grads
-
-
-def _deliver_to_leaf(t, g, create_graph, capture):
-    if t._hooks:
-        g = _run_hooks(t, g)
-    if capture is not None:
-        if id(t) in capture:
-            prev = capture[id(t)]
-            capture[id(t)] = g if prev is None else prev + g
-        return
-    if create_graph:
-        t.grad = g if t.grad is None else t.grad + g
-    elif t.grad is None:
-        # a private copy: the incoming array may be shared (add passes one grad to both inputs)
-        t.grad = Tensor(g.data.copy())
-    else:
-        xp = backend.array_module(t.grad.data)
-        xp.add(t.grad.data, g.data, out=t.grad.data)
 
 
 def _as_grad(t, g, what):

@@ -14,8 +14,8 @@ from .backend import Device
 
 
 class Tensor:
-    __slots__ = ("data", "grad", "requires_grad", "_record", "_vc", "_hooks",
-                 "_retains_grad", "__weakref__")
+    __slots__ = ("data", "_grad", "requires_grad", "_record", "_vc", "_hist", "_hooks",
+                 "_post_hooks", "_retains_grad", "__weakref__")
 
     # numpy must defer to Tensor in `ndarray * Tensor`, so Tensor.__rmul__ runs.
     __array_priority__ = 1000
@@ -39,11 +39,17 @@ class Tensor:
     def _init(self, data):
         """The fast constructor used by ops: wrap an array that is already right."""
         self.data = data
-        self.grad = None
+        self._grad = None
         self.requires_grad = False
         self._record = None
-        self._vc = [0]  # version counter, a shared cell: detach() shares memory, so it shares this
+        # [version, rebinds]: a cell shared by every tensor that shares this memory (detach(),
+        # views).  version counts in-place writes (records compare it at backward); rebinds
+        # counts in-place writes that gave one of them a new record, and _hist is its value
+        # when this tensor's own record was made (apply refuses a tensor whose history went stale)
+        self._vc = [0, 0]
+        self._hist = 0
         self._hooks = None
+        self._post_hooks = None
         self._retains_grad = False
 
     # -- what it is -----------------------------------------------------------------------
@@ -133,6 +139,25 @@ class Tensor:
         return int(self.item())
 
     # -- autograd -------------------------------------------------------------------------
+    @property
+    def grad(self):
+        """The gradient accumulated by backward (a Tensor of this shape, dtype and device), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"grad: expected a Tensor or None for a tensor of shape {self.shape}, "
+                                f"got {type(value).__name__}")
+            if value.shape != self.shape or value.dtype != self.dtype or value.device != self.device:
+                raise RuntimeError(
+                    f"grad: a gradient of shape {value.shape} ({value.dtype}, {value.device}) cannot be "
+                    f"assigned to a tensor of shape {self.shape} ({self.dtype}, {self.device}): shape, "
+                    "dtype and device must match"
+                )
+        self._grad = value
+
     def requires_grad_(self, requires_grad=True):
         """Mark a leaf so backward fills its ``.grad``.  Only floating tensors can."""
         if requires_grad and self.dtype.kind not in "fc":
@@ -174,6 +199,20 @@ class Tensor:
         if self._hooks is None:
             self._hooks = {}
         return _HookHandle(self._hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` during backward, right after this leaf's ``.grad`` has received
+        its whole gradient for the pass (all uses summed).  Returns a handle with ``remove()``.
+        (PyTorch's name; DistributedDataParallel uses it to start averaging a gradient while
+        the rest of backward runs.)"""
+        if self._record is not None:
+            raise RuntimeError("register_post_accumulate_grad_hook: only leaf tensors accumulate "
+                               f"a .grad; this one (shape {self.shape}) was computed by {self._record.name}")
+        if not self.requires_grad:
+            raise RuntimeError("register_post_accumulate_grad_hook: the tensor does not require grad")
+        if self._post_hooks is None:
+            self._post_hooks = {}
+        return _HookHandle(self._post_hooks, hook)
 
     def retain_grad(self):
         """Keep ``.grad`` for this intermediate (non-leaf) tensor after backward."""

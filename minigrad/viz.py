@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 
+from .autograd import Function, parents
 from .tensor import Tensor
 
 __all__ = ["print_tape", "tape", "to_dot", "render"]
@@ -39,9 +40,8 @@ def _collect(tensor):
             continue
         seen.add(id(rec))
         found.append(rec)
-        for t in rec.inputs or ():
-            if t._record is not None and id(t._record) not in seen:
-                stack.append(t._record)
+        if rec.inputs is not None:
+            stack.extend(p for p in parents(rec) if id(p) not in seen)
     found.sort(key=lambda r: r.seq)
     return found
 
@@ -50,12 +50,19 @@ def _names_by_id(names):
     return {id(t): name for name, t in (names or {}).items()}
 
 
-def _describe_input(t, names):
+def _producer(rec, i):
+    """The record that produced input ``i`` of ``rec`` when it ran, or None (a leaf/const)."""
+    edge = rec.edges[i]
+    return edge if isinstance(edge, Function) else None
+
+
+def _describe_input(rec, i, names):
+    t, producer = rec.inputs[i], _producer(rec, i)
     if id(t) in names:
         return names[id(t)]
-    if t._record is not None:
-        return f"#{t._record.seq}"
-    return "leaf" if t.requires_grad else "const"
+    if producer is not None:
+        return f"#{producer.seq}"
+    return "leaf" if rec.edges[i] is not None else "const"
 
 
 def _output_shape(rec):
@@ -77,7 +84,7 @@ def tape(tensor, names=None):
         if rec.inputs is None:
             lines.append(f"#{rec.seq:<3} {rec.name:<{width}}  (saved values freed by backward)")
             continue
-        ins = ", ".join(f"{t.shape} {_describe_input(t, names)}" for t in rec.inputs)
+        ins = ", ".join(f"{t.shape} {_describe_input(rec, i, names)}" for i, t in enumerate(rec.inputs))
         lines.append(f"#{rec.seq:<3} {rec.name:<{width}}  {ins} -> {_output_shape(rec)}")
     return lines
 
@@ -122,7 +129,8 @@ def to_dot(tensor, names=None):
         lines.append(f"  r{rec.seq} [shape=box, label={_quote(label)}];")
     for rec in records:
         for i, t in enumerate(rec.inputs or ()):
-            src = f"r{t._record.seq}" if t._record is not None else leaf_node(t)
+            producer = _producer(rec, i)
+            src = f"r{producer.seq}" if producer is not None else leaf_node(t)
             lines.append(f'  {src} -> r{rec.seq} [label="{i}"];')
     if not records:
         leaf_node(tensor)

@@ -464,6 +464,85 @@ def test_retain_grad_on_an_intermediate():
     np.testing.assert_array_equal(h.grad.numpy(), [12, 24])
 
 
+def test_a_leaf_hook_runs_once_on_the_gradient_summed_over_all_uses():
+    # x is used twice; a clipping hook must see (and clip) the sum, as in PyTorch: [1, 1]
+    x = f64([1.0, 2.0])
+    calls = []
+
+    def clip(g):
+        calls.append(g.numpy().copy())
+        return g.clip(-1, 1)
+
+    x.register_hook(clip)
+    (x * 3 + x * 2).sum().backward()
+    assert len(calls) == 1
+    np.testing.assert_array_equal(calls[0], [5, 5])
+    np.testing.assert_array_equal(x.grad.numpy(), [1, 1])
+
+
+def test_a_hook_must_return_none_or_a_tensor_of_the_same_shape_dtype_and_device():
+    x = f64([1.0, 2.0])
+    x.register_hook(lambda g: g.sum())  # wrong shape
+    with pytest.raises(RuntimeError, match=r"shape \(2,\).*returned a gradient of shape \(\)"):
+        (x * x).sum().backward()
+    y = f64([1.0, 2.0])
+    y.register_hook(lambda g: g.numpy())  # not a Tensor
+    with pytest.raises(TypeError, match="returned a ndarray"):
+        (y * y).sum().backward()
+    z = f64([1.0, 2.0])
+    z.register_hook(lambda g: g.float())  # other dtype
+    with pytest.raises(RuntimeError, match="float32"):
+        (z * z).sum().backward()
+    h = f64([1.0, 2.0]) * 2  # hooks on intermediates are checked the same way
+    h.register_hook(lambda g: g[:1])
+    with pytest.raises(RuntimeError, match=r"shape \(1,\)"):
+        h.sum().backward()
+
+
+def test_post_accumulate_grad_hooks_run_once_per_leaf_as_soon_as_its_gradient_is_final():
+    w1, w2 = f64([1.0, 2.0]), f64([3.0])
+    events = []
+    w1.register_post_accumulate_grad_hook(lambda p: events.append(("w1", p.grad.numpy().copy())))
+    handle = w2.register_post_accumulate_grad_hook(lambda p: events.append(("w2", p.grad.numpy().copy())))
+    h = (w1 * w1).sum()          # w1 is used first (so its gradient is final last) ...
+    loss = h * w2 + w1.sum() * 0  # ... and again here
+    tracker = mg.tensor(0.0, dtype=np.float64, requires_grad=True)
+    loss = loss + tracker
+    tracker.register_hook(lambda g: events.append(("tracker", None)))
+    loss.backward()
+    assert [name for name, _ in events] == ["tracker", "w2", "w1"]
+    np.testing.assert_array_equal(events[1][1], [5.0])          # w2.grad = sum(w1^2)
+    np.testing.assert_array_equal(events[2][1], [6.0, 12.0])    # w1.grad = 2 w1 w2 (+0): both uses summed
+    handle.remove()
+    events.clear()
+    w1.grad = w2.grad = None
+    ((w1 * w2).sum()).backward()
+    assert [name for name, _ in events] == ["w1"]
+    with pytest.raises(RuntimeError, match="only leaf"):
+        (w1 * 2).register_post_accumulate_grad_hook(lambda p: None)
+
+
+def test_post_accumulate_hooks_do_not_run_for_minigrad_grad():
+    w = f64([1.0, 2.0])
+    w.register_post_accumulate_grad_hook(lambda p: pytest.fail("grad() accumulates nothing"))
+    (g,) = mg.grad((w * w).sum(), w)
+    np.testing.assert_array_equal(g.numpy(), [2, 4])
+
+
+def test_assigning_a_grad_of_the_wrong_shape_dtype_or_device_raises():
+    p = mg.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"shape \(1,\).*shape \(3,\)"):
+        p.grad = mg.ones(1)
+    with pytest.raises(RuntimeError, match="float64"):
+        p.grad = mg.ones(3, dtype=np.float64)
+    with pytest.raises(TypeError, match="ndarray"):
+        p.grad = np.ones(3, dtype=np.float32)
+    p.grad = mg.ones(3) * 2
+    np.testing.assert_array_equal(p.grad.numpy(), [2, 2, 2])
+    p.grad = None
+    assert p.grad is None
+
+
 # -- devices ----------------------------------------------------------------------------------
 
 

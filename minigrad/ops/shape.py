@@ -57,6 +57,8 @@ class SumTo(Function):
 
     The one helper that reduces a gradient back to an input's shape; the engine calls it."""
 
+    returns_view = True
+
     def forward(self, x, shape):
         self.in_shape = x.shape
         axes = _broadcast_axes(shape, x.shape)
@@ -70,6 +72,8 @@ class SumTo(Function):
 @register
 class BroadcastTo(Function):
     """z = x repeated along broadcast axes to ``shape``      dL/dx = sum_to(g, x.shape)"""
+
+    returns_view = True
 
     def forward(self, x, shape):
         self.in_shape = x.shape
@@ -89,6 +93,8 @@ class BroadcastTo(Function):
 class Reshape(Function):
     """z = x with a new shape (same elements, row-major order)      dL/dx = reshape(g, x.shape)"""
 
+    returns_view = True
+
     def forward(self, x, shape):
         self.in_shape = x.shape
         try:
@@ -107,6 +113,8 @@ class Permute(Function):
     """z = x with its axes reordered: z[i_p0, i_p1, ...] = x[i_0, i_1, ...] for z.shape[k] = x.shape[p_k]
 
     dL/dx = permute(g, inverse(p)): the gradient's axes are put back in x's order."""
+
+    returns_view = True
 
     def forward(self, x, axes):
         self.axes = axes
@@ -134,6 +142,8 @@ class Getitem(Function):
 
     dL/dx = scatter_add(g, index, x.shape): a zero tensor of x's shape with g added at the
     picked positions; a position picked k times receives the sum of its k gradients."""
+
+    returns_view = True
 
     def forward(self, x, index, advanced):
         self.in_shape, self.index, self.advanced = x.shape, index, advanced
