@@ -229,7 +229,7 @@ class Function:
             and any(t.requires_grad for t in inputs)
         ):
             for t in inputs:
-                if t._record is not None and t._vc[1] != t._hist:
+                if t._vc[1] != t._hist and t._hist >= 0:
                     raise _stale_view_error(cls, t)
             result.requires_grad = True
             ctx.inputs = inputs

@@ -2,13 +2,13 @@
 differences, repeated-index accumulation, views, non-contiguous inputs, and error messages."""
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad.ops import shape as shape_ops
-from minigrad.ops.shape import scatter_add
+from minigrad.ops.shape import index_put, scatter_add
 
 from .coverage import covers
 
@@ -250,6 +250,71 @@ def test_scatter_add(a, data):
     np.add.at(expected, ref, picked)
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-12)
     check_grads(lambda v: scatter_add(v, index, a.shape), picked)
+
+
+def _unique_positions(shape, ref):
+    """True when the index picks no position twice (a write's gradient is then well defined)."""
+    count = np.zeros(shape)
+    np.add.at(count, ref, 1)
+    return count.max(initial=0) <= 1
+
+
+@covers("IndexPut", twice=True)
+@given(float_arrays(min_dims=1, max_dims=3, min_side=1, max_side=3), st.data())
+def test_index_put(a, data):
+    index = data.draw(st.one_of(advanced_indices(a.shape), hnp.basic_indices(a.shape)))
+    ref = _as_numpy_index(index)
+    picked_shape = np.shape(a[ref])
+    assume(_unique_positions(a.shape, ref))
+    broadcast = data.draw(st.booleans()) and len(picked_shape) >= 1
+    v = np.random.default_rng(1).standard_normal(picked_shape[1:] if broadcast else picked_shape)
+    out = index_put(mg.from_numpy(a), index, mg.from_numpy(v))
+    expected = a.copy()
+    expected[ref] = v
+    np.testing.assert_array_equal(out.numpy(), expected)
+    check_grads(lambda t, u: index_put(t, index, u), a, v)
+
+
+def test_index_put_gradients_by_hand():
+    x = mg.tensor([1.0, 2.0, 3.0], dtype=np.float64, requires_grad=True)
+    v = mg.tensor(5.0, dtype=np.float64, requires_grad=True)
+    z = index_put(x, [0, 2], v)          # [5, 2, 5]
+    (z * mg.tensor([1.0, 10.0, 100.0], dtype=np.float64)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 10.0, 0.0])   # overwritten: no gradient
+    assert v.grad.item() == 101.0                                      # broadcast: summed
+    with pytest.raises(ValueError, match=r"setitem: a value of shape \(3,\) cannot be written"):
+        index_put(x, [0, 2], mg.ones(3, dtype=np.float64))
+
+
+def test_integers_mixed_with_index_arrays_place_dimensions_as_pytorch():
+    a = np.arange(24.0).reshape(2, 3, 4)
+    x = leaf(a.copy())
+    out = x[0, :, [0, 2]]          # PyTorch: select dim 0 first -> (3, 4)[:, [0, 2]] -> (3, 2)
+    assert out.shape == (3, 2)     # (NumPy would give (2, 3))
+    np.testing.assert_array_equal(out.numpy(), a[0][:, [0, 2]])
+    assert x[:, 1, [0, 0, 3]].shape == (2, 3)
+    assert x[[0, 1], :, [0, 2]].shape == (2, 3)  # two arrays apart: their dimension first, as both do
+    np.testing.assert_array_equal(x[..., 2, [1, 3]].numpy(), a[..., 2, :][..., [1, 3]])
+    out.sum().backward()
+    expected = np.zeros_like(a)
+    expected[0, :, [0, 2]] = 1
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+    y = mg.zeros(2, 3, 4, dtype=np.float64)
+    y[0, :, [0, 2]] = mg.tensor(np.arange(6.0).reshape(3, 2))
+    np.testing.assert_array_equal(y.numpy()[0][:, [0, 2]], np.arange(6.0).reshape(3, 2))
+    check_grads(lambda t: t[1, :, [3, 1]], a)
+
+
+@pytest.mark.torch
+def test_mixed_indexing_matches_torch():
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(0).standard_normal((3, 4, 5, 2))
+    for index in [(0, slice(None), [0, 2]), (slice(None), 1, [0, 3], 0), (1, [0, 1], slice(None), [1, 0]),
+                  (Ellipsis, 1, [1, 0]), ([2, 0], slice(None), 3), (None, 0, slice(1, 3), [4, 4, 0])]:
+        ours = mg.from_numpy(a)[index].numpy()
+        theirs = torch.from_numpy(a)[index].numpy()
+        assert ours.shape == theirs.shape, index
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_repeated_indices_accumulate():

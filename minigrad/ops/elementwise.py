@@ -460,6 +460,27 @@ def where(cond, x, y):
     return Where.apply(cond, x, y)
 
 
+def masked_fill(x, mask, value):
+    """x with ``value`` wherever the bool ``mask`` (broadcast to x's shape) is True.
+
+    The gradient reaches x where the mask is False, and a tensor ``value`` where it is True."""
+    if not isinstance(mask, Tensor):
+        mask = Tensor._wrap(backend.array_module(x.data).asarray(mask))
+    if mask.dtype != bool:
+        raise TypeError(f"masked_fill: the mask must be a bool tensor, got dtype {mask.dtype}")
+    try:
+        np.broadcast_shapes(mask.shape, x.shape)
+        if np.broadcast_shapes(mask.shape, x.shape) != x.shape:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"masked_fill: a mask of shape {mask.shape} does not broadcast to the "
+                         f"tensor's shape {x.shape}") from None
+    value = lift(value, x)
+    if value.ndim:
+        raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
+    return Where.apply(mask, value.astype(x.dtype) if value.dtype != x.dtype else value, x)
+
+
 def astype(x, dtype):
     dtype = np.dtype(dtype)
     if dtype == x.dtype:
