@@ -241,6 +241,9 @@ class Tensor:
     def double(self):
         return ops.astype(self, np.float64)
 
+    def half(self):
+        return ops.astype(self, np.float16)
+
     def long(self):
         return ops.astype(self, np.int64)
 

@@ -5,9 +5,10 @@ methods and operators, so ``x.exp()``, ``x + y`` and ``ops.exp(x)`` are the same
 from ..autograd import REGISTRY, Function  # noqa: F401
 from ..tensor import Tensor
 from .elementwise import (  # noqa: F401
-    abs, add, astype, clip, cos, div, eq, exp, ge, gt, le, lift, log, lt, maximum, minimum,
-    masked_fill, mul, ne, neg, pow, radd, rdiv, rmul, rpow, rsub, sign, sin, sqrt, sub, to_device,
-    where,
+    abs, add, astype, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, clip, cos, div, eq, exp,
+    floor_divide, ge, gt, le, lift, log, lt, masked_fill, maximum, minimum, mul, ne, neg, pow,
+    promote_types, radd, rdiv, result_type, rfloordiv, rmul, rpow, rsub, sign, sin, sqrt, sub,
+    to_device, where,
 )
 from .reduce import (  # noqa: F401
     argmax, argmin, logsumexp, max, mean, min, normalize_axis, sum, var,
@@ -36,12 +37,17 @@ Tensor.__truediv__, Tensor.__rtruediv__ = div, rdiv
 Tensor.__neg__ = neg
 Tensor.__pow__, Tensor.__rpow__ = pow, rpow
 Tensor.__abs__ = abs
+Tensor.__floordiv__, Tensor.__rfloordiv__ = floor_divide, rfloordiv
+Tensor.__and__ = Tensor.__rand__ = bitwise_and
+Tensor.__or__ = Tensor.__ror__ = bitwise_or
+Tensor.__xor__ = Tensor.__rxor__ = bitwise_xor
+Tensor.__invert__ = bitwise_not
 Tensor.__eq__, Tensor.__ne__ = eq, ne
 Tensor.__lt__, Tensor.__le__, Tensor.__gt__, Tensor.__ge__ = lt, le, gt, ge
 Tensor.__hash__ = lambda self: id(self)  # defining __eq__ removes the default hash
 
 # -- methods --------------------------------------------------------------------------------
-for _name in ("add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "sign",
+for _name in ("add", "sub", "mul", "div", "floor_divide", "neg", "pow", "exp", "log", "sqrt", "abs", "sign",
               "sin", "cos", "clip", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
               "sum", "mean", "reshape", "view", "expand", "broadcast_to", "sum_to"):
     setattr(Tensor, _name, globals()[_name])
