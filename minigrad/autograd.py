@@ -532,7 +532,7 @@ def _call_backward(rec, grad, create_graph):
 
 def _as_grad(t, g, what):
     if g is None:
-        if t.size != 1:
+        if t.numel() != 1:
             raise RuntimeError(
                 f"{what}: grad can be implicitly created only for a scalar output, but the output "
                 f"has shape {t.shape}; pass a gradient of that shape (e.g. ones_like(out)) "

@@ -63,11 +63,19 @@ class Tensor:
     def ndim(self):
         return self.data.ndim
 
-    @property
-    def size(self):
-        return self.data.size
+    def size(self, dim=None):
+        """The shape, PyTorch's way: ``x.size()`` is the shape tuple, ``x.size(0)`` one length.
+        (The number of elements is ``x.numel()``; NumPy's ``.size`` attribute is not a Tensor's.)"""
+        if dim is None:
+            return self.data.shape
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+            raise TypeError(f"size: dim must be an int, got {dim!r}")
+        if not -self.data.ndim <= dim < self.data.ndim:
+            raise IndexError(f"size: dim {dim} is out of range for a tensor of shape {self.shape}")
+        return self.data.shape[dim]
 
     def numel(self):
+        """The number of elements."""
         return self.data.size
 
     def dim(self):

@@ -533,3 +533,35 @@ def test_bitwise_operators_on_bool_and_int_tensors():
     assert (mg.tensor([6, 3]) & 5).tolist() == [4, 1]
     with pytest.raises(TypeError, match="bitwise_and: needs bool or integer tensors"):
         mg.tensor([1.0]) & mg.tensor([1.0])
+
+
+@covers("Clone", twice=True)
+@given(unary())
+def test_clone_copies_memory_and_passes_the_gradient(x):
+    t = mg.from_numpy(x)
+    c = t.clone()
+    np.testing.assert_array_equal(c.numpy(), x)
+    assert not np.shares_memory(c.data, x)
+    check_grads(lambda v: v.clone() * v, x)
+
+
+def test_isclose_and_allclose_follow_numpy_tolerances():
+    a = mg.tensor([1.0, 2.0, np.nan, 4.0])
+    b = mg.tensor([1.0 + 1e-7, 2.1, np.nan, 4.0])
+    assert a.isclose(b).tolist() == [True, False, False, True]
+    assert mg.isclose(a, b, equal_nan=True).tolist() == [True, False, True, True]
+    assert mg.allclose(a[:2], b[:2], atol=0.2) and not mg.allclose(a, b)
+    assert mg.allclose(mg.tensor([1, 2]), mg.tensor([1.0, 2.0]))  # dtypes promote
+    with pytest.raises(ValueError, match=r"isclose: shapes \(4,\) and \(3,\)"):
+        mg.isclose(a, mg.zeros(3))
+
+
+def test_one_hot():
+    out = mg.one_hot(mg.tensor([[0, 2], [1, 1]]), num_classes=4)
+    assert out.shape == (2, 2, 4) and out.dtype == np.int64
+    np.testing.assert_array_equal(out.numpy()[0, 1], [0, 0, 1, 0])
+    assert mg.one_hot(mg.tensor([3, 0])).shape == (2, 4)  # num_classes: largest label + 1
+    with pytest.raises(ValueError, match=r"one_hot: labels must lie in \[0, 2\)"):
+        mg.one_hot(mg.tensor([0, 2]), num_classes=2)
+    with pytest.raises(TypeError, match="one_hot: expected an integer tensor"):
+        mg.one_hot(mg.tensor([0.0, 1.0]))

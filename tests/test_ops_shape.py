@@ -185,7 +185,7 @@ def test_getitem_basic(a, data):
     np.testing.assert_array_equal(out.numpy(), a[index])
     assert out.shape == np.asarray(a[index]).shape
     if out.ndim:
-        assert np.shares_memory(out.data, a) or out.size == 0  # basic indexing: a view, no copy
+        assert np.shares_memory(out.data, a) or out.numel() == 0  # basic indexing: a view, no copy
     check_grads(lambda t: t[index], a)
 
 
@@ -592,3 +592,22 @@ def test_join_mixed_dtypes_give_grads_in_each_dtype():
     assert out.dtype == np.float64
     out.sum().backward()
     assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64
+
+
+def test_gather_matches_take_along_axis_and_scatters_its_gradient():
+    a = np.random.default_rng(0).standard_normal((3, 4, 2))
+    idx = np.array([[[0, 1], [3, 3]], [[2, 0], [1, 1]], [[3, 2], [0, 3]]])  # (3, 2, 2), along dim 1
+    x = leaf(a.copy())
+    out = x.gather(1, mg.tensor(idx))
+    np.testing.assert_array_equal(out.numpy(), np.take_along_axis(a, idx, 1))
+    out.sum().backward()
+    expected = np.zeros_like(a)
+    np.put_along_axis(expected, idx, 0, 1)
+    for i in range(3):
+        for j in range(2):
+            for k in range(2):
+                expected[i, idx[i, j, k], k] += 1
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+    check_grads(lambda t: t.gather(-1, mg.tensor(idx[:, :, :1] % 2)), a)
+    with pytest.raises(ValueError, match="gather: index must be an integer tensor with 3 dimensions"):
+        x.gather(1, mg.tensor([0, 1]))

@@ -5,13 +5,14 @@ methods and operators, so ``x.exp()``, ``x + y`` and ``ops.exp(x)`` are the same
 from ..autograd import REGISTRY, Function  # noqa: F401
 from ..tensor import Tensor
 from .elementwise import (  # noqa: F401
-    abs, add, astype, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, clip, cos, div, eq, exp,
-    floor_divide, ge, gt, le, lift, log, lt, masked_fill, maximum, minimum, mul, ne, neg, pow,
+    abs, add, allclose, astype, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, clip, clone, cos,
+    div, eq, exp, floor_divide, ge, gt, isclose, le, lift, log, lt, masked_fill, maximum, minimum,
+    mul, ne, neg, one_hot, pow,
     promote_types, radd, rdiv, result_type, rfloordiv, rmul, rpow, rsub, sign, sin, sqrt, sub,
     to_device, where,
 )
 from .reduce import (  # noqa: F401
-    argmax, argmin, logsumexp, max, mean, min, normalize_axis, sum, var,
+    amax, amin, argmax, argmin, logsumexp, max, mean, min, normalize_axis, std, sum, var,
 )
 from .matmul import linear, matmul, rmatmul  # noqa: F401
 from .activation import (  # noqa: F401
@@ -25,7 +26,7 @@ from .loss import (  # noqa: F401
     binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss,
 )
 from .shape import (  # noqa: F401
-    _T, cat, concatenate, flatten, getitem, pad, permute, split, squeeze, stack, transpose,
+    _T, cat, concatenate, flatten, gather, getitem, pad, permute, split, squeeze, stack, transpose,
     unsqueeze,
 )
 
@@ -62,7 +63,8 @@ Tensor.swapaxes = transpose
 Tensor.T = property(_T)
 
 # -- reduction, matmul and activation methods (reduce.py, matmul.py, activation.py) ---------
-for _name in ("var", "max", "min", "argmax", "argmin", "logsumexp", "matmul",
+for _name in ("var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "logsumexp", "matmul",
+              "clone", "gather", "isclose", "allclose",
               "relu", "sigmoid", "tanh", "softmax", "log_softmax"):
     setattr(Tensor, _name, globals()[_name])
 Tensor.__matmul__, Tensor.__rmatmul__ = matmul, rmatmul

@@ -423,6 +423,17 @@ class Cast(Function):
         return g
 
 
+@register
+class Clone(Function):
+    """z = a copy of x in new memory        dL/dx = g"""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, g):
+        return g
+
+
 class ToDevice(Function):
     """z = x copied to another device        dL/dx = g copied back to x's device
 
@@ -641,6 +652,48 @@ def masked_fill(x, mask, value):
     if value.ndim:
         raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
     return Where.apply(mask, value.astype(x.dtype) if value.dtype != x.dtype else value, x)
+
+
+def clone(x):
+    """A copy with its own memory that stays on the tape (gradients flow through it)."""
+    return Clone.apply(x)
+
+
+def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    """Elementwise |a - b| <= atol + rtol * |b| (a bool tensor; NaN equals NaN only with
+    ``equal_nan``).  Not differentiable."""
+    if not isinstance(a, Tensor):
+        a = lift(a, b)
+    a, b = _common(a, lift(b, a))
+    if a.device != b.device:
+        raise RuntimeError(f"isclose: tensors on different devices ({a.device}, {b.device})")
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        _binary_shape_check("isclose", a, b)
+    xp = backend.array_module(a.data)
+    return Tensor._wrap(xp.asarray(xp.isclose(a.data, b.data, rtol=rtol, atol=atol, equal_nan=equal_nan)))
+
+
+def allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    """True when ``isclose`` holds everywhere (a Python bool)."""
+    return bool(isclose(a, b, rtol, atol, equal_nan).data.all())
+
+
+def one_hot(labels, num_classes=-1):
+    """Integer labels of any shape -> int64 one-hot vectors along a new last axis of length
+    ``num_classes`` (default: the largest label + 1)."""
+    if not isinstance(labels, Tensor) or labels.dtype.kind not in "iu":
+        raise TypeError("one_hot: expected an integer tensor of class labels, got "
+                        f"{getattr(labels, 'dtype', type(labels).__name__)}")
+    xp = backend.array_module(labels.data)
+    lo = int(labels.data.min()) if labels.numel() else 0
+    hi = int(labels.data.max()) if labels.numel() else -1
+    if num_classes == -1:
+        num_classes = hi + 1
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"one_hot: labels must lie in [0, {num_classes}), got values from {lo} to {hi}")
+    return Tensor._wrap((labels.data[..., None] == xp.arange(num_classes)).astype(np.int64))
 
 
 def astype(x, dtype):

@@ -13,6 +13,7 @@ Forward paths return NumPy views wherever NumPy does (reshape of a contiguous ar
 transpose, basic slicing), so they cost no copy.  Derivations: docs/derivations/shape.md.
 """
 import numbers
+from builtins import max as builtins_max
 
 import numpy as np
 
@@ -498,6 +499,27 @@ def index_put(x, index, value):
     value = lift(value, x)
     stages, advanced = _index_stages(x.shape, index, backend.array_module(x.data), "setitem")
     return IndexPut.apply(x, value, stages=stages, advanced=advanced)
+
+
+def gather(x, dim, index):
+    """PyTorch's gather: ``out[i][j][k] = x[i][index[i][j][k]][k]`` for dim = 1 (likewise for
+    any dim); ``index`` is an integer tensor with x's number of dimensions, and the result has
+    its shape.  The gradient is scattered back onto the gathered positions."""
+    xp = backend.array_module(x.data)
+    idx = index.data if isinstance(index, Tensor) else xp.asarray(index)
+    if idx.dtype.kind not in "iu" or idx.ndim != x.ndim:
+        raise ValueError(f"gather: index must be an integer tensor with {x.ndim} dimensions like the "
+                         f"input of shape {x.shape}, got dtype {idx.dtype} and shape {tuple(idx.shape)}")
+    d = _axis(dim, builtins_max(x.ndim, 1), "gather", x.shape)
+    if x.ndim == 0:
+        return Getitem.apply(x, stages=((),), advanced=False)
+    for a, (n, m) in enumerate(zip(idx.shape, x.shape)):
+        if a != d and n > m:
+            raise ValueError(f"gather: index of shape {tuple(idx.shape)} is larger than the input "
+                             f"of shape {x.shape} along dimension {a}")
+    grids = [xp.arange(n).reshape((-1,) + (1,) * (idx.ndim - 1 - a)) for a, n in enumerate(idx.shape)]
+    grids[d] = idx
+    return getitem(x, tuple(grids))
 
 
 def scatter_add(values, index, shape):
