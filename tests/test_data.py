@@ -668,3 +668,17 @@ def test_loader_device_argument(device):
     xb, yb = next(iter(DataLoader(ds, batch_size=6, device=device)))
     assert xb.device == mg.Device(device) and yb.device == mg.Device(device)
     np.testing.assert_array_equal(xb.numpy(), np.arange(6))
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_checks_the_claimed_size_before_allocating(tmp_path, gz):
+    # a 100-byte file claiming (2^32 - 1, 28, 28) would ask NumPy for 3 TiB
+    lying = bytes([0, 0, 8, 3]) + (2**32 - 1).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(84)
+    path = _write(tmp_path, "lying-idx3-ubyte", lying, gz)
+    with pytest.raises(IDXError, match=rf"{path.name}.*\(4294967295, 28, 28\)"):
+        read_idx(path)
+    # a gzip stream whose header claims more than the stream holds, but less than the ratio bound
+    short = bytes([0, 0, 8, 1]) + (1000).to_bytes(4, "big") + bytes(500)
+    path = _write(tmp_path, "short-idx1-ubyte", short, gz)
+    with pytest.raises(IDXError, match=r"truncated.*\(1000,\).*only 500 bytes"):
+        read_idx(path)
