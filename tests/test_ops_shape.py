@@ -611,3 +611,58 @@ def test_gather_matches_take_along_axis_and_scatters_its_gradient():
     check_grads(lambda t: t.gather(-1, mg.tensor(idx[:, :, :1] % 2)), a)
     with pytest.raises(ValueError, match="gather: index must be an integer tensor with 3 dimensions"):
         x.gather(1, mg.tensor([0, 1]))
+
+
+PAD_CASES = [(1, 2), (2, 1, 1, 2), (-1, 2), (1, -2, 0, 1), (0, 0), (3, 0, 0, 0, 1, 1)]
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("pad", PAD_CASES)
+def test_functional_pad_pytorch_convention_and_gradients(mode, pad):
+    F = mg.nn.functional
+    a = np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4) * 0.5 - 2
+    if mode == "reflect" and max(pad) >= 3:
+        with pytest.raises(ValueError, match="reflect padding .* must be less than the size"):
+            F.pad(mg.from_numpy(a), pad, mode=mode)
+        return
+    out = F.pad(mg.from_numpy(a), pad, mode=mode, **({"value": 1.5} if mode == "constant" else {}))
+    widths = [(0, 0)] * (3 - len(pad) // 2) + [(pad[k], pad[k + 1]) for k in range(len(pad) - 2, -1, -2)]
+    assert out.shape == tuple(n + b + e for n, (b, e) in zip(a.shape, widths))
+    if all(b >= 0 and e >= 0 for b, e in widths):  # NumPy's pad is the same thing, axes in order
+        np_mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+        kw = {"constant_values": 1.5} if mode == "constant" else {}
+        np.testing.assert_array_equal(out.numpy(), np.pad(a, widths, mode=np_mode, **kw))
+    check_grads(lambda t: F.pad(t, pad, mode=mode), a)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+def test_functional_pad_matches_torch(mode):
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(0).standard_normal((2, 3, 5, 4))
+    g = np.random.default_rng(1).standard_normal
+    for pad in [(1, 2), (2, 1, 1, 2), (-1, 2, 1, 0), (1, -2, 0, 1), (2, 2, 3, 1)]:
+        x = mg.tensor(a, requires_grad=True)
+        t = torch.tensor(a, requires_grad=True)
+        ours = mg.nn.functional.pad(x, pad, mode=mode)
+        theirs = torch.nn.functional.pad(t, pad, mode=mode)
+        np.testing.assert_array_equal(ours.numpy(), theirs.detach().numpy())
+        up = g(ours.shape)
+        ours.backward(mg.tensor(up))
+        theirs.backward(torch.tensor(up))
+        np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), atol=1e-12)
+
+
+def test_functional_pad_errors():
+    F = mg.nn.functional
+    x = mg.zeros(2, 3)
+    with pytest.raises(ValueError, match="pad must hold an even number of ints"):
+        F.pad(x, (1, 2, 3))
+    with pytest.raises(ValueError, match="at most 2 per dimension"):
+        F.pad(x, (1, 1, 1, 1, 1, 1))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        F.pad(x, (1, 1), mode="mirror")
+    with pytest.raises(ValueError, match=r"cropping \(-2, -2\) removes more than the 3 elements"):
+        F.pad(x, (-2, -2))
+    with pytest.raises(ValueError, match="circular padding"):
+        F.pad(x, (4, 0), mode="circular")

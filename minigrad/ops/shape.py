@@ -626,3 +626,64 @@ def pad(x, pad_width, value=0.0):
     if all(b == 0 and e == 0 for b, e in width):
         return x
     return Pad.apply(x, pad_width=width, value=value)
+
+
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def _pad_source_index(n, before, after, mode, axis, shape):
+    """For PyTorch's non-constant paddings: which input index each output position reads."""
+    if n == 0:
+        raise ValueError(f"pad: mode {mode!r} cannot pad dimension {axis} of size 0 (shape {shape})")
+    if mode == "reflect" and (before >= n or after >= n):
+        raise ValueError(f"pad: reflect padding ({before}, {after}) must be less than the size {n} of "
+                         f"dimension {axis} (shape {shape})")
+    if mode == "circular" and (before > n or after > n):
+        raise ValueError(f"pad: circular padding ({before}, {after}) must be at most the size {n} of "
+                         f"dimension {axis} (shape {shape})")
+    i = np.arange(-before, n + after)
+    if mode == "reflect":       # mirror about the edge elements, which are not repeated
+        i = np.abs(i)
+        i = np.where(i > n - 1, 2 * (n - 1) - i, i)
+    elif mode == "replicate":   # the edge element, repeated
+        i = np.clip(i, 0, n - 1)
+    else:                       # circular: wrap around
+        i = i % n
+    return i
+
+
+def functional_pad(x, pad, mode="constant", value=None):
+    """PyTorch's ``F.pad``: ``pad`` lists (before, after) pairs starting from the LAST dimension,
+    ``(left, right)`` pads the last one, ``(left, right, top, bottom)`` the last two, and so on.
+    Negative entries crop.  ``mode``: "constant" (with ``value``, default 0), "reflect" (mirror,
+    edge not repeated), "replicate" (edge repeated), "circular" (wrap around).
+
+    (``minigrad.pad`` is the NumPy-style one: pairs from the FIRST dimension; docs/differences.md.)
+    The non-constant modes are gathers, so their gradient adds up every copy of an element."""
+    if mode not in _PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}")
+    pad = tuple(pad)
+    if len(pad) % 2 or len(pad) // 2 > x.ndim or not all(_is_int(p) for p in pad):
+        raise ValueError(f"pad: pad must hold an even number of ints, at most 2 per dimension "
+                         f"(the tensor has shape {x.shape}), got {pad!r}")
+    if mode != "constant" and value not in (None, 0):
+        raise ValueError(f"pad: value is only used with mode 'constant', not {mode!r}")
+    widths = [(0, 0)] * (x.ndim - len(pad) // 2) + [(pad[k], pad[k + 1]) for k in range(len(pad) - 2, -1, -2)]
+    for axis, ((b, a), n) in enumerate(zip(widths, x.shape)):
+        if n + min(b, 0) + min(a, 0) < 0:
+            raise ValueError(f"pad: cropping ({b}, {a}) removes more than the {n} elements of "
+                             f"dimension {axis} (shape {x.shape})")
+    if any(b < 0 or a < 0 for b, a in widths):  # crop first
+        x = _slice(x, tuple(slice(max(-b, 0), n - max(-a, 0)) for (b, a), n in zip(widths, x.shape)))
+        widths = [(max(b, 0), max(a, 0)) for b, a in widths]
+    if mode == "constant":
+        return pad_fn(x, widths, 0.0 if value is None else value)
+    xp = backend.array_module(x.data)
+    for axis, (b, a) in enumerate(widths):
+        if b or a:
+            source = _pad_source_index(x.shape[axis], b, a, mode, axis, x.shape)
+            x = Getitem.apply(x, stages=((slice(None),) * axis + (xp.asarray(source),),), advanced=True)
+    return x
+
+
+pad_fn = pad  # (the NumPy-style pad above, under a name functional_pad can still reach)
