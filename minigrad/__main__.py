@@ -1,8 +1,8 @@
 """``python -m minigrad``: version, devices and a self-test; ``python -m minigrad doctor``: the
-whole environment (see minigrad/doctor.py)."""
+whole environment (see minigrad/diagnostics.py)."""
 import argparse
 
-from .doctor import report
+from .diagnostics import report
 
 parser = argparse.ArgumentParser(prog="python -m minigrad",
                                  description="minigrad's version, devices and a self-test.")

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 import minigrad as mg
-from minigrad import doctor
+from minigrad import diagnostics as doctor
 
 
 def test_python_m_minigrad_reports_version_devices_and_passes_its_self_test():
