@@ -326,10 +326,10 @@ def logsumexp(x, axes):
 
 
 def _class_weight(x, weight):
-    """(weight or a stand-in pointer, its sum (a 0-d device array, no host read), has_weight)."""
+    """(weight or a stand-in pointer, its sum (a 1-element device array: no host read), has_weight)."""
     if weight is None:
         return x, x, 0
-    return weight, weight.sum(), 1
+    return weight, weight.sum(keepdims=True), 1
 
 
 def _cross_entropy_ok(x, target, weight):
@@ -801,6 +801,16 @@ def _collapse_batch(shape, *strides):
     return out_shape, out_strides
 
 
+def _strided_operand(a):
+    """What the GEMM kernels get for an operand they index through its strides: CuPy passes
+    any array's data pointer; the emulator insists on C-contiguous arrays, so it gets the
+    flat run of memory the strides reach (a view, same address)."""
+    if not isinstance(a, np.ndarray) or a.flags.c_contiguous:
+        return a
+    span = 1 + sum((n - 1) * s for n, s in zip(a.shape, a.strides)) // a.itemsize
+    return np.lib.stride_tricks.as_strided(a, shape=(span,), strides=(a.itemsize,))
+
+
 def _vec_ok(a, strides, unit_dim):
     """16-byte loads are allowed for an operand: aligned base, and every stride except the
     unit one a multiple of 4 elements (so each 4-element group starts 16-byte aligned)."""
@@ -844,7 +854,8 @@ def _gemm(a, b, bias):
     if bias is not None:
         bias = xp.ascontiguousarray(bias)
     _launch(xp, "gemm", "gemm_" + variant, dtype, grid, block,
-            (a, b, bias if bias is not None else out, out, _i64(m), _i64(n), _i64(k),
+            (_strided_operand(a), _strided_operand(b), bias if bias is not None else out, out,
+             _i64(m), _i64(n), _i64(k),
              _i64(sam), _i64(sak), _i64(sbk), _i64(sbn), _i64(total), _i64(dims[1]), _i64(dims[2]),
              *(_i64(s) for s in sa_b), *(_i64(s) for s in sb_b), _i32(bias is not None), _i32(vec)))
     return out
