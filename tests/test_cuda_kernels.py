@@ -321,6 +321,15 @@ def test_cross_entropy_edge_rows(dev, rng, dtype):
     close(dev.get(dx), ref.cross_entropy_backward(x, target, lse_ref, grow, None, -100, 0.0))
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_cross_entropy_keeps_low_digits_of_big_logits(dev, row_team, smoothing):
+    """Equal logits of 500: each loss is log 3 (with smoothing too) to float32 precision, which
+    x_t - lse (lse = 501.0986 on a grid of 3e-5) would miss by 1e-5."""
+    x = np.full((2, 3), 500.0, dtype=np.float32)
+    losses, _ = ck.cross_entropy_forward(dev.put(x), dev.put(np.array([2, 0])), None, -100, smoothing)
+    np.testing.assert_allclose(dev.get(losses), [np.log(3)] * 2, rtol=1e-6)
+
+
 def test_cross_entropy_errors(dev):
     x = dev.put(np.zeros((3, 4), np.float32))
     with pytest.raises(ValueError, match="cross_entropy_forward"):

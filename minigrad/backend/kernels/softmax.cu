@@ -71,12 +71,16 @@ __device__ void logsumexp_rows(Team team, const T* __restrict__ x, T* __restrict
     }
 }
 
-// Cross-entropy forward, one pass over the logits x (M, C):
-//   lse[r]    = log sum_c exp x[r, c]
-//   losses[r] = -(1-e) w[t] (x[r,t] - lse) - (e/C) (sum_c w_c x[r,c] - lse W),   W = sum_c w_c
-// (that is -(1-e) w_t logp_t - (e/C) sum_c w_c logp_c).  w = 1 when has_weight == 0, and then
-// W = C; otherwise *wsum holds W (summed once by the caller, on the device).  Rows whose target
-// is ignore_index get 0; a target outside [0, C) gives NaN (never an out-of-bounds read).
+// Cross-entropy forward.  With m the row max and s = sum_c exp(x_c - m) (one pass over x):
+//   lse[r]    = m + log s
+//   losses[r] = -(1-e) w_t ((x_t - m) - log s) - (e/C) (sum_c w_c (x_c - m) - W log s)
+// that is -(1-e) w_t logp_t - (e/C) sum_c w_c logp_c with logp = (x - m) - log s, W = sum_c w_c.
+// logp is formed from x - m, never as x - lse: for logits near 500, lse rounds to float32's
+// 3e-5 spacing there, and x_t - lse would lose the loss's low digits.  The smoothing sum needs
+// m, so it takes a second pass over the row (cache-hot), only when e != 0.
+// w = 1 when has_weight == 0, and then W = C; otherwise *wsum holds W (summed once by the
+// caller, on the device).  Rows whose target is ignore_index get 0; a target outside [0, C)
+// gives NaN (and nothing is read out of bounds).
 template <typename T, typename Team>
 __device__ void cross_entropy_forward_rows(Team team, const T* __restrict__ x,
                                            const long long* __restrict__ target,
@@ -87,16 +91,16 @@ __device__ void cross_entropy_forward_rows(Team team, const T* __restrict__ x,
     for (index_t r = team.first_row(); r < M; r += team.row_step()) {
         const T* xr = x + r * C;
         MaxSum<T> acc = MaxSum<T>::identity();
-        Sum<T> wx = Sum<T>::identity();  // sum_c w_c x_c, needed only with label smoothing
-        for (index_t c = team.rank(); c < C; c += team.size()) {
-            const T v = xr[c];
-            acc.add(v);
-            if (eps != T(0)) wx.s += (has_weight ? weight[c] : T(1)) * v;
-        }
+        for (index_t c = team.rank(); c < C; c += team.size()) acc.add(xr[c]);
         acc = team.reduce(acc).nan_if_inf_max();
-        if (eps != T(0)) wx = team.reduce(wx);
+        const T log_s = mg_log(acc.s);
+        Sum<T> wx = Sum<T>::identity();  // sum_c w_c (x_c - m), for label smoothing only
+        if (eps != T(0)) {
+            for (index_t c = team.rank(); c < C; c += team.size())
+                wx.s += (has_weight ? weight[c] : T(1)) * (xr[c] - acc.m);
+            wx = team.reduce(wx);
+        }
         if (team.rank() != 0) continue;
-        const T lse = acc.lse();
         const long long t = target[r];
         T loss;
         if (t == ignore_index) {
@@ -105,14 +109,14 @@ __device__ void cross_entropy_forward_rows(Team team, const T* __restrict__ x,
             loss = Num<T>::nan();
         } else {
             const T wt = has_weight ? weight[t] : T(1);
-            loss = -(T(1) - eps) * wt * (xr[t] - lse);
+            loss = -(T(1) - eps) * wt * ((xr[t] - acc.m) - log_s);
             if (eps != T(0)) {
                 const T W = has_weight ? *wsum : T(C);
-                loss -= eps / T(C) * (wx.s - lse * W);
+                loss -= eps / T(C) * (wx.s - log_s * W);
             }
         }
         losses[r] = loss;
-        lse_out[r] = lse;
+        lse_out[r] = acc.lse();
     }
 }
 
