@@ -582,20 +582,30 @@ def _pool_empty(xp, cl, shape, dtype):
     return out, out
 
 
+def _pool_launch(kernel, dtype, cl, inputs, outputs, sizes, window, flags=()):
+    """Launch a pool.cu kernel, one thread per element of the first output; ``outputs`` are
+    (shape, dtype) pairs allocated in layout ``cl``; returns their logical (N, C, H, W) views."""
+    xp = array_module(inputs[0])
+    made = [_pool_empty(xp, cl, shape, dt) for shape, dt in outputs]
+    _flat_launch(xp, "pool", kernel, dtype, made[0][0].size,
+                 (*inputs, *(raw for raw, _ in made), *(_i64(v) for v in sizes), *window,
+                  *(_i32(f) for f in flags), _i32(cl)))
+    return [logical for _, logical in made]
+
+
 def maxpool2d_forward(x, kernel, stride, padding, dilation, out_size):
     dtype = _float_dtype(x)
     if dtype is None or x.ndim != 4:
         return _ref.maxpool2d_forward(x, kernel, stride, padding, dilation, out_size)
-    xp = array_module(x)
     n, c, h, w = x.shape
-    oh, ow = out_size
+    if h * w > np.iinfo(np.int32).max:
+        raise ValueError(f"maxpool2d_forward: planes of {h} x {w} pixels do not fit the int32 argmax "
+                         f"(input of shape {tuple(x.shape)})")
     cl, xl = _pool_layout(x)
-    out, out_logical = _pool_empty(xp, cl, (n, c, oh, ow), dtype)
-    arg, arg_logical = _pool_empty(xp, cl, (n, c, oh, ow), np.int32)
-    _flat_launch(xp, "pool", "maxpool_forward", dtype, out.size,
-                 (xl, out, arg, _i64(n), _i64(c), _i64(h), _i64(w), _i64(oh), _i64(ow),
-                  *_window_args(kernel, stride, padding, dilation), _i32(cl)))
-    return out_logical, arg_logical
+    shape = (n, c) + tuple(out_size)
+    out, arg = _pool_launch("maxpool_forward", dtype, cl, (xl,), ((shape, dtype), (shape, np.int32)),
+                            x.shape + tuple(out_size), _window_args(kernel, stride, padding, dilation))
+    return out, arg
 
 
 def maxpool2d_backward(g, argmax, x_shape, kernel, stride, padding, dilation):
@@ -603,31 +613,22 @@ def maxpool2d_backward(g, argmax, x_shape, kernel, stride, padding, dilation):
     if (dtype is None or g.ndim != 4 or g.shape != argmax.shape or len(x_shape) != 4
             or tuple(x_shape[:2]) != g.shape[:2]):
         return _ref.maxpool2d_backward(g, argmax, x_shape, kernel, stride, padding, dilation)
-    xp = array_module(g)
-    n, c, h, w = x_shape
-    oh, ow = g.shape[2:]
     cl, arg = _pool_layout(argmax.astype(np.int32, copy=False))  # dx takes the forward's layout
-    gl = channels_last(g) if cl else xp.ascontiguousarray(g)
-    dx, dx_logical = _pool_empty(xp, cl, tuple(x_shape), dtype)
-    _flat_launch(xp, "pool", "maxpool_backward", dtype, dx.size,
-                 (gl, arg, dx, _i64(n), _i64(c), _i64(h), _i64(w), _i64(oh), _i64(ow),
-                  *_window_args(kernel, stride, padding, dilation), _i32(cl)))
-    return dx_logical
+    gl = channels_last(g) if cl else array_module(g).ascontiguousarray(g)
+    (dx,) = _pool_launch("maxpool_backward", dtype, cl, (gl, arg), ((tuple(x_shape), dtype),),
+                         tuple(x_shape) + g.shape[2:], _window_args(kernel, stride, padding, dilation))
+    return dx
 
 
 def avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad):
     dtype = _float_dtype(x)
     if dtype is None or x.ndim != 4:
         return _ref.avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad)
-    xp = array_module(x)
-    n, c, h, w = x.shape
-    oh, ow = out_size
     cl, xl = _pool_layout(x)
-    out, out_logical = _pool_empty(xp, cl, (n, c, oh, ow), dtype)
-    _flat_launch(xp, "pool", "avgpool_forward", dtype, out.size,
-                 (xl, out, _i64(n), _i64(c), _i64(h), _i64(w), _i64(oh), _i64(ow),
-                  *_window_args(kernel, stride, padding, (1, 1))[:6], _i32(bool(count_include_pad)), _i32(cl)))
-    return out_logical
+    (out,) = _pool_launch("avgpool_forward", dtype, cl, (xl,), ((x.shape[:2] + tuple(out_size), dtype),),
+                          x.shape + tuple(out_size), _window_args(kernel, stride, padding, (1, 1))[:6],
+                          (bool(count_include_pad),))
+    return out
 
 
 def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_include_pad):
@@ -635,15 +636,11 @@ def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_incl
     if (dtype is None or g.ndim != 4 or len(x_shape) != 4 or tuple(x_shape[:2]) != g.shape[:2]
             or tuple(g.shape[2:]) != tuple(out_size)):
         return _ref.avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_include_pad)
-    xp = array_module(g)
-    n, c, h, w = x_shape
-    oh, ow = out_size
     cl, gl = _pool_layout(g)
-    dx, dx_logical = _pool_empty(xp, cl, tuple(x_shape), dtype)
-    _flat_launch(xp, "pool", "avgpool_backward", dtype, dx.size,
-                 (gl, dx, _i64(n), _i64(c), _i64(h), _i64(w), _i64(oh), _i64(ow),
-                  *_window_args(kernel, stride, padding, (1, 1))[:6], _i32(bool(count_include_pad)), _i32(cl)))
-    return dx_logical
+    (dx,) = _pool_launch("avgpool_backward", dtype, cl, (gl,), ((tuple(x_shape), dtype),),
+                         tuple(x_shape) + tuple(out_size), _window_args(kernel, stride, padding, (1, 1))[:6],
+                         (bool(count_include_pad),))
+    return dx
 
 
 # ======================================================================================
@@ -906,6 +903,17 @@ def _fused_groups(params, *lists):
     return groups, rest
 
 
+def _multi_tensor_launch(kernel, params, groups, row, scalars):
+    """One ``kernel`` launch per dtype group over the pointer table of its tensors;
+    ``row(xp, i)`` gives tensor i's table row, ``scalars(t)`` the kernel's scalar arguments in
+    the group's scalar type ``t`` (so float32 stays float32)."""
+    for dtype, idx in groups.items():
+        xp = array_module(params[idx[0]])
+        table, blocks = _pointer_table(xp, [row(xp, i) for i in idx])
+        _launch(xp, "optim", kernel, dtype, (blocks,), (_BLOCK,),
+                (table, _i32(len(idx)), _i64(_OPTIM_CHUNK), *scalars(dtype.type)))
+
+
 def sgd_step_(params, grads, bufs, lr, weight_decay, momentum, dampening, nesterov, first):
     _ref._check_sgd(params, grads, bufs, momentum)
     bufs = bufs if momentum else None
@@ -913,14 +921,10 @@ def sgd_step_(params, grads, bufs, lr, weight_decay, momentum, dampening, nester
     for i in rest:
         _ref.sgd_step_([params[i]], [grads[i]], None if bufs is None else [bufs[i]], lr, weight_decay,
                        momentum, dampening, nesterov, first)
-    for dtype, idx in groups.items():
-        xp, t = array_module(params[idx[0]]), dtype.type
-        rows = [(params[i], xp.ascontiguousarray(grads[i]), None if bufs is None else bufs[i], params[i].size)
-                for i in idx]
-        table, blocks = _pointer_table(xp, rows)
-        _launch(xp, "optim", "sgd_step", dtype, (blocks,), (_BLOCK,),
-                (table, _i32(len(rows)), _i64(_OPTIM_CHUNK), t(lr), t(weight_decay), t(momentum),
-                 t(1 - dampening), _i32(bool(nesterov)), _i32(bool(first))))
+    _multi_tensor_launch(
+        "sgd_step", params, groups,
+        lambda xp, i: (params[i], xp.ascontiguousarray(grads[i]), None if bufs is None else bufs[i], params[i].size),
+        lambda t: (t(lr), t(weight_decay), t(momentum), t(1 - dampening), _i32(bool(nesterov)), _i32(bool(first))))
 
 
 def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2, eps, step,
@@ -933,12 +937,10 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
                         None if max_exp_avg_sqs is None else [max_exp_avg_sqs[i]],
                         lr, beta1, beta2, eps, step, weight_decay, decoupled)
     step_size, inv_sqrt_bc2, decay, l2 = _ref._adam_scalars(lr, beta1, beta2, step, weight_decay, decoupled)
-    amsgrad = max_exp_avg_sqs is not None
-    for dtype, idx in groups.items():
-        xp, t = array_module(params[idx[0]]), dtype.type
-        rows = [(params[i], xp.ascontiguousarray(grads[i]), exp_avgs[i], exp_avg_sqs[i],
-                 max_exp_avg_sqs[i] if amsgrad else None, params[i].size) for i in idx]
-        table, blocks = _pointer_table(xp, rows)
-        _launch(xp, "optim", "adam_step", dtype, (blocks,), (_BLOCK,),
-                (table, _i32(len(rows)), _i64(_OPTIM_CHUNK), t(step_size), t(beta1), t(beta2), t(eps),
-                 t(inv_sqrt_bc2), t(l2), t(decay), _i32(amsgrad)))
+    vmax = max_exp_avg_sqs
+    _multi_tensor_launch(
+        "adam_step", params, groups,
+        lambda xp, i: (params[i], xp.ascontiguousarray(grads[i]), exp_avgs[i], exp_avg_sqs[i],
+                       None if vmax is None else vmax[i], params[i].size),
+        lambda t: (t(step_size), t(beta1), t(beta2), t(eps), t(inv_sqrt_bc2), t(l2), t(decay),
+                   _i32(vmax is not None)))

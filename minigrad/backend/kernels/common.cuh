@@ -97,14 +97,48 @@ __device__ __forceinline__ index_t global_thread() {
 __device__ __forceinline__ index_t grid_threads() { return (index_t)gridDim.x * blockDim.x; }
 
 // ---- sliding windows (convolution, pooling) -------------------------------------------------
-// Output q of a window op reads input q*s - p + t*d with tap t.  Which output reads input v
-// through tap t?  q = (v + p - t*d) / s when that is exact and in [0, out); else -1.  The
-// gather-style backward kernels (col2im, pooling) ask this for every tap.
-__device__ __forceinline__ index_t covering(index_t v, int t, int s, int p, int d, index_t out) {
-    const index_t u = v + p - (index_t)t * d;
-    if (u < 0 || u % s != 0 || u / s >= out) return -1;
-    return u / s;
-}
+// A 2-D window op: output (oy, ox) reads inputs (oy*sh - ph + i*dh, ox*sw - pw + j*dw) for taps
+// i < kh, j < kw.  The forward kernels walk a window's inputs; the gather-style backward
+// kernels (col2im, pooling) walk, for one input, the outputs whose windows read it.
+struct Window {
+    int kh, kw, sh, sw, ph, pw, dh, dw;
+
+    // Calls f(y, x) for each input of output (oy, ox)'s window inside the H x W input, in
+    // row-major window order (padding is skipped).
+    template <typename F>
+    __device__ __forceinline__ void each_input(index_t oy, index_t ox, index_t H, index_t W, F f) const {
+        for (int i = 0; i < kh; ++i) {
+            const index_t y = oy * sh - ph + (index_t)i * dh;
+            if (y < 0 || y >= H) continue;
+            for (int j = 0; j < kw; ++j) {
+                const index_t x = ox * sw - pw + (index_t)j * dw;
+                if (x >= 0 && x < W) f(y, x);
+            }
+        }
+    }
+
+    // Calls f(i, j, oy, ox) for each tap (i, j) and output (oy, ox) of an oh x ow output whose
+    // window reads input (y, x), in tap order: oy = (y + ph - i*dh) / sh when that division is
+    // exact and in [0, oh), likewise ox.
+    template <typename F>
+    __device__ __forceinline__ void each_output(index_t y, index_t x, index_t oh, index_t ow, F f) const {
+        for (int i = 0; i < kh; ++i) {
+            const index_t oy = covering(y, i, sh, ph, dh, oh);
+            if (oy < 0) continue;
+            for (int j = 0; j < kw; ++j) {
+                const index_t ox = covering(x, j, sw, pw, dw, ow);
+                if (ox >= 0) f(i, j, oy, ox);
+            }
+        }
+    }
+
+  private:
+    __device__ static index_t covering(index_t v, int t, int s, int p, int d, index_t out) {
+        const index_t u = v + p - (index_t)t * d;
+        if (u < 0 || u % s != 0 || u / s >= out) return -1;
+        return u / s;
+    }
+};
 
 // ---- reductions -----------------------------------------------------------------------------
 // A reduction state ("accumulator") is a small struct with

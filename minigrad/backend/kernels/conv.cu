@@ -13,7 +13,7 @@
 // col2im, thread mapping: one thread per element of dx (n, y, x, c), in memory order.  Each
 // thread GATHERS every cols entry that im2col copied from its pixel: for each tap (i, j) the
 // output pixel that used it is oy = (y + ph - i*dh) / sh (when that divides exactly and lies
-// in [0, oh): covering() in common.cuh), likewise ox.  No two threads write the same
+// in [0, oh): Window::each_output in common.cuh), likewise ox.  No two threads write the same
 // element and the taps are summed in a fixed order (i, then j): deterministic, with no
 // atomics (a scatter would need atomicAdd).
 #include "common.cuh"
@@ -42,21 +42,14 @@ __device__ void im2col(const T* __restrict__ x, T* __restrict__ cols, index_t N,
 
 template <typename T>
 __device__ void col2im(const T* __restrict__ cols, T* __restrict__ dx, index_t N, index_t H,
-                       index_t W, index_t C, int kh, int kw, int sh, int sw, int ph, int pw,
-                       int dh, int dw, index_t oh, index_t ow, index_t width) {
+                       index_t W, index_t C, Window win, index_t oh, index_t ow, index_t width) {
     const index_t total = N * H * W * C;
     for (index_t e = global_thread(); e < total; e += grid_threads()) {
         const index_t c = e % C, xx = (e / C) % W, y = (e / (C * W)) % H, n = e / (C * W * H);
         T sum = T(0);
-        for (int i = 0; i < kh; ++i) {
-            const index_t oy = covering(y, i, sh, ph, dh, oh);
-            if (oy < 0) continue;
-            for (int j = 0; j < kw; ++j) {
-                const index_t ox = covering(xx, j, sw, pw, dw, ow);
-                if (ox < 0) continue;
-                sum += cols[((n * oh + oy) * ow + ox) * width + ((index_t)i * kw + j) * C + c];
-            }
-        }
+        win.each_output(y, xx, oh, ow, [&](int i, int j, index_t oy, index_t ox) {
+            sum += cols[((n * oh + oy) * ow + ox) * width + ((index_t)i * win.kw + j) * C + c];
+        });
         dx[e] = sum;
     }
 }
@@ -72,7 +65,8 @@ __device__ void col2im(const T* __restrict__ cols, T* __restrict__ dx, index_t N
                                             index_t W, index_t C, int kh, int kw, int sh,       \
                                             int sw, int ph, int pw, int dh, int dw, index_t oh, \
                                             index_t ow, index_t width) {                        \
-        col2im(cols, dx, N, H, W, C, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, width);            \
+        Window win = {kh, kw, sh, sw, ph, pw, dh, dw};                                          \
+        col2im(cols, dx, N, H, W, C, win, oh, ow, width);                                       \
     }
 
 MG_CONV_KERNELS(float, f32)

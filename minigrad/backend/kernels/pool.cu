@@ -40,27 +40,20 @@ __device__ __forceinline__ index_t flatten(int cl, index_t C, index_t H, index_t
 template <typename T>
 __device__ void maxpool_forward(const T* __restrict__ x, T* __restrict__ out, int* __restrict__ argmax,
                                 index_t N, index_t C, index_t H, index_t W, index_t oh,
-                                index_t ow, int kh, int kw, int sh, int sw, int ph, int pw,
-                                int dh, int dw, int cl) {
+                                index_t ow, Window win, int cl) {
     const index_t total = N * C * oh * ow;
     for (index_t e = global_thread(); e < total; e += grid_threads()) {
         index_t n, c, oy, ox;
         unflatten(e, cl, C, oh, ow, n, c, oy, ox);
         T best = -Num<T>::inf();
         index_t arg = -1;
-        for (int i = 0; i < kh; ++i) {
-            const index_t y = oy * sh - ph + (index_t)i * dh;
-            if (y < 0 || y >= H) continue;
-            for (int j = 0; j < kw; ++j) {
-                const index_t xx = ox * sw - pw + (index_t)j * dw;
-                if (xx < 0 || xx >= W) continue;
-                const T v = x[flatten(cl, C, H, W, n, c, y, xx)];
-                if (arg < 0 || v > best || (v != v && best == best)) {
-                    best = v;
-                    arg = y * W + xx;
-                }
+        win.each_input(oy, ox, H, W, [&](index_t y, index_t xx) {
+            const T v = x[flatten(cl, C, H, W, n, c, y, xx)];
+            if (arg < 0 || v > best || (v != v && best == best)) {
+                best = v;
+                arg = y * W + xx;
             }
-        }
+        });
         out[e] = best;
         argmax[e] = (int)arg;
     }
@@ -69,24 +62,17 @@ __device__ void maxpool_forward(const T* __restrict__ x, T* __restrict__ out, in
 template <typename T>
 __device__ void maxpool_backward(const T* __restrict__ g, const int* __restrict__ argmax,
                                  T* __restrict__ dx, index_t N, index_t C, index_t H, index_t W,
-                                 index_t oh, index_t ow, int kh, int kw, int sh, int sw, int ph,
-                                 int pw, int dh, int dw, int cl) {
+                                 index_t oh, index_t ow, Window win, int cl) {
     const index_t total = N * C * H * W;
     for (index_t e = global_thread(); e < total; e += grid_threads()) {
         index_t n, c, y, xx;
         unflatten(e, cl, C, H, W, n, c, y, xx);
         const int me = (int)(y * W + xx);
         T sum = T(0);
-        for (int i = 0; i < kh; ++i) {
-            const index_t oy = covering(y, i, sh, ph, dh, oh);
-            if (oy < 0) continue;
-            for (int j = 0; j < kw; ++j) {
-                const index_t ox = covering(xx, j, sw, pw, dw, ow);
-                if (ox < 0) continue;
-                const index_t o = flatten(cl, C, oh, ow, n, c, oy, ox);
-                if (argmax[o] == me) sum += g[o];
-            }
-        }
+        win.each_output(y, xx, oh, ow, [&](int, int, index_t oy, index_t ox) {
+            const index_t o = flatten(cl, C, oh, ow, n, c, oy, ox);
+            if (argmax[o] == me) sum += g[o];
+        });
         dx[e] = sum;
     }
 }
@@ -95,13 +81,12 @@ __device__ void maxpool_backward(const T* __restrict__ g, const int* __restrict_
 // the window clipped to the padded input (ceil mode can run past it); otherwise the number
 // of real input elements in the window.
 __device__ __forceinline__ index_t avg_divisor(index_t oy, index_t ox, index_t H, index_t W,
-                                               int kh, int kw, int sh, int sw, int ph, int pw,
-                                               int count_include_pad) {
-    const index_t y0 = oy * sh - ph, x0 = ox * sw - pw;
-    index_t y1 = y0 + kh, x1 = x0 + kw;
+                                               const Window& win, int count_include_pad) {
+    const index_t y0 = oy * win.sh - win.ph, x0 = ox * win.sw - win.pw;
+    index_t y1 = y0 + win.kh, x1 = x0 + win.kw;
     if (count_include_pad) {
-        if (y1 > H + ph) y1 = H + ph;
-        if (x1 > W + pw) x1 = W + pw;
+        if (y1 > H + win.ph) y1 = H + win.ph;
+        if (x1 > W + win.pw) x1 = W + win.pw;
         return (y1 - y0) * (x1 - x0);
     }
     const index_t ya = y0 < 0 ? 0 : y0, xa = x0 < 0 ? 0 : x0;
@@ -112,46 +97,31 @@ __device__ __forceinline__ index_t avg_divisor(index_t oy, index_t ox, index_t H
 
 template <typename T>
 __device__ void avgpool_forward(const T* __restrict__ x, T* __restrict__ out, index_t N,
-                                index_t C, index_t H, index_t W, index_t oh, index_t ow, int kh,
-                                int kw, int sh, int sw, int ph, int pw, int count_include_pad,
-                                int cl) {
+                                index_t C, index_t H, index_t W, index_t oh, index_t ow,
+                                Window win, int count_include_pad, int cl) {
     const index_t total = N * C * oh * ow;
     for (index_t e = global_thread(); e < total; e += grid_threads()) {
         index_t n, c, oy, ox;
         unflatten(e, cl, C, oh, ow, n, c, oy, ox);
         T sum = T(0);
-        for (int i = 0; i < kh; ++i) {
-            const index_t y = oy * sh - ph + i;
-            if (y < 0 || y >= H) continue;
-            for (int j = 0; j < kw; ++j) {
-                const index_t xx = ox * sw - pw + j;
-                if (xx >= 0 && xx < W) sum += x[flatten(cl, C, H, W, n, c, y, xx)];
-            }
-        }
-        out[e] = sum / T(avg_divisor(oy, ox, H, W, kh, kw, sh, sw, ph, pw, count_include_pad));
+        win.each_input(oy, ox, H, W, [&](index_t y, index_t xx) { sum += x[flatten(cl, C, H, W, n, c, y, xx)]; });
+        out[e] = sum / T(avg_divisor(oy, ox, H, W, win, count_include_pad));
     }
 }
 
 template <typename T>
 __device__ void avgpool_backward(const T* __restrict__ g, T* __restrict__ dx, index_t N,
-                                 index_t C, index_t H, index_t W, index_t oh, index_t ow, int kh,
-                                 int kw, int sh, int sw, int ph, int pw, int count_include_pad,
-                                 int cl) {
+                                 index_t C, index_t H, index_t W, index_t oh, index_t ow,
+                                 Window win, int count_include_pad, int cl) {
     const index_t total = N * C * H * W;
     for (index_t e = global_thread(); e < total; e += grid_threads()) {
         index_t n, c, y, xx;
         unflatten(e, cl, C, H, W, n, c, y, xx);
         T sum = T(0);
-        for (int i = 0; i < kh; ++i) {
-            const index_t oy = covering(y, i, sh, ph, 1, oh);
-            if (oy < 0) continue;
-            for (int j = 0; j < kw; ++j) {
-                const index_t ox = covering(xx, j, sw, pw, 1, ow);
-                if (ox < 0) continue;
-                const index_t d = avg_divisor(oy, ox, H, W, kh, kw, sh, sw, ph, pw, count_include_pad);
-                sum += g[flatten(cl, C, oh, ow, n, c, oy, ox)] / T(d);
-            }
-        }
+        win.each_output(y, xx, oh, ow, [&](int, int, index_t oy, index_t ox) {
+            const T d = T(avg_divisor(oy, ox, H, W, win, count_include_pad));
+            sum += g[flatten(cl, C, oh, ow, n, c, oy, ox)] / d;
+        });
         dx[e] = sum;
     }
 }
@@ -160,25 +130,27 @@ __device__ void avgpool_backward(const T* __restrict__ g, T* __restrict__ dx, in
     extern "C" __global__ void maxpool_forward_##sfx(                                           \
         const T* x, T* out, int* argmax, index_t N, index_t C, index_t H, index_t W, index_t oh, \
         index_t ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int cl) {   \
-        maxpool_forward(x, out, argmax, N, C, H, W, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, cl); \
+        Window win = {kh, kw, sh, sw, ph, pw, dh, dw};                                          \
+        maxpool_forward(x, out, argmax, N, C, H, W, oh, ow, win, cl);                           \
     }                                                                                           \
     extern "C" __global__ void maxpool_backward_##sfx(                                          \
         const T* g, const int* argmax, T* dx, index_t N, index_t C, index_t H, index_t W,       \
         index_t oh, index_t ow, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, \
         int cl) {                                                                               \
-        maxpool_backward(g, argmax, dx, N, C, H, W, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, cl); \
+        Window win = {kh, kw, sh, sw, ph, pw, dh, dw};                                          \
+        maxpool_backward(g, argmax, dx, N, C, H, W, oh, ow, win, cl);                           \
     }                                                                                           \
     extern "C" __global__ void avgpool_forward_##sfx(                                           \
         const T* x, T* out, index_t N, index_t C, index_t H, index_t W, index_t oh, index_t ow, \
         int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int cl) {        \
-        avgpool_forward(x, out, N, C, H, W, oh, ow, kh, kw, sh, sw, ph, pw, count_include_pad,  \
-                        cl);                                                                    \
+        Window win = {kh, kw, sh, sw, ph, pw, 1, 1};                                            \
+        avgpool_forward(x, out, N, C, H, W, oh, ow, win, count_include_pad, cl);                \
     }                                                                                           \
     extern "C" __global__ void avgpool_backward_##sfx(                                          \
         const T* g, T* dx, index_t N, index_t C, index_t H, index_t W, index_t oh, index_t ow,  \
         int kh, int kw, int sh, int sw, int ph, int pw, int count_include_pad, int cl) {        \
-        avgpool_backward(g, dx, N, C, H, W, oh, ow, kh, kw, sh, sw, ph, pw, count_include_pad,  \
-                         cl);                                                                   \
+        Window win = {kh, kw, sh, sw, ph, pw, 1, 1};                                            \
+        avgpool_backward(g, dx, N, C, H, W, oh, ow, win, count_include_pad, cl);                \
     }
 
 MG_POOL_KERNELS(float, f32)
