@@ -1,29 +1,303 @@
-"""What the benchmarks share: the data, a timer, and the table."""
+"""What the benchmarks share: machine details, clocks, interleaved timing, statistics, tables,
+the MNIST arrays and the training-step loop.
+
+Timing rules (why the numbers can be trusted, and how far):
+
+* every contender runs once before it is timed (warm-up: numba compilation, cuBLAS handles,
+  CUDA module loading, first-touch page faults);
+* contenders are interleaved: round r times a, b, c, then b, c, a, ... so that a slow spell of
+  a shared machine hits every contender alike (and none always runs right after the same one);
+* one sample runs a call ``inner`` times back to back, ``inner`` chosen so a sample lasts at
+  least ``min_sample`` seconds (a 5 us kernel is not timed with a 1 us-resolution clock);
+* the GPU is timed with CUDA events recorded on the stream around the calls, after a
+  synchronisation (the host clock would time the launch, not the kernel), and the sample
+  ends with a synchronisation on the end event;
+* we report the median and the spread (interquartile range over the median): ratios of
+  medians are what compare contenders; a spread above ~10% says the machine was busy.
+"""
+import datetime
+import math
 import os
 import platform
 import statistics
+import sys
 import time
 
 import numpy as np
 
 
+# ----------------------------------------------------------------------------------------
+# The machine
+def machine_info():
+    """A dict of what the numbers depend on: CPU, cores, BLAS (and its thread/core settings),
+    library versions and thread counts, the GPU and its driver when there is one."""
+    import minigrad as mg
+    from minigrad import diagnostics
+    from minigrad.backend import cpu_kernels
+
+    info = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": diagnostics._cpu_name(),
+        "cores": os.cpu_count(),
+        "simd": _simd(),
+        "caches": _caches(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": diagnostics._blas_name() or "unknown",
+        "minigrad": mg.__version__,
+    }
+    env = {k: v for k, v in sorted(os.environ.items())
+           if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "NUMBA_", "MINIGRAD_CPU", "MINIGRAD_DISABLE"))}
+    if env:
+        info["env"] = env
+    try:
+        import numba
+
+        info["numba"] = f"{numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads, " \
+                        f"layer {numba.config.THREADING_LAYER}" + \
+                        ("" if cpu_kernels.use_numba() else ", disabled") + ")"
+    except ImportError:
+        info["numba"] = "not installed"
+    try:
+        import torch
+
+        info["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
+    except ImportError:
+        info["torch"] = "not installed"
+    usable, gpu = diagnostics.cuda_status()
+    info["gpu"] = gpu if usable else f"none ({gpu})"
+    if usable:
+        import cupy
+
+        info["cupy"] = cupy.__version__
+        for key, call in (("cuda_runtime", cupy.cuda.runtime.runtimeGetVersion),
+                          ("cuda_driver", cupy.cuda.runtime.driverGetVersion)):
+            v = call()
+            info[key] = f"{v // 1000}.{(v % 1000) // 10}"
+    return info
+
+
+def _simd():
+    """The widest vector instruction sets the CPU reports (what the BLAS and numba can use)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    return " ".join(name for name in ("avx512f", "avx2", "fma", "neon") if name in flags) or "none listed"
+
+
+def _caches():
+    """Cache sizes of CPU 0 (L1d, L2, L3) from sysfs: a benchmark meant to stream from memory
+    must use inputs larger than the last level."""
+    found = []
+    for index in range(8):
+        base = f"/sys/devices/system/cpu/cpu0/cache/index{index}/"
+        try:
+            with open(base + "level") as f:
+                level = f.read().strip()
+            with open(base + "type") as f:
+                kind = f.read().strip()
+            with open(base + "size") as f:
+                size = f.read().strip()
+        except OSError:
+            break
+        if kind != "Instruction":
+            found.append(f"L{level} {size}")
+    return ", ".join(found) or "unknown"
+
+
+def machine_line(info):
+    """One or two lines of ``machine_info()`` for a terminal or a Markdown header."""
+    line = (f"{info['cpu']}, {info['cores']} cores ({info['simd']}; {info['caches']}), BLAS {info['blas']}; "
+            f"Python {info['python']}, "
+            f"numpy {info['numpy']}, numba {info['numba']}, torch {info['torch']}; GPU: {info['gpu']}")
+    if "cupy" in info:
+        line += f" (cupy {info['cupy']}, CUDA runtime {info['cuda_runtime']}, driver {info['cuda_driver']})"
+    if "env" in info:
+        line += "; " + " ".join(f"{k}={v}" for k, v in info["env"].items())
+    return line + f"; {info['date']}"
+
+
+def machine():
+    """The machine in one line (kept for scripts that print it above their table)."""
+    return machine_line(machine_info())
+
+
+# ----------------------------------------------------------------------------------------
+# Devices and clocks
+def cuda_usable():
+    """True when minigrad sees a real CUDA GPU (the CPU emulator of our CUDA C does not count:
+    it checks kernels, it is not a device to time)."""
+    import minigrad as mg
+
+    return mg.cuda_available()
+
+
+def cpu_clock(fn, inner):
+    """Seconds per call of ``fn`` on the host clock, over ``inner`` back-to-back calls."""
+    start = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - start) / inner
+
+
+def cupy_clock(fn, inner):
+    """Seconds per call of GPU work ``fn`` queues on CuPy's current stream: CUDA events
+    around the calls, after a device synchronisation (nothing earlier is still queued)."""
+    import cupy
+
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    cupy.cuda.Device().synchronize()
+    start.record()
+    for _ in range(inner):
+        fn()
+    end.record()
+    end.synchronize()
+    return cupy.cuda.get_elapsed_time(start, end) * 1e-3 / inner
+
+
+def torch_cuda_clock(fn, inner):
+    """As cupy_clock, for work PyTorch queues on its current stream."""
+    import torch
+
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(inner):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) * 1e-3 / inner
+
+
+def synchronize(device):
+    """Wait for everything queued on ``device`` (nothing to do on the CPU)."""
+    if device == "cuda":
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+        except ImportError:
+            pass
+
+
+# ----------------------------------------------------------------------------------------
+# Interleaved timing and statistics
+def calibrate(sample, min_sample):
+    """How many calls make one sample last at least ``min_sample`` seconds (``sample(inner)``
+    returns seconds per call); at least 1."""
+    per_call = sample(1)
+    return max(1, min(1_000_000, math.ceil(min_sample / max(per_call, 1e-9))))
+
+
+def interleaved(samplers, repeat, on_sample=None):
+    """``samplers``: name -> function() returning one sample (seconds per call).  Takes
+    ``repeat`` samples of each, in rounds, the order rotated by one every round; returns
+    name -> list of samples.  ``on_sample()`` is called after each sample (a progress bar)."""
+    names = list(samplers)
+    times = {name: [] for name in names}
+    for r in range(repeat):
+        shift = r % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            times[name].append(samplers[name]())
+            if on_sample is not None:
+                on_sample()
+    return times
+
+
+def summary(samples):
+    """median, min, max, interquartile range and spread (IQR / median) of a list of seconds."""
+    samples = sorted(samples)
+    median = statistics.median(samples)
+    if len(samples) >= 2:
+        q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    else:
+        q1 = q3 = median
+    return {"median": median, "min": samples[0], "max": samples[-1], "q1": q1, "q3": q3,
+            "spread": (q3 - q1) / median if median > 0 else 0.0, "samples": samples}
+
+
+def timed(fns, repeat):
+    """Time each of ``fns`` (a dict name -> function) ``repeat`` times after one warm-up each,
+    interleaved, on the host clock (a function that queues GPU work must synchronise before
+    it returns); return {name: (median seconds, all times)}."""
+    for fn in fns.values():
+        fn()
+    samples = interleaved({name: (lambda fn=fn: cpu_clock(fn, 1)) for name, fn in fns.items()}, repeat)
+    return {name: (statistics.median(t), t) for name, t in samples.items()}
+
+
+def ratio_spread(a, b):
+    """The ratio of two summaries' medians and its relative spread (the two spreads combined,
+    as for a quotient of independent measurements)."""
+    return a["median"] / b["median"], math.hypot(a["spread"], b["spread"])
+
+
+# ----------------------------------------------------------------------------------------
+# Output
+def table(rows, headers):
+    """A Markdown table (pastes straight into docs/benchmarks.md; reads well in a terminal)."""
+    widths = [max([len(str(h))] + [len(str(r[i])) for r in rows]) for i, h in enumerate(headers)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                     + [line(r) for r in rows])
+
+
+def write(path, text):
+    """Write ``text`` to the file ``path``, or to stdout when ``path`` is '-'."""
+    if path == "-":
+        sys.stdout.write(text)
+    else:
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def progress(total, desc):
+    """A progress bar on stderr (tqdm; hidden when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", leave=False, disable=None)
+
+
+def fmt_time(seconds):
+    """Seconds in the unit that reads best: 12.3 us, 4.56 ms, 1.23 s."""
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale or unit == "us":
+            return f"{seconds / scale:.3g} {unit}"
+
+
+# ----------------------------------------------------------------------------------------
+# Training workloads
 def mnist_arrays(limit=None, image_shape=(784,)):
     """Training images (float32 in [0, 1]) and labels: real MNIST when it can be found
-    (--data / MINIGRAD_DATA / cache), else random data of the same shape (timing does not
-    depend on the values)."""
+    (MINIGRAD_DATA / cache), else random data of the same shape (timing does not depend on
+    the values)."""
+    x, y, source = mnist_uint8(limit)
+    x = x.astype(np.float32) / np.float32(255)
+    return np.ascontiguousarray(x.reshape((len(x),) + image_shape)), y, source
+
+
+def mnist_uint8(limit=None):
+    """(images uint8 (N, 28, 28), labels int64 (N,), where they came from)."""
     try:
         from minigrad.data import MNIST
+
         ds = MNIST(train=True, download=False)
-        x = np.asarray(ds.data[:limit], dtype=np.float32) / 255.0
+        x = np.asarray(ds.data[:limit], dtype=np.uint8)
         y = np.asarray(ds.targets[:limit], dtype=np.int64)
-        source = "real MNIST"
+        return x, y, "real MNIST"
     except Exception as exc:  # no files: any data of the right shape times the same
         n = limit or 60000
         rng = np.random.default_rng(0)
-        x = rng.random((n, 28, 28), dtype=np.float32)
-        y = rng.integers(0, 10, n)
-        source = f"random data ({type(exc).__name__})"
-    return np.ascontiguousarray(x.reshape((len(x),) + image_shape)), y, source
+        return (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), rng.integers(0, 10, n),
+                f"random data ({type(exc).__name__})")
 
 
 def train_steps(model, optimizer, batches, cross_entropy):
@@ -33,36 +307,3 @@ def train_steps(model, optimizer, batches, cross_entropy):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-
-
-def timed(fns, repeat):
-    """Time each of ``fns`` (a dict name -> function) ``repeat`` times after one warm-up each,
-    interleaved (a, b, a, b, ...) so that a slow spell of the machine hits every contender
-    alike; return {name: (median seconds, all times)}."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(t), t) for name, t in times.items()}
-
-
-def machine():
-    try:
-        import torch
-        torch_info = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
-    except ImportError:
-        torch_info = "torch not installed"
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"Python {platform.python_version()}, numpy {np.__version__}, {torch_info}")
-
-
-def table(rows, headers):
-    """A Markdown table (pastes straight into docs/benchmarks.md)."""
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
-    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-                     + [line(r) for r in rows])
