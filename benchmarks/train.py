@@ -342,61 +342,54 @@ def per_layer(name, workload, batch, device, repeat, min_sample):
     return results
 
 
-def _clear(*tensors):
-    for t in tensors:
-        t.grad = None
-
-
 def _library(lib):
     """What the per-layer timing needs from a library: (model builder, array -> tensor on a
-    device, cross-entropy, Adam).  minigrad and PyTorch share the rest of the API."""
+    device, cross-entropy, Adam, autograd.grad).  minigrad and PyTorch share the rest."""
     if lib == "minigrad":
         import minigrad as mg
 
         return (_minigrad_model, lambda a, device: mg.tensor(a, device=device),
-                mg.nn.functional.cross_entropy, mg.optim.Adam)
+                mg.nn.functional.cross_entropy, mg.optim.Adam, mg.grad)
     import torch
 
     return (_torch_model, lambda a, device: torch.from_numpy(a).to(device),
-            torch.nn.functional.cross_entropy, torch.optim.Adam)
+            torch.nn.functional.cross_entropy, torch.optim.Adam, torch.autograd.grad)
 
 
 def _layer_parts(lib, build, x, y, device):
     """{part: (forward, forward + backward)} closures for each layer of the nn.Sequential that
-    ``build`` makes, for the loss and for the optimizer step, in library ``lib``.  A layer gets
-    the input and the upstream gradient it gets in a real step (one forward and backward of
-    the whole model on the batch records them)."""
-    make_model, tensor, cross_entropy, adam = _library(lib)
+    ``build`` makes, for the loss and for the optimizer step, in library ``lib``.
+
+    A layer gets the input and the upstream gradient it gets in a real step, memory layout
+    included (one forward and backward of the whole model records them), and its backward
+    computes what a real step needs: the gradients of its parameters and of its input (not
+    for the first layer: the images need none).  Gradients are returned (autograd.grad), not
+    accumulated into .grad, as they flow on inside a real step."""
+    make_model, tensor, cross_entropy, adam, grad = _library(lib)
     model = make_model(build, device).train()
     h, target = tensor(x, device), tensor(y, device)
     inputs, outputs = [], []
     for layer in model:
         inputs.append(h.detach())
         h = layer(h)
-        if h.requires_grad:  # (not after a first layer without parameters, e.g. Flatten)
-            h.retain_grad()
         outputs.append(h)
-    cross_entropy(h, target).backward()
+    needing = [o for o in outputs if o.requires_grad]
+    upstream = dict(zip(map(id, needing), grad(cross_entropy(h, target), needing)))
     parts = {}
     for i, layer in enumerate(model):
-        inp, g = inputs[i], outputs[i].grad
-        inp.requires_grad_(i > 0)
-        params = list(layer.parameters())
+        inp = inputs[i].requires_grad_(i > 0)
+        wrt = ([inp] if i > 0 else []) + list(layer.parameters())
+        g = upstream.get(id(outputs[i]))
 
         def fwd(layer=layer, inp=inp):
             layer(inp)
 
-        def fwd_bwd(layer=layer, inp=inp, g=g, params=params):
-            layer(inp).backward(g)
-            _clear(inp, *params)
-        parts[f"{i}: {type(layer).__name__}"] = (fwd, fwd_bwd if g is not None else None)
+        def fwd_bwd(layer=layer, inp=inp, g=g, wrt=wrt):
+            grad(layer(inp), wrt, g)
+        parts[f"{i}: {type(layer).__name__}"] = (fwd, fwd_bwd if wrt and g is not None else None)
     logits = outputs[-1].detach().requires_grad_(True)
-
-    def loss_fwd_bwd():
-        cross_entropy(logits, target).backward()
-        _clear(logits)
-    parts["loss: cross_entropy"] = (lambda: cross_entropy(logits, target), loss_fwd_bwd)
-    # the step gets a model of its own: the layer closures above clear their gradients
+    parts["loss: cross_entropy"] = (lambda: cross_entropy(logits, target),
+                                    lambda: grad(cross_entropy(logits, target), [logits]))
     stepped = make_model(build, device).train()
     opt = adam(stepped.parameters(), lr=1e-3)
     cross_entropy(stepped(tensor(x, device)), target).backward()
