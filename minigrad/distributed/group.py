@@ -53,6 +53,9 @@ def report(rank, size, message):
     sys.stderr.write(f"\nminigrad.distributed: rank {rank} of {size}: {message}\n"
                      "Aborting all ranks.\n")
     sys.stderr.flush()
+    # mpiexec forwards each rank's output through a pipe; MPI_Abort makes it kill every rank
+    # at once, and output still in the pipe can be lost: give it a moment to pass this on
+    time.sleep(0.5)
 
 
 def is_available():
@@ -117,13 +120,13 @@ def init_process_group(backend="mpi", timeout=None):
     if name not in BACKENDS:
         raise ValueError(f"init_process_group: unknown backend {backend!r}; expected one of {BACKENDS}")
     seconds = _seconds(timeout)
+    if name == "nccl":
+        from . import nccl
+        nccl.import_nccl()  # no CuPy: say so before starting MPI
     from . import mpi  # mpi4py is imported here, never when minigrad is
 
     host = mpi.MPIEngine.from_world(seconds)
-    engine = host
-    if name == "nccl":
-        from . import nccl
-        engine = nccl.NCCLEngine(host, seconds)
+    engine = nccl.NCCLEngine(host, seconds) if name == "nccl" else host
     group = ProcessGroup(name, engine, host, seconds)
     _State.group = group
     _AbortOnUncaught.install()

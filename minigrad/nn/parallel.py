@@ -182,8 +182,9 @@ class DistributedDataParallel(Module):
 
     # -- one step: forward, then hooks during backward -------------------------------------------
     def _reset_step(self, sync):
-        # "off": this step does not communicate (no_sync, or no graph recorded);
-        # "syncing": waiting for gradients; "done": every bucket was averaged
+        # "syncing": averaging this step's gradients as they become final; "off": not (under
+        # no_sync, without a recorded forward, or once this step's averaging is done; as in
+        # PyTorch, a backward outside a DDP forward, e.g. through .module, is left alone)
         self._state = "syncing" if sync else "off"
         self._ready = set()
         self._next_bucket = 0
@@ -206,7 +207,7 @@ class DistributedDataParallel(Module):
         if self._state == "off":
             return
         key = id(param)
-        if key in self._ready or self._state == "done":
+        if key in self._ready:
             raise RuntimeError(
                 f"DistributedDataParallel: parameter {self._names[key]!r} got a second gradient "
                 "in one step (a second backward without a forward in between); run forward "
@@ -226,7 +227,7 @@ class DistributedDataParallel(Module):
             # the last gradient of this backward: finish before backward returns
             for b in self.buckets:
                 b.work.wait()
-            self._state = "done"
+            self._state = "off"
 
     def _unused_parameters_error(self):
         missing = [f"{self._names[id(p)]} {p.shape}" for b in self.buckets for p in b.params
