@@ -6,12 +6,14 @@ import os
 import sys
 import time
 
-if "--distributed" in sys.argv and "OMP_NUM_THREADS" not in os.environ:
-    # Each rank would start a BLAS thread per core: N ranks on one machine then oversubscribe it
-    # (many times slower: the threads spin waiting for cores).  Share the cores out instead (MPICH and Open MPI say how many
-    # ranks run here); this must happen before NumPy is imported.
+if "--distributed" in sys.argv:
+    # Each rank would start a BLAS and a numba thread per core: N ranks on one machine then
+    # oversubscribe it (many times slower: the threads spin waiting for cores).  Share the cores
+    # out instead (MPICH and Open MPI say how many ranks run here), unless told otherwise; this
+    # must happen before NumPy and numba are imported.
     _local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or 1
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(_local)))
+    for _pool in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(_pool, str(max(1, (os.cpu_count() or 1) // int(_local))))
 
 import numpy as np  # noqa: E402
 from tqdm import tqdm

@@ -22,6 +22,9 @@ import time
 #: long enough for one rank to evaluate or save a checkpoint while the others wait.
 DEFAULT_TIMEOUT = 600.0
 BACKENDS = ("mpi", "nccl")
+#: how long Work.wait polls without sleeping (a 100 MB all-reduce over shared memory takes
+#: tens of milliseconds; after that, the wait is for a slower rank, not for the bytes)
+SPIN_SECONDS = 0.2
 
 
 class DistributedError(RuntimeError):
@@ -212,18 +215,20 @@ class Work:
             return True
         limit = self._engine.timeout if timeout is None else float(timeout)
         start = time.monotonic()
-        spins, nap = 0, 1e-5
+        nap = 1e-5
         while not self.is_completed():
-            if time.monotonic() - start > limit:
+            waited = time.monotonic() - start
+            if waited > limit:
                 self._engine.fail(
                     f"timed out after {limit:g} s waiting for {self.what}. Another rank has "
                     "stopped, died, or is not running the same collectives in the same order "
                     "(raise the limit with init_process_group(timeout=...) or "
                     "MINIGRAD_DIST_TIMEOUT if it was only slow)"
                 )
-            if spins < 100:   # short collectives finish within microseconds: ask again at once
-                spins += 1
-            else:             # then back off, so a waiting rank leaves its core to the others
+            # Each test moves the message along (MPI progresses only inside MPI calls), so
+            # test back to back while a transfer is plausibly running; a rank still waiting
+            # after that waits for a slower rank, and naps so as to leave its core to others.
+            if waited > SPIN_SECONDS:
                 time.sleep(nap)
                 nap = min(2 * nap, 1e-3)
         return True
