@@ -363,3 +363,151 @@ def test_dataloader_takes_its_order_from_a_sampler():
     assert len(DataLoader(data, batch_size=2, sampler=sampler, drop_last=True)) == 2
     with pytest.raises(ValueError, match="shuffle=True or a sampler"):
         DataLoader(data, batch_size=2, shuffle=True, sampler=sampler)
+
+
+# -- the NCCL engine against CuPy's documented API (no GPU here) ---------------------------------
+#
+# These fakes follow the signatures of cupy.cuda.nccl (cupy_backends/cuda/libs/nccl.pyx:
+# NcclCommunicator(ndev, commId, rank), allReduce(sendbuf, recvbuf, count, datatype, op,
+# stream), bcast(buff, count, datatype, root, stream), allGather(sendbuf, recvbuf, count,
+# datatype, stream), get_unique_id() -> 128 ints) and of cupy.cuda's Stream and Event.  They
+# check what the engine asks of CuPy and in which order; whether NCCL then moves the right
+# bytes can only be seen on GPUs (test_nccl_one_rank_runs_the_example).
+
+
+class FakeArray:
+    """A cupy.ndarray stand-in: NumPy storage, a device id, ``.data.ptr``."""
+
+    def __init__(self, array, device=0):
+        self.a = array
+        self.device = type("Device", (), {"id": device})()
+
+    data = property(lambda self: type("Memory", (), {"ptr": self.a.ctypes.data})())
+    size = property(lambda self: self.a.size)
+    dtype = property(lambda self: self.a.dtype)
+    shape = property(lambda self: self.a.shape)
+
+    def reshape(self, *shape):
+        return FakeArray(self.a.reshape(*shape), self.device.id)
+
+    def view(self, dtype):
+        return FakeArray(self.a.view(dtype), self.device.id)
+
+
+def fake_cupy(log):
+    import types
+
+    class Stream:
+        def __init__(self, non_blocking=False, ptr=1234):
+            self.ptr = ptr
+
+        def wait_event(self, event):
+            log.append(("wait", self.ptr, event.name))
+
+        def synchronize(self):
+            log.append(("synchronize", self.ptr))
+
+    class Event:
+        count = 0
+
+        def __init__(self, disable_timing=False):
+            Event.count += 1
+            self.name, self.done = f"event{Event.count}", False
+            events[self.name] = self
+
+        def record(self, stream=None):
+            log.append(("record", self.name, stream.ptr))
+
+    class Communicator:
+        def __init__(self, ndev, comm_id, rank):
+            assert isinstance(comm_id, tuple) and len(comm_id) == 128
+            log.append(("init", ndev, comm_id[:3], rank))
+
+        def __getattr__(self, name):  # allReduce, bcast, allGather, check_async_error, ...
+            return lambda *args: log.append((name,) + args)
+
+    current, events = Stream(ptr=0), {}
+    nccl = types.SimpleNamespace(
+        available=True, get_unique_id=lambda: tuple(range(-64, 64)), NcclCommunicator=Communicator,
+        NCCL_SUM=0, NCCL_MAX=2, NCCL_INT8=0, NCCL_UINT8=1, NCCL_INT32=2, NCCL_UINT32=3, NCCL_INT64=4,
+        NCCL_UINT64=5, NCCL_FLOAT16=6, NCCL_FLOAT32=7, NCCL_FLOAT64=8)
+    cuda = types.SimpleNamespace(
+        Stream=Stream, Event=Event, events=events, get_current_stream=lambda: current, nccl=nccl,
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 2),
+        Device=lambda i: type("Device", (), {"id": i, "use": lambda self: log.append(("use", i))})())
+    return types.SimpleNamespace(cuda=cuda, ndarray=FakeArray), nccl
+
+
+class FakeHost:
+    """The MPI side as rank 1 of 2, both ranks on host "node"."""
+
+    rank, size, MPI = 1, 2, type("MPI", (), {"Get_processor_name": staticmethod(lambda: "node")})
+
+    def all_gather_json(self, value):
+        return ["node", value]
+
+    def broadcast(self, array, src):
+        array[:] = np.arange(-64, 64)  # what rank 0's get_unique_id produced
+        return type("Done", (), {"wait": lambda self: True})()
+
+    def abort(self):
+        raise SystemExit("MPI_Abort")
+
+
+def test_nccl_engine_drives_cupy_as_documented(monkeypatch, capsys):
+    from minigrad.distributed import nccl
+
+    log = []
+    cupy, nccl_module = fake_cupy(log)
+    monkeypatch.setattr(nccl, "import_nccl", lambda: (cupy, nccl_module))
+    engine = nccl.NCCLEngine(FakeHost(), timeout=5)
+    # rank 1 is the second rank on its host: GPU 1; the communicator gets rank 0's unique id
+    assert log == [("use", 1), ("init", 2, (-64, -63, -62), 1)]
+
+    log.clear()
+    grads = FakeArray(np.ones(6, dtype=np.float32), device=1)
+    work = engine.all_reduce(grads, "sum")
+    ready, done = log[0][1], log[3][1]
+    assert log == [("record", ready, 0),                 # inputs ready on the compute stream
+                   ("wait", 1234, ready),                # the side stream waits for them
+                   ("allReduce", grads.data.ptr, grads.data.ptr, 6, 7, 0, 1234),  # in place, float32, sum
+                   ("record", done, 1234)]               # completion, on the side stream
+    assert not work.is_completed() and work.keep == (grads,)   # polls the completion event
+    log.clear()
+    cupy.cuda.events[done].done = True
+    assert work.is_completed()
+    assert log == [("check_async_error",), ("wait", 0, done)]  # results ordered before later kernels
+
+    log.clear()
+    step = FakeArray(np.array(3, dtype=np.int64), device=1)  # 0-d moves as its 8 bytes
+    engine.broadcast(step, 0)
+    assert log[2] == ("bcast", step.data.ptr, 8, 1, 0, 1234)
+    send, recv = FakeArray(np.zeros(3, np.float64), 1), FakeArray(np.zeros((2, 3), np.float64), 1)
+    log.clear()
+    engine.all_gather(send, recv)
+    assert log[2] == ("allGather", send.data.ptr, recv.data.ptr, 24, 1, 1234)
+
+    with pytest.raises(dist.DistributedError, match="GPU tensors, got a ndarray on the CPU"):
+        engine.all_reduce(np.ones(2), "sum")
+    with pytest.raises(dist.DistributedError, match="on GPU 0 but this rank's NCCL communicator uses GPU 1"):
+        engine.all_reduce(FakeArray(np.ones(2), device=0), "sum")
+    with pytest.raises(dist.DistributedError, match="cannot reduce dtype bool"):
+        engine.all_reduce(FakeArray(np.ones(2, dtype=bool), device=1), "sum")
+
+    # an asynchronous NCCL error while polling aborts the job with the error in the message
+    work = engine.all_reduce(grads, "max")
+    engine.comm.check_async_error = lambda: (_ for _ in ()).throw(RuntimeError("NCCL_ERROR_SYSTEM_ERROR"))
+    with pytest.raises(SystemExit, match="MPI_Abort"):
+        work.wait()
+    assert "NCCL reported an error during all_reduce(max)" in capsys.readouterr().err
+
+
+def test_nccl_engine_refuses_more_ranks_than_gpus_on_a_host(monkeypatch):
+    from minigrad.distributed import nccl
+
+    log = []
+    cupy, nccl_module = fake_cupy(log)
+    cupy.cuda.runtime.getDeviceCount = lambda: 1
+    monkeypatch.setattr(nccl, "import_nccl", lambda: (cupy, nccl_module))
+    with pytest.raises(dist.DistributedError, match="2 ranks run on host 'node' but it has 1 GPU"):
+        nccl.NCCLEngine(FakeHost(), timeout=5)

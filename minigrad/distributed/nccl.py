@@ -15,9 +15,11 @@ are ready once the work queued so far is done), NCCL runs, and an event recorded
 arrays are kept alive by the Work until then, so CuPy's memory pool cannot hand them out while
 NCCL still writes them.
 
-Unverified here: this file has only run without a GPU (its import and its error paths are
-tested).  ``ncclCommInitRank`` itself blocks without a timeout, and an NCCL error raised
-asynchronously by a peer is reported by ``check_async_error`` while a Work is polled.
+Unverified here: this file has never run on a GPU.  Its error paths are tested, and its calls
+into CuPy (names, argument order, stream and event order) are tested against fakes written from
+CuPy's documented signatures; whether NCCL then moves the right bytes is not.
+``ncclCommInitRank`` itself blocks without a timeout; an NCCL error raised asynchronously (a
+peer died) is reported by ``check_async_error`` while a Work is polled, and aborts the job.
 """
 import numpy as np
 
@@ -108,7 +110,7 @@ class NCCLEngine:
 
     def broadcast(self, array, src):
         self._check(array, "broadcast")
-        raw = array.view(np.uint8)  # any dtype moves as bytes
+        raw = array.reshape(-1).view(np.uint8)  # any dtype moves as bytes (0-d arrays too)
         return self._launch(f"broadcast from rank {src} of {array.size:,} {array.dtype} values",
                             (array,), lambda s: self.comm.bcast(raw.data.ptr, raw.size,
                                                                 self.nccl.NCCL_UINT8, src, s))
@@ -116,7 +118,7 @@ class NCCLEngine:
     def all_gather(self, send, recv):
         self._check(send, "all_gather")
         self._check(recv, "all_gather")
-        raw_send, raw_recv = send.view(np.uint8), recv.view(np.uint8)
+        raw_send, raw_recv = send.reshape(-1).view(np.uint8), recv.reshape(-1).view(np.uint8)
         return self._launch(f"all_gather of {send.size:,} {send.dtype} values per rank", (send, recv),
                             lambda s: self.comm.allGather(raw_send.data.ptr, raw_recv.data.ptr,
                                                           raw_send.size, self.nccl.NCCL_UINT8, s))

@@ -37,6 +37,9 @@ np.testing.assert_array_equal(b.numpy(), [20.0, 40.0])
 flags = np.array([rank == 0, rank == 1])
 dist.broadcast(flags, src=0)
 np.testing.assert_array_equal(flags, [True, False])
+scalar = mg.tensor(np.array(5 * rank + 1, dtype=np.int64))   # 0-d, like BatchNorm's step count
+dist.broadcast(scalar, src=1)
+assert scalar.item() == 6 and scalar.shape == ()
 
 # all_gather into Tensors and into arrays
 outs = [mg.zeros(2, 3) for _ in range(world)]
