@@ -37,7 +37,7 @@ import contextlib
 
 from .. import backend
 from .. import distributed as dist
-from ..autograd import is_grad_enabled, no_grad
+from ..autograd import is_grad_enabled
 from .module import Module
 
 
@@ -70,8 +70,7 @@ def _broadcast_from_rank0(tensors):
     for same in groups.values():
         flat = _flatten(same)
         dist.broadcast(flat, src=0)
-        with no_grad():
-            _unflatten(flat, [t.data for t in same])
+        _unflatten(flat, [t.data for t in same])
         for t in same:
             t._version += 1
 
@@ -79,8 +78,7 @@ def _broadcast_from_rank0(tensors):
 class _Bucket:
     """Parameters whose gradients are averaged together, in one flat buffer."""
 
-    def __init__(self, index, params):
-        self.index = index
+    def __init__(self, params):
         self.params = params
         xp = params[0].device.xp
         self.flat = xp.empty(sum(p.size for p in params), dtype=params[0].dtype)
@@ -110,12 +108,12 @@ def _assign_buckets(params, cap_bytes):
     for p in reversed(params):
         nbytes = p.size * p.dtype.itemsize
         if current and (size + nbytes > cap_bytes or (p.dtype, p.device) != (current[0].dtype, current[0].device)):
-            buckets.append(_Bucket(len(buckets), current))
+            buckets.append(_Bucket(current))
             current, size = [], 0
         current.append(p)
         size += nbytes
     if current:
-        buckets.append(_Bucket(len(buckets), current))
+        buckets.append(_Bucket(current))
     return buckets
 
 
@@ -143,8 +141,7 @@ class DistributedDataParallel(Module):
 
         named = list(module.named_parameters())
         self._check_same_model_on_all_ranks(named, list(module.named_buffers()))
-        with no_grad():
-            _broadcast_from_rank0([p for _, p in named] + list(module.buffers()))
+        _broadcast_from_rank0([p for _, p in named] + list(module.buffers()))
 
         params = [p for _, p in named if p.requires_grad]
         self._names = {id(p): name for name, p in named}
