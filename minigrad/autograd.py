@@ -229,7 +229,7 @@ class Function:
             and any(t.requires_grad for t in inputs)
         ):
             for t in inputs:
-                if t._record is not None and t._vc[1] != t._hist:
+                if t._vc[1] != t._hist and t._hist >= 0:
                     raise _stale_view_error(cls, t)
             result.requires_grad = True
             ctx.inputs = inputs
@@ -532,7 +532,7 @@ def _call_backward(rec, grad, create_graph):
 
 def _as_grad(t, g, what):
     if g is None:
-        if t.size != 1:
+        if t.numel() != 1:
             raise RuntimeError(
                 f"{what}: grad can be implicitly created only for a scalar output, but the output "
                 f"has shape {t.shape}; pass a gradient of that shape (e.g. ones_like(out)) "

@@ -24,7 +24,10 @@ import json
 import numbers
 import os
 import re
+import stat
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -99,6 +102,17 @@ class _Writer:
                         "dict/list/tuple of those")
 
 
+def _file_mode(path):
+    """The permission bits for ``path``: an existing file keeps its own, a new one gets
+    0o666 & ~umask (what open(path, "w") and np.savez give)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)  # the only way to read the umask is to set it; put it back at once
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def save(obj, path, compress=False):
     """Save ``obj`` (a state dict, an optimizer state dict, or nested dicts/lists of Tensors,
     arrays, numbers, strings, None) to ``path`` as one ``.npz`` file, atomically.
@@ -120,6 +134,9 @@ def save(obj, path, compress=False):
         with os.fdopen(fd, "wb") as f:
             (np.savez_compressed if compress else np.savez)(f, allow_pickle=False, **arrays)
             f.flush()
+            # mkstemp makes the file private (0600); give it the mode a plain open() would:
+            # the mode of the file it replaces, or 0666 minus the umask
+            os.fchmod(f.fileno(), _file_mode(path))
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
@@ -135,9 +152,10 @@ def load(path, device=None):
         raise FileNotFoundError(f"load: no such file: {path}")
     try:
         npz = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise ValueError(f"load: {path} is not a minigrad checkpoint (not a readable .npz file: "
-                         f"{e})") from e
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        what = "an empty file" if os.path.getsize(path) == 0 else "not a readable .npz file"
+        raise ValueError(f"load: {path} is not a minigrad checkpoint ({what}: "
+                         f"{type(e).__name__}: {e})") from e
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise ValueError(f"load: {path} is a single .npy array, not a minigrad checkpoint; "
                          "use numpy.load to read it")
@@ -148,14 +166,18 @@ def load(path, device=None):
                              f"checkpoint: it has no {MANIFEST_KEY!r} manifest; use numpy.load")
         try:
             manifest = json.loads(str(npz[MANIFEST_KEY]))
-        except (ValueError, TypeError) as e:
+        except (ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             raise ValueError(f"load: {path}: the {MANIFEST_KEY!r} manifest is not valid JSON") from e
         if manifest.get("format") != "minigrad" or manifest.get("version") != FORMAT_VERSION:
             raise ValueError(f"load: {path}: unsupported checkpoint format "
                              f"{manifest.get('format')!r} version {manifest.get('version')!r} "
                              f"(this minigrad reads version {FORMAT_VERSION})")
         reader = _Reader(npz, path, backend.Device(device) if device is not None else None)
-        return reader.node(manifest["root"], [])
+        try:
+            return reader.node(manifest["root"], [])
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a damaged member
+            raise ValueError(f"load: {path} is damaged (truncated or corrupt): "
+                             f"{type(e).__name__}: {e}") from e
 
 
 class _Reader:

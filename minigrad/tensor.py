@@ -6,6 +6,7 @@ and, when an op produced it while recording, ``_record``: the op's record on the
 (see autograd.py).  Operators and methods are thin: each calls one op from ``minigrad.ops``.
 """
 import numbers
+import weakref
 
 import numpy as np
 
@@ -45,7 +46,8 @@ class Tensor:
         # [version, rebinds]: a cell shared by every tensor that shares this memory (detach(),
         # views).  version counts in-place writes (records compare it at backward); rebinds
         # counts in-place writes that gave one of them a new record, and _hist is its value
-        # when this tensor's own record was made (apply refuses a tensor whose history went stale)
+        # when this tensor's own record was made (apply refuses a tensor whose history went
+        # stale; -1: never stale, for detach())
         self._vc = [0, 0]
         self._hist = 0
         self._hooks = None
@@ -61,11 +63,19 @@ class Tensor:
     def ndim(self):
         return self.data.ndim
 
-    @property
-    def size(self):
-        return self.data.size
+    def size(self, dim=None):
+        """The shape, PyTorch's way: ``x.size()`` is the shape tuple, ``x.size(0)`` one length.
+        (The number of elements is ``x.numel()``; NumPy's ``.size`` attribute is not a Tensor's.)"""
+        if dim is None:
+            return self.data.shape
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+            raise TypeError(f"size: dim must be an int, got {dim!r}")
+        if not -self.data.ndim <= dim < self.data.ndim:
+            raise IndexError(f"size: dim {dim} is out of range for a tensor of shape {self.shape}")
+        return self.data.shape[dim]
 
     def numel(self):
+        """The number of elements."""
         return self.data.size
 
     def dim(self):
@@ -175,6 +185,7 @@ class Tensor:
         modifying the detached tensor in place is caught like modifying this one)."""
         t = Tensor._wrap(self.data)
         t._vc = self._vc
+        t._hist = -1  # a constant by request: an in-place op recorded through self does not make it stale
         return t
 
     @property
@@ -238,6 +249,9 @@ class Tensor:
     def double(self):
         return ops.astype(self, np.float64)
 
+    def half(self):
+        return ops.astype(self, np.float16)
+
     def long(self):
         return ops.astype(self, np.int64)
 
@@ -262,73 +276,99 @@ class Tensor:
     def cuda(self):
         return self.to("cuda")
 
-    # -- in place (never on tensors the tape depends on for gradients) ----------------------
-    def _inplace(self, op_name, new_values):
-        if self.requires_grad and autograd.is_grad_enabled():
-            what = "a leaf tensor that requires grad" if self._record is None else "a tensor on the tape"
+    # -- in place ----------------------------------------------------------------------------
+    # x.add_(y), x += y, x[i] = v, x.copy_(y), ... write into x's memory.  When gradients are
+    # involved (grad mode on, and x or an operand requires grad) the write is recorded like any
+    # op: the out-of-place op runs on x's old value and x becomes that op's output (a non-leaf),
+    # so a value that carries a gradient never silently drops out of the graph.  Methods are
+    # attached in minigrad/ops/__init__.py; they all come through _inplace.
+
+    def _inplace(self, name, compute, operands=(), needs_old=False):
+        """Write ``compute(x)`` (an out-of-place op applied to this tensor's current value) into
+        this tensor.  ``needs_old``: the op's backward reads its input's values (mul, div, log),
+        so while recording the old value is kept as a copy."""
+        recording = autograd.is_grad_enabled() and (
+            self.requires_grad or any(isinstance(o, Tensor) and o.requires_grad for o in operands))
+        if not recording:
+            with autograd.no_grad():
+                result = compute(self)
+            self._write(name, result.data)
+            return self
+        if self._record is None and self.requires_grad:
             raise RuntimeError(
-                f"{op_name}: in-place operation on {what} (shape {self.shape}); "
-                "wrap it in `with minigrad.no_grad():` (e.g. a weight update) or use the out-of-place op"
-            )
-        value = new_values.data if isinstance(new_values, Tensor) else new_values
-        xp = backend.array_module(self.data)
-        if isinstance(value, np.ndarray) or isinstance(value, xp.ndarray):
-            if backend.device_of(value) != self.device:
-                raise RuntimeError(f"{op_name}: value is on {backend.device_of(value)}, tensor on {self.device}")
-            try:
-                np.broadcast_shapes(value.shape, self.shape)
-            except ValueError:
-                raise ValueError(f"{op_name}: cannot write a value of shape {value.shape} into shape {self.shape}") from None
-            if np.broadcast_shapes(value.shape, self.shape) != self.shape:
-                raise ValueError(f"{op_name}: cannot write a value of shape {value.shape} into shape {self.shape}")
-        self.data[...] = value
-        self._version += 1
+                f"{name}: a leaf tensor that requires grad (shape {self.shape}) cannot be modified "
+                "in place while gradients are recorded; do it under `with minigrad.no_grad():` "
+                "(as for a weight update) or use the out-of-place op")
+        # the value before the write: the op's input, and the output of this tensor's old record
+        old = Tensor._wrap(self.data.copy() if needs_old else self.data)
+        if needs_old:
+            old._vc = [self._version, 0]
+        else:  # shares memory: a backward that still needs these values will see the write
+            old._vc, old._hist = self._vc, self._hist
+        old.requires_grad, old._record = self.requires_grad, self._record
+        if self._record is not None:
+            self._record._output_ref = weakref.ref(old)
+        result = compute(old)
+        self._write(name, result.data)
+        rec = result._record
+        if rec is None:  # the new value does not depend on anything that requires grad
+            self._record, self.requires_grad = None, False
+        else:
+            rec._output_ref, rec.out_version = weakref.ref(self), self._version
+            self._record, self.requires_grad = rec, True
+        self._vc[1] += 1  # tensors sharing this memory now have a stale history
+        self._hist = self._vc[1]
         return self
 
-    def _operand(self, other):
-        return other.data if isinstance(other, Tensor) else other
-
-    def add_(self, other, alpha=1):
-        return self._inplace("add_", self.data + alpha * self._operand(other))
-
-    def sub_(self, other, alpha=1):
-        return self._inplace("sub_", self.data - alpha * self._operand(other))
-
-    def mul_(self, other):
-        return self._inplace("mul_", self.data * self._operand(other))
-
-    def div_(self, other):
-        return self._inplace("div_", self.data / self._operand(other))
-
-    def zero_(self):
-        return self._inplace("zero_", 0)
-
-    def fill_(self, value):
-        return self._inplace("fill_", value)
-
-    def copy_(self, src):
-        return self._inplace("copy_", src.data if isinstance(src, Tensor) else backend.device_of(self.data).xp.asarray(src))
-
-    def uniform_(self, low=0.0, high=1.0):
-        return self._inplace("uniform_", backend.generator(self.device).uniform(low, high, self.shape))
-
-    def normal_(self, mean=0.0, std=1.0):
-        return self._inplace("normal_", backend.generator(self.device).normal(mean, std, self.shape))
-
-    __iadd__ = add_
-    __isub__ = sub_
-    __imul__ = mul_
-    __itruediv__ = div_
+    def _write(self, name, array):
+        """Copy ``array`` into this tensor's memory (same shape, a castable dtype, same device)."""
+        if backend.device_of(array) != self.device:
+            raise RuntimeError(f"{name}: the value is on {backend.device_of(array)}, the tensor on {self.device}")
+        if array.shape != self.shape:
+            raise ValueError(f"{name}: the result has shape {array.shape}, but an in-place operation "
+                             f"must keep the tensor's shape {self.shape}")
+        if not np.can_cast(array.dtype, self.dtype, "same_kind"):
+            raise TypeError(f"{name}: the result has dtype {array.dtype}, which cannot be stored in "
+                            f"place in a tensor of dtype {self.dtype}; use the out-of-place op")
+        backend.array_module(self.data).copyto(self.data, array, casting="same_kind")
+        self._version += 1
 
     def __setitem__(self, index, value):
-        if isinstance(index, Tensor):
-            index = index.data
-        elif isinstance(index, tuple):
-            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-        if self.requires_grad and autograd.is_grad_enabled():
-            self._inplace("__setitem__", None)  # raises the in-place error
-        self.data[index] = value.data if isinstance(value, Tensor) else value
-        self._version += 1
+        if not (autograd.is_grad_enabled() and (self.requires_grad or
+                                                 (isinstance(value, Tensor) and value.requires_grad))):
+            # the fast path: a raw write (filling a batch, masking under no_grad)
+            from .ops.shape import _index_stages, _select
+
+            stages, _ = _index_stages(self.shape, index, backend.array_module(self.data), "setitem")
+            value = value.data if isinstance(value, Tensor) else value
+            _select(self.data, stages[:-1])[stages[-1]] = value
+            self._version += 1
+            return
+        self._inplace("__setitem__", lambda t: ops.index_put(t, index, value), (value,))
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def fill_(self, value):
+        """Set every element to ``value`` (a number, or a 0-d tensor, which may carry a gradient)."""
+        return self._inplace("fill_", lambda t: ops.broadcast_to(ops.lift(value, t).astype(t.dtype), t.shape),
+                             (value,))
+
+    def copy_(self, src):
+        """Copy ``src`` (broadcast to this shape, cast to this dtype) into this tensor."""
+        if not isinstance(src, Tensor):
+            src = Tensor(src, device=self.device)
+        if src.device != self.device:
+            src = src.to(self.device)
+        return self._inplace("copy_", lambda t: ops.broadcast_to(src.astype(t.dtype), t.shape), (src,))
+
+    def uniform_(self, low=0.0, high=1.0):
+        values = backend.generator(self.device).uniform(low, high, self.shape)
+        return self._inplace("uniform_", lambda t: Tensor._wrap(values.astype(t.dtype)))
+
+    def normal_(self, mean=0.0, std=1.0):
+        values = backend.generator(self.device).normal(mean, std, self.shape)
+        return self._inplace("normal_", lambda t: Tensor._wrap(values.astype(t.dtype)))
 
     @classmethod
     def _wrap(cls, array):

@@ -7,7 +7,6 @@ import os
 import pathlib
 import tempfile
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -455,20 +454,20 @@ def test_real_mnist_test_split():
 
 
 @real
-def test_real_mnist_loader_epoch_is_fast(real_train):
-    """The loader is on the training hot path: a full epoch at batch 32 (ToFloat included)
-    must cost well under 0.1 s.  The best of three epochs is compared, to ignore noise."""
+def test_real_mnist_loader_epoch_visits_every_image_once(real_train):
+    """A shuffled epoch at batch 32 with ToFloat: every image exactly once, as float32 in
+    [0, 1].  (How fast an epoch loads is measured by `python -m benchmarks.train`, not here.)"""
     real_train.transform = ToFloat()
     try:
         loader = DataLoader(real_train, batch_size=32, shuffle=True, generator=0)
-        best = float("inf")
-        for _ in range(3):
-            start, seen = time.perf_counter(), 0
-            for x, y in loader:
-                seen += x.shape[0]
-            best = min(best, time.perf_counter() - start)
+        label_counts = np.zeros(10, dtype=np.int64)
+        seen = 0
+        for x, y in loader:
+            assert x.dtype == np.float32 and 0.0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 1.0
+            seen += x.shape[0]
+            label_counts += np.bincount(y.numpy(), minlength=10)
         assert seen == 60000
-        assert best < 0.1, f"one epoch of loading took {best:.3f} s"
+        np.testing.assert_array_equal(label_counts, np.bincount(real_train.targets.numpy(), minlength=10))
     finally:
         real_train.transform = None
 
@@ -647,19 +646,21 @@ def test_random_split_and_subset():
     np.testing.assert_array_equal(xb.numpy(), yb.numpy())
 
 
-def test_loader_epoch_time_on_mnist_sized_arrays():
-    """60,000 uint8 28x28 images, batch 32, shuffled, ToFloat: well under 0.1 s per epoch."""
+def test_loader_epoch_on_mnist_sized_arrays_is_a_permutation():
+    """60,000 uint8 28x28 images, batch 32, shuffled, ToFloat: each image once per epoch, and a
+    different order in the next epoch.  (Its speed is a benchmark, not a unit test.)"""
     images = np.random.default_rng(0).integers(0, 256, (60000, 28, 28), dtype=np.uint8)
-    loader = DataLoader(TensorDataset(images, np.zeros(60000, np.int64)), batch_size=32,
+    loader = DataLoader(TensorDataset(images, np.arange(60000)), batch_size=32,
                         shuffle=True, generator=0, transform=ToFloat())
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for x, y in loader:
-            pass
-        best = min(best, time.perf_counter() - start)
+    orders = []
+    for _ in range(2):
+        order = np.concatenate([y.numpy() for _, y in loader])
+        np.testing.assert_array_equal(np.sort(order), np.arange(60000))
+        orders.append(order)
+    assert not np.array_equal(orders[0], orders[1])
+    x, y = next(iter(loader))
     assert x.shape == (32, 1, 28, 28) and x.dtype == np.float32
-    assert best < 0.1, f"one epoch of loading took {best:.3f} s"
+    np.testing.assert_array_equal(x.numpy()[:, 0], images[y.numpy()] * np.float32(1 / 255))
 
 
 def test_loader_device_argument(device):
@@ -667,3 +668,17 @@ def test_loader_device_argument(device):
     xb, yb = next(iter(DataLoader(ds, batch_size=6, device=device)))
     assert xb.device == mg.Device(device) and yb.device == mg.Device(device)
     np.testing.assert_array_equal(xb.numpy(), np.arange(6))
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_checks_the_claimed_size_before_allocating(tmp_path, gz):
+    # a 100-byte file claiming (2^32 - 1, 28, 28) would ask NumPy for 3 TiB
+    lying = bytes([0, 0, 8, 3]) + (2**32 - 1).to_bytes(4, "big") + (28).to_bytes(4, "big") * 2 + bytes(84)
+    path = _write(tmp_path, "lying-idx3-ubyte", lying, gz)
+    with pytest.raises(IDXError, match=rf"{path.name}.*\(4294967295, 28, 28\)"):
+        read_idx(path)
+    # a gzip stream whose header claims more than the stream holds, but less than the ratio bound
+    short = bytes([0, 0, 8, 1]) + (1000).to_bytes(4, "big") + bytes(500)
+    path = _write(tmp_path, "short-idx1-ubyte", short, gz)
+    with pytest.raises(IDXError, match=r"truncated.*\(1000,\).*only 500 bytes"):
+        read_idx(path)

@@ -244,3 +244,33 @@ def test_load_onto_device(tmp_path, device):
     w = mg.load(tmp_path / "c.npz", device=device)["w"]
     assert w.device == mg.Device(device) and w.dtype == np.float32
     np.testing.assert_array_equal(w.numpy(), [0, 1, 2])
+
+
+def test_load_of_an_empty_or_truncated_file_is_a_valueerror_naming_the_file(tmp_path):
+    path = tmp_path / "model.npz"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match="model.npz is not a minigrad checkpoint .an empty file"):
+        mg.load(path)
+    mg.save({"w": mg.ones(2000), "b": mg.zeros(3), "step": 7}, path)
+    data = path.read_bytes()
+    for cut in (10, len(data) // 2, len(data) - 30, len(data) - 1):
+        path.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="model.npz"):
+            mg.load(path)
+
+
+def test_save_honours_the_umask_and_an_existing_files_mode(tmp_path):
+    path = tmp_path / "m.npz"
+    old = os.umask(0o022)
+    try:
+        mg.save({"w": mg.ones(3)}, path)
+        assert (os.stat(path).st_mode & 0o777) == 0o644  # like np.savez / open(path, "w")
+        os.umask(0o077)
+        mg.save({"w": mg.ones(3)}, tmp_path / "private.npz")
+        assert (os.stat(tmp_path / "private.npz").st_mode & 0o777) == 0o600
+        os.chmod(path, 0o640)
+        mg.save({"w": mg.zeros(3)}, path)   # overwriting keeps the file's own mode
+        assert (os.stat(path).st_mode & 0o777) == 0o640
+    finally:
+        os.umask(old)
+    np.testing.assert_array_equal(mg.load(path)["w"].numpy(), np.zeros(3))

@@ -141,7 +141,7 @@ def test_conv2d_same_result_with_numba_disabled(monkeypatch):
         monkeypatch.setenv("MINIGRAD_DISABLE_NUMBA", flag)
         x.grad = w.grad = None
         y = mg.conv2d(x, w, stride=(2, 1), padding=1, dilation=(1, 2), groups=2)
-        y.backward(mg.tensor(np.cos(np.arange(y.size)).reshape(y.shape)))
+        y.backward(mg.tensor(np.cos(np.arange(y.numel())).reshape(y.shape)))
         results.append((y.numpy().copy(), x.grad.numpy().copy(), w.grad.numpy().copy()))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
@@ -246,7 +246,7 @@ def test_channels_last_chain_matches_contiguous_inputs(numba_on, monkeypatch):
         if numba_on == "1":  # the pool kept the conv's channels-last layout
             assert h.data.flags.c_contiguous == contiguous and (contiguous or K.is_channels_last(h.data))
         y = layout(mg.conv2d(h, w2t, b2t))
-        g = np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape)
+        g = np.cos(np.arange(y.numel(), dtype=np.float32)).reshape(y.shape)
         y.backward(mg.tensor(g))
         return [y.numpy()] + [p.grad.numpy() for p in params]
 
@@ -289,7 +289,7 @@ def test_conv2d_weight_grads_same_whether_or_not_x_needs_grad(bias):
         w = mg.tensor(rng.standard_normal((4, 2, 3, 2)) if not results else results[0][2], requires_grad=True)
         b = mg.tensor(np.arange(4.0), requires_grad=True) if bias else None
         y = mg.conv2d(mg.tensor(x, requires_grad=x_grad), w, b, stride=(1, 2), padding=1)
-        y.backward(mg.tensor(np.sin(np.arange(y.size)).reshape(y.shape)))
+        y.backward(mg.tensor(np.sin(np.arange(y.numel())).reshape(y.shape)))
         results.append((w.grad.numpy(), None if b is None else b.grad.numpy(), w.data))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
     if bias:

@@ -79,10 +79,15 @@ def test_var_forward(c, correction):
 @given(case())
 def test_max_min_forward(c):
     x, axis, keepdims = c
-    np.testing.assert_array_equal(mg.max(t(x), axis, keepdims).numpy(),
+    np.testing.assert_array_equal(mg.amax(t(x), axis, keepdims).numpy(),
                                   np.amax(x, axis=np_axis(axis), keepdims=keepdims))
-    np.testing.assert_array_equal(t(x).min(axis, keepdims).numpy(),
+    np.testing.assert_array_equal(t(x).amin(axis, keepdims).numpy(),
                                   np.amin(x, axis=np_axis(axis), keepdims=keepdims))
+    if isinstance(axis, int) and x.ndim:  # PyTorch's max(x, dim): (values, indices)
+        values, indices = mg.max(t(x), axis, keepdims)
+        np.testing.assert_array_equal(values.numpy(), np.amax(x, axis=axis, keepdims=keepdims))
+        np.testing.assert_array_equal(indices.numpy(), np.argmax(x, axis=axis, keepdims=keepdims))
+        assert t(x).min(dim=axis).indices.dtype == np.int64
 
 
 @given(arrays(shapes(0, 3)), st.data())
@@ -118,7 +123,7 @@ def test_logsumexp_is_stable():
 
 def test_float32_stays_float32():
     x = mg.randn(3, 4)
-    for out in (x.sum(0), x.mean(), x.var(1), x.max(0), x.min(), x.logsumexp(-1)):
+    for out in (x.sum(0), x.mean(), x.var(1), x.max(0).values, x.min(), x.logsumexp(-1), x.std()):
         assert out.dtype == np.float32
 
 
@@ -137,7 +142,8 @@ def test_empty_dims():
     x = mg.zeros(2, 0, 3)
     assert x.sum(1).shape == (2, 3) and np.all(x.sum(1).numpy() == 0)
     assert x.sum().item() == 0
-    assert x.max(2).shape == (2, 0)  # the reduced axis is not empty: fine
+    assert x.amax(2).shape == (2, 0)  # the reduced axis is not empty: fine
+    assert x.max(2).values.shape == x.max(2).indices.shape == (2, 0)
     np.testing.assert_array_equal(x.logsumexp(1).numpy(), np.full((2, 3), -np.inf))
     with pytest.raises(ValueError, match=r"max: cannot reduce over an empty axis \(shape \(2, 0, 3\)"):
         x.max(1)
@@ -152,7 +158,8 @@ def test_zero_dim():
     for name in ("sum", "mean", "max", "min", "logsumexp"):
         out = getattr(x, name)()
         assert out.shape == () and out.item() == 2.5
-        assert getattr(x, name)(dim=0, keepdim=True).shape == ()
+        out = getattr(x, name)(dim=0, keepdim=True)
+        assert (out.values if name in ("max", "min") else out).shape == ()
     assert x.argmax().item() == 0
     assert mg.gradcheck(lambda v: v.max() * v.logsumexp(), x)
 
@@ -178,8 +185,34 @@ def test_max_min_split_ties_evenly():
     x.max().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [0, 0.5, 0.5])
     y = mg.tensor([[2.0, 2.0, 2.0, 5.0], [0.0, 1.0, 0.0, 0.0]], requires_grad=True)
-    (y.min(dim=1) * mg.tensor([6.0, 3.0])).sum().backward()
+    (y.amin(dim=1) * mg.tensor([6.0, 3.0])).sum().backward()
     np.testing.assert_array_equal(y.grad.numpy(), [[2, 2, 2, 0], [1, 0, 1, 1]])
+
+
+def test_max_along_a_dim_sends_the_gradient_to_the_returned_index_as_pytorch():
+    y = mg.tensor([[2.0, 2.0, 2.0, 5.0], [0.0, 1.0, 0.0, 0.0]], requires_grad=True)
+    values, indices = y.min(dim=1)
+    assert indices.tolist() == [0, 0] and values.tolist() == [2.0, 0.0]
+    (values * mg.tensor([6.0, 3.0])).sum().backward()
+    np.testing.assert_array_equal(y.grad.numpy(), [[6, 0, 0, 0], [3, 0, 0, 0]])
+    a, b = mg.tensor([1.0, 5.0]), mg.tensor([3.0, 2.0])
+    assert mg.max(a, b).tolist() == [3.0, 5.0] and a.min(b).tolist() == [1.0, 2.0]  # elementwise
+
+
+@pytest.mark.torch
+def test_max_min_with_dim_match_torch():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(3).integers(0, 3, (4, 5, 3)).astype(np.float64)  # many ties
+    for name in ("max", "min"):
+        for dim in (0, 1, -1):
+            for keepdim in (False, True):
+                v, i = getattr(mg.tensor(x), name)(dim, keepdim)
+                tv, ti = getattr(torch.tensor(x), name)(dim, keepdim)
+                np.testing.assert_array_equal(v.numpy(), tv.numpy())
+                assert i.shape == tuple(ti.shape) and i.dtype == np.int64
+                # every returned index points at an extreme (which one of a tie: the first)
+                picked = np.take_along_axis(x, i.numpy() if keepdim else np.expand_dims(i.numpy(), dim), dim)
+                np.testing.assert_array_equal(picked.squeeze(dim) if not keepdim else picked, v.numpy())
 
 
 # -- gradients -------------------------------------------------------------------------------
@@ -212,9 +245,13 @@ def test_var_grad(c, correction):
 def test_max_min_grad(x, data):
     axis = data.draw(axes_for(x.ndim))
     keepdims = data.draw(st.booleans())
-    fn = lambda v: mg.max(v * v, axis, keepdims) * mg.min(v, dim=axis, keepdim=keepdims)
+    fn = lambda v: mg.amax(v * v, axis, keepdims) * mg.amin(v, dim=axis, keepdim=keepdims)
     assert mg.gradcheck(fn, t(x))
     assert mg.gradgradcheck(fn, t(x))
+    if isinstance(axis, int):  # the (values, indices) form: a gather, differentiable twice
+        fn = lambda v: mg.max(v * v, axis, keepdims).values * mg.min(v, dim=axis, keepdim=keepdims).values
+        assert mg.gradcheck(fn, t(x))
+        assert mg.gradgradcheck(fn, t(x))
 
 
 @covers("LogSumExp", twice=True)
@@ -261,3 +298,25 @@ def test_argmax_keepdims_without_axis():
     assert out.shape == (1, 1) and out.item() == 2
     with pytest.raises(TypeError, match="argmin: axis must be an int or None"):
         x.argmin((0, 1))
+
+
+def test_std_sum_dtype_and_integer_means():
+    x = mg.tensor([1.0, 2.0, 4.0])
+    assert x.std().item() == pytest.approx(np.std([1, 2, 4], ddof=1))
+    assert x.std(correction=0).item() == pytest.approx(np.std([1, 2, 4]))
+    assert mg.gradcheck(lambda v: v.std(), mg.tensor([1.0, 2.0, 4.0], dtype=np.float64, requires_grad=True))
+    i = mg.tensor([1, 2, 3], dtype=np.int32)
+    assert i.sum().dtype == np.int64 and (i > 1).sum().dtype == np.int64  # as PyTorch
+    assert (i > 1).sum().item() == 2
+    assert i.sum(dtype=np.float64).dtype == np.float64
+    assert x.sum(dtype=np.float64).dtype == np.float64
+    with pytest.raises(TypeError, match="mean: needs a floating-point tensor"):
+        i.mean()
+    assert i.mean(dtype=np.float32).item() == 2.0
+
+
+def test_size_is_pytorchs_method():
+    x = mg.zeros(2, 3, 4)
+    assert x.size() == (2, 3, 4) and x.size(0) == 2 and x.size(-1) == 4 and x.numel() == 24
+    with pytest.raises(IndexError, match=r"size: dim 3 is out of range for a tensor of shape \(2, 3, 4\)"):
+        x.size(3)

@@ -2,13 +2,13 @@
 differences, repeated-index accumulation, views, non-contiguous inputs, and error messages."""
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from minigrad.ops import shape as shape_ops
-from minigrad.ops.shape import scatter_add
+from minigrad.ops.shape import index_put, scatter_add
 
 from .coverage import covers
 
@@ -185,7 +185,7 @@ def test_getitem_basic(a, data):
     np.testing.assert_array_equal(out.numpy(), a[index])
     assert out.shape == np.asarray(a[index]).shape
     if out.ndim:
-        assert np.shares_memory(out.data, a) or out.size == 0  # basic indexing: a view, no copy
+        assert np.shares_memory(out.data, a) or out.numel() == 0  # basic indexing: a view, no copy
     check_grads(lambda t: t[index], a)
 
 
@@ -250,6 +250,71 @@ def test_scatter_add(a, data):
     np.add.at(expected, ref, picked)
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-12)
     check_grads(lambda v: scatter_add(v, index, a.shape), picked)
+
+
+def _unique_positions(shape, ref):
+    """True when the index picks no position twice (a write's gradient is then well defined)."""
+    count = np.zeros(shape)
+    np.add.at(count, ref, 1)
+    return count.max(initial=0) <= 1
+
+
+@covers("IndexPut", twice=True)
+@given(float_arrays(min_dims=1, max_dims=3, min_side=1, max_side=3), st.data())
+def test_index_put(a, data):
+    index = data.draw(st.one_of(advanced_indices(a.shape), hnp.basic_indices(a.shape)))
+    ref = _as_numpy_index(index)
+    picked_shape = np.shape(a[ref])
+    assume(_unique_positions(a.shape, ref))
+    broadcast = data.draw(st.booleans()) and len(picked_shape) >= 1
+    v = np.random.default_rng(1).standard_normal(picked_shape[1:] if broadcast else picked_shape)
+    out = index_put(mg.from_numpy(a), index, mg.from_numpy(v))
+    expected = a.copy()
+    expected[ref] = v
+    np.testing.assert_array_equal(out.numpy(), expected)
+    check_grads(lambda t, u: index_put(t, index, u), a, v)
+
+
+def test_index_put_gradients_by_hand():
+    x = mg.tensor([1.0, 2.0, 3.0], dtype=np.float64, requires_grad=True)
+    v = mg.tensor(5.0, dtype=np.float64, requires_grad=True)
+    z = index_put(x, [0, 2], v)          # [5, 2, 5]
+    (z * mg.tensor([1.0, 10.0, 100.0], dtype=np.float64)).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 10.0, 0.0])   # overwritten: no gradient
+    assert v.grad.item() == 101.0                                      # broadcast: summed
+    with pytest.raises(ValueError, match=r"setitem: a value of shape \(3,\) cannot be written"):
+        index_put(x, [0, 2], mg.ones(3, dtype=np.float64))
+
+
+def test_integers_mixed_with_index_arrays_place_dimensions_as_pytorch():
+    a = np.arange(24.0).reshape(2, 3, 4)
+    x = leaf(a.copy())
+    out = x[0, :, [0, 2]]          # PyTorch: select dim 0 first -> (3, 4)[:, [0, 2]] -> (3, 2)
+    assert out.shape == (3, 2)     # (NumPy would give (2, 3))
+    np.testing.assert_array_equal(out.numpy(), a[0][:, [0, 2]])
+    assert x[:, 1, [0, 0, 3]].shape == (2, 3)
+    assert x[[0, 1], :, [0, 2]].shape == (2, 3)  # two arrays apart: their dimension first, as both do
+    np.testing.assert_array_equal(x[..., 2, [1, 3]].numpy(), a[..., 2, :][..., [1, 3]])
+    out.sum().backward()
+    expected = np.zeros_like(a)
+    expected[0, :, [0, 2]] = 1
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+    y = mg.zeros(2, 3, 4, dtype=np.float64)
+    y[0, :, [0, 2]] = mg.tensor(np.arange(6.0).reshape(3, 2))
+    np.testing.assert_array_equal(y.numpy()[0][:, [0, 2]], np.arange(6.0).reshape(3, 2))
+    check_grads(lambda t: t[1, :, [3, 1]], a)
+
+
+@pytest.mark.torch
+def test_mixed_indexing_matches_torch():
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(0).standard_normal((3, 4, 5, 2))
+    for index in [(0, slice(None), [0, 2]), (slice(None), 1, [0, 3], 0), (1, [0, 1], slice(None), [1, 0]),
+                  (Ellipsis, 1, [1, 0]), ([2, 0], slice(None), 3), (None, 0, slice(1, 3), [4, 4, 0])]:
+        ours = mg.from_numpy(a)[index].numpy()
+        theirs = torch.from_numpy(a)[index].numpy()
+        assert ours.shape == theirs.shape, index
+        np.testing.assert_array_equal(ours, theirs)
 
 
 def test_repeated_indices_accumulate():
@@ -527,3 +592,79 @@ def test_join_mixed_dtypes_give_grads_in_each_dtype():
     assert out.dtype == np.float64
     out.sum().backward()
     assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64
+
+
+def test_gather_matches_take_along_axis_and_scatters_its_gradient():
+    a = np.random.default_rng(0).standard_normal((3, 4, 2))
+    idx = np.array([[[0, 1], [3, 3]], [[2, 0], [1, 1]], [[3, 2], [0, 3]]])  # (3, 2, 2), along dim 1
+    x = leaf(a.copy())
+    out = x.gather(1, mg.tensor(idx))
+    np.testing.assert_array_equal(out.numpy(), np.take_along_axis(a, idx, 1))
+    out.sum().backward()
+    expected = np.zeros_like(a)
+    np.put_along_axis(expected, idx, 0, 1)
+    for i in range(3):
+        for j in range(2):
+            for k in range(2):
+                expected[i, idx[i, j, k], k] += 1
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+    check_grads(lambda t: t.gather(-1, mg.tensor(idx[:, :, :1] % 2)), a)
+    with pytest.raises(ValueError, match="gather: index must be an integer tensor with 3 dimensions"):
+        x.gather(1, mg.tensor([0, 1]))
+
+
+PAD_CASES = [(1, 2), (2, 1, 1, 2), (-1, 2), (1, -2, 0, 1), (0, 0), (3, 0, 0, 0, 1, 1)]
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("pad", PAD_CASES)
+def test_functional_pad_pytorch_convention_and_gradients(mode, pad):
+    F = mg.nn.functional
+    a = np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4) * 0.5 - 2
+    widths = [(0, 0)] * (3 - len(pad) // 2) + [(pad[k], pad[k + 1]) for k in range(len(pad) - 2, -1, -2)]
+    if mode == "reflect" and any(max(b, e) >= n for (b, e), n in zip(widths, a.shape)):
+        with pytest.raises(ValueError, match="reflect padding .* must be less than the size"):
+            F.pad(mg.from_numpy(a), pad, mode=mode)
+        return
+    out = F.pad(mg.from_numpy(a), pad, mode=mode, **({"value": 1.5} if mode == "constant" else {}))
+    assert out.shape == tuple(n + b + e for n, (b, e) in zip(a.shape, widths))
+    if all(b >= 0 and e >= 0 for b, e in widths):  # NumPy's pad is the same thing, axes in order
+        np_mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+        kw = {"constant_values": 1.5} if mode == "constant" else {}
+        np.testing.assert_array_equal(out.numpy(), np.pad(a, widths, mode=np_mode, **kw))
+    check_grads(lambda t: F.pad(t, pad, mode=mode), a)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+def test_functional_pad_matches_torch(mode):
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(0).standard_normal((2, 3, 5, 4))
+    g = np.random.default_rng(1).standard_normal
+    # (torch pads only the last 2 dimensions of a 4-D input in the non-constant modes; minigrad
+    #  pads any number of trailing dimensions in every mode)
+    for pad in [(2, 1, 1, 2), (-1, 2, 1, 0), (1, -2, 0, 1), (2, 2, 3, 1)] + [(1, 2)] * (mode == "constant"):
+        x = mg.tensor(a, requires_grad=True)
+        t = torch.tensor(a, requires_grad=True)
+        ours = mg.nn.functional.pad(x, pad, mode=mode)
+        theirs = torch.nn.functional.pad(t, pad, mode=mode)
+        np.testing.assert_array_equal(ours.numpy(), theirs.detach().numpy())
+        up = g(ours.shape)
+        ours.backward(mg.tensor(up))
+        theirs.backward(torch.tensor(up))
+        np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), atol=1e-12)
+
+
+def test_functional_pad_errors():
+    F = mg.nn.functional
+    x = mg.zeros(2, 3)
+    with pytest.raises(ValueError, match="pad must hold an even number of ints"):
+        F.pad(x, (1, 2, 3))
+    with pytest.raises(ValueError, match="at most 2 per dimension"):
+        F.pad(x, (1, 1, 1, 1, 1, 1))
+    with pytest.raises(ValueError, match="mode must be one of"):
+        F.pad(x, (1, 1), mode="mirror")
+    with pytest.raises(ValueError, match=r"cropping \(-2, -2\) removes more than the 3 elements"):
+        F.pad(x, (-2, -2))
+    with pytest.raises(ValueError, match="circular padding"):
+        F.pad(x, (4, 0), mode="circular")

@@ -173,14 +173,14 @@ def test_random_distributions_and_dtypes():
 def test_shape_ndim_size_dtype_device_is_leaf():
     x = mg.zeros(2, 3, 4, requires_grad=True)
     assert x.shape == (2, 3, 4) and x.ndim == 3 and x.dim() == 3
-    assert x.size == 24 and x.numel() == 24
+    assert x.size() == (2, 3, 4) and x.size(1) == 3 and x.size(-1) == 4 and x.numel() == 24
     assert x.dtype == np.float32
     assert x.device == "cpu" and x.device == mg.Device("cpu") and str(x.device) == "cpu"
     assert x.is_leaf and x.grad_fn is None
     y = x * 2
     assert not y.is_leaf and y.grad_fn.name == "Mul"
     s = mg.tensor(1.0)
-    assert s.shape == () and s.ndim == 0 and s.size == 1
+    assert s.shape == () and s.ndim == 0 and s.numel() == 1 and s.size() == ()
 
 
 def test_unknown_device_is_rejected():

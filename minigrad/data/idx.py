@@ -75,6 +75,37 @@ def _parse_header(f, path):
     return dtype, tuple(int(s) for s in sizes)
 
 
+# deflate cannot expand data more than about 1032:1, so a gzip file of n bytes holds at most
+# this many times n bytes: a header claiming more is lying, whatever the rest of the file says
+_MAX_DEFLATE_RATIO = 1032
+
+
+def _check_claimed_size(path, gz, ndim, shape, dtype, want):
+    """Compare the payload size the header claims with what the file can hold, before
+    allocating it (a 100-byte file claiming (2^32-1, 28, 28) must not ask for 3 TiB).  A raw
+    file's size is exact; a gzip file can hold at most _MAX_DEFLATE_RATIO times its size."""
+    size = os.path.getsize(path)
+    header = 4 + 4 * ndim
+    if not gz:
+        if size - header < want:
+            raise _truncated(path, shape, dtype, want, size - header)
+        return
+    if want > _MAX_DEFLATE_RATIO * size:
+        raise IDXError(f"read_idx: {path}: the header announces shape {shape} ({want} bytes of "
+                       f"{dtype.newbyteorder('=')}), more than a {size}-byte gzip file can hold")
+    # (below the bound the array is allocated, lazily, and the read finds any shortfall)
+
+
+def _truncated(path, shape, dtype, want, got):
+    return IDXError(f"read_idx: {path}: file is truncated: the header announces shape {shape} "
+                    f"({want} bytes of {dtype.newbyteorder('=')}), but only {got} bytes follow")
+
+
+def _trailing(path, shape, want):
+    return IDXError(f"read_idx: {path}: trailing data after the {want}-byte payload of shape "
+                    f"{shape}: the file is corrupt or not the file it claims to be")
+
+
 def idx_header(path):
     """``(dtype, shape)`` from the header of an IDX file, without reading the payload."""
     path = os.fspath(path)
@@ -109,17 +140,14 @@ def read_idx(path, expect_dtype=None, expect_ndim=None):
             if expect_ndim is not None and len(shape) != expect_ndim:
                 raise IDXError(f"read_idx: {path}: holds a {len(shape)}-d array of shape {shape}, "
                                f"expected {expect_ndim} dimensions")
+            want = int(np.prod(shape, dtype=np.uint64)) * dtype.itemsize
+            _check_claimed_size(path, gz, len(shape), shape, dtype, want)
             out = np.empty(shape, dtype=dtype)
-            want = out.nbytes
             got = _read_into(f, memoryview(out).cast("B")) if want else 0
             if got != want:
-                raise IDXError(f"read_idx: {path}: file is truncated: the header announces shape "
-                               f"{shape} ({want} bytes of {dtype.newbyteorder('=')}), "
-                               f"but only {got} bytes follow")
-            extra = f.read(1)
-            if extra:
-                raise IDXError(f"read_idx: {path}: trailing data after the {want}-byte payload of "
-                               f"shape {shape}: the file is corrupt or not the file it claims to be")
+                raise _truncated(path, shape, dtype, want, got)
+            if f.read(1):
+                raise _trailing(path, shape, want)
     except IDXError:
         raise
     except FileNotFoundError:

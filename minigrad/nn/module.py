@@ -216,7 +216,7 @@ class Module:
 
     def num_parameters(self, trainable_only=False):
         """The number of scalar parameters (shared ones counted once)."""
-        return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     def get_submodule(self, target):
         mod = self
@@ -396,7 +396,7 @@ class Module:
         return ""
 
     def _repr_lines(self):
-        own = sum(p.size for p in self.parameters())
+        own = sum(p.numel() for p in self.parameters())
         children = list(self._modules.items())
         head = type(self).__name__ + "(" + self.extra_repr()
         if not children:
@@ -417,7 +417,7 @@ class Module:
 
     def __repr__(self):
         lines, total = self._repr_lines()
-        trainable = sum(p.size for p in self.parameters() if p.requires_grad)
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         if total:
             note = f"  # total: {_count(total)} params"
             if trainable != total:

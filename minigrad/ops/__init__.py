@@ -5,17 +5,20 @@ methods and operators, so ``x.exp()``, ``x + y`` and ``ops.exp(x)`` are the same
 from ..autograd import REGISTRY, Function  # noqa: F401
 from ..tensor import Tensor
 from .elementwise import (  # noqa: F401
-    abs, add, astype, clip, cos, div, eq, exp, ge, gt, le, lift, log, lt, maximum, minimum,
-    mul, ne, neg, pow, radd, rdiv, rmul, rpow, rsub, sign, sin, sqrt, sub, to_device, where,
+    abs, add, allclose, astype, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, clip, clone, cos,
+    div, eq, exp, floor_divide, ge, gt, isclose, le, lift, log, lt, masked_fill, maximum, minimum,
+    mul, ne, neg, one_hot, pow,
+    promote_types, radd, rdiv, result_type, rfloordiv, rmul, rpow, rsub, sign, sin, sqrt, sub,
+    to_device, where,
 )
 from .reduce import (  # noqa: F401
-    argmax, argmin, logsumexp, max, mean, min, normalize_axis, sum, var,
+    amax, amin, argmax, argmin, logsumexp, max, mean, min, normalize_axis, std, sum, var,
 )
 from .matmul import linear, matmul, rmatmul  # noqa: F401
 from .activation import (  # noqa: F401
     leaky_relu, log_softmax, relu, sigmoid, softmax, tanh,
 )
-from .shape import broadcast_to, expand, reshape, sum_to, view  # noqa: F401
+from .shape import broadcast_to, expand, index_put, reshape, sum_to, view  # noqa: F401
 from .conv import conv2d  # noqa: F401
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d  # noqa: F401
 from .norm import batch_norm  # noqa: F401
@@ -23,7 +26,7 @@ from .loss import (  # noqa: F401
     binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss,
 )
 from .shape import (  # noqa: F401
-    _T, cat, concatenate, flatten, getitem, pad, permute, split, squeeze, stack, transpose,
+    _T, cat, concatenate, flatten, gather, getitem, pad, permute, split, squeeze, stack, transpose,
     unsqueeze,
 )
 
@@ -35,12 +38,17 @@ Tensor.__truediv__, Tensor.__rtruediv__ = div, rdiv
 Tensor.__neg__ = neg
 Tensor.__pow__, Tensor.__rpow__ = pow, rpow
 Tensor.__abs__ = abs
+Tensor.__floordiv__, Tensor.__rfloordiv__ = floor_divide, rfloordiv
+Tensor.__and__ = Tensor.__rand__ = bitwise_and
+Tensor.__or__ = Tensor.__ror__ = bitwise_or
+Tensor.__xor__ = Tensor.__rxor__ = bitwise_xor
+Tensor.__invert__ = bitwise_not
 Tensor.__eq__, Tensor.__ne__ = eq, ne
 Tensor.__lt__, Tensor.__le__, Tensor.__gt__, Tensor.__ge__ = lt, le, gt, ge
 Tensor.__hash__ = lambda self: id(self)  # defining __eq__ removes the default hash
 
 # -- methods --------------------------------------------------------------------------------
-for _name in ("add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "sign",
+for _name in ("add", "sub", "mul", "div", "floor_divide", "neg", "pow", "exp", "log", "sqrt", "abs", "sign",
               "sin", "cos", "clip", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
               "sum", "mean", "reshape", "view", "expand", "broadcast_to", "sum_to"):
     setattr(Tensor, _name, globals()[_name])
@@ -55,7 +63,42 @@ Tensor.swapaxes = transpose
 Tensor.T = property(_T)
 
 # -- reduction, matmul and activation methods (reduce.py, matmul.py, activation.py) ---------
-for _name in ("var", "max", "min", "argmax", "argmin", "logsumexp", "matmul",
+for _name in ("var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "logsumexp", "matmul",
+              "clone", "gather", "isclose", "allclose",
               "relu", "sigmoid", "tanh", "softmax", "log_softmax"):
     setattr(Tensor, _name, globals()[_name])
 Tensor.__matmul__, Tensor.__rmatmul__ = matmul, rmatmul
+
+# -- in-place methods (tensor.py: Tensor._inplace) ------------------------------------------------
+# x.mul_(y) stores mul(x, y) in x's memory; while gradients are recorded the write goes on the
+# tape.  needs_old: the op's backward reads its input's values, which the write overwrites.
+
+
+def _inplace_method(name, fn, needs_old):
+    def method(self, *args, **kwargs):
+        return self._inplace(name, lambda t: fn(t, *args, **kwargs), args + tuple(kwargs.values()),
+                             needs_old)
+
+    method.__name__ = name
+    method.__doc__ = f"In place: ``x.{name}(...)`` stores ``{fn.__name__}(x, ...)`` in x's memory."
+    return method
+
+
+def _add_scaled(x, other, alpha=1):
+    return add(x, other if alpha == 1 else other * alpha)
+
+
+def _sub_scaled(x, other, alpha=1):
+    return sub(x, other if alpha == 1 else other * alpha)
+
+
+for _name, _fn, _needs_old in (
+        ("add_", _add_scaled, False), ("sub_", _sub_scaled, False), ("mul_", mul, True),
+        ("div_", div, True), ("pow_", pow, True), ("neg_", neg, False), ("exp_", exp, False),
+        ("log_", log, True), ("sqrt_", sqrt, False), ("abs_", abs, True), ("sin_", sin, True),
+        ("cos_", cos, True), ("clamp_", clip, False), ("clip_", clip, False), ("relu_", relu, False),
+        ("sigmoid_", sigmoid, False), ("tanh_", tanh, False), ("masked_fill_", masked_fill, False)):
+    setattr(Tensor, _name, _inplace_method(_name, _fn, _needs_old))
+Tensor.__iadd__, Tensor.__isub__ = Tensor.add_, Tensor.sub_
+Tensor.__imul__, Tensor.__itruediv__ = Tensor.mul_, Tensor.div_
+Tensor.masked_fill = masked_fill

@@ -44,6 +44,50 @@ def _binary_shape_check(name, x, y):
         ) from None
 
 
+# -- dtype promotion (PyTorch's rules; docs/differences.md) ----------------------------------
+#
+# Kinds rank bool < integer < floating.  A dimensioned tensor decides the result dtype; a 0-d
+# tensor or a Python number (``lift`` makes it a 0-d tensor) only matters when its kind is
+# higher, so int_tensor * 0.5 is float32 (the default dtype, where NumPy gives float64),
+# float32_tensor * float64_scalar_tensor stays float32, and int32 + int64 0-d stays int32.
+
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+
+
+def promote_types(a, b):
+    """The dtype two tensors of dtypes a and b combine into: the higher kind wins (int32 and
+    float16 give float16), within a kind the wider type (NumPy's rule there)."""
+    a, b = np.dtype(a), np.dtype(b)
+    if a == b:
+        return a
+    ra, rb = _KIND_RANK[a.kind], _KIND_RANK[b.kind]
+    if ra != rb:
+        return a if ra > rb else b
+    return np.promote_types(a, b)
+
+
+def result_type(x, y):
+    """PyTorch's result dtype of a binary op on tensors x and y (0-d ones count for less)."""
+    if x.dtype == y.dtype:
+        return x.dtype
+    if bool(x.ndim) != bool(y.ndim):
+        big, small = (x.dtype, y.dtype) if x.ndim else (y.dtype, x.dtype)
+        if _KIND_RANK[small.kind] <= _KIND_RANK[big.kind]:
+            return big
+    return promote_types(x.dtype, y.dtype)
+
+
+def _common(x, y):
+    """x and y cast (on the tape) to their result dtype."""
+    dtype = result_type(x, y)
+    return (x if x.dtype == dtype else astype(x, dtype)), (y if y.dtype == dtype else astype(y, dtype))
+
+
+def _floating(x):
+    """x itself when floating, else cast to the default dtype (exp of an int tensor is float32)."""
+    return x if x.dtype.kind in "fc" else astype(x, backend.get_default_dtype())
+
+
 class _Binary(Function):
     """Shared forward guard for broadcasting binary ops: a clear error instead of NumPy's."""
 
@@ -120,11 +164,14 @@ class Neg(Function):
 
 @register
 class PowScalar(Function):
-    """z = x ** p (p a constant)        dL/dx = g * p * x ** (p - 1)"""
+    """z = x ** p (p a constant)        dL/dx = g * p * x ** (p - 1),  and 0 when p = 0
+
+    (As in PyTorch: at x = 0 this is inf for 0 < p < 1; for p = 0 it is 0, not 0 * inf.)"""
 
     def forward(self, x, p):
         self.p = p
-        return x ** p
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return x ** p
 
     def backward(self, g):
         (x,) = self.saved_tensors
@@ -135,30 +182,47 @@ class PowScalar(Function):
 
 @register
 class RPowScalar(Function):
-    """z = a ** x (a a positive constant)     dL/dx = g * z * ln(a)"""
+    """z = a ** x (a a constant; NaN where a < 0 and x is not an integer)
+
+    dL/dx = g * z * ln(a),  and 0 where a = 0 and x >= 0 (PyTorch's convention for 0 ** x)"""
 
     def forward(self, x, a):
-        self.log_a = float(np.log(a))
-        return a ** x
+        self.a = a
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return x.dtype.type(a) ** x
 
     def backward(self, g):
-        return g * self.saved_output * self.log_a
+        z = self.saved_output
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_a = float(np.log(self.a)) if self.a >= 0 else float("nan")
+        if self.a == 0:
+            (x,) = self.saved_tensors
+            return where(x >= 0, lift(0, g), g * z * log_a)
+        return g * z * log_a
 
 
 @register
 class Pow(_Binary):
-    """z = x ** y (both tensors, x > 0 where y is differentiated)
+    """z = x ** y (both tensors)
 
-    dL/dx = g * y * x ** (y - 1),   dL/dy = g * z * ln(x)"""
+    dL/dx = g * y * x ** (y - 1)   (0 where y = 0)
+    dL/dy = g * z * ln(x)          (0 where x = 0 and y >= 0: the limit of x^y ln x)
+
+    The two conventions are PyTorch's; without them 0 ** y would give 0 * inf = NaN."""
 
     def compute(self, x, y):
-        return x ** y
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return x ** y
 
     def backward(self, g):
         x, y = self.saved_tensors
-        z = self.saved_output
-        gy = g * z * log(x) if y.requires_grad else None
-        return g * y * x ** (y - 1), gy
+        zero = lift(0, g)
+        gx = where(y == 0, zero, g * y * x ** (y - 1)) if x.requires_grad else None
+        gy = None
+        if y.requires_grad:
+            with np.errstate(divide="ignore", invalid="ignore"):  # log 0: masked by the where
+                gy = where((x == 0) & (y >= 0), zero, g * self.saved_output * log(x))
+        return gx, gy
 
 
 @register
@@ -207,13 +271,38 @@ class Abs(Function):
         return g * sign(x)
 
 
+@register
 class Sign(Function):
-    """z = sign(x): piecewise constant, so it passes no gradient (derivative 0 a.e.)."""
-
-    differentiable = False
+    """z = sign(x)      dL/dx = 0   (piecewise constant; PyTorch also gives zeros, not an error)"""
 
     def forward(self, x):
         return backend.array_module(x).sign(x)
+
+    def backward(self, g):
+        return g * 0
+
+
+@register
+class DivRounded(_Binary):
+    """z = floor(x / y) ("floor", Python's //) or trunc(x / y) ("trunc")
+
+    dL/dx = dL/dy = 0: piecewise constant in x and y (PyTorch's div with a rounding_mode)."""
+
+    def forward(self, x, y, mode):
+        self.mode = mode
+        return super().forward(x, y)
+
+    def compute(self, x, y):
+        xp = backend.array_module(x)
+        if x.dtype.kind in "iu" and self.mode == "floor":
+            return xp.floor_divide(x, y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = x / y
+        q = xp.floor(q) if self.mode == "floor" else xp.trunc(q)
+        return q.astype(x.dtype, copy=False)
+
+    def backward(self, g):
+        return g * 0, g * 0
 
 
 # -- trigonometry -------------------------------------------------------------------------
@@ -334,6 +423,17 @@ class Cast(Function):
         return g
 
 
+@register
+class Clone(Function):
+    """z = a copy of x in new memory        dL/dx = g"""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, g):
+        return g
+
+
 class ToDevice(Function):
     """z = x copied to another device        dL/dx = g copied back to x's device
 
@@ -385,14 +485,51 @@ class Ge(_Compare):
     compute = staticmethod(lambda x, y: x >= y)
 
 
+# -- bitwise / logical (not differentiable: bool and integer tensors) ----------------------
+
+
+class _Bitwise(_Compare):
+    def forward(self, x, y):
+        if x.dtype.kind not in "biu" or y.dtype.kind not in "biu":
+            raise TypeError(f"{self.op}: needs bool or integer tensors, got {x.dtype} and {y.dtype}")
+        return super().forward(x, y)
+
+
+class BitwiseAnd(_Bitwise):
+    op = "bitwise_and"
+    compute = staticmethod(lambda x, y: x & y)
+
+
+class BitwiseOr(_Bitwise):
+    op = "bitwise_or"
+    compute = staticmethod(lambda x, y: x | y)
+
+
+class BitwiseXor(_Bitwise):
+    op = "bitwise_xor"
+    compute = staticmethod(lambda x, y: x ^ y)
+
+
+class BitwiseNot(Function):
+    differentiable = False
+
+    def forward(self, x):
+        if x.dtype.kind not in "biu":
+            raise TypeError(f"bitwise_not: needs a bool or integer tensor, got {x.dtype}")
+        return ~x
+
+
 # -- functional forms ---------------------------------------------------------------------
 
 
-def _binary(fn):
+def _binary(fn, true_division=False):
     def op(x, y):
         if not isinstance(x, Tensor):
             x = lift(x, y)
-        return fn.apply(x, lift(y, x))
+        x, y = _common(x, lift(y, x))
+        if true_division and x.dtype.kind in "biu":  # int / int is a float, as in Python
+            x, y = _floating(x), _floating(y)
+        return fn.apply(x, y)
 
     op.__name__ = fn.__name__.lower()
     op.__doc__ = fn.__doc__
@@ -400,31 +537,66 @@ def _binary(fn):
 
 
 def _reflected(fn):
+    forward = _binary(fn, true_division=fn is Div)
+
     def op(x, y):
-        return fn.apply(lift(y, x), x)
+        return forward(lift(y, x), x)
 
     op.__name__ = "r" + fn.__name__.lower()
     return op
 
 
-add, sub, mul, div = _binary(Add), _binary(Sub), _binary(Mul), _binary(Div)
+add, sub, mul = _binary(Add), _binary(Sub), _binary(Mul)
 radd, rsub, rmul, rdiv = _reflected(Add), _reflected(Sub), _reflected(Mul), _reflected(Div)
 maximum, minimum = _binary(Maximum), _binary(Minimum)
 eq, ne, lt, le, gt, ge = (_binary(c) for c in (Eq, Ne, Lt, Le, Gt, Ge))
+_true_div = _binary(Div, true_division=True)
+bitwise_and, bitwise_or, bitwise_xor = _binary(BitwiseAnd), _binary(BitwiseOr), _binary(BitwiseXor)
+
+
+def bitwise_not(x):
+    """~x: logical not of a bool tensor, bitwise not of an integer one."""
+    return BitwiseNot.apply(x)
+
+
+def div(x, y, rounding_mode=None):
+    """x / y (true division: integers give the default float dtype), or with
+    ``rounding_mode="floor"`` / ``"trunc"`` the quotient rounded down / toward zero, keeping
+    an integer dtype (PyTorch's div; ``x // y`` is the floor mode)."""
+    if rounding_mode is None:
+        return _true_div(x, y)
+    if rounding_mode not in ("floor", "trunc"):
+        raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
+    if not isinstance(x, Tensor):
+        x = lift(x, y)
+    x, y = _common(x, lift(y, x))
+    return DivRounded.apply(x, y, mode=rounding_mode)
+
+
+def floor_divide(x, y):
+    """x // y: the quotient rounded toward minus infinity (div with rounding_mode="floor")."""
+    return div(x, y, rounding_mode="floor")
+
+
+def rfloordiv(x, y):
+    return floor_divide(lift(y, x), x)
 
 
 def pow(x, y):
-    """x ** y for tensor ** number, number ** tensor, or tensor ** tensor."""
-    if isinstance(x, Tensor) and not isinstance(y, Tensor):
-        if isinstance(y, (numbers.Number, np.generic)):
-            return PowScalar.apply(x, p=y)
-        y = lift(y, x)
+    """x ** y for tensor ** number, number ** tensor, or tensor ** tensor (PyTorch's dtypes:
+    an int tensor ** 0.5 or 0.7 ** an int tensor is float32; NaN where a negative base meets
+    a non-integer exponent)."""
+    if isinstance(x, Tensor) and isinstance(y, (numbers.Number, np.generic)) and not isinstance(y, bool):
+        if x.dtype.kind in "biu" and not isinstance(y, numbers.Integral):
+            x = _floating(x)
+        return PowScalar.apply(x, p=y)
+    if not isinstance(x, Tensor) and isinstance(x, (numbers.Number, np.generic)) and not isinstance(x, bool):
+        if y.dtype.kind in "biu" and not isinstance(x, numbers.Integral):
+            y = _floating(y)
+        return RPowScalar.apply(y, a=x)
     if not isinstance(x, Tensor):
-        if isinstance(x, (numbers.Number, np.generic)):
-            if x <= 0:
-                raise ValueError(f"pow: base {x} ** tensor is only differentiable for a positive base")
-            return RPowScalar.apply(y, a=x)
         x = lift(x, y)
+    x, y = _common(x, lift(y, x))
     return Pow.apply(x, y)
 
 
@@ -432,16 +604,17 @@ def rpow(x, base):
     return pow(base, x)
 
 
-def _unary(fn):
+def _unary(fn, floating=False):
     def op(x):
-        return fn.apply(x)
+        return fn.apply(_floating(x) if floating else x)
 
     op.__name__ = fn.__name__.lower()
     op.__doc__ = fn.__doc__
     return op
 
 
-neg, exp, log, sqrt, abs, sign, sin, cos = (_unary(f) for f in (Neg, Exp, Log, Sqrt, Abs, Sign, Sin, Cos))
+neg, abs, sign = _unary(Neg), _unary(Abs), _unary(Sign)
+exp, log, sqrt, sin, cos = (_unary(f, floating=True) for f in (Exp, Log, Sqrt, Sin, Cos))
 
 
 def clip(x, min=None, max=None):
@@ -455,9 +628,72 @@ def where(cond, x, y):
     """x where cond is True, else y (numbers are allowed for x or y)."""
     if not isinstance(x, Tensor):
         x = lift(x, y) if isinstance(y, Tensor) else Tensor(x)
-    y = lift(y, x)
+    x, y = _common(x, lift(y, x))
     cond = cond if isinstance(cond, Tensor) else Tensor._wrap(backend.array_module(x.data).asarray(cond))
     return Where.apply(cond, x, y)
+
+
+def masked_fill(x, mask, value):
+    """x with ``value`` wherever the bool ``mask`` (broadcast to x's shape) is True.
+
+    The gradient reaches x where the mask is False, and a tensor ``value`` where it is True."""
+    if not isinstance(mask, Tensor):
+        mask = Tensor._wrap(backend.array_module(x.data).asarray(mask))
+    if mask.dtype != bool:
+        raise TypeError(f"masked_fill: the mask must be a bool tensor, got dtype {mask.dtype}")
+    try:
+        np.broadcast_shapes(mask.shape, x.shape)
+        if np.broadcast_shapes(mask.shape, x.shape) != x.shape:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"masked_fill: a mask of shape {mask.shape} does not broadcast to the "
+                         f"tensor's shape {x.shape}") from None
+    value = lift(value, x)
+    if value.ndim:
+        raise ValueError(f"masked_fill: value must be a number or a 0-d tensor, got shape {value.shape}")
+    return Where.apply(mask, value.astype(x.dtype) if value.dtype != x.dtype else value, x)
+
+
+def clone(x):
+    """A copy with its own memory that stays on the tape (gradients flow through it)."""
+    return Clone.apply(x)
+
+
+def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    """Elementwise |a - b| <= atol + rtol * |b| (a bool tensor; NaN equals NaN only with
+    ``equal_nan``).  Not differentiable."""
+    if not isinstance(a, Tensor):
+        a = lift(a, b)
+    a, b = _common(a, lift(b, a))
+    if a.device != b.device:
+        raise RuntimeError(f"isclose: tensors on different devices ({a.device}, {b.device})")
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        _binary_shape_check("isclose", a, b)
+    xp = backend.array_module(a.data)
+    return Tensor._wrap(xp.asarray(xp.isclose(a.data, b.data, rtol=rtol, atol=atol, equal_nan=equal_nan)))
+
+
+def allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
+    """True when ``isclose`` holds everywhere (a Python bool)."""
+    return bool(isclose(a, b, rtol, atol, equal_nan).data.all())
+
+
+def one_hot(labels, num_classes=-1):
+    """Integer labels of any shape -> int64 one-hot vectors along a new last axis of length
+    ``num_classes`` (default: the largest label + 1)."""
+    if not isinstance(labels, Tensor) or labels.dtype.kind not in "iu":
+        raise TypeError("one_hot: expected an integer tensor of class labels, got "
+                        f"{getattr(labels, 'dtype', type(labels).__name__)}")
+    xp = backend.array_module(labels.data)
+    lo = int(labels.data.min()) if labels.numel() else 0
+    hi = int(labels.data.max()) if labels.numel() else -1
+    if num_classes == -1:
+        num_classes = hi + 1
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"one_hot: labels must lie in [0, {num_classes}), got values from {lo} to {hi}")
+    return Tensor._wrap((labels.data[..., None] == xp.arange(num_classes)).astype(np.int64))
 
 
 def astype(x, dtype):

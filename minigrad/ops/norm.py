@@ -109,7 +109,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         raise ValueError(f"{op}: give both running_mean and running_var, or neither")
     if not training and running_mean is None:
         raise ValueError(f"{op}: eval mode (training=False) needs running_mean and running_var")
-    if training and x.size // max(c, 1) <= 1:
+    if training and x.numel() // max(c, 1) <= 1:
         raise ValueError(f"{op}: expected more than 1 value per channel when training, got input of shape {x.shape}")
     if isinstance(running_mean, Tensor) is False and running_mean is not None:
         raise TypeError(f"{op}: running_mean and running_var must be tensors")

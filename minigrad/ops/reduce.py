@@ -7,6 +7,7 @@ gradient broadcasts against the input.  Derivations: docs/derivations/reduce.md.
 """
 import builtins
 import warnings
+from collections import namedtuple
 
 import numpy as np
 
@@ -161,9 +162,9 @@ class _ArgExtreme(Function):
     differentiable = False
 
     def forward(self, x, axis, keepdims):
-        if x.size == 0:
+        if x.shape[axis] == 0 if axis is not None else x.size == 0:
             raise ValueError(f"{self.name.lower()}: cannot take the {self.name[3:].lower()} of an "
-                             f"empty tensor (shape {x.shape})")
+                             f"empty tensor (shape {x.shape}{'' if axis is None else f', axis {axis}'})")
         return self.reduce(x, axis=axis, keepdims=keepdims).astype(np.int64, copy=False)
 
 
@@ -203,17 +204,34 @@ class LogSumExp(Function):
 # -- functional forms ---------------------------------------------------------------------
 
 
-def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    """Sum over ``axis`` (int, tuple, or None for all)."""
+def _accumulation_dtype(x, dtype, op):
+    """x cast for a sum: to ``dtype`` when given; bool and small integers sum in int64 (PyTorch)."""
+    if dtype is not None:
+        return astype(x, dtype)
+    if x.dtype.kind == "b" or (x.dtype.kind in "iu" and x.dtype.itemsize < 8):
+        return astype(x, np.int64)
+    return x
+
+
+def sum(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None):
+    """Sum over ``axis`` (int, tuple, or None for all).  ``dtype``: cast first (bool and
+    integer tensors sum in int64 unless told otherwise, as in PyTorch)."""
     if dim is not None or keepdim is not None:
         axis, keepdims = _resolve("sum", axis, dim, keepdims, keepdim)
+    x = _accumulation_dtype(x, dtype, "sum")
     return Sum.apply(x, axes=normalize_axis(axis, x.ndim, "sum"), keepdims=keepdims)
 
 
-def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    """Arithmetic mean over ``axis`` (int, tuple, or None for all)."""
+def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None, dtype=None):
+    """Arithmetic mean over ``axis`` (int, tuple, or None for all).  Integer tensors need a
+    floating ``dtype`` (as in PyTorch: the mean of integers is not an integer)."""
     if dim is not None or keepdim is not None:
         axis, keepdims = _resolve("mean", axis, dim, keepdims, keepdim)
+    if dtype is not None:
+        x = astype(x, dtype)
+    if x.dtype.kind not in "fc":
+        raise TypeError(f"mean: needs a floating-point tensor, got dtype {x.dtype}; pass "
+                        "dtype=minigrad.float32 or convert with .float() first")
     return Mean.apply(x, axes=normalize_axis(axis, x.ndim, "mean"), keepdims=keepdims)
 
 
@@ -229,16 +247,57 @@ def var(x, axis=None, correction=1, keepdims=False, *, dim=None, keepdim=None, u
     return Var.apply(x, axes=normalize_axis(axis, x.ndim, "var"), correction=correction, keepdims=keepdims)
 
 
+def std(x, axis=None, correction=1, keepdims=False, *, dim=None, keepdim=None, unbiased=None):
+    """Standard deviation: sqrt(var(x, ...)) with the same arguments (unbiased by default)."""
+    return sqrt(var(x, axis, correction, keepdims, dim=dim, keepdim=keepdim, unbiased=unbiased))
+
+
+def amax(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Largest value over ``axis`` (an int, a tuple or None); ties share the gradient evenly."""
+    axis, keepdims = _resolve("amax", axis, dim, keepdims, keepdim)
+    return Max.apply(x, axes=normalize_axis(axis, x.ndim, "amax"), keepdims=keepdims)
+
+
+def amin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Smallest value over ``axis`` (an int, a tuple or None); ties share the gradient evenly."""
+    axis, keepdims = _resolve("amin", axis, dim, keepdims, keepdim)
+    return Min.apply(x, axes=normalize_axis(axis, x.ndim, "amin"), keepdims=keepdims)
+
+
+MaxMin = namedtuple("MaxMin", ["values", "indices"])
+
+
+def _extreme(op, reduce, pick, elementwise, x, axis, keepdims, dim, keepdim):
+    """PyTorch's max/min: over everything (a value; ties share the gradient), along one
+    ``dim`` (``(values, indices)``; the gradient goes to the returned index, the first extreme),
+    or against another tensor (the elementwise maximum/minimum)."""
+    if isinstance(axis, Tensor):
+        if dim is not None or keepdims or keepdim is not None:
+            raise TypeError(f"{op}(x, other) is elementwise: it takes no dim/keepdim")
+        return elementwise(x, axis)
+    axis, keepdims = _resolve(op, axis, dim, keepdims, keepdim)
+    if axis is None or isinstance(axis, (tuple, list)):
+        return reduce(x, axis, keepdims)
+    (a,) = normalize_axis(axis, x.ndim, op) or (0,)
+    if x.ndim and x.shape[a] == 0:
+        raise ValueError(f"{op}: cannot reduce over an empty axis (shape {x.shape}, axis {a})")
+    indices = pick(x, axis, keepdims=True)
+    values = gather(x, axis, indices)
+    if not keepdims:
+        values, indices = squeeze(values, axis), squeeze(indices, axis)
+    return MaxMin(values, indices)
+
+
 def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    """Largest value over ``axis`` (values only, like numpy.amax); ties share the gradient."""
-    axis, keepdims = _resolve("max", axis, dim, keepdims, keepdim)
-    return Max.apply(x, axes=normalize_axis(axis, x.ndim, "max"), keepdims=keepdims)
+    """``max(x)``: the largest value.  ``max(x, dim)``: ``(values, indices)`` along ``dim``,
+    as PyTorch (a tuple of dims gives the values only, as amax).  ``max(x, other)``: the
+    elementwise maximum."""
+    return _extreme("max", amax, argmax, maximum, x, axis, keepdims, dim, keepdim)
 
 
 def min(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
-    """Smallest value over ``axis`` (values only, like numpy.amin); ties share the gradient."""
-    axis, keepdims = _resolve("min", axis, dim, keepdims, keepdim)
-    return Min.apply(x, axes=normalize_axis(axis, x.ndim, "min"), keepdims=keepdims)
+    """``min(x)``, ``min(x, dim)`` -> ``(values, indices)``, ``min(x, other)``: as ``max``."""
+    return _extreme("min", amin, argmin, minimum, x, axis, keepdims, dim, keepdim)
 
 
 def _arg(fn, op, x, axis, keepdims, dim, keepdim):
@@ -268,4 +327,5 @@ def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     return LogSumExp.apply(x, axes=normalize_axis(axis, x.ndim, "logsumexp"), keepdims=keepdims)
 
 
-from .elementwise import exp  # noqa: E402
+from .elementwise import astype, exp, maximum, minimum, sqrt  # noqa: E402
+from .shape import gather, squeeze  # noqa: E402

@@ -13,6 +13,7 @@ Forward paths return NumPy views wherever NumPy does (reshape of a contiguous ar
 transpose, basic slicing), so they cost no copy.  Derivations: docs/derivations/shape.md.
 """
 import numbers
+from builtins import max as builtins_max
 
 import numpy as np
 
@@ -136,24 +137,33 @@ class Permute(Function):
 # -- indexing -------------------------------------------------------------------------------
 
 
+def _select(a, stages):
+    """``a[stage_0][stage_1]...``: every stage but the last is basic indexing (a view)."""
+    for index in stages:
+        a = a[index]
+    return a
+
+
 @register
 class Getitem(Function):
-    """z = x[index]  (basic or advanced NumPy indexing)
+    """z = x[index]  (basic or advanced indexing, PyTorch's placement of dimensions)
 
     dL/dx = scatter_add(g, index, x.shape): a zero tensor of x's shape with g added at the
-    picked positions; a position picked k times receives the sum of its k gradients."""
+    picked positions; a position picked k times receives the sum of its k gradients.
+
+    ``stages`` is the index as NumPy index tuples applied in turn (see ``_index_stages``)."""
 
     returns_view = True
 
-    def forward(self, x, index, advanced):
-        self.in_shape, self.index, self.advanced = x.shape, index, advanced
+    def forward(self, x, stages, advanced):
+        self.in_shape, self.stages, self.advanced = x.shape, stages, advanced
         try:
-            return x[index]
+            return _select(x, stages)
         except IndexError as e:
             raise IndexError(f"getitem: {e} (tensor of shape {x.shape})") from None
 
     def backward(self, g):
-        return ScatterAdd.apply(g, index=self.index, shape=self.in_shape, advanced=self.advanced)
+        return ScatterAdd.apply(g, stages=self.stages, shape=self.in_shape, advanced=self.advanced)
 
 
 @register
@@ -162,20 +172,49 @@ class ScatterAdd(Function):
 
     The adjoint of Getitem, and so its backward:      dL/dg = gz[index]  (a gather)."""
 
-    def forward(self, g, index, shape, advanced):
-        self.index, self.advanced = index, advanced
+    def forward(self, g, stages, shape, advanced):
+        self.stages, self.advanced = stages, advanced
         xp = backend.array_module(g)
         z = xp.zeros(shape, dtype=g.dtype)
+        target = _select(z, stages[:-1])
         if advanced:
             # integer arrays may repeat a position: `z[index] += g` would keep only one of them
-            xp.add.at(z, index, g)
+            xp.add.at(target, stages[-1], g)
         else:
             # slices, ints, None, Ellipsis and boolean masks never repeat a position
-            z[index] = g
+            target[stages[-1]] = g
         return z
 
     def backward(self, gz):
-        return Getitem.apply(gz, index=self.index, advanced=self.advanced)
+        return Getitem.apply(gz, stages=self.stages, advanced=self.advanced)
+
+
+@register
+class IndexPut(Function):
+    """z = x with z[index] = v  (v broadcast to the shape of x[index]; ``x[index] = v`` on the
+    tape, which is how an in-place write of a value that carries a gradient is recorded)
+
+    dL/dx = g with the written positions set to 0  (their old values were overwritten)
+    dL/dv = g[index]   (summed back to v's shape by the engine where v was broadcast)
+
+    With an index array that repeats a position, the last write wins in the forward, while
+    every repeat receives g in the backward (as in PyTorch's index_put_)."""
+
+    def forward(self, x, v, stages, advanced):
+        self.stages, self.advanced = stages, advanced
+        z = x.copy()
+        try:
+            _select(z, stages[:-1])[stages[-1]] = v
+        except ValueError:
+            picked = _select(x, stages).shape
+            raise ValueError(f"setitem: a value of shape {v.shape} cannot be written into the "
+                             f"{picked} elements picked from a tensor of shape {x.shape}") from None
+        return z
+
+    def backward(self, g):
+        zero = Tensor._wrap(backend.array_module(g.data).zeros((), dtype=g.dtype))
+        gx = IndexPut.apply(g, zero, stages=self.stages, advanced=self.advanced)
+        return gx, Getitem.apply(g, stages=self.stages, advanced=self.advanced)
 
 
 # -- joining and padding ----------------------------------------------------------------------
@@ -196,7 +235,7 @@ class Concatenate(Function):
         lead = (slice(None),) * self.axis
         grads, start = [], 0
         for n in self.sizes:
-            grads.append(Getitem.apply(g, index=lead + (slice(start, start + n),), advanced=False))
+            grads.append(_slice(g, lead + (slice(start, start + n),)))
             start += n
         return tuple(grads)
 
@@ -213,7 +252,7 @@ class Stack(Function):
 
     def backward(self, g):
         lead = (slice(None),) * self.axis
-        return tuple(Getitem.apply(g, index=lead + (k,), advanced=False) for k in range(g.shape[self.axis]))
+        return tuple(_slice(g, lead + (k,)) for k in range(g.shape[self.axis]))
 
 
 @register
@@ -227,7 +266,7 @@ class Pad(Function):
         return backend.array_module(x).pad(x, pad_width, mode="constant", constant_values=value)
 
     def backward(self, g):
-        return Getitem.apply(g, index=self.index, advanced=False)
+        return _slice(g, self.index)
 
 
 # -- functional forms -------------------------------------------------------------------------
@@ -399,33 +438,95 @@ def _check_bounds(shape, index):
         axis += 1
 
 
-def getitem(x, index):
-    """``x[index]`` with NumPy's rules: ints, slices (any step), None, Ellipsis (basic
-    indexing, a view), and integer / boolean arrays, lists or tensors (advanced indexing, a
-    copy).  The gradient is scattered back with accumulation over repeated indices."""
-    xp = backend.array_module(x.data)
+def _is_int(i):
+    return isinstance(i, numbers.Integral) and not isinstance(i, (bool, np.bool_))
+
+
+def _index_stages(shape, index, xp, op):
+    """Normalize an index; return ``(stages, advanced)`` for Getitem/ScatterAdd/IndexPut.
+
+    PyTorch applies integer indices first (each selects and drops a dimension) and index
+    arrays to what is left; NumPy counts an integer next to an index array as an advanced
+    index too, which can move the picked dimensions to the front: for ``a`` of shape
+    (2, 3, 4), ``a[0, :, [0, 2]]`` is (2, 3) in NumPy and (3, 2) in PyTorch.  So when an index
+    mixes integers and arrays it becomes two stages, ``a[0, :, :][:, [0, 2]]``: PyTorch's result."""
     items = index if isinstance(index, tuple) else (index,)
-    advanced = False
-    normalized = []
+    normalized, advanced = [], False
     for i in items:
-        item, is_int_array = _index_item(i, xp, "getitem")
+        item, is_int_array = _index_item(i, xp, op)
         advanced |= is_int_array
         normalized.append(item)
     if advanced and xp is not np:
-        _check_bounds(x.shape, normalized)
-    return Getitem.apply(x, index=tuple(normalized), advanced=advanced)
+        _check_bounds(shape, normalized)
+    arrays = [i for i in normalized if hasattr(i, "ndim")]
+    if not arrays or not any(_is_int(i) for i in normalized):
+        return (tuple(normalized),), advanced
+    first, then = [], []
+    for i in normalized:
+        if _is_int(i):
+            first.append(i)
+        elif i is Ellipsis:
+            first.append(i)
+            then.append(i)
+        elif hasattr(i, "ndim"):  # an index array: a boolean one spans i.ndim dimensions
+            first.extend([slice(None)] * (i.ndim if i.dtype.kind == "b" else 1))
+            then.append(i)
+        else:  # a slice, or None (which takes no dimension of the input)
+            if i is not None:
+                first.append(slice(None))
+            then.append(i)
+    return (tuple(first), tuple(then)), advanced
+
+
+def _slice(x, index):
+    """x[index] for a tuple of ints and slices (what the backwards of joins and pads need)."""
+    return Getitem.apply(x, stages=(index,), advanced=False)
+
+
+def getitem(x, index):
+    """``x[index]`` with ints, slices (any step), None, Ellipsis (basic indexing, a view), and
+    integer / boolean arrays, lists or tensors (advanced indexing, a copy), placing dimensions
+    as PyTorch does.  The gradient is scattered back with accumulation over repeated indices."""
+    stages, advanced = _index_stages(x.shape, index, backend.array_module(x.data), "getitem")
+    return Getitem.apply(x, stages=stages, advanced=advanced)
+
+
+def index_put(x, index, value):
+    """A copy of ``x`` with ``x[index] = value`` (differentiable in both; ``x[index] = value``
+    on a Tensor records this op when gradients are involved)."""
+    from .elementwise import lift
+
+    value = lift(value, x)
+    stages, advanced = _index_stages(x.shape, index, backend.array_module(x.data), "setitem")
+    return IndexPut.apply(x, value, stages=stages, advanced=advanced)
+
+
+def gather(x, dim, index):
+    """PyTorch's gather: ``out[i][j][k] = x[i][index[i][j][k]][k]`` for dim = 1 (likewise for
+    any dim); ``index`` is an integer tensor with x's number of dimensions, and the result has
+    its shape.  The gradient is scattered back onto the gathered positions."""
+    xp = backend.array_module(x.data)
+    idx = index.data if isinstance(index, Tensor) else xp.asarray(index)
+    if idx.dtype.kind not in "iu" or idx.ndim != x.ndim:
+        raise ValueError(f"gather: index must be an integer tensor with {x.ndim} dimensions like the "
+                         f"input of shape {x.shape}, got dtype {idx.dtype} and shape {tuple(idx.shape)}")
+    d = _axis(dim, builtins_max(x.ndim, 1), "gather", x.shape)
+    if x.ndim == 0:
+        return Getitem.apply(x, stages=((),), advanced=False)
+    for a, (n, m) in enumerate(zip(idx.shape, x.shape)):
+        if a != d and n > m:
+            raise ValueError(f"gather: index of shape {tuple(idx.shape)} is larger than the input "
+                             f"of shape {x.shape} along dimension {a}")
+    grids = [xp.arange(n).reshape((-1,) + (1,) * (idx.ndim - 1 - a)) for a, n in enumerate(idx.shape)]
+    grids[d] = idx
+    return getitem(x, tuple(grids))
 
 
 def scatter_add(values, index, shape):
     """``z = zeros(shape); z[index] += values`` with repeated positions accumulating: the
     adjoint of ``getitem`` (what its backward computes).  Differentiable in ``values``."""
-    xp = backend.array_module(values.data)
-    normalized, advanced = [], False
-    for i in index if isinstance(index, tuple) else (index,):
-        item, is_int_array = _index_item(i, xp, "scatter_add")
-        advanced |= is_int_array
-        normalized.append(item)
-    return ScatterAdd.apply(values, index=tuple(normalized), shape=tuple(shape), advanced=advanced)
+    stages, advanced = _index_stages(tuple(shape), index, backend.array_module(values.data), "scatter_add")
+    return ScatterAdd.apply(values, stages=stages, shape=tuple(shape), advanced=advanced)
 
 
 def _tensor_list(tensors, op):
@@ -495,7 +596,7 @@ def split(x, split_size_or_sections, axis=0, *, dim=None):
     lead = (slice(None),) * a
     pieces, start = [], 0
     for s in sizes:
-        pieces.append(Getitem.apply(x, index=lead + (slice(start, start + s),), advanced=False))
+        pieces.append(_slice(x, lead + (slice(start, start + s),)))
         start += s
     return tuple(pieces)
 
@@ -525,3 +626,64 @@ def pad(x, pad_width, value=0.0):
     if all(b == 0 and e == 0 for b, e in width):
         return x
     return Pad.apply(x, pad_width=width, value=value)
+
+
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def _pad_source_index(n, before, after, mode, axis, shape):
+    """For PyTorch's non-constant paddings: which input index each output position reads."""
+    if n == 0:
+        raise ValueError(f"pad: mode {mode!r} cannot pad dimension {axis} of size 0 (shape {shape})")
+    if mode == "reflect" and (before >= n or after >= n):
+        raise ValueError(f"pad: reflect padding ({before}, {after}) must be less than the size {n} of "
+                         f"dimension {axis} (shape {shape})")
+    if mode == "circular" and (before > n or after > n):
+        raise ValueError(f"pad: circular padding ({before}, {after}) must be at most the size {n} of "
+                         f"dimension {axis} (shape {shape})")
+    i = np.arange(-before, n + after)
+    if mode == "reflect":       # mirror about the edge elements, which are not repeated
+        i = np.abs(i)
+        i = np.where(i > n - 1, 2 * (n - 1) - i, i)
+    elif mode == "replicate":   # the edge element, repeated
+        i = np.clip(i, 0, n - 1)
+    else:                       # circular: wrap around
+        i = i % n
+    return i
+
+
+def functional_pad(x, pad, mode="constant", value=None):
+    """PyTorch's ``F.pad``: ``pad`` lists (before, after) pairs starting from the LAST dimension,
+    ``(left, right)`` pads the last one, ``(left, right, top, bottom)`` the last two, and so on.
+    Negative entries crop.  ``mode``: "constant" (with ``value``, default 0), "reflect" (mirror,
+    edge not repeated), "replicate" (edge repeated), "circular" (wrap around).
+
+    (``minigrad.pad`` is the NumPy-style one: pairs from the FIRST dimension; docs/differences.md.)
+    The non-constant modes are gathers, so their gradient adds up every copy of an element."""
+    if mode not in _PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}")
+    pad = tuple(pad)
+    if len(pad) % 2 or len(pad) // 2 > x.ndim or not all(_is_int(p) for p in pad):
+        raise ValueError(f"pad: pad must hold an even number of ints, at most 2 per dimension "
+                         f"(the tensor has shape {x.shape}), got {pad!r}")
+    if mode != "constant" and value not in (None, 0):
+        raise ValueError(f"pad: value is only used with mode 'constant', not {mode!r}")
+    widths = [(0, 0)] * (x.ndim - len(pad) // 2) + [(pad[k], pad[k + 1]) for k in range(len(pad) - 2, -1, -2)]
+    for axis, ((b, a), n) in enumerate(zip(widths, x.shape)):
+        if n + min(b, 0) + min(a, 0) < 0:
+            raise ValueError(f"pad: cropping ({b}, {a}) removes more than the {n} elements of "
+                             f"dimension {axis} (shape {x.shape})")
+    if any(b < 0 or a < 0 for b, a in widths):  # crop first
+        x = _slice(x, tuple(slice(max(-b, 0), n - max(-a, 0)) for (b, a), n in zip(widths, x.shape)))
+        widths = [(max(b, 0), max(a, 0)) for b, a in widths]
+    if mode == "constant":
+        return pad_fn(x, widths, 0.0 if value is None else value)
+    xp = backend.array_module(x.data)
+    for axis, (b, a) in enumerate(widths):
+        if b or a:
+            source = _pad_source_index(x.shape[axis], b, a, mode, axis, x.shape)
+            x = Getitem.apply(x, stages=((slice(None),) * axis + (xp.asarray(source),),), advanced=True)
+    return x
+
+
+pad_fn = pad  # (the NumPy-style pad above, under a name functional_pad can still reach)

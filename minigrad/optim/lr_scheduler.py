@@ -7,6 +7,8 @@ group) and, on every ``step()`` (usually once per epoch, after ``optimizer.step(
     StepLR:             lr = base_lr * gamma ** (t // step_size)
     CosineAnnealingLR:  lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2
     LambdaLR:           lr = base_lr * lr_lambda(t)
+
+ReduceLROnPlateau watches a metric instead of counting epochs (``step(val_loss)``).
 """
 import math
 
@@ -121,3 +123,72 @@ class LambdaLR(LRScheduler):
 
     def get_lr(self):
         return [base * f(self.last_epoch) for base, f in zip(self.base_lrs, self.lr_lambdas)]
+
+
+class ReduceLROnPlateau:
+    """Multiply each group's lr by ``factor`` when a watched metric stops improving.
+
+    Call ``step(metric)`` once per epoch with, e.g., the validation loss.  The metric improves
+    when it beats the best so far by more than ``threshold`` (relative: best * (1 -/+ threshold),
+    or absolute: best -/+ threshold, for mode "min"/"max").  After ``patience`` epochs without
+    improvement the lr becomes max(lr * factor, min_lr) (a change smaller than ``eps`` is
+    skipped), then ``cooldown`` epochs pass before bad epochs are counted again.  PyTorch's
+    semantics and defaults."""
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
+                 threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"ReduceLROnPlateau: expected an Optimizer, got {type(optimizer).__name__}")
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be < 1.0, got {factor}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+        groups = len(optimizer.param_groups)
+        min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * groups
+        if len(min_lrs) != groups:
+            raise ValueError(f"ReduceLROnPlateau: expected {groups} min_lrs (one per group), got {len(min_lrs)}")
+        self.optimizer = optimizer
+        self.mode, self.factor, self.patience = mode, float(factor), int(patience)
+        self.threshold, self.threshold_mode = float(threshold), threshold_mode
+        self.cooldown, self.min_lrs, self.eps = int(cooldown), [float(m) for m in min_lrs], float(eps)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = 0
+        self._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+    def _is_better(self, value):
+        if self.mode == "min":
+            bound = self.best * (1 - self.threshold) if self.threshold_mode == "rel" else self.best - self.threshold
+            return value < bound
+        bound = self.best * (1 + self.threshold) if self.threshold_mode == "rel" else self.best + self.threshold
+        return value > bound
+
+    def step(self, metrics):
+        value = float(metrics)
+        self.last_epoch += 1
+        if self._is_better(value):
+            self.best, self.num_bad_epochs = value, 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0  # bad epochs in cooldown do not count
+        if self.num_bad_epochs > self.patience:
+            for group, min_lr in zip(self.optimizer.param_groups, self.min_lrs):
+                new = max(group["lr"] * self.factor, min_lr)
+                if group["lr"] - new > self.eps:
+                    group["lr"] = new
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self):
+        return list(self._last_lr)
+
+    def state_dict(self):
+        return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict):
+        self.__dict__.update({k: v for k, v in state_dict.items() if k != "optimizer"})

@@ -96,6 +96,7 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            _check_grads(type(self).__name__, group["params"])
             self._update_group(group)
         return loss
 
@@ -187,6 +188,19 @@ class Optimizer:
                 lines.append(f"    {key}: {group[key]}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _check_grads(name, params):
+    """Each ``.grad`` must match its parameter: the fused update kernels read them side by side
+    (``.grad`` assignment checks this too, but ``p.grad.data`` can still be replaced)."""
+    for i, p in enumerate(params):
+        g = p._grad
+        if g is None:
+            continue
+        if g.data.shape != p.data.shape or g.data.dtype != p.data.dtype or g.device != p.device:
+            raise RuntimeError(
+                f"{name}.step: parameter {i} has shape {p.shape} ({p.dtype}, {p.device}) but its "
+                f".grad has shape {g.shape} ({g.dtype}, {g.device}); they must match")
 
 
 def _plain(value):
