@@ -41,9 +41,8 @@ from ..autograd import is_grad_enabled
 from .module import Module
 
 
-def _flatten(tensors_or_arrays, out=None):
-    """One contiguous 1-D buffer holding the given arrays one after the other."""
-    arrays = [getattr(a, "data", a) for a in tensors_or_arrays]
+def _flatten(arrays, out=None):
+    """One contiguous 1-D buffer holding ``arrays`` one after the other."""
     xp = backend.array_module(arrays[0])
     if out is None:
         out = xp.empty(sum(a.size for a in arrays), dtype=arrays[0].dtype)
@@ -68,7 +67,7 @@ def _broadcast_from_rank0(tensors):
     for t in tensors:
         groups.setdefault((t.dtype, t.device), []).append(t)
     for same in groups.values():
-        flat = _flatten(same)
+        flat = _flatten([t.data for t in same])
         dist.broadcast(flat, src=0)
         _unflatten(flat, [t.data for t in same])
         for t in same:
@@ -81,7 +80,7 @@ class _Bucket:
     def __init__(self, params):
         self.params = params
         xp = params[0].device.xp
-        self.flat = xp.empty(sum(p.size for p in params), dtype=params[0].dtype)
+        self.flat = xp.empty(sum(p.numel() for p in params), dtype=params[0].dtype)
         self.ready = 0      # how many of its parameters have a final gradient this step
         self.work = None    # the all-reduce in flight
 
@@ -91,7 +90,7 @@ class _Bucket:
 
     def start(self):
         """Copy the gradients into the flat buffer and start averaging it across ranks."""
-        _flatten([p.grad for p in self.params], out=self.flat)
+        _flatten([p.grad.data for p in self.params], out=self.flat)
         self.work = dist.all_reduce(self.flat, op="mean", async_op=True)
         self.work.add_done_callback(self._unpack)
 
@@ -106,7 +105,7 @@ def _assign_buckets(params, cap_bytes):
     cap, or has another dtype or device (a flat buffer holds one of each)."""
     buckets, current, size = [], [], 0
     for p in reversed(params):
-        nbytes = p.size * p.dtype.itemsize
+        nbytes = p.numel() * p.dtype.itemsize
         if current and (size + nbytes > cap_bytes or (p.dtype, p.device) != (current[0].dtype, current[0].device)):
             buckets.append(_Bucket(current))
             current, size = [], 0
