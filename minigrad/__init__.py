@@ -25,6 +25,7 @@ from . import viz                  # print_tape, to_dot: look at the tape
 from . import nn, optim            # nn.Linear, nn.Conv2d, optim.Adam, ...
 from . import data, metrics        # data.MNIST, data.DataLoader, metrics.confusion_matrix
 from .io import load, save         # checkpoints: one .npz, never pickle
+from .diagnostics import doctor    # what runs here: versions, devices, smoke tests
 
 float32, float64, int32, int64, bool_ = _np.float32, _np.float64, _np.int32, _np.int64, _np.bool_
 float16, uint8 = _np.float16, _np.uint8

@@ -253,7 +253,8 @@ class Function:
                 raise RuntimeError(
                     f"{self.name}.backward: an input of shape {t.shape} was modified in place "
                     f"after {self.name} saved it (version {version} -> {t._version}); "
-                    "its gradient would be wrong. Use an out-of-place op (x = x + 1, not x += 1)."
+                    "its gradient would be wrong. Write into a copy instead (x = x + 1, or "
+                    "x.clone() before the op that saved it)."
                 )
         return self.inputs
 

@@ -17,9 +17,13 @@ EXAMPLES = ROOT / "examples"
 
 
 def real_mnist_dir():
-    root = os.environ.get("MINIGRAD_DATA")
-    if root and (pathlib.Path(root) / "mnist" / "t10k-labels-idx1-ubyte.gz").exists():
-        return root
+    """The folder holding real MNIST where minigrad would look without downloading
+    ($MINIGRAD_DATA, then the cache), or None."""
+    from minigrad.data.download import candidate_dirs
+
+    for path, direct in candidate_dirs(None, "mnist"):
+        if (path / "t10k-labels-idx1-ubyte.gz").exists() and (path / "train-images-idx3-ubyte.gz").exists():
+            return str(path if direct else path.parent)
     return None
 
 
@@ -40,14 +44,14 @@ def final_accuracy(output):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(real_mnist_dir() is None, reason="real MNIST not found (set MINIGRAD_DATA)")
+@pytest.mark.skipif(real_mnist_dir() is None, reason="real MNIST not found in $MINIGRAD_DATA or the cache (run an example once to download it)")
 def test_mlp_example_reaches_97_5_percent():
     out = run_example("mnist_mlp.py", data=real_mnist_dir())
     assert final_accuracy(out) >= 0.975, out[-2000:]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(real_mnist_dir() is None, reason="real MNIST not found (set MINIGRAD_DATA)")
+@pytest.mark.skipif(real_mnist_dir() is None, reason="real MNIST not found in $MINIGRAD_DATA or the cache (run an example once to download it)")
 def test_cnn_example_reaches_99_percent():
     out = run_example("mnist_cnn.py", data=real_mnist_dir())
     assert final_accuracy(out) >= 0.990, out[-2000:]

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
+from tests.conftest import ON
 from minigrad.ops import shape as shape_ops
 from minigrad.ops.shape import index_put, scatter_add
 
@@ -34,9 +35,13 @@ def float_arrays(draw, min_dims=0, max_dims=3, min_side=0, max_side=3, shape=Non
     return a
 
 
+pytestmark = pytest.mark.usefixtures("on_device")  # every test on every device
+
+
 def leaf(a):
-    """A float64 leaf sharing ``a``'s memory (and so its strides)."""
-    t = mg.from_numpy(a)
+    """A float64 leaf with ``a``'s values on the device under test (on the CPU sharing ``a``'s
+    memory, and so its strides)."""
+    t = ON.tensor(a)
     t.requires_grad_(True)
     return t
 
@@ -668,3 +673,27 @@ def test_functional_pad_errors():
         F.pad(x, (-2, -2))
     with pytest.raises(ValueError, match="circular padding"):
         F.pad(x, (4, 0), mode="circular")
+
+
+def test_chunk_follows_pytorch():
+    x = mg.arange(10.0)
+    assert [p.shape[0] for p in x.chunk(3)] == [4, 4, 2]
+    assert [p.shape[0] for p in mg.arange(4.0).chunk(3)] == [2, 2]   # fewer pieces, as PyTorch
+    assert [p.shape for p in mg.zeros(2, 6).chunk(2, dim=1)] == [(2, 3), (2, 3)]
+    with pytest.raises(ValueError, match="chunks must be a positive int"):
+        x.chunk(0)
+    a = np.random.default_rng(0).standard_normal((3, 5))
+    check_grads(lambda t: t.chunk(2, 1)[1] * t.chunk(2, 1)[0][:, :2], a)
+
+
+@pytest.mark.parametrize("diagonal", [-1, 0, 2])
+def test_tril_triu_match_numpy_and_pass_gradients_where_kept(diagonal):
+    a = np.random.default_rng(1).standard_normal((2, 4, 5))
+    np.testing.assert_array_equal(mg.tril(mg.from_numpy(a), diagonal).numpy(), np.tril(a, diagonal))
+    np.testing.assert_array_equal(mg.from_numpy(a).triu(diagonal).numpy(), np.triu(a, diagonal))
+    x = leaf(a.copy())
+    (mg.tril(x, diagonal) * 2).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), 2 * np.tril(np.ones_like(a), diagonal))
+    check_grads(lambda t: mg.triu(t, diagonal) * t, a)
+    with pytest.raises(ValueError, match="tril: needs a tensor of at least 2 dimensions"):
+        mg.tril(mg.zeros(3))

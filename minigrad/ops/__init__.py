@@ -26,8 +26,8 @@ from .loss import (  # noqa: F401
     binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss,
 )
 from .shape import (  # noqa: F401
-    _T, cat, concatenate, flatten, gather, getitem, pad, permute, split, squeeze, stack, transpose,
-    unsqueeze,
+    _T, cat, chunk, concatenate, flatten, gather, getitem, pad, permute, split, squeeze, stack,
+    transpose, tril, triu, unsqueeze,
 )
 
 # -- operators ------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ Tensor.clamp = clip
 Tensor.where = lambda self, cond, other: where(cond, self, other)
 
 # -- shape methods (minigrad/ops/shape.py) ---------------------------------------------------
-for _name in ("flatten", "squeeze", "unsqueeze", "transpose", "permute", "split"):
+for _name in ("flatten", "squeeze", "unsqueeze", "transpose", "permute", "split", "chunk", "tril", "triu"):
     setattr(Tensor, _name, globals()[_name])
 Tensor.__getitem__ = getitem
 Tensor.swapaxes = transpose

@@ -602,6 +602,46 @@ def split(x, split_size_or_sections, axis=0, *, dim=None):
 
 
 
+def chunk(x, chunks, axis=0, *, dim=None):
+    """Cut ``x`` into ``chunks`` pieces along ``axis`` (PyTorch semantics): each of size
+    ceil(n / chunks), the last smaller; fewer pieces when n is small (chunk(4 rows, 3) gives
+    sizes 2, 2)."""
+    axis = _dim_alias("chunk", axis, dim, default=0)
+    if isinstance(chunks, bool) or not isinstance(chunks, numbers.Integral) or chunks < 1:
+        raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+    if x.ndim == 0:
+        raise ValueError("chunk: a 0-d tensor cannot be chunked")
+    n = x.shape[_axis(axis, x.ndim, "chunk", x.shape)]
+    return split(x, max(-(-n // int(chunks)), 1), axis)
+
+
+def _triangle(x, diagonal, lower, op):
+    if x.ndim < 2:
+        raise ValueError(f"{op}: needs a tensor of at least 2 dimensions (a batch of matrices), got "
+                         f"shape {x.shape}")
+    if isinstance(diagonal, bool) or not isinstance(diagonal, numbers.Integral):
+        raise TypeError(f"{op}: diagonal must be an int, got {diagonal!r}")
+    xp = backend.array_module(x.data)
+    rows, cols = x.shape[-2:]
+    keep = xp.tri(rows, cols, k=int(diagonal), dtype=bool)  # i >= j - diagonal
+    if not lower:
+        keep = ~xp.tri(rows, cols, k=int(diagonal) - 1, dtype=bool)
+    from .elementwise import where
+
+    return where(Tensor._wrap(keep), x, Tensor._wrap(xp.zeros((), dtype=x.dtype)))
+
+
+def tril(x, diagonal=0):
+    """The lower triangle of each matrix (the last two axes): entries (i, j) with
+    j - i <= diagonal, zeros above.  The gradient passes where the entries were kept."""
+    return _triangle(x, diagonal, True, "tril")
+
+
+def triu(x, diagonal=0):
+    """The upper triangle of each matrix: entries (i, j) with j - i >= diagonal, zeros below."""
+    return _triangle(x, diagonal, False, "triu")
+
+
 def _pad_width(pad_width, ndim, shape):
     """NumPy's pad_width forms: p, (p,), (before, after), ((b0, a0), (b1, a1), ...)."""
     pw = np.asarray(pad_width)
