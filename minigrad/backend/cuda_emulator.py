@@ -735,9 +735,9 @@ class Function:
                             f"scalar such as numpy.{_suggest(param)}(...))")
         ok_kind = {_FLOAT: "f", _SIGNED: "iu", _UNSIGNED: "iu", _BOOL: "biu"}.get(param.kind, "biufcV")
         if dtype.itemsize != param.size or dtype.kind not in ok_kind:
-            raise TypeError(f"{self._where(param)} is {param.size} bytes of {_kind_name(param.kind)}, but got {how} "
-                            f"({dtype.itemsize} bytes of {dtype}); CuPy would pass those bytes unconverted. "
-                            f"Pass numpy.{_suggest(param)}(...)")
+            raise TypeError(f"{self._where(param)} takes {param.size} bytes ({_kind_name(param.kind)}), but got {how}, "
+                            f"{dtype.itemsize} bytes ({dtype}); CuPy would pass those bytes unconverted: pass "
+                            f"numpy.{_suggest(param)}(...)")
         return np.asarray(value, dtype=dtype).tobytes()
 
     def _check_array(self, param, a):
