@@ -7,9 +7,11 @@ broken kernel or launch raises a clear error instead of hanging or crashing.
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -959,13 +961,44 @@ def test_compile_error_shows_the_message_and_line():
                    '}\n')
 
 
-def test_kernels_without_extern_c_are_not_found_by_name_as_in_cupy():
+GUARDED_ASM = cuda("guarded_asm", r"""
+extern "C" __global__ void lane_id(unsigned* out) {
+    unsigned id;
+#if defined(__CUDA_ARCH__)
+    asm("mov.u32 %0, %%laneid;" : "=r"(id));
+#else
+    id = threadIdx.x % 32;
+#endif
+    out[threadIdx.x] = id;
+}
+""")
+
+
+def test_inline_ptx_is_refused_with_a_way_out():
+    with pytest.raises(emu.CompileError, match=r"kernel.cu:3: inline assembly \(asm\) is PTX.*__CUDA_ARCH__"):
+        emu.Module('extern "C" __global__ void lane(unsigned* out) {\n'
+                   '    unsigned id;\n'
+                   '    asm("mov.u32 %0, %%laneid;" : "=r"(id));\n'
+                   '    out[threadIdx.x] = id;\n'
+                   '}\n')
+    out = np.zeros(40, np.uint32)
+    run(GUARDED_ASM, "lane_id", (1,), (40,), (out,))
+    np.testing.assert_array_equal(out, np.arange(40) % 32)
+
+
+def test_kernels_are_found_by_name_when_they_are_extern_c_as_in_cupy():
     mod = emu.Module('__global__ void mangled(float* x) { x[0] = 1.0f; }\n'
-                     'extern "C" __global__ void plain(float* x) { x[0] = 2.0f; }\n')
-    assert mod.kernel_names == ("plain",)
+                     'extern "C" __global__ void plain(float* x) { x[0] = 2.0f; }\n'
+                     'extern "C" {\n__global__ void in_block(float* x) { x[0] = 3.0f; }\n}\n'
+                     'namespace ops { extern "C" __global__ void in_namespace(float* x) { x[0] = 4.0f; } }\n')
+    assert mod.kernel_names == ("plain", "in_block", "in_namespace")
+    x = np.zeros(1, np.float32)
+    for name, value in [("plain", 2), ("in_block", 3), ("in_namespace", 4)]:
+        mod.get_function(name)((1,), (1,), (x,))
+        assert x[0] == value
     with pytest.raises(ValueError, match=r"'mangled' is a __global__ function without extern \"C\""):
         mod.get_function("mangled")
-    with pytest.raises(ValueError, match=r"no kernel named 'nope'; its kernels are \['plain'\]"):
+    with pytest.raises(ValueError, match=r"no kernel named 'nope'; its kernels are \['in_block', 'in_namespace', 'plain'\]"):
         mod.get_function("nope")
 
 
@@ -1007,6 +1040,36 @@ def test_two_processes_compiling_the_same_module_at_once(tmp_path):
     assert [o.strip() for o, _ in outs] == ["9900", "9900"], outs
     assert len(list((tmp_path / "emulator").glob("*.so"))) == 1
     assert not [p for p in (tmp_path / "emulator").iterdir() if p.is_dir()]  # no temporary left behind
+
+
+SPIN = cuda("spin", r"""
+extern "C" __global__ void spin(volatile int* flag) {
+    if (blockIdx.x == 1) *flag = 1;
+    else while (*flag == 0) {}          // waits for block 1, which runs after block 0: forever
+}
+""")
+
+
+def test_ctrl_c_stops_a_kernel_that_never_finishes():
+    """A block that spins until another block sets a flag never finishes here (blocks run one
+    after another): Ctrl-C must still get the user out, with KeyboardInterrupt."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import numpy as np
+        from minigrad.backend import cuda_emulator as emu
+        spin = emu.Module(%r).get_function("spin")
+        print("launching", flush=True)
+        try:
+            spin((2,), (1,), (np.zeros(1, np.int32),))
+        except KeyboardInterrupt as e:
+            print("interrupted:", e, flush=True)
+    """ % SPIN)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.stdout.readline().strip() == "launching"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)   # the first Ctrl-C asks the scheduler to stop ...
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)   # ... a thread that never yields needs a second one
+    out, err = proc.communicate(timeout=60)
+    assert "interrupted: kernel 'spin', block (0, 0, 0): interrupted" in out, err
 
 
 def test_portable_ucontext_fibers_give_the_same_results(tmp_path):

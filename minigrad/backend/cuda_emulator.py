@@ -112,7 +112,7 @@ class _Toolchain:
             raise EmulatorError(f"the C++ compiler {cxx!r} does not run: {e}") from None
         self.version = version.stdout.splitlines()[0] if version.stdout else cxx
         debug = os.environ.get("MINIGRAD_EMU_DEBUG") == "1"
-        self.flags = ("-O0", "-g") + _FLAGS if debug else ("-O1",) + _FLAGS
+        self.flags = ("-O0", "-g") + _FLAGS if debug else ("-O2",) + _FLAGS
         if os.environ.get("MINIGRAD_EMU_UCONTEXT") == "1":  # the portable context switch
             self.flags += ("-DMGEMU_UCONTEXT",)
         self.identity = "\n".join([str(_ABI_VERSION), self.version, machine.stdout.strip(), " ".join(self.flags)]
@@ -188,6 +188,7 @@ _LEXEMES = re.compile(r"""
     | ^[ \t]*\#[^\n]*                          # line marker or #pragma
     | [{};]
     | \b__mgemu_(?:global|shared)__\b          # what __global__ and __shared__ expand to
+    | \b(?:asm|__asm__|__asm)\b                 # inline assembly (PTX cannot run here)
 """, re.X | re.M)
 _LINEMARKER = re.compile(r'[ \t]*#\s*(\d+)\s+"((?:\\.|[^"\\])*)"(.*)')
 _ATTRIBUTE = re.compile(r"__attribute__\s*\(\(")
@@ -315,7 +316,7 @@ class _Translation:
             self.kernels[expression] = _Kernel(expression, expression, "", "", "expression")
 
     def _walk(self):
-        text, stack, boundary, file, line_base, line_pos = self.text, [], 0, "", 1, 0
+        text, stack, boundary, file, line_base, line_pos, user = self.text, [], 0, "", 1, 0, True
         for m in _LEXEMES.finditer(text):
             token, start = m.group(0), m.start()
             if token[0] in "\"'":
@@ -324,9 +325,9 @@ class _Translation:
                 marker = _LINEMARKER.match(token)
                 if marker:
                     file, line_base, line_pos = marker.group(2), int(marker.group(1)), m.end() + 1
-                    flags = marker.group(3).split()
-                    if "3" not in flags and not file.startswith("<") and file != "kernel.cu" \
-                            and Path(file).resolve().parent != _EMULATOR_DIR:
+                    user = "3" not in marker.group(3).split() and not file.startswith("<") \
+                        and Path(file).resolve().parent != _EMULATOR_DIR
+                    if user and file != "kernel.cu":
                         self.user_files.add(file)
                 boundary = m.end()
             elif token == "{":
@@ -340,7 +341,12 @@ class _Translation:
                 boundary = m.end()
             else:
                 line = line_base + text.count("\n", line_pos, start)
-                if token == "__mgemu_global__":
+                if token.startswith(("asm", "__asm")):
+                    if user:
+                        raise CompileError(f"{file}:{line}: inline assembly (asm) is PTX for a GPU and cannot run in the "
+                                           f"CUDA emulator; keep it under `#if defined(__CUDA_ARCH__)` (not defined "
+                                           f"here) with plain CUDA C in the #else branch")
+                elif token == "__mgemu_global__":
                     self._kernel(m, boundary, stack)
                 else:
                     self._shared(m, boundary, stack, file, line)
@@ -821,3 +827,72 @@ def _suggest(param):
 def RawKernel(code, name, options=()):
     """One kernel from source, like ``cupy.RawKernel(code, name, options)``."""
     return Module(code, options).get_function(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# `python -m minigrad.backend.cuda_emulator`: is the emulator available, and how fast is it?
+# ---------------------------------------------------------------------------------------------
+_BENCHMARK = r"""
+extern "C" __global__ void scale_f32(const float* x, float* y, float a, long long n) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i < n) y[i] = a * x[i];
+}
+// 256 threads per block: a shared-memory tree, 9 barriers
+extern "C" __global__ void block_sum_f32(const float* x, float* out, long long n) {
+    __shared__ float s[256];
+    long long i = blockIdx.x * 256LL + threadIdx.x;
+    s[threadIdx.x] = i < n ? x[i] : 0.0f;
+    __syncthreads();
+    for (int k = 128; k > 0; k >>= 1) {
+        if (threadIdx.x < k) s[threadIdx.x] += s[threadIdx.x + k];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = s[0];
+}
+// 256 threads per block: shuffles within each warp, one barrier, shuffles in warp 0
+extern "C" __global__ void warp_sum_f32(const float* x, float* out, long long n) {
+    __shared__ float partial[8];
+    long long i = blockIdx.x * 256LL + threadIdx.x;
+    float v = i < n ? x[i] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        v = threadIdx.x < 8 ? partial[threadIdx.x] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+        if (threadIdx.x == 0) out[blockIdx.x] = v;
+    }
+}
+"""
+
+
+def _benchmark(n=1_000_000, repeat=5):
+    """Best-of-`repeat` times (wall clock and this process's CPU time) of three launches over n
+    float32 elements, 256 threads per block, one thread per element."""
+    import time  # noqa: PLC0415
+
+    module = Module(_BENCHMARK)
+    x = np.random.default_rng(0).random(n, dtype=np.float32)
+    blocks = (n + 255) // 256
+    y, sums = np.empty_like(x), np.empty(blocks, np.float32)
+    cases = [("elementwise y = a*x", "scale_f32", (x, y, np.float32(2), np.int64(n)), lambda: np.allclose(y, 2 * x)),
+             ("block reduction, __syncthreads tree", "block_sum_f32", (x, sums, np.int64(n)), None),
+             ("block reduction, warp shuffles", "warp_sum_f32", (x, sums, np.int64(n)), None)]
+    expected = np.add.reduceat(x.astype(np.float64), np.arange(0, n, 256))
+    for label, name, args, check in cases:
+        fn = module.get_function(name)
+        wall = cpu = float("inf")
+        for _ in range(repeat):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn((blocks,), (256,), args)
+            wall, cpu = min(wall, time.perf_counter() - start), min(cpu, time.process_time() - start_cpu)
+        ok = check() if check else np.allclose(sums, expected, rtol=1e-4)
+        print(f"{label:38s} {n:,d} threads: {wall * 1e3:7.1f} ms wall, {cpu * 1e3:7.1f} ms CPU "
+              f"({n / cpu / 1e6:5.1f} M threads per CPU second){'' if ok else '  WRONG RESULT'}")
+
+
+if __name__ == "__main__":
+    reason = available()
+    print(f"CUDA emulator: {'available' if reason else reason}")
+    if reason:
+        _benchmark()

@@ -170,6 +170,13 @@ struct Fault {
     Thread* thread;
 };
 
+struct WarpState {         // bit i = lane i
+    unsigned live;         // exists and has not exited
+    unsigned at_call;      // waits at a warp collective
+    unsigned at_active;    // ... which is __activemask()
+    unsigned at_barrier;   // waits at a block barrier
+};
+
 struct Launch {
     const LaunchDesc* desc = nullptr;
     const KernelDesc* kernel = nullptr;
@@ -178,7 +185,7 @@ struct Launch {
     unsigned num_threads = 0;
     unsigned live = 0;
     unsigned at_barrier = 0;
-    std::vector<unsigned> warp_waiting;  // lanes of each warp waiting at a warp collective
+    std::vector<WarpState> warps;
     unsigned scan = 0;                   // id of the running thread
     Thread* current = nullptr;
     Context scheduler;
@@ -332,14 +339,7 @@ void fiber_main() {
     }
 }
 
-unsigned live_lanes(unsigned warp) {
-    unsigned mask = 0;
-    for (unsigned lane = 0; lane < kWarp; ++lane) {
-        unsigned id = warp * kWarp + lane;
-        if (id < L.num_threads && L.threads[id].state != kExited) mask |= 1u << lane;
-    }
-    return mask;
-}
+inline unsigned lane_bit(const Thread& t) { return 1u << (t.linear % kWarp); }
 
 const char* op_name(int op) {
     switch (op) {
@@ -464,6 +464,7 @@ void release_barrier() {
         t.barrier_result = result;
     }
     L.at_barrier = 0;
+    for (WarpState& w : L.warps) w.at_barrier = 0;
 }
 
 // Which lane a shuffle reads from, as the PTX ISA defines shfl.sync (CUDA's __shfl*_sync pass
@@ -520,12 +521,13 @@ void complete_warp_call(unsigned warp, unsigned group) {
     const WarpCall& proto = *members[__builtin_ctz(group)]->call;
     int op = proto.op;
     unsigned votes = 0;
-    for (unsigned lane = 0; lane < kWarp; ++lane)
-        if (members[lane]) {
-            int pred;
-            std::memcpy(&pred, members[lane]->call->value, sizeof pred);
-            if (pred) votes |= 1u << lane;
-        }
+    if (op == kBallot || op == kAny || op == kAll)
+        for (unsigned lane = 0; lane < kWarp; ++lane)
+            if (members[lane]) {
+                int pred;
+                std::memcpy(&pred, members[lane]->call->value, sizeof pred);
+                if (pred) votes |= 1u << lane;
+            }
     switch (op) {
         case kShflIdx: case kShflUp: case kShflDown: case kShflXor:
             for (unsigned lane = 0; lane < kWarp; ++lane) {
@@ -582,7 +584,7 @@ void complete_warp_call(unsigned warp, unsigned group) {
     }
     for (unsigned lane = 0; lane < kWarp; ++lane)
         if (members[lane]) members[lane]->state = kRunnable;
-    L.warp_waiting[warp] -= static_cast<unsigned>(__builtin_popcount(group));
+    L.warps[warp].at_call &= ~group;
 }
 
 bool same_call(const WarpCall& a, const WarpCall& b) {
@@ -591,15 +593,12 @@ bool same_call(const WarpCall& a, const WarpCall& b) {
 
 // Release the warp call that waits for `mask` in `warp` if every live lane of the mask is there.
 void try_complete(unsigned warp, unsigned mask) {
-    unsigned group = mask & live_lanes(warp);
-    if (!group) return;
-    const WarpCall* proto = nullptr;
-    for (unsigned lane = 0; lane < kWarp; ++lane) {
-        if (!(group & (1u << lane))) continue;
-        const Thread& t = L.threads[warp * kWarp + lane];
-        if (t.state != kAtWarp || t.call->op == kActiveMask) return;  // not there yet (or stuck elsewhere)
-        if (!proto) proto = t.call;
-    }
+    const WarpState& w = L.warps[warp];
+    unsigned group = mask & w.live;
+    // not there yet (or stuck elsewhere: the deadlock check reports it); lanes at __activemask()
+    // have not reached this call yet either
+    if (!group || (group & ~(w.at_call & ~w.at_active))) return;
+    const WarpCall* proto = L.threads[warp * kWarp + __builtin_ctz(group)].call;
     for (unsigned lane = 0; lane < kWarp; ++lane) {
         if (!(group & (1u << lane))) continue;
         if (!same_call(*L.threads[warp * kWarp + lane].call, *proto)) {
@@ -620,15 +619,9 @@ void try_complete(unsigned warp, unsigned mask) {
 // here a lane waits until every live lane of its warp is waiting somewhere (or has exited), and
 // the answer is the lanes that reached the same __activemask() call by then.
 void try_complete_active(unsigned warp) {
-    if (L.warp_waiting[warp] == 0) return;
-    unsigned at_call = 0;
-    for (unsigned lane = 0; lane < kWarp; ++lane) {
-        unsigned id = warp * kWarp + lane;
-        if (id >= L.num_threads) break;
-        const Thread& t = L.threads[id];
-        if (t.state == kAtWarp && t.call->op == kActiveMask) at_call |= 1u << lane;
-        else if (t.state != kAtWarp && t.state != kAtBarrier && t.state != kExited) return;  // still running
-    }
+    WarpState& w = L.warps[warp];
+    if (!w.at_active || (w.live & ~(w.at_call | w.at_barrier))) return;  // some lane still runs
+    unsigned at_call = w.at_active;
     while (at_call) {
         const WarpCall& first = *L.threads[warp * kWarp + __builtin_ctz(at_call)].call;
         unsigned same = 0;
@@ -640,7 +633,8 @@ void try_complete_active(unsigned warp) {
             std::memcpy(t.call->result, &same, sizeof same);
             t.state = kRunnable;
         }
-        L.warp_waiting[warp] -= static_cast<unsigned>(__builtin_popcount(same));
+        w.at_call &= ~same;
+        w.at_active &= ~same;
         at_call &= ~same;
     }
 }
@@ -650,10 +644,14 @@ void thread_exited(Thread& t) {
     --L.live;
     if (L.live > 0 && L.at_barrier == L.live) release_barrier();
     unsigned warp = warp_of(t);
+    WarpState& w = L.warps[warp];
+    w.live &= ~lane_bit(t);
     try_complete_active(warp);
-    for (unsigned lane = 0; lane < kWarp && L.warp_waiting[warp] > 0; ++lane) {
-        unsigned id = warp * kWarp + lane;
-        if (id < L.num_threads && L.threads[id].state == kAtWarp) try_complete(warp, L.threads[id].call->mask);
+    unsigned waiting = w.at_call & ~w.at_active;
+    while (waiting) {
+        unsigned lane = static_cast<unsigned>(__builtin_ctz(waiting));
+        try_complete(warp, L.threads[warp * kWarp + lane].call->mask);
+        waiting &= ~(1u << lane) & w.at_call;  // a completion may have released others too
     }
 }
 
@@ -665,7 +663,8 @@ void run_block() {
         t.fiber = nullptr;
         t.call = nullptr;
     }
-    L.warp_waiting.assign((n + kWarp - 1) / kWarp, 0);
+    L.warps.assign((n + kWarp - 1) / kWarp, WarpState{0xffffffffu, 0, 0, 0});
+    if (n % kWarp) L.warps.back().live = (1u << (n % kWarp)) - 1;
     L.live = n;
     L.at_barrier = 0;
     while (L.live > 0) {
@@ -913,6 +912,7 @@ int block_barrier(int kind, int predicate, const char* file, int line) {
     t->file = file;
     t->line = line;
     t->state = kAtBarrier;
+    L.warps[warp_of(*t)].at_barrier |= lane_bit(*t);
     try_complete_active(warp_of(*t));
     if (++L.at_barrier == L.live) release_barrier();
     if (t->state == kAtBarrier) wait_here(*t);
@@ -933,7 +933,8 @@ void warp_collective(WarpCall* call) {
                                               op_name(call->op), call->file, call->line, call->width));
     t->call = call;
     t->state = kAtWarp;
-    L.warp_waiting[warp] += 1;
+    L.warps[warp].at_call |= 1u << lane;
+    if (call->op == kActiveMask) L.warps[warp].at_active |= 1u << lane;
     try_complete_active(warp);
     if (call->op != kActiveMask) try_complete(warp, call->mask);
     if (t->state == kAtWarp) wait_here(*t);
