@@ -950,6 +950,31 @@ extern "C" __global__ void hello(int k) { printf("block %d thread %d k=%d\n", bl
     assert capfd.readouterr().out.splitlines() == [f"block {b} thread {t} k=7" for b in range(2) for t in range(2)]
 
 
+def test_launches_from_two_python_threads(rng):
+    import threading
+    fn = emu.Module(BLOCK_REDUCE).get_function("chunk_sums")
+    inputs = [rng.standard_normal(4096) for _ in range(8)]
+    outputs = [np.zeros(16) for _ in inputs]
+
+    def work(k):
+        for i in range(k, len(inputs), 2):
+            fn((16,), (256,), (inputs[i], outputs[i], np.int32(4096)))
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for x, out in zip(inputs, outputs):
+        np.testing.assert_allclose(out, x.reshape(16, 256).sum(axis=1), rtol=1e-12)
+
+
+def test_raw_kernel_and_parameter_introspection():
+    fn = emu.RawKernel(AXPY, "axpy_f32")
+    assert [str(p) for p in fn.parameters] == ["const float* x", "float* y", "float a", "long long int n"]
+    assert repr(fn) == "<emulated kernel axpy_f32(const float* x, float* y, float a, long long int n)>"
+    assert fn.max_threads_per_block == 1024 and fn.max_dynamic_shared_size_bytes == 48 * 1024
+
+
 # ---------------------------------------------------------------------------------------------
 # Building: errors, the cache, the compiler
 # ---------------------------------------------------------------------------------------------
