@@ -27,6 +27,7 @@ so out-of-bounds accesses stop the kernel; ``MINIGRAD_EMU_STACK_KB`` sets each t
 gdb; ``MINIGRAD_EMU_CXX`` (or ``CXX``) picks the compiler; ``MINIGRAD_CACHE`` moves the cache.
 """
 import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -185,30 +186,35 @@ def available():
 _LEXEMES = re.compile(r"""
       "(?:\\.|[^"\\\n])*"                      # string literal
     | (?<![\w'])'(?:\\.|[^'\\\n])+'            # character literal (not a digit separator)
-    | ^[ \t]*\#[^\n]*                          # line marker or #pragma
+    | ^[ \t]*\#[^\n]*                          # #pragma
     | [{};]
     | \b__mgemu_(?:global|shared)__\b          # what __global__ and __shared__ expand to
     | \b(?:asm|__asm__|__asm)\b                 # inline assembly (PTX cannot run here)
 """, re.X | re.M)
-_LINEMARKER = re.compile(r'[ \t]*#\s*(\d+)\s+"((?:\\.|[^"\\])*)"(.*)')
+_LINEMARKER = re.compile(r'^\#[ \t]*(\d+)[ \t]+"((?:\\.|[^"\\\n])*)"([^\n]*)', re.M)
+_CALL = re.compile(r"([A-Za-z_]\w*)\s*\(")
+_STATEMENT_END = re.compile(r'"(?:\\.|[^"\\])*"|[()\[\]{};]')
 _ATTRIBUTE = re.compile(r"__attribute__\s*\(\(")
 _SKIPPED_CALLS = {"__attribute__", "__declspec", "alignas", "decltype", "__mgemu_launch_bounds__"}
 _TYPE_WORDS = {"const", "volatile", "unsigned", "signed", "int", "long", "short", "char", "float", "double",
                "bool", "void", "__restrict__", "__restrict", "struct", "class", "typename"}
 
 
-def _closing(text, i, pairs="()"):
-    """Index of the bracket that closes the one at text[i]."""
+_PARENS = re.compile(r'"(?:\\.|[^"\\])*"|[()]')
+
+
+def _closing(text, i):
+    """Index of the parenthesis that closes the one at text[i]."""
     depth = 0
-    for m in re.finditer(r'"(?:\\.|[^"\\])*"|[' + re.escape(pairs) + "]", text[i:]):
+    for m in _PARENS.finditer(text, i):
         ch = m.group(0)
-        if ch == pairs[0]:
+        if ch == "(":
             depth += 1
-        elif ch == pairs[1]:
+        elif ch == ")":
             depth -= 1
             if depth == 0:
-                return i + m.start()
-    raise CompileError(f"unbalanced {pairs[0]} in the preprocessed source near: {text[i:i + 80]!r}")
+                return m.start()
+    raise CompileError(f"unbalanced ( in the preprocessed source near: {text[i:i + 80]!r}")
 
 
 def _strip_attributes(text):
@@ -285,8 +291,8 @@ def _scope_of(prefix):
 class _Kernel:
     """A __global__ function found in the source."""
 
-    def __init__(self, name, qualified, params, bounds, linkage):
-        self.name, self.qualified, self.bounds, self.linkage = name, qualified, bounds, linkage
+    def __init__(self, name, qualified, params, bounds):
+        self.name, self.qualified, self.bounds = name, qualified, bounds
         self.param_names = [_param_name(p) for p in _split_top_level(params)] if params.strip() not in ("", "void") else []
 
 
@@ -313,54 +319,63 @@ class _Translation:
         for bounds in re.finditer(r"\b__mgemu_launch_bounds__\s*\(", text):
             self.edits.append((bounds.start(), _closing(text, bounds.end() - 1) + 1, ""))
         for expression in name_expressions:
-            self.kernels[expression] = _Kernel(expression, expression, "", "", "expression")
+            self.kernels[expression] = _Kernel(expression, expression, "", "")
 
     def _walk(self):
-        text, stack, boundary, file, line_base, line_pos, user = self.text, [], 0, "", 1, 0, True
-        for m in _LEXEMES.finditer(text):
-            token, start = m.group(0), m.start()
-            if token[0] in "\"'":
+        """Follow the braces and statements of the code that comes from user files (the kernel
+        source and its own headers). System and emulator headers are skipped: no markers are in
+        them, and each one is brace-balanced, so the brace stack is the same with or without them."""
+        text = self.text
+        stack = []  # per open `{`: [(start, end) of the text before it, its scope or None until needed]
+        regions = list(_LINEMARKER.finditer(text)) + [None]
+        for here, following in zip(regions, regions[1:]):
+            file, line_base, flags = here.group(2), int(here.group(1)), here.group(3).split()
+            if "3" in flags or file.startswith("<") or _is_emulator_file(file):
                 continue
-            if token.lstrip().startswith("#"):
-                marker = _LINEMARKER.match(token)
-                if marker:
-                    file, line_base, line_pos = marker.group(2), int(marker.group(1)), m.end() + 1
-                    user = "3" not in marker.group(3).split() and not file.startswith("<") \
-                        and Path(file).resolve().parent != _EMULATOR_DIR
-                    if user and file != "kernel.cu":
-                        self.user_files.add(file)
-                boundary = m.end()
-            elif token == "{":
-                stack.append(_scope_of(text[boundary:start]))
-                boundary = m.end()
-            elif token == "}":
-                if stack:
-                    stack.pop()
-                boundary = m.end()
-            elif token == ";":
-                boundary = m.end()
-            else:
-                line = line_base + text.count("\n", line_pos, start)
-                if token.startswith(("asm", "__asm")):
-                    if user:
-                        raise CompileError(f"{file}:{line}: inline assembly (asm) is PTX for a GPU and cannot run in the "
-                                           f"CUDA emulator; keep it under `#if defined(__CUDA_ARCH__)` (not defined "
-                                           f"here) with plain CUDA C in the #else branch")
-                elif token == "__mgemu_global__":
-                    self._kernel(m, boundary, stack)
+            if file != "kernel.cu":
+                self.user_files.add(file)
+            start, end = here.end() + 1, following.start() if following else len(text)
+            boundary = start
+            for m in _LEXEMES.finditer(text, start, end):
+                token, pos = m.group(0), m.start()
+                if token[0] in "\"'":
+                    continue
+                if token == "{":
+                    stack.append([(boundary, pos), None])
+                    boundary = m.end()
+                elif token == "}":
+                    if stack:
+                        stack.pop()
+                    boundary = m.end()
+                elif token == ";" or token.lstrip().startswith("#"):
+                    boundary = m.end()
                 else:
-                    self._shared(m, boundary, stack, file, line)
+                    line = line_base + text.count("\n", start, pos)
+                    scopes = [self._scope(entry) for entry in stack]
+                    if token.startswith(("asm", "__asm")):
+                        raise CompileError(f"{file}:{line}: inline assembly (asm) is PTX for a GPU and cannot run in "
+                                           f"the CUDA emulator; keep it under `#if defined(__CUDA_ARCH__)` (not "
+                                           f"defined here) with plain CUDA C in the #else branch")
+                    if token == "__mgemu_global__":
+                        self._kernel(m, boundary, scopes)
+                    else:
+                        self._shared(m, boundary, scopes, file, line)
 
-    def _kernel(self, m, boundary, stack):
+    def _scope(self, entry):
+        if entry[1] is None:
+            entry[1] = _scope_of(self.text[entry[0][0]:entry[0][1]])
+        return entry[1]
+
+    def _kernel(self, m, boundary, scopes):
         text = self.text
         self.edits.append((m.start(), m.end(), ""))
-        scopes = [kind for kind, _ in stack]
-        if "code" in scopes or "class" in scopes:
+        kinds = [kind for kind, _ in scopes]
+        if "code" in kinds or "class" in kinds:
             return
         prefix = text[boundary:m.start()]
         pos, bounds = m.end(), ""
         while True:
-            call = re.compile(r"([A-Za-z_]\w*)\s*\(").search(text, pos)
+            call = _CALL.search(text, pos)
             if not call:
                 return
             close = _closing(text, call.end() - 1)
@@ -373,26 +388,26 @@ class _Translation:
         if re.search(r"\btemplate\b", prefix):
             self.others.setdefault(name, "template")
             return
-        if not (re.search(r'\bextern\s*"C"', prefix) or "extern C" in scopes):
+        if not (re.search(r'\bextern\s*"C"', prefix) or "extern C" in kinds):
             self.others.setdefault(name, "c++ linkage")
             return
-        qualified = "::".join([n for kind, n in stack if kind == "namespace" and n] + [name])
-        self.kernels[name] = _Kernel(name, qualified, text[call.end():close], bounds, "C")
+        qualified = "::".join([n for kind, n in scopes if kind == "namespace" and n] + [name])
+        self.kernels[name] = _Kernel(name, qualified, text[call.end():close], bounds)
 
-    def _shared(self, m, boundary, stack, file, line):
+    def _shared(self, m, boundary, scopes, file, line):
         text = self.text
         end = m.end()
         depth = 0
-        for s in re.finditer(r'"(?:\\.|[^"\\])*"|[()\[\]{};]', text[end:]):
+        for s in _STATEMENT_END.finditer(text, end):
             ch = s.group(0)
             depth += 1 if ch in "([{" else -1 if ch in ")]}" else 0
             if ch == ";" and depth == 0:
-                semi = end + s.start()
+                semi = s.start()
                 break
         else:
             raise CompileError(f"{file}:{line}: cannot find the end of a __shared__ declaration")
         prefix, declaration = text[boundary:m.start()], text[end:semi]
-        in_function = any(kind == "code" for kind, _ in stack)
+        in_function = any(kind == "code" for kind, _ in scopes)
         if re.search(r"\bextern\b", prefix):
             start = boundary + len(prefix) - len(prefix.lstrip())
             self._dynamic_shared(start, semi, prefix, declaration, file, line)
@@ -448,6 +463,11 @@ class _Translation:
             f"{export} int mgemu_num_kernels() {{ return {len(entries)}; }}",
             f"{export} const ::mgemu::KernelDesc* mgemu_kernel(int i) {{ return &__mgemu_table[i]; }}",
             f"{export} const char* mgemu_other_kernels() {{ return {_c_string(others)}; }}", ""])
+
+
+@functools.lru_cache(maxsize=None)
+def _is_emulator_file(file):
+    return Path(file).resolve().parent == _EMULATOR_DIR
 
 
 def _c_string(s):
