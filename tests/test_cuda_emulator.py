@@ -327,6 +327,15 @@ extern "C" __global__ void even_lanes(const int* p, int* out) {
     out[i] = -1;
     if (i % 2 == 0) out[i] = __reduce_max_sync(0x55555555u, p[i]);
 }
+template <int A, int B> struct Both { static const bool value = A && B; };
+extern "C" __global__ void bit_reductions(const unsigned* x, unsigned* out) {
+    unsigned v = x[threadIdx.x];
+    unsigned* o = out + 4 * threadIdx.x;
+    o[0] = __reduce_and_sync(0xffffffffu, v);
+    o[1] = __reduce_or_sync(0xffffffffu, v);
+    o[2] = __reduce_xor_sync(0xffffffffu, v);
+    o[3] = __ballot_sync(0xffffffffu, Both<1, 1>::value && (v & 1u));   // a comma inside the argument
+}
 extern "C" __global__ void active_lanes(unsigned* out, int mode) {
     int t = threadIdx.x;
     out[t] = 0;
@@ -353,6 +362,15 @@ def test_votes_matches_and_reductions():
         assert (o[:, 6] == q.sum()).all()
         assert (o[:, 7].view(np.int32) == (q - 3).min()).all()
     assert (out[32:, 3] == 0xffffffff).all()
+
+
+def test_bitwise_warp_reductions(rng):
+    x = rng.integers(0, 2**32, 32, dtype=np.uint64).astype(np.uint32)
+    out = np.zeros((32, 4), np.uint32)
+    run(VOTES, "bit_reductions", (1,), (32,), (x, out))
+    odd = sum(1 << k for k in range(32) if x[k] & 1)
+    expected = [np.bitwise_and.reduce(x), np.bitwise_or.reduce(x), np.bitwise_xor.reduce(x), odd]
+    np.testing.assert_array_equal(out, np.tile(np.array(expected, np.uint32), (32, 1)))
 
 
 def test_partial_masks_leave_the_other_lanes_alone():

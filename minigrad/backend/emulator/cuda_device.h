@@ -190,29 +190,34 @@ inline T reduce(int op, const char* file, int line, unsigned mask, T value) {
     return out;
 }
 
+// __reduce_and/or/xor_sync take unsigned only
+inline unsigned reduce_bits(int op, const char* file, int line, unsigned mask, unsigned value) {
+    return reduce<unsigned>(op, file, line, mask, value);
+}
+
 }  // namespace mgemu
 
 #define __syncthreads() ::mgemu::barrier_at(0, 1, __FILE__, __LINE__)
-#define __syncthreads_count(p) ::mgemu::barrier_at(1, (p), __FILE__, __LINE__)
-#define __syncthreads_and(p) ::mgemu::barrier_at(2, (p), __FILE__, __LINE__)
-#define __syncthreads_or(p) ::mgemu::barrier_at(3, (p), __FILE__, __LINE__)
+#define __syncthreads_count(...) ::mgemu::barrier_at(1, (__VA_ARGS__), __FILE__, __LINE__)
+#define __syncthreads_and(...) ::mgemu::barrier_at(2, (__VA_ARGS__), __FILE__, __LINE__)
+#define __syncthreads_or(...) ::mgemu::barrier_at(3, (__VA_ARGS__), __FILE__, __LINE__)
 #define __syncwarp(...) ::mgemu::syncwarp(__FILE__, __LINE__, ##__VA_ARGS__)
 #define __shfl_sync(...) ::mgemu::shuffle(::mgemu::kShflIdx, __FILE__, __LINE__, __VA_ARGS__)
 #define __shfl_up_sync(...) ::mgemu::shuffle(::mgemu::kShflUp, __FILE__, __LINE__, __VA_ARGS__)
 #define __shfl_down_sync(...) ::mgemu::shuffle(::mgemu::kShflDown, __FILE__, __LINE__, __VA_ARGS__)
 #define __shfl_xor_sync(...) ::mgemu::shuffle(::mgemu::kShflXor, __FILE__, __LINE__, __VA_ARGS__)
-#define __ballot_sync(mask, p) ::mgemu::vote(::mgemu::kBallot, __FILE__, __LINE__, (mask), (p))
-#define __any_sync(mask, p) static_cast<int>(::mgemu::vote(::mgemu::kAny, __FILE__, __LINE__, (mask), (p)))
-#define __all_sync(mask, p) static_cast<int>(::mgemu::vote(::mgemu::kAll, __FILE__, __LINE__, (mask), (p)))
+#define __ballot_sync(...) ::mgemu::vote(::mgemu::kBallot, __FILE__, __LINE__, __VA_ARGS__)
+#define __any_sync(...) static_cast<int>(::mgemu::vote(::mgemu::kAny, __FILE__, __LINE__, __VA_ARGS__))
+#define __all_sync(...) static_cast<int>(::mgemu::vote(::mgemu::kAll, __FILE__, __LINE__, __VA_ARGS__))
 #define __activemask() ::mgemu::vote(::mgemu::kActiveMask, __FILE__, __LINE__, 0xffffffffu, 1)
-#define __match_any_sync(mask, v) ::mgemu::match(::mgemu::kMatchAny, __FILE__, __LINE__, (mask), (v))
-#define __match_all_sync(mask, v, pred) ::mgemu::match(::mgemu::kMatchAll, __FILE__, __LINE__, (mask), (v), (pred))
-#define __reduce_add_sync(mask, v) ::mgemu::reduce(::mgemu::kReduceAdd, __FILE__, __LINE__, (mask), (v))
-#define __reduce_min_sync(mask, v) ::mgemu::reduce(::mgemu::kReduceMin, __FILE__, __LINE__, (mask), (v))
-#define __reduce_max_sync(mask, v) ::mgemu::reduce(::mgemu::kReduceMax, __FILE__, __LINE__, (mask), (v))
-#define __reduce_and_sync(mask, v) ::mgemu::reduce(::mgemu::kReduceAnd, __FILE__, __LINE__, (mask), static_cast<unsigned>(v))
-#define __reduce_or_sync(mask, v) ::mgemu::reduce(::mgemu::kReduceOr, __FILE__, __LINE__, (mask), static_cast<unsigned>(v))
-#define __reduce_xor_sync(mask, v) ::mgemu::reduce(::mgemu::kReduceXor, __FILE__, __LINE__, (mask), static_cast<unsigned>(v))
+#define __match_any_sync(...) ::mgemu::match(::mgemu::kMatchAny, __FILE__, __LINE__, __VA_ARGS__)
+#define __match_all_sync(...) ::mgemu::match(::mgemu::kMatchAll, __FILE__, __LINE__, __VA_ARGS__)
+#define __reduce_add_sync(...) ::mgemu::reduce(::mgemu::kReduceAdd, __FILE__, __LINE__, __VA_ARGS__)
+#define __reduce_min_sync(...) ::mgemu::reduce(::mgemu::kReduceMin, __FILE__, __LINE__, __VA_ARGS__)
+#define __reduce_max_sync(...) ::mgemu::reduce(::mgemu::kReduceMax, __FILE__, __LINE__, __VA_ARGS__)
+#define __reduce_and_sync(...) ::mgemu::reduce_bits(::mgemu::kReduceAnd, __FILE__, __LINE__, __VA_ARGS__)
+#define __reduce_or_sync(...) ::mgemu::reduce_bits(::mgemu::kReduceOr, __FILE__, __LINE__, __VA_ARGS__)
+#define __reduce_xor_sync(...) ::mgemu::reduce_bits(::mgemu::kReduceXor, __FILE__, __LINE__, __VA_ARGS__)
 
 // Memory fences: with one CPU thread every write is seen at once; only the compiler must not
 // move memory accesses across them.

@@ -334,7 +334,10 @@ void fiber_main() {
             enter(static_cast<unsigned>(next));
             continue;
         }
-        free_fibers.push_back(f);  // nothing runs on it any more; it is restarted from scratch when reused
+        // Nothing runs on this stack any more (it is restarted from scratch when reused). The next
+        // thread of the pass, if any, already has a stack of its own: one that had not started
+        // would have been chained above, so hand_over does not hand this stack out while it runs.
+        free_fibers.push_back(f);
         hand_over(f->context);
     }
 }
