@@ -551,8 +551,14 @@ def _build(code, options, name_expressions):
                 "-include", str(_EMULATOR_DIR / "cuda_device.h"), "-x", "c++", "kernel.cu", "-o", "kernel.ii"], tmp, "The CUDA source")
         translation = _Translation(Path(tmp, "kernel.ii").read_text(), name_expressions)
         Path(tmp, "module.ii").write_text(translation.result())
+        debug = ()
+        if "-g" in tc.flags:  # a debugger shows kernel.cu from a copy that outlives the build directory
+            sources = tc.cache / f"{source_key}-src"
+            sources.mkdir(exist_ok=True)
+            (sources / "kernel.cu").write_text(code)
+            debug = (f"-fdebug-prefix-map={tmp}={sources}",)
         try:
-            tc.run([f"-std={std}", *tc.flags, "-shared", "-o", "module.so", "module.ii", str(tc.runtime)], tmp,
+            tc.run([f"-std={std}", *tc.flags, *debug, "-shared", "-o", "module.so", "module.ii", str(tc.runtime)], tmp,
                    "The CUDA source")
         except CompileError as e:
             if "<emulator launch table>" in str(e):
