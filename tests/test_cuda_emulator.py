@@ -1127,6 +1127,20 @@ def test_portable_ucontext_fibers_give_the_same_results(tmp_path):
     assert [float(v) for v in result.stdout.split()] == sums, result.stderr
 
 
+def test_debug_builds_run_the_same_and_keep_the_source_for_gdb(tmp_path):
+    result = run_python("""
+        import numpy as np
+        from minigrad.backend import cuda_emulator as emu
+        x = np.arange(1000.0); out = np.zeros(4)
+        emu.Module(%r).get_function("chunk_sums")((4,), (256,), (x, out, np.int32(1000)))
+        print(*out)
+    """ % BLOCK_REDUCE, MINIGRAD_EMU_DEBUG="1", MINIGRAD_CACHE=str(tmp_path))
+    sums = [float(c.sum()) for c in np.split(np.arange(1000.0), [256, 512, 768])]
+    assert [float(v) for v in result.stdout.split()] == sums, result.stderr
+    [copy] = (tmp_path / "emulator").glob("*-src/kernel.cu")
+    assert copy.read_text() == BLOCK_REDUCE
+
+
 def test_without_a_compiler_available_says_why():
     result = run_python("""
         from minigrad.backend import cuda_emulator as emu
