@@ -654,6 +654,7 @@ class _Param:
         self.pointee_kind, self.pointee_size, self.pointee_const = desc.pointee_kind, desc.pointee_size, desc.pointee_const
         m = re.search(r"\[with T = (.*)\]$", desc.type_name.decode())
         self.ctype = m.group(1) if m else "?"
+        self.label = f"argument {index} '{name}'".encode()  # how the runtime names it in fault messages
 
     def __str__(self):
         return f"{self.ctype} {self.name}".strip()
@@ -673,6 +674,7 @@ class Function:
         if len(names) != desc.num_params:
             names = [""] * desc.num_params
         self.parameters = tuple(_Param(i, names[i], desc.params[i]) for i in range(desc.num_params))
+        self._slot = max([16] + [(p.size + 15) // 16 * 16 for p in self.parameters])
         self.max_threads_per_block = desc.max_threads or MAX_THREADS_PER_BLOCK
         self._max_dynamic_shared = None
 
@@ -708,12 +710,15 @@ class Function:
         if len(args) != len(self.parameters):
             raise TypeError(f"kernel '{self.name}' takes {len(self.parameters)} arguments "
                             f"({', '.join(map(str, self.parameters))}), but {len(args)} were given")
-        values, arrays, keep = [], [], []
+        check = os.environ.get("MINIGRAD_EMU_CHECK") == "1"
+        values, arrays = [], []
         for param, value in zip(self.parameters, args):
-            values.append(self._pack(param, value, arrays, keep))
-        self._launch(grid, block, shared_mem, shared_limit, values, arrays)
+            values.append(self._pack(param, value, arrays, check))
+        self._launch(grid, block, shared_mem, shared_limit, values, arrays, check)
 
     def _dims(self, what, dims, limits):
+        if type(dims) is tuple and len(dims) == 1 and type(dims[0]) is int and 0 < dims[0] <= limits[0]:
+            return (dims[0], 1, 1)  # the common case, quickly
         if not isinstance(dims, tuple) or not 1 <= len(dims) <= 3 \
                 or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
             raise TypeError(f"kernel '{self.name}': {what} must be a tuple of 1 to 3 ints (cupy.RawKernel needs a "
@@ -746,31 +751,36 @@ class Function:
     def _where(self, param):
         return f"kernel '{self.name}' argument {param.index} ({param})"
 
-    def _pack(self, param, value, arrays, keep):
-        """The bytes the kernel receives for one argument, after checking it against the parameter."""
+    def _pack(self, param, value, arrays, check):
+        """The bytes the kernel receives for one argument, after checking it against the parameter.
+        Arrays are also listed in `arrays` as (index, writable, address, bytes, label) for the
+        runtime's bounds checks and fault messages."""
         if param.kind == _POINTER:
             if value is None:
                 return bytes(8)
             if not isinstance(value, np.ndarray):
                 raise TypeError(f"{self._where(param)} takes an array, got {type(value).__name__} {value!r}")
             self._check_array(param, value)
-            label = (f"argument {param.index} '{param.name}' ({value.dtype} array of shape {value.shape})").encode()
-            keep.append(label)
-            arrays.append(_ArrayArg(param.index, int(value.flags.writeable), value.ctypes.data, value.nbytes, label))
-            return value.ctypes.data.to_bytes(8, sys.byteorder)
+            address = value.ctypes.data
+            label = param.label
+            if check:  # only then is it likely to be shown
+                label = f"{param.label.decode()} ({value.dtype} array of shape {value.shape})".encode()
+            arrays.append((param.index, int(value.flags.writeable), address, value.nbytes, label))
+            return address.to_bytes(8, sys.byteorder)
         if isinstance(value, np.ndarray):
             raise TypeError(f"{self._where(param)} is passed by value, but got an array (CuPy would pass the "
                             f"array's address as the value)")
-        dtype, how = _scalar_dtype(value)
+        dtype = _scalar_dtype(value)
         if dtype is None:
             raise TypeError(f"{self._where(param)}: cannot pass a {type(value).__name__} to a kernel (pass a NumPy "
                             f"scalar such as numpy.{_suggest(param)}(...))")
         ok_kind = {_FLOAT: "f", _SIGNED: "iu", _UNSIGNED: "iu", _BOOL: "biu"}.get(param.kind, "biufcV")
         if dtype.itemsize != param.size or dtype.kind not in ok_kind:
-            raise TypeError(f"{self._where(param)} takes {param.size} bytes ({_kind_name(param.kind)}), but got {how}, "
+            raise TypeError(f"{self._where(param)} takes {param.size} bytes ({_kind_name(param.kind)}), but got "
+                            f"{_describe_scalar(value)}, "
                             f"{dtype.itemsize} bytes ({dtype}); CuPy would pass those bytes unconverted: pass "
                             f"numpy.{_suggest(param)}(...)")
-        return np.asarray(value, dtype=dtype).tobytes()
+        return (value if isinstance(value, np.generic) else dtype.type(value)).tobytes()
 
     def _check_array(self, param, a):
         if not a.flags.c_contiguous:
@@ -787,20 +797,15 @@ class Function:
             raise TypeError(f"{self._where(param)} got a {a.dtype} array; the kernel would read its bytes as "
                             f"{size}-byte {_kind_name(kind)} (CuPy does not convert arrays)")
 
-    def _launch(self, grid, block, shared_mem, shared_limit, values, arrays):
-        offsets, total = [], 0
-        for v in values:
-            offsets.append(total)
-            total += (len(v) + 15) // 16 * 16
-        storage = ctypes.create_string_buffer(b"".join(v.ljust((len(v) + 15) // 16 * 16, b"\0") for v in values),
-                                              max(total, 16))
+    def _launch(self, grid, block, shared_mem, shared_limit, values, arrays, check):
+        # every value in a 16-byte aligned slot of one buffer; args[i] points at slot i
+        slot = self._slot
+        storage = ctypes.create_string_buffer(b"".join(v.ljust(slot, b"\0") for v in values), slot * len(values) + 16)
         base = ctypes.addressof(storage)
-        pointers = (ctypes.c_void_p * max(len(values), 1))(*[base + o for o in offsets])
+        pointers = (ctypes.c_void_p * max(len(values), 1))(*range(base, base + slot * len(values), slot))
         table = (_ArrayArg * max(len(arrays), 1))(*arrays)
-        desc = _LaunchDesc(ctypes.addressof(self._desc), (ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block),
-                           int(shared_mem), shared_limit, pointers, table, len(arrays),
-                           int(os.environ.get("MINIGRAD_EMU_CHECK", "0") == "1"),
-                           _stack_kb() * 1024)
+        desc = _LaunchDesc(ctypes.addressof(self._desc), grid, block, int(shared_mem), shared_limit, pointers, table,
+                           len(arrays), int(check), _stack_kb() * 1024)
         lib = self.module._lib
         with _launch_lock:
             status = lib.mgemu_launch(ctypes.byref(desc))
@@ -820,22 +825,23 @@ def _stack_kb():
     return int(value)
 
 
+_PYTHON_SCALARS = {bool: np.dtype(np.bool_), float: np.dtype(np.float64), complex: np.dtype(np.complex128)}
+
+
 def _scalar_dtype(value):
     """The dtype CuPy passes a scalar as: NumPy scalars keep theirs, bool -> bool, int -> int64
-    (uint64 from 2**63), float -> float64, complex -> complex128."""
+    (uint64 from 2**63), float -> float64, complex -> complex128; None for anything else."""
     if isinstance(value, np.generic):
-        return value.dtype, f"numpy.{value.dtype}"
-    if isinstance(value, bool):
-        return np.dtype(np.bool_), "a Python bool (passed as bool)"
-    if isinstance(value, int):
-        if not -2**63 <= value < 2**64:
-            return None, ""
-        return np.dtype(np.uint64 if value >= 2**63 else np.int64), "a Python int (CuPy passes it as int64)"
-    if isinstance(value, float):
-        return np.dtype(np.float64), "a Python float (CuPy passes it as float64)"
-    if isinstance(value, complex):
-        return np.dtype(np.complex128), "a Python complex (CuPy passes it as complex128)"
-    return None, ""
+        return value.dtype
+    if type(value) is int:
+        return np.dtype(np.uint64 if value >= 2**63 else np.int64) if -2**63 <= value < 2**64 else None
+    return _PYTHON_SCALARS.get(type(value))
+
+
+def _describe_scalar(value):
+    if isinstance(value, np.generic):
+        return f"numpy.{value.dtype}"
+    return f"a Python {type(value).__name__} (CuPy passes it as {_scalar_dtype(value)})"
 
 
 def _kind_name(kind):
