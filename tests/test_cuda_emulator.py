@@ -220,6 +220,44 @@ def test_dynamic_shared_arrays_share_one_aligned_buffer(rng):
     np.testing.assert_array_equal(y, x[keys] + 1000.0)
 
 
+DECLARATIONS = cuda("declarations", r"""
+// the forms a shared or global declaration can take, and a kernel declared before it is defined
+extern "C" __global__ void declared_first(float* out);
+__device__ int launches;                                   // lives as long as the module
+extern "C" __global__ void count_launches() { if (threadIdx.x == 0 && blockIdx.x == 0) launches += 1; }
+extern "C" __global__ void read_launches(int* out) { out[0] = launches; }
+extern "C" __global__ void declared_first(float* out) {
+    __shared__ alignas(16) float a[8], *p;                 // two declarators, a standard attribute
+    __shared__ __align__(16) double b[4];
+    volatile extern __shared__ __align__(16) int dyn_ints[];
+    static __shared__ int c;
+    int t = threadIdx.x;
+    if (t == 0) { p = a; c = 5; }
+    a[t] = t;
+    if (t < 4) b[t] = 2.0 * t;
+    dyn_ints[t] = 10 * t;
+    __syncthreads();
+    out[t] = p[7 - t] + (t < 4 ? b[t] : 0.0) + c + dyn_ints[7 - t] + ((reinterpret_cast<size_t>(a) % 16 == 0) ? 0.5f : 0.0f);
+}
+""")
+
+
+def test_declaration_forms():
+    mod = emu.Module(DECLARATIONS)
+    out = np.zeros(8, np.float32)
+    mod.get_function("declared_first")((1,), (8,), (out,), shared_mem=32)
+    t = np.arange(8)
+    np.testing.assert_array_equal(out, (7 - t) + np.where(t < 4, 2.0 * t, 0) + 5 + 10 * (7 - t) + 0.5)
+    count, read = mod.get_function("count_launches"), mod.get_function("read_launches")
+    launches = np.zeros(1, np.int32)
+    read((1,), (1,), (launches,))
+    before = launches[0]
+    for _ in range(3):
+        count((2,), (4,), ())
+    read((1,), (1,), (launches,))
+    assert launches[0] == before + 3
+
+
 UNINITIALISED = cuda("uninitialised", r"""
 extern "C" __global__ void half_written(float* out) {
     __shared__ float s[32];
@@ -1161,10 +1199,12 @@ def test_without_a_compiler_available_says_why():
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 def test_kernels_compile_with_nvcc(tmp_path):
-    """Every kernel in this file is real CUDA: nvcc compiles them (one translation unit per source)."""
-    unit = "#include <cassert>\n#include <cstdio>\n"
+    """Every kernel in this file is real CUDA: nvcc compiles them all, as one translation unit with
+    each source in a namespace of its own (a .cu file each would take nvcc ten times as long)."""
+    unit = "#include <cassert>\n#include <cstdio>\n#include <math_constants.h>\n"
     for name, code in SOURCES.items():
-        unit += f'#line 1 "{name}.cu"\n{code}\n#undef TILE\n#undef ROWS\n'
+        body = code.replace("#include <math_constants.h>", "")
+        unit += f'namespace {name}_source {{\n#line 1 "{name}.cu"\n{body}\n}}\n#undef TILE\n#undef ROWS\n'
     (tmp_path / "all.cu").write_text(unit)
     result = subprocess.run(["nvcc", "-arch=sm_90", "-std=c++17", "-c", "-x", "cu", "all.cu", "-o", "all.o"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=600)

@@ -194,7 +194,7 @@ _LEXEMES = re.compile(r"""
 _LINEMARKER = re.compile(r'^\#[ \t]*(\d+)[ \t]+"((?:\\.|[^"\\\n])*)"([^\n]*)', re.M)
 _CALL = re.compile(r"([A-Za-z_]\w*)\s*\(")
 _STATEMENT_END = re.compile(r'"(?:\\.|[^"\\])*"|[()\[\]{};]')
-_ATTRIBUTE = re.compile(r"__attribute__\s*\(\(")
+_ATTRIBUTE = re.compile(r"__attribute__\s*\(\(|\balignas\s*\(")
 _SKIPPED_CALLS = {"__attribute__", "__declspec", "alignas", "decltype", "__mgemu_launch_bounds__"}
 _TYPE_WORDS = {"const", "volatile", "unsigned", "signed", "int", "long", "short", "char", "float", "double",
                "bool", "void", "__restrict__", "__restrict", "struct", "class", "typename"}
@@ -217,10 +217,19 @@ def _closing(text, i):
     raise CompileError(f"unbalanced ( in the preprocessed source near: {text[i:i + 80]!r}")
 
 
+def _attributes(text, start=0, end=None):
+    """(start, end) of each __attribute__((...)) and alignas(...) in text[start:end]."""
+    spans, end = [], len(text) if end is None else end
+    while (m := _ATTRIBUTE.search(text, start, end)):
+        opening = m.end() - 2 if m.group(0).startswith("__attribute__") else m.end() - 1
+        start = _closing(text, opening) + 1
+        spans.append((m.start(), start))
+    return spans
+
+
 def _strip_attributes(text):
-    while (m := _ATTRIBUTE.search(text)):
-        end = _closing(text, m.end() - 2)
-        text = text[:m.start()] + " " + text[end + 1:]
+    for start, end in reversed(_attributes(text)):
+        text = text[:start] + " " + text[end:]
     return text
 
 
@@ -412,7 +421,12 @@ class _Translation:
             start = boundary + len(prefix) - len(prefix.lstrip())
             self._dynamic_shared(start, semi, prefix, declaration, file, line)
             return
-        self.edits.append((m.start(), end, "" if re.search(r"\bstatic\b", prefix) else "static"))
+        # `static` goes where __shared__ was, after any alignas(...) of the declaration (standard
+        # attributes must come first)
+        aligns = [(a, b) for a, b in _attributes(text, end, semi) if text.startswith("alignas", a)]
+        static = "" if re.search(r"\bstatic\b", prefix) else "static"
+        self.edits.append((m.start(), end, " ".join([text[a:b] for a, b in aligns] + [static])))
+        self.edits += [(a, b, "") for a, b in aligns]
         notes = []
         for declarator in _split_top_level(declaration):
             name = _declared_name(declarator)
