@@ -273,8 +273,17 @@ CONV_BATCH = {"mnist conv1": 128, "mnist conv2": 128, "resnet 3x3": 32}
 
 @contextlib.contextmanager
 def cpu_table(name):
-    """The op runs on kernel table ``name`` (MINIGRAD_CPU_KERNELS) inside the block."""
-    before = os.environ.get("MINIGRAD_CPU_KERNELS")
+    """Ops on NumPy arrays run on kernel table ``name`` ("cpu", "reference") inside the block."""
+    from minigrad import backend
+
+    if hasattr(backend, "set_cpu_kernels"):
+        before = backend.set_cpu_kernels(name)
+        try:
+            yield
+        finally:
+            backend.set_cpu_kernels(before)
+        return
+    before = os.environ.get("MINIGRAD_CPU_KERNELS")  # before set_cpu_kernels: read at each call
     os.environ["MINIGRAD_CPU_KERNELS"] = name
     try:
         yield

@@ -244,3 +244,16 @@ def test_documented_commands_use_real_options():
             modules[match.group(1)].parse_args(args)  # exits (fails the test) on an unknown option
             found += 1
     assert found >= 10
+
+
+def test_the_numpy_conv_rows_run_on_the_reference_table():
+    from minigrad import backend
+    from minigrad.backend import reference
+
+    x = np.zeros(3, np.float32)
+    before = backend.kernels(x)
+    with catalog.cpu_table("reference"):
+        assert backend.kernels(x) is reference
+    with catalog.cpu_table("cpu"):
+        assert backend.kernels(x) is cpu_kernels
+    assert backend.kernels(x) is before
