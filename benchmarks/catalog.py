@@ -328,8 +328,10 @@ def _conv_layer_cases(name, n, c, h, w, o, k, p, x_grad, cl, dtype, devices):
                 with mg.no_grad():
                     return (mg.conv2d(x, wt, b, padding=p).data,)
             y = mg.conv2d(x, wt, b, padding=p)
-            y.backward(mg.Tensor(g))
-            return (y.data, wt.grad.data, b.grad.data) + ((x.grad.data,) if x_grad else ())
+            # gradients returned, not accumulated into .grad (a leaf's first .grad is a copy,
+            # which a layer inside a network does not pay)
+            grads = mg.grad(y, [wt, b] + ([x] if x_grad else []), mg.Tensor(g))
+            return (y.data,) + tuple(t.data for t in grads)
 
         def on_table(table, call=call):
             def setup(inputs):
@@ -376,10 +378,7 @@ def _torch_conv(p, x_grad, backward):
         w.requires_grad_(True)
         b.requires_grad_(True)
         y = F.conv2d(x, w, b, padding=p)
-        y.backward(g)
-        out = (y, w.grad, b.grad) + ((x.grad,) if x_grad else ())
-        x.grad = w.grad = b.grad = None
-        return out
+        return (y,) + torch.autograd.grad(y, [w, b] + ([x] if x_grad else []), g)
     return fn
 
 

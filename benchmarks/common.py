@@ -15,6 +15,7 @@ Timing rules (why the numbers can be trusted, and how far):
 * we report the median and the spread (interquartile range over the median): ratios of
   medians are what compare contenders; a spread above ~10% says the machine was busy.
 """
+import contextlib
 import datetime
 import math
 import os
@@ -43,7 +44,7 @@ def machine_info():
         "caches": _caches(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "blas": diagnostics._blas_name() or "unknown",
+        "blas": _blas_line(diagnostics._blas_name() or "unknown"),
         "minigrad": mg.__version__,
     }
     env = {k: v for k, v in sorted(os.environ.items())
@@ -107,6 +108,105 @@ def _caches():
     return ", ".join(found) or "unknown"
 
 
+# ----------------------------------------------------------------------------------------
+# Thread pools: the BLAS (OpenBLAS as NumPy ships it), numba, PyTorch
+_blas = {}
+
+
+def _openblas():
+    """(library, symbol prefix, suffix) of the OpenBLAS NumPy loaded, or None (another BLAS)."""
+    if "lib" not in _blas:
+        import ctypes
+        import re
+
+        _blas["lib"] = None
+        try:
+            with open("/proc/self/maps") as f:
+                paths = sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", f.read())))
+        except OSError:
+            paths = []
+        for path in paths:
+            lib = ctypes.CDLL(path)
+            for prefix, suffix in (("scipy_openblas_", "64_"), ("openblas_", "64_"), ("openblas_", "")):
+                if hasattr(lib, f"{prefix}set_num_threads{suffix}"):
+                    _blas["lib"] = (lib, prefix, suffix)
+                    break
+    return _blas["lib"]
+
+
+def _blas_call(name, *args, restype=None):
+    lib, prefix, suffix = _openblas()
+    fn = getattr(lib, f"{prefix}{name}{suffix}")
+    fn.restype = restype
+    return fn(*args)
+
+
+def _blas_line(name):
+    if _openblas() is None:
+        return name
+    import ctypes
+
+    core = _blas_call("get_corename", restype=ctypes.c_char_p).decode()
+    return f"{name} ({core} kernels, {_blas_call('get_num_threads', restype=ctypes.c_int)} threads)"
+
+
+def blas_threads(n=None):
+    """The BLAS's thread count (OpenBLAS only; None elsewhere); with ``n``, set it first."""
+    if _openblas() is None:
+        return None
+    import ctypes
+
+    if n is not None:
+        _blas_call("set_num_threads", ctypes.c_int(int(n)))
+    return _blas_call("get_num_threads", restype=ctypes.c_int)
+
+
+@contextlib.contextmanager
+def thread_settings(blas=None, numba=None, torch=None):
+    """Run the block with these thread counts (None: leave that pool alone), then restore."""
+    before = {}
+    if blas is not None and _openblas() is not None:
+        before["blas"] = blas_threads()
+        blas_threads(blas)
+    if numba is not None:
+        import numba as nb
+
+        before["numba"] = nb.get_num_threads()
+        nb.set_num_threads(numba)
+    if torch is not None:
+        import torch as th
+
+        before["torch"] = th.get_num_threads()
+        th.set_num_threads(torch)
+    try:
+        yield
+    finally:
+        if "blas" in before:
+            blas_threads(before["blas"])
+        if "numba" in before:
+            import numba as nb
+
+            nb.set_num_threads(before["numba"])
+        if "torch" in before:
+            import torch as th
+
+            th.set_num_threads(before["torch"])
+
+
+def parse_threads(spec):
+    """'2' -> every pool at 2 threads; 'blas=2,numba=1,torch=2' -> each as given."""
+    if spec.isdigit():
+        n = int(spec)
+        return {"blas": n, "numba": n, "torch": n}
+    settings = {}
+    for part in spec.split(","):
+        name, _, value = part.partition("=")
+        if name not in ("blas", "numba", "torch") or not value.isdigit():
+            raise ValueError(f"thread setting {spec!r}: expected N or blas=N,numba=N,torch=N")
+        settings[name] = int(value)
+    return settings
+
+
 def machine_line(info):
     """One or two lines of ``machine_info()`` for a terminal or a Markdown header."""
     line = (f"{info['cpu']}, {info['cores']} cores ({info['simd']}; {info['caches']}), BLAS {info['blas']}; "
@@ -140,6 +240,20 @@ def cpu_clock(fn, inner):
     for _ in range(inner):
         fn()
     return (time.perf_counter() - start) / inner
+
+
+def process_clock(fn, inner):
+    """Seconds per call of ``fn`` in CPU time of this process (all its threads).  On a machine
+    shared with other work, and with every pool at one thread, this leaves out the time the
+    other processes take from us; with more threads it also counts threads that spin while
+    they wait, so compare like with like."""
+    start = time.process_time()
+    for _ in range(inner):
+        fn()
+    return (time.process_time() - start) / inner
+
+
+CLOCKS = {"wall": cpu_clock, "process": process_clock}
 
 
 def cupy_clock(fn, inner):
@@ -222,14 +336,27 @@ def summary(samples):
             "spread": (q3 - q1) / median if median > 0 else 0.0, "samples": samples}
 
 
+def measure(calls, repeat, min_sample=0.0, warm_up=True, on_sample=None):
+    """``calls``: name -> (function, clock).  Warm each up (unless done already), choose how
+    many calls make one sample last ``min_sample`` seconds, take ``repeat`` interleaved
+    samples of each; return name -> summary (seconds per call) with ``inner`` added."""
+    samplers, inners = {}, {}
+    for name, (fn, clock) in calls.items():
+        if warm_up:
+            fn()
+        sample = (lambda fn=fn, clock=clock: lambda inner: clock(fn, inner))()
+        inners[name] = inner = calibrate(sample, min_sample) if min_sample > 0 else 1
+        samplers[name] = (lambda sample=sample, inner=inner: lambda: sample(inner))()
+    times = interleaved(samplers, repeat, on_sample)
+    return {name: dict(summary(t), inner=inners[name]) for name, t in times.items()}
+
+
 def timed(fns, repeat):
     """Time each of ``fns`` (a dict name -> function) ``repeat`` times after one warm-up each,
     interleaved, on the host clock (a function that queues GPU work must synchronise before
     it returns); return {name: (median seconds, all times)}."""
-    for fn in fns.values():
-        fn()
-    samples = interleaved({name: (lambda fn=fn: cpu_clock(fn, 1)) for name, fn in fns.items()}, repeat)
-    return {name: (statistics.median(t), t) for name, t in samples.items()}
+    stats = measure({name: (fn, cpu_clock) for name, fn in fns.items()}, repeat)
+    return {name: (s["median"], s["samples"]) for name, s in stats.items()}
 
 
 def ratio_spread(a, b):

@@ -30,8 +30,8 @@ import time
 import numpy as np
 
 from . import catalog
-from .common import (calibrate, cpu_clock, cuda_usable, cupy_clock, fmt_time, interleaved, machine_info,
-                     machine_line, progress, summary, table, write)
+from .common import (CLOCKS, cpu_clock, cuda_usable, cupy_clock, fmt_time, machine_info, machine_line, measure,
+                     progress, table, write)
 
 TINY = dict(repeat=2, min_sample=1e-3)
 
@@ -114,13 +114,14 @@ def check(outputs, expected, tol):
     return None
 
 
-def run_case(case, repeat, min_sample, rng_seed=0, bar=None):
+def run_case(case, repeat, min_sample, rng_seed=0, bar=None, clock=cpu_clock):
     """Check every Impl of ``case`` against the reference, then time the correct ones
-    interleaved.  Returns one result dict per Impl (status 'ok', 'wrong' or 'failed')."""
+    interleaved (CPU ones on ``clock``, GPU ones on CUDA events).  Returns one result dict per
+    Impl (status 'ok', 'wrong' or 'failed')."""
     rng = np.random.default_rng(rng_seed)
     inputs = case.inputs(rng)
     expected = tuple(catalog.to_host(case.expected(inputs)))
-    results, samplers = [], {}
+    results, calls = [], {}
     for impl in case.impls:
         result = {"op": case.op, "pass": case.pass_, "case": case.label, "size": case.size,
                   "device": impl.device, "impl": impl.name, "flops": case.flops, "bytes": case.bytes,
@@ -128,7 +129,7 @@ def run_case(case, repeat, min_sample, rng_seed=0, bar=None):
         results.append(result)
         try:
             run = impl.setup(inputs)
-            outputs = catalog.to_host(tuple(run()))
+            outputs = catalog.to_host(tuple(run()))  # the first call: the check, and the warm-up
             if impl.adapt is not None:
                 outputs = tuple(impl.adapt(outputs))
             problem = check(outputs, expected, case.tol)
@@ -138,19 +139,15 @@ def run_case(case, repeat, min_sample, rng_seed=0, bar=None):
         if problem is not None:
             result.update(status="wrong", error=problem)
             continue
-        sample = (lambda run=run, clock=impl.clock: lambda inner: clock(run, inner))()
-        inner = calibrate(sample, min_sample)
-        result["inner"] = inner
-        samplers[id(result)] = (lambda sample=sample, inner=inner: lambda: sample(inner))()
+        calls[id(result)] = (run, clock if impl.device == "cpu" else impl.clock)
     if bar is not None:
         bar.update(len(case.impls))
-    times = interleaved(samplers, repeat, on_sample=None if bar is None else (lambda: bar.update(1)))
+    stats = measure(calls, repeat, min_sample, warm_up=False, on_sample=None if bar is None else (lambda: bar.update(1)))
     for result in results:
-        if id(result) in times:
-            stats = summary(times[id(result)])
-            result.update(stats)
-            result["gflops"] = case.flops / stats["median"] / 1e9
-            result["gbs"] = case.bytes / stats["median"] / 1e9
+        if id(result) in stats:
+            result.update(stats[id(result)])
+            result["gflops"] = case.flops / result["median"] / 1e9
+            result["gbs"] = case.bytes / result["median"] / 1e9
     base = next((r for r in results if r["device"] == "cpu" and r["impl"] == "numpy" and "median" in r), None)
     for result in results:
         if base is not None and "median" in result:
@@ -355,6 +352,8 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=5, help="timed samples per implementation (median)")
     p.add_argument("--min-sample", type=float, default=0.02,
                    help="seconds one sample lasts at least (fast calls are repeated inside it)")
+    p.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                   help="CPU rows: wall time, or this process's CPU time (see common.process_clock)")
     p.add_argument("--sweep", action="store_true", help="also sweep sizes and find the CPU/GPU crossover")
     p.add_argument("--no-cases", action="store_true", help="with --sweep: skip the default-size table")
     p.add_argument("--preset", choices=["tiny"], help="tiny: small sizes, 2 samples (CI; seconds)")
@@ -398,12 +397,13 @@ def collect(args, out=sys.stdout):
     with progress(total, "benchmarks.ops") as bar:
         for kind, case in plans:
             bar.set_postfix_str(f"{case.op} {case.pass_} {case.label}"[:60])
-            rows = run_case(case, args.repeat, args.min_sample, bar=bar)
+            rows = run_case(case, args.repeat, args.min_sample, bar=bar, clock=CLOCKS[args.clock])
             add_peak_fractions(rows, peaks)
             results[kind] += rows
     report = {"machine": info, "command": "python -m benchmarks.ops " + " ".join(sys.argv[1:]),
               "config": {"ops": ops, "sizes": args.size, "devices": devices, "dtype": args.dtype,
-                         "repeat": args.repeat, "min_sample": args.min_sample, "preset": args.preset},
+                         "repeat": args.repeat, "min_sample": args.min_sample, "preset": args.preset,
+                         "clock": args.clock},
               "gpu": gpu, "peaks": peaks, "results": results["cases"], "sweep": results["sweep"]}
     if args.sweep:
         report["crossover"] = crossover(results["sweep"])

@@ -35,8 +35,8 @@ from typing import Callable
 
 import numpy as np
 
-from .common import (calibrate, cpu_clock, cuda_usable, fmt_time, interleaved, machine_info, machine_line,
-                     mnist_arrays, mnist_uint8, progress, ratio_spread, summary, synchronize, table,
+from .common import (CLOCKS, cpu_clock, cuda_usable, fmt_time, machine_info, machine_line, measure, mnist_arrays,
+                     mnist_uint8, parse_threads, progress, ratio_spread, synchronize, table, thread_settings,
                      train_steps, write)
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
@@ -270,27 +270,42 @@ WORKLOADS = {
 }
 
 
-def run_workload(name, workload, batch, images, device, repeat):
-    """Time the contenders of one workload at one batch size; one result dict each."""
+def run_workload(name, workload, batch, images, device, repeat, threads=(None,), clock=cpu_clock):
+    """Time the contenders of one workload at one batch size, under each thread setting of
+    ``threads`` (None: as the process started); one result dict each."""
     x, y, source = workload.data(images if images is not None else workload.images)
     steps = -(-len(x) // batch)
-    runs = workload.contenders(x, y, batch, device)
-    for run in runs.values():  # warm-up: compilation, first-touch allocations, caches
-        run()
-    samples = interleaved({k: (lambda run=run: cpu_clock(run, 1)) for k, run in runs.items()}, repeat)
+    calls = {}
+    for spec in threads:
+        for contender, run in workload.contenders(x, y, batch, device).items():
+            label = contender if len(threads) == 1 else f"{contender} [threads {spec}]"
+            calls[label] = (_under(run, spec), clock)
     results = []
-    for contender, times in samples.items():
-        stats = summary(times)
+    for label, stats in measure(calls, repeat).items():  # warm-up first: compilation, caches
         per_unit = stats["median"] * (10000 / len(x) if workload.unit == "10k images" else 1)
         results.append(dict(workload=name, device=device, batch=batch, images=len(x), steps=steps, data=source,
-                            impl=contender, unit=workload.unit, per_unit=per_unit,
+                            impl=label, unit=workload.unit, per_unit=per_unit,
                             step_ms=1e3 * stats["median"] / steps, images_per_s=len(x) / stats["median"], **stats))
-    base = next((r for r in results if r["impl"] == workload.baseline), None)
-    for r in results:
-        if base is not None:
-            r["vs_baseline"], r["vs_spread"] = ratio_spread(r, base)
-            r["baseline"] = workload.baseline
+    for spec in threads:
+        baseline = workload.baseline if len(threads) == 1 else f"{workload.baseline} [threads {spec}]"
+        base = next((r for r in results if r["impl"] == baseline), None)
+        for r in results:
+            if base is not None and (len(threads) == 1 or r["impl"].endswith(f"[threads {spec}]")):
+                r["vs_baseline"], r["vs_spread"] = ratio_spread(r, base)
+                r["baseline"] = baseline
     return results
+
+
+def _under(run, spec):
+    """``run`` with the thread setting ``spec`` (common.parse_threads) around it."""
+    if spec is None:
+        return run
+    settings = parse_threads(spec)
+
+    def run_with_threads():
+        with thread_settings(**settings):
+            run()
+    return run_with_threads
 
 
 def rows_of(results):
@@ -305,7 +320,7 @@ HEADERS = ["workload", "device", "batch", "implementation", "time", "ms / step",
 
 # ----------------------------------------------------------------------------------------
 # --per-layer: a training step taken apart, layer by layer, in both libraries
-def per_layer(name, workload, batch, device, repeat, min_sample):
+def per_layer(name, workload, batch, device, repeat, min_sample, spec=None, clock=cpu_clock):
     """Forward and backward time of each layer of the model (inputs and upstream gradients as
     they arrive in a real step, layouts included), the loss and the optimizer step, in
     minigrad and PyTorch, interleaved.  Returns result dicts (seconds)."""
@@ -313,19 +328,14 @@ def per_layer(name, workload, batch, device, repeat, min_sample):
     libs = {"minigrad": _layer_parts("minigrad", workload.models[0], x, y, device)}
     if _torch_on(device):
         libs["pytorch"] = _layer_parts("pytorch", workload.models[1], x, y, device)
-    samplers, labels = {}, {}
+    calls, labels = {}, {}
     for lib, parts in libs.items():
         for part, (fwd, fwd_bwd) in parts.items():
             for pass_, fn in (("fwd", fwd), ("fwd+bwd", fwd_bwd)):
-                if fn is None:
-                    continue
-                fn = _synced(fn, device)
-                fn()
-                sample = (lambda fn=fn: lambda inner: cpu_clock(fn, inner))()
-                inner = calibrate(sample, min_sample)
-                samplers[(lib, part, pass_)] = (lambda sample=sample, inner=inner: lambda: sample(inner))()
-                labels.setdefault(part, len(labels))
-    times = {k: summary(v) for k, v in interleaved(samplers, repeat).items()}
+                if fn is not None:
+                    calls[(lib, part, pass_)] = (_under(_synced(fn, device), spec), clock)
+                    labels.setdefault(part, len(labels))
+    times = measure(calls, repeat, min_sample)
     results = []
     for part in sorted(labels, key=labels.get):
         row = {"workload": name, "device": device, "batch": batch, "part": part}
@@ -432,6 +442,11 @@ def parse_args(argv=None):
     p.add_argument("--images", type=int, help="images per timed run (default: each workload's own)")
     p.add_argument("--device", nargs="+", choices=["cpu", "cuda"], default=["cpu", "cuda"])
     p.add_argument("--repeat", type=int, default=3, help="timed runs per contender (median)")
+    p.add_argument("--threads", nargs="+", metavar="SPEC",
+                   help="thread settings to compare, each N (every pool) or blas=N,numba=N,torch=N; "
+                        "each contender runs under each (default: as the process started)")
+    p.add_argument("--clock", choices=list(CLOCKS), default="wall",
+                   help="wall time, or this process's CPU time (see common.process_clock)")
     p.add_argument("--per-layer", action="store_true", help="time each layer, the loss and the optimizer step")
     p.add_argument("--min-sample", type=float, default=0.05, help="--per-layer: seconds per sample at least")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': stdout)")
@@ -450,8 +465,8 @@ def main(argv=None):
         header.append("No CUDA GPU here (minigrad.cuda_available() is False): CPU rows only.")
     if not torch_installed():
         header.append("PyTorch is not installed (pip install torch==2.13.0 to compare).")
-    header.append(f"median of {args.repeat} runs after a warm-up, contenders interleaved; "
-                  "spread = interquartile range / median")
+    header.append(f"median of {args.repeat} runs after a warm-up, contenders interleaved, {args.clock} clock; "
+                  "spread = interquartile range / median" + (f"; threads {args.threads}" if args.threads else ""))
     print("\n".join(header), file=out)
     plans = [(name, batch, device) for name in args.model
              for batch in (args.batch or WORKLOADS[name].batches) for device in devices
@@ -461,9 +476,11 @@ def main(argv=None):
         for name, batch, device in plans:
             bar.set_postfix_str(f"{name} batch {batch} {device}")
             if args.per_layer:
-                results += per_layer(name, WORKLOADS[name], batch, device, args.repeat, args.min_sample)
+                results += per_layer(name, WORKLOADS[name], batch, device, args.repeat, args.min_sample,
+                                     (args.threads or [None])[0], CLOCKS[args.clock])
             else:
-                results += run_workload(name, WORKLOADS[name], batch, args.images, device, args.repeat)
+                results += run_workload(name, WORKLOADS[name], batch, args.images, device, args.repeat,
+                                        args.threads or [None], CLOCKS[args.clock])
             bar.update(1)
     if args.per_layer:
         blocks = []

@@ -257,3 +257,32 @@ def test_the_numpy_conv_rows_run_on_the_reference_table():
     with catalog.cpu_table("cpu"):
         assert backend.kernels(x) is cpu_kernels
     assert backend.kernels(x) is before
+
+
+def test_train_compares_thread_settings_on_either_clock():
+    from benchmarks.common import blas_threads
+
+    before = blas_threads()
+    report = train.main(["--model", "mlp", "--images", "256", "--batch", "128", "--repeat", "1", "--device", "cpu",
+                         "--threads", "1", "blas=2,numba=1", "--clock", "process"])
+    by_impl = {r["impl"]: r for r in report["results"]}
+    assert {"minigrad [threads 1]", "minigrad [threads blas=2,numba=1]"} <= set(by_impl)
+    for label, r in by_impl.items():
+        spec = label[label.index("[threads"):]
+        assert r["baseline"].endswith(spec) and r["median"] > 0  # ratios within one setting
+    assert blas_threads() == before  # each run puts the pools back as they were
+
+
+def test_thread_settings_parse_and_restore():
+    from benchmarks.common import parse_threads, thread_settings
+
+    assert parse_threads("3") == {"blas": 3, "numba": 3, "torch": 3}
+    assert parse_threads("blas=1,numba=2") == {"blas": 1, "numba": 2}
+    with pytest.raises(ValueError, match="blas=N"):
+        parse_threads("gpu=2")
+    import numba
+
+    before = numba.get_num_threads()
+    with thread_settings(numba=1):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
