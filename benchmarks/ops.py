@@ -31,7 +31,7 @@ import numpy as np
 
 from . import catalog
 from .common import (CLOCKS, cpu_clock, cuda_usable, cupy_clock, fmt_time, machine_info, machine_line, measure,
-                     progress, table, write)
+                     prepare_process, progress, table, write)
 
 TINY = dict(repeat=2, min_sample=1e-3)
 
@@ -425,6 +425,7 @@ def _jsonable(value):
 
 def main(argv=None):
     args = parse_args(argv)
+    prepare_process()
     if args.list:
         for name, op in catalog.OPS.items():
             print(f"{name:14s} --size = {op.size_means}; sweep {op.sweep}")

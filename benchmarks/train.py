@@ -36,8 +36,8 @@ from typing import Callable
 import numpy as np
 
 from .common import (CLOCKS, cpu_clock, cuda_usable, fmt_time, machine_info, machine_line, measure, mnist_arrays,
-                     mnist_uint8, parse_threads, progress, ratio_spread, synchronize, table, thread_settings,
-                     train_steps, write)
+                     mnist_uint8, parse_threads, prepare_process, progress, ratio_spread, synchronize, table,
+                     thread_settings, train_steps, write)
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
@@ -456,6 +456,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    prepare_process()
     out = sys.stderr if "-" in (args.json, args.markdown) else sys.stdout
     gpu = "cuda" in args.device and cuda_usable()
     devices = [d for d in args.device if d == "cpu" or gpu]

@@ -286,3 +286,15 @@ def test_thread_settings_parse_and_restore():
     with thread_settings(numba=1):
         assert numba.get_num_threads() == 1
     assert numba.get_num_threads() == before
+
+
+def test_benchmarks_keep_the_allocator_steady_and_say_so(tiny_report):
+    """The lab sets glibc's malloc to keep freed memory (no page-fault storms from one
+    contender's allocations landing on the next) and writes that into the machine details."""
+    import platform
+
+    report, _ = tiny_report
+    if platform.libc_ver()[0] == "glibc":
+        assert report["machine"]["allocator"].startswith("glibc malloc: mmap threshold 256 MB")
+    else:
+        assert report["machine"]["allocator"] == "as the process started"
