@@ -98,23 +98,38 @@ def test_cuda_kernels_expose_exactly_the_reference_names():
 
 def test_kernels_picks_the_table(monkeypatch):
     x = np.zeros(3)
-    monkeypatch.delenv("MINIGRAD_CPU_KERNELS", raising=False)
-    assert backend.kernels(x) is C
-    monkeypatch.setenv("MINIGRAD_CPU_KERNELS", "reference")
-    assert backend.kernels(x) is R
-    monkeypatch.setenv("MINIGRAD_CPU_KERNELS", "cpu")
-    assert backend.kernels(x) is C
-    monkeypatch.setenv("MINIGRAD_CPU_KERNELS", "fast")
-    with pytest.raises(ValueError, match="MINIGRAD_CPU_KERNELS='fast': expected one of cpu, reference, cuda"):
-        backend.kernels(x)
-    monkeypatch.setenv("MINIGRAD_CPU_KERNELS", "cuda")
+    previous = backend.set_cpu_kernels("cpu")
     try:
-        cuda = importlib.import_module("minigrad.backend.cuda_kernels")
-    except ImportError:
-        with pytest.raises(RuntimeError, match=r"cuda_kernels\) could not be imported"):
-            backend.kernels(x)
-    else:
-        assert backend.kernels(x) is cuda
+        assert backend.kernels(x) is C
+        assert backend.set_cpu_kernels("reference") == "cpu"
+        assert backend.kernels(x) is R
+        with pytest.raises(ValueError, match="set_cpu_kernels: expected one of cpu, reference, cuda, got 'fast'"):
+            backend.set_cpu_kernels("fast")
+        backend.set_cpu_kernels("cuda")
+        try:
+            cuda = importlib.import_module("minigrad.backend.cuda_kernels")
+        except ImportError:
+            with pytest.raises(RuntimeError, match=r"cuda_kernels\) could not be imported"):
+                backend.kernels(x)
+        else:
+            assert backend.kernels(x) is cuda
+    finally:
+        backend.set_cpu_kernels(previous)
+
+
+@pytest.mark.parametrize("value, expected", [("reference", "reference"), ("", "cpu"), ("cpu", "cpu")])
+def test_minigrad_cpu_kernels_is_read_at_import(value, expected):
+    import subprocess
+    import sys
+
+    code = ("import numpy, minigrad.backend as b; t = b.kernels(numpy.zeros(1)); "
+            "print(t.__name__.rsplit('.', 1)[1])")
+    env = {**__import__("os").environ, "MINIGRAD_CPU_KERNELS": value}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == {"reference": "reference", "cpu": "cpu_kernels"}[expected]
+    env["MINIGRAD_CPU_KERNELS"] = "fast"
+    bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "MINIGRAD_CPU_KERNELS='fast': expected one of cpu, reference, cuda" in bad.stderr
 
 
 def test_set_matmul_validates():

@@ -289,10 +289,8 @@ def cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smo
     dx[xp.arange(n), safe] -= onehot_coef
     if e:
         dx -= (e / c) * (1 if weight is None else weight)
-    row = xp.where(valid, grow, 0)
-    row = xp.where(bad, np.nan, row).astype(x.dtype, copy=False)
-    dx *= row[:, None]
-    return dx
+    row = xp.where(bad, np.nan, grow).astype(x.dtype, copy=False)
+    return xp.where(valid[:, None], dx * row[:, None], 0)  # ignored rows: exactly 0, whatever x holds
 
 
 # ======================================================================================
