@@ -341,41 +341,29 @@ if numba is not None:
         return min(start + k, size) - max(start, 0)
 
     @njit(parallel=True, cache=True)
-    def _avgpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, oh, ow, include_pad):
-        n, c, h, w = x.shape
-        xf = x.reshape((n * c, h * w))
-        out = np.empty((n * c, oh * ow), dtype=x.dtype)
-        for task in prange(n * c):
-            src = xf[task]
+    def _avgpool_nb(src, dst, h, w, kh, kw, sh, sw, ph, pw, oh, ow, include_pad, adjoint):
+        """Average pooling over (n*c) planes, or its adjoint: the same windows either way.
+        Forward: src = x (planes, h*w), dst (planes, oh*ow) = window sums / divisors.
+        Adjoint: src = g (planes, oh*ow), dst (planes, h*w) zeroed, each g / divisor added
+        onto its window.  One plane per task: tasks never write the same element."""
+        for task in prange(src.shape[0]):
+            a, b = src[task], dst[task]
             for y in range(oh):
                 y0 = y * sh - ph
                 count_y = _avg_count(y0, kh, h, ph, include_pad)
                 for xo in range(ow):
                     x0 = xo * sw - pw
+                    divisor = count_y * _avg_count(x0, kw, w, pw, include_pad)
+                    share = a[y * ow + xo] / divisor if adjoint else 0.0
                     s = 0.0
                     for iy in range(max(y0, 0), min(y0 + kh, h)):
                         for ix in range(max(x0, 0), min(x0 + kw, w)):
-                            s += src[_u(iy * w + ix)]
-                    out[task, y * ow + xo] = s / (count_y * _avg_count(x0, kw, w, pw, include_pad))
-        return out.reshape((n, c, oh, ow))
-
-    @njit(parallel=True, cache=True)
-    def _avgpool_bwd_nb(g, n, c, h, w, kh, kw, sh, sw, ph, pw, include_pad):
-        oh, ow = g.shape[2], g.shape[3]
-        gf = g.reshape((n * c, oh * ow))
-        dx = np.zeros((n * c, h * w), dtype=g.dtype)
-        for task in prange(n * c):
-            dst = dx[task]
-            for y in range(oh):
-                y0 = y * sh - ph
-                count_y = _avg_count(y0, kh, h, ph, include_pad)
-                for xo in range(ow):
-                    x0 = xo * sw - pw
-                    share = gf[task, y * ow + xo] / (count_y * _avg_count(x0, kw, w, pw, include_pad))
-                    for iy in range(max(y0, 0), min(y0 + kh, h)):
-                        for ix in range(max(x0, 0), min(x0 + kw, w)):
-                            dst[_u(iy * w + ix)] += share
-        return dx.reshape((n, c, h, w))
+                            if adjoint:
+                                b[_u(iy * w + ix)] += share
+                            else:
+                                s += a[_u(iy * w + ix)]
+                    if not adjoint:
+                        b[y * ow + xo] = s / divisor
 
     def _cross_entropy_forward_py(x, target, weight, has_weight, ignore_index, e, losses, lse):
         """reference.cross_entropy_forward, one row per iteration (sums in float64)."""
@@ -612,8 +600,11 @@ def maxpool2d_backward(g, argmax, x_shape, kernel, stride, padding, dilation):
 def avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad):
     if not use_numba() or type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim != 4:
         return _ref.avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad)
-    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, out_size
-    return _avgpool_fwd_nb(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, oh, ow, bool(count_include_pad))
+    n, c, h, w = x.shape
+    out = np.empty((n * c, out_size[0] * out_size[1]), dtype=x.dtype)
+    _avgpool_nb(np.ascontiguousarray(x).reshape(n * c, h * w), out, h, w, *kernel, *stride, *padding, *out_size,
+                bool(count_include_pad), False)
+    return out.reshape((n, c) + tuple(out_size))
 
 
 def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_include_pad):
@@ -621,8 +612,10 @@ def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_incl
     if (not use_numba() or type(g) is not np.ndarray or g.dtype.kind != "f"
             or tuple(g.shape) != (n, c) + tuple(out_size)):
         return _ref.avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_include_pad)
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    return _avgpool_bwd_nb(np.ascontiguousarray(g), n, c, h, w, kh, kw, sh, sw, ph, pw, bool(count_include_pad))
+    dx = np.zeros((n * c, h * w), dtype=g.dtype)
+    g_planes = np.ascontiguousarray(g).reshape(n * c, out_size[0] * out_size[1])
+    _avgpool_nb(g_planes, dx, h, w, *kernel, *stride, *padding, *out_size, bool(count_include_pad), True)
+    return dx.reshape(x_shape)
 
 
 def _ce_arrays(x, target, weight, *rows):

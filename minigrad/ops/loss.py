@@ -339,9 +339,7 @@ class BinaryCrossEntropy(Function):
         self.weight, self.reduction = weight, reduction
         with np.errstate(divide="ignore"):  # log 0 = -inf, clamped just below
             losses = -(y * xp.maximum(xp.log(x), -100) + (1 - y) * xp.maximum(xp.log(1 - x), -100))
-        if weight is not None:
-            losses *= weight
-        return _reduce(losses, reduction, x.dtype.type(losses.size))
+        return _weigh_and_reduce(losses, weight, reduction)
 
     def backward(self, g):
         x, y = self.saved_tensors
@@ -352,6 +350,13 @@ class BinaryCrossEntropy(Function):
             with np.errstate(divide="ignore"):  # log 0 = -inf, clamped
                 gy = gw * (clip(log(1 - x), min=-100) - clip(log(x), min=-100))
         return gx, gy
+
+
+def _weigh_and_reduce(losses, weight, reduction):
+    """Elementwise losses times their weight, reduced ("mean": over every element)."""
+    if weight is not None:
+        losses = losses * weight
+    return _reduce(losses, reduction, losses.dtype.type(losses.size))
 
 
 def _elementwise_upstream(g, x, reduction, weight):
@@ -381,9 +386,7 @@ class BCEWithLogits(Function):
             losses = softplus - x * y
         else:  # softplus(-x) = softplus(x) - x
             losses = (1 - y) * softplus + pos_weight * y * (softplus - x)
-        if weight is not None:
-            losses *= weight
-        return _reduce(losses, reduction, x.dtype.type(losses.size))
+        return _weigh_and_reduce(losses, weight, reduction)
 
     def backward(self, g):
         x, y = self.saved_tensors
