@@ -9,7 +9,7 @@ from ..ops import (  # noqa: F401  (re-exported: F.relu, F.cross_entropy, ...)
 )
 from ..tensor import Tensor
 from ..ops import (  # noqa: F401,E402  (convolution, pooling, normalization)
-    adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, max_pool2d,
+    adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, layer_norm, max_pool2d,
 )
 
 

@@ -18,7 +18,7 @@ from .activation import (  # noqa: F401
 from .shape import broadcast_to, expand, reshape, sum_to, view  # noqa: F401
 from .conv import conv2d  # noqa: F401
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d  # noqa: F401
-from .norm import batch_norm  # noqa: F401
+from .norm import batch_norm, layer_norm  # noqa: F401
 from .loss import (  # noqa: F401
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss,
 )
