@@ -9,7 +9,10 @@ real GPU when there is one.  Inconsistent inputs raise ValueError in every imple
 """
 import importlib
 import math
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -119,12 +122,9 @@ def test_kernels_picks_the_table(monkeypatch):
 
 @pytest.mark.parametrize("value, expected", [("reference", "reference"), ("", "cpu"), ("cpu", "cpu")])
 def test_minigrad_cpu_kernels_is_read_at_import(value, expected):
-    import subprocess
-    import sys
-
     code = ("import numpy, minigrad.backend as b; t = b.kernels(numpy.zeros(1)); "
             "print(t.__name__.rsplit('.', 1)[1])")
-    env = {**__import__("os").environ, "MINIGRAD_CPU_KERNELS": value}
+    env = {**os.environ, "MINIGRAD_CPU_KERNELS": value}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == {"reference": "reference", "cpu": "cpu_kernels"}[expected]
     env["MINIGRAD_CPU_KERNELS"] = "fast"
