@@ -618,23 +618,22 @@ def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_incl
     return dx.reshape(x_shape)
 
 
-def _ce_arrays(x, target, weight, *rows):
-    """The cross-entropy arrays for numba (x C-contiguous float, int64 labels, rows of x's
-    length and dtype, a weight of C), else None."""
-    if not use_numba() or type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim != 2 or x.shape[1] == 0:
-        return None
-    n, c = x.shape
-    if type(target) is not np.ndarray or target.shape != (n,) or target.dtype.kind not in "iu":
+def _ce_weight(x, target, weight, *rows):
+    """The weight for the numba kernels (a dummy for None) when they can take the arrays as
+    they are: x a C-contiguous float (N, C) array, int64 labels (N,), rows (N,) and a weight
+    (C,) of x's dtype; else None (the reference runs, and raises for bad shapes)."""
+    if not (use_numba() and type(x) is np.ndarray and type(target) is np.ndarray and x.ndim == 2
+            and x.flags.c_contiguous and x.dtype.kind == "f" and x.shape[1] and target.dtype == np.int64
+            and target.shape == x.shape[:1]):
         return None
     for r in rows:
-        if type(r) is not np.ndarray or r.shape != (n,):
+        if type(r) is not np.ndarray or r.dtype != x.dtype or r.shape != target.shape:
             return None
     if weight is None:
-        weight = _NO_WEIGHT[x.dtype.char]
-    elif type(weight) is not np.ndarray or weight.shape != (c,):
+        return _NO_WEIGHT[x.dtype.char]
+    if type(weight) is not np.ndarray or weight.dtype != x.dtype or weight.shape != x.shape[1:]:
         return None
-    return (np.ascontiguousarray(x), target.astype(np.int64, copy=False), weight.astype(x.dtype, copy=False),
-            *(r.astype(x.dtype, order="C", copy=False) for r in rows))
+    return weight
 
 
 _NO_WEIGHT = {np.dtype(t).char: np.ones(1, dtype=t) for t in (np.float16, np.float32, np.float64)}  # never read
@@ -642,10 +641,9 @@ _NO_WEIGHT = {np.dtype(t).char: np.ones(1, dtype=t) for t in (np.float16, np.flo
 
 def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
     """One pass per row (max, sum of exponentials, the loss) instead of a dozen array calls."""
-    arrays = _ce_arrays(x, target, weight)
-    if arrays is None:
+    w = _ce_weight(x, target, weight)
+    if w is None:
         return _ref.cross_entropy_forward(x, target, weight, ignore_index, label_smoothing)
-    x, target, w = arrays
     losses, lse = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
     kernel = _ce_forward_par_nb if x.size >= _PARALLEL_MIN else _ce_forward_nb
     kernel(x, target, w, weight is not None, int(ignore_index), float(label_smoothing), losses, lse)
@@ -653,10 +651,9 @@ def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
 
 
 def cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing):
-    arrays = _ce_arrays(x, target, weight, lse, grow)
-    if arrays is None:
+    w = _ce_weight(x, target, weight, lse, grow)
+    if w is None:
         return _ref.cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing)
-    x, target, w, lse, grow = arrays
     dx = np.empty_like(x)
     kernel = _ce_backward_par_nb if x.size >= _PARALLEL_MIN else _ce_backward_nb
     kernel(x, target, lse, grow, w, weight is not None, int(ignore_index), float(label_smoothing), dx)
@@ -746,15 +743,17 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
     _ref._check_step("adam_step_", params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
                      max_exp_avg_sqs=max_exp_avg_sqs)
     step_size, inv_sqrt_bc2, decay, l2 = _ref._adam_scalars(lr, beta1, beta2, step, weight_decay, decoupled)
+    scalars = {}  # per dtype: the scalars in it (float32 stays float32 and rounds like the reference)
     for i, (x, g) in enumerate(zip(params, grads)):
         m, v = exp_avgs[i], exp_avg_sqs[i]
         vmax = None if max_exp_avg_sqs is None else max_exp_avg_sqs[i]
         if _numba_ok(x, g, m, v) and (vmax is None or _numba_ok(x, vmax)):
             t = x.dtype.type
+            if t not in scalars:
+                scalars[t] = tuple(t(a) for a in (step_size, beta1, 1 - beta1, beta2, 1 - beta2, eps, inv_sqrt_bc2,
+                                                  l2, decay))
             _adam_nb(x.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-                     m.reshape(-1) if vmax is None else vmax.reshape(-1),
-                     t(step_size), t(beta1), t(1 - beta1), t(beta2), t(1 - beta2), t(eps), t(inv_sqrt_bc2),
-                     t(l2), t(decay), vmax is not None)
+                     m.reshape(-1) if vmax is None else vmax.reshape(-1), *scalars[t], vmax is not None)
         else:
             _ref._adam_one(x, g.reshape(x.shape), m.reshape(x.shape), v.reshape(x.shape),
                            None if vmax is None else vmax.reshape(x.shape), beta1, beta2, eps,

@@ -6,8 +6,6 @@ Signatures and semantics are PyTorch's (``torch.nn.functional``): ``reduction`` 
 so an old call that passed ``reduction`` third raises instead of meaning something else.
 Formulas and derivations: docs/losses.md.
 """
-import numbers
-
 import numpy as np
 
 from .. import backend
@@ -29,8 +27,8 @@ def _check_reduction(op, reduction):
 def _divide(total, count):
     """total / count for arrays; 0 / 0 is NaN (the mean of nothing, as in PyTorch), without
     NumPy's warning (reading a NumPy count is free; CuPy divides quietly)."""
-    if backend.array_module(count) is np and count == 0:
-        return total * np.nan
+    if type(count) is int or backend.array_module(count) is np:
+        return total / count if count else total * np.nan
     return total / count
 
 
@@ -109,7 +107,9 @@ def _labels(op, input, target, c, ignore_index):
         batch = " (batch size mismatch)" if t.ndim == len(expected) and t.ndim and t.shape[0] != expected[0] else ""
         raise ValueError(f"{op}: expected target of shape {expected} ({what}), got target shape "
                          f"{tuple(t.shape)} for input shape {input.shape}{batch}")
-    t = backend.to_device(t, input.device).astype(np.int64, copy=False)
+    if backend.array_module(t) is not backend.array_module(input.data):
+        t = backend.to_device(t, input.device)
+    t = t.astype(np.int64, copy=False)
     if t.size and _host_checks(t) and (int(t.min()) < 0 or int(t.max()) >= c):
         wrong = t[(t != ignore_index) & ((t < 0) | (t >= c))]
         if wrong.size:
@@ -133,11 +133,10 @@ def _total_weight(target, weight, ignore_index, dtype):
     """The divisor of "mean": the summed weights of the rows that are not ignored (their
     count, without weights), as PyTorch."""
     xp = backend.array_module(target)
-    valid = target != ignore_index
     if weight is None:
-        return valid.sum(dtype=dtype)
+        return xp.count_nonzero(target != ignore_index)  # (NumPy: an int; CuPy: on the device)
     w_t = weight[xp.clip(target, 0, weight.shape[0] - 1)]  # (a bad label's row is NaN anyway)
-    return (w_t * valid).sum(dtype=dtype)
+    return (w_t * (target != ignore_index)).sum(dtype=dtype)
 
 
 @register
@@ -218,7 +217,7 @@ def _class_loss(op, input, target, weight, ignore_index, reduction):
     """Checks shared by cross_entropy and nll_loss; the (M, C) rows, labels and weights."""
     _check_reduction(op, reduction)
     c = _check_input(op, input)
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
         raise TypeError(f"{op}: ignore_index must be an int, got {ignore_index!r}")
     w = _class_weight(op, weight, input, c)
     x, t = _rows(input, _labels(op, input, target, c, int(ignore_index)))
@@ -239,7 +238,7 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
     weighs each class; rows whose label is ``ignore_index`` count for nothing (also not in the
     mean's divisor); ``label_smoothing`` e in [0, 1] mixes the target with the uniform one."""
     op = "cross_entropy"
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float, np.floating)) \
             or not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
     if isinstance(target, Tensor) and target.dtype.kind == "f" and isinstance(input, Tensor) \
