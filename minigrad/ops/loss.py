@@ -134,7 +134,8 @@ def _total_weight(target, weight, ignore_index, dtype):
     count, without weights), as PyTorch."""
     xp = backend.array_module(target)
     if weight is None:
-        return xp.count_nonzero(target != ignore_index)  # (NumPy: an int; CuPy: on the device)
+        count = xp.count_nonzero(target != ignore_index)
+        return int(count) if xp is np else count.astype(dtype)  # (on the GPU it stays there)
     w_t = weight[xp.clip(target, 0, weight.shape[0] - 1)]  # (a bad label's row is NaN anyway)
     return (w_t * (target != ignore_index)).sum(dtype=dtype)
 
