@@ -75,7 +75,8 @@ def test_cross_entropy_backward_is_softmax_minus_onehot(c, reduction):
        st.sampled_from([0.0, 0.25]))
 def test_cross_entropy_gradcheck(c, reduction, smoothing):
     x, y = c
-    assert mg.gradcheck(lambda a: F.cross_entropy(a, t(y), reduction, smoothing), t(x, True))
+    assert mg.gradcheck(lambda a: F.cross_entropy(a, t(y), reduction=reduction, label_smoothing=smoothing),
+                        t(x, True))
 
 
 def test_cross_entropy_is_once_differentiable():
@@ -120,18 +121,18 @@ def test_cross_entropy_label_smoothing_one_is_uniform_target():
 @given(logits_and_labels(), st.sampled_from(REDUCTIONS))
 def test_nll_loss_forward(c, reduction):
     x, y = c
-    out = F.nll_loss(t(x), t(y), reduction)
+    out = F.nll_loss(t(x), t(y), reduction=reduction)
     np.testing.assert_allclose(out.numpy(), np_reduce(-x[np.arange(len(y)), y], reduction), rtol=1e-14)
     if x.shape[0]:
-        np.testing.assert_allclose(F.nll_loss(F.log_softmax(t(x), dim=1), t(y), reduction).numpy(),
-                                   F.cross_entropy(t(x), t(y), reduction).numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(F.nll_loss(F.log_softmax(t(x), dim=1), t(y), reduction=reduction).numpy(),
+                                   F.cross_entropy(t(x), t(y), reduction=reduction).numpy(), rtol=1e-12, atol=1e-14)
 
 
 @covers("NLLLoss", twice=True)
 @given(logits_and_labels(min_n=1, max_n=4, max_c=4), st.sampled_from(REDUCTIONS))
 def test_nll_loss_gradcheck(c, reduction):
     x, y = c
-    fn = lambda a: F.nll_loss(a, t(y), reduction)  # noqa: E731
+    fn = lambda a: F.nll_loss(a, t(y), reduction=reduction)  # noqa: E731
     assert mg.gradcheck(fn, t(x, True))
     assert mg.gradgradcheck(fn, t(x, True))
 
@@ -154,7 +155,7 @@ def test_bce_with_logits_forward(data, reduction):
     y = data.draw(arrays(shape, low=0, high=1))
     s = 1 / (1 + np.exp(-x))
     naive = -(y * np.log(s) + (1 - y) * np.log(1 - s))
-    out = F.binary_cross_entropy_with_logits(t(x), t(y), reduction)
+    out = F.binary_cross_entropy_with_logits(t(x), t(y), reduction=reduction)
     np.testing.assert_allclose(out.numpy(), np_reduce(naive, reduction), rtol=1e-7, atol=1e-12)
 
 
@@ -174,7 +175,7 @@ def test_bce_with_logits_gradcheck(data, reduction):
     shape = data.draw(st.lists(st.integers(1, 3), min_size=1, max_size=2).map(tuple))
     x = data.draw(arrays(shape, low=-4, high=4))
     y = data.draw(arrays(shape, low=0, high=1))
-    fn = lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction)  # noqa: E731
+    fn = lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction)  # noqa: E731
     assert mg.gradcheck(fn, t(x, True), t(y, True))
     assert mg.gradgradcheck(fn, t(x, True), t(y, True))
 
@@ -209,11 +210,11 @@ def test_loss_modules_match_functional_forms():
     z = t(rng.uniform(size=(4, 3)))
     assert nn.CrossEntropyLoss()(x, y).item() == F.cross_entropy(x, y).item()
     assert nn.CrossEntropyLoss(label_smoothing=0.1, reduction="sum")(x, y).item() == \
-        F.cross_entropy(x, y, "sum", 0.1).item()
+        F.cross_entropy(x, y, reduction="sum", label_smoothing=0.1).item()
     assert nn.NLLLoss()(x, y).item() == F.nll_loss(x, y).item()
     assert nn.MSELoss(reduction="sum")(x, z).item() == F.mse_loss(x, z, "sum").item()
     np.testing.assert_array_equal(nn.BCEWithLogitsLoss(reduction="none")(x, z).numpy(),
-                                  F.binary_cross_entropy_with_logits(x, z, "none").numpy())
+                                  F.binary_cross_entropy_with_logits(x, z, reduction="none").numpy())
     assert repr(nn.CrossEntropyLoss()) == "CrossEntropyLoss()"
     assert repr(nn.MSELoss(reduction="sum")) == "MSELoss(reduction='sum')"
 
@@ -223,7 +224,7 @@ def test_loss_modules_match_functional_forms():
 
 def test_label_errors():
     x = mg.randn(3, 10)
-    with pytest.raises(ValueError, match=r"target label 10 is out of range for 10 classes \(valid labels are 0 to 9\)"):
+    with pytest.raises(ValueError, match=r"target label 10 is out of range for 10 classes \(valid labels are 0 to 9; ignore_index=-100"):
         F.cross_entropy(x, mg.tensor([1, 10, 2]))
     with pytest.raises(ValueError, match="target label -1 is out of range for 10 classes"):
         F.nll_loss(x, mg.tensor([1, -1, 2]))
@@ -237,9 +238,11 @@ def test_label_errors():
 
 
 def test_input_shape_and_dtype_errors():
-    with pytest.raises(ValueError, match=r"cross_entropy: expected input of shape \(N, C\).*got shape \(10,\)"):
-        F.cross_entropy(mg.randn(10), mg.tensor(3))
-    with pytest.raises(ValueError, match=r"got shape \(2, 3, 4\)"):
+    with pytest.raises(ValueError, match=r"cross_entropy: expected input of shape \(N, C\).*got a 0-d tensor"):
+        F.cross_entropy(mg.tensor(1.0), mg.tensor(0))
+    with pytest.raises(ValueError, match=r"expected target of shape \(\) .*got target shape \(1,\) for input shape \(10,\)"):
+        F.cross_entropy(mg.randn(10), mg.tensor([3]))
+    with pytest.raises(ValueError, match=r"expected target of shape \(2, 4\) .*got target shape \(2,\) for input shape \(2, 3, 4\)"):
         F.cross_entropy(mg.randn(2, 3, 4), mg.tensor([0, 1]))
     with pytest.raises(TypeError, match="must be floating point"):
         F.cross_entropy(mg.tensor([[1, 2]]), mg.tensor([0]))
@@ -278,7 +281,7 @@ def test_torch_parity_cross_entropy_and_nll(reduction, smoothing):
     ours = t(x.copy(), True)
     upstream = rng.standard_normal(6) if reduction == "none" else np.array(1.7)
     theirs = torch.nn.functional.cross_entropy(xt, torch.tensor(y), reduction=reduction, label_smoothing=smoothing)
-    mine = F.cross_entropy(ours, t(y), reduction, smoothing)
+    mine = F.cross_entropy(ours, t(y), reduction=reduction, label_smoothing=smoothing)
     np.testing.assert_allclose(mine.numpy(), theirs.detach().numpy(), rtol=1e-12)
     theirs.backward(torch.tensor(upstream))
     mine.backward(t(upstream.copy()))
@@ -287,7 +290,7 @@ def test_torch_parity_cross_entropy_and_nll(reduction, smoothing):
     xt.grad = None
     ours.grad = None
     theirs = torch.nn.functional.nll_loss(xt, torch.tensor(y), reduction=reduction)
-    mine = F.nll_loss(ours, t(y), reduction)
+    mine = F.nll_loss(ours, t(y), reduction=reduction)
     np.testing.assert_allclose(mine.numpy(), theirs.detach().numpy(), rtol=1e-14)
     theirs.backward(torch.tensor(upstream))
     mine.backward(t(upstream.copy()))
@@ -308,7 +311,7 @@ def test_torch_parity_mse_and_bce(reduction):
         xt, yt = torch.tensor(x, requires_grad=True), torch.tensor(y, requires_grad=True)
         xo, yo = t(x.copy(), True), t(y.copy(), True)
         theirs = torch_fn(xt, yt, reduction=reduction)
-        mine = ours_fn(xo, yo, reduction)
+        mine = ours_fn(xo, yo, reduction=reduction)
         np.testing.assert_allclose(mine.numpy(), theirs.detach().numpy(), rtol=1e-13)
         theirs.backward(torch.tensor(upstream))
         mine.backward(t(upstream.copy()))

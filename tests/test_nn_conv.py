@@ -45,7 +45,7 @@ def test_pooling_layers():
     np.testing.assert_array_equal(nn.AvgPool2d(3, 1, 1)(x).numpy(), mg.avg_pool2d(x, 3, 1, 1).numpy())
     np.testing.assert_allclose(nn.AdaptiveAvgPool2d(1)(x).numpy(), x.numpy().mean(axis=(2, 3), keepdims=True),
                                rtol=1e-6)
-    assert "MaxPool2d(kernel_size=2, stride=2, padding=0)" in repr(nn.MaxPool2d(2))
+    assert "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)" in repr(nn.MaxPool2d(2))
     assert list(nn.MaxPool2d(2).state_dict()) == []
 
 

@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad.backend import cpu_kernels as K
+from minigrad.backend import reference as R
+from minigrad.ops.conv import output_size
 
 from .coverage import covers
 from .strategies import relayout
@@ -104,32 +106,28 @@ def test_conv2d_is_once_differentiable():
 
 @pytest.mark.parametrize("numba_on", [True, False])
 def test_im2col_col2im_numba_equals_numpy(numba_on, monkeypatch):
-    """Both implementations give the same columns, and col2im is the adjoint of im2col."""
+    """The numba kernels give the reference's columns, and col2im is the adjoint of im2col."""
     if numba_on and K.numba is None:
         pytest.skip("numba not installed")
+    monkeypatch.setenv("MINIGRAD_DISABLE_NUMBA", "0" if numba_on else "1")
+    assert K.use_numba() == numba_on
     rng = np.random.default_rng(2)
     for dtype in (np.float32, np.float64):
         for (n, c, h, w), k, s, p, d in [((2, 3, 7, 8), (3, 2), (2, 1), (1, 2), (1, 2)),
                                          ((3, 1, 9, 9), (3, 3), (1, 1), (0, 0), (1, 1)),
                                          ((1, 2, 5, 4), (2, 3), (3, 2), (2, 1), (2, 1))]:
-            out = (K.conv_output_size(h, k[0], s[0], p[0], d[0]), K.conv_output_size(w, k[1], s[1], p[1], d[1]))
+            out = tuple(output_size(*a) for a in zip((h, w), k, s, p, d))
             x = rng.standard_normal((n, c, h, w)).astype(dtype)
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))  # the kernels work channels-last
-            cols_np = K._im2col_np(x, *k, *s, *p, *d, *out)
-            ref = K._im2col_nb if numba_on else K._im2col_np
-            assert np.array_equal(ref(x, *k, *s, *p, *d, *out), cols_np)
-            g = rng.standard_normal(cols_np.shape).astype(dtype)
-            back_np = K._col2im_np(g, x.shape, *k, *s, *p, *d, *out)
-            if numba_on:
-                np.testing.assert_allclose(K._col2im_nb(g, n, h, w, c, *k, *s, *p, *d, *out), back_np,
-                                           rtol=1e-5 if dtype == np.float32 else 1e-12)
+            cols = R.im2col(x, k, s, p, d, out)
+            assert np.array_equal(K.im2col(x, k, s, p, d, out), cols)
+            g = rng.standard_normal(cols.shape).astype(dtype)
+            back = R.col2im(g, x.shape, k, s, p, d, out)
+            np.testing.assert_allclose(K.col2im(g, x.shape, k, s, p, d, out), back,
+                                       rtol=1e-5 if dtype == np.float32 else 1e-12)
             # <im2col(x), g> == <x, col2im(g)>
-            np.testing.assert_allclose(np.sum(cols_np * g, dtype=np.float64),
-                                       np.sum(x * back_np, dtype=np.float64), rtol=1e-4)
-            # the public dispatcher honours MINIGRAD_DISABLE_NUMBA
-            monkeypatch.setenv("MINIGRAD_DISABLE_NUMBA", "0" if numba_on else "1")
-            assert K.use_numba() == numba_on
-            assert np.array_equal(K.im2col(x, k, s, p, d, out), cols_np)
+            np.testing.assert_allclose(np.sum(cols * g, dtype=np.float64),
+                                       np.sum(x * back, dtype=np.float64), rtol=1e-4)
 
 
 def test_conv2d_same_result_with_numba_disabled(monkeypatch):
@@ -268,15 +266,15 @@ def test_maxpool_channels_last_kernels_equal_nchw_ones():
     x = rng.integers(-3, 3, (2, 7, 6, 8)).astype(np.float32)  # many ties
     x[0, 0, 0, 0] = np.nan
     x_cl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)  # same values, NHWC memory
-    geometry = ((2, 2), (2, 2), (0, 0), (3, 4))
-    out_ref, arg_ref = K.maxpool2d_forward(np.ascontiguousarray(x), *geometry)
-    out_cl, arg_cl = K.maxpool2d_forward(x_cl, *geometry)
+    geometry = ((2, 2), (2, 2), (0, 0), (1, 1))
+    out_ref, arg_ref = K.maxpool2d_forward(np.ascontiguousarray(x), *geometry, (3, 4))
+    out_cl, arg_cl = K.maxpool2d_forward(x_cl, *geometry, (3, 4))
     assert not out_cl.flags.c_contiguous and K.is_channels_last(out_cl)
     np.testing.assert_array_equal(out_cl, out_ref)
     np.testing.assert_array_equal(arg_cl, arg_ref)
     g = rng.standard_normal(out_ref.shape).astype(np.float32)
-    np.testing.assert_array_equal(K.maxpool2d_backward(g, arg_cl, x.shape),
-                                  K.maxpool2d_backward(g, arg_ref, x.shape))
+    np.testing.assert_array_equal(K.maxpool2d_backward(g, arg_cl, x.shape, *geometry),
+                                  K.maxpool2d_backward(g, arg_ref, x.shape, *geometry))
 
 
 @pytest.mark.parametrize("bias", [True, False])

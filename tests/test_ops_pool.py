@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 from minigrad.backend import cpu_kernels as K
+from minigrad.backend import reference as R
 
 from .coverage import covers
 from .strategies import relayout
@@ -143,29 +144,30 @@ def test_max_pool2d_nan_wins_and_gets_the_gradient(disable, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_pool_kernels_numba_equals_numpy(dtype):
-    if K.numba is None:
-        pytest.skip("numba not installed")
+def test_pool_kernels_numba_equals_reference(dtype):
+    if not K.use_numba():
+        pytest.skip("numba not installed or disabled")
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 2, 7, 9)).astype(dtype)
     x[0, 0, 1, 1] = np.nan
     x[1, 1, :2, :2] = 1.0  # a tie
-    for k, s, p in [((3, 2), (2, 1), (1, 1)), ((2, 2), (2, 2), (0, 0)), ((3, 3), (1, 1), (1, 1))]:
-        out = ((7 + 2 * p[0] - k[0]) // s[0] + 1, (9 + 2 * p[1] - k[1]) // s[1] + 1)
-        o1, a1 = K._maxpool_fwd_nb(x, *k, *s, *p, *out)
-        o2, a2 = K._maxpool_fwd_np(x, *k, *s, *p, *out)
+    for k, s, p, d in [((3, 2), (2, 1), (1, 1), (1, 1)), ((2, 2), (2, 2), (0, 0), (1, 1)),
+                       ((3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2), (2, 2), (1, 1), (2, 3))]:
+        out = ((7 + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1, (9 + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1)
+        o1, a1 = K.maxpool2d_forward(x, k, s, p, d, out)
+        o2, a2 = R.maxpool2d_forward(x, k, s, p, d, out)
         np.testing.assert_array_equal(o1, o2)
         np.testing.assert_array_equal(a1, a2)
-        if (k, s, p) == ((2, 2), (2, 2), (0, 0)):
-            o3, a3 = K._maxpool2x2_fwd_nb(x, *out)
-            np.testing.assert_array_equal(o3, o2)
-            np.testing.assert_array_equal(a3, a2)
         g = rng.standard_normal(o1.shape).astype(dtype)
-        np.testing.assert_allclose(K._maxpool_bwd_nb(g, a1, 3, 2, 7, 9), K._maxpool_bwd_np(g, a2, x.shape), rtol=1e-6)
-        np.testing.assert_allclose(K._avgpool_fwd_nb(x, *k, *s, *p, *out), K._avgpool_fwd_np(x, *k, *s, *p, *out),
-                                   rtol=1e-5)
-        np.testing.assert_allclose(K._avgpool_bwd_nb(g, 3, 2, 7, 9, *k, *s, *p),
-                                   K._avgpool_bwd_np(g, x.shape, *k, *s, *p, *out), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(K.maxpool2d_backward(g, a1, x.shape, k, s, p, d),
+                                   R.maxpool2d_backward(g, a2, x.shape, k, s, p, d), rtol=1e-6)
+        if d != (1, 1):
+            continue
+        for include in (True, False):
+            np.testing.assert_allclose(K.avgpool2d_forward(x, k, s, p, out, include),
+                                       R.avgpool2d_forward(x, k, s, p, out, include), rtol=1e-5)
+            np.testing.assert_allclose(K.avgpool2d_backward(g, x.shape, k, s, p, out, include),
+                                       R.avgpool2d_backward(g, x.shape, k, s, p, out, include), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])

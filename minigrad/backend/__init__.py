@@ -1,9 +1,15 @@
-"""Where arrays live: devices, the array-module switch, and seeded random generators.
+"""Where arrays live: devices, the array-module switch, the kernel table, random state.
 
-One switch, DeZero style: every op asks ``array_module(x)`` for the module that owns its
-input (``numpy`` on the CPU, ``cupy`` on the GPU) and writes the math once against it.
-Nothing here knows about autograd.
+Two switches, DeZero style, and nothing here knows about autograd:
+
+* ``array_module(x)`` is the module that owns an array (``numpy`` on the CPU, ``cupy`` on the
+  GPU), for plain array math written once against it;
+* ``kernels(x)`` is the kernel table of the array's device: ``reference`` (readable xp code),
+  ``cpu_kernels`` (reference + numba) or ``cuda_kernels`` (reference + our CUDA C).  The three
+  modules expose the same names with the same semantics (docs/architecture.md); ops call
+  ``kernels(x.data).softmax(...)`` and never pick an implementation themselves.
 """
+import importlib
 import os
 
 import numpy as np
@@ -86,15 +92,87 @@ def to_device(array, device):
 
 
 # ----------------------------------------------------------------------------------------
-# Random numbers: one seeded generator per device, so manual_seed makes every run repeatable.
+# The kernel table: which module runs the kernels for an array.
+_TABLES = {"cpu": "cpu_kernels", "reference": "reference", "cuda": "cuda_kernels"}
+_loaded_tables = {}
+
+
+def kernels(array):
+    """The kernel table for ``array``'s device: ``cuda_kernels`` for a CuPy array; for a NumPy
+    array the one named by MINIGRAD_CPU_KERNELS: ``cpu`` (the default: reference + numba),
+    ``reference`` (pure NumPy) or ``cuda`` (our CUDA C kernels, run by the CPU emulator)."""
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        name = "cuda"
+    else:
+        name = os.environ.get("MINIGRAD_CPU_KERNELS") or "cpu"
+    table = _loaded_tables.get(name)
+    return table if table is not None else _load_table(name)
+
+
+def _load_table(name):
+    if name not in _TABLES:
+        raise ValueError(f"MINIGRAD_CPU_KERNELS={name!r}: expected one of {', '.join(_TABLES)}")
+    try:
+        table = importlib.import_module(f"{__name__}.{_TABLES[name]}")
+    except ImportError as e:
+        if name != "cuda":
+            raise
+        raise RuntimeError(
+            f"the CUDA kernel table (minigrad.backend.cuda_kernels) could not be imported: {e}"
+        ) from e
+    _loaded_tables[name] = table
+    return table
+
+
+_matmul = {"impl": "cublas", "rung": "regblock"}
+
+
+def set_matmul(impl="cublas", rung="regblock"):
+    """Choose the GPU matrix product: ``"cublas"`` (cuBLAS through cupy.matmul, the default)
+    or ``"own"``, the project's SGEMM ladder, at rung ``"naive"``, ``"tiled"`` or
+    ``"regblock"`` (docs/kernels.md).  The CPU always uses NumPy's BLAS."""
+    if impl not in ("cublas", "own"):
+        raise ValueError(f"set_matmul: impl must be 'cublas' or 'own', got {impl!r}")
+    if rung not in ("naive", "tiled", "regblock"):
+        raise ValueError(f"set_matmul: rung must be 'naive', 'tiled' or 'regblock', got {rung!r}")
+    _matmul.update(impl=impl, rung=rung)
+
+
+def get_matmul():
+    """(impl, rung) as chosen by set_matmul."""
+    return _matmul["impl"], _matmul["rung"]
+
+
+def debug_checks():
+    """True under MINIGRAD_DEBUG=1: ops then also run the input checks that read values back
+    from the GPU (label ranges, ...), which a training step otherwise avoids."""
+    return os.environ.get("MINIGRAD_DEBUG", "0") not in ("", "0", "false", "no")
+
+
+# ----------------------------------------------------------------------------------------
+# Random numbers: one seeded generator per device, so manual_seed makes every run repeatable,
+# and the counter-based stream of dropout: (seed, offset) for Philox, identical on every device.
 _generators = {}
+_philox = {"seed": None, "offset": 0}
 
 
 def manual_seed(seed):
     """Seed every random function of every device (rand, randn, init, dropout, shuffling)."""
     _generators.clear()
     _generators["seed"] = int(seed)
+    _philox.update(seed=int(seed) % 2**64, offset=0)
     return int(seed)
+
+
+def philox_seed_offset(numel):
+    """(seed, offset) for ``numel`` counter-based random numbers (kernels' dropout_mask), and
+    advance the offset past them (4 numbers per Philox block).  Without manual_seed the seed
+    is drawn once from the operating system's entropy."""
+    if _philox["seed"] is None:
+        _philox["seed"] = int(np.random.SeedSequence().entropy) % 2**64
+    seed, offset = _philox["seed"], _philox["offset"]
+    _philox["offset"] = offset + (int(numel) + 3) // 4
+    return seed, offset
 
 
 def generator(device=cpu):
@@ -128,14 +206,3 @@ def numba_enabled():
     """numba kernels are used unless MINIGRAD_DISABLE_NUMBA=1 (then pure-NumPy fallbacks run)."""
     return os.environ.get("MINIGRAD_DISABLE_NUMBA", "0") not in ("1", "true", "yes")
 
-
-# ----------------------------------------------------------------------------------------
-# The CPU kernel module (backend/cpu.py) shares its name with the `cpu` device above, and
-# importing a submodule rebinds the package attribute to the module.  Import it once here,
-# as `cpu_kernels`, and put the device back, so `backend.cpu` is always the Device.
-import importlib as _importlib  # noqa: E402
-
-_cpu_device = cpu
-cpu_kernels = _importlib.import_module(__name__ + ".cpu")
-cpu = _cpu_device
-del _cpu_device

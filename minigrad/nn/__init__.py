@@ -6,9 +6,10 @@ from .parameter import Parameter  # noqa: F401
 from . import functional  # noqa: F401
 from .containers import ModuleList, Sequential  # noqa: F401
 from .layers import (  # noqa: F401
-    Dense, Dropout, Flatten, Identity, LeakyReLU, Linear, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh,
+    GELU, Dense, Dropout, Flatten, Identity, LeakyReLU, Linear, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax,
+    Tanh,
 )
-from .losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss  # noqa: F401
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss  # noqa: F401
 from .conv import Conv2d  # noqa: F401
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d  # noqa: F401
 from .normalization import BatchNorm1d, BatchNorm2d  # noqa: F401

@@ -1,13 +1,11 @@
 """The functional interface (PyTorch's ``torch.nn.functional``, imported as ``F``): every layer
 and loss as a plain function of tensors.  Most are the ops themselves; ``dropout`` is here.
 """
-import numpy as np
-
 from .. import backend
 from ..autograd import Function, register
 from ..ops import (  # noqa: F401  (re-exported: F.relu, F.cross_entropy, ...)
-    binary_cross_entropy_with_logits, cross_entropy, flatten, leaky_relu, linear, log_softmax,
-    mse_loss, nll_loss, relu, sigmoid, softmax, tanh,
+    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, flatten, gelu, leaky_relu,
+    linear, log_softmax, mse_loss, nll_loss, relu, sigmoid, silu, softmax, tanh,
 )
 from ..tensor import Tensor
 from ..ops import (  # noqa: F401,E402  (convolution, pooling, normalization)
@@ -21,12 +19,15 @@ class DropoutMask(Function):
     """z = x * m, with m_i = 1 / (1 - p) with probability 1 - p and 0 otherwise (inverted
     dropout: the expected value of z is x, so evaluation needs no rescaling).
 
+    m comes from the kernel table's counter-based generator (Philox4x32-10): the backend hands
+    out (seed, offset) and advances the offset, so a manual_seed gives the same masks on
+    every device.
+
     dL/dx = g * m      (m is a constant drawn once in forward, so this differentiates again)"""
 
     def forward(self, x, p):
-        gen = backend.generator(backend.device_of(x))
-        keep = gen.random(x.shape, dtype=np.float32) >= p
-        self.mask = keep * x.dtype.type(1.0 / (1.0 - p))
+        seed, offset = backend.philox_seed_offset(x.size)
+        self.mask = backend.kernels(x).dropout_mask(x.shape, p, seed, offset, x.dtype)
         return x * self.mask
 
     def backward(self, g):

@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import backend
 from ..backend import Device
-from ..ops import flatten, leaky_relu, linear, log_softmax, relu, sigmoid, softmax, tanh
+from ..ops import flatten, gelu, leaky_relu, linear, log_softmax, relu, sigmoid, silu, softmax, tanh
 from . import init
 from .functional import _check_p, dropout
 from .module import Module
@@ -86,6 +86,29 @@ class Sigmoid(Module):
 class Tanh(Module):
     def forward(self, x):
         return tanh(x)
+
+
+class GELU(Module):
+    """x Phi(x) (Phi the standard normal CDF); approximate="tanh" uses the tanh approximation."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x):
+        return gelu(x, self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}" if self.approximate != "none" else ""
+
+
+class SiLU(Module):
+    """x * sigmoid(x) (also called swish)."""
+
+    def forward(self, x):
+        return silu(x)
 
 
 class Softmax(Module):

@@ -16,14 +16,14 @@ from .reduce import (  # noqa: F401
 )
 from .matmul import linear, matmul, rmatmul  # noqa: F401
 from .activation import (  # noqa: F401
-    leaky_relu, log_softmax, relu, sigmoid, softmax, tanh,
+    gelu, leaky_relu, log_softmax, relu, sigmoid, silu, softmax, tanh,
 )
 from .shape import broadcast_to, expand, index_put, reshape, sum_to, view  # noqa: F401
 from .conv import conv2d  # noqa: F401
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d  # noqa: F401
 from .norm import batch_norm  # noqa: F401
 from .loss import (  # noqa: F401
-    binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss,
+    binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss,
 )
 from .shape import (  # noqa: F401
     _T, cat, chunk, concatenate, flatten, gather, getitem, pad, permute, split, squeeze, stack,

@@ -5,7 +5,8 @@ Shapes: x (N, C, H, W), weight (O, C/groups, kh, kw), bias (O,), output (N, O, o
 
 The forward unrolls every receptive field into a column (``im2col``) so that the whole
 convolution of the batch is ONE matrix product; the backward is two matrix products and the
-adjoint of the unrolling (``col2im``).  The kernels live in minigrad/backend/cpu.py.
+adjoint of the unrolling (``col2im``).  The kernels come from the kernel table
+(``backend.kernels(x)``: reference.py, with numba versions in cpu_kernels.py).
 """
 import numbers
 
@@ -28,11 +29,15 @@ def _pair(value, name, op, minimum):
     return tuple(int(v) for v in pair)
 
 
-def _kernels(array, op):
-    """The kernel module for the device of ``array`` (only the CPU has one so far)."""
-    if backend.device_of(array) != backend.cpu:
-        raise NotImplementedError(f"{op}: no CUDA kernel yet; move the tensors to the CPU")
-    return backend.cpu_kernels
+def output_size(size, kernel, stride, padding, dilation=1, ceil_mode=False):
+    """The output length along one axis (PyTorch's formula):
+        floor((size + 2 p - d (k - 1) - 1) / s) + 1          (ceil instead of floor in ceil mode,
+    where the last window must still start inside the input or the left padding)."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
+    out = (span + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
 
 
 @register
@@ -60,7 +65,7 @@ class Conv2d(Function):
     once_differentiable = True
 
     def forward(self, x, w, b=None, *, stride, padding, dilation, groups, out_size):
-        k = _kernels(x, "conv2d")
+        k = backend.kernels(x)
         n, c, h, wd = x.shape
         o, cg, kh, kw = w.shape
         oh, ow = out_size
@@ -77,7 +82,7 @@ class Conv2d(Function):
             wmat = w[gi * og:(gi + 1) * og].transpose(2, 3, 1, 0).reshape(kh * kw * cg, og)
             if b is not None:
                 wmat = xp.concatenate([wmat, b[None, gi * og:(gi + 1) * og]])
-            yg = cols @ wmat                                         # one GEMM per group
+            yg = k.matmul(cols, wmat)                                # one GEMM per group
             if groups == 1:
                 y = yg
             else:
@@ -90,7 +95,7 @@ class Conv2d(Function):
 
     def backward(self, g):
         x, w = self.inputs[0], self.inputs[1]
-        k, xp = _kernels(w.data, "conv2d"), backend.array_module(w.data)
+        k, xp = backend.kernels(w.data), backend.array_module(w.data)
         n, h, wd, c = self.x_nhwc_shape
         o, cg, kh, kw = w.shape
         og = o // self.groups
@@ -104,12 +109,12 @@ class Conv2d(Function):
         for gi, (cols, wmat) in enumerate(zip(self.cols, self.wmats)):
             Gg = G if self.groups == 1 else G[:, gi * og:(gi + 1) * og]
             if need_w:
-                dW2 = cols.T @ Gg                                    # (taps [+1], og)
+                dW2 = k.matmul(cols.T, Gg)                           # (taps [+1], og)
                 gw[gi * og:(gi + 1) * og] = dW2[:taps].reshape(kh, kw, cg, og).transpose(3, 2, 0, 1)
                 if has_b:
                     gb[gi * og:(gi + 1) * og] = dW2[taps]
             if gx is not None:
-                dx = k.col2im(Gg @ wmat[:taps].T, (n, h, wd, cg), *self.geometry)
+                dx = k.col2im(k.matmul(Gg, wmat[:taps].T), (n, h, wd, cg), *self.geometry)
                 if self.groups == 1:
                     gx = dx
                 else:
@@ -153,8 +158,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
             f"{op}: kernel of size ({kh}, {kw}) (dilated: ({ekh}, {ekw})) is larger than the padded "
             f"input ({h + 2 * padding[0]}, {w + 2 * padding[1]}) for input shape {x.shape}, padding {padding}"
         )
-    out_size = (backend.cpu_kernels.conv_output_size(h, kh, stride[0], padding[0], dilation[0]),
-                backend.cpu_kernels.conv_output_size(w, kw, stride[1], padding[1], dilation[1]))
+    out_size = (output_size(h, kh, stride[0], padding[0], dilation[0]),
+                output_size(w, kw, stride[1], padding[1], dilation[1]))
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation,
                         groups=int(groups), out_size=out_size)

@@ -1,15 +1,22 @@
-"""Loss functions: cross_entropy, nll_loss, mse_loss, binary_cross_entropy_with_logits.
+"""Loss functions: cross_entropy, nll_loss, binary_cross_entropy(_with_logits), mse_loss.
 
-``reduction`` is "mean" (default), "sum" or "none" (one loss per sample/element), as in PyTorch.
+Signatures and semantics are PyTorch's (``torch.nn.functional``): ``reduction`` is "mean"
+(default), "sum" or "none"; class weights, ``ignore_index``, probability targets and
+(N, C, d1, d2, ...) inputs work as there.  The arguments after ``weight`` are keyword-only,
+so an old call that passed ``reduction`` third raises instead of meaning something else.
 Formulas and derivations: docs/losses.md.
 """
+import numbers
+
+import numpy as np
+
 from .. import backend
-from ..autograd import Function, register
+from ..autograd import Function, is_grad_enabled, register
 from ..tensor import Tensor
-from .activation import sigmoid
-from .elementwise import lift
+from .activation import log_softmax, relu, sigmoid
+from .elementwise import abs, clip, exp, lift, log, maximum
 from .reduce import mean, sum
-from .shape import reshape
+from .shape import permute, reshape
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -19,172 +26,258 @@ def _check_reduction(op, reduction):
         raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
 
 
-def _reduce(xp, losses, reduction):
-    """Reduce per-sample losses (an array); the mean of nothing is NaN, as in PyTorch."""
+def _divide(total, count):
+    """total / count for arrays; 0 / 0 is NaN (the mean of nothing, as in PyTorch), quietly."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / count
+
+
+def _reduce(losses, reduction, count):
+    """Reduce per-sample losses (an array); "mean" divides by ``count``."""
     if reduction == "none":
         return losses
     if reduction == "sum":
         return losses.sum()
-    if losses.size == 0:
-        return xp.asarray(float("nan"), dtype=losses.dtype)
-    return losses.sum() / losses.size  # (ndarray.mean costs 3x more on small batches)
+    return _divide(losses.sum(), count)
 
 
-def _check_labels(op, logits, target):
-    """Validate (N, C) scores against (N,) integer labels; return the label array on the
-    scores' device."""
-    if not isinstance(logits, Tensor):
-        raise TypeError(f"{op}: input must be a Tensor, got {type(logits).__name__}")
-    if logits.dtype.kind != "f":
-        raise TypeError(f"{op}: input must be floating point (N, C) scores, got dtype {logits.dtype}")
-    if logits.ndim != 2:
-        raise ValueError(
-            f"{op}: expected input of shape (N, C) (a batch of N rows of C class scores), got shape "
-            f"{logits.shape}; for a single sample use input.reshape(1, -1) and a target of shape (1,)"
-        )
+def _host_checks(array):
+    """Checks that read values back are free on the CPU; on the GPU only MINIGRAD_DEBUG=1 runs
+    them (a training step must not wait for the device), and bad values give NaN instead."""
+    return backend.device_of(array) == backend.cpu or backend.debug_checks()
+
+
+# -- class-index targets -------------------------------------------------------------------
+
+
+def _class_weight(op, weight, input, c):
+    """The class weights (C,) as an array in the input's dtype, or None."""
+    if weight is None:
+        return None
+    if not isinstance(weight, Tensor):
+        hint = f"; pass reduction={weight!r} as a keyword" if isinstance(weight, str) else ""
+        raise TypeError(f"{op}: weight must be a Tensor of shape ({c},) (one weight per class) or None, "
+                        f"got {type(weight).__name__}{hint}")
+    if weight.shape != (c,) or weight.dtype.kind != "f":
+        raise ValueError(f"{op}: weight must be a floating Tensor of shape ({c},) (one weight per class) for "
+                         f"input of shape {input.shape}, got shape {weight.shape} and dtype {weight.dtype}")
+    _no_grad_to(op, "weight", weight)
+    if weight.device != input.device:
+        raise RuntimeError(f"{op}: input is on {input.device} but weight is on {weight.device}")
+    return weight.data.astype(input.dtype, copy=False)
+
+
+def _no_grad_to(op, name, t):
+    if t.requires_grad and is_grad_enabled():
+        raise ValueError(f"{op}: no gradient flows to {name} (as in PyTorch); pass {name}.detach()")
+
+
+def _expected_target_shape(input):
+    """(N, C) -> (N,);  (N, C, d1, ...) -> (N, d1, ...);  (C,) -> ()."""
+    return () if input.ndim == 1 else input.shape[:1] + input.shape[2:]
+
+
+def _check_input(op, input):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: input must be a Tensor, got {type(input).__name__}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"{op}: input must be floating point (N, C) scores, got dtype {input.dtype}")
+    if input.ndim == 0:
+        raise ValueError(f"{op}: expected input of shape (N, C), (N, C, d1, ...) or (C,), got a 0-d tensor")
+    c = input.shape[1] if input.ndim >= 2 else input.shape[0]
+    if c == 0:
+        raise ValueError(f"{op}: input of shape {input.shape} has no classes")
+    return c
+
+
+def _labels(op, input, target, c, ignore_index):
+    """The integer labels as an array on the input's device, checked against the input."""
     t = target.data if isinstance(target, Tensor) else target
     if not hasattr(t, "dtype"):
-        t = backend.array_module(logits.data).asarray(t)
+        t = np.asarray(t)
+    expected = _expected_target_shape(input)
     if t.dtype.kind not in "iu":
         raise TypeError(
-            f"{op}: target must hold integer class labels (e.g. int64), got dtype {t.dtype}; "
-            "convert class indices with target.long()"
+            f"{op}: target must hold integer class labels (e.g. int64) of shape {expected}"
+            + (f", or class probabilities of the input's shape {input.shape}" if op == "cross_entropy" else "")
+            + f"; got dtype {t.dtype} and shape {tuple(t.shape)}; convert class indices with target.long()"
         )
-    n, c = logits.shape
-    if t.ndim != 1 or t.shape[0] != n:
-        raise ValueError(
-            f"{op}: expected target of shape ({n},) (one label per row of the input), got target shape "
-            f"{tuple(t.shape)} for input shape {logits.shape} (batch size mismatch)"
-        )
-    t = backend.to_device(t, logits.device)
-    if n:
-        lo, hi = int(t.min()), int(t.max())
-        if lo < 0 or hi >= c:
-            bad = lo if lo < 0 else hi
-            raise ValueError(
-                f"{op}: target label {bad} is out of range for {c} classes (valid labels are 0 to {c - 1})"
-            )
+    if tuple(t.shape) != expected:
+        what = "one label per row of the input" if input.ndim == 2 else "the input's shape without the class axis"
+        batch = " (batch size mismatch)" if t.ndim == len(expected) and t.ndim and t.shape[0] != expected[0] else ""
+        raise ValueError(f"{op}: expected target of shape {expected} ({what}), got target shape "
+                         f"{tuple(t.shape)} for input shape {input.shape}{batch}")
+    t = backend.to_device(t, input.device).astype(np.int64, copy=False)
+    if t.size and _host_checks(t):
+        bad = (t != ignore_index) & ((t < 0) | (t >= c))
+        if bool(bad.any()):
+            wrong = t[bad]
+            label = int(wrong.min()) if int(wrong.min()) < 0 else int(wrong.max())
+            raise ValueError(f"{op}: target label {label} is out of range for {c} classes (valid labels are "
+                             f"0 to {c - 1}; ignore_index={ignore_index} marks a row to skip)")
     return t
+
+
+def _rows(input, t):
+    """(x (M, C) as a Tensor, labels (M,)): the class axis moved last and the rest flattened."""
+    if input.ndim == 2:
+        return input, t
+    if input.ndim == 1:
+        return reshape(input, (1, input.shape[0])), t.reshape(1)
+    axes = (0,) + tuple(range(2, input.ndim)) + (1,)
+    return reshape(permute(input, axes), (-1, input.shape[1])), t.reshape(-1)
+
+
+def _total_weight(target, weight, ignore_index, dtype):
+    """The divisor of "mean": the summed weights of the rows that are not ignored (their
+    count, without weights), as PyTorch."""
+    xp = backend.array_module(target)
+    valid = target != ignore_index
+    if weight is None:
+        return valid.sum(dtype=dtype)
+    w_t = weight[xp.clip(target, 0, weight.shape[0] - 1)]  # (a bad label's row is NaN anyway)
+    return (w_t * valid).sum(dtype=dtype)
 
 
 @register
 class CrossEntropy(Function):
     """Softmax cross-entropy of (N, C) logits x against integer labels t, in one op.
 
-    log p = x - logsumexp(x)  (row-wise, with the row max subtracted first, so huge logits do
-    not overflow);  with label smoothing e the target distribution is q = (1 - e) onehot(t) + e / C:
+    log p = x - logsumexp(x) (row-wise, max-shifted, so huge logits do not overflow); with
+    class weights w (1 without), label smoothing e and q = (1 - e) onehot(t) + e / C:
 
-        loss_n = -sum_c q_c log p_nc         (e = 0:  loss_n = -log p_{n, t_n})
+        loss_n = -(1 - e) w_t log p_t - (e / C) sum_c w_c log p_c          (0 if t = ignore_index)
+        mean = sum_n loss_n / sum_{n not ignored} w_{t_n}
 
-    dL/dx_n = g_n * (softmax(x_n) - q_n)     (g_n = g / N for "mean", g for "sum")
+    dL/dx_nc = g_n [(1 - e) w_t (p_c - [c = t]) + (e / C)(p_c sum_k w_k - w_c)],   p = softmax(x)
+    (g_n = g / the mean's divisor for "mean", g for "sum").
 
-    The backward is computed with arrays from the saved log-probabilities (one exp, one
-    scatter), so this op is once-differentiable: for second derivatives use
-    ``nll_loss(log_softmax(x), t)``, which is built from twice-differentiable ops."""
+    Both directions are kernels (cross_entropy_forward / cross_entropy_backward), so this op
+    is once-differentiable: for second derivatives use ``nll_loss(log_softmax(x), t)``, built
+    from twice-differentiable ops."""
 
     once_differentiable = True
 
-    def forward(self, x, target, reduction, label_smoothing):
-        xp = backend.array_module(x)
-        n, c = x.shape
-        rows = xp.arange(n)
-        logp = x - x.max(axis=1, keepdims=True) if n else x.copy()
-        if n:
-            logp -= xp.log(xp.exp(logp).sum(axis=1, keepdims=True))
-        losses = -logp[rows, target]
-        if label_smoothing:
-            e = x.dtype.type(label_smoothing)
-            losses *= 1 - e
-            losses -= e / c * logp.sum(axis=1)
-        self.logp, self.target, self.rows = logp, target, rows
-        self.reduction, self.smoothing = reduction, label_smoothing
-        return _reduce(xp, losses, reduction)
+    def forward(self, x, *, target, weight, ignore_index, label_smoothing, reduction):
+        self.args = (target, weight, ignore_index, label_smoothing)
+        self.reduction = reduction
+        losses, self.lse = backend.kernels(x).cross_entropy_forward(x, *self.args)
+        self.count = _total_weight(target, weight, ignore_index, x.dtype) if reduction == "mean" else None
+        return _reduce(losses, reduction, self.count)
 
     def backward(self, g):
-        xp = backend.array_module(self.logp)
-        grad = xp.exp(self.logp)  # softmax
-        n, c = grad.shape
-        e = self.smoothing
-        grad[self.rows, self.target] -= grad.dtype.type(1 - e)
-        if e:
-            grad -= grad.dtype.type(e / c)
+        x = self.saved_tensors[0].data
+        xp = backend.array_module(x)
         if self.reduction == "none":
-            grad *= g.data[:, None]
+            grow = g.data
         else:
-            grad *= g.data / n if self.reduction == "mean" else g.data
-        return Tensor._wrap(grad)
+            grow = xp.broadcast_to(g.data if self.reduction == "sum" else _divide(g.data, self.count), x.shape[:1])
+        target, weight, ignore_index, e = self.args
+        dx = backend.kernels(x).cross_entropy_backward(x, target, self.lse, grow, weight, ignore_index, e)
+        return Tensor._wrap(dx)
 
 
 @register
 class NLLLoss(Function):
-    """Negative log-likelihood of (N, C) log-probabilities z against integer labels t.
+    """Negative log-likelihood of (N, C) log-probabilities z against integer labels t, with
+    class weights w (1 without):
 
-    loss_n = -z_{n, t_n}           dL/dz_nc = -g_n * [c == t_n]   (g_n = g / N for "mean")
+    loss_n = -w_t z_{n, t}  (0 if t = ignore_index)      mean: sum_n loss_n / sum_{n not ignored} w_{t_n}
+    dL/dz_nc = -g_n w_t [c = t]                           (g_n = g / that divisor for "mean")
 
-    The backward is g times a constant (-onehot), so it can be differentiated again."""
+    The backward is g times a constant, so it can be differentiated again."""
 
-    def forward(self, z, target, reduction):
+    def forward(self, z, *, target, weight, ignore_index, reduction):
         xp = backend.array_module(z)
-        n = z.shape[0]
-        self.target, self.reduction = target, reduction
-        return _reduce(xp, -z[xp.arange(n), target], reduction)
+        n, c = z.shape
+        valid = target != ignore_index
+        in_range = (target >= 0) & (target < c)
+        self.target = xp.where(valid & in_range, target, 0)  # in bounds for indexing
+        coef = valid * (1 if weight is None else weight[self.target])
+        self.coef = xp.where(valid & ~in_range, np.nan, coef).astype(z.dtype)  # a bad label: NaN
+        self.reduction = reduction
+        self.count = _total_weight(target, weight, ignore_index, z.dtype) if reduction == "mean" else None
+        return _reduce(-z[xp.arange(n), self.target] * self.coef, reduction, self.count)
 
     def backward(self, g):
         (z,) = self.saved_tensors
         xp = backend.array_module(z.data)
         n = z.shape[0]
-        coef = xp.zeros(z.shape, dtype=g.dtype)
-        coef[xp.arange(n), self.target] = -1.0 / n if self.reduction == "mean" else -1.0
+        scale = _divide(self.coef, self.count) if self.reduction == "mean" else self.coef
+        onehot = xp.zeros(z.shape, dtype=z.dtype)
+        onehot[xp.arange(n), self.target] = -scale
         if self.reduction == "none":
             g = reshape(g, (n, 1))
-        return g * Tensor._wrap(coef)
+        return g * Tensor._wrap(onehot)
 
 
-@register
-class BCEWithLogits(Function):
-    """Binary cross-entropy on logits x (any shape) with targets y in [0, 1] (same shape):
-
-    loss = -[y log s(x) + (1 - y) log(1 - s(x))] = max(x, 0) - x y + log(1 + exp(-|x|))
-
-    (the right-hand form never exponentiates a positive number, so it is stable for any x).
-    dL/dx = g * (s(x) - y),   dL/dy = -g * x        (s = sigmoid; g / numel for "mean")"""
-
-    def forward(self, x, y, reduction):
-        xp = backend.array_module(x)
-        self.reduction, self.count = reduction, x.size
-        losses = xp.maximum(x, 0) - x * y + xp.log1p(xp.exp(-xp.abs(x)))
-        return _reduce(xp, losses, reduction)
-
-    def backward(self, g):
-        x, y = self.saved_tensors
-        if self.reduction == "mean":
-            g = g / self.count
-        gx = g * (sigmoid(x) - y) if x.requires_grad else None
-        gy = g * -x if y.requires_grad else None
-        return gx, gy
+def _class_loss(op, input, target, weight, ignore_index, reduction):
+    """Checks shared by cross_entropy and nll_loss; the (M, C) rows, labels and weights."""
+    _check_reduction(op, reduction)
+    c = _check_input(op, input)
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"{op}: ignore_index must be an int, got {ignore_index!r}")
+    w = _class_weight(op, weight, input, c)
+    x, t = _rows(input, _labels(op, input, target, c, int(ignore_index)))
+    return x, t, w
 
 
-# -- functional forms ---------------------------------------------------------------------
+def _unflatten(losses, input, reduction):
+    """"none" losses of the (M, C) rows back in the target's shape."""
+    if reduction != "none" or input.ndim == 2:
+        return losses
+    return reshape(losses, _expected_target_shape(input))
 
 
-def cross_entropy(input, target, reduction="mean", label_smoothing=0.0):
-    """Cross-entropy of (N, C) logits against (N,) integer class labels (log-softmax + NLL fused).
+def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """Cross-entropy of logits against class labels (log-softmax + NLL fused), PyTorch's
+    F.cross_entropy: input (N, C), (N, C, d1, ...) or (C,); target integer labels of shape
+    (N,), (N, d1, ...) or (), or class probabilities of the input's shape.  ``weight`` (C,)
+    weighs each class; rows whose label is ``ignore_index`` count for nothing (also not in the
+    mean's divisor); ``label_smoothing`` e in [0, 1] mixes the target with the uniform one."""
+    op = "cross_entropy"
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
+            or not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if isinstance(target, Tensor) and target.dtype.kind == "f" and isinstance(input, Tensor) \
+            and target.shape == input.shape:
+        return _cross_entropy_probabilities(input, target, weight, reduction, float(label_smoothing))
+    x, t, w = _class_loss(op, input, target, weight, ignore_index, reduction)
+    losses = CrossEntropy.apply(x, target=t, weight=w, ignore_index=int(ignore_index),
+                                label_smoothing=float(label_smoothing), reduction=reduction)
+    return _unflatten(losses, input, reduction)
 
-    ``label_smoothing`` e in [0, 1] mixes the one-hot target with the uniform distribution."""
-    _check_reduction("cross_entropy", reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    t = _check_labels("cross_entropy", input, target)
-    if input.shape[1] == 0:
-        raise ValueError(f"cross_entropy: input of shape {input.shape} has no classes")
-    return CrossEntropy.apply(input, target=t, reduction=reduction, label_smoothing=float(label_smoothing))
+
+def _cross_entropy_probabilities(input, target, weight, reduction, e):
+    """Cross-entropy against class probabilities q (the input's shape), from ops (so it
+    differentiates twice, in the input and in q):  loss = -sum_c w_c q_c log p_c, with q mixed
+    with the uniform distribution by label smoothing; "mean" divides by the number of
+    samples (N d1 ...), as in PyTorch."""
+    op = "cross_entropy"
+    _check_reduction(op, reduction)
+    c = _check_input(op, input)
+    axis = 1 if input.ndim >= 2 else 0
+    w = _class_weight(op, weight, input, c)
+    logp = log_softmax(input, dim=axis)
+    if w is not None:
+        logp = logp * Tensor._wrap(w.reshape((c,) + (1,) * (input.ndim - axis - 1)))
+    q = target if not e else target * (1 - e) + e / c
+    losses = -sum(q * logp, axis=axis)
+    if reduction == "none":
+        return losses
+    return sum(losses) if reduction == "sum" else mean(losses)
 
 
-def nll_loss(input, target, reduction="mean"):
-    """Negative log-likelihood of (N, C) log-probabilities (e.g. from log_softmax) against (N,) labels."""
-    _check_reduction("nll_loss", reduction)
-    t = _check_labels("nll_loss", input, target)
-    return NLLLoss.apply(input, target=t, reduction=reduction)
+def nll_loss(input, target, weight=None, *, ignore_index=-100, reduction="mean"):
+    """Negative log-likelihood of log-probabilities (e.g. from log_softmax) against class
+    labels, PyTorch's F.nll_loss: input (N, C), (N, C, d1, ...) or (C,), target (N,),
+    (N, d1, ...) or (); ``weight`` and ``ignore_index`` as in cross_entropy."""
+    x, t, w = _class_loss("nll_loss", input, target, weight, ignore_index, reduction)
+    losses = NLLLoss.apply(x, target=t, weight=w, ignore_index=int(ignore_index), reduction=reduction)
+    return _unflatten(losses, input, reduction)
+
+
+# -- elementwise targets -------------------------------------------------------------------
 
 
 def _same_shape(op, input, target):
@@ -204,6 +297,128 @@ def _same_shape(op, input, target):
     return target
 
 
+def _broadcast_weight(op, name, weight, input):
+    """A weight Tensor that broadcasts to the input's shape, as an array in its dtype."""
+    if weight is None:
+        return None
+    if not isinstance(weight, Tensor):
+        hint = f"; pass reduction={weight!r} as a keyword" if isinstance(weight, str) else ""
+        raise TypeError(f"{op}: {name} must be a Tensor or None, got {type(weight).__name__}{hint}")
+    try:
+        shape = np.broadcast_shapes(weight.shape, input.shape)
+    except ValueError:
+        shape = None
+    if shape != input.shape:
+        raise ValueError(f"{op}: {name} of shape {weight.shape} does not broadcast to the input's shape {input.shape}")
+    _no_grad_to(op, name, weight)
+    if weight.device != input.device:
+        raise RuntimeError(f"{op}: input is on {input.device} but {name} is on {weight.device}")
+    return weight.data.astype(input.dtype, copy=False)
+
+
+def _constant(array):
+    return None if array is None else Tensor._wrap(array)
+
+
+@register
+class BinaryCrossEntropy(Function):
+    """Binary cross-entropy of probabilities x in [0, 1] against targets y (same shape), each
+    log clamped at -100 as in PyTorch (so x = 0 or 1 gives a finite loss), weight w (1 without):
+
+        loss = -w [y log x + (1 - y) log(1 - x)]
+        dL/dx = g w (x - y) / max(x (1 - x), 1e-12)        (PyTorch's form: finite at 0 and 1)
+        dL/dy = g w (log(1 - x) - log x)                    (the clamped logs)
+
+    The backward is written with ops, so it differentiates again (away from the clamps)."""
+
+    def forward(self, x, y, *, weight, reduction):
+        xp = backend.array_module(x)
+        self.weight, self.reduction = weight, reduction
+        with np.errstate(divide="ignore"):  # log 0 = -inf, clamped just below
+            losses = -(y * xp.maximum(xp.log(x), -100) + (1 - y) * xp.maximum(xp.log(1 - x), -100))
+        if weight is not None:
+            losses *= weight
+        return _reduce(losses, reduction, x.dtype.type(losses.size))
+
+    def backward(self, g):
+        x, y = self.saved_tensors
+        gw = _elementwise_upstream(g, x, self.reduction, self.weight)
+        gx = gw * (x - y) / maximum(x * (1 - x), 1e-12) if x.requires_grad else None
+        gy = gw * (clip(log(1 - x), min=-100) - clip(log(x), min=-100)) if y.requires_grad else None
+        return gx, gy
+
+
+def _elementwise_upstream(g, x, reduction, weight):
+    """The upstream gradient of each element: g (per element for "none", / numel for "mean"),
+    times the weight."""
+    if reduction == "mean":
+        g = g / x.size
+    return g if weight is None else g * Tensor._wrap(weight)
+
+
+@register
+class BCEWithLogits(Function):
+    """Binary cross-entropy on logits x (any shape) with targets y in [0, 1] (same shape), the
+    sigmoid fused in; weight w and pos_weight p (the weight of the positive term; both 1
+    without).  With softplus(x) = log(1 + e^x) = max(x, 0) + log(1 + exp(-|x|)) (stable for
+    any x; -log s(x) = softplus(-x) and -log(1 - s(x)) = softplus(x)):
+
+        loss = w [p y softplus(-x) + (1 - y) softplus(x)]      (p = 1: max(x, 0) - x y + log(1 + exp(-|x|)))
+        dL/dx = g w [(1 - y) s - p y (1 - s)]                   (p = 1: g w (s - y)),   s = sigmoid(x)
+        dL/dy = g w [p softplus(-x) - softplus(x)]              (p = 1: -g w x)"""
+
+    def forward(self, x, y, *, weight, pos_weight, reduction):
+        xp = backend.array_module(x)
+        self.weight, self.pos_weight, self.reduction = weight, pos_weight, reduction
+        softplus = xp.maximum(x, 0) + xp.log1p(xp.exp(-xp.abs(x)))
+        if pos_weight is None:
+            losses = softplus - x * y
+        else:  # softplus(-x) = softplus(x) - x
+            losses = (1 - y) * softplus + pos_weight * y * (softplus - x)
+        if weight is not None:
+            losses *= weight
+        return _reduce(losses, reduction, x.dtype.type(losses.size))
+
+    def backward(self, g):
+        x, y = self.saved_tensors
+        gw = _elementwise_upstream(g, x, self.reduction, self.weight)
+        p = _constant(self.pos_weight)
+        gx = gy = None
+        if x.requires_grad:
+            s = sigmoid(x)
+            gx = gw * (s - y) if p is None else gw * ((1 - y) * s - p * y * (1 - s))
+        if y.requires_grad:
+            # p softplus(-x) - softplus(x) = (p - 1) softplus(x) - p x
+            gy = -gw * x if p is None else gw * ((p - 1) * (relu(x) + log(1 + exp(-abs(x)))) - p * x)
+        return gx, gy
+
+
+def binary_cross_entropy(input, target, weight=None, *, reduction="mean"):
+    """Binary cross-entropy of probabilities (e.g. from sigmoid) against targets in [0, 1] of
+    the same shape, PyTorch's F.binary_cross_entropy (logs clamped at -100); ``weight``
+    broadcasts to the input.  Prefer binary_cross_entropy_with_logits on logits: it is stable."""
+    op = "binary_cross_entropy"
+    _check_reduction(op, reduction)
+    target = _same_shape(op, input, target)
+    w = _broadcast_weight(op, "weight", weight, input)
+    if input.size and _host_checks(input.data) and bool(((input.data < 0) | (input.data > 1)).any()):
+        raise ValueError(f"{op}: all elements of input should be between 0 and 1 (probabilities); "
+                         "for logits use binary_cross_entropy_with_logits")
+    return BinaryCrossEntropy.apply(input, target, weight=w, reduction=reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, *, reduction="mean", pos_weight=None):
+    """Binary cross-entropy of logits against targets in [0, 1] (sigmoid fused in, stable),
+    PyTorch's F.binary_cross_entropy_with_logits: ``weight`` broadcasts to the input,
+    ``pos_weight`` weighs the positive term (e.g. one per class, broadcast along the last axis)."""
+    op = "binary_cross_entropy_with_logits"
+    _check_reduction(op, reduction)
+    target = _same_shape(op, input, target)
+    w = _broadcast_weight(op, "weight", weight, input)
+    p = _broadcast_weight(op, "pos_weight", pos_weight, input)
+    return BCEWithLogits.apply(input, target, weight=w, pos_weight=p, reduction=reduction)
+
+
 def mse_loss(input, target, reduction="mean"):
     """Mean squared error: (input - target)^2, averaged ("mean"), summed or per element.
 
@@ -218,10 +433,3 @@ def mse_loss(input, target, reduction="mean"):
     if reduction == "sum":
         return sum(sq)
     return sq
-
-
-def binary_cross_entropy_with_logits(input, target, reduction="mean"):
-    """Binary cross-entropy of logits against targets in [0, 1] (sigmoid fused in, stable)."""
-    _check_reduction("binary_cross_entropy_with_logits", reduction)
-    target = _same_shape("binary_cross_entropy_with_logits", input, target)
-    return BCEWithLogits.apply(input, target, reduction=reduction)

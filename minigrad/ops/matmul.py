@@ -7,6 +7,7 @@ Derivations: docs/derivations/matmul.md.
 """
 import math
 
+from .. import backend
 from ..autograd import Function, register
 from .reduce import sum
 from .shape import reshape
@@ -44,10 +45,20 @@ class MatMul(Function):
     broadcast batch dimensions are summed by the engine)"""
 
     def forward(self, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise _matmul_error(a.shape, b.shape)
+        # the kernel multiplies matrices: promote vectors, then drop the promoted axes again
+        a2 = a.reshape((1,) + a.shape) if a.ndim == 1 else a
+        b2 = b.reshape(b.shape + (1,)) if b.ndim == 1 else b
         try:
-            return a @ b
+            z = backend.kernels(a).matmul(a2, b2)
         except ValueError:
             raise _matmul_error(a.shape, b.shape) from None
+        if b.ndim == 1:
+            z = z[..., 0]
+        if a.ndim == 1:
+            z = z[..., 0, :] if z.ndim >= 2 and b.ndim != 1 else z[..., 0]
+        return z
 
     def backward(self, g):
         a, b = self.saved_tensors
@@ -90,15 +101,11 @@ class Linear(Function):
 
     def forward(self, x, w, b=None):
         try:
-            if w.ndim != 2:
+            if w.ndim != 2 or x.ndim == 0:
                 raise ValueError
-            if x.ndim <= 2:
-                out = x @ w.T
-            else:  # one big GEMM over all leading axes, not a loop of small ones
-                lead = x.shape[:-1]
-                out = (x.reshape(math.prod(lead), x.shape[-1]) @ w.T).reshape(lead + (w.shape[0],))
-            if b is not None:
-                out += b
+            lead = x.shape[:-1]  # one big GEMM over all leading axes, not a loop of small ones
+            out = backend.kernels(x).linear(x.reshape(math.prod(lead), x.shape[-1]), w, b)
+            out = out.reshape(lead + (w.shape[0],))
         except ValueError:
             bias = "" if b is None else f" and bias of shape {b.shape}"
             raise ValueError(

@@ -18,76 +18,69 @@ class BatchNorm(Function):
         dw = sum_R(g * xhat),   db = sum_R(g)
     Backward, eval (mu and sigma are constants):  dx = g * w / sigma.
 
-    The backward is written with minigrad ops; under create_graph it recomputes xhat and
+    Both directions are kernels (batch_norm_forward / batch_norm_backward).  Under
+    create_graph the backward is written with minigrad ops instead, recomputing xhat and
     sigma from x on the tape, so second derivatives are exact (gradgradcheck covers it).
     """
 
     def forward(self, x, *wb, has_weight, has_bias, running_mean, running_var, training,
                 momentum, eps):
-        xp = backend.array_module(x)
+        k = backend.kernels(x)
         self.has_weight, self.has_bias = has_weight, has_bias
-        self.axes = (0,) if x.ndim == 2 else (0, 2, 3)
-        self.shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
         self.training, self.eps = training, eps
         w = wb[0] if has_weight else None
         b = wb[-1] if has_bias else None
         if training:
-            m = x.size // x.shape[1]
-            mu = x.mean(axis=self.axes, keepdims=True)
-            xc = x - mu
-            var = (xc * xc).mean(axis=self.axes, keepdims=True)
+            y, self.mean, self.invstd = k.batch_norm_forward(x, w, b, eps)
             if running_mean is not None:
+                m = x.size // x.shape[1]
+                var = 1 / (self.invstd * self.invstd) - eps  # the batch's (biased) variance
                 rm, rv = running_mean.data, running_var.data
                 # the running variance uses the unbiased estimate, as in PyTorch
-                rm[...] = (1 - momentum) * rm + momentum * mu.reshape(-1)
-                rv[...] = (1 - momentum) * rv + momentum * var.reshape(-1) * (m / (m - 1))
+                rm[...] = (1 - momentum) * rm + momentum * self.mean
+                rv[...] = (1 - momentum) * rv + momentum * var * (m / (m - 1))
                 running_mean._version += 1
                 running_var._version += 1
         else:
-            mu = running_mean.data.reshape(self.shape).astype(x.dtype)
-            var = running_var.data.reshape(self.shape).astype(x.dtype)
-            xc = x - mu
-        self.mu = mu
-        self.inv_std = 1 / xp.sqrt(var + eps)
-        self.xhat = xc * self.inv_std
-        y = self.xhat
-        if w is not None:
-            y = y * w.reshape(self.shape)
-        if b is not None:
-            y = y + b.reshape(self.shape)
-        if y is self.xhat:
-            y = y.copy()
+            y, self.mean, self.invstd = k.batch_norm_forward(x, w, b, eps, running_mean.data, running_var.data)
         return y
 
     def backward(self, g):
         x = self.saved_tensors[0]
         has_w = self.has_weight
         w = self.inputs[1] if has_w else None
-        axes, shape = self.axes, self.shape
-        if autograd.is_grad_enabled() and self.training:
-            # create_graph: rebuild xhat and 1/sigma from x on the tape (they depend on x)
-            mu = x.mean(axis=axes, keepdims=True)
-            xc = x - mu
+        if autograd.is_grad_enabled():
+            dx, dw, db = self._backward_ops(g, x, w)
+        else:
+            k = backend.kernels(g.data)
+            dx, dw, db = (Tensor._wrap(a) for a in k.batch_norm_backward(
+                g.data, x.data, None if w is None else w.data, self.mean, self.invstd, self.training))
+        grads = [dx if x.requires_grad else None]
+        if has_w:
+            grads.append(dw if w.requires_grad else None)
+        if self.has_bias:
+            grads.append(db if self.inputs[-1].requires_grad else None)
+        return tuple(grads)
+
+    def _backward_ops(self, g, x, w):
+        """The backward formulas with minigrad ops (create_graph): in training, xhat and
+        1/sigma are recomputed from x on the tape, since they depend on x."""
+        axes = (0,) if x.ndim == 2 else (0, 2, 3)
+        shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        if self.training:
+            xc = x - x.mean(axis=axes, keepdims=True)
             inv_std = ((xc * xc).mean(axis=axes, keepdims=True) + self.eps) ** -0.5
             xhat = xc * inv_std
-        else:
-            inv_std = Tensor._wrap(self.inv_std)
-            if autograd.is_grad_enabled():  # eval: mu and sigma are constants, xhat is linear in x
-                xhat = (x - Tensor._wrap(self.mu)) * inv_std
-            else:
-                xhat = Tensor._wrap(self.xhat)
+        else:  # mu and sigma are constants, xhat is linear in x
+            inv_std = Tensor._wrap(self.invstd.reshape(shape))
+            xhat = (x - Tensor._wrap(self.mean.reshape(shape))) * inv_std
         scale = inv_std if w is None else w.reshape(shape) * inv_std
         if self.training:
             dx = scale * (g - g.mean(axis=axes, keepdims=True)
                           - xhat * (g * xhat).mean(axis=axes, keepdims=True))
         else:
             dx = g * scale
-        grads = [dx if x.requires_grad else None]
-        if has_w:
-            grads.append((g * xhat).sum(axis=axes) if w.requires_grad else None)
-        if self.has_bias:
-            grads.append(g.sum(axis=axes) if self.inputs[-1].requires_grad else None)
-        return tuple(grads)
+        return dx, (g * xhat).sum(axis=axes), g.sum(axis=axes)
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,

@@ -12,12 +12,10 @@ AdamW (Loshchilov & Hutter) decouples the decay from the adaptive step: before t
 ``x = x * (1 - lr * weight_decay)`` and no L2 term in g.  ``amsgrad`` uses the running maximum
 of v in the denominator.
 """
-import numpy as np
-
+from .. import backend
 from ..tensor import Tensor
-from ._fused import adam_update
 from .optimizer import Optimizer
-from .sgd import _check_lr
+from .sgd import _batches, _check_lr, _with_grads
 
 
 class Adam(Optimizer):
@@ -46,28 +44,26 @@ class Adam(Optimizer):
     def _update_group(self, group):
         lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
         wd, amsgrad = group["weight_decay"], group["amsgrad"]
-        state = self.state
-        for p in group["params"]:
-            grad = p.grad
-            if grad is None:
-                continue
-            x = p.data
-            st = state.get(p)
+        entries = {}  # the state of each parameter, committed once its step went through
+        for p in _with_grads(type(self).__name__, group):
+            st = self.state.get(p)
             if st is None:
-                xp_zeros = np.zeros_like if type(x) is np.ndarray else _zeros_like
-                st = state[p] = {"step": 0, "exp_avg": Tensor._wrap(xp_zeros(x)),
-                                 "exp_avg_sq": Tensor._wrap(xp_zeros(x))}
-                if amsgrad:
-                    st["max_exp_avg_sq"] = Tensor._wrap(xp_zeros(x))
-            st["step"] += 1
-            vmax = None
-            if amsgrad:
-                if "max_exp_avg_sq" not in st:  # amsgrad switched on after some steps
-                    st["max_exp_avg_sq"] = Tensor._wrap(st["exp_avg_sq"].data.copy())
-                vmax = st["max_exp_avg_sq"].data
-            adam_update(x, grad.data, st["exp_avg"].data, st["exp_avg_sq"].data, vmax,
-                        lr, b1, b2, eps, st["step"], wd, self._decoupled)
-            p._version += 1
+                zeros = backend.array_module(p.data).zeros_like
+                st = {"step": 0, "exp_avg": Tensor._wrap(zeros(p.data)), "exp_avg_sq": Tensor._wrap(zeros(p.data))}
+            if amsgrad and "max_exp_avg_sq" not in st:  # (also when amsgrad is switched on later)
+                st["max_exp_avg_sq"] = Tensor._wrap(st["exp_avg_sq"].data.copy())
+            entries[p] = st
+        # one fused kernel call per step count (the same for all, unless parameters joined later)
+        for (k, step), params in _batches(entries, lambda p: entries[p]["step"] + 1):
+            sts = [entries[p] for p in params]
+            k.adam_step_([p.data for p in params], [p.grad.data for p in params],
+                         [st["exp_avg"].data for st in sts], [st["exp_avg_sq"].data for st in sts],
+                         [st["max_exp_avg_sq"].data for st in sts] if amsgrad else None,
+                         lr, b1, b2, eps, step, wd, self._decoupled)
+            for p, st in zip(params, sts):
+                st["step"] = step
+                self.state[p] = st
+                p._version += 1
 
 
 class AdamW(Adam):
@@ -75,9 +71,3 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
-
-
-def _zeros_like(x):
-    from .. import backend
-
-    return backend.array_module(x).zeros_like(x)

@@ -8,7 +8,7 @@ With g the gradient and x the parameter (PyTorch's formulation, docs/optim.md):
     d = d + momentum * buf   (nesterov)   or   d = buf
     x = x - lr * d
 """
-from ._fused import sgd_update
+from .. import backend
 from .optimizer import Optimizer, required
 
 
@@ -36,21 +36,49 @@ class SGD(Optimizer):
         lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
         wd, nesterov = group["weight_decay"], group["nesterov"]
         state = self.state
-        for p in group["params"]:
-            grad = p.grad
-            if grad is None:
-                continue
-            buf, first = None, False
+
+        def first(p):  # no momentum buffer yet: this step starts it (buf = d)
+            return momentum != 0 and state.get(p, {}).get("momentum_buffer") is None
+
+        # one fused kernel call per batch: the parameters that start their momentum now, the rest
+        for (k, is_first), params in _batches(_with_grads("SGD", group), first):
+            xp = backend.array_module(params[0].data)
+            bufs = None
             if momentum != 0:
-                st = state.get(p)
-                if st is None or st.get("momentum_buffer") is None:
-                    buf = p.data.copy()  # any values: the first step overwrites it
-                    state[p] = st = {"momentum_buffer": _wrap(buf)}
-                    first = True
-                else:
-                    buf = st["momentum_buffer"].data
-            sgd_update(p.data, grad.data, buf, lr, wd, momentum, dampening, nesterov, first)
-            p._version += 1
+                bufs = ([xp.empty_like(p.data) for p in params] if is_first
+                        else [state[p]["momentum_buffer"].data for p in params])
+            k.sgd_step_([p.data for p in params], [p.grad.data for p in params], bufs,
+                        lr, wd, momentum, dampening, nesterov, is_first)
+            for i, p in enumerate(params):
+                if is_first:  # kept only once the step went through
+                    state.setdefault(p, {})["momentum_buffer"] = _wrap(bufs[i])
+                p._version += 1
+
+
+def _with_grads(name, group):
+    """The group's parameters that have a gradient, each checked against its gradient (same
+    shape, dtype and device), so a fused kernel never reads past the end of one."""
+    params = []
+    for i, p in enumerate(group["params"]):
+        g = p.grad
+        if g is None:
+            continue
+        if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+            raise ValueError(
+                f"{name}: parameter {i} of shape {p.shape} ({p.dtype}, {p.device}) has a gradient of "
+                f"shape {g.shape} ({g.dtype}, {g.device}); they must match"
+            )
+        params.append(p)
+    return params
+
+
+def _batches(params, key):
+    """Split ``params`` into lists that one kernel call can take: the same kernel table
+    (device) and the same ``key(p)``; yields ((table, key), params)."""
+    batches = {}
+    for p in params:
+        batches.setdefault((backend.kernels(p.data), key(p)), []).append(p)
+    return batches.items()
 
 
 def _wrap(array):

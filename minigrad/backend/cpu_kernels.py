@@ -1,0 +1,661 @@
+"""The CPU kernel table: reference.py plus numba kernels for the hot paths.
+
+Every name of reference.py is here with the same semantics (``from .reference import *``);
+the functions below override some of them with numba kernels: im2col / col2im, max and
+average pooling, ReLU, GELU, the dropout mask, the embedding gradient and the fused
+optimizer updates.  Each override runs its numba kernel when numba imports, is not disabled
+(MINIGRAD_DISABLE_NUMBA=1) and the input suits it (dtype, memory layout, size); otherwise it
+calls the reference function, which also raises the error for inconsistent inputs.
+tests/test_kernels_contract.py checks both give the same numbers.
+
+Layouts.  Tensors are (N, C, H, W); the convolution kernels work on the same values laid out
+channels-last, (N, H, W, C) in memory ("channels_last"), because that is what makes the
+convolution one matrix product with no layout copies (docs/derivations/conv.md):
+
+* ``im2col(x_nhwc, ...)`` returns ``cols`` of shape ``(N*oh*ow, kh*kw*C)``: one ROW per output
+  pixel ``(n, oy, ox)``, holding what each kernel tap ``(i, j)`` of each channel ``c`` sees
+  there (taps in ``(i, j, c)`` order, so each pixel's C channels are one contiguous run).
+  ``cols @ W2`` (``W2``: ``(kh*kw*C, O)``) is then the output, already channels-last.
+  ``ones_column=True`` appends a column of ones that carries the bias through the same GEMM.
+* ``col2im`` is its adjoint: it adds every column entry back onto the input pixel it came from.
+* Max pooling returns, besides the output, ``argmax``: for every output element the flat
+  index ``y*W + x`` (within its own (n, c) image) of the input element that won.  The 2x2
+  pool keeps a channels-last input channels-last (so conv -> relu -> pool -> conv never copies).
+
+Threads: numba kernels use numba's thread pool (prange), matrix products use the BLAS pool.
+They run one after the other, never nested.  numba's default OpenMP layer keeps its threads
+spinning after a kernel, and so does OpenBLAS after a GEMM; on a 2-core machine the two pools
+then fight for the cores (a training step of the MNIST CNN measured ~110 ms with the OpenMP
+layer against ~80 ms with the "workqueue" layer), so workqueue is chosen unless the user set
+NUMBA_THREADING_LAYER.  (workqueue must not be entered from two Python threads at once;
+minigrad starts no threads.)
+
+Measured on the 2-core reference machine (float32, the MNIST CNN's second conv layer, the
+kernel alone): im2col 0.6 ms, col2im 1.0 ms (the NCHW layout this replaced: 2.0 and 4.5 ms plus
+two layout copies); see benchmarks/conv_ops.py and docs/benchmarks.md.
+"""
+import math
+import os
+
+import numpy as np
+
+from . import numba_enabled
+from . import reference as _ref
+from .reference import *  # noqa: F401,F403  (the whole table; overridden below where numba helps)
+from .reference import __all__  # noqa: F401  (exactly reference's names)
+from .reference import is_channels_last
+
+try:
+    import numba
+    from numba import njit, prange
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
+except Exception:  # numba is a dependency, but the NumPy path must work without it
+    numba = None
+
+
+def use_numba():
+    """True when the numba kernels run (numba importable and not disabled by the env var)."""
+    return numba is not None and numba_enabled()
+
+
+def _numba_ok(*arrays):
+    """numba is on and every array is a C-contiguous NumPy array of one float dtype."""
+    if not use_numba():
+        return False
+    dtype = arrays[0].dtype
+    for a in arrays:
+        if type(a) is not np.ndarray or not a.flags.c_contiguous or a.dtype != dtype:
+            return False
+    return dtype.kind == "f"
+
+
+def _dense_flat(a):
+    """A flat view of ``a`` when its elements fill one block of memory (C order, or the
+    channels-last order of conv2d outputs), else None."""
+    if a.flags.c_contiguous:
+        return a.reshape(-1)
+    if is_channels_last(a):
+        return a.transpose(0, 2, 3, 1).reshape(-1)
+    return None
+
+
+def _same_layout_flats(*arrays):
+    """Flat views of arrays with one shape, dtype and memory layout (dense), else None."""
+    first = arrays[0]
+    if not use_numba() or type(first) is not np.ndarray or first.dtype.kind != "f":
+        return None
+    for a in arrays[1:]:
+        if type(a) is not np.ndarray or a.shape != first.shape or a.strides != first.strides or a.dtype != first.dtype:
+            return None
+    flats = [_dense_flat(a) for a in arrays]
+    return None if any(f is None for f in flats) else flats
+
+
+# Below this many elements a NumPy call is cheaper than starting numba's threads.
+_PARALLEL_MIN = 1 << 16
+
+
+# ======================================================================================
+# numba kernels
+# ======================================================================================
+
+if numba is not None:
+    # Why the np.uint64(...) casts: numba checks every signed index for "negative means from
+    # the end"; that branch stops LLVM from vectorising the inner loops.  Indices that are
+    # known to be >= 0 are cast to unsigned, which drops the check (measured: col2im 4x faster).
+    # Careful: uint64 mixed with int64 gives float64 in numba, so the casts stay local.
+    _u = np.uint64
+
+    @njit(parallel=True, cache=True)
+    def _im2col_nb(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra=0):
+        n, h, w, c = x.shape
+        K = kh * kw * c + extra
+        cols = np.empty((n * oh * ow, K), dtype=x.dtype)
+        xf = x.reshape(-1)
+        cf = cols.reshape(-1)
+        for task in prange(n * oh):  # one output row (image b, row y): ow rows of cols, ~1 KB
+            b = task // oh
+            y = task % oh
+            row0 = task * ow
+            for i in range(kh):
+                iy = y * sh - ph + i * dh
+                for j in range(kw):
+                    col0 = (i * kw + j) * c
+                    for xo in range(ow):
+                        ix = xo * sw - pw + j * dw
+                        d = _u((row0 + xo) * K + col0)
+                        if iy < 0 or iy >= h or ix < 0 or ix >= w:  # padding reads 0
+                            for ch in range(_u(c)):
+                                cf[d + ch] = 0
+                        else:  # the C channels of one pixel: one contiguous run
+                            src = _u(((b * h + iy) * w + ix) * c)
+                            for ch in range(_u(c)):
+                                cf[d + ch] = xf[src + ch]
+            for xo in range(ow * extra):  # the ones column (the bias input)
+                cf[_u((row0 + xo) * K + K - 1)] = 1
+        return cols
+
+    @njit(parallel=True, cache=True)
+    def _im2col_1ch_nb(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra):
+        """One input channel: build the TRANSPOSE of cols, (kh*kw + extra, N*oh*ow), one row
+        per tap, so each copy is a run along the output row (a pixel has only 1 channel)."""
+        n, h, w = x.shape
+        L = oh * ow
+        colsT = np.empty((kh * kw + extra, n * L), dtype=x.dtype)
+        for row in prange(kh * kw + extra):
+            dst = colsT[row]
+            if row == kh * kw:  # the ones row (the bias input)
+                dst[:] = 1
+                continue
+            i = row // kw
+            j = row % kw
+            for b in range(n):
+                for y in range(oh):
+                    iy = y * sh - ph + i * dh
+                    o = b * L + y * ow
+                    for xo in range(ow):
+                        ix = xo * sw - pw + j * dw
+                        inside = iy >= 0 and iy < h and ix >= 0 and ix < w
+                        dst[_u(o + xo)] = x[b, iy, ix] if inside else 0
+        return colsT
+
+    @njit(parallel=True, cache=True)
+    def _col2im_nb(cols, n, h, w, c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+        K = cols.shape[1]
+        dx = np.zeros((n, h, w, c), dtype=cols.dtype)
+        dxf = dx.reshape(-1)
+        cf = cols.reshape(-1)
+        for b in prange(n):  # one image per task: tasks never write the same pixel
+            for y in range(oh):
+                for xo in range(ow):
+                    src0 = ((b * oh + y) * ow + xo) * K
+                    for i in range(kh):
+                        iy = y * sh - ph + i * dh
+                        if iy < 0 or iy >= h:
+                            continue
+                        for j in range(kw):
+                            ix = xo * sw - pw + j * dw
+                            if ix < 0 or ix >= w:
+                                continue
+                            src = _u(src0 + (i * kw + j) * c)
+                            dst = _u(((b * h + iy) * w + ix) * c)
+                            for ch in range(_u(c)):
+                                dxf[dst + ch] += cf[src + ch]
+        return dx
+
+    @njit(parallel=True, cache=True)
+    def _maxpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+        n, c, h, w = x.shape
+        xf = x.reshape((n * c, h * w))
+        out = np.empty((n * c, oh * ow), dtype=x.dtype)
+        arg = np.empty((n * c, oh * ow), dtype=np.int32)
+        for task in prange(n * c):
+            src = xf[task]
+            for y in range(oh):
+                for xo in range(ow):
+                    best = src[0]
+                    bi = -1
+                    for i in range(kh):
+                        iy = y * sh - ph + i * dh
+                        if iy < 0 or iy >= h:
+                            continue
+                        for j in range(kw):
+                            ix = xo * sw - pw + j * dw
+                            if ix < 0 or ix >= w:
+                                continue
+                            v = src[_u(iy * w + ix)]
+                            # first max on ties (strict >); a NaN wins and the first NaN stays
+                            if bi < 0 or v > best or (v != v and best == best):
+                                best = v
+                                bi = iy * w + ix
+                    out[task, y * ow + xo] = best
+                    arg[task, y * ow + xo] = bi
+        return out.reshape((n, c, oh, ow)), arg.reshape((n, c, oh, ow))
+
+    @njit(parallel=True, cache=True)
+    def _maxpool2x2_fwd_nb(x, oh, ow):
+        """The common 2x2 / stride 2 / no padding case, unrolled (same tie and NaN rules)."""
+        n, c, h, w = x.shape
+        xf = x.reshape((n * c, h * w))
+        out = np.empty((n * c, oh * ow), dtype=x.dtype)
+        arg = np.empty((n * c, oh * ow), dtype=np.int32)
+        for task in prange(n * c):
+            src = xf[task]
+            dst = out[task]
+            da = arg[task]
+            for y in range(oh):
+                for xo in range(ow):
+                    k = 2 * y * w + 2 * xo
+                    best = src[_u(k)]
+                    bi = k
+                    v = src[_u(k + 1)]
+                    if v > best or (v != v and best == best):
+                        best = v
+                        bi = k + 1
+                    v = src[_u(k + w)]
+                    if v > best or (v != v and best == best):
+                        best = v
+                        bi = k + w
+                    v = src[_u(k + w + 1)]
+                    if v > best or (v != v and best == best):
+                        best = v
+                        bi = k + w + 1
+                    dst[_u(y * ow + xo)] = best
+                    da[_u(y * ow + xo)] = bi
+        return out.reshape((n, c, oh, ow)), arg.reshape((n, c, oh, ow))
+
+    @njit(parallel=True, cache=True)
+    def _maxpool_bwd_nb(g, arg, n, c, h, w):
+        gf = g.reshape((n * c, g.shape[2] * g.shape[3]))
+        af = arg.reshape((n * c, g.shape[2] * g.shape[3]))
+        dx = np.zeros((n * c, h * w), dtype=g.dtype)
+        for task in prange(n * c):
+            dst = dx[task]
+            for o in range(gf.shape[1]):
+                a = af[task, o]
+                if a < 0 or a >= h * w:
+                    raise ValueError("maxpool2d_backward: an argmax lies outside the input")
+                # overlapping windows may pick the same input: accumulate
+                dst[_u(a)] += gf[task, o]
+        return dx.reshape((n, c, h, w))
+
+    @njit(parallel=True, cache=True)
+    def _maxpool2x2_nhwc_fwd_nb(x, oh, ow):
+        """2x2 / stride 2 / no padding on channels-last x (N, H, W, C): the channel loop is
+        innermost and contiguous, and branch-free (selects, no `or`) so it vectorises.
+        argmax holds the same flat index y*W + x as the NCHW kernel, with the same tie and
+        NaN rules (first maximum wins; a NaN wins and the first NaN stays)."""
+        n, h, w, c = x.shape
+        out = np.empty((n, oh, ow, c), dtype=x.dtype)
+        arg = np.empty((n, oh, ow, c), dtype=np.int32)
+        xf, of, af = x.reshape(-1), out.reshape(-1), arg.reshape(-1)
+        for task in prange(n * oh):
+            b = task // oh
+            y = task % oh
+            for xo in range(ow):
+                k = 2 * y * w + 2 * xo
+                s00 = _u(((b * h + 2 * y) * w + 2 * xo) * c)
+                s01, s10 = s00 + _u(c), s00 + _u(w * c)
+                s11 = s10 + _u(c)
+                d = _u(((b * oh + y) * ow + xo) * c)
+                for ch in range(_u(c)):
+                    best = xf[s00 + ch]
+                    bi = k
+                    v = xf[s01 + ch]
+                    take = (v > best) | ((v != v) & (best == best))
+                    best = v if take else best
+                    bi = k + 1 if take else bi
+                    v = xf[s10 + ch]
+                    take = (v > best) | ((v != v) & (best == best))
+                    best = v if take else best
+                    bi = k + w if take else bi
+                    v = xf[s11 + ch]
+                    take = (v > best) | ((v != v) & (best == best))
+                    best = v if take else best
+                    bi = k + w + 1 if take else bi
+                    of[d + ch] = best
+                    af[d + ch] = bi
+        return out, arg
+
+    @njit(parallel=True, cache=True)
+    def _maxpool2x2_nhwc_bwd_nb(g, arg, h, w):
+        """Backward of the channels-last 2x2 pool.  The windows do not overlap, so every input
+        pixel is written exactly once (the gradient at the winner, 0 elsewhere): no zeroing
+        pass and no scatter.  Rows/columns past the last window (odd sizes) get 0."""
+        n, oh, ow, c = g.shape
+        dx = np.empty((n, h, w, c), dtype=g.dtype)
+        gf, af, df = g.reshape(-1), arg.reshape(-1), dx.reshape(-1)
+        for task in prange(n * oh):
+            b = task // oh
+            y = task % oh
+            for xo in range(ow):
+                k = 2 * y * w + 2 * xo
+                s = _u(((b * oh + y) * ow + xo) * c)
+                d00 = _u(((b * h + 2 * y) * w + 2 * xo) * c)
+                d01, d10 = d00 + _u(c), d00 + _u(w * c)
+                d11 = d10 + _u(c)
+                for ch in range(_u(c)):
+                    v = gf[s + ch]
+                    t = af[s + ch]
+                    df[d00 + ch] = v if t == k else 0
+                    df[d01 + ch] = v if t == k + 1 else 0
+                    df[d10 + ch] = v if t == k + w else 0
+                    df[d11 + ch] = v if t == k + w + 1 else 0
+            for r in range(2 * y, 2 * y + 2):
+                for xx in range(2 * ow, w):
+                    dx[b, r, xx] = 0
+            if y == oh - 1:
+                for r in range(2 * oh, h):
+                    dx[b, r] = 0
+        return dx
+
+    @njit(inline="always")
+    def _avg_count(start, k, size, pad, include_pad):
+        """How many elements of a window starting at ``start`` count in the divisor (one
+        axis; PyTorch's rule, see reference._avg_divisors)."""
+        if include_pad:
+            return min(start + k, size + pad) - start
+        return min(start + k, size) - max(start, 0)
+
+    @njit(parallel=True, cache=True)
+    def _avgpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, oh, ow, include_pad):
+        n, c, h, w = x.shape
+        xf = x.reshape((n * c, h * w))
+        out = np.empty((n * c, oh * ow), dtype=x.dtype)
+        for task in prange(n * c):
+            src = xf[task]
+            for y in range(oh):
+                y0 = y * sh - ph
+                count_y = _avg_count(y0, kh, h, ph, include_pad)
+                for xo in range(ow):
+                    x0 = xo * sw - pw
+                    s = 0.0
+                    for iy in range(max(y0, 0), min(y0 + kh, h)):
+                        for ix in range(max(x0, 0), min(x0 + kw, w)):
+                            s += src[_u(iy * w + ix)]
+                    out[task, y * ow + xo] = s / (count_y * _avg_count(x0, kw, w, pw, include_pad))
+        return out.reshape((n, c, oh, ow))
+
+    @njit(parallel=True, cache=True)
+    def _avgpool_bwd_nb(g, n, c, h, w, kh, kw, sh, sw, ph, pw, include_pad):
+        oh, ow = g.shape[2], g.shape[3]
+        gf = g.reshape((n * c, oh * ow))
+        dx = np.zeros((n * c, h * w), dtype=g.dtype)
+        for task in prange(n * c):
+            dst = dx[task]
+            for y in range(oh):
+                y0 = y * sh - ph
+                count_y = _avg_count(y0, kh, h, ph, include_pad)
+                for xo in range(ow):
+                    x0 = xo * sw - pw
+                    share = gf[task, y * ow + xo] / (count_y * _avg_count(x0, kw, w, pw, include_pad))
+                    for iy in range(max(y0, 0), min(y0 + kh, h)):
+                        for ix in range(max(x0, 0), min(x0 + kw, w)):
+                            dst[_u(iy * w + ix)] += share
+        return dx.reshape((n, c, h, w))
+
+    @njit(parallel=True, cache=True)
+    def _relu_nb(x, out):
+        for i in prange(x.size):
+            v = x[i]
+            out[i] = 0 if v < 0 else v  # NaN stays NaN, like np.maximum
+
+    @njit(parallel=True, cache=True)
+    def _relu_backward_nb(g, y, out):
+        for i in prange(g.size):
+            out[i] = g[i] if y[i] > 0 else 0
+
+    _SQRT_2_OVER_PI, _INV_SQRT_2, _INV_SQRT_2PI = _ref._SQRT_2_OVER_PI, _ref._INV_SQRT_2, _ref._INV_SQRT_2PI
+    _GELU_C = _ref._GELU_C
+
+    @njit(parallel=True, cache=True)
+    def _gelu_nb(x, out, tanh_form):
+        for i in prange(x.size):
+            v = x[i]
+            if tanh_form:
+                out[i] = 0.5 * v * (1 + math.tanh(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v)))
+            else:
+                out[i] = 0.5 * v * (1 + math.erf(v * _INV_SQRT_2))
+
+    @njit(parallel=True, cache=True)
+    def _gelu_backward_nb(g, x, out, tanh_form):
+        for i in prange(x.size):
+            v = x[i]
+            if tanh_form:
+                t = math.tanh(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v))
+                du = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * v * v)
+                out[i] = g[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du)
+            else:
+                cdf = 0.5 * (1 + math.erf(v * _INV_SQRT_2))
+                out[i] = g[i] * (cdf + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v))
+
+    # Philox4x32-10 as in reference._philox4x32, one 4-word block per loop iteration; every
+    # value is uint64 (mixing in int64 would turn it into float64).
+    _M0, _M1 = _u(_ref._PHILOX_M0), _u(_ref._PHILOX_M1)
+    _W0, _W1 = _u(_ref._PHILOX_W0), _u(_ref._PHILOX_W1)
+    _LO, _S32, _S8 = _u(_ref._LO32), _u(32), _u(8)
+
+    @njit(parallel=True, cache=True)
+    def _dropout_mask_nb(out, p, scale, k0_, k1_, offset):
+        size = out.size
+        for blk in prange((size + 3) // 4):
+            ctr = offset + _u(blk)
+            c0, c1, c2, c3 = ctr & _LO, ctr >> _S32, _u(0), _u(0)
+            k0, k1 = k0_, k1_
+            for r in range(10):
+                if r:
+                    k0, k1 = (k0 + _W0) & _LO, (k1 + _W1) & _LO
+                p0 = c0 * _M0
+                p1 = c2 * _M1
+                c0, c1, c2, c3 = (p1 >> _S32) ^ c1 ^ k0, p1 & _LO, (p0 >> _S32) ^ c3 ^ k1, p0 & _LO
+            for word in range(4):
+                i = 4 * blk + word
+                if i < size:
+                    v = c0 if word == 0 else (c1 if word == 1 else (c2 if word == 2 else c3))
+                    u = np.float64(v >> _S8) * 2.0 ** -24
+                    out[i] = scale if u >= p else 0
+
+    @njit(cache=True)
+    def _embedding_backward_nb(g, indices, dw):
+        rows = dw.shape[0]
+        for m in range(g.shape[0]):  # one thread, in index order: deterministic sums
+            r = indices[m]
+            if r < 0 or r >= rows:
+                raise ValueError("embedding_backward: an index is outside [0, num_embeddings)")
+            for d in range(g.shape[1]):
+                dw[r, d] += g[m, d]
+
+    @njit(cache=True, error_model="numpy")
+    def _sgd_nb(x, g, buf, lr, wd, momentum, undamped, nesterov, first):
+        for i in range(x.size):
+            d = g[i]
+            if wd != 0:
+                d = d + wd * x[i]
+            if momentum != 0:
+                if first:
+                    b = d
+                else:
+                    b = momentum * buf[i] + undamped * d
+                buf[i] = b
+                if nesterov:
+                    d = d + momentum * b
+                else:
+                    d = b
+            x[i] = x[i] - lr * d
+
+    @njit(cache=True, error_model="numpy")
+    def _adam_nb(x, g, m, v, vmax, step_size, b1, c1, b2, c2, eps, inv_sqrt_bc2, wd, decay, amsgrad):
+        # c1 = 1 - b1 and c2 = 1 - b2 come in already in the array dtype (no float64 promotion)
+        for i in range(x.size):
+            gi = g[i]
+            if wd != 0:
+                gi = gi + wd * x[i]
+            xi = x[i] * decay
+            mi = b1 * m[i] + c1 * gi
+            vi = b2 * v[i] + c2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            if amsgrad:
+                if vmax[i] > vi:
+                    vi = vmax[i]
+                vmax[i] = vi
+            x[i] = xi - step_size * (mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps))
+
+
+# ======================================================================================
+# The overrides (same signatures and semantics as reference.py)
+# ======================================================================================
+
+
+def im2col(x, kernel, stride, padding, dilation, out_size, ones_column=False):
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
+    if not use_numba() or type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim != 4:
+        return _ref.im2col(x, kernel, stride, padding, dilation, out_size, ones_column)
+    extra = int(bool(ones_column))
+    if x.shape[3] == 1:
+        # one channel (a first layer on images): the transposed layout copies long runs;
+        # the .T view is the same matrix for the GEMMs (BLAS reads it transposed, no copy)
+        return _im2col_1ch_nb(np.ascontiguousarray(x[..., 0]), kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra).T
+    return _im2col_nb(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra)
+
+
+def col2im(cols, x_shape, kernel, stride, padding, dilation, out_size):
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
+    n, h, w, c = x_shape
+    if (not use_numba() or type(cols) is not np.ndarray or cols.dtype.kind != "f"
+            or cols.shape != (n * oh * ow, kh * kw * c)):
+        return _ref.col2im(cols, x_shape, kernel, stride, padding, dilation, out_size)
+    return _col2im_nb(np.ascontiguousarray(cols), n, h, w, c, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+
+
+def _is_2x2(x_hw, kernel, stride, padding, dilation, out_size):
+    """The MNIST case: 2x2 windows, stride 2, no padding, floor mode (no window past the edge)."""
+    return ((kernel, stride, padding, dilation) == ((2, 2), (2, 2), (0, 0), (1, 1))
+            and tuple(out_size) == (x_hw[0] // 2, x_hw[1] // 2))
+
+
+def maxpool2d_forward(x, kernel, stride, padding, dilation, out_size):
+    """As reference.maxpool2d_forward.  A channels-last input (a conv2d output) keeps its
+    layout through the 2x2 pool: out and argmax come back as (N, C, oh, ow) views of
+    (N, oh, ow, C) arrays."""
+    if not use_numba() or type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim != 4:
+        return _ref.maxpool2d_forward(x, kernel, stride, padding, dilation, out_size)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
+    square2 = _is_2x2(x.shape[2:], kernel, stride, padding, dilation, out_size)
+    if square2 and is_channels_last(x) and not x.flags.c_contiguous:
+        out, arg = _maxpool2x2_nhwc_fwd_nb(x.transpose(0, 2, 3, 1), oh, ow)
+        return out.transpose(0, 3, 1, 2), arg.transpose(0, 3, 1, 2)
+    x = np.ascontiguousarray(x)
+    if square2:
+        return _maxpool2x2_fwd_nb(x, oh, ow)
+    return _maxpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+
+
+def maxpool2d_backward(g, argmax, x_shape, kernel, stride, padding, dilation):
+    """As reference.maxpool2d_backward; dx has the layout of the forward's input (the
+    argmax array's layout tells which)."""
+    n, c, h, w = x_shape
+    if (not use_numba() or type(g) is not np.ndarray or g.dtype.kind != "f" or g.shape != argmax.shape
+            or g.ndim != 4 or g.shape[:2] != (n, c)):
+        return _ref.maxpool2d_backward(g, argmax, x_shape, kernel, stride, padding, dilation)
+    if is_channels_last(argmax) and not argmax.flags.c_contiguous and \
+            _is_2x2((h, w), kernel, stride, padding, dilation, g.shape[2:]):
+        dx = _maxpool2x2_nhwc_bwd_nb(_ref.channels_last(g), argmax.transpose(0, 2, 3, 1), h, w)
+        return dx.transpose(0, 3, 1, 2)
+    return _maxpool_bwd_nb(np.ascontiguousarray(g), np.ascontiguousarray(argmax), n, c, h, w)
+
+
+def avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad):
+    if not use_numba() or type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim != 4:
+        return _ref.avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad)
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, out_size
+    return _avgpool_fwd_nb(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, oh, ow, bool(count_include_pad))
+
+
+def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_include_pad):
+    n, c, h, w = x_shape
+    if (not use_numba() or type(g) is not np.ndarray or g.dtype.kind != "f"
+            or tuple(g.shape) != (n, c) + tuple(out_size)):
+        return _ref.avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_include_pad)
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    return _avgpool_bwd_nb(np.ascontiguousarray(g), n, c, h, w, kh, kw, sh, sw, ph, pw, bool(count_include_pad))
+
+
+def relu(x):
+    """max(x, 0) in one pass (NaN stays NaN); the output has the input's memory layout."""
+    if x.size >= _PARALLEL_MIN:
+        flats = _same_layout_flats(x)
+        if flats is not None:
+            out = np.empty_like(x)  # same layout as x
+            _relu_nb(flats[0], _dense_flat(out))
+            return out
+    return _ref.relu(x)
+
+
+def relu_backward(g, y):
+    """g where y > 0, else 0, in one pass (g and y of one layout)."""
+    if g.size >= _PARALLEL_MIN:
+        flats = _same_layout_flats(g, y)
+        if flats is not None:
+            out = np.empty_like(g)
+            _relu_backward_nb(*flats, _dense_flat(out))
+            return out
+    return _ref.relu_backward(g, y)
+
+
+def gelu(x, approximate="none"):
+    """One pass (math.erf per element: NumPy has no erf)."""
+    flats = _same_layout_flats(x) if approximate in ("none", "tanh") else None
+    if flats is None:
+        return _ref.gelu(x, approximate)
+    out = np.empty_like(x)
+    _gelu_nb(flats[0], _dense_flat(out), approximate == "tanh")
+    return out
+
+
+def gelu_backward(g, x, approximate="none"):
+    flats = _same_layout_flats(g, x) if approximate in ("none", "tanh") else None
+    if flats is None:
+        return _ref.gelu_backward(g, x, approximate)
+    out = np.empty_like(g)
+    _gelu_backward_nb(*flats, _dense_flat(out), approximate == "tanh")
+    return out
+
+
+def dropout_mask(shape, p, seed, offset, dtype):
+    dtype = np.dtype(dtype)
+    if not use_numba() or dtype.kind != "f":
+        return _ref.dropout_mask(shape, p, seed, offset, dtype)
+    out = np.empty(math.prod(shape), dtype=dtype)
+    scale = 1.0 / (1.0 - p) if p < 1 else 0.0
+    _dropout_mask_nb(out, float(p), scale, _u(seed & _ref._LO32), _u((seed >> 32) & _ref._LO32), _u(offset))
+    return out.reshape(shape)
+
+
+def embedding_backward(g, indices, num_embeddings):
+    if (not use_numba() or type(g) is not np.ndarray or g.dtype.kind != "f" or g.ndim != 2
+            or indices.shape != g.shape[:1] or type(indices) is not np.ndarray):
+        return _ref.embedding_backward(g, indices, num_embeddings)
+    dw = np.zeros((num_embeddings, g.shape[1]), dtype=g.dtype)
+    _embedding_backward_nb(g, indices.astype(np.int64, copy=False), dw)
+    return dw
+
+
+def sgd_step_(params, grads, bufs, lr, weight_decay, momentum, dampening, nesterov, first):
+    if not use_numba():
+        return _ref.sgd_step_(params, grads, bufs, lr, weight_decay, momentum, dampening, nesterov, first)
+    _ref._check_sgd(params, grads, bufs, momentum)
+    for i, (x, g) in enumerate(zip(params, grads)):
+        buf = None if bufs is None else bufs[i]
+        if _numba_ok(x, g) and (buf is None or _numba_ok(x, buf)):
+            t = x.dtype.type
+            _sgd_nb(x.reshape(-1), g.reshape(-1), x.reshape(-1) if buf is None else buf.reshape(-1),
+                    t(lr), t(weight_decay), t(momentum), t(1 - dampening), nesterov, first)
+        else:
+            _ref._sgd_one(x, g.reshape(x.shape), None if buf is None else buf.reshape(x.shape),
+                          lr, weight_decay, momentum, dampening, nesterov, first)
+
+
+def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2, eps, step,
+               weight_decay, decoupled):
+    if not use_numba():
+        return _ref.adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2,
+                               eps, step, weight_decay, decoupled)
+    _ref._check_step("adam_step_", params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
+                     max_exp_avg_sqs=max_exp_avg_sqs)
+    step_size, inv_sqrt_bc2, decay, l2 = _ref._adam_scalars(lr, beta1, beta2, step, weight_decay, decoupled)
+    for i, (x, g) in enumerate(zip(params, grads)):
+        m, v = exp_avgs[i], exp_avg_sqs[i]
+        vmax = None if max_exp_avg_sqs is None else max_exp_avg_sqs[i]
+        if _numba_ok(x, g, m, v) and (vmax is None or _numba_ok(x, vmax)):
+            t = x.dtype.type
+            _adam_nb(x.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                     m.reshape(-1) if vmax is None else vmax.reshape(-1),
+                     t(step_size), t(beta1), t(1 - beta1), t(beta2), t(1 - beta2), t(eps), t(inv_sqrt_bc2),
+                     t(l2), t(decay), vmax is not None)
+        else:
+            _ref._adam_one(x, g.reshape(x.shape), m.reshape(x.shape), v.reshape(x.shape),
+                           None if vmax is None else vmax.reshape(x.shape), beta1, beta2, eps,
+                           step_size, inv_sqrt_bc2, decay, l2)

@@ -1,0 +1,750 @@
+"""The kernel table, readable: every kernel minigrad's ops call, as plain array code.
+
+This is the file to read first.  Each function takes arrays and returns arrays (nothing here
+knows about Tensors or autograd), states its math in the docstring, and is written once
+against ``xp = array_module(x)``, so the same lines run on NumPy (CPU) and CuPy (GPU).
+
+Two more modules expose exactly these names with the same semantics (the contract,
+docs/architecture.md; tests/test_kernels_contract.py holds them to this file):
+
+* ``cpu_kernels``: this module plus numba kernels for the hot paths (im2col/col2im, pooling,
+  ReLU, GELU, dropout, embedding, the optimizer updates); each falls back to the code here
+  when numba is off (MINIGRAD_DISABLE_NUMBA=1) or the input does not suit it.
+* ``cuda_kernels``: this module plus the project's own CUDA C kernels (backend/kernels/*.cu).
+
+``backend.kernels(array)`` picks the module for an array's device; ops call only that.
+
+Conventions: arrays in, arrays out; names ending in ``_`` update their arguments in place;
+inputs may be non-contiguous; outputs are new arrays; float32 and float64 everywhere (labels
+and indices are int64); NaN in gives NaN out wherever the math says so; arrays of
+inconsistent sizes raise ValueError naming the kernel and the shapes.
+"""
+import math
+
+import numpy as np
+
+from . import array_module
+
+__all__ = [
+    # elementwise activations (any shape)
+    "relu", "relu_backward", "leaky_relu", "leaky_relu_backward", "sigmoid", "sigmoid_backward",
+    "tanh", "tanh_backward", "gelu", "gelu_backward", "silu", "silu_backward",
+    # row-wise: the softmax family
+    "softmax", "softmax_backward", "log_softmax", "log_softmax_backward", "logsumexp",
+    "cross_entropy_forward", "cross_entropy_backward",
+    # normalization
+    "batch_norm_forward", "batch_norm_backward", "layer_norm_forward", "layer_norm_backward",
+    # convolution (channels-last columns) and pooling
+    "channels_last", "is_channels_last", "im2col", "col2im",
+    "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
+    # random numbers, embedding, matrix products, optimizer updates
+    "dropout_mask", "embedding_backward", "matmul", "linear", "sgd_step_", "adam_step_",
+]
+
+
+def _shape_error(kernel, **arrays):
+    listed = ", ".join(f"{name} {tuple(a.shape)}" for name, a in arrays.items())
+    return ValueError(f"{kernel}: arrays of inconsistent shapes: {listed}")
+
+
+def _same_shape(kernel, **arrays):
+    """Raise ValueError unless all the given arrays have one shape."""
+    first = None
+    for a in arrays.values():
+        if first is None:
+            first = a.shape
+        elif a.shape != first:
+            raise _shape_error(kernel, **arrays)
+
+
+# ======================================================================================
+# Elementwise activations.  Each *_backward(g, ...) returns g * f'(x), from whichever of
+# x or y = f(x) gives the derivative most cheaply.
+# ======================================================================================
+
+
+def relu(x):
+    """max(x, 0).  NaN stays NaN; the output keeps x's memory layout (order K), so a
+    channels-last conv output stays channels-last."""
+    return array_module(x).maximum(x, 0)
+
+
+def relu_backward(g, y):
+    """g where y > 0 else 0, with y = relu(x) (y > 0 exactly where x > 0)."""
+    _same_shape("relu_backward", g=g, y=y)
+    return array_module(g).where(y > 0, g, 0).astype(g.dtype, copy=False)
+
+
+def leaky_relu(x, negative_slope):
+    """x if x > 0 else s x   (s = negative_slope)."""
+    return array_module(x).where(x > 0, x, x * x.dtype.type(negative_slope))
+
+
+def leaky_relu_backward(g, x, negative_slope):
+    """g if x > 0 else s g   (the derivative at 0 is s, as in PyTorch)."""
+    _same_shape("leaky_relu_backward", g=g, x=x)
+    return array_module(g).where(x > 0, g, g * g.dtype.type(negative_slope))
+
+
+def sigmoid(x):
+    """1 / (1 + e^-x), from e = exp(-|x|) <= 1: 1/(1+e) for x >= 0 and e/(1+e) for x < 0, so
+    no exp overflows and tiny results keep their relative precision."""
+    xp = array_module(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1, e) / (1 + e)
+
+
+def sigmoid_backward(g, y):
+    """g y (1 - y), with y = sigmoid(x)."""
+    _same_shape("sigmoid_backward", g=g, y=y)
+    return g * y * (1 - y)
+
+
+def tanh(x):
+    """tanh x."""
+    return array_module(x).tanh(x)
+
+
+def tanh_backward(g, y):
+    """g (1 - y^2), with y = tanh(x)."""
+    _same_shape("tanh_backward", g=g, y=y)
+    return g * (1 - y * y)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_INV_SQRT_2 = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_GELU_C = 0.044715
+_erf_python = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(x):
+    """The error function, elementwise.  NumPy has none, so the NumPy path calls math.erf per
+    element (correctly rounded, slow; cpu_kernels runs the same math.erf in a numba loop)."""
+    xp = array_module(x)
+    if xp is np:
+        return np.asarray(_erf_python(x), dtype=object).astype(x.dtype)
+    from cupyx.scipy.special import erf  # noqa: PLC0415  (CuPy only)
+
+    return erf(x)
+
+
+def _check_approximate(kernel, approximate):
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"{kernel}: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def gelu(x, approximate="none"):
+    """x Phi(x), Phi the standard normal CDF:
+        "none":  0.5 x (1 + erf(x / sqrt 2))
+        "tanh":  0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)"""
+    _check_approximate("gelu", approximate)
+    if approximate == "tanh":
+        u = _SQRT_2_OVER_PI * (x + _GELU_C * (x * x * x))
+        return 0.5 * x * (1 + array_module(x).tanh(u))
+    return 0.5 * x * (1 + _erf(x * _INV_SQRT_2))
+
+
+def gelu_backward(g, x, approximate="none"):
+    """g gelu'(x):
+        "none":  Phi(x) + x phi(x),   phi(x) = exp(-x^2/2) / sqrt(2 pi)
+        "tanh":  0.5 (1 + t) + 0.5 x (1 - t^2) u',   t = tanh u,  u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)"""
+    _check_approximate("gelu_backward", approximate)
+    _same_shape("gelu_backward", g=g, x=x)
+    xp = array_module(x)
+    if approximate == "tanh":
+        x2 = x * x
+        t = xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * (x2 * x)))
+        du = _SQRT_2_OVER_PI * (1 + (3 * _GELU_C) * x2)
+        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+    cdf = 0.5 * (1 + _erf(x * _INV_SQRT_2))
+    pdf = _INV_SQRT_2PI * xp.exp(-0.5 * (x * x))
+    return g * (cdf + x * pdf)
+
+
+def silu(x):
+    """x sigmoid(x)   (also called swish)."""
+    return x * sigmoid(x)
+
+
+def silu_backward(g, x):
+    """g s (1 + x (1 - s)),  s = sigmoid(x)."""
+    _same_shape("silu_backward", g=g, x=x)
+    s = sigmoid(x)
+    return g * s * (1 + x * (1 - s))
+
+
+# ======================================================================================
+# The softmax family, along one axis
+# ======================================================================================
+
+
+def softmax(x, axis):
+    """exp(x - m) / sum exp(x - m) along ``axis``, m the max along it (no overflow for huge
+    logits; a row of all -inf gives NaN, as in PyTorch)."""
+    xp = array_module(x)
+    if x.size == 0:
+        return xp.empty_like(x)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+def softmax_backward(g, y, axis):
+    """y (g - sum(g y)) along ``axis``: the Jacobian diag(y) - y y^T applied to g (y = softmax)."""
+    _same_shape("softmax_backward", g=g, y=y)
+    return y * (g - (g * y).sum(axis=axis, keepdims=True))
+
+
+def log_softmax(x, axis):
+    """(x - m) - log sum exp(x - m) along ``axis`` (finite even where softmax underflows to 0)."""
+    xp = array_module(x)
+    if x.size == 0:
+        return xp.empty_like(x)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted
+
+
+def log_softmax_backward(g, y, axis):
+    """g - exp(y) sum(g) along ``axis`` (y = log_softmax(x), so exp(y) is the softmax)."""
+    _same_shape("log_softmax_backward", g=g, y=y)
+    return g - array_module(y).exp(y) * g.sum(axis=axis, keepdims=True)
+
+
+def logsumexp(x, axes):
+    """log sum exp(x) over ``axes`` (a tuple of non-negative ints), keepdims=True:
+    m + log sum exp(x - m) with m the max (replaced by 0 where it is not finite, so a slice
+    of all -inf gives -inf and one holding +inf gives +inf).  An empty slice gives -inf."""
+    xp = array_module(x)
+    axes = tuple(axes)
+    if any(x.shape[a] == 0 for a in axes):
+        kept = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+        return xp.full(kept, -np.inf, dtype=x.dtype)
+    m = x.max(axis=axes, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):  # log 0 = -inf for a slice of all -inf
+        return xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
+
+
+def _labels(kernel, x, target, weight, ignore_index):
+    """(safe, valid, bad, w_t) for rows of x (N, C) and labels target (N,):
+    valid = target != ignore_index; bad = valid rows whose label is outside [0, C);
+    safe = the labels with 0 wherever not (valid and in range), so indexing never goes out
+    of bounds; w_t = weight[safe] (1 without a weight)."""
+    xp = array_module(x)
+    if x.ndim != 2 or target.shape != x.shape[:1] or (weight is not None and weight.shape != x.shape[1:]):
+        arrays = dict(x=x, target=target) if weight is None else dict(x=x, target=target, weight=weight)
+        raise _shape_error(kernel, **arrays)
+    c = x.shape[1]
+    valid = target != ignore_index
+    in_range = (target >= 0) & (target < c)
+    safe = xp.where(valid & in_range, target, 0)
+    w_t = 1 if weight is None else weight[safe]
+    return safe, valid, valid & ~in_range, w_t
+
+
+def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
+    """Per-row softmax cross-entropy of logits x (N, C) against int64 labels (N,).
+
+    Returns (losses (N,), lse (N,)), lse = logsumexp of each row, log p = x - lse, and
+        losses_n = -(1 - e) w_t log p_t - (e / C) sum_c w_c log p_c
+    (t = target_n, e = label_smoothing, w = weight or 1).  Rows whose target is ignore_index
+    get 0; a label outside [0, C) (not ignore_index) gives NaN.  log p_t is computed as
+    (x_t - m) - log sum exp(x - m), m the row max, which keeps float32 exact for huge logits."""
+    xp = array_module(x)
+    safe, valid, bad, w_t = _labels("cross_entropy_forward", x, target, weight, ignore_index)
+    n, c = x.shape
+    m = x.max(axis=1, keepdims=True)
+    shifted = x - m
+    log_sum = xp.log(xp.exp(shifted).sum(axis=1))
+    losses = log_sum - shifted[xp.arange(n), safe]
+    if weight is not None:
+        losses *= w_t
+    e = label_smoothing
+    if e:
+        w_sum = c if weight is None else weight.sum()
+        smooth = (shifted.sum(axis=1) if weight is None else shifted @ weight) - log_sum * w_sum
+        losses = (1 - e) * losses - (e / c) * smooth
+    losses = xp.where(valid, losses, 0)
+    losses = xp.where(bad, np.nan, losses).astype(x.dtype, copy=False)
+    return losses, (m[:, 0] + log_sum).astype(x.dtype, copy=False)
+
+
+def cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing):
+    """dL/dx (N, C) of cross_entropy_forward, scaled per row by grow (N,) (the upstream
+    gradient with the reduction folded in):
+        dx_nc = grow_n [ (1 - e) w_t (p_c - [c = t]) + (e / C) (p_c sum_k w_k - w_c) ]
+    with p = exp(x - lse) (the softmax).  Ignored rows get 0; rows with a bad label NaN."""
+    xp = array_module(x)
+    safe, valid, bad, w_t = _labels("cross_entropy_backward", x, target, weight, ignore_index)
+    n, c = x.shape
+    if lse.shape != (n,) or grow.shape != (n,):
+        raise _shape_error("cross_entropy_backward", x=x, lse=lse, grow=grow)
+    e = label_smoothing
+    dx = xp.exp(x - lse[:, None])                               # p
+    onehot_coef = (1 - e) * w_t                                 # the factor of -[c = t]
+    if weight is not None:  # (without weights the factor of p is (1 - e) + (e / C) C = 1)
+        dx *= (onehot_coef + (e / c) * weight.sum())[:, None]
+    dx[xp.arange(n), safe] -= onehot_coef
+    if e:
+        dx -= (e / c) * (1 if weight is None else weight)
+    row = xp.where(valid, grow, 0)
+    row = xp.where(bad, np.nan, row).astype(x.dtype, copy=False)
+    dx *= row[:, None]
+    return dx
+
+
+# ======================================================================================
+# Normalization
+# ======================================================================================
+
+
+def _channel_axes(x):
+    """The axes reduced by batch norm, and the shape that broadcasts a (C,) array over x."""
+    return ((0,) if x.ndim == 2 else (0, 2, 3)), (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def batch_norm_forward(x, weight, bias, eps, mean=None, var=None):
+    """Normalize each channel of x (N, C) or (N, C, H, W) over the other axes R:
+        y = (x - mean) invstd w + b,    invstd = 1 / sqrt(var + eps)
+    mean/var None: the batch statistics (biased variance, training); given: used as they are
+    (eval).  Returns (y, mean, invstd), mean and invstd (C,) in x's dtype."""
+    xp = array_module(x)
+    axes, shape = _channel_axes(x)
+    if mean is None:
+        mean = x.mean(axis=axes)
+        xc = x - mean.reshape(shape)
+        var = (xc * xc).mean(axis=axes)
+    else:
+        mean = mean.astype(x.dtype)
+        xc = x - mean.reshape(shape)
+    invstd = (1 / xp.sqrt(var + eps)).astype(x.dtype, copy=False)
+    y = xc * invstd.reshape(shape)
+    if weight is not None:
+        y *= weight.reshape(shape)
+    if bias is not None:
+        y += bias.reshape(shape)
+    return y, mean, invstd
+
+
+def batch_norm_backward(g, x, weight, mean, invstd, training):
+    """(dx, dweight, dbias) of batch_norm_forward, with xhat = (x - mean) invstd and mean_R
+    the mean over the reduced axes:
+        training:  dx = w invstd (g - mean_R(g) - xhat mean_R(g xhat))
+        eval:      dx = g w invstd          (mean and invstd are constants)
+        dweight = sum_R(g xhat),   dbias = sum_R(g)        (w = 1 when weight is None)"""
+    _same_shape("batch_norm_backward", g=g, x=x)
+    axes, shape = _channel_axes(x)
+    xhat = (x - mean.reshape(shape)) * invstd.reshape(shape)
+    dbias = g.sum(axis=axes)
+    dweight = (g * xhat).sum(axis=axes)
+    scale = (invstd if weight is None else weight * invstd).reshape(shape)
+    if training:
+        m = x.size // x.shape[1]
+        dx = (g - (dbias / m).reshape(shape) - xhat * (dweight / m).reshape(shape)) * scale
+    else:
+        dx = g * scale
+    return dx, dweight, dbias
+
+
+def layer_norm_forward(x, weight, bias, eps):
+    """Normalize each row of x (M, N) over its N entries:
+        y = (x - mean) rstd w + b,   rstd = 1 / sqrt(var + eps)   (biased variance)
+    Returns (y, mean (M,), rstd (M,)); weight and bias are (N,) or None."""
+    xp = array_module(x)
+    mean = x.mean(axis=1)
+    xc = x - mean[:, None]
+    rstd = (1 / xp.sqrt((xc * xc).mean(axis=1) + eps)).astype(x.dtype, copy=False)
+    y = xc * rstd[:, None]
+    if weight is not None:
+        y *= weight
+    if bias is not None:
+        y += bias
+    return y, mean, rstd
+
+
+def layer_norm_backward(g, x, weight, mean, rstd):
+    """(dx, dweight, dbias) of layer_norm_forward, with xhat = (x - mean) rstd, gw = g w and
+    means over each row:
+        dx = rstd (gw - mean(gw) - xhat mean(gw xhat)),   dweight = sum_rows(g xhat),   dbias = sum_rows(g)"""
+    _same_shape("layer_norm_backward", g=g, x=x)
+    xhat = (x - mean[:, None]) * rstd[:, None]
+    gw = g if weight is None else g * weight
+    dx = rstd[:, None] * (gw - gw.mean(axis=1, keepdims=True) - xhat * (gw * xhat).mean(axis=1, keepdims=True))
+    return dx, (g * xhat).sum(axis=0), g.sum(axis=0)
+
+
+# ======================================================================================
+# Convolution: im2col / col2im on channels-last arrays (docs/derivations/conv.md)
+# ======================================================================================
+
+
+def is_channels_last(x):
+    """True when a 4-D (N, C, H, W) array is laid out as (N, H, W, C) in memory."""
+    return x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def channels_last(x):
+    """(N, C, H, W) -> the same values as a C-contiguous (N, H, W, C) array: a free view when
+    x is channels-last already (as conv2d's outputs are) or has one channel, else one copy."""
+    return array_module(x).ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def _tap_slices(i, j, sh, sw, dh, dw, oh, ow):
+    """Rows/cols of the padded input that kernel tap (i, j) reads for all outputs."""
+    return (slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+            slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
+
+
+def im2col(x, kernel, stride, padding, dilation, out_size, ones_column=False):
+    """x (N, H, W, C) -> cols (N*oh*ow, kh*kw*C): one row per output pixel (n, oy, ox), one
+    column per tap (i, j, c), cols[(n, oy, ox), (i, j, c)] = x[n, oy*sh - ph + i*dh, ox*sw - pw + j*dw, c]
+    (0 in the padding).  ``ones_column`` appends a column of ones (the bias input)."""
+    xp = array_module(x)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
+    n, h, w, c = x.shape
+    extra = int(bool(ones_column))
+    padded = xp.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0))) if (ph or pw) else x
+    cols = xp.empty((n, oh, ow, kh * kw * c + extra), dtype=x.dtype)
+    taps = cols[..., :kh * kw * c].reshape(n, oh, ow, kh, kw, c)
+    for i in range(kh):
+        for j in range(kw):
+            rows, columns = _tap_slices(i, j, sh, sw, dh, dw, oh, ow)
+            taps[:, :, :, i, j] = padded[:, rows, columns]
+    cols[..., kh * kw * c:] = 1
+    return cols.reshape(n * oh * ow, kh * kw * c + extra)
+
+
+def col2im(cols, x_shape, kernel, stride, padding, dilation, out_size):
+    """The adjoint of im2col: cols (N*oh*ow, kh*kw*C) -> (N, H, W, C), every entry added back
+    onto the input pixel it was read from (overlapping taps sum; padding is dropped)."""
+    xp = array_module(cols)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
+    n, h, w, c = x_shape
+    if cols.shape != (n * oh * ow, kh * kw * c):
+        raise ValueError(f"col2im: cols of shape {tuple(cols.shape)} do not fit an input of shape "
+                         f"{tuple(x_shape)} with kernel {kernel} and output size {out_size}")
+    padded = xp.zeros((n, h + 2 * ph, w + 2 * pw, c), dtype=cols.dtype)
+    cols = cols.reshape(n, oh, ow, kh, kw, c)
+    for i in range(kh):
+        for j in range(kw):
+            rows, columns = _tap_slices(i, j, sh, sw, dh, dw, oh, ow)
+            padded[:, rows, columns] += cols[:, :, :, i, j]
+    return xp.ascontiguousarray(padded[:, ph:ph + h, pw:pw + w])
+
+
+# ======================================================================================
+# Pooling over NCHW planes.  Window (oy, ox) covers rows oy*sh - ph + i*dh (i < kh) and
+# columns ox*sw - pw + j*dw (j < kw); out_size may be the ceil-mode size, whose last window
+# reaches past the bottom/right padding.
+# ======================================================================================
+
+
+def _pool_pad(xp, x, kernel, stride, padding, dilation, out_size, value):
+    """x padded by ``value``: padding on the top/left, and on the bottom/right as much as the
+    last window reaches (ceil mode may reach past the padding, floor mode not as far)."""
+    h, w = x.shape[2:]
+    extra = [max((o - 1) * s + d * (k - 1) + 1 - size - p, 0)
+             for o, s, d, k, size, p in zip(out_size, stride, dilation, kernel, (h, w), padding)]
+    if not (padding[0] or padding[1] or extra[0] or extra[1]):
+        return x
+    width = ((0, 0), (0, 0), (padding[0], extra[0]), (padding[1], extra[1]))
+    return xp.pad(x, width, constant_values=value)
+
+
+def _window_positions(xp, out, stride, pad, dilation, tap):
+    """Input coordinate of tap ``tap`` for every output position along one axis."""
+    return xp.arange(out) * stride - pad + tap * dilation
+
+
+def _check_pool(kernel, x_shape, out):
+    if len(x_shape) != 4 or tuple(out.shape[:2]) != tuple(x_shape[:2]):
+        raise ValueError(f"{kernel}: array of shape {tuple(out.shape)} does not fit an input of shape {tuple(x_shape)}")
+
+
+def maxpool2d_forward(x, kernel, stride, padding, dilation, out_size):
+    """(out, argmax): out = the max of each window, argmax (int32) = the flat index y*W + x of
+    the winner inside its (n, c) plane.  Padding never wins; the first maximum in row-major
+    window order wins ties; a NaN wins and the first NaN stays."""
+    xp = array_module(x)
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
+    padded = _pool_pad(xp, x, kernel, stride, padding, dilation, out_size, -np.inf)
+    best = xp.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
+    idx = xp.full((n, c, oh, ow), -1, dtype=np.int32)
+    for i in range(kh):
+        y = _window_positions(xp, oh, sh, ph, dh, i)[:, None]
+        for j in range(kw):
+            xx = _window_positions(xp, ow, sw, pw, dw, j)[None, :]
+            rows, columns = _tap_slices(i, j, sh, sw, dh, dw, oh, ow)
+            v = padded[:, :, rows, columns]
+            real = (y >= 0) & (y < h) & (xx >= 0) & (xx < w)
+            take = real & ((idx < 0) | (v > best) | (xp.isnan(v) & ~xp.isnan(best)))
+            best = xp.where(take, v, best)
+            idx = xp.where(take, (y * w + xx).astype(np.int32), idx)
+    return best, idx
+
+
+def maxpool2d_backward(g, argmax, x_shape, kernel, stride, padding, dilation):
+    """dx (x_shape): every g[n, c, oy, ox] added onto the input its window's argmax names
+    (overlapping windows that chose the same input add up).  Written as a gather over the
+    taps, the way the CUDA kernel does it, so no two writes collide."""
+    xp = array_module(g)
+    _same_shape("maxpool2d_backward", g=g, argmax=argmax)
+    _check_pool("maxpool2d_backward", x_shape, g)
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    oh, ow = g.shape[2:]
+    padded = xp.zeros((n, c, max(ph + h, (oh - 1) * sh + dh * (kh - 1) + 1),
+                       max(pw + w, (ow - 1) * sw + dw * (kw - 1) + 1)), dtype=g.dtype)
+    for i in range(kh):
+        y = _window_positions(xp, oh, sh, ph, dh, i)[:, None]
+        for j in range(kw):
+            xx = _window_positions(xp, ow, sw, pw, dw, j)[None, :]
+            rows, columns = _tap_slices(i, j, sh, sw, dh, dw, oh, ow)
+            # the tap's flat index y*W + x names an input only where the tap is inside it
+            hit = (argmax == y * w + xx) & (y >= 0) & (y < h) & (xx >= 0) & (xx < w)
+            padded[:, :, rows, columns] += xp.where(hit, g, 0)
+    return xp.ascontiguousarray(padded[:, :, ph:ph + h, pw:pw + w])
+
+
+def _avg_divisors(xp, x_shape, kernel, stride, padding, out_size, count_include_pad, dtype):
+    """The divisor of every window (oh, ow), PyTorch's rule: count_include_pad -> the window
+    clipped to the padded input, (min(y0 + kh, H + ph) - y0) (min(x0 + kw, W + pw) - x0)
+    with y0 = oy*sh - ph; else the number of real (non-padding) elements in the window."""
+    counts = []
+    for size, k, s, p, o in zip(x_shape[2:], kernel, stride, padding, out_size):
+        start = xp.arange(o) * s - p
+        if count_include_pad:
+            counts.append(xp.minimum(start + k, size + p) - start)
+        else:
+            counts.append(xp.minimum(start + k, size) - xp.maximum(start, 0))
+    return (counts[0][:, None] * counts[1][None, :]).astype(dtype)
+
+
+def avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad):
+    """The mean of each window: the sum of its real elements (padding adds 0) divided by the
+    window's divisor (see _avg_divisors)."""
+    xp = array_module(x)
+    (kh, kw), (sh, sw) = kernel, stride
+    oh, ow = out_size
+    padded = _pool_pad(xp, x, kernel, stride, padding, (1, 1), out_size, 0)
+    out = xp.zeros(x.shape[:2] + (oh, ow), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows, columns = _tap_slices(i, j, sh, sw, 1, 1, oh, ow)
+            out += padded[:, :, rows, columns]
+    return out / _avg_divisors(xp, x.shape, kernel, stride, padding, out_size, count_include_pad, x.dtype)
+
+
+def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_include_pad):
+    """The adjoint of avgpool2d_forward: each g[n, c, oy, ox] / divisor added onto every real
+    input of its window."""
+    xp = array_module(g)
+    _check_pool("avgpool2d_backward", x_shape, g)
+    if tuple(g.shape[2:]) != tuple(out_size):
+        raise ValueError(f"avgpool2d_backward: g of shape {tuple(g.shape)} does not match out_size {tuple(out_size)}")
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, out_size
+    share = g / _avg_divisors(xp, x_shape, kernel, stride, padding, out_size, count_include_pad, g.dtype)
+    padded = xp.zeros((n, c, max(ph + h, (oh - 1) * sh + kh), max(pw + w, (ow - 1) * sw + kw)), dtype=g.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows, columns = _tap_slices(i, j, sh, sw, 1, 1, oh, ow)
+            padded[:, :, rows, columns] += share
+    return xp.ascontiguousarray(padded[:, :, ph:ph + h, pw:pw + w])
+
+
+# ======================================================================================
+# Dropout: a counter-based generator, so every device draws the same mask
+# ======================================================================================
+
+# Philox4x32-10 (Salmon, Moraes, Dror, Shaw, "Parallel random numbers: as easy as 1, 2, 3",
+# SC 2011): a 4-word counter is scrambled by 10 rounds keyed by a 2-word key.  Each round
+# multiplies words 0 and 2 by these constants, keeping both halves of each 64-bit product...
+_PHILOX_M0, _PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
+# ...and between rounds the key advances by the Weyl constants (golden ratio, sqrt(3) - 1).
+_PHILOX_W0, _PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
+_LO32 = 0xFFFFFFFF
+
+
+def _philox4x32(counter, key, rounds=10):
+    """Philox4x32-R of a batch of counters: ``counter`` is four arrays of 32-bit words (held
+    in uint64), ``key`` two Python ints.  One round, with hi/lo the halves of a 64-bit product:
+        (c0, c1, c2, c3) -> (hi(M1 c2) ^ c1 ^ k0,  lo(M1 c2),  hi(M0 c0) ^ c3 ^ k1,  lo(M0 c0))
+    Returns the four output words (uint64 arrays holding 32-bit values)."""
+    c0, c1, c2, c3 = counter
+    k0, k1 = key
+    for r in range(rounds):
+        if r:
+            k0, k1 = (k0 + _PHILOX_W0) & _LO32, (k1 + _PHILOX_W1) & _LO32
+        p0 = c0 * _PHILOX_M0  # < 2^64: no overflow in uint64
+        p1 = c2 * _PHILOX_M1
+        c0, c1, c2, c3 = (p1 >> 32) ^ c1 ^ k0, p1 & _LO32, (p0 >> 32) ^ c3 ^ k1, p0 & _LO32
+    return c0, c1, c2, c3
+
+
+def dropout_mask(shape, p, seed, offset, dtype):
+    """An array of ``shape`` holding 0 (dropped, probability p) or 1/(1-p) (kept).
+
+    Element i (C order) uses block b = offset + i // 4: Philox4x32-10 with key
+    (seed lo32, seed hi32) and counter (lo32(b), hi32(b), 0, 0) gives four words; element i
+    takes word i % 4 and u = (word >> 8) 2^-24, uniform on [0, 1) with 24 bits; kept iff u >= p.
+    The same (seed, offset) gives the same mask on every device; the caller advances offset
+    by ceil(size / 4) per call.  (A NumPy array: cuda_kernels returns one on the GPU.)"""
+    size = math.prod(shape)
+    blocks = np.uint64(offset) + np.arange((size + 3) // 4, dtype=np.uint64)
+    zero = np.zeros_like(blocks)
+    words = _philox4x32((blocks & _LO32, blocks >> 32, zero, zero), (seed & _LO32, (seed >> 32) & _LO32))
+    u = (np.stack(words, axis=1).reshape(-1)[:size] >> 8).astype(np.float64) * 2.0 ** -24
+    scale = 1.0 / (1.0 - p) if p < 1 else 0.0
+    return np.where(u >= p, scale, 0.0).astype(dtype).reshape(shape)
+
+
+# ======================================================================================
+# Embedding, matrix products
+# ======================================================================================
+
+
+def embedding_backward(g, indices, num_embeddings):
+    """dW (num_embeddings, D) for rows W[indices] that received gradients g (M, D): row m of g
+    is added to dW[indices[m]] (repeated indices accumulate, in index order)."""
+    xp = array_module(g)
+    if g.ndim != 2 or indices.shape != g.shape[:1]:
+        raise _shape_error("embedding_backward", g=g, indices=indices)
+    if indices.size and bool(((indices < 0) | (indices >= num_embeddings)).any()):
+        raise ValueError(f"embedding_backward: an index is outside [0, {num_embeddings})")
+    dw = xp.zeros((num_embeddings, g.shape[1]), dtype=g.dtype)
+    xp.add.at(dw, indices, g)
+    return dw
+
+
+def matmul(a, b):
+    """a @ b for a, b with ndim >= 2: (..., m, k) @ (..., k, n) -> (..., m, n), batch dims
+    broadcast (NumPy's rules)."""
+    if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
+        raise _shape_error("matmul", a=a, b=b)
+    try:
+        return a @ b
+    except ValueError:  # batch dimensions that do not broadcast
+        raise _shape_error("matmul", a=a, b=b) from None
+
+
+def linear(x, w, b):
+    """x (M, K) @ w (N, K)^T + b (N,) (b may be None) -> (M, N)."""
+    if (x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1]
+            or (b is not None and tuple(b.shape) != (w.shape[0],))):
+        raise _shape_error("linear", x=x, w=w) if b is None else _shape_error("linear", x=x, w=w, b=b)
+    out = x @ w.T
+    if b is not None:
+        out += b
+    return out
+
+
+# ======================================================================================
+# Optimizer updates, in place, over lists of arrays (one call per parameter group)
+# ======================================================================================
+
+
+def _check_step(kernel, params, **lists):
+    """Every list entry must match its parameter in size and dtype (and lists in length)."""
+    for name, arrays in lists.items():
+        if arrays is None:
+            continue
+        if len(arrays) != len(params):
+            raise ValueError(f"{kernel}: {len(params)} params but {len(arrays)} {name}")
+        for i, (p, a) in enumerate(zip(params, arrays)):
+            if a.size != p.size or a.dtype != p.dtype:
+                raise ValueError(
+                    f"{kernel}: {name}[{i}] has shape {tuple(a.shape)} and dtype {a.dtype}, but "
+                    f"params[{i}] has shape {tuple(p.shape)} and dtype {p.dtype}"
+                )
+
+
+def _check_sgd(params, grads, bufs, momentum):
+    if momentum and bufs is None:
+        raise ValueError("sgd_step_: momentum needs a list of bufs")
+    _check_step("sgd_step_", params, grads=grads, bufs=bufs)
+
+
+def sgd_step_(params, grads, bufs, lr, weight_decay, momentum, dampening, nesterov, first):
+    """For each parameter x with gradient g (PyTorch's SGD):
+        d = g + wd x
+        momentum:  buf = d (first) or momentum buf + (1 - dampening) d
+                   d = d + momentum buf (nesterov) or buf
+        x -= lr d
+    bufs is None when momentum is 0."""
+    _check_sgd(params, grads, bufs, momentum)
+    for i, (x, g) in enumerate(zip(params, grads)):
+        _sgd_one(x, g.reshape(x.shape), None if bufs is None else bufs[i].reshape(x.shape),
+                 lr, weight_decay, momentum, dampening, nesterov, first)
+
+
+def _sgd_one(x, g, buf, lr, wd, momentum, dampening, nesterov, first):
+    """sgd_step_ for one array, with in-place ``out=`` calls and scalars in x's dtype (so
+    float32 stays float32 and rounds like the numba kernel)."""
+    xp = array_module(x)
+    t = x.dtype.type
+    d = g
+    if wd != 0:
+        d = xp.multiply(x, t(wd))
+        d += g
+    if momentum != 0:
+        if first:
+            buf[...] = d
+        else:
+            buf *= t(momentum)
+            buf += d if dampening == 0 else t(1 - dampening) * d
+        d = d + t(momentum) * buf if nesterov else buf
+    x -= xp.multiply(d, t(lr))
+
+
+def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2, eps, step,
+               weight_decay, decoupled):
+    """For each parameter x with gradient g, at step t (Adam; AdamW when decoupled):
+        decoupled: x *= 1 - lr wd          else: g += wd x
+        m = b1 m + (1 - b1) g,   v = b2 v + (1 - b2) g^2
+        amsgrad (max_exp_avg_sqs given): vmax = max(vmax, v), used for v
+        x -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)"""
+    _check_step("adam_step_", params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
+                max_exp_avg_sqs=max_exp_avg_sqs)
+    scalars = _adam_scalars(lr, beta1, beta2, step, weight_decay, decoupled)
+    for i, (x, g) in enumerate(zip(params, grads)):
+        vmax = None if max_exp_avg_sqs is None else max_exp_avg_sqs[i].reshape(x.shape)
+        _adam_one(x, g.reshape(x.shape), exp_avgs[i].reshape(x.shape), exp_avg_sqs[i].reshape(x.shape), vmax,
+                  beta1, beta2, eps, *scalars)
+
+
+def _adam_scalars(lr, beta1, beta2, step, weight_decay, decoupled):
+    """(step_size, 1/sqrt(1 - b2^t), decay, l2): what every element of the step shares."""
+    step_size = lr / (1 - beta1 ** step)
+    inv_sqrt_bc2 = 1 / (1 - beta2 ** step) ** 0.5
+    decay = 1 - lr * weight_decay if decoupled else 1.0
+    return step_size, inv_sqrt_bc2, decay, 0.0 if decoupled else weight_decay
+
+
+def _adam_one(x, g, m, v, vmax, b1, b2, eps, step_size, inv_sqrt_bc2, decay, l2):
+    """adam_step_ for one array (in-place ``out=`` calls, scalars in x's dtype)."""
+    xp = array_module(x)
+    t = x.dtype.type
+    if l2 != 0:
+        g = g + t(l2) * x
+    if decay != 1.0:
+        x *= t(decay)
+    tmp = xp.empty_like(x)  # (not multiply's result: for a 0-d x that is a scalar)
+    xp.multiply(g, t(1 - b1), out=tmp)
+    m *= t(b1)
+    m += tmp
+    xp.multiply(g, g, out=tmp)
+    tmp *= t(1 - b2)
+    v *= t(b2)
+    v += tmp
+    if vmax is not None:
+        xp.maximum(vmax, v, out=vmax)
+    xp.sqrt(v if vmax is None else vmax, out=tmp)
+    tmp *= t(inv_sqrt_bc2)
+    tmp += t(eps)
+    xp.divide(m, tmp, out=tmp)
+    tmp *= t(step_size)
+    x -= tmp
