@@ -1,0 +1,823 @@
+"""Run CUDA C kernels on the CPU, with CUDA's execution model.
+
+The same kernel source that ``cupy.RawModule(code=...)`` compiles with NVRTC for a GPU is
+compiled here with g++ and run on the CPU, so the logic of minigrad's CUDA kernels can be tested
+on a machine without a GPU, and a student can run (and step through) a kernel anywhere::
+
+    from minigrad.backend import cuda_emulator
+    mod = cuda_emulator.Module(code)                   # like cupy.RawModule(code=code)
+    fn = mod.get_function("relu_forward_f32")          # an extern "C" __global__ function
+    fn((blocks,), (256,), (x, y, np.int64(n)))         # like a cupy.RawKernel launch
+    fn((blocks,), (256,), (x, y, np.int64(n)), shared_mem=1024)
+
+NumPy arrays stand in for CuPy arrays (the kernel gets a pointer to their data) and scalars are
+passed as CuPy passes them. How it works (docs/emulator.md has the full story):
+
+* the source is preprocessed with ``emulator/cuda_device.h`` in front (CUDA's built-ins for g++),
+  ``__shared__`` declarations and kernels are rewritten, a launch table is appended, and the
+  result is compiled into a shared library, cached under ``~/.cache/minigrad/emulator``;
+* a launch runs the blocks one after another; the threads of a block are fibers that
+  ``emulator/runtime.cpp`` switches between at ``__syncthreads()`` and warp collectives;
+* every argument is checked against the kernel's parameter types before the launch, and a
+  deadlock, a fault or an exceeded limit inside the kernel raises instead of hanging or crashing.
+
+Environment variables: ``MINIGRAD_EMU_CHECK=1`` copies every array argument between guard pages
+so out-of-bounds accesses stop the kernel; ``MINIGRAD_EMU_STACK_KB`` sets each thread's stack
+(default 64); ``MINIGRAD_EMU_DEBUG=1`` compiles with ``-O0 -g`` for stepping through a kernel in
+gdb; ``MINIGRAD_EMU_CXX`` (or ``CXX``) picks the compiler; ``MINIGRAD_CACHE`` moves the cache.
+"""
+import ctypes
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "Module", "Function", "RawKernel", "available",
+    "EmulatorError", "CompileError", "DeadlockError", "KernelError", "ResourceError",
+    "SHARED_MEMORY_PER_BLOCK", "SHARED_MEMORY_PER_BLOCK_OPTIN",
+]
+
+# Limits of a CUDA device (compute capability 9.0, the H100); change them to model another GPU.
+MAX_THREADS_PER_BLOCK = 1024
+MAX_BLOCK_DIM = (1024, 1024, 64)
+MAX_GRID_DIM = (2**31 - 1, 65535, 65535)
+SHARED_MEMORY_PER_BLOCK = 48 * 1024          # static + dynamic, unless the kernel opts in
+SHARED_MEMORY_PER_BLOCK_OPTIN = 227 * 1024   # the most a kernel may opt in to (sm_90)
+
+_EMULATOR_DIR = Path(__file__).resolve().parent / "emulator"
+_ABI_VERSION = 1
+
+
+class EmulatorError(RuntimeError):
+    """Something went wrong inside an emulated kernel or while building one."""
+
+
+class CompileError(EmulatorError):
+    """The CUDA source does not compile for the emulator (the message has g++'s diagnostics)."""
+
+
+class DeadlockError(EmulatorError):
+    """A barrier or warp collective can never complete; the message says who waits where."""
+
+
+class KernelError(EmulatorError):
+    """The kernel faulted: illegal or out-of-bounds memory access, stack overflow, trap, assert."""
+
+
+class ResourceError(EmulatorError):
+    """The launch needs more of a per-block resource (shared memory) than a GPU gives it."""
+
+
+class Unavailable(str):
+    """Why the emulator cannot run here. False in a boolean context, so ``if available():`` works."""
+
+    def __bool__(self):
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# The toolchain: compiler, flags, cache
+# ---------------------------------------------------------------------------------------------
+_FLAGS = ("-fPIC", "-fwrapv", "-fno-strict-aliasing", "-fno-math-errno", "-fno-threadsafe-statics",
+          "-fvisibility=hidden", "-ffp-contract=off", "-w")
+_build_lock = threading.Lock()
+_launch_lock = threading.Lock()
+_toolchain = None
+_available = None
+_libraries = {}
+
+
+class _Toolchain:
+    """The C++ compiler, the flags every module is built with, and the compiled runtime."""
+
+    def __init__(self):
+        cxx = os.environ.get("MINIGRAD_EMU_CXX") or os.environ.get("CXX") or shutil.which("g++") \
+            or shutil.which("c++") or shutil.which("clang++")
+        if not cxx:
+            raise EmulatorError("no C++ compiler found (install g++, or set MINIGRAD_EMU_CXX)")
+        self.cxx = cxx
+        try:
+            version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True)
+            machine = subprocess.run([cxx, "-dumpmachine"], capture_output=True, text=True, check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise EmulatorError(f"the C++ compiler {cxx!r} does not run: {e}") from None
+        self.version = version.stdout.splitlines()[0] if version.stdout else cxx
+        debug = os.environ.get("MINIGRAD_EMU_DEBUG") == "1"
+        self.flags = ("-O0", "-g") + _FLAGS if debug else ("-O1",) + _FLAGS
+        if os.environ.get("MINIGRAD_EMU_UCONTEXT") == "1":  # the portable context switch
+            self.flags += ("-DMGEMU_UCONTEXT",)
+        self.identity = "\n".join([str(_ABI_VERSION), self.version, machine.stdout.strip(), " ".join(self.flags)]
+                                  + [(_EMULATOR_DIR / f).read_text() for f in sorted(os.listdir(_EMULATOR_DIR))
+                                     if f.endswith((".h", ".cpp"))])
+        self.cache = _cache_dir()
+        self.runtime = self._compile_runtime()
+
+    def _compile_runtime(self):
+        path = self.cache / f"runtime-{_digest(self.identity)}.o"
+        if not path.exists():
+            with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
+                out = Path(tmp) / "runtime.o"
+                self.run(["-std=c++17", *self.flags, "-c", str(_EMULATOR_DIR / "runtime.cpp"), "-o", str(out)],
+                         tmp, "the emulator's runtime")
+                os.replace(out, path)
+        return path
+
+    def run(self, args, cwd, what):
+        result = subprocess.run([self.cxx, *args], cwd=cwd, capture_output=True, text=True)
+        if result.returncode != 0:
+            log = "\n".join(result.stderr.strip().splitlines()[:60])
+            raise CompileError(f"{what} does not compile for the CUDA emulator ({self.version}):\n{log}")
+        return result
+
+
+def _cache_dir():
+    root = os.environ.get("MINIGRAD_CACHE")
+    if not root:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minigrad"
+    path = Path(root) / "emulator"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _digest(*parts):
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+def _get_toolchain():
+    global _toolchain
+    with _build_lock:
+        if _toolchain is None:
+            _toolchain = _Toolchain()
+        return _toolchain
+
+
+def available():
+    """True when kernels can be emulated here; otherwise an (always false) string saying why."""
+    global _available
+    if _available is None:
+        if not sys.platform.startswith("linux"):
+            _available = Unavailable(f"the CUDA emulator needs Linux (fibers, signals, mmap); this is {sys.platform}")
+        else:
+            try:
+                _get_toolchain()
+                _available = True
+            except (EmulatorError, OSError) as e:
+                _available = Unavailable(f"the CUDA emulator cannot build its runtime here: {e}")
+    return _available
+
+
+# ---------------------------------------------------------------------------------------------
+# From CUDA source to emulator source: preprocess, find kernels, rewrite __shared__, add stubs
+# ---------------------------------------------------------------------------------------------
+_LEXEMES = re.compile(r"""
+      "(?:\\.|[^"\\\n])*"                      # string literal
+    | (?<![\w'])'(?:\\.|[^'\\\n])+'            # character literal (not a digit separator)
+    | ^[ \t]*\#[^\n]*                          # line marker or #pragma
+    | [{};]
+    | \b__mgemu_(?:global|shared)__\b          # what __global__ and __shared__ expand to
+""", re.X | re.M)
+_LINEMARKER = re.compile(r'[ \t]*#\s*(\d+)\s+"((?:\\.|[^"\\])*)"(.*)')
+_ATTRIBUTE = re.compile(r"__attribute__\s*\(\(")
+_SKIPPED_CALLS = {"__attribute__", "__declspec", "alignas", "decltype", "__mgemu_launch_bounds__"}
+_TYPE_WORDS = {"const", "volatile", "unsigned", "signed", "int", "long", "short", "char", "float", "double",
+               "bool", "void", "__restrict__", "__restrict", "struct", "class", "typename"}
+
+
+def _closing(text, i, pairs="()"):
+    """Index of the bracket that closes the one at text[i]."""
+    depth = 0
+    for m in re.finditer(r'"(?:\\.|[^"\\])*"|[' + re.escape(pairs) + "]", text[i:]):
+        ch = m.group(0)
+        if ch == pairs[0]:
+            depth += 1
+        elif ch == pairs[1]:
+            depth -= 1
+            if depth == 0:
+                return i + m.start()
+    raise CompileError(f"unbalanced {pairs[0]} in the preprocessed source near: {text[i:i + 80]!r}")
+
+
+def _strip_attributes(text):
+    while (m := _ATTRIBUTE.search(text)):
+        end = _closing(text, m.end() - 2)
+        text = text[:m.start()] + " " + text[end + 1:]
+    return text
+
+
+def _split_top_level(text):
+    """Split at commas that are not inside (), [], {} or template <>."""
+    parts, depth, angle, start = [], 0, 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and ch == "<":
+            angle += 1
+        elif depth == 0 and ch == ">":
+            angle -= 1
+        elif ch == "," and depth == 0 and angle == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def _declared_name(declarator):
+    """`float tile[32][33]` -> 'tile'; `Pair<int, 2> p` -> 'p'; `float* x = 0` -> 'x'."""
+    head = re.split(r"[\[=]", _strip_attributes(declarator), maxsplit=1)[0]
+    while re.search(r"<[^<>]*>", head):
+        head = re.sub(r"<[^<>]*>", " ", head)
+    names = re.findall(r"[A-Za-z_]\w*", head)
+    if not names:
+        raise CompileError(f"cannot find the name declared in __shared__ {declarator.strip()!r}")
+    return names[-1]
+
+
+def _param_name(param):
+    words = re.findall(r"[A-Za-z_]\w*|\S", re.split(r"[\[=]", _strip_attributes(param), maxsplit=1)[0])
+    if len(words) >= 2 and re.match(r"[A-Za-z_]", words[-1]) and words[-1] not in _TYPE_WORDS:
+        return words[-1]
+    return ""
+
+
+def _scope_of(prefix):
+    """What kind of block a `{` opens, judged by the text since the previous statement."""
+    p = " ".join(line for line in prefix.splitlines() if not line.lstrip().startswith("#")).strip()
+    while p.startswith("template"):  # drop template headers: `class T` is not a class body
+        start = p.find("<")
+        if start < 0:
+            break
+        depth = 0
+        for i in range(start, len(p)):
+            depth += {"<": 1, ">": -1}.get(p[i], 0)
+            if depth == 0:
+                p = p[i + 1:].strip()
+                break
+        else:
+            break
+    if re.search(r"\bnamespace\b", p):
+        m = re.search(r"namespace\s+([\w:]+)\s*$", p)
+        return ("namespace", m.group(1) if m else "")
+    if re.search(r'\bextern\s*"C"\s*$', p):
+        return ("extern C", "")
+    if re.search(r'\bextern\s*"C\+\+"\s*$', p):
+        return ("namespace", "")
+    if re.search(r"\b(struct|class|union|enum)\b", p) and not p.endswith(")"):
+        return ("class", "")
+    return ("code", "")
+
+
+class _Kernel:
+    """A __global__ function found in the source."""
+
+    def __init__(self, name, qualified, params, bounds, linkage):
+        self.name, self.qualified, self.bounds, self.linkage = name, qualified, bounds, linkage
+        self.param_names = [_param_name(p) for p in _split_top_level(params)] if params.strip() not in ("", "void") else []
+
+
+class _Translation:
+    """Turns preprocessed CUDA C++ into the C++ the emulator compiles.
+
+    * each ``__global__`` marker disappears; the kernels are collected (name, linkage, parameter
+      names, ``__launch_bounds__``) for the launch table;
+    * ``__shared__ T x[N];`` becomes ``static T x[N];`` plus a note to the runtime, which counts
+      it against the shared-memory limit and fills it with garbage when a block first reaches it;
+    * ``extern __shared__ T x[];`` (dynamic shared memory) becomes a reference to the launch's
+      dynamic shared-memory pointer;
+    Line numbers never change, so g++'s messages point at the CUDA source.
+    """
+
+    def __init__(self, text, name_expressions):
+        self.text = text
+        self.edits = []          # (start, end, replacement)
+        self.kernels = {}        # name -> _Kernel (extern "C" and name expressions: launchable)
+        self.others = {}         # name -> "template" | "c++ linkage"
+        self.user_files = set()  # files included from outside the system and emulator headers
+        self.notes = 0
+        self._walk()
+        for bounds in re.finditer(r"\b__mgemu_launch_bounds__\s*\(", text):
+            self.edits.append((bounds.start(), _closing(text, bounds.end() - 1) + 1, ""))
+        for expression in name_expressions:
+            self.kernels[expression] = _Kernel(expression, expression, "", "", "expression")
+
+    def _walk(self):
+        text, stack, boundary, file, line_base, line_pos = self.text, [], 0, "", 1, 0
+        for m in _LEXEMES.finditer(text):
+            token, start = m.group(0), m.start()
+            if token[0] in "\"'":
+                continue
+            if token.lstrip().startswith("#"):
+                marker = _LINEMARKER.match(token)
+                if marker:
+                    file, line_base, line_pos = marker.group(2), int(marker.group(1)), m.end() + 1
+                    flags = marker.group(3).split()
+                    if "3" not in flags and not file.startswith("<") and file != "kernel.cu" \
+                            and Path(file).resolve().parent != _EMULATOR_DIR:
+                        self.user_files.add(file)
+                boundary = m.end()
+            elif token == "{":
+                stack.append(_scope_of(text[boundary:start]))
+                boundary = m.end()
+            elif token == "}":
+                if stack:
+                    stack.pop()
+                boundary = m.end()
+            elif token == ";":
+                boundary = m.end()
+            else:
+                line = line_base + text.count("\n", line_pos, start)
+                if token == "__mgemu_global__":
+                    self._kernel(m, boundary, stack)
+                else:
+                    self._shared(m, boundary, stack, file, line)
+
+    def _kernel(self, m, boundary, stack):
+        text = self.text
+        self.edits.append((m.start(), m.end(), ""))
+        scopes = [kind for kind, _ in stack]
+        if "code" in scopes or "class" in scopes:
+            return
+        prefix = text[boundary:m.start()]
+        pos, bounds = m.end(), ""
+        while True:
+            call = re.compile(r"([A-Za-z_]\w*)\s*\(").search(text, pos)
+            if not call:
+                return
+            close = _closing(text, call.end() - 1)
+            if call.group(1) not in _SKIPPED_CALLS:
+                break
+            if call.group(1) == "__mgemu_launch_bounds__":
+                bounds = _split_top_level(text[call.end():close])[0]
+            pos = close + 1
+        name = call.group(1)
+        if re.search(r"\btemplate\b", prefix):
+            self.others.setdefault(name, "template")
+            return
+        if not (re.search(r'\bextern\s*"C"', prefix) or "extern C" in scopes):
+            self.others.setdefault(name, "c++ linkage")
+            return
+        qualified = "::".join([n for kind, n in stack if kind == "namespace" and n] + [name])
+        self.kernels[name] = _Kernel(name, qualified, text[call.end():close], bounds, "C")
+
+    def _shared(self, m, boundary, stack, file, line):
+        text = self.text
+        end = m.end()
+        depth = 0
+        for s in re.finditer(r'"(?:\\.|[^"\\])*"|[()\[\]{};]', text[end:]):
+            ch = s.group(0)
+            depth += 1 if ch in "([{" else -1 if ch in ")]}" else 0
+            if ch == ";" and depth == 0:
+                semi = end + s.start()
+                break
+        else:
+            raise CompileError(f"{file}:{line}: cannot find the end of a __shared__ declaration")
+        prefix, declaration = text[boundary:m.start()], text[end:semi]
+        in_function = any(kind == "code" for kind, _ in stack)
+        if re.search(r"\bextern\b", prefix):
+            start = boundary + len(prefix) - len(prefix.lstrip())
+            self._dynamic_shared(start, semi, prefix, declaration, file, line)
+            return
+        self.edits.append((m.start(), end, "" if re.search(r"\bstatic\b", prefix) else "static"))
+        notes = []
+        for declarator in _split_top_level(declaration):
+            name = _declared_name(declarator)
+            if in_function:
+                notes.append(f' ::mgemu::note_shared(&{name}, sizeof({name}), "{name}", "{file}", {line});')
+            else:
+                self.notes += 1
+                notes.append(f' static ::mgemu::SharedNote __mgemu_shared_note_{self.notes}(&{name}, sizeof({name}), "{name}");')
+        self.edits.append((semi + 1, semi + 1, "".join(notes)))
+
+    def _dynamic_shared(self, start, semi, prefix, declaration, file, line):
+        found = re.fullmatch(r"(.*?)([A-Za-z_]\w*)\s*\[\s*\](.*)", _strip_attributes(declaration), re.S)
+        if not found:
+            raise CompileError(f"{file}:{line}: an extern __shared__ array must have an empty first dimension "
+                               f"(dynamic shared memory), as in `extern __shared__ float buffer[];`")
+        spec, name, rest = found.groups()
+        qualifiers = [w for w in re.findall(r"\w+", _strip_attributes(prefix)) if w not in ("extern", "static")]
+        self.notes += 1
+        alias = f"__mgemu_dynamic_{self.notes}"
+        original = self.text[start:semi + 1]
+        replacement = (f"using {alias} = {' '.join(qualifiers)} {' '.join(spec.split())} (*){' '.join(rest.split())}; "
+                       f"static {alias} const& {name} = *reinterpret_cast<{alias} const*>(&::mgemu::dynamic_shared_base);")
+        self.edits.append((start, semi + 1, replacement + "\n" * original.count("\n")))
+
+    def result(self):
+        pieces, pos = [], 0
+        for start, end, replacement in sorted(self.edits):
+            if start < pos:
+                raise CompileError("the emulator could not rewrite the source (overlapping rewrites); please report")
+            removed = self.text[start:end]
+            pieces += [self.text[pos:start], replacement, "\n" * (removed.count("\n") - replacement.count("\n"))]
+            pos = end
+        pieces.append(self.text[pos:])
+        return "".join(pieces) + self._table()
+
+    def _table(self):
+        """The launch table: one KernelDesc per launchable kernel, read by Module through ctypes."""
+        entries = []
+        for k in self.kernels.values():
+            bounds = f"static_cast<int>({k.bounds})" if k.bounds.strip() else "0"
+            entries.append(f"    ::mgemu::kernel_desc<&{k.qualified}>({_c_string(k.name)}, "
+                           f"{_c_string(','.join(k.param_names))}, {bounds}),")
+        others = ";".join(f"{name}:{why}" for name, why in self.others.items() if name not in self.kernels)
+        export = 'extern "C" __attribute__((visibility("default")))'
+        return "\n".join([
+            "", '# 1 "<emulator launch table>"',
+            "static const ::mgemu::KernelDesc __mgemu_table[] = {", *entries, "    ::mgemu::KernelDesc{}", "};",
+            f"{export} int mgemu_num_kernels() {{ return {len(entries)}; }}",
+            f"{export} const ::mgemu::KernelDesc* mgemu_kernel(int i) {{ return &__mgemu_table[i]; }}",
+            f"{export} const char* mgemu_other_kernels() {{ return {_c_string(others)}; }}", ""])
+
+
+def _c_string(s):
+    return json.dumps(s)  # ASCII with " and \ escaped: a valid C string literal
+
+
+def _parse_options(options):
+    """NVRTC options -> g++ preprocessor options. Others (-arch, --use_fast_math, ...) do not apply."""
+    if isinstance(options, str) or not isinstance(options, (tuple, list)):
+        raise TypeError(f"options must be a tuple of strings (as for cupy.RawModule), got {options!r}")
+    out, std, i = [], "c++17", 0
+    options = list(options)
+    while i < len(options):
+        opt = options[i]
+        if not isinstance(opt, str):
+            raise TypeError(f"options must be strings, got {opt!r}")
+        for short, long_ in (("-I", "--include-path="), ("-D", "--define-macro="), ("-U", "--undefine-macro=")):
+            if opt in (short, long_.rstrip("=")) and i + 1 < len(options):
+                value, i = options[i + 1], i + 1
+            elif opt.startswith(long_):
+                value = opt[len(long_):]
+            elif opt.startswith(short) and len(opt) > 2:
+                value = opt[2:]
+            else:
+                continue
+            out.append(short + (str(Path(value).resolve()) if short == "-I" else value))
+            break
+        else:
+            m = re.fullmatch(r"--?std=(c\+\+\d\d)", opt)
+            if m and m.group(1) not in ("c++03", "c++11", "c++14"):
+                std = m.group(1)
+        i += 1
+    return out, std
+
+
+# ---------------------------------------------------------------------------------------------
+# The compiled module: ctypes views of runtime.h's structs
+# ---------------------------------------------------------------------------------------------
+class _ParamDesc(ctypes.Structure):
+    _fields_ = [("kind", ctypes.c_int), ("size", ctypes.c_int), ("pointee_kind", ctypes.c_int),
+                ("pointee_size", ctypes.c_int), ("pointee_const", ctypes.c_int), ("type_name", ctypes.c_char_p)]
+
+
+class _KernelDesc(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("invoke", ctypes.c_void_p), ("num_params", ctypes.c_int),
+                ("params", ctypes.POINTER(_ParamDesc)), ("param_names", ctypes.c_char_p),
+                ("max_threads", ctypes.c_int)]
+
+
+class _ArrayArg(ctypes.Structure):
+    _fields_ = [("index", ctypes.c_int), ("writable", ctypes.c_int), ("address", ctypes.c_uint64),
+                ("bytes", ctypes.c_uint64), ("label", ctypes.c_char_p)]
+
+
+class _LaunchDesc(ctypes.Structure):
+    _fields_ = [("kernel", ctypes.c_void_p), ("grid", ctypes.c_uint * 3), ("block", ctypes.c_uint * 3),
+                ("dynamic_shared", ctypes.c_uint64), ("shared_limit", ctypes.c_uint64),
+                ("args", ctypes.POINTER(ctypes.c_void_p)), ("arrays", ctypes.POINTER(_ArrayArg)),
+                ("num_arrays", ctypes.c_int), ("check_bounds", ctypes.c_int), ("stack_bytes", ctypes.c_uint64)]
+
+
+_POINTER, _FLOAT, _SIGNED, _UNSIGNED, _BOOL, _OTHER = 1, 2, 3, 4, 5, 6
+_STATUS_ERRORS = {1: DeadlockError, 2: KernelError, 3: ResourceError, 4: KeyboardInterrupt, 5: EmulatorError}
+
+
+def _build(code, options, name_expressions):
+    """Compile (or find in the cache) the shared library for a module; returns its path."""
+    tc = _get_toolchain()
+    preprocessor, std = _parse_options(options)
+    source_key = _digest(tc.identity, code, " ".join(preprocessor), std, "\n".join(name_expressions))
+    manifest = tc.cache / f"{source_key}.deps"
+    if manifest.exists():  # included files (outside the system headers) must be unchanged too
+        deps = json.loads(manifest.read_text())
+        if all(os.path.exists(f) for f in deps):
+            library = tc.cache / f"{_digest(source_key, *(_file_digest(f) for f in deps))}.so"
+            if library.exists():
+                return library
+    with tempfile.TemporaryDirectory(dir=tc.cache) as tmp:
+        Path(tmp, "kernel.cu").write_text(code)
+        tc.run(["-E", f"-std={std}", "-I", str(_EMULATOR_DIR), *preprocessor,
+                "-include", str(_EMULATOR_DIR / "cuda_device.h"), "-x", "c++", "kernel.cu", "-o", "kernel.ii"], tmp, "The CUDA source")
+        translation = _Translation(Path(tmp, "kernel.ii").read_text(), name_expressions)
+        Path(tmp, "module.ii").write_text(translation.result())
+        try:
+            tc.run([f"-std={std}", *tc.flags, "-shared", "-o", "module.so", "module.ii", str(tc.runtime)], tmp,
+                   "The CUDA source")
+        except CompileError as e:
+            if "<emulator launch table>" in str(e):
+                raise CompileError(f"{e}\n(the launch table refers to each kernel as &name: a kernel launched by name "
+                                   f"must be a void extern \"C\" __global__ function, and each name expression must "
+                                   f"name one __global__ function template instantiation)") from None
+            raise
+        deps = sorted(str(Path(tmp, f).resolve()) for f in translation.user_files)
+        library = tc.cache / f"{_digest(source_key, *(_file_digest(f) for f in deps))}.so"
+        os.replace(Path(tmp, "module.so"), library)
+        Path(tmp, "deps").write_text(json.dumps(deps))
+        os.replace(Path(tmp, "deps"), manifest)
+    return library
+
+
+def _file_digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _load(path):
+    """Open a module's shared library once per process and read its launch table."""
+    with _build_lock:
+        if path in _libraries:
+            return _libraries[path]
+        try:
+            lib = ctypes.CDLL(str(path), mode=os.RTLD_NOW | os.RTLD_LOCAL)
+        except OSError as e:
+            raise CompileError(f"the compiled module does not load: {e} (a function declared but never defined?)") from None
+        lib.mgemu_abi_version.restype = ctypes.c_int
+        if lib.mgemu_abi_version() != _ABI_VERSION:
+            raise EmulatorError(f"{path} was built for another version of the emulator; delete it")
+        lib.mgemu_num_kernels.restype = ctypes.c_int
+        lib.mgemu_kernel.restype = ctypes.POINTER(_KernelDesc)
+        lib.mgemu_kernel.argtypes = [ctypes.c_int]
+        lib.mgemu_other_kernels.restype = ctypes.c_char_p
+        lib.mgemu_launch.restype = ctypes.c_int
+        lib.mgemu_launch.argtypes = [ctypes.POINTER(_LaunchDesc)]
+        lib.mgemu_message.restype = ctypes.c_char_p
+        kernels = {}
+        for i in range(lib.mgemu_num_kernels()):
+            desc = lib.mgemu_kernel(i)
+            kernels[desc.contents.name.decode()] = desc
+        others = dict(item.split(":", 1) for item in lib.mgemu_other_kernels().decode().split(";") if item)
+        _libraries[path] = (lib, kernels, others)
+        return _libraries[path]
+
+
+class Module:
+    """CUDA C++ source compiled for the emulator; the counterpart of ``cupy.RawModule(code=...)``.
+
+    ``options`` takes NVRTC's ``-I``, ``-D``, ``-U`` and ``-std=`` (others are ignored);
+    ``name_expressions`` names template kernel instantiations, as in CuPy
+    (``name_expressions=["scale<float>"]`` then ``get_function("scale<float>")``).
+    """
+
+    def __init__(self, code, options=(), name_expressions=None):
+        if not isinstance(code, str):
+            raise TypeError(f"Module needs the CUDA source as a str, got {type(code).__name__}")
+        reason = available()
+        if not reason:
+            raise EmulatorError(str(reason))
+        name_expressions = tuple(name_expressions or ())
+        self.code, self.options = code, tuple(options)
+        self._lib, self._kernels, self._others = _load(_build(code, self.options, name_expressions))
+
+    @property
+    def kernel_names(self):
+        """The kernels that get_function can return."""
+        return tuple(self._kernels)
+
+    def get_function(self, name):
+        """The kernel ``name`` (an extern "C" __global__ function, or one of the name expressions)."""
+        if name in self._kernels:
+            return Function(self, name, self._kernels[name].contents)
+        why = self._others.get(name)
+        if why == "template":
+            raise ValueError(f"{name!r} is a __global__ function template: pass name_expressions=['{name}<float>'] "
+                             f"(the instantiations you need) to Module, as with cupy.RawModule, then "
+                             f"get_function('{name}<float>')")
+        if why == "c++ linkage":
+            raise ValueError(f"{name!r} is a __global__ function without extern \"C\": its symbol name is mangled, so "
+                             f"cupy.RawModule cannot find it by this name either; declare it extern \"C\" "
+                             f"(or pass name_expressions=[{name!r}])")
+        raise ValueError(f"the module has no kernel named {name!r}; its kernels are {sorted(self._kernels)}")
+
+
+class _Param:
+    """One kernel parameter as the compiler sees it."""
+
+    def __init__(self, index, name, desc):
+        self.index, self.name = index, name
+        self.kind, self.size = desc.kind, desc.size
+        self.pointee_kind, self.pointee_size, self.pointee_const = desc.pointee_kind, desc.pointee_size, desc.pointee_const
+        m = re.search(r"\[with T = (.*)\]$", desc.type_name.decode())
+        self.ctype = m.group(1) if m else "?"
+
+    def __str__(self):
+        return f"{self.ctype} {self.name}".strip()
+
+
+class Function:
+    """One kernel of a Module; call it like a ``cupy.RawKernel``: ``fn(grid, block, args, shared_mem=0)``.
+
+    ``max_dynamic_shared_size_bytes`` works as in CuPy (CUDA's cudaFuncSetAttribute): set it to
+    let a launch use more than 48 KB of shared memory, up to SHARED_MEMORY_PER_BLOCK_OPTIN.
+    """
+
+    def __init__(self, module, name, desc):
+        self.module, self.name = module, name
+        self._desc = desc
+        names = desc.param_names.decode().split(",") if desc.param_names else []
+        if len(names) != desc.num_params:
+            names = [""] * desc.num_params
+        self.parameters = tuple(_Param(i, names[i], desc.params[i]) for i in range(desc.num_params))
+        self.max_threads_per_block = desc.max_threads or MAX_THREADS_PER_BLOCK
+        self._max_dynamic_shared = None
+
+    def __repr__(self):
+        return f"<emulated kernel {self.name}({', '.join(map(str, self.parameters))})>"
+
+    @property
+    def max_dynamic_shared_size_bytes(self):
+        return SHARED_MEMORY_PER_BLOCK if self._max_dynamic_shared is None else self._max_dynamic_shared
+
+    @max_dynamic_shared_size_bytes.setter
+    def max_dynamic_shared_size_bytes(self, value):
+        if not isinstance(value, (int, np.integer)) or not 0 <= value <= SHARED_MEMORY_PER_BLOCK_OPTIN:
+            raise ValueError(f"kernel '{self.name}': max_dynamic_shared_size_bytes must be an int from 0 to "
+                             f"{SHARED_MEMORY_PER_BLOCK_OPTIN} (the device's opt-in limit), got {value!r}")
+        self._max_dynamic_shared = int(value)
+
+    def __call__(self, grid, block, args, shared_mem=0, stream=None, enable_cooperative_groups=False):
+        """Launch the kernel on ``grid`` blocks of ``block`` threads; returns when it has finished.
+
+        ``stream`` is accepted and ignored: every launch is synchronous.
+        """
+        grid = self._dims("grid", grid, MAX_GRID_DIM)
+        block = self._dims("block", block, MAX_BLOCK_DIM)
+        threads = block[0] * block[1] * block[2]
+        if threads > self.max_threads_per_block:
+            bound = " (its __launch_bounds__)" if self._desc.max_threads else ""
+            raise ValueError(f"kernel '{self.name}': a block of {block} is {threads} threads, more than the "
+                             f"{self.max_threads_per_block} a block may have{bound}")
+        shared_limit = self._shared_limit(shared_mem)
+        if not isinstance(args, (tuple, list)):
+            raise TypeError(f"kernel '{self.name}': args must be a tuple of arguments, got {type(args).__name__}")
+        if len(args) != len(self.parameters):
+            raise TypeError(f"kernel '{self.name}' takes {len(self.parameters)} arguments "
+                            f"({', '.join(map(str, self.parameters))}), but {len(args)} were given")
+        values, arrays, keep = [], [], []
+        for param, value in zip(self.parameters, args):
+            values.append(self._pack(param, value, arrays, keep))
+        self._launch(grid, block, shared_mem, shared_limit, values, arrays)
+
+    def _dims(self, what, dims, limits):
+        if not isinstance(dims, tuple) or not 1 <= len(dims) <= 3 \
+                or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
+            raise TypeError(f"kernel '{self.name}': {what} must be a tuple of 1 to 3 ints (cupy.RawKernel needs a "
+                            f"tuple too), got {dims!r}")
+        dims = tuple(int(d) for d in dims) + (1,) * (3 - len(dims))
+        if any(d < 0 for d in dims):
+            raise ValueError(f"kernel '{self.name}': {what} {dims} has a negative dimension")
+        dims = tuple(max(d, 1) for d in dims)  # CuPy launches a 0 dimension as 1
+        for axis, (d, limit) in enumerate(zip(dims, limits)):
+            if d > limit:
+                raise ValueError(f"kernel '{self.name}': {what} dimension {'xyz'[axis]} is {d}, more than CUDA's "
+                                 f"limit of {limit}")
+        return dims
+
+    def _shared_limit(self, shared_mem):
+        if not isinstance(shared_mem, (int, np.integer)) or shared_mem < 0:
+            raise ValueError(f"kernel '{self.name}': shared_mem must be a non-negative int (bytes), got {shared_mem!r}")
+        if self._max_dynamic_shared is None:
+            if shared_mem > SHARED_MEMORY_PER_BLOCK:
+                raise ValueError(f"kernel '{self.name}' asks for {shared_mem} bytes of dynamic shared memory; without "
+                                 f"opting in a kernel gets at most {SHARED_MEMORY_PER_BLOCK} (set "
+                                 f"max_dynamic_shared_size_bytes, as cudaFuncSetAttribute does, for up to "
+                                 f"{SHARED_MEMORY_PER_BLOCK_OPTIN})")
+            return SHARED_MEMORY_PER_BLOCK
+        if shared_mem > self._max_dynamic_shared:
+            raise ValueError(f"kernel '{self.name}' asks for {shared_mem} bytes of dynamic shared memory, more than "
+                             f"its max_dynamic_shared_size_bytes ({self._max_dynamic_shared})")
+        return SHARED_MEMORY_PER_BLOCK_OPTIN
+
+    def _where(self, param):
+        return f"kernel '{self.name}' argument {param.index} ({param})"
+
+    def _pack(self, param, value, arrays, keep):
+        """The bytes the kernel receives for one argument, after checking it against the parameter."""
+        if param.kind == _POINTER:
+            if value is None:
+                return bytes(8)
+            if not isinstance(value, np.ndarray):
+                raise TypeError(f"{self._where(param)} takes an array, got {type(value).__name__} {value!r}")
+            self._check_array(param, value)
+            label = (f"argument {param.index} '{param.name}' ({value.dtype} array of shape {value.shape})").encode()
+            keep.append(label)
+            arrays.append(_ArrayArg(param.index, int(value.flags.writeable), value.ctypes.data, value.nbytes, label))
+            return value.ctypes.data.to_bytes(8, sys.byteorder)
+        if isinstance(value, np.ndarray):
+            raise TypeError(f"{self._where(param)} is passed by value, but got an array (CuPy would pass the "
+                            f"array's address as the value)")
+        dtype, how = _scalar_dtype(value)
+        if dtype is None:
+            raise TypeError(f"{self._where(param)}: cannot pass a {type(value).__name__} to a kernel (pass a NumPy "
+                            f"scalar such as numpy.{_suggest(param)}(...))")
+        ok_kind = {_FLOAT: "f", _SIGNED: "iu", _UNSIGNED: "iu", _BOOL: "biu"}.get(param.kind, "biufcV")
+        if dtype.itemsize != param.size or dtype.kind not in ok_kind:
+            raise TypeError(f"{self._where(param)} is {param.size} bytes of {_kind_name(param.kind)}, but got {how} "
+                            f"({dtype.itemsize} bytes of {dtype}); CuPy would pass those bytes unconverted. "
+                            f"Pass numpy.{_suggest(param)}(...)")
+        return np.asarray(value, dtype=dtype).tobytes()
+
+    def _check_array(self, param, a):
+        if not a.flags.c_contiguous:
+            raise ValueError(f"{self._where(param)} got an array that is not C-contiguous (shape {a.shape}, strides "
+                             f"{a.strides}); CuPy would pass its data pointer regardless and the kernel would read the "
+                             f"wrong elements. The emulator refuses: pass numpy.ascontiguousarray(...)")
+        if not a.flags.writeable and not param.pointee_const:
+            raise ValueError(f"{self._where(param)} points to non-const memory, but the array is read-only; declare "
+                             f"the parameter const if the kernel only reads it, or pass a writable array")
+        kind, size = param.pointee_kind, param.pointee_size
+        fits = {_FLOAT: a.dtype.kind == "f", _SIGNED: a.dtype.kind in "iub", _UNSIGNED: a.dtype.kind in "iub",
+                _BOOL: a.dtype.kind in "iub"}.get(kind, True)
+        if kind in (_FLOAT, _SIGNED, _UNSIGNED, _BOOL) and not (fits and a.dtype.itemsize == size):
+            raise TypeError(f"{self._where(param)} got a {a.dtype} array; the kernel would read its bytes as "
+                            f"{size}-byte {_kind_name(kind)} (CuPy does not convert arrays)")
+
+    def _launch(self, grid, block, shared_mem, shared_limit, values, arrays):
+        offsets, total = [], 0
+        for v in values:
+            offsets.append(total)
+            total += (len(v) + 15) // 16 * 16
+        storage = ctypes.create_string_buffer(b"".join(v.ljust((len(v) + 15) // 16 * 16, b"\0") for v in values),
+                                              max(total, 16))
+        base = ctypes.addressof(storage)
+        pointers = (ctypes.c_void_p * max(len(values), 1))(*[base + o for o in offsets])
+        table = (_ArrayArg * max(len(arrays), 1))(*arrays)
+        desc = _LaunchDesc(ctypes.addressof(self._desc), (ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block),
+                           int(shared_mem), shared_limit, pointers, table, len(arrays),
+                           int(os.environ.get("MINIGRAD_EMU_CHECK", "0") == "1"),
+                           _stack_kb() * 1024)
+        lib = self.module._lib
+        with _launch_lock:
+            status = lib.mgemu_launch(ctypes.byref(desc))
+            message = lib.mgemu_message().decode(errors="replace") if status else ""
+        if status:
+            error = _STATUS_ERRORS.get(status, EmulatorError)
+            if error is ResourceError:
+                message += (f"; without opting in, a block gets {SHARED_MEMORY_PER_BLOCK} bytes (set "
+                            f"max_dynamic_shared_size_bytes for up to {SHARED_MEMORY_PER_BLOCK_OPTIN})")
+            raise error(message)
+
+
+def _stack_kb():
+    value = os.environ.get("MINIGRAD_EMU_STACK_KB", "64")
+    if not value.isdigit() or not 16 <= int(value) <= 65536:
+        raise ValueError(f"MINIGRAD_EMU_STACK_KB must be a number of kilobytes from 16 to 65536, got {value!r}")
+    return int(value)
+
+
+def _scalar_dtype(value):
+    """The dtype CuPy passes a scalar as: NumPy scalars keep theirs, bool -> bool, int -> int64
+    (uint64 from 2**63), float -> float64, complex -> complex128."""
+    if isinstance(value, np.generic):
+        return value.dtype, f"numpy.{value.dtype}"
+    if isinstance(value, bool):
+        return np.dtype(np.bool_), "a Python bool (passed as bool)"
+    if isinstance(value, int):
+        if not -2**63 <= value < 2**64:
+            return None, ""
+        return np.dtype(np.uint64 if value >= 2**63 else np.int64), "a Python int (CuPy passes it as int64)"
+    if isinstance(value, float):
+        return np.dtype(np.float64), "a Python float (CuPy passes it as float64)"
+    if isinstance(value, complex):
+        return np.dtype(np.complex128), "a Python complex (CuPy passes it as complex128)"
+    return None, ""
+
+
+def _kind_name(kind):
+    return {_FLOAT: "floating point", _SIGNED: "integer", _UNSIGNED: "unsigned integer", _BOOL: "bool",
+            _POINTER: "pointer"}.get(kind, "data")
+
+
+def _suggest(param):
+    names = {(_FLOAT, 4): "float32", (_FLOAT, 8): "float64", (_SIGNED, 1): "int8", (_SIGNED, 2): "int16",
+             (_SIGNED, 4): "int32", (_SIGNED, 8): "int64", (_UNSIGNED, 1): "uint8", (_UNSIGNED, 2): "uint16",
+             (_UNSIGNED, 4): "uint32", (_UNSIGNED, 8): "uint64", (_BOOL, 1): "bool_"}
+    return names.get((param.kind, param.size), f"void (a {param.size}-byte structured scalar)")
+
+
+def RawKernel(code, name, options=()):
+    """One kernel from source, like ``cupy.RawKernel(code, name, options)``."""
+    return Module(code, options).get_function(name)
