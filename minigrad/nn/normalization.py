@@ -1,10 +1,11 @@
-"""Batch normalization layers: BatchNorm1d over (N, C), BatchNorm2d over (N, C, H, W)."""
+"""Normalization layers: BatchNorm1d over (N, C), BatchNorm2d over (N, C, H, W), LayerNorm over
+the trailing dimensions of each sample."""
 import numbers
 
 import numpy as np
 
 from ..autograd import no_grad
-from ..ops import batch_norm
+from ..ops import batch_norm, layer_norm
 from ..tensor import Tensor
 from . import init
 from .layers import _empty
@@ -97,3 +98,41 @@ class BatchNorm2d(_BatchNorm):
     """Batch normalization over (N, C, H, W): statistics per channel C over N, H and W."""
 
     _ndims = (4,)
+
+
+class LayerNorm(Module):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias, with mean and (biased) var over the
+    last dimensions ``normalized_shape`` of each sample: the same computation in training and
+    evaluation (no running statistics).  ``weight`` (ones) and ``bias`` (zeros) have shape
+    normalized_shape; ``elementwise_affine=False`` drops both, ``bias=False`` the bias only.
+    PyTorch's nn.LayerNorm."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
+        super().__init__()
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(int(n) for n in normalized_shape)
+        if not self.normalized_shape or min(self.normalized_shape) < 1:
+            raise ValueError(f"LayerNorm: normalized_shape must be positive sizes, got {normalized_shape!r}")
+        self.eps, self.elementwise_affine = float(eps), bool(elementwise_affine)
+        if self.elementwise_affine:
+            self.weight = Parameter(_empty(self.normalized_shape, device, dtype))
+        else:
+            self.register_parameter("weight", None)
+        if self.elementwise_affine and bias:
+            self.bias = Parameter(_empty(self.normalized_shape, device, dtype))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+    def forward(self, x):
+        return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
