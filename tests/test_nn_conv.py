@@ -6,15 +6,17 @@ import pytest
 
 import minigrad as mg
 from minigrad import nn
+from tests.conftest import DEVICES
 
 
-def test_conv2d_layer_shapes_init_and_forward():
-    conv = nn.Conv2d(4, 6, (3, 2), stride=2, padding=1, groups=2)
+@pytest.mark.parametrize("device", DEVICES)
+def test_conv2d_layer_shapes_init_and_forward(device):
+    conv = nn.Conv2d(4, 6, (3, 2), stride=2, padding=1, groups=2, device=device)
     assert conv.weight.shape == (6, 2, 3, 2) and conv.bias.shape == (6,)
     bound = 1 / math.sqrt(2 * 3 * 2)  # kaiming_uniform_(a=sqrt(5)) gives 1/sqrt(fan_in)
     assert np.abs(conv.weight.numpy()).max() <= bound and np.abs(conv.bias.numpy()).max() <= bound
     assert np.abs(conv.weight.numpy()).max() > bound / 2  # really spread over the range
-    x = mg.randn(2, 4, 7, 5)
+    x = mg.randn(2, 4, 7, 5, device=device)
     y = conv(x)
     expected = mg.conv2d(x, conv.weight, conv.bias, stride=2, padding=1, groups=2)
     np.testing.assert_array_equal(y.numpy(), expected.numpy())
@@ -39,8 +41,9 @@ def test_conv2d_layer_errors():
         nn.Conv2d(3, 4, 3)(mg.randn(1, 2, 5, 5))
 
 
-def test_pooling_layers():
-    x = mg.randn(2, 3, 6, 6)
+@pytest.mark.parametrize("device", DEVICES)
+def test_pooling_layers(device):
+    x = mg.randn(2, 3, 6, 6, device=device)
     np.testing.assert_array_equal(nn.MaxPool2d(2)(x).numpy(), mg.max_pool2d(x, 2).numpy())
     np.testing.assert_array_equal(nn.AvgPool2d(3, 1, 1)(x).numpy(), mg.avg_pool2d(x, 3, 1, 1).numpy())
     np.testing.assert_allclose(nn.AdaptiveAvgPool2d(1)(x).numpy(), x.numpy().mean(axis=(2, 3), keepdims=True),
@@ -105,13 +108,15 @@ def test_batchnorm_state_dict_roundtrip_and_errors():
         bn(mg.randn(4, 2, 2, 2))
 
 
-def test_mnist_cnn_shapes_and_step():
+@pytest.mark.parametrize("device", DEVICES)
+def test_mnist_cnn_shapes_and_step(device):
     model = nn.Sequential(
         nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(1600, 128), nn.ReLU(), nn.Dropout(), nn.Linear(128, 10),
     )
-    x = mg.randn(4, 1, 28, 28)
+    model.to(device)
+    x = mg.randn(4, 1, 28, 28, device=device)
     out = model(x)
     assert out.shape == (4, 10)
     out.sum().backward()

@@ -1,15 +1,36 @@
-"""Activations: relu, leaky_relu, sigmoid, tanh, softmax, log_softmax (minigrad/ops/activation.py)."""
+"""Activations: relu, leaky_relu, sigmoid, tanh, gelu, silu, softmax, log_softmax
+(minigrad/ops/activation.py), their backward ops (ReLUGrad, SigmoidGrad, ...), and nn.GELU/SiLU."""
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 import minigrad as mg
+from minigrad import nn
+from minigrad.ops.activation import (
+    GELUGrad, LeakyReLUGrad, LogSoftmaxGrad, SigmoidGrad, SiLUGrad, SoftmaxGrad, TanhGrad,
+)
+from tests.conftest import DEVICES
 from tests.coverage import covers
 from tests.strategies import arrays, shapes
 
 
 def t(a, requires_grad=False):
     return mg.from_numpy(a).requires_grad_(requires_grad)
+
+
+def on(device, a, requires_grad=False):
+    return mg.tensor(np.array(a, order="C"), device=device, requires_grad=requires_grad)
+
+
+np_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def np_gelu(x, approximate="none"):
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + np_erf(x / math.sqrt(2)))
 
 
 @st.composite
@@ -27,12 +48,61 @@ def np_softmax(x, axis):
 # -- forward ---------------------------------------------------------------------------------
 
 
-@given(arrays(shapes(0, 3, allow_empty=True), low=-30, high=30))
-def test_elementwise_forward(x):
-    np.testing.assert_array_equal(mg.relu(t(x)).numpy(), np.maximum(x, 0))
-    np.testing.assert_allclose(mg.leaky_relu(t(x), 0.2).numpy(), np.where(x > 0, x, 0.2 * x), rtol=1e-15)
-    np.testing.assert_allclose(t(x).sigmoid().numpy(), 1 / (1 + np.exp(-x)), rtol=1e-14)
-    np.testing.assert_allclose(t(x).tanh().numpy(), np.tanh(x), rtol=1e-15)
+@pytest.mark.parametrize("device", DEVICES)
+@given(x=arrays(shapes(0, 3, allow_empty=True), low=-30, high=30))
+def test_elementwise_forward(device, x):
+    v = on(device, x)
+    np.testing.assert_array_equal(mg.relu(v).numpy(), np.maximum(x, 0))
+    np.testing.assert_allclose(mg.leaky_relu(v, 0.2).numpy(), np.where(x > 0, x, 0.2 * x), rtol=1e-15)
+    np.testing.assert_allclose(v.sigmoid().numpy(), 1 / (1 + np.exp(-x)), rtol=1e-14)
+    np.testing.assert_allclose(v.tanh().numpy(), np.tanh(x), rtol=1e-15)
+    np.testing.assert_allclose(mg.gelu(v).numpy(), np_gelu(x), rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(mg.gelu(v, approximate="tanh").numpy(), np_gelu(x, "tanh"), rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(mg.silu(v).numpy(), x / (1 + np.exp(-x)), rtol=1e-14)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "sigmoid", "tanh", "gelu", "gelu_tanh", "silu"])
+def test_elementwise_backward_values(device, name):
+    """Each backward is g * f'(x), f' written out here from the textbook formula."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 7)) * 3
+    g = rng.standard_normal((5, 7))
+    s = 1 / (1 + np.exp(-x))
+    phi = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    u = math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)
+    derivative = {
+        "relu": (x > 0) * 1.0,
+        "leaky_relu": np.where(x > 0, 1.0, 0.1),
+        "sigmoid": s * (1 - s),
+        "tanh": 1 - np.tanh(x) ** 2,
+        "gelu": 0.5 * (1 + np_erf(x / math.sqrt(2))) + x * phi,
+        "gelu_tanh": 0.5 * (1 + np.tanh(u)) + 0.5 * x * (1 - np.tanh(u) ** 2) * math.sqrt(2 / math.pi)
+        * (1 + 3 * 0.044715 * x ** 2),
+        "silu": s * (1 + x * (1 - s)),
+    }[name]
+    fn = {"relu": mg.relu, "leaky_relu": lambda v: mg.leaky_relu(v, 0.1), "sigmoid": mg.sigmoid,
+          "tanh": mg.tanh, "gelu": mg.gelu, "gelu_tanh": lambda v: mg.gelu(v, approximate="tanh"),
+          "silu": mg.silu}[name]
+    v = on(device, x, requires_grad=True)
+    fn(v).backward(on(device, g))
+    np.testing.assert_allclose(v.grad.numpy(), g * derivative, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_silu_extremes_and_nan(dtype):
+    x = mg.tensor([-1e4, -40.0, 0.0, 40.0, 1e4, np.nan], dtype=dtype, requires_grad=True)
+    with np.errstate(over="raise", invalid="raise"):
+        y = mg.gelu(x)
+        z = mg.gelu(x, approximate="tanh")
+        w = mg.silu(x)
+    for out in (y, z, w):
+        assert out.dtype == dtype
+        np.testing.assert_allclose(out.numpy()[:5], [0.0, 0.0, 0.0, 40.0, 1e4], atol=1e-12)
+        assert np.isnan(out.numpy()[5])  # NaN is never masked
+    (y + w).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy()[:5], [0.0, 0.0, 1.0, 2.0, 2.0], atol=1e-12)
+    assert np.isnan(x.grad.numpy()[5])
 
 
 @given(with_axis(allow_empty=True, low=-30, high=30))
@@ -144,6 +214,58 @@ def test_sigmoid_tanh_grad(x):
     assert mg.gradgradcheck(fn, t(x))
 
 
+@covers("GELU", "SiLU", twice=True)
+@given(arrays(shapes(0, 3, max_side=3), low=-5, high=5), st.sampled_from(["none", "tanh"]))
+def test_gelu_silu_grad(x, approximate):
+    fn = lambda v: (mg.gelu(v, approximate=approximate), mg.silu(v))
+    assert mg.gradcheck(fn, t(x))
+    assert mg.gradgradcheck(fn, t(x))
+
+
+@covers("LeakyReLUGrad", "SigmoidGrad", "TanhGrad", "GELUGrad", "SiLUGrad", twice=True)
+@given(st.data(), st.sampled_from(["none", "tanh"]))
+def test_elementwise_backward_ops_grad(data, approximate):
+    """Each activation's backward is an op of (g, x) or (g, y); its own backward (written
+    with ops) is checked here, to second order: third derivatives of the activation."""
+    shape = data.draw(shapes(0, 2, max_side=3))
+    g = t(data.draw(arrays(shape)))
+    x = t(data.draw(arrays(shape, low=-4, high=4, **KINK)))
+    y = t(data.draw(arrays(shape, low=-0.9, high=0.9)))  # any values: the ops need no real output
+    for fn, args in [(lambda a, b: LeakyReLUGrad.apply(a, b, negative_slope=0.2), (g, x)),
+                     (SigmoidGrad.apply, (g, y)), (TanhGrad.apply, (g, y)),
+                     (lambda a, b: GELUGrad.apply(a, b, approximate=approximate), (g, x)),
+                     (SiLUGrad.apply, (g, x))]:
+        assert mg.gradcheck(fn, *args)
+        assert mg.gradgradcheck(fn, *args)
+
+
+@covers("SoftmaxGrad", "LogSoftmaxGrad", twice=True)
+@given(st.data())
+def test_softmax_backward_ops_grad(data):
+    x, axis = data.draw(with_axis(max_side=3))
+    g = t(data.draw(arrays(x.shape)))
+    y = t(x)
+    ax = None if x.ndim == 0 else axis % x.ndim
+    for op in (SoftmaxGrad, LogSoftmaxGrad):
+        fn = lambda a, b: op.apply(a, b, axis=ax)  # noqa: E731
+        assert mg.gradcheck(fn, g, y)
+        assert mg.gradgradcheck(fn, g, y)
+
+
+def test_third_derivatives_of_sigmoid_and_gelu():
+    """d3/dx3 through the backward ops, against the closed forms:
+    d3 sigmoid = s (1 - s) (1 - 6 s + 6 s^2),   d3 gelu = d/dx [phi (2 - x^2)] = phi (x^3 - 4 x)."""
+    x0 = np.array([-1.3, 0.2, 0.9])
+    s = 1 / (1 + np.exp(-x0))
+    phi = np.exp(-x0 ** 2 / 2) / math.sqrt(2 * math.pi)
+    x = mg.tensor(x0, requires_grad=True)
+    for fn, expected in [(mg.sigmoid, s * (1 - s) * (1 - 6 * s + 6 * s * s)), (mg.gelu, phi * (x0 ** 3 - 4 * x0))]:
+        (d1,) = mg.grad(fn(x).sum(), x, create_graph=True)
+        (d2,) = mg.grad(d1.sum(), x, create_graph=True)
+        (d3,) = mg.grad(d2.sum(), x)
+        np.testing.assert_allclose(d3.numpy(), expected, rtol=1e-12)
+
+
 @covers("Softmax", "LogSoftmax", twice=True)
 @given(with_axis(max_side=3))
 def test_softmax_grad(c):
@@ -165,6 +287,25 @@ def test_softmax_backward_formula():
 
 
 # -- errors ----------------------------------------------------------------------------------
+
+
+def test_gelu_errors_and_layers():
+    with pytest.raises(ValueError, match="gelu: approximate must be 'none' or 'tanh', got 'erf'"):
+        mg.gelu(mg.randn(3), approximate="erf")
+    with pytest.raises(ValueError, match="GELU: approximate"):
+        nn.GELU("fast")
+    with pytest.raises(TypeError, match="gelu: expected a floating-point tensor"):
+        mg.gelu(mg.tensor([1, 2]))
+    with pytest.raises(TypeError, match="silu: expected a floating-point tensor"):
+        mg.silu(mg.tensor([1, 2]))
+    x = mg.randn(3, 4)
+    np.testing.assert_array_equal(nn.GELU()(x).numpy(), mg.gelu(x).numpy())
+    np.testing.assert_array_equal(nn.GELU("tanh")(x).numpy(), mg.gelu(x, approximate="tanh").numpy())
+    np.testing.assert_array_equal(nn.SiLU()(x).numpy(), mg.silu(x).numpy())
+    assert repr(nn.GELU()) == "GELU()" and repr(nn.GELU("tanh")) == "GELU(approximate='tanh')"
+    assert repr(nn.SiLU()) == "SiLU()"
+    from minigrad.nn import functional as F
+    assert F.gelu is mg.gelu and F.silu is mg.silu
 
 
 def test_axis_errors():
@@ -194,6 +335,12 @@ def test_torch_parity():
         ("var", lambda v: mg.var(v, dim=1, keepdim=True), lambda v: torch.var(v, dim=1, keepdim=True), g[:, :1]),
         ("var0", lambda v: mg.var(v, correction=0), lambda v: torch.var(v, correction=0), np.array(0.7)),
         ("sigmoid", mg.sigmoid, torch.sigmoid, g),
+        ("tanh", mg.tanh, torch.tanh, g),
+        ("leaky_relu", lambda v: mg.leaky_relu(v, 0.3), lambda v: torch.nn.functional.leaky_relu(v, 0.3), g),
+        ("gelu", mg.gelu, torch.nn.functional.gelu, g),
+        ("gelu_tanh", lambda v: mg.gelu(v, approximate="tanh"),
+         lambda v: torch.nn.functional.gelu(v, approximate="tanh"), g),
+        ("silu", mg.silu, torch.nn.functional.silu, g),
     ]
     for name, ours, theirs, upstream in cases:
         a = mg.tensor(x, requires_grad=True)
@@ -203,3 +350,30 @@ def test_torch_parity():
         za.backward(mg.tensor(upstream))
         zb.backward(torch.tensor(upstream))
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "gelu", "gelu_tanh", "silu", "softmax", "log_softmax"])
+def test_torch_parity_second_derivatives(name):
+    """Hessian-vector products through the backward ops match PyTorch's double backward."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    ours, theirs = {
+        "sigmoid": (mg.sigmoid, torch.sigmoid), "tanh": (mg.tanh, torch.tanh),
+        "gelu": (mg.gelu, F.gelu),
+        "gelu_tanh": (lambda v: mg.gelu(v, approximate="tanh"), lambda v: F.gelu(v, approximate="tanh")),
+        "silu": (mg.silu, F.silu),
+        "softmax": (lambda v: mg.softmax(v, 1), lambda v: torch.softmax(v, 1)),
+        "log_softmax": (lambda v: mg.log_softmax(v, 1), lambda v: torch.log_softmax(v, 1)),
+    }[name]
+    rng = np.random.default_rng(11)
+    x, g, v = (rng.standard_normal((3, 5)) * 2 for _ in range(3))
+    a = mg.tensor(x, requires_grad=True)
+    ga = mg.tensor(g, requires_grad=True)
+    (da,) = mg.grad(ours(a), a, ga, create_graph=True)
+    ha = mg.grad(da, [a, ga], mg.tensor(v))
+    b = torch.tensor(x, requires_grad=True)
+    gb = torch.tensor(g, requires_grad=True)
+    (db,) = torch.autograd.grad(theirs(b), b, gb, create_graph=True)
+    hb = torch.autograd.grad(db, [b, gb], torch.tensor(v))
+    for mine, ref in zip(ha, hb):
+        np.testing.assert_allclose(mine.numpy(), ref.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import minigrad as mg
+from tests.conftest import DEVICES
 from tests.coverage import covers
 from tests.strategies import arrays
 
@@ -45,17 +46,18 @@ def np_sum_to(g, shape):
     return g.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1 and g.shape[i] != 1), keepdims=True)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("sa,sb", RANK_CASES)
-def test_matmul_rank_combinations(sa, sb):
+def test_matmul_rank_combinations(sa, sb, device):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(sa), rng.standard_normal(sb)
-    ta, tb = mg.tensor(a, requires_grad=True), mg.tensor(b, requires_grad=True)
+    ta, tb = mg.tensor(a, requires_grad=True, device=device), mg.tensor(b, requires_grad=True, device=device)
     out = ta @ tb
     expected = a @ b
     assert out.shape == expected.shape
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
     g = rng.standard_normal(expected.shape)
-    out.backward(mg.tensor(g))
+    out.backward(mg.tensor(g, device=device))
     assert ta.grad.shape == sa and tb.grad.shape == sb
     # reference in plain NumPy: promote vectors to matrices, g @ b^T and a^T @ g, sum batches
     a2 = a[None, :] if a.ndim == 1 else a
@@ -117,11 +119,13 @@ def linear_case(draw, bias=None):
     return x, w, (draw(arrays((n_out,))) if use_bias else None)
 
 
-@given(linear_case())
-def test_linear_forward(c):
+@pytest.mark.parametrize("device", DEVICES)
+@given(c=linear_case())
+def test_linear_forward(device, c):
     x, w, b = c
     expected = x @ w.T + (0 if b is None else b)
-    out = mg.linear(t(x), t(w), None if b is None else t(b))
+    out = mg.linear(mg.tensor(x, device=device), mg.tensor(w, device=device),
+                    None if b is None else mg.tensor(b, device=device))
     assert out.shape == expected.shape
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
 

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import minigrad as mg
 
+from .conftest import DEVICES
 from .coverage import covers
 from .strategies import relayout
 
@@ -44,15 +45,17 @@ def reference(x, w, b, rm, rv, training, momentum=0.1, eps=1e-5):
     return y, new_rm, new_rv
 
 
-def _t(a, grad=False):
-    return None if a is None else mg.tensor(a, requires_grad=grad)
+def _t(a, grad=False, device="cpu"):
+    return None if a is None else mg.tensor(a, requires_grad=grad, device=device)
 
 
-@given(bn_cases())
-def test_batch_norm_forward_and_running_stats(case):
+@pytest.mark.parametrize("device", DEVICES)
+@given(case=bn_cases())
+def test_batch_norm_forward_and_running_stats(device, case):
     x, w, b, rm, rv, training = case
-    RM, RV = mg.tensor(rm), mg.tensor(rv)
-    y = mg.batch_norm(mg.tensor(x), RM, RV, _t(w), _t(b), training=training, momentum=0.1)
+    RM, RV = mg.tensor(rm, device=device), mg.tensor(rv, device=device)
+    y = mg.batch_norm(_t(x, device=device), RM, RV, _t(w, device=device), _t(b, device=device),
+                      training=training, momentum=0.1)
     ref, new_rm, new_rv = reference(x, w, b, rm, rv, training)
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(RM.numpy(), new_rm, rtol=1e-12, atol=1e-12)
@@ -104,6 +107,26 @@ def test_batch_norm_matches_torch(case):
     for k in ours:
         if ours[k] is not None:
             np.testing.assert_allclose(ours[k].grad.numpy(), theirs[k].grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_backward_kernel_equals_the_ops_formula(device, training):
+    """The plain backward runs the batch_norm_backward kernel; under create_graph the same
+    formulas run as ops.  Both give the same gradients (channels-last float32 input here)."""
+    rng = np.random.default_rng(3)
+    x = np.ascontiguousarray(rng.standard_normal((4, 6, 5, 3)).transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    x = x.astype(np.float32) * 2 + 1
+    w, b = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    results = []
+    for create_graph in (False, True):
+        inputs = [_t(a, True, device) for a in (x, w, b)]
+        y = mg.batch_norm(inputs[0], _t(np.zeros(6, np.float32), device=device), _t(np.ones(6, np.float32), device=device),
+                          inputs[1], inputs[2], training=training)
+        results.append([r.numpy() for r in mg.grad(y, inputs, _t(g, device=device), create_graph=create_graph)])
+    for a, b_ in zip(*results):
+        np.testing.assert_allclose(a, b_, rtol=1e-5, atol=1e-5)
 
 
 def test_batch_norm_errors():

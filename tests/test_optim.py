@@ -7,21 +7,23 @@ import pytest
 
 import minigrad as mg
 from minigrad import nn, optim
+from minigrad.backend import cpu_kernels
 from minigrad.optim import lr_scheduler
+from tests.conftest import DEVICES
 
 # -- helpers --------------------------------------------------------------------------------
 
 SHAPES = [(3, 4), (5,), ()]
 
 
-def make_params(dtype=np.float64, seed=0, order="C"):
+def make_params(dtype=np.float64, seed=0, order="C", device="cpu"):
     rng = np.random.default_rng(seed)
     out = []
     for s in SHAPES:
         a = rng.standard_normal(s).astype(dtype)
         if order == "F" and a.ndim == 2:
             a = np.asfortranarray(a)  # non-contiguous in C order: the NumPy fallback path
-        out.append(nn.Parameter(mg.from_numpy(a)))
+        out.append(nn.Parameter(mg.from_numpy(a) if device == "cpu" else mg.tensor(a, device=device)))
     return out
 
 
@@ -33,7 +35,7 @@ def grad_sequence(steps, dtype=np.float64, seed=1):
 def run(opt, params, grads, sched=None):
     for gs in grads:
         for p, g in zip(params, gs):
-            p.grad = mg.from_numpy(g.copy())
+            p.grad = mg.tensor(g.copy(), device=p.device)
         opt.step()
         if sched is not None:
             sched.step()
@@ -97,10 +99,11 @@ SGD_CASES = [
 ]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("kw", SGD_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
-def test_sgd_matches_update_rule_step_by_step(kw, order, kernel_path):
-    params = make_params(order=order)
+def test_sgd_matches_update_rule_step_by_step(kw, order, kernel_path, device):
+    params = make_params(order=order, device=device)
     x0 = [p.numpy().copy() for p in params]
     grads = grad_sequence(6)
     opt = optim.SGD(params, **kw)
@@ -120,11 +123,12 @@ ADAM_CASES = [
 ]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("decoupled", [False, True], ids=["Adam", "AdamW"])
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("kw", ADAM_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
-def test_adam_and_adamw_match_update_rule_step_by_step(kw, order, decoupled, kernel_path):
-    params = make_params(order=order)
+def test_adam_and_adamw_match_update_rule_step_by_step(kw, order, decoupled, kernel_path, device):
+    params = make_params(order=order, device=device)
     x0 = [p.numpy().copy() for p in params]
     grads = grad_sequence(6)
     cls = optim.AdamW if decoupled else optim.Adam
@@ -156,9 +160,10 @@ def test_numba_and_numpy_paths_agree(dtype, monkeypatch):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
-def test_update_is_in_place_and_bumps_version():
+@pytest.mark.parametrize("device", DEVICES)
+def test_update_is_in_place_and_bumps_version(device):
     for opt_cls, kw in [(optim.SGD, dict(lr=0.1, momentum=0.9)), (optim.Adam, {}), (optim.AdamW, {})]:
-        params = make_params(np.float32)
+        params = make_params(np.float32, device=device)
         arrays = [p.data for p in params]
         opt = opt_cls(params, **kw)
         run(opt, params, grad_sequence(2, np.float32))
@@ -206,12 +211,13 @@ def test_step_with_closure_returns_loss():
     assert w.item() == 3.0 - 0.25 * 6.0  # w - lr * 2w
 
 
-def test_training_a_model_reduces_the_loss():
+@pytest.mark.parametrize("device", DEVICES)
+def test_training_a_model_reduces_the_loss(device):
     mg.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)).to(device)
     x = mg.randn(32, 4)
     y = (x.numpy() @ np.array([[1.0], [-2.0], [0.5], [0.0]], dtype=np.float32))
-    y = mg.from_numpy(y)
+    x, y = x.to(device), mg.tensor(y, device=device)
     opt = optim.Adam(model.parameters(), lr=0.02)
     losses = []
     for _ in range(60):
@@ -221,6 +227,78 @@ def test_training_a_model_reduces_the_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.05 * losses[0]
+
+
+class _CallLog:
+    """Wraps a kernel of the CPU table and records the parameter lists it is called with."""
+
+    def __init__(self, monkeypatch, name):
+        self.calls = []
+        kernel = getattr(cpu_kernels, name)
+
+        def spy(params, *args):
+            self.calls.append([p.shape for p in params])
+            return kernel(params, *args)
+
+        monkeypatch.setattr(cpu_kernels, name, spy)
+
+
+def test_one_fused_call_per_group_and_a_first_momentum_step_of_its_own(monkeypatch):
+    sgd = _CallLog(monkeypatch, "sgd_step_")
+    params = make_params()
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    run(opt, params, grad_sequence(2))
+    assert sgd.calls == [SHAPES, SHAPES]  # one call per step for the whole group
+    extra = nn.Parameter(mg.ones(2, dtype=np.float64))
+    opt.add_param_group({"params": [extra], "lr": 0.01})
+    params[0].grad = params[1].grad = params[2].grad = extra.grad = None
+    params[1].grad = mg.ones(5, dtype=np.float64)
+    extra.grad = mg.ones(2, dtype=np.float64)
+    sgd.calls.clear()
+    opt.step()
+    assert sgd.calls == [[(5,)], [(2,)]]  # one call per group; the new parameter starts its momentum
+    assert np.allclose(extra.numpy(), 1 - 0.01)  # first step: buf = g, x -= lr g
+
+    adam = _CallLog(monkeypatch, "adam_step_")
+    a, b, c = make_params()
+    opt = optim.Adam([a, b], lr=0.1)
+    run(opt, [a, b], [[np.ones(SHAPES[0]), np.ones(SHAPES[1])]])
+    opt.add_param_group({"params": [c]})
+    for p in (a, b, c):
+        p.grad = mg.ones_like(p)
+    adam.calls.clear()
+    opt.step()
+    # a and b take their second step, c its first: two calls, grouped by step
+    assert sorted(adam.calls) == sorted([[SHAPES[0], SHAPES[1]], [SHAPES[2]]])
+    assert [opt.state[p]["step"] for p in (a, b, c)] == [2, 2, 1]
+
+
+@pytest.mark.parametrize("opt_cls", [optim.SGD, optim.Adam])
+def test_a_gradient_that_does_not_match_its_parameter_raises_before_any_update(opt_cls):
+    """A fused kernel must never read past the end of a gradient: checked before anything is
+    written, so the parameters and the optimizer state stay as they were."""
+    params = make_params()
+    opt = opt_cls(params, lr=0.1, momentum=0.9) if opt_cls is optim.SGD else opt_cls(params, lr=0.1)
+    run(opt, params, grad_sequence(1))
+    before = [p.numpy().copy() for p in params]
+    state = {k: {n: (v.numpy().copy() if hasattr(v, "numpy") else v) for n, v in st.items()} for k, st in opt.state.items()}
+    for p in params:
+        p.grad = mg.ones_like(p)
+    params[2].grad = None
+    for bad, message in [(mg.ones(1000, dtype=np.float64), r"\(1000,\) \(float64, cpu\)"),  # for a (5,) parameter
+                         (mg.ones(5, dtype=np.float32), r"\(5,\) \(float32, cpu\)")]:
+        try:
+            params[1].grad = bad
+        except (ValueError, RuntimeError, TypeError):
+            continue  # refused when assigned (as PyTorch does): the optimizer never sees it
+        with pytest.raises(ValueError, match=r"parameter 1 of shape \(5,\) \(float64, cpu\) has a gradient of "
+                                             r"shape " + message + "; they must match"):
+            opt.step()
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p.numpy(), b)
+    for k, st in opt.state.items():
+        for n, v in st.items():
+            np.testing.assert_array_equal(v.numpy() if hasattr(v, "numpy") else v, state[k][n])
 
 
 # -- param groups ----------------------------------------------------------------------------

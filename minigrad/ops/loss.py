@@ -203,7 +203,9 @@ class NLLLoss(Function):
         (z,) = self.saved_tensors
         xp = backend.array_module(z.data)
         n = z.shape[0]
-        scale = _divide(self.coef, self.count) if self.reduction == "mean" else self.coef
+        scale = self.coef
+        if self.reduction == "mean":  # (rows of weight 0, e.g. ignored, keep 0 when the divisor is 0)
+            scale = xp.where(self.coef == 0, 0, _divide(self.coef, self.count)).astype(z.dtype, copy=False)
         onehot = xp.zeros(z.shape, dtype=z.dtype)
         onehot[xp.arange(n), self.target] = -scale
         if self.reduction == "none":
@@ -344,7 +346,10 @@ class BinaryCrossEntropy(Function):
         x, y = self.saved_tensors
         gw = _elementwise_upstream(g, x, self.reduction, self.weight)
         gx = gw * (x - y) / maximum(x * (1 - x), 1e-12) if x.requires_grad else None
-        gy = gw * (clip(log(1 - x), min=-100) - clip(log(x), min=-100)) if y.requires_grad else None
+        gy = None
+        if y.requires_grad:
+            with np.errstate(divide="ignore"):  # log 0 = -inf, clamped
+                gy = gw * (clip(log(1 - x), min=-100) - clip(log(x), min=-100))
         return gx, gy
 
 
