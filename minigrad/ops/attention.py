@@ -154,9 +154,10 @@ def _additive_mask(op, attn_mask, query, target):
     m = attn_mask.data
     if m.dtype.kind not in "bf":
         raise TypeError(f"{op}: attn_mask must be bool or floating, got dtype {m.dtype}")
-    try:
-        if np.broadcast_shapes(m.shape, target) != target:
+    try:  # the last two sides must fit (Tq, Tk); leading ones broadcast with the batch
+        if np.broadcast_shapes(m.shape[-2:], target[-2:]) != target[-2:]:
             raise ValueError
+        np.broadcast_shapes(m.shape, target)
     except ValueError:
         raise ValueError(f"{op}: attn_mask of shape {tuple(m.shape)} does not broadcast to the attention "
                          f"scores' shape {target} (..., Tq, Tk)") from None
