@@ -6,12 +6,21 @@ import os
 import sys
 import time
 
-import numpy as np
+if "--distributed" in sys.argv:
+    # Each rank would start a BLAS and a numba thread per core: N ranks on one machine then
+    # oversubscribe it (many times slower: the threads spin waiting for cores).  Share the cores
+    # out instead (MPICH and Open MPI say how many ranks run here), unless told otherwise; this
+    # must happen before NumPy and numba are imported.
+    _local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE") or 1
+    for _pool in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(_pool, str(max(1, (os.cpu_count() or 1) // int(_local))))
+
+import numpy as np  # noqa: E402
 from tqdm import tqdm
 
 import minigrad as mg
 from minigrad import nn, optim
-from minigrad.data import MNIST, DataLoader, TensorDataset
+from minigrad.data import MNIST, DataLoader, DistributedSampler, TensorDataset
 from minigrad.metrics import classification_report, confusion_matrix
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -30,13 +39,17 @@ def parse_args(description, model, epochs, batch_size, lr):
     p.add_argument("--plot", default=None, metavar="PATH", help="loss/accuracy curves as PNG (needs matplotlib)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N training images (quick runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs, CI)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data parallel over the ranks of `mpiexec -n N` (MPI on cpu, NCCL on cuda); "
+                        "--batch-size stays the global batch, split evenly across the ranks")
     args = p.parse_args()
     args.model = model
     return args
 
 
-def load_data(args):
-    """MNIST prepared for ``args.model`` (see models.prepare); labels int64."""
+def load_data(args, rank=0, world=1):
+    """MNIST prepared for ``args.model`` (see models.prepare); labels int64.  With several
+    ranks, each trains on its shard (a DistributedSampler) with its share of the batch."""
     train, test = MNIST(args.data, train=True), MNIST(args.data, train=False)
 
     def arrays(ds, limit=None):
@@ -44,8 +57,12 @@ def load_data(args):
         y = np.asarray(ds.targets[:limit], dtype=np.int64)
         return mg.tensor(x, device=args.device), mg.tensor(y, device=args.device)
 
-    train_loader = DataLoader(TensorDataset(*arrays(train, args.limit)), batch_size=args.batch_size,
-                              shuffle=True, generator=args.seed)
+    train_set = TensorDataset(*arrays(train, args.limit))
+    if world == 1:
+        train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, generator=args.seed)
+    else:
+        train_loader = DataLoader(train_set, batch_size=args.batch_size // world,
+                                  sampler=DistributedSampler(train_set, world, rank, seed=args.seed))
     test_loader = DataLoader(TensorDataset(*arrays(test)), batch_size=1000)
     return train_loader, test_loader
 
@@ -85,16 +102,23 @@ def evaluate(model, loader):
 
 def run(args):
     """Train ``args.model`` on MNIST, print per-epoch results and final metrics; return test accuracy."""
+    rank, world = start_distributed(args) if args.distributed else (0, 1)
     mg.manual_seed(args.seed)
     model = MODELS[args.model]().to(args.device)
     print(model)
+    if args.distributed:
+        model = nn.parallel.DistributedDataParallel(model)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
-    train_loader, test_loader = load_data(args)
+    train_loader, test_loader = load_data(args, rank, world)
     history = {"train_loss": [], "train_acc": [], "test_loss": [], "test_acc": []}
     for epoch in range(1, args.epochs + 1):
+        if world > 1:
+            train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
         train_loss, train_acc = train_epoch(model, optimizer, train_loader, epoch, args.epochs,
-                                            progress=not args.no_progress)
+                                            progress=not args.no_progress and rank == 0)
+        if world > 1:  # every rank saw as many examples: the mean of the ranks' means is the mean
+            train_loss, train_acc = mean_over_ranks(train_loss, train_acc)
         seconds = time.perf_counter() - start
         test_loss, test_acc, preds, targets = evaluate(model, test_loader)
         for k, v in zip(history, (train_loss, train_acc, test_loss, test_acc)):
@@ -107,13 +131,37 @@ def run(args):
     print(confusion)
     print(classification_report(confusion))
     print(f"test accuracy: {test_acc:.4f}")
-    if args.save:
+    if args.save and rank == 0:  # one writer; minigrad.save replaces the file atomically
         mg.save({"model": args.model, "state_dict": model.state_dict(),
                  "history": json.dumps(history)}, args.save)
         print(f"saved model to {args.save}")
-    if args.plot:
+    if args.plot and rank == 0:
         plot_history(history, args.plot)
     return test_acc
+
+
+def start_distributed(args):
+    """Join the job (``mpiexec -n N python ... --distributed``); only rank 0 keeps stdout."""
+    from minigrad import distributed as dist
+
+    dist.init_process_group("mpi" if args.device == "cpu" else "nccl")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    if args.batch_size % world:
+        raise SystemExit(f"--batch-size {args.batch_size} (the global batch) must be a multiple "
+                         f"of the number of ranks, {world}")
+    if rank != 0:
+        sys.stdout = open(os.devnull, "w")  # the other ranks print the same numbers: keep one copy
+    print(f"data parallel: {world} ranks ({args.device}), {args.batch_size // world} examples "
+          f"per rank and step, global batch {args.batch_size}")
+    return rank, world
+
+
+def mean_over_ranks(*values):
+    from minigrad import distributed as dist
+
+    values = np.array(values, dtype=np.float64)
+    dist.all_reduce(values, op="mean")
+    return values.tolist()
 
 
 def plot_history(history, path):

@@ -35,6 +35,31 @@ def device(request):
     return request.param
 
 
+class OnDevice:
+    """The device a module's property tests run on (see ``on_device``), and how to put a NumPy
+    array there: on the CPU sharing its memory (so strided and transposed layouts reach the
+    ops), on the GPU as a copy."""
+
+    name = "cpu"
+
+    def tensor(self, a):
+        return mg.from_numpy(a) if self.name == "cpu" else mg.tensor(a, device=self.name)
+
+
+ON = OnDevice()
+
+
+@pytest.fixture(scope="module", params=DEVICES)
+def on_device(request):
+    """Module-wide device switch for hypothesis tests (a function-scoped fixture would be reset
+    between hypothesis examples): a test module adds ``pytestmark =
+    pytest.mark.usefixtures("on_device")`` and builds its tensors with ``ON.tensor(a)``; every
+    test then runs on the CPU and, where there is a GPU, on the GPU."""
+    ON.name = request.param
+    yield request.param
+    ON.name = "cpu"
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     mg.manual_seed(0)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
+from tests.conftest import ON
 from minigrad.ops import elementwise as E
 from tests.coverage import covers
 from tests.strategies import arrays, broadcast_pair, relayout, separated_pair, shapes
@@ -20,9 +21,13 @@ from tests.strategies import arrays, broadcast_pair, relayout, separated_pair, s
 SMALL = dict(max_dims=3, max_side=3)  # gradgradcheck cost grows with the element count
 
 
+pytestmark = pytest.mark.usefixtures("on_device")  # every test on every device
+
+
 def T(a):
-    """A float64 tensor sharing ``a`` (keeping its memory layout)."""
-    return mg.from_numpy(a)
+    """A float64 tensor with ``a``'s values on the device under test (on the CPU sharing ``a``,
+    memory layout included)."""
+    return ON.tensor(a)
 
 
 def check_forward(fn, ref, *arrays, rtol=1e-12, **params):

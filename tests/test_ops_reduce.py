@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import minigrad as mg
+from tests.conftest import ON
 from tests.coverage import covers
 from tests.strategies import arrays, layouts, relayout, shapes
 
@@ -43,8 +44,11 @@ def np_axis(axis):
     return tuple(axis) if isinstance(axis, (tuple, list)) else axis
 
 
+pytestmark = pytest.mark.usefixtures("on_device")  # every test on every device
+
+
 def t(a, **kw):
-    return mg.from_numpy(a).requires_grad_(kw.get("requires_grad", False))
+    return ON.tensor(a).requires_grad_(kw.get("requires_grad", False))
 
 
 # -- forward against NumPy -------------------------------------------------------------------

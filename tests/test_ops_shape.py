@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
+from tests.conftest import ON
 from minigrad.ops import shape as shape_ops
 from minigrad.ops.shape import index_put, scatter_add
 
@@ -34,9 +35,13 @@ def float_arrays(draw, min_dims=0, max_dims=3, min_side=0, max_side=3, shape=Non
     return a
 
 
+pytestmark = pytest.mark.usefixtures("on_device")  # every test on every device
+
+
 def leaf(a):
-    """A float64 leaf sharing ``a``'s memory (and so its strides)."""
-    t = mg.from_numpy(a)
+    """A float64 leaf with ``a``'s values on the device under test (on the CPU sharing ``a``'s
+    memory, and so its strides)."""
+    t = ON.tensor(a)
     t.requires_grad_(True)
     return t
 

@@ -123,3 +123,21 @@ def test_reduce_lr_on_plateau_matches_torch(kwargs):
         s1.step(m)
         s2.step(m)
         assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), lambda ps: optim.Adam(ps, lr=0.1)])
+def test_optimizer_state_follows_the_parameters_dtype_and_device(make, device):
+    mg.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = make(model.parameters())
+    x = mg.randn(4, 3)
+    for dtype in (np.float32, np.float64):
+        model.to(device=device, dtype=dtype)
+        loss = model(x.to(device=device, dtype=dtype)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()  # the state made in float32 (on the CPU) follows the parameters
+        for p in model.parameters():
+            for v in opt.state[p].values():
+                if isinstance(v, mg.Tensor):
+                    assert v.dtype == np.dtype(dtype) and v.device == p.device

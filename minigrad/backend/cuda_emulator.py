@@ -27,6 +27,7 @@ so out-of-bounds accesses stop the kernel; ``MINIGRAD_EMU_STACK_KB`` sets each t
 gdb; ``MINIGRAD_EMU_CXX`` (or ``CXX``) picks the compiler; ``MINIGRAD_CACHE`` moves the cache.
 """
 import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -112,7 +113,7 @@ class _Toolchain:
             raise EmulatorError(f"the C++ compiler {cxx!r} does not run: {e}") from None
         self.version = version.stdout.splitlines()[0] if version.stdout else cxx
         debug = os.environ.get("MINIGRAD_EMU_DEBUG") == "1"
-        self.flags = ("-O0", "-g") + _FLAGS if debug else ("-O1",) + _FLAGS
+        self.flags = ("-O0", "-g") + _FLAGS if debug else ("-O2",) + _FLAGS
         if os.environ.get("MINIGRAD_EMU_UCONTEXT") == "1":  # the portable context switch
             self.flags += ("-DMGEMU_UCONTEXT",)
         self.identity = "\n".join([str(_ABI_VERSION), self.version, machine.stdout.strip(), " ".join(self.flags)]
@@ -185,35 +186,50 @@ def available():
 _LEXEMES = re.compile(r"""
       "(?:\\.|[^"\\\n])*"                      # string literal
     | (?<![\w'])'(?:\\.|[^'\\\n])+'            # character literal (not a digit separator)
-    | ^[ \t]*\#[^\n]*                          # line marker or #pragma
+    | ^[ \t]*\#[^\n]*                          # #pragma
     | [{};]
     | \b__mgemu_(?:global|shared)__\b          # what __global__ and __shared__ expand to
+    | \b(?:asm|__asm__|__asm)\b                 # inline assembly (PTX cannot run here)
 """, re.X | re.M)
-_LINEMARKER = re.compile(r'[ \t]*#\s*(\d+)\s+"((?:\\.|[^"\\])*)"(.*)')
-_ATTRIBUTE = re.compile(r"__attribute__\s*\(\(")
+_LINEMARKER = re.compile(r'^\#[ \t]*(\d+)[ \t]+"((?:\\.|[^"\\\n])*)"([^\n]*)', re.M)
+_CALL = re.compile(r"([A-Za-z_]\w*)\s*\(")
+_STATEMENT_END = re.compile(r'"(?:\\.|[^"\\])*"|[()\[\]{};]')
+_ATTRIBUTE = re.compile(r"__attribute__\s*\(\(|\balignas\s*\(")
 _SKIPPED_CALLS = {"__attribute__", "__declspec", "alignas", "decltype", "__mgemu_launch_bounds__"}
 _TYPE_WORDS = {"const", "volatile", "unsigned", "signed", "int", "long", "short", "char", "float", "double",
                "bool", "void", "__restrict__", "__restrict", "struct", "class", "typename"}
 
 
-def _closing(text, i, pairs="()"):
-    """Index of the bracket that closes the one at text[i]."""
+_PARENS = re.compile(r'"(?:\\.|[^"\\])*"|[()]')
+
+
+def _closing(text, i):
+    """Index of the parenthesis that closes the one at text[i]."""
     depth = 0
-    for m in re.finditer(r'"(?:\\.|[^"\\])*"|[' + re.escape(pairs) + "]", text[i:]):
+    for m in _PARENS.finditer(text, i):
         ch = m.group(0)
-        if ch == pairs[0]:
+        if ch == "(":
             depth += 1
-        elif ch == pairs[1]:
+        elif ch == ")":
             depth -= 1
             if depth == 0:
-                return i + m.start()
-    raise CompileError(f"unbalanced {pairs[0]} in the preprocessed source near: {text[i:i + 80]!r}")
+                return m.start()
+    raise CompileError(f"unbalanced ( in the preprocessed source near: {text[i:i + 80]!r}")
+
+
+def _attributes(text, start=0, end=None):
+    """(start, end) of each __attribute__((...)) and alignas(...) in text[start:end]."""
+    spans, end = [], len(text) if end is None else end
+    while (m := _ATTRIBUTE.search(text, start, end)):
+        opening = m.end() - 2 if m.group(0).startswith("__attribute__") else m.end() - 1
+        start = _closing(text, opening) + 1
+        spans.append((m.start(), start))
+    return spans
 
 
 def _strip_attributes(text):
-    while (m := _ATTRIBUTE.search(text)):
-        end = _closing(text, m.end() - 2)
-        text = text[:m.start()] + " " + text[end + 1:]
+    for start, end in reversed(_attributes(text)):
+        text = text[:start] + " " + text[end:]
     return text
 
 
@@ -284,8 +300,8 @@ def _scope_of(prefix):
 class _Kernel:
     """A __global__ function found in the source."""
 
-    def __init__(self, name, qualified, params, bounds, linkage):
-        self.name, self.qualified, self.bounds, self.linkage = name, qualified, bounds, linkage
+    def __init__(self, name, qualified, params, bounds):
+        self.name, self.qualified, self.bounds = name, qualified, bounds
         self.param_names = [_param_name(p) for p in _split_top_level(params)] if params.strip() not in ("", "void") else []
 
 
@@ -312,49 +328,63 @@ class _Translation:
         for bounds in re.finditer(r"\b__mgemu_launch_bounds__\s*\(", text):
             self.edits.append((bounds.start(), _closing(text, bounds.end() - 1) + 1, ""))
         for expression in name_expressions:
-            self.kernels[expression] = _Kernel(expression, expression, "", "", "expression")
+            self.kernels[expression] = _Kernel(expression, expression, "", "")
 
     def _walk(self):
-        text, stack, boundary, file, line_base, line_pos = self.text, [], 0, "", 1, 0
-        for m in _LEXEMES.finditer(text):
-            token, start = m.group(0), m.start()
-            if token[0] in "\"'":
+        """Follow the braces and statements of the code that comes from user files (the kernel
+        source and its own headers). System and emulator headers are skipped: no markers are in
+        them, and each one is brace-balanced, so the brace stack is the same with or without them."""
+        text = self.text
+        stack = []  # per open `{`: [(start, end) of the text before it, its scope or None until needed]
+        regions = list(_LINEMARKER.finditer(text)) + [None]
+        for here, following in zip(regions, regions[1:]):
+            file, line_base, flags = here.group(2), int(here.group(1)), here.group(3).split()
+            if "3" in flags or file.startswith("<") or _is_emulator_file(file):
                 continue
-            if token.lstrip().startswith("#"):
-                marker = _LINEMARKER.match(token)
-                if marker:
-                    file, line_base, line_pos = marker.group(2), int(marker.group(1)), m.end() + 1
-                    flags = marker.group(3).split()
-                    if "3" not in flags and not file.startswith("<") and file != "kernel.cu" \
-                            and Path(file).resolve().parent != _EMULATOR_DIR:
-                        self.user_files.add(file)
-                boundary = m.end()
-            elif token == "{":
-                stack.append(_scope_of(text[boundary:start]))
-                boundary = m.end()
-            elif token == "}":
-                if stack:
-                    stack.pop()
-                boundary = m.end()
-            elif token == ";":
-                boundary = m.end()
-            else:
-                line = line_base + text.count("\n", line_pos, start)
-                if token == "__mgemu_global__":
-                    self._kernel(m, boundary, stack)
+            if file != "kernel.cu":
+                self.user_files.add(file)
+            start, end = here.end() + 1, following.start() if following else len(text)
+            boundary = start
+            for m in _LEXEMES.finditer(text, start, end):
+                token, pos = m.group(0), m.start()
+                if token[0] in "\"'":
+                    continue
+                if token == "{":
+                    stack.append([(boundary, pos), None])
+                    boundary = m.end()
+                elif token == "}":
+                    if stack:
+                        stack.pop()
+                    boundary = m.end()
+                elif token == ";" or token.lstrip().startswith("#"):
+                    boundary = m.end()
                 else:
-                    self._shared(m, boundary, stack, file, line)
+                    line = line_base + text.count("\n", start, pos)
+                    scopes = [self._scope(entry) for entry in stack]
+                    if token.startswith(("asm", "__asm")):
+                        raise CompileError(f"{file}:{line}: inline assembly (asm) is PTX for a GPU and cannot run in "
+                                           f"the CUDA emulator; keep it under `#if defined(__CUDA_ARCH__)` (not "
+                                           f"defined here) with plain CUDA C in the #else branch")
+                    if token == "__mgemu_global__":
+                        self._kernel(m, boundary, scopes)
+                    else:
+                        self._shared(m, boundary, scopes, file, line)
 
-    def _kernel(self, m, boundary, stack):
+    def _scope(self, entry):
+        if entry[1] is None:
+            entry[1] = _scope_of(self.text[entry[0][0]:entry[0][1]])
+        return entry[1]
+
+    def _kernel(self, m, boundary, scopes):
         text = self.text
         self.edits.append((m.start(), m.end(), ""))
-        scopes = [kind for kind, _ in stack]
-        if "code" in scopes or "class" in scopes:
+        kinds = [kind for kind, _ in scopes]
+        if "code" in kinds or "class" in kinds:
             return
         prefix = text[boundary:m.start()]
         pos, bounds = m.end(), ""
         while True:
-            call = re.compile(r"([A-Za-z_]\w*)\s*\(").search(text, pos)
+            call = _CALL.search(text, pos)
             if not call:
                 return
             close = _closing(text, call.end() - 1)
@@ -367,31 +397,36 @@ class _Translation:
         if re.search(r"\btemplate\b", prefix):
             self.others.setdefault(name, "template")
             return
-        if not (re.search(r'\bextern\s*"C"', prefix) or "extern C" in scopes):
+        if not (re.search(r'\bextern\s*"C"', prefix) or "extern C" in kinds):
             self.others.setdefault(name, "c++ linkage")
             return
-        qualified = "::".join([n for kind, n in stack if kind == "namespace" and n] + [name])
-        self.kernels[name] = _Kernel(name, qualified, text[call.end():close], bounds, "C")
+        qualified = "::".join([n for kind, n in scopes if kind == "namespace" and n] + [name])
+        self.kernels[name] = _Kernel(name, qualified, text[call.end():close], bounds)
 
-    def _shared(self, m, boundary, stack, file, line):
+    def _shared(self, m, boundary, scopes, file, line):
         text = self.text
         end = m.end()
         depth = 0
-        for s in re.finditer(r'"(?:\\.|[^"\\])*"|[()\[\]{};]', text[end:]):
+        for s in _STATEMENT_END.finditer(text, end):
             ch = s.group(0)
             depth += 1 if ch in "([{" else -1 if ch in ")]}" else 0
             if ch == ";" and depth == 0:
-                semi = end + s.start()
+                semi = s.start()
                 break
         else:
             raise CompileError(f"{file}:{line}: cannot find the end of a __shared__ declaration")
         prefix, declaration = text[boundary:m.start()], text[end:semi]
-        in_function = any(kind == "code" for kind, _ in stack)
+        in_function = any(kind == "code" for kind, _ in scopes)
         if re.search(r"\bextern\b", prefix):
             start = boundary + len(prefix) - len(prefix.lstrip())
             self._dynamic_shared(start, semi, prefix, declaration, file, line)
             return
-        self.edits.append((m.start(), end, "" if re.search(r"\bstatic\b", prefix) else "static"))
+        # `static` goes where __shared__ was, after any alignas(...) of the declaration (standard
+        # attributes must come first)
+        aligns = [(a, b) for a, b in _attributes(text, end, semi) if text.startswith("alignas", a)]
+        static = "" if re.search(r"\bstatic\b", prefix) else "static"
+        self.edits.append((m.start(), end, " ".join([text[a:b] for a, b in aligns] + [static])))
+        self.edits += [(a, b, "") for a, b in aligns]
         notes = []
         for declarator in _split_top_level(declaration):
             name = _declared_name(declarator)
@@ -442,6 +477,11 @@ class _Translation:
             f"{export} int mgemu_num_kernels() {{ return {len(entries)}; }}",
             f"{export} const ::mgemu::KernelDesc* mgemu_kernel(int i) {{ return &__mgemu_table[i]; }}",
             f"{export} const char* mgemu_other_kernels() {{ return {_c_string(others)}; }}", ""])
+
+
+@functools.lru_cache(maxsize=None)
+def _is_emulator_file(file):
+    return Path(file).resolve().parent == _EMULATOR_DIR
 
 
 def _c_string(s):
@@ -525,8 +565,14 @@ def _build(code, options, name_expressions):
                 "-include", str(_EMULATOR_DIR / "cuda_device.h"), "-x", "c++", "kernel.cu", "-o", "kernel.ii"], tmp, "The CUDA source")
         translation = _Translation(Path(tmp, "kernel.ii").read_text(), name_expressions)
         Path(tmp, "module.ii").write_text(translation.result())
+        debug = ()
+        if "-g" in tc.flags:  # a debugger shows kernel.cu from a copy that outlives the build directory
+            sources = tc.cache / f"{source_key}-src"
+            sources.mkdir(exist_ok=True)
+            (sources / "kernel.cu").write_text(code)
+            debug = (f"-fdebug-prefix-map={tmp}={sources}",)
         try:
-            tc.run([f"-std={std}", *tc.flags, "-shared", "-o", "module.so", "module.ii", str(tc.runtime)], tmp,
+            tc.run([f"-std={std}", *tc.flags, *debug, "-shared", "-o", "module.so", "module.ii", str(tc.runtime)], tmp,
                    "The CUDA source")
         except CompileError as e:
             if "<emulator launch table>" in str(e):
@@ -622,6 +668,7 @@ class _Param:
         self.pointee_kind, self.pointee_size, self.pointee_const = desc.pointee_kind, desc.pointee_size, desc.pointee_const
         m = re.search(r"\[with T = (.*)\]$", desc.type_name.decode())
         self.ctype = m.group(1) if m else "?"
+        self.label = f"argument {index} '{name}'".encode()  # how the runtime names it in fault messages
 
     def __str__(self):
         return f"{self.ctype} {self.name}".strip()
@@ -641,6 +688,7 @@ class Function:
         if len(names) != desc.num_params:
             names = [""] * desc.num_params
         self.parameters = tuple(_Param(i, names[i], desc.params[i]) for i in range(desc.num_params))
+        self._slot = max([16] + [(p.size + 15) // 16 * 16 for p in self.parameters])
         self.max_threads_per_block = desc.max_threads or MAX_THREADS_PER_BLOCK
         self._max_dynamic_shared = None
 
@@ -676,12 +724,15 @@ class Function:
         if len(args) != len(self.parameters):
             raise TypeError(f"kernel '{self.name}' takes {len(self.parameters)} arguments "
                             f"({', '.join(map(str, self.parameters))}), but {len(args)} were given")
-        values, arrays, keep = [], [], []
+        check = os.environ.get("MINIGRAD_EMU_CHECK") == "1"
+        values, arrays = [], []
         for param, value in zip(self.parameters, args):
-            values.append(self._pack(param, value, arrays, keep))
-        self._launch(grid, block, shared_mem, shared_limit, values, arrays)
+            values.append(self._pack(param, value, arrays, check))
+        self._launch(grid, block, shared_mem, shared_limit, values, arrays, check)
 
     def _dims(self, what, dims, limits):
+        if type(dims) is tuple and len(dims) == 1 and type(dims[0]) is int and 0 < dims[0] <= limits[0]:
+            return (dims[0], 1, 1)  # the common case, quickly
         if not isinstance(dims, tuple) or not 1 <= len(dims) <= 3 \
                 or not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
             raise TypeError(f"kernel '{self.name}': {what} must be a tuple of 1 to 3 ints (cupy.RawKernel needs a "
@@ -714,31 +765,36 @@ class Function:
     def _where(self, param):
         return f"kernel '{self.name}' argument {param.index} ({param})"
 
-    def _pack(self, param, value, arrays, keep):
-        """The bytes the kernel receives for one argument, after checking it against the parameter."""
+    def _pack(self, param, value, arrays, check):
+        """The bytes the kernel receives for one argument, after checking it against the parameter.
+        Arrays are also listed in `arrays` as (index, writable, address, bytes, label) for the
+        runtime's bounds checks and fault messages."""
         if param.kind == _POINTER:
             if value is None:
                 return bytes(8)
             if not isinstance(value, np.ndarray):
                 raise TypeError(f"{self._where(param)} takes an array, got {type(value).__name__} {value!r}")
             self._check_array(param, value)
-            label = (f"argument {param.index} '{param.name}' ({value.dtype} array of shape {value.shape})").encode()
-            keep.append(label)
-            arrays.append(_ArrayArg(param.index, int(value.flags.writeable), value.ctypes.data, value.nbytes, label))
-            return value.ctypes.data.to_bytes(8, sys.byteorder)
+            address = value.ctypes.data
+            label = param.label
+            if check:  # only then is it likely to be shown
+                label = f"{param.label.decode()} ({value.dtype} array of shape {value.shape})".encode()
+            arrays.append((param.index, int(value.flags.writeable), address, value.nbytes, label))
+            return address.to_bytes(8, sys.byteorder)
         if isinstance(value, np.ndarray):
             raise TypeError(f"{self._where(param)} is passed by value, but got an array (CuPy would pass the "
                             f"array's address as the value)")
-        dtype, how = _scalar_dtype(value)
+        dtype = _scalar_dtype(value)
         if dtype is None:
             raise TypeError(f"{self._where(param)}: cannot pass a {type(value).__name__} to a kernel (pass a NumPy "
                             f"scalar such as numpy.{_suggest(param)}(...))")
         ok_kind = {_FLOAT: "f", _SIGNED: "iu", _UNSIGNED: "iu", _BOOL: "biu"}.get(param.kind, "biufcV")
         if dtype.itemsize != param.size or dtype.kind not in ok_kind:
-            raise TypeError(f"{self._where(param)} is {param.size} bytes of {_kind_name(param.kind)}, but got {how} "
-                            f"({dtype.itemsize} bytes of {dtype}); CuPy would pass those bytes unconverted. "
-                            f"Pass numpy.{_suggest(param)}(...)")
-        return np.asarray(value, dtype=dtype).tobytes()
+            raise TypeError(f"{self._where(param)} takes {param.size} bytes ({_kind_name(param.kind)}), but got "
+                            f"{_describe_scalar(value)}, "
+                            f"{dtype.itemsize} bytes ({dtype}); CuPy would pass those bytes unconverted: pass "
+                            f"numpy.{_suggest(param)}(...)")
+        return (value if isinstance(value, np.generic) else dtype.type(value)).tobytes()
 
     def _check_array(self, param, a):
         if not a.flags.c_contiguous:
@@ -755,20 +811,15 @@ class Function:
             raise TypeError(f"{self._where(param)} got a {a.dtype} array; the kernel would read its bytes as "
                             f"{size}-byte {_kind_name(kind)} (CuPy does not convert arrays)")
 
-    def _launch(self, grid, block, shared_mem, shared_limit, values, arrays):
-        offsets, total = [], 0
-        for v in values:
-            offsets.append(total)
-            total += (len(v) + 15) // 16 * 16
-        storage = ctypes.create_string_buffer(b"".join(v.ljust((len(v) + 15) // 16 * 16, b"\0") for v in values),
-                                              max(total, 16))
+    def _launch(self, grid, block, shared_mem, shared_limit, values, arrays, check):
+        # every value in a 16-byte aligned slot of one buffer; args[i] points at slot i
+        slot = self._slot
+        storage = ctypes.create_string_buffer(b"".join(v.ljust(slot, b"\0") for v in values), slot * len(values) + 16)
         base = ctypes.addressof(storage)
-        pointers = (ctypes.c_void_p * max(len(values), 1))(*[base + o for o in offsets])
+        pointers = (ctypes.c_void_p * max(len(values), 1))(*range(base, base + slot * len(values), slot))
         table = (_ArrayArg * max(len(arrays), 1))(*arrays)
-        desc = _LaunchDesc(ctypes.addressof(self._desc), (ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block),
-                           int(shared_mem), shared_limit, pointers, table, len(arrays),
-                           int(os.environ.get("MINIGRAD_EMU_CHECK", "0") == "1"),
-                           _stack_kb() * 1024)
+        desc = _LaunchDesc(ctypes.addressof(self._desc), grid, block, int(shared_mem), shared_limit, pointers, table,
+                           len(arrays), int(check), _stack_kb() * 1024)
         lib = self.module._lib
         with _launch_lock:
             status = lib.mgemu_launch(ctypes.byref(desc))
@@ -788,22 +839,23 @@ def _stack_kb():
     return int(value)
 
 
+_PYTHON_SCALARS = {bool: np.dtype(np.bool_), float: np.dtype(np.float64), complex: np.dtype(np.complex128)}
+
+
 def _scalar_dtype(value):
     """The dtype CuPy passes a scalar as: NumPy scalars keep theirs, bool -> bool, int -> int64
-    (uint64 from 2**63), float -> float64, complex -> complex128."""
+    (uint64 from 2**63), float -> float64, complex -> complex128; None for anything else."""
     if isinstance(value, np.generic):
-        return value.dtype, f"numpy.{value.dtype}"
-    if isinstance(value, bool):
-        return np.dtype(np.bool_), "a Python bool (passed as bool)"
-    if isinstance(value, int):
-        if not -2**63 <= value < 2**64:
-            return None, ""
-        return np.dtype(np.uint64 if value >= 2**63 else np.int64), "a Python int (CuPy passes it as int64)"
-    if isinstance(value, float):
-        return np.dtype(np.float64), "a Python float (CuPy passes it as float64)"
-    if isinstance(value, complex):
-        return np.dtype(np.complex128), "a Python complex (CuPy passes it as complex128)"
-    return None, ""
+        return value.dtype
+    if type(value) is int:
+        return np.dtype(np.uint64 if value >= 2**63 else np.int64) if -2**63 <= value < 2**64 else None
+    return _PYTHON_SCALARS.get(type(value))
+
+
+def _describe_scalar(value):
+    if isinstance(value, np.generic):
+        return f"numpy.{value.dtype}"
+    return f"a Python {type(value).__name__} (CuPy passes it as {_scalar_dtype(value)})"
 
 
 def _kind_name(kind):
@@ -821,3 +873,72 @@ def _suggest(param):
 def RawKernel(code, name, options=()):
     """One kernel from source, like ``cupy.RawKernel(code, name, options)``."""
     return Module(code, options).get_function(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# `python -m minigrad.backend.cuda_emulator`: is the emulator available, and how fast is it?
+# ---------------------------------------------------------------------------------------------
+_BENCHMARK = r"""
+extern "C" __global__ void scale_f32(const float* x, float* y, float a, long long n) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i < n) y[i] = a * x[i];
+}
+// 256 threads per block: a shared-memory tree, 9 barriers
+extern "C" __global__ void block_sum_f32(const float* x, float* out, long long n) {
+    __shared__ float s[256];
+    long long i = blockIdx.x * 256LL + threadIdx.x;
+    s[threadIdx.x] = i < n ? x[i] : 0.0f;
+    __syncthreads();
+    for (int k = 128; k > 0; k >>= 1) {
+        if (threadIdx.x < k) s[threadIdx.x] += s[threadIdx.x + k];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = s[0];
+}
+// 256 threads per block: shuffles within each warp, one barrier, shuffles in warp 0
+extern "C" __global__ void warp_sum_f32(const float* x, float* out, long long n) {
+    __shared__ float partial[8];
+    long long i = blockIdx.x * 256LL + threadIdx.x;
+    float v = i < n ? x[i] : 0.0f;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+    if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = v;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+        v = threadIdx.x < 8 ? partial[threadIdx.x] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+        if (threadIdx.x == 0) out[blockIdx.x] = v;
+    }
+}
+"""
+
+
+def _benchmark(n=1_000_000, repeat=5):
+    """Best-of-`repeat` times (wall clock and this process's CPU time) of three launches over n
+    float32 elements, 256 threads per block, one thread per element."""
+    import time  # noqa: PLC0415
+
+    module = Module(_BENCHMARK)
+    x = np.random.default_rng(0).random(n, dtype=np.float32)
+    blocks = (n + 255) // 256
+    y, sums = np.empty_like(x), np.empty(blocks, np.float32)
+    cases = [("elementwise y = a*x", "scale_f32", (x, y, np.float32(2), np.int64(n)), lambda: np.allclose(y, 2 * x)),
+             ("block reduction, __syncthreads tree", "block_sum_f32", (x, sums, np.int64(n)), None),
+             ("block reduction, warp shuffles", "warp_sum_f32", (x, sums, np.int64(n)), None)]
+    expected = np.add.reduceat(x.astype(np.float64), np.arange(0, n, 256))
+    for label, name, args, check in cases:
+        fn = module.get_function(name)
+        wall = cpu = float("inf")
+        for _ in range(repeat):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn((blocks,), (256,), args)
+            wall, cpu = min(wall, time.perf_counter() - start), min(cpu, time.process_time() - start_cpu)
+        ok = check() if check else np.allclose(sums, expected, rtol=1e-4)
+        print(f"{label:38s} {n:,d} threads: {wall * 1e3:7.1f} ms wall, {cpu * 1e3:7.1f} ms CPU "
+              f"({n / cpu / 1e6:5.1f} M threads per CPU second){'' if ok else '  WRONG RESULT'}")
+
+
+if __name__ == "__main__":
+    reason = available()
+    print(f"CUDA emulator: {'available' if reason else reason}")
+    if reason:
+        _benchmark()

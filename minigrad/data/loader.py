@@ -74,18 +74,23 @@ class DataLoader:
                   ``apply_batch``.  Not combinable with collate_fn (do it there).
       collate_fn  turns the list of examples into the batch; its result is yielded as is
       device      put batches on this device (default: where the dataset's arrays are)
+      sampler     an iterable of dataset indices giving the order of an epoch (and which
+                  examples are in it), e.g. a DistributedSampler; not combinable with shuffle
 
     Each batch is a tuple of Tensors (one per field; a single Tensor if examples have one
-    field).  Every example appears exactly once per epoch.
+    field).  Every example appears exactly once per epoch (without a sampler).
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, generator=None,
-                 transform=None, collate_fn=None, device=None):
+                 transform=None, collate_fn=None, device=None, sampler=None):
         if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
         if transform is not None and collate_fn is not None:
             raise ValueError("DataLoader: give either transform or collate_fn, not both "
                              "(apply the transform inside your collate_fn)")
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: give either shuffle=True or a sampler, not both "
+                             "(the sampler decides the order; DistributedSampler shuffles itself)")
         if transform is not None and not callable(transform):
             raise TypeError(f"DataLoader: transform must be callable, got {type(transform).__name__}")
         self.dataset = dataset
@@ -95,22 +100,25 @@ class DataLoader:
         self.transform = transform
         self.collate_fn = collate_fn
         self.device = backend.Device(device) if device is not None else None
+        self.sampler = sampler
         # An int seed makes one private stream, so successive epochs differ but runs repeat.
         self._generator = None if generator is None else as_generator(generator)
 
     def __len__(self):
-        n = len(self.dataset)
+        n = len(self.sampler if self.sampler is not None else self.dataset)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _order(self, n):
+        if self.sampler is not None:
+            return np.fromiter(self.sampler, dtype=np.int64)
         if not self.shuffle:
             return np.arange(n, dtype=np.int64)
         gen = self._generator if self._generator is not None else backend.generator("cpu")
         return gen.permutation(n)
 
     def __iter__(self):
-        n = len(self.dataset)
-        order = self._order(n)
+        order = self._order(len(self.dataset))
+        n = len(order)
         bs = self.batch_size
         stop = (n // bs) * bs if self.drop_last else n
         fast = self.collate_fn is None and hasattr(self.dataset, "get_batch")

@@ -97,8 +97,20 @@ class Optimizer:
                 loss = closure()
         for group in self.param_groups:
             _check_grads(type(self).__name__, group["params"])
+            self._state_follows(group["params"])
             self._update_group(group)
         return loss
+
+    def _state_follows(self, params):
+        """Per-parameter state (momentum, Adam's moments) moves to its parameter's device and
+        dtype: after ``model.to("cuda")`` or ``model.double()`` the next step just works."""
+        for p in params:
+            st = self.state.get(p)
+            if not st:
+                continue
+            for v in st.values():
+                if isinstance(v, Tensor) and (type(v.data) is not type(p.data) or v.data.dtype != p.data.dtype):
+                    v.data = backend.to_device(v.data, p.device).astype(p.data.dtype, copy=False)
 
     def _update_group(self, group):
         raise NotImplementedError(f"{type(self).__name__}._update_group")

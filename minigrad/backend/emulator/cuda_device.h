@@ -190,29 +190,34 @@ inline T reduce(int op, const char* file, int line, unsigned mask, T value) {
     return out;
 }
 
+// __reduce_and/or/xor_sync take unsigned only
+inline unsigned reduce_bits(int op, const char* file, int line, unsigned mask, unsigned value) {
+    return reduce<unsigned>(op, file, line, mask, value);
+}
+
 }  // namespace mgemu
 
 #define __syncthreads() ::mgemu::barrier_at(0, 1, __FILE__, __LINE__)
-#define __syncthreads_count(p) ::mgemu::barrier_at(1, (p), __FILE__, __LINE__)
-#define __syncthreads_and(p) ::mgemu::barrier_at(2, (p), __FILE__, __LINE__)
-#define __syncthreads_or(p) ::mgemu::barrier_at(3, (p), __FILE__, __LINE__)
+#define __syncthreads_count(...) ::mgemu::barrier_at(1, (__VA_ARGS__), __FILE__, __LINE__)
+#define __syncthreads_and(...) ::mgemu::barrier_at(2, (__VA_ARGS__), __FILE__, __LINE__)
+#define __syncthreads_or(...) ::mgemu::barrier_at(3, (__VA_ARGS__), __FILE__, __LINE__)
 #define __syncwarp(...) ::mgemu::syncwarp(__FILE__, __LINE__, ##__VA_ARGS__)
 #define __shfl_sync(...) ::mgemu::shuffle(::mgemu::kShflIdx, __FILE__, __LINE__, __VA_ARGS__)
 #define __shfl_up_sync(...) ::mgemu::shuffle(::mgemu::kShflUp, __FILE__, __LINE__, __VA_ARGS__)
 #define __shfl_down_sync(...) ::mgemu::shuffle(::mgemu::kShflDown, __FILE__, __LINE__, __VA_ARGS__)
 #define __shfl_xor_sync(...) ::mgemu::shuffle(::mgemu::kShflXor, __FILE__, __LINE__, __VA_ARGS__)
-#define __ballot_sync(mask, p) ::mgemu::vote(::mgemu::kBallot, __FILE__, __LINE__, (mask), (p))
-#define __any_sync(mask, p) static_cast<int>(::mgemu::vote(::mgemu::kAny, __FILE__, __LINE__, (mask), (p)))
-#define __all_sync(mask, p) static_cast<int>(::mgemu::vote(::mgemu::kAll, __FILE__, __LINE__, (mask), (p)))
-#define __activemask() ::mgemu::active_mask()
-#define __match_any_sync(mask, v) ::mgemu::match(::mgemu::kMatchAny, __FILE__, __LINE__, (mask), (v))
-#define __match_all_sync(mask, v, pred) ::mgemu::match(::mgemu::kMatchAll, __FILE__, __LINE__, (mask), (v), (pred))
-#define __reduce_add_sync(mask, v) ::mgemu::reduce(::mgemu::kReduceAdd, __FILE__, __LINE__, (mask), (v))
-#define __reduce_min_sync(mask, v) ::mgemu::reduce(::mgemu::kReduceMin, __FILE__, __LINE__, (mask), (v))
-#define __reduce_max_sync(mask, v) ::mgemu::reduce(::mgemu::kReduceMax, __FILE__, __LINE__, (mask), (v))
-#define __reduce_and_sync(mask, v) ::mgemu::reduce(::mgemu::kReduceAnd, __FILE__, __LINE__, (mask), static_cast<unsigned>(v))
-#define __reduce_or_sync(mask, v) ::mgemu::reduce(::mgemu::kReduceOr, __FILE__, __LINE__, (mask), static_cast<unsigned>(v))
-#define __reduce_xor_sync(mask, v) ::mgemu::reduce(::mgemu::kReduceXor, __FILE__, __LINE__, (mask), static_cast<unsigned>(v))
+#define __ballot_sync(...) ::mgemu::vote(::mgemu::kBallot, __FILE__, __LINE__, __VA_ARGS__)
+#define __any_sync(...) static_cast<int>(::mgemu::vote(::mgemu::kAny, __FILE__, __LINE__, __VA_ARGS__))
+#define __all_sync(...) static_cast<int>(::mgemu::vote(::mgemu::kAll, __FILE__, __LINE__, __VA_ARGS__))
+#define __activemask() ::mgemu::vote(::mgemu::kActiveMask, __FILE__, __LINE__, 0xffffffffu, 1)
+#define __match_any_sync(...) ::mgemu::match(::mgemu::kMatchAny, __FILE__, __LINE__, __VA_ARGS__)
+#define __match_all_sync(...) ::mgemu::match(::mgemu::kMatchAll, __FILE__, __LINE__, __VA_ARGS__)
+#define __reduce_add_sync(...) ::mgemu::reduce(::mgemu::kReduceAdd, __FILE__, __LINE__, __VA_ARGS__)
+#define __reduce_min_sync(...) ::mgemu::reduce(::mgemu::kReduceMin, __FILE__, __LINE__, __VA_ARGS__)
+#define __reduce_max_sync(...) ::mgemu::reduce(::mgemu::kReduceMax, __FILE__, __LINE__, __VA_ARGS__)
+#define __reduce_and_sync(...) ::mgemu::reduce_bits(::mgemu::kReduceAnd, __FILE__, __LINE__, __VA_ARGS__)
+#define __reduce_or_sync(...) ::mgemu::reduce_bits(::mgemu::kReduceOr, __FILE__, __LINE__, __VA_ARGS__)
+#define __reduce_xor_sync(...) ::mgemu::reduce_bits(::mgemu::kReduceXor, __FILE__, __LINE__, __VA_ARGS__)
 
 // Memory fences: with one CPU thread every write is seen at once; only the compiler must not
 // move memory accesses across them.
@@ -522,58 +527,6 @@ inline double __uint2double_rn(unsigned int v) { return static_cast<double>(v); 
 inline double __ll2double_rn(long long int v) { return static_cast<double>(v); }
 inline double __ull2double_rn(unsigned long long int v) { return static_cast<double>(v); }
 inline float __double2float_rn(double v) { return static_cast<float>(v); }
-
-// ----------------------------------------------------------------------------------------
-// Constants (CUDA's math_constants.h names)
-// ----------------------------------------------------------------------------------------
-#define CUDART_INF_F __builtin_huge_valf()
-#define CUDART_NAN_F __builtin_nanf("")
-#define CUDART_INF __builtin_huge_val()
-#define CUDART_NAN __builtin_nan("")
-#define CUDART_ZERO_F 0.0f
-#define CUDART_ONE_F 1.0f
-#define CUDART_NEG_ZERO_F (-0.0f)
-#define CUDART_ZERO 0.0
-#define CUDART_ONE 1.0
-#define CUDART_NEG_ZERO (-0.0)
-#define CUDART_MAX_NORMAL_F 3.40282347e+38f
-#define CUDART_NORM_HUGE_F 3.402823466e+38f
-#define CUDART_MIN_DENORM_F 1.40129846e-45f
-#define CUDART_MIN_DENORM 4.9406564584124654e-324
-#define CUDART_PI_F 3.141592654f
-#define CUDART_PI 3.1415926535897931e+0
-#define CUDART_PIO2_F 1.570796327f
-#define CUDART_PIO2 1.5707963267948966e+0
-#define CUDART_PIO4_F 0.785398163f
-#define CUDART_PIO4 7.8539816339744828e-1
-#define CUDART_2_OVER_PI_F 0.636619772f
-#define CUDART_2_OVER_PI 6.3661977236758138e-1
-#define CUDART_SQRT_HALF_F 0.707106781f
-#define CUDART_SQRT_HALF 7.0710678118654757e-1
-#define CUDART_SQRT_TWO_F 1.414213562f
-#define CUDART_SQRT_TWO 1.4142135623730951e+0
-#define CUDART_SQRT_2_OVER_PI_F 0.797884561f
-#define CUDART_SQRT_2_OVER_PI 7.9788456080286541e-1
-#define CUDART_SQRT_PIO2 1.2533141373155003e+0
-#define CUDART_SQRT_2PI 2.5066282746310002e+0
-#define CUDART_THIRD_F 0.333333333f
-#define CUDART_THIRD 3.3333333333333333e-1
-#define CUDART_L2E_F 1.442695041f
-#define CUDART_L2E 1.4426950408889634e+0
-#define CUDART_L2T_F 3.321928094f
-#define CUDART_LG2_F 0.301029996f
-#define CUDART_LG2 3.0102999566398120e-1
-#define CUDART_LGE_F 0.434294482f
-#define CUDART_LN2_F 0.693147181f
-#define CUDART_LN2 6.9314718055994529e-1
-#define CUDART_LNT_F 2.302585093f
-#define CUDART_LNT 2.3025850929940459e+0
-#define CUDART_TWO_TO_23_F 8388608.0f
-#define CUDART_TWO_TO_24_F 16777216.0f
-#define CUDART_TWO_TO_31_F 2147483648.0f
-#define CUDART_TWO_TO_32_F 4294967296.0f
-#define CUDART_TWO_TO_52 4503599627370496.0
-#define CUDART_TWO_TO_53 9007199254740992.0
 
 // ----------------------------------------------------------------------------------------
 // Odds and ends

@@ -42,8 +42,9 @@ constexpr unsigned kWarp = 32;
 constexpr unsigned char kGarbage = 0xFF;  // uninitialised memory reads as NaN (floats) or -1 (ints)
 
 // ---------------------------------------------------------------------------------------
-// Fibers: a stack plus a saved context. On x86-64 the switch is a dozen instructions (the
-// callee-saved registers and the FP control words); elsewhere ucontext does the job (slower:
+// Fibers: a stack plus a saved context. On x86-64 the switch saves the callee-saved registers
+// and the stack pointer (the FP control words are left alone: kernels do not change rounding
+// modes, and every fiber runs on the same OS thread); elsewhere ucontext does the job (slower:
 // swapcontext makes a system call).
 // ---------------------------------------------------------------------------------------
 #if defined(__x86_64__) && !defined(MGEMU_UCONTEXT)
@@ -61,14 +62,8 @@ mgemu_switch_context:
     pushq %r13
     pushq %r14
     pushq %r15
-    subq $8, %rsp
-    stmxcsr (%rsp)
-    fnstcw 4(%rsp)
     movq %rsp, (%rdi)
     movq %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw 4(%rsp)
-    addq $8, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -84,21 +79,14 @@ struct Context {
 };
 
 void context_start(Context& c, char* stack_lo, std::size_t size, void (*entry)()) {
-    // Build the frame mgemu_switch_context pops: FP control words, six registers, then `ret`
-    // jumps to entry with the stack aligned as if entry had been called.
+    // Build the frame mgemu_switch_context pops: six registers, then `ret` jumps to entry with
+    // the stack aligned as if entry had been called.
     auto* top = reinterpret_cast<std::uint64_t*>(
         (reinterpret_cast<std::uintptr_t>(stack_lo + size)) & ~std::uintptr_t(15));
     top[-1] = 0;  // entry's return address: it never returns
     top[-2] = reinterpret_cast<std::uint64_t>(entry);
     for (int i = 3; i <= 8; ++i) top[-i] = 0;  // rbp rbx r12 r13 r14 r15
-    std::uint32_t mxcsr;
-    std::uint16_t fpucw;
-    asm volatile("stmxcsr %0" : "=m"(mxcsr));
-    asm volatile("fnstcw %0" : "=m"(fpucw));
-    auto* words = reinterpret_cast<unsigned char*>(&top[-9]);
-    std::memcpy(words, &mxcsr, 4);
-    std::memcpy(words + 4, &fpucw, 2);
-    c.sp = &top[-9];
+    c.sp = &top[-8];
 }
 
 inline void context_switch(Context& from, Context& to) { mgemu_switch_context(&from.sp, to.sp); }
@@ -182,6 +170,13 @@ struct Fault {
     Thread* thread;
 };
 
+struct WarpState {         // bit i = lane i
+    unsigned live;         // exists and has not exited
+    unsigned at_call;      // waits at a warp collective
+    unsigned at_active;    // ... which is __activemask()
+    unsigned at_barrier;   // waits at a block barrier
+};
+
 struct Launch {
     const LaunchDesc* desc = nullptr;
     const KernelDesc* kernel = nullptr;
@@ -190,6 +185,8 @@ struct Launch {
     unsigned num_threads = 0;
     unsigned live = 0;
     unsigned at_barrier = 0;
+    std::vector<WarpState> warps;
+    unsigned scan = 0;                   // id of the running thread
     Thread* current = nullptr;
     Context scheduler;
     std::uint64_t id = 0;
@@ -284,7 +281,20 @@ void fiber_main();
 inline unsigned warp_of(const Thread& t) { return t.linear / kWarp; }
 inline unsigned lane_of(const Thread& t) { return t.linear % kWarp; }
 
-void resume(Thread& t) {
+// The scheduler's pass over the block: threads run in id order, each until it exits or waits;
+// L.scan is the id of the thread running now. Whoever stops running (a thread that exits or
+// waits) hands over directly to the next thread of the pass that can run, so the scheduler's
+// own loop (run_block) only starts passes and detects deadlocks.
+int next_runnable(unsigned from) {
+    for (unsigned i = from; i < L.num_threads; ++i)
+        if (L.threads[i].state == kNotStarted || L.threads[i].state == kRunnable) return static_cast<int>(i);
+    return -1;
+}
+
+// Make `t` the running thread (its fiber is started if it has none yet).
+Thread& enter(unsigned id) {
+    Thread& t = L.threads[id];
+    L.scan = id;
     L.current = &t;
     thread_idx = t.idx;
     if (!t.fiber) {
@@ -292,32 +302,47 @@ void resume(Thread& t) {
         context_start(t.fiber->context, t.fiber->stack(), t.fiber->stack_bytes(), fiber_main);
     }
     t.state = kRunning;
-    context_switch(L.scheduler, t.fiber->context);
-    L.current = nullptr;
+    return t;
 }
 
-// The running thread waits: back to the scheduler until someone marks it runnable.
-void wait_here(Thread& t) {
-    context_switch(t.fiber->context, L.scheduler);
-    t.state = kRunning;  // resumed
+// Leave the fiber whose context is `self` for the next thread of the pass, or for the scheduler.
+void hand_over(Context& self) {
+    if (L.interrupted) stop(kInterrupted, where_block() + ": interrupted");
+    int next = next_runnable(L.scan + 1);
+    if (next >= 0) context_switch(self, enter(static_cast<unsigned>(next)).fiber->context);
+    else context_switch(self, L.scheduler);
 }
 
+// The running thread waits until another thread marks it runnable (and enters it again).
+void wait_here(Thread& t) { hand_over(t.fiber->context); }
+
+void thread_exited(Thread& t);
+
+// Every fiber runs this. When its thread exits, the next thread of the pass that has not started
+// yet simply runs on the same stack (no context switch: elementwise kernels never switch).
 void fiber_main() {
-    Thread* t = L.current;
-    L.kernel->invoke(L.args);
-    t->state = kExited;
-    context_switch(t->fiber->context, L.scheduler);
-    std::abort();  // an exited thread is never resumed
+    for (;;) {
+        Thread* t = L.current;
+        L.kernel->invoke(L.args);
+        Fiber* f = t->fiber;
+        t->state = kExited;
+        t->fiber = nullptr;
+        thread_exited(*t);
+        int next = next_runnable(L.scan + 1);
+        if (next >= 0 && L.threads[next].state == kNotStarted && !L.interrupted) {
+            L.threads[next].fiber = f;
+            enter(static_cast<unsigned>(next));
+            continue;
+        }
+        // Nothing runs on this stack any more (it is restarted from scratch when reused). The next
+        // thread of the pass, if any, already has a stack of its own: one that had not started
+        // would have been chained above, so hand_over does not hand this stack out while it runs.
+        free_fibers.push_back(f);
+        hand_over(f->context);
+    }
 }
 
-unsigned live_lanes(unsigned warp) {
-    unsigned mask = 0;
-    for (unsigned lane = 0; lane < kWarp; ++lane) {
-        unsigned id = warp * kWarp + lane;
-        if (id < L.num_threads && L.threads[id].state != kExited) mask |= 1u << lane;
-    }
-    return mask;
-}
+inline unsigned lane_bit(const Thread& t) { return 1u << (t.linear % kWarp); }
 
 const char* op_name(int op) {
     switch (op) {
@@ -337,6 +362,7 @@ const char* op_name(int op) {
         case kReduceAnd: return "__reduce_and_sync";
         case kReduceOr: return "__reduce_or_sync";
         case kReduceXor: return "__reduce_xor_sync";
+        case kActiveMask: return "__activemask";
     }
     return "a warp collective";
 }
@@ -359,18 +385,36 @@ std::string describe_wait(const Thread& t) {
     return "?";
 }
 
-// "threads 0-31 wait at ...", one line per run of consecutive threads doing the same thing.
+// One line per distinct wait, listing the threads compactly: "threads 0-15, 32-47: wait at ...".
 std::string describe_threads(const std::vector<unsigned>& ids) {
+    std::vector<std::string> whats;
+    std::vector<std::vector<unsigned>> who;
+    for (unsigned id : ids) {
+        std::string what = describe_wait(L.threads[id]);
+        std::size_t k = 0;
+        while (k < whats.size() && whats[k] != what) ++k;
+        if (k == whats.size()) {
+            whats.push_back(what);
+            who.emplace_back();
+        }
+        who[k].push_back(id);
+    }
     std::string out;
-    std::size_t i = 0;
-    while (i < ids.size()) {
-        std::string what = describe_wait(L.threads[ids[i]]);
-        std::size_t j = i;
-        while (j + 1 < ids.size() && ids[j + 1] == ids[j] + 1 && describe_wait(L.threads[ids[j + 1]]) == what) ++j;
-        if (i == j) out += format("\n  thread %u: ", ids[i]);
-        else out += format("\n  threads %u-%u: ", ids[i], ids[j]);
-        out += what;
-        i = j + 1;
+    for (std::size_t k = 0; k < whats.size(); ++k) {
+        const std::vector<unsigned>& g = who[k];
+        std::string list;
+        int runs = 0;
+        for (std::size_t i = 0; i < g.size();) {
+            std::size_t j = i;
+            while (j + 1 < g.size() && g[j + 1] == g[j] + 1) ++j;
+            if (++runs > 8) {
+                list += ", ...";
+                break;
+            }
+            list += (list.empty() ? "" : ", ") + (i == j ? std::to_string(g[i]) : format("%u-%u", g[i], g[j]));
+            i = j + 1;
+        }
+        out += format("\n  %s %s (%zu): %s", g.size() == 1 ? "thread" : "threads", list.c_str(), g.size(), whats[k].c_str());
     }
     if (block_dim.y > 1 || block_dim.z > 1) out += "\n  (thread numbers are linear ids: x + y*blockDim.x + z*blockDim.x*blockDim.y)";
     return out;
@@ -405,7 +449,8 @@ void release_barrier() {
     for (const Thread& t : L.threads) {
         if (t.state != kAtBarrier) continue;
         if (!first) first = &t;
-        if (t.barrier_kind != first->barrier_kind || t.line != first->line || std::strcmp(t.file, first->file) != 0)
+        if (t.barrier_kind != first->barrier_kind || t.line != first->line ||
+            (t.file != first->file && std::strcmp(t.file, first->file) != 0))
             stop(kDeadlock, where_block() +
                                 ": the threads of the block wait at different barriers, which CUDA does not allow "
                                 "(every live thread must reach the same __syncthreads(); it is undefined behaviour "
@@ -422,6 +467,7 @@ void release_barrier() {
         t.barrier_result = result;
     }
     L.at_barrier = 0;
+    for (WarpState& w : L.warps) w.at_barrier = 0;
 }
 
 // Which lane a shuffle reads from, as the PTX ISA defines shfl.sync (CUDA's __shfl*_sync pass
@@ -478,12 +524,13 @@ void complete_warp_call(unsigned warp, unsigned group) {
     const WarpCall& proto = *members[__builtin_ctz(group)]->call;
     int op = proto.op;
     unsigned votes = 0;
-    for (unsigned lane = 0; lane < kWarp; ++lane)
-        if (members[lane]) {
-            int pred;
-            std::memcpy(&pred, members[lane]->call->value, sizeof pred);
-            if (pred) votes |= 1u << lane;
-        }
+    if (op == kBallot || op == kAny || op == kAll)
+        for (unsigned lane = 0; lane < kWarp; ++lane)
+            if (members[lane]) {
+                int pred;
+                std::memcpy(&pred, members[lane]->call->value, sizeof pred);
+                if (pred) votes |= 1u << lane;
+            }
     switch (op) {
         case kShflIdx: case kShflUp: case kShflDown: case kShflXor:
             for (unsigned lane = 0; lane < kWarp; ++lane) {
@@ -540,23 +587,21 @@ void complete_warp_call(unsigned warp, unsigned group) {
     }
     for (unsigned lane = 0; lane < kWarp; ++lane)
         if (members[lane]) members[lane]->state = kRunnable;
+    L.warps[warp].at_call &= ~group;
 }
 
 bool same_call(const WarpCall& a, const WarpCall& b) {
-    return a.op == b.op && a.mask == b.mask && a.line == b.line && std::strcmp(a.file, b.file) == 0;
+    return a.op == b.op && a.mask == b.mask && a.line == b.line && (a.file == b.file || std::strcmp(a.file, b.file) == 0);
 }
 
 // Release the warp call that waits for `mask` in `warp` if every live lane of the mask is there.
 void try_complete(unsigned warp, unsigned mask) {
-    unsigned group = mask & live_lanes(warp);
-    if (!group) return;
-    const WarpCall* proto = nullptr;
-    for (unsigned lane = 0; lane < kWarp; ++lane) {
-        if (!(group & (1u << lane))) continue;
-        const Thread& t = L.threads[warp * kWarp + lane];
-        if (t.state != kAtWarp) return;  // not there yet (or stuck elsewhere: the deadlock check reports it)
-        if (!proto) proto = t.call;
-    }
+    const WarpState& w = L.warps[warp];
+    unsigned group = mask & w.live;
+    // not there yet (or stuck elsewhere: the deadlock check reports it); lanes at __activemask()
+    // have not reached this call yet either
+    if (!group || (group & ~(w.at_call & ~w.at_active))) return;
+    const WarpCall* proto = L.threads[warp * kWarp + __builtin_ctz(group)].call;
     for (unsigned lane = 0; lane < kWarp; ++lane) {
         if (!(group & (1u << lane))) continue;
         if (!same_call(*L.threads[warp * kWarp + lane].call, *proto)) {
@@ -573,16 +618,43 @@ void try_complete(unsigned warp, unsigned mask) {
     complete_warp_call(warp, group);
 }
 
+// __activemask() has no mask to wait for. A GPU answers with the lanes that execute it together;
+// here a lane waits until every live lane of its warp is waiting somewhere (or has exited), and
+// the answer is the lanes that reached the same __activemask() call by then.
+void try_complete_active(unsigned warp) {
+    WarpState& w = L.warps[warp];
+    if (!w.at_active || (w.live & ~(w.at_call | w.at_barrier))) return;  // some lane still runs
+    unsigned at_call = w.at_active;
+    while (at_call) {
+        const WarpCall& first = *L.threads[warp * kWarp + __builtin_ctz(at_call)].call;
+        unsigned same = 0;
+        for (unsigned lane = 0; lane < kWarp; ++lane)
+            if ((at_call & (1u << lane)) && same_call(*L.threads[warp * kWarp + lane].call, first)) same |= 1u << lane;
+        for (unsigned lane = 0; lane < kWarp; ++lane) {
+            if (!(same & (1u << lane))) continue;
+            Thread& t = L.threads[warp * kWarp + lane];
+            std::memcpy(t.call->result, &same, sizeof same);
+            t.state = kRunnable;
+        }
+        w.at_call &= ~same;
+        w.at_active &= ~same;
+        at_call &= ~same;
+    }
+}
+
 // A thread exited: it may have been the last one a barrier or a warp call waited for.
 void thread_exited(Thread& t) {
-    free_fibers.push_back(t.fiber);
-    t.fiber = nullptr;
     --L.live;
     if (L.live > 0 && L.at_barrier == L.live) release_barrier();
     unsigned warp = warp_of(t);
-    for (unsigned lane = 0; lane < kWarp; ++lane) {
-        unsigned id = warp * kWarp + lane;
-        if (id < L.num_threads && L.threads[id].state == kAtWarp) try_complete(warp, L.threads[id].call->mask);
+    WarpState& w = L.warps[warp];
+    w.live &= ~lane_bit(t);
+    try_complete_active(warp);
+    unsigned waiting = w.at_call & ~w.at_active;
+    while (waiting) {
+        unsigned lane = static_cast<unsigned>(__builtin_ctz(waiting));
+        try_complete(warp, L.threads[warp * kWarp + lane].call->mask);
+        waiting &= ~(1u << lane) & w.at_call;  // a completion may have released others too
     }
 }
 
@@ -594,20 +666,16 @@ void run_block() {
         t.fiber = nullptr;
         t.call = nullptr;
     }
+    L.warps.assign((n + kWarp - 1) / kWarp, WarpState{0xffffffffu, 0, 0, 0});
+    if (n % kWarp) L.warps.back().live = (1u << (n % kWarp)) - 1;
     L.live = n;
     L.at_barrier = 0;
-    for (;;) {
-        bool ran = false;
-        for (unsigned i = 0; i < n; ++i) {
-            Thread& t = L.threads[i];
-            if (t.state != kNotStarted && t.state != kRunnable) continue;
-            resume(t);
-            ran = true;
-            if (t.state == kExited) thread_exited(t);
-            if (L.interrupted) stop(kInterrupted, where_block() + ": interrupted");
-        }
-        if (L.live == 0) break;
-        if (!ran) report_deadlock();
+    while (L.live > 0) {
+        int first = next_runnable(0);
+        if (first < 0) report_deadlock();
+        context_switch(L.scheduler, enter(static_cast<unsigned>(first)).fiber->context);
+        L.current = nullptr;
+        if (L.interrupted) stop(kInterrupted, where_block() + ": interrupted");
     }
 }
 
@@ -847,6 +915,8 @@ int block_barrier(int kind, int predicate, const char* file, int line) {
     t->file = file;
     t->line = line;
     t->state = kAtBarrier;
+    L.warps[warp_of(*t)].at_barrier |= lane_bit(*t);
+    try_complete_active(warp_of(*t));
     if (++L.at_barrier == L.live) release_barrier();
     if (t->state == kAtBarrier) wait_here(*t);
     else t->state = kRunning;
@@ -866,7 +936,10 @@ void warp_collective(WarpCall* call) {
                                               op_name(call->op), call->file, call->line, call->width));
     t->call = call;
     t->state = kAtWarp;
-    try_complete(warp, call->mask);
+    L.warps[warp].at_call |= 1u << lane;
+    if (call->op == kActiveMask) L.warps[warp].at_active |= 1u << lane;
+    try_complete_active(warp);
+    if (call->op != kActiveMask) try_complete(warp, call->mask);
     if (t->state == kAtWarp) wait_here(*t);
     else t->state = kRunning;
 }
@@ -906,8 +979,6 @@ SharedNote::SharedNote(const volatile void* address, std::size_t bytes, const ch
 void kernel_fail(const char* message, const char* file, int line) {
     stop(kFault, where_thread(L.current) + ": " + message + format(" (%s:%d)", file, line));
 }
-
-unsigned int active_mask() { return live_lanes(warp_of(*L.current)); }
 
 long long int clock64() { return ++clock_counter; }
 

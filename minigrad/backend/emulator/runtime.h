@@ -47,6 +47,7 @@ enum WarpOp : int {
     kShflIdx, kShflUp, kShflDown, kShflXor,
     kBallot, kAny, kAll, kSyncWarp, kMatchAny, kMatchAll,
     kReduceAdd, kReduceMin, kReduceMax, kReduceAnd, kReduceOr, kReduceXor,
+    kActiveMask,
 };
 
 struct WarpCall {
@@ -81,7 +82,6 @@ struct SharedNote {
 // Stops the launch: the Python call raises KernelError with this message.
 [[noreturn]] void kernel_fail(const char* message, const char* file, int line);
 
-unsigned int active_mask();
 long long int clock64();
 
 // --- the launch table (generated per module) ---------------------------------------------
