@@ -47,7 +47,7 @@ def batches(steps, batch, seed=0):
     except Exception as exc:
         t = CONFIG["block_size"]
         ids = [rng.integers(0, CONFIG["vocab_size"], (batch, t + 1)) for _ in range(steps)]
-        return [(a[:, :-1], a[:, 1:]) for a in ids], f"random ids ({type(exc).__name__})"
+        return [(a[:, :-1].copy(), a[:, 1:].copy()) for a in ids], f"random ids ({type(exc).__name__})"
 
 
 def minigrad_steps(data, args):
@@ -106,7 +106,7 @@ def torch_steps(data, args):
         def forward(self, idx, targets):
             x = self.tok(idx) + self.pos(torch.arange(idx.shape[1]))
             logits = self.head(self.ln_f(self.blocks(x)))
-            return F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,7 +1,8 @@
 """scaled_dot_product_attention (minigrad/ops/attention.py): the fused op against PyTorch
 (float64, tight tolerances) on random shapes, causal or not, with bool / float / no masks and
 broadcast batch dimensions; gradcheck and gradgradcheck; dropout; fully masked rows; errors;
-the numba kernels (serial and parallel) and every kernel table against reference.py."""
+the op through each CPU kernel table; the kernels' shape checks.  (The CUDA C kernels:
+tests/test_cuda_attention.py; every table against reference.py: tests/test_kernels_contract.py.)"""
 import numpy as np
 import pytest
 from hypothesis import given
@@ -187,40 +188,6 @@ def test_attention_errors():
 
 
 # -- the kernels ------------------------------------------------------------------------------
-
-
-def _kernel_case(rng, dtype, mask_kind, causal, dropout):
-    b, tq, tk, d, dv = 5, 6, 7 if not causal else 9, 4, 3
-    q, k, v = (rng.standard_normal(s).astype(dtype) for s in ((b, tq, d), (b, tk, d), (b, tk, dv)))
-    mask = None
-    if mask_kind == "shared":
-        mask = np.where(rng.random((1, tq, tk)) > 0.3, 0.0, -np.inf).astype(dtype)
-        mask[0, 2] = -np.inf  # a fully masked row
-    elif mask_kind == "per-batch":
-        mask = rng.standard_normal((b, 1, tk)).astype(dtype)
-    return q, k, v, mask, causal, 0.7, (0.3 if dropout else 0.0), 12345, 7
-
-
-@pytest.mark.parametrize("parallel", [False, True])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("mask_kind,causal,dropout", [("none", False, False), ("none", True, False),
-                                                       ("shared", False, True), ("per-batch", False, False),
-                                                       ("per-batch", False, True)])
-def test_numba_attention_kernels_match_reference(monkeypatch, parallel, dtype, mask_kind, causal, dropout):
-    if not C.use_numba():
-        pytest.skip("numba is disabled")
-    monkeypatch.setattr(C, "_PARALLEL_WORK", 0 if parallel else 1 << 62)
-    args = _kernel_case(np.random.default_rng(0), dtype, mask_kind, causal, dropout)
-    tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
-    with np.errstate(invalid="ignore"):
-        (out, lse), (ref_out, ref_lse) = C.attention_forward(*args), R.attention_forward(*args)
-    np.testing.assert_allclose(out, ref_out, **tol)
-    np.testing.assert_allclose(lse, ref_lse, **tol)
-    g = np.random.default_rng(1).standard_normal(out.shape).astype(dtype)
-    grads = C.attention_backward(g, *args[:3], ref_out, ref_lse, *args[3:])
-    for a, b in zip(grads, R.attention_backward(g, *args[:3], ref_out, ref_lse, *args[3:])):
-        assert a.dtype == dtype
-        np.testing.assert_allclose(a, b, **tol)
 
 
 @pytest.mark.parametrize("table", ["reference", "cpu"])

@@ -663,8 +663,10 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
 
 
 # ======================================================================================
-# Transformer kernels (issue 10): layer norm rows and fused attention, numba versions of
-# reference.layer_norm_* and reference.attention_* (same math; docs/derivations/).
+# Layer norm rows (issue 10): numba versions of reference.layer_norm_* (same math;
+# docs/derivations/layernorm.md), one pass over each row for the statistics and one for the
+# output.  (Attention stays reference.attention_*: its products are BLAS calls and its exp a
+# vectorised NumPy call, which measured faster on the CPU than numba loops with scalar exp.)
 # ======================================================================================
 
 # Rows per partial sum of the layer-norm weight gradients: fixed (not per thread), so the
@@ -673,7 +675,8 @@ _LN_CHUNK = 64
 # Each kernel below is compiled twice, serial and parallel (prange).  A parallel launch hands
 # the work to numba's worker threads and waits for them: worth it for big launches only, and
 # on a machine busy with other processes the hand-over itself can take milliseconds.
-_PARALLEL_WORK = 1 << 20  # multiply-adds
+_PARALLEL_WORK = 1 << 20  # elements
+_FAST_MATH = {"reassoc", "contract"}  # vectorised sums; inf and NaN keep their meaning
 
 
 def _pick(kernels, work):
@@ -688,10 +691,8 @@ def _both(fn):
     so two variants of one function would overwrite each other's cached machine code."""
     twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel", fn.__defaults__, fn.__closure__)
     twin.__qualname__ = fn.__qualname__ + "_parallel"
-    return njit(cache=True, fastmath=_ATTN_MATH)(fn), njit(parallel=True, cache=True, fastmath=_ATTN_MATH)(twin)
+    return njit(cache=True, fastmath=_FAST_MATH)(fn), njit(parallel=True, cache=True, fastmath=_FAST_MATH)(twin)
 
-
-_ATTN_MATH = {"reassoc", "contract"}  # vectorised sums; inf and NaN keep their meaning
 
 if numba is not None:
     def _layer_norm_fwd_py(x, w, b, eps, y, mean, rstd, affine_w, affine_b):
@@ -740,95 +741,7 @@ if numba is not None:
                     gw = gr[j] * w[j] if affine_w else gr[j]
                     out[j] = rs * (gw - a - xh * c2)
 
-    @njit(cache=True, fastmath=_ATTN_MATH)
-    def _attn_row_scores(q, k, b, i, mask, use_mask, jmax, scale, s):
-        """s[j] = scale q_i . k_j + mask_ij for j < jmax; returns the row maximum."""
-        d = q.shape[2]
-        mb = b if mask.shape[0] > 1 else np.int64(0)
-        mi = i if mask.shape[1] > 1 else np.int64(0)
-        full = mask.shape[2] > 1
-        best = -np.inf
-        for j in range(jmax):
-            acc = 0.0
-            for t in range(d):
-                acc += q[b, i, t] * k[b, j, t]
-            v = acc * scale
-            if use_mask:
-                v += mask[mb, mi, j if full else 0]
-            s[j] = v
-            if v > best or v != v:
-                best = v
-        return best
-
-    def _attention_fwd_py(q, k, v, mask, use_mask, causal, scale, keep, use_keep, out, lse):
-        nb, tq, _ = q.shape
-        tk, dv = k.shape[1], v.shape[2]
-        for task in prange(nb):
-            b = np.int64(task)  # (prange counts in uint64, which would mix into float64)
-            s = np.empty(tk, dtype=np.float64)
-            acc = np.empty(dv, dtype=np.float64)
-            for i in range(tq):
-                jmax = min(i + 1, tk) if causal else tk
-                m = _attn_row_scores(q, k, b, i, mask, use_mask, jmax, scale, s)
-                if m == -np.inf:  # a row masked everywhere: attends to nothing
-                    m = 0.0
-                total = 0.0
-                for j in range(jmax):
-                    s[j] = math.exp(s[j] - m)
-                    total += s[j]
-                inv = 1.0 / total if total > 0 else 0.0
-                lse[b, i] = m + math.log(total) if total > 0 else -np.inf
-                acc[:] = 0.0
-                for j in range(jmax):
-                    p = s[j] * inv
-                    if use_keep:
-                        p *= keep[b, i, j]
-                    if p != 0.0:
-                        for t in range(dv):
-                            acc[t] += p * v[b, j, t]
-                for t in range(dv):
-                    out[b, i, t] = acc[t]
-
-    def _attention_bwd_py(g, q, k, v, out, lse, mask, use_mask, causal, scale, keep, use_keep, dq, dk, dv):
-        nb, tq, d = q.shape
-        tk, dvw = k.shape[1], v.shape[2]
-        for task in prange(nb):
-            b = np.int64(task)
-            s = np.empty(tk, dtype=np.float64)
-            dqi = np.empty(d, dtype=np.float64)
-            dk[b] = 0.0
-            dv[b] = 0.0
-            for i in range(tq):
-                jmax = min(i + 1, tk) if causal else tk
-                _attn_row_scores(q, k, b, i, mask, use_mask, jmax, scale, s)
-                shift = lse[b, i] if lse[b, i] != -np.inf else np.inf  # masked row: P = 0
-                big_d = 0.0
-                for t in range(dvw):
-                    big_d += g[b, i, t] * out[b, i, t]
-                dqi[:] = 0.0
-                for j in range(jmax):
-                    p = math.exp(s[j] - shift)
-                    if p == 0.0:
-                        continue
-                    dp = 0.0
-                    for t in range(dvw):
-                        dp += g[b, i, t] * v[b, j, t]
-                    pk = p
-                    if use_keep:
-                        pk = p * keep[b, i, j]
-                        dp *= keep[b, i, j]
-                    for t in range(dvw):
-                        dv[b, j, t] += pk * g[b, i, t]
-                    ds = p * (dp - big_d) * scale
-                    for t in range(d):
-                        dqi[t] += ds * k[b, j, t]
-                        dk[b, j, t] += ds * q[b, i, t]
-                for t in range(d):
-                    dq[b, i, t] = dqi[t]
-
-
     _layer_norm_fwd_nb, _layer_norm_bwd_nb = _both(_layer_norm_fwd_py), _both(_layer_norm_bwd_py)
-    _attention_fwd_nb, _attention_bwd_nb = _both(_attention_fwd_py), _both(_attention_bwd_py)
 
 
 def _rows_ok(*arrays):
@@ -841,68 +754,27 @@ def _rows_ok(*arrays):
 
 
 def layer_norm_forward(x, weight, bias, eps):
-    if not _rows_ok(x, weight, bias) or x.ndim != 2 or x.shape[1] == 0 or any(
-            a is not None and a.shape != x.shape[1:] for a in (weight, bias)):
+    if (not _rows_ok(x, weight, bias) or x.ndim != 2 or x.shape[1] == 0
+            or any(a is not None and a.shape != x.shape[1:] for a in (weight, bias))):
         return _ref.layer_norm_forward(x, weight, bias, eps)
-    m, n = x.shape
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
-    mean, rstd = np.empty(m, dtype=x.dtype), np.empty(m, dtype=x.dtype)
-    dummy = np.empty(0, dtype=x.dtype)
-    _pick(_layer_norm_fwd_nb, x.size)(x, dummy if weight is None else np.ascontiguousarray(weight),
-                       dummy if bias is None else np.ascontiguousarray(bias), float(eps), y, mean, rstd,
-                       weight is not None, bias is not None)
+    mean, rstd = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
+    w, b = (np.empty(0, x.dtype) if a is None else np.ascontiguousarray(a) for a in (weight, bias))
+    _pick(_layer_norm_fwd_nb, x.size)(x, w, b, float(eps), y, mean, rstd, weight is not None, bias is not None)
     return y, mean, rstd
 
 
 def layer_norm_backward(g, x, weight, mean, rstd):
-    if not _rows_ok(g, x, weight, mean, rstd) or g.shape != x.shape or x.ndim != 2 or x.shape[1] == 0 \
-            or mean.shape != x.shape[:1] or rstd.shape != x.shape[:1] or (weight is not None and weight.shape != x.shape[1:]):
+    if (not _rows_ok(g, x, weight, mean, rstd) or g.shape != x.shape or x.ndim != 2 or x.shape[1] == 0
+            or mean.shape != x.shape[:1] or rstd.shape != x.shape[:1]
+            or (weight is not None and weight.shape != x.shape[1:])):
         return _ref.layer_norm_backward(g, x, weight, mean, rstd)
-    m, n = x.shape
     g, x = np.ascontiguousarray(g), np.ascontiguousarray(x)
     dx = np.empty_like(x)
-    chunks = -(-m // _LN_CHUNK)
-    dw_part, db_part = np.zeros((chunks, n), dtype=x.dtype), np.zeros((chunks, n), dtype=x.dtype)
-    _pick(_layer_norm_bwd_nb, x.size)(g, x, np.empty(0, x.dtype) if weight is None else np.ascontiguousarray(weight),
-                       np.ascontiguousarray(mean), np.ascontiguousarray(rstd), dx, dw_part, db_part,
-                       weight is not None)
-    return dx, dw_part.sum(axis=0), db_part.sum(axis=0)
-
-
-def _attention_args(q, k, v, mask, dropout_p, seed, offset):
-    """(contiguous q, k, v, mask or a stand-in, use_mask, keep or a stand-in, use_keep)."""
-    b, tq, tk = q.shape[0], q.shape[1], k.shape[1]
-    q, k, v = (np.ascontiguousarray(a) for a in (q, k, v))
-    use_mask = mask is not None
-    mask = np.ascontiguousarray(mask) if use_mask else np.zeros((1, 1, 1), dtype=q.dtype)
-    use_keep = bool(dropout_p)
-    keep = dropout_mask((b, tq, tk), dropout_p, seed, offset, q.dtype) if use_keep else np.zeros((1, 1, 1), q.dtype)
-    return q, k, v, mask, use_mask, keep, use_keep
-
-
-def _attention_work(q, k, v):
-    return q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
-
-
-def attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
-    if not _rows_ok(q, k, v, mask):
-        return _ref.attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset)
-    _ref._check_attention("attention_forward", q, k, v, mask)
-    q, k, v, mask, use_mask, keep, use_keep = _attention_args(q, k, v, mask, dropout_p, seed, offset)
-    out = np.empty(q.shape[:2] + v.shape[2:], dtype=q.dtype)
-    lse = np.empty(q.shape[:2], dtype=q.dtype)
-    _pick(_attention_fwd_nb, _attention_work(q, k, v))(q, k, v, mask, use_mask, bool(is_causal), float(scale), keep, use_keep, out, lse)
-    return out, lse
-
-
-def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, seed, offset):
-    if not _rows_ok(g, q, k, v, out, lse, mask):
-        return _ref.attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, seed, offset)
-    _ref._check_attention("attention_backward", q, k, v, mask, g=g, out=out, lse=lse)
-    q, k, v, mask, use_mask, keep, use_keep = _attention_args(q, k, v, mask, dropout_p, seed, offset)
-    g, out, lse = (np.ascontiguousarray(a) for a in (g, out, lse))
-    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    _pick(_attention_bwd_nb, 2 * _attention_work(q, k, v))(g, q, k, v, out, lse, mask, use_mask, bool(is_causal), float(scale), keep, use_keep,
-                      dq, dk, dv)
-    return dq, dk, dv
+    parts = (-(-x.shape[0] // _LN_CHUNK), x.shape[1])  # per-chunk partial sums of dw and db
+    dw, db = np.zeros(parts, dtype=x.dtype), np.zeros(parts, dtype=x.dtype)
+    w = np.empty(0, x.dtype) if weight is None else np.ascontiguousarray(weight)
+    _pick(_layer_norm_bwd_nb, x.size)(g, x, w, np.ascontiguousarray(mean), np.ascontiguousarray(rstd), dx, dw, db,
+                                      weight is not None)
+    return dx, dw.sum(axis=0), db.sum(axis=0)

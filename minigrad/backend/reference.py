@@ -775,14 +775,14 @@ def _check_attention(kernel, q, k, v, mask, **more):
 
 def _attention_scores(q, k, mask, is_causal, scale):
     """S = scale Q K^T + mask (B, Tq, Tk); causal: S_ij = -inf for j > i (PyTorch's
-    top-left aligned triangle when Tq != Tk)."""
+    top-left aligned triangle when Tq != Tk).  Both masks are added in place."""
     xp = array_module(q)
     s = q @ k.transpose(0, 2, 1)
     s *= s.dtype.type(scale)
     if mask is not None:
         s += mask
     if is_causal:
-        s = xp.where(xp.tri(s.shape[1], s.shape[2], dtype=bool), s, s.dtype.type(-np.inf))
+        s += xp.where(xp.tri(s.shape[1], s.shape[2], dtype=bool), s.dtype.type(0), s.dtype.type(-np.inf))
     return s
 
 
@@ -809,10 +809,11 @@ def attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
     b, tq, tk, dv = q.shape[0], q.shape[1], k.shape[1], v.shape[2]
     if tk == 0:
         return xp.zeros((b, tq, dv), dtype=q.dtype), xp.full((b, tq), -np.inf, dtype=q.dtype)
-    s = _attention_scores(q, k, mask, is_causal, scale)
-    m = s.max(axis=2, keepdims=True)
-    m = xp.where(m == -np.inf, 0, m)       # a row masked everywhere: no shift (its sum is 0)
-    p = xp.exp(s - m)
+    p = _attention_scores(q, k, mask, is_causal, scale)   # S, turned into P in place
+    m = p.max(axis=2, keepdims=True)
+    m[m == -np.inf] = 0                    # a row masked everywhere: no shift (its sum is 0)
+    p -= m
+    xp.exp(p, out=p)
     total = p.sum(axis=2, keepdims=True)
     p /= xp.where(total == 0, 1, total)    # ... and its weights stay 0
     with np.errstate(divide="ignore"):     # log 0 = -inf for such a row, on purpose
@@ -834,16 +835,18 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
         dQ = scale dS K,      dK = scale dS^T Q"""
     _check_attention("attention_backward", q, k, v, mask, g=g, out=out, lse=lse)
     xp = array_module(q)
-    s = _attention_scores(q, k, mask, is_causal, scale)
-    # rows masked everywhere have lse = -inf: subtract +inf there, so their P is 0 (not NaN)
-    p = xp.exp(s - xp.where(lse == -np.inf, np.inf, lse)[..., None])
+    # P = exp(S - lse), in place; rows masked everywhere have lse = -inf: subtract +inf there
+    p = _attention_scores(q, k, mask, is_causal, scale)
+    p -= xp.where(lse == -np.inf, np.inf, lse)[..., None]
+    xp.exp(p, out=p)
     keep = _attention_keep(xp, p.shape, dropout_p, seed, offset, p.dtype)
-    dp = g @ v.transpose(0, 2, 1)
+    ds = g @ v.transpose(0, 2, 1)          # dP, turned into dS in place
     if keep is not None:
         dv = (p * keep).transpose(0, 2, 1) @ g
-        dp *= keep
+        ds *= keep
     else:
         dv = p.transpose(0, 2, 1) @ g
-    ds = p * (dp - (g * out).sum(axis=2, keepdims=True))
+    ds -= (g * out).sum(axis=2, keepdims=True)
+    ds *= p
     ds *= ds.dtype.type(scale)
     return ds @ k, ds.transpose(0, 2, 1) @ q, dv

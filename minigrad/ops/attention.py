@@ -28,9 +28,8 @@ from .shape import transpose
 def _as_batch(a, batch):
     """An array (..., m, n) as (B, m, n) over the broadcast batch shape: a view unless the
     array really is broadcast (then NumPy copies)."""
-    xp = backend.array_module(a)
     if a.shape[:-2] != batch:
-        a = xp.broadcast_to(a, batch + a.shape[-2:])
+        a = backend.array_module(a).broadcast_to(a, batch + a.shape[-2:])
     return a.reshape((-1,) + a.shape[-2:])
 
 
@@ -71,8 +70,9 @@ class ScaledDotProductAttention(Function):
     derivatives are exact (gradgradcheck covers it)."""
 
     def forward(self, q, k, v, mask, is_causal, scale, dropout_p):
-        batch = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2],
-                                    () if mask is None else mask.shape[:-2])
+        batch = q.shape[:-2]
+        if k.shape[:-2] != batch or v.shape[:-2] != batch or mask is not None:  # (the common case is quick)
+            batch = np.broadcast_shapes(batch, k.shape[:-2], v.shape[:-2], () if mask is None else mask.shape[:-2])
         self.batch, self.is_causal, self.scale, self.dropout_p = batch, is_causal, scale, dropout_p
         self.mask = _mask_as_batch(mask, batch)
         q3, k3, v3 = (_as_batch(a, batch) for a in (q, k, v))
