@@ -177,19 +177,24 @@ def _check_qkv(op, query, key, value):
             raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
         if t.ndim < 2:
             raise ValueError(f"{op}: {name} must have at least 2 dimensions (..., T, features), got shape {t.shape}")
-    shapes = f"query {query.shape}, key {key.shape}, value {value.shape}"
+    qs, ks, vs = query.shape, key.shape, value.shape
     if not (query.dtype == key.dtype == value.dtype) or query.dtype.kind != "f":
         raise TypeError(f"{op}: query, key and value must share one floating dtype, got "
                         f"{query.dtype}, {key.dtype}, {value.dtype}")
-    if query.shape[-1] != key.shape[-1]:
-        raise ValueError(f"{op}: query and key must have the same last dimension (D): {shapes}")
-    if key.shape[-2] != value.shape[-2]:
-        raise ValueError(f"{op}: key and value must have the same length (Tk, dimension -2): {shapes}")
-    try:
-        batch = np.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
-    except ValueError:
-        raise ValueError(f"{op}: the batch dimensions (all but the last two) do not broadcast: {shapes}") from None
-    return batch + (query.shape[-2], key.shape[-2])
+    problem = None
+    if qs[-1] != ks[-1]:
+        problem = "query and key must have the same last dimension (D)"
+    elif ks[-2] != vs[-2]:
+        problem = "key and value must have the same length (Tk, dimension -2)"
+    batch = qs[:-2]
+    if problem is None and not (ks[:-2] == vs[:-2] == batch):  # (equal batches: no broadcasting to check)
+        try:
+            batch = np.broadcast_shapes(batch, ks[:-2], vs[:-2])
+        except ValueError:
+            problem = "the batch dimensions (all but the last two) do not broadcast"
+    if problem:
+        raise ValueError(f"{op}: {problem}: query {qs}, key {ks}, value {vs}")
+    return batch + (qs[-2], ks[-2])
 
 
 def _scale(op, scale, query):
@@ -215,7 +220,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if attn_mask is not None and is_causal:
         raise ValueError(f"{op}: attn_mask and is_causal=True cannot be used together (as in PyTorch); "
                          "fold the causal triangle into the mask instead")
-    if isinstance(dropout_p, bool) or not isinstance(dropout_p, numbers.Real) or not 0.0 <= dropout_p <= 1.0:
+    if dropout_p != 0 and (isinstance(dropout_p, bool) or not isinstance(dropout_p, numbers.Real) or not 0.0 < dropout_p <= 1.0):
         raise ValueError(f"{op}: dropout_p must be a number in [0, 1], got {dropout_p!r}")
     mask = _additive_mask(op, attn_mask, query, target)
     return ScaledDotProductAttention.apply(query, key, value, mask=mask, is_causal=bool(is_causal),
