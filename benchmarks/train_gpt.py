@@ -7,12 +7,15 @@ with the same model written in plain PyTorch on the CPU, in one process, contend
 
 Each timing runs ``--steps`` full training steps (forward, loss, backward, clipping, AdamW
 update) on the same random batches of tiny Shakespeare; the table reports milliseconds per
-step and the ratio to PyTorch.  --profile prints where minigrad's step spends its time.
+step (wall and CPU time) and the ratios to PyTorch.  --threads N gives both N threads (BLAS,
+numba, torch); --profile prints where minigrad's step spends its time.
 """
 import argparse
 import math
 import os
+import statistics
 import sys
+import time
 
 
 def _pin_threads(argv):
@@ -147,17 +150,30 @@ def main():
         contenders["pytorch"] = torch_steps(data, args)
     except ImportError:
         print("(PyTorch not installed: pip install torch==2.13.0 to compare)")
-    results = timed(contenders, args.repeat)
+    # CPU time of this process as well: on a machine shared with other work, wall time also
+    # counts the waits for a core, CPU time only the work (with one thread, the two agree
+    # on a quiet machine)
+    cpu = {name: [] for name in contenders}
+
+    def cpu_timed(name, fn):
+        def run():
+            start = time.process_time()
+            fn()
+            cpu[name].append(time.process_time() - start)
+        return run
+
+    results = timed({name: cpu_timed(name, fn) for name, fn in contenders.items()}, args.repeat)
     rows = []
     for name, (median, times) in results.items():
-        ms = 1e3 * median / args.steps
+        cpu_ms = 1e3 * statistics.median(cpu[name][1:]) / args.steps  # (the first call is the warm-up)
         vs = f"{median / results['pytorch'][0]:.2f}x" if "pytorch" in results else "-"
+        cpu_vs = f"{statistics.median(cpu[name][1:]) / statistics.median(cpu['pytorch'][1:]):.2f}x" if "pytorch" in cpu else "-"
         spread = f"{1e3 * min(times) / args.steps:.0f}-{1e3 * max(times) / args.steps:.0f}"
-        rows.append([name, f"{ms:.1f}", spread, vs])
+        rows.append([name, f"{1e3 * median / args.steps:.1f}", spread, vs, f"{cpu_ms:.1f}", cpu_vs])
     if "pytorch" in results:  # the ratio of each interleaved pair: robust to a slow spell
         ratios = [a / b for a, b in zip(results["minigrad"][1], results["pytorch"][1])]
-        print(f"per-pair ratios minigrad/pytorch: {', '.join(f'{r:.2f}' for r in ratios)}")
-    print(table(rows, ["implementation", "ms / step (median)", "range", "vs pytorch"]))
+        print(f"per-pair wall-time ratios minigrad/pytorch: {', '.join(f'{r:.2f}' for r in ratios)}")
+    print(table(rows, ["implementation", "ms / step (median)", "range", "vs pytorch", "CPU ms / step", "CPU vs pytorch"]))
     if args.profile:
         import cProfile
         import pstats

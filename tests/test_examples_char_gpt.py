@@ -124,3 +124,24 @@ def test_shortened_recipe_learns_beyond_character_pairs():
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     val = float(re.search(r"final val loss \(40 batches\): ([0-9.]+)", proc.stdout).group(1))
     assert val < 2.45, proc.stdout
+
+
+@needs_corpus
+def test_training_through_the_cuda_kernel_table_matches_the_cpu_table():
+    """The GPU code path end to end: the same short training run with MINIGRAD_CPU_KERNELS=cuda
+    (every kernel of the model, attention.cu included, runs as CUDA C under the emulator)
+    reports the losses of the CPU table (float32: equal to a few 1e-4)."""
+    def run(table):
+        env = dict(__import__("os").environ, MINIGRAD_CPU_KERNELS=table)
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "char_gpt.py"), "--iters", "3", "--layers", "1", "--heads", "2",
+             "--width", "16", "--block-size", "16", "--batch-size", "2", "--warmup", "1", "--eval-interval", "3",
+             "--eval-iters", "2", "--final-eval-iters", "2", "--sample", "0", "--no-progress",
+             "--data", str(shakespeare_dir())],
+            capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        return [float(v) for v in re.findall(r"loss (?:\(\d+ batches\): )?(\d+\.\d+)", proc.stdout)]
+
+    cpu, cuda = run("cpu"), run("cuda")
+    assert len(cpu) == len(cuda) == 4
+    np.testing.assert_allclose(cuda, cpu, atol=5e-4)
