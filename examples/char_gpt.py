@@ -14,7 +14,6 @@ samples text with a key/value cache.
 import argparse
 import json
 import math
-import os
 import sys
 import time
 

@@ -9,7 +9,10 @@ real GPU when there is one.  Inconsistent inputs raise ValueError in every imple
 """
 import importlib
 import math
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -52,8 +55,8 @@ class Impl:
 @pytest.fixture(params=["cpu", "cuda-emulated",
                         pytest.param("cuda-gpu", marks=pytest.mark.skipif(not mg.cuda_available(),
                                                                            reason="no CUDA GPU (or CuPy)"))])
-def impl(request, monkeypatch):
-    monkeypatch.setenv("MINIGRAD_DISABLE_NUMBA", "0")
+def impl(request):
+    """(cpu_kernels runs its numba kernels unless MINIGRAD_DISABLE_NUMBA=1: CI runs this file both ways.)"""
     if request.param == "cpu":
         return Impl(C, np)
     if request.param == "cuda-emulated":
@@ -98,23 +101,35 @@ def test_cuda_kernels_expose_exactly_the_reference_names():
 
 def test_kernels_picks_the_table(monkeypatch):
     x = np.zeros(3)
-    monkeypatch.delenv("MINIGRAD_CPU_KERNELS", raising=False)
-    assert backend.kernels(x) is C
-    monkeypatch.setenv("MINIGRAD_CPU_KERNELS", "reference")
-    assert backend.kernels(x) is R
-    monkeypatch.setenv("MINIGRAD_CPU_KERNELS", "cpu")
-    assert backend.kernels(x) is C
-    monkeypatch.setenv("MINIGRAD_CPU_KERNELS", "fast")
-    with pytest.raises(ValueError, match="MINIGRAD_CPU_KERNELS='fast': expected one of cpu, reference, cuda"):
-        backend.kernels(x)
-    monkeypatch.setenv("MINIGRAD_CPU_KERNELS", "cuda")
+    previous = backend.set_cpu_kernels("cpu")
     try:
-        cuda = importlib.import_module("minigrad.backend.cuda_kernels")
-    except ImportError:
-        with pytest.raises(RuntimeError, match=r"cuda_kernels\) could not be imported"):
-            backend.kernels(x)
-    else:
-        assert backend.kernels(x) is cuda
+        assert backend.kernels(x) is C
+        assert backend.set_cpu_kernels("reference") == "cpu"
+        assert backend.kernels(x) is R
+        with pytest.raises(ValueError, match="set_cpu_kernels: expected one of cpu, reference, cuda, got 'fast'"):
+            backend.set_cpu_kernels("fast")
+        backend.set_cpu_kernels("cuda")
+        try:
+            cuda = importlib.import_module("minigrad.backend.cuda_kernels")
+        except ImportError:
+            with pytest.raises(RuntimeError, match=r"cuda_kernels\) could not be imported"):
+                backend.kernels(x)
+        else:
+            assert backend.kernels(x) is cuda
+    finally:
+        backend.set_cpu_kernels(previous)
+
+
+@pytest.mark.parametrize("value, expected", [("reference", "reference"), ("", "cpu"), ("cpu", "cpu")])
+def test_minigrad_cpu_kernels_is_read_at_import(value, expected):
+    code = ("import numpy, minigrad.backend as b; t = b.kernels(numpy.zeros(1)); "
+            "print(t.__name__.rsplit('.', 1)[1])")
+    env = {**os.environ, "MINIGRAD_CPU_KERNELS": value}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == {"reference": "reference", "cpu": "cpu_kernels"}[expected]
+    env["MINIGRAD_CPU_KERNELS"] = "fast"
+    bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "MINIGRAD_CPU_KERNELS='fast': expected one of cpu, reference, cuda" in bad.stderr
 
 
 def test_set_matmul_validates():

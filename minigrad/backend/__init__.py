@@ -95,18 +95,30 @@ def to_device(array, device):
 # The kernel table: which module runs the kernels for an array.
 _TABLES = {"cpu": "cpu_kernels", "reference": "reference", "cuda": "cuda_kernels"}
 _loaded_tables = {}
+_cpu_choice = {"name": os.environ.get("MINIGRAD_CPU_KERNELS") or "cpu", "table": None}
 
 
 def kernels(array):
     """The kernel table for ``array``'s device: ``cuda_kernels`` for a CuPy array; for a NumPy
-    array the one named by MINIGRAD_CPU_KERNELS: ``cpu`` (the default: reference + numba),
-    ``reference`` (pure NumPy) or ``cuda`` (our CUDA C kernels, run by the CPU emulator)."""
+    array the one chosen by set_cpu_kernels (at import: MINIGRAD_CPU_KERNELS): ``cpu`` (the
+    default: reference + numba), ``reference`` (pure NumPy) or ``cuda`` (our CUDA C kernels,
+    run by the CPU emulator).  Called by every op, so it only looks things up."""
     if cupy is not None and isinstance(array, cupy.ndarray):
-        name = "cuda"
-    else:
-        name = os.environ.get("MINIGRAD_CPU_KERNELS") or "cpu"
-    table = _loaded_tables.get(name)
-    return table if table is not None else _load_table(name)
+        return _loaded_tables.get("cuda") or _load_table("cuda")
+    table = _cpu_choice["table"]
+    if table is None:
+        table = _cpu_choice["table"] = _load_table(_cpu_choice["name"])
+    return table
+
+
+def set_cpu_kernels(name):
+    """Choose the kernel table for NumPy arrays: "cpu", "reference" or "cuda" (see kernels);
+    returns the previous choice.  MINIGRAD_CPU_KERNELS sets it when minigrad is imported."""
+    if name not in _TABLES:
+        raise ValueError(f"set_cpu_kernels: expected one of {', '.join(_TABLES)}, got {name!r}")
+    previous = _cpu_choice["name"]
+    _cpu_choice.update(name=name, table=None)
+    return previous
 
 
 def _load_table(name):

@@ -2,8 +2,8 @@
 
 Every name of reference.py is here with the same semantics (``from .reference import *``);
 the functions below override some of them with numba kernels: im2col / col2im, max and
-average pooling, ReLU, GELU, the dropout mask, the embedding gradient and the fused
-optimizer updates.  Each override runs its numba kernel when numba imports, is not disabled
+average pooling, ReLU, GELU, cross-entropy (forward and backward), the dropout mask, the
+embedding gradient and the fused optimizer updates.  Each override runs its numba kernel when numba imports, is not disabled
 (MINIGRAD_DISABLE_NUMBA=1) and the input suits it (dtype, memory layout, size); otherwise it
 calls the reference function, which also raises the error for inconsistent inputs.
 tests/test_kernels_contract.py checks both give the same numbers.
@@ -62,9 +62,7 @@ def use_numba():
 
 
 def _numba_ok(*arrays):
-    """numba is on and every array is a C-contiguous NumPy array of one float dtype."""
-    if not use_numba():
-        return False
+    """Every array is a C-contiguous NumPy array of one float dtype (numba's fast case)."""
     dtype = arrays[0].dtype
     for a in arrays:
         if type(a) is not np.ndarray or not a.flags.c_contiguous or a.dtype != dtype:
@@ -252,14 +250,17 @@ if numba is not None:
         gf = g.reshape((n * c, g.shape[2] * g.shape[3]))
         af = arg.reshape((n * c, g.shape[2] * g.shape[3]))
         dx = np.zeros((n * c, h * w), dtype=g.dtype)
+        outside = 0
         for task in prange(n * c):
             dst = dx[task]
             for o in range(gf.shape[1]):
                 a = af[task, o]
-                if a < 0 or a >= h * w:
-                    raise ValueError("maxpool2d_backward: an argmax lies outside the input")
-                # overlapping windows may pick the same input: accumulate
-                dst[_u(a)] += gf[task, o]
+                if a < 0 or a >= h * w:  # never write out of bounds (counted, raised below)
+                    outside += 1
+                else:  # overlapping windows may pick the same input: accumulate
+                    dst[_u(a)] += gf[task, o]
+        if outside:
+            raise ValueError("maxpool2d_backward: an argmax lies outside the input")
         return dx.reshape((n, c, h, w))
 
     @njit(parallel=True, cache=True)
@@ -341,41 +342,90 @@ if numba is not None:
         return min(start + k, size) - max(start, 0)
 
     @njit(parallel=True, cache=True)
-    def _avgpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, oh, ow, include_pad):
-        n, c, h, w = x.shape
-        xf = x.reshape((n * c, h * w))
-        out = np.empty((n * c, oh * ow), dtype=x.dtype)
-        for task in prange(n * c):
-            src = xf[task]
+    def _avgpool_nb(src, dst, h, w, kh, kw, sh, sw, ph, pw, oh, ow, include_pad, adjoint):
+        """Average pooling over (n*c) planes, or its adjoint: the same windows either way.
+        Forward: src = x (planes, h*w), dst (planes, oh*ow) = window sums / divisors.
+        Adjoint: src = g (planes, oh*ow), dst (planes, h*w) zeroed, each g / divisor added
+        onto its window.  One plane per task: tasks never write the same element."""
+        for task in prange(src.shape[0]):
+            a, b = src[task], dst[task]
             for y in range(oh):
                 y0 = y * sh - ph
                 count_y = _avg_count(y0, kh, h, ph, include_pad)
                 for xo in range(ow):
                     x0 = xo * sw - pw
+                    divisor = count_y * _avg_count(x0, kw, w, pw, include_pad)
+                    share = a[y * ow + xo] / divisor if adjoint else 0.0
                     s = 0.0
                     for iy in range(max(y0, 0), min(y0 + kh, h)):
                         for ix in range(max(x0, 0), min(x0 + kw, w)):
-                            s += src[_u(iy * w + ix)]
-                    out[task, y * ow + xo] = s / (count_y * _avg_count(x0, kw, w, pw, include_pad))
-        return out.reshape((n, c, oh, ow))
+                            if adjoint:
+                                b[_u(iy * w + ix)] += share
+                            else:
+                                s += a[_u(iy * w + ix)]
+                    if not adjoint:
+                        b[y * ow + xo] = s / divisor
 
-    @njit(parallel=True, cache=True)
-    def _avgpool_bwd_nb(g, n, c, h, w, kh, kw, sh, sw, ph, pw, include_pad):
-        oh, ow = g.shape[2], g.shape[3]
-        gf = g.reshape((n * c, oh * ow))
-        dx = np.zeros((n * c, h * w), dtype=g.dtype)
-        for task in prange(n * c):
-            dst = dx[task]
-            for y in range(oh):
-                y0 = y * sh - ph
-                count_y = _avg_count(y0, kh, h, ph, include_pad)
-                for xo in range(ow):
-                    x0 = xo * sw - pw
-                    share = gf[task, y * ow + xo] / (count_y * _avg_count(x0, kw, w, pw, include_pad))
-                    for iy in range(max(y0, 0), min(y0 + kh, h)):
-                        for ix in range(max(x0, 0), min(x0 + kw, w)):
-                            dst[_u(iy * w + ix)] += share
-        return dx.reshape((n, c, h, w))
+    def _cross_entropy_forward_py(x, target, weight, has_weight, ignore_index, e, losses, lse):
+        """reference.cross_entropy_forward, one row per iteration (sums in float64)."""
+        n, c = x.shape
+        w_sum = 0.0
+        for j in range(c):
+            w_sum += weight[j] if has_weight else 1.0
+        for i in prange(n):
+            m = x[i, 0]
+            for j in range(1, c):
+                v = x[i, j]
+                if v > m or v != v:  # a NaN sticks: nothing compares greater than it
+                    m = v
+            s = 0.0
+            for j in range(c):
+                s += math.exp(x[i, j] - m)
+            log_s = math.log(s)
+            lse[i] = m + log_s
+            t = target[i]
+            if t == ignore_index:
+                losses[i] = 0
+            elif t < 0 or t >= c:
+                losses[i] = np.nan
+            else:
+                loss = (log_s - (x[i, t] - m)) * (weight[t] if has_weight else 1.0)
+                if e != 0:
+                    smooth = 0.0
+                    for j in range(c):
+                        smooth += (weight[j] if has_weight else 1.0) * (x[i, j] - m)
+                    loss = (1 - e) * loss - (e / c) * (smooth - log_s * w_sum)
+                losses[i] = loss
+
+    def _cross_entropy_backward_py(x, target, lse, grow, weight, has_weight, ignore_index, e, dx):
+        """reference.cross_entropy_backward, one row per iteration."""
+        n, c = x.shape
+        w_sum = 0.0
+        for j in range(c):
+            w_sum += weight[j] if has_weight else 1.0
+        for i in prange(n):
+            t = target[i]
+            if t == ignore_index or t < 0 or t >= c:
+                fill = 0.0 if t == ignore_index else np.nan
+                for j in range(c):
+                    dx[i, j] = fill
+                continue
+            onehot = (1 - e) * (weight[t] if has_weight else 1.0)
+            p_coef = onehot + (e / c) * w_sum if has_weight else 1.0
+            g = grow[i]
+            for j in range(c):
+                v = math.exp(x[i, j] - lse[i]) * p_coef
+                if j == t:
+                    v -= onehot
+                if e != 0:
+                    v -= (e / c) * (weight[j] if has_weight else 1.0)
+                dx[i, j] = v * g
+
+    # one thread for small batches (starting the pool costs more), all of them for large ones
+    _ce_forward_nb = njit(cache=True)(_cross_entropy_forward_py)
+    _ce_forward_par_nb = njit(parallel=True, cache=True)(_cross_entropy_forward_py)
+    _ce_backward_nb = njit(cache=True)(_cross_entropy_backward_py)
+    _ce_backward_par_nb = njit(parallel=True, cache=True)(_cross_entropy_backward_py)
 
     @njit(parallel=True, cache=True)
     def _relu_nb(x, out):
@@ -551,8 +601,11 @@ def maxpool2d_backward(g, argmax, x_shape, kernel, stride, padding, dilation):
 def avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad):
     if not use_numba() or type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim != 4:
         return _ref.avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad)
-    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, out_size
-    return _avgpool_fwd_nb(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, oh, ow, bool(count_include_pad))
+    n, c, h, w = x.shape
+    out = np.empty((n * c, out_size[0] * out_size[1]), dtype=x.dtype)
+    _avgpool_nb(np.ascontiguousarray(x).reshape(n * c, h * w), out, h, w, *kernel, *stride, *padding, *out_size,
+                bool(count_include_pad), False)
+    return out.reshape((n, c) + tuple(out_size))
 
 
 def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_include_pad):
@@ -560,8 +613,55 @@ def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_incl
     if (not use_numba() or type(g) is not np.ndarray or g.dtype.kind != "f"
             or tuple(g.shape) != (n, c) + tuple(out_size)):
         return _ref.avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_include_pad)
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    return _avgpool_bwd_nb(np.ascontiguousarray(g), n, c, h, w, kh, kw, sh, sw, ph, pw, bool(count_include_pad))
+    dx = np.zeros((n * c, h * w), dtype=g.dtype)
+    g_planes = np.ascontiguousarray(g).reshape(n * c, out_size[0] * out_size[1])
+    _avgpool_nb(g_planes, dx, h, w, *kernel, *stride, *padding, *out_size, bool(count_include_pad), True)
+    return dx.reshape(x_shape)
+
+
+def _ce_arrays(x, target, weight, *rows):
+    """The cross-entropy arrays for numba (x C-contiguous float, int64 labels, rows of x's
+    length and dtype, a weight of C), else None."""
+    if not use_numba() or type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim != 2 or x.shape[1] == 0:
+        return None
+    n, c = x.shape
+    if type(target) is not np.ndarray or target.shape != (n,) or target.dtype.kind not in "iu":
+        return None
+    for r in rows:
+        if type(r) is not np.ndarray or r.shape != (n,):
+            return None
+    if weight is None:
+        weight = _NO_WEIGHT[x.dtype.char]
+    elif type(weight) is not np.ndarray or weight.shape != (c,):
+        return None
+    return (np.ascontiguousarray(x), target.astype(np.int64, copy=False), weight.astype(x.dtype, copy=False),
+            *(r.astype(x.dtype, order="C", copy=False) for r in rows))
+
+
+_NO_WEIGHT = {np.dtype(t).char: np.ones(1, dtype=t) for t in (np.float16, np.float32, np.float64)}  # never read
+
+
+def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
+    """One pass per row (max, sum of exponentials, the loss) instead of a dozen array calls."""
+    arrays = _ce_arrays(x, target, weight)
+    if arrays is None:
+        return _ref.cross_entropy_forward(x, target, weight, ignore_index, label_smoothing)
+    x, target, w = arrays
+    losses, lse = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
+    kernel = _ce_forward_par_nb if x.size >= _PARALLEL_MIN else _ce_forward_nb
+    kernel(x, target, w, weight is not None, int(ignore_index), float(label_smoothing), losses, lse)
+    return losses, lse
+
+
+def cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing):
+    arrays = _ce_arrays(x, target, weight, lse, grow)
+    if arrays is None:
+        return _ref.cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing)
+    x, target, w, lse, grow = arrays
+    dx = np.empty_like(x)
+    kernel = _ce_backward_par_nb if x.size >= _PARALLEL_MIN else _ce_backward_nb
+    kernel(x, target, lse, grow, w, weight is not None, int(ignore_index), float(label_smoothing), dx)
+    return dx
 
 
 def relu(x):

@@ -8,7 +8,7 @@ Two more modules expose exactly these names with the same semantics (the contrac
 docs/architecture.md; tests/test_kernels_contract.py holds them to this file):
 
 * ``cpu_kernels``: this module plus numba kernels for the hot paths (im2col/col2im, pooling,
-  ReLU, GELU, dropout, embedding, the optimizer updates); each falls back to the code here
+  ReLU, GELU, cross-entropy, dropout, embedding, the optimizer updates); each falls back to the code here
   when numba is off (MINIGRAD_DISABLE_NUMBA=1) or the input does not suit it.
 * ``cuda_kernels``: this module plus the project's own CUDA C kernels (backend/kernels/*.cu).
 
@@ -251,7 +251,7 @@ def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
         losses_n = -(1 - e) w_t log p_t - (e / C) sum_c w_c log p_c
     (t = target_n, e = label_smoothing, w = weight or 1).  Rows whose target is ignore_index
     get 0; a label outside [0, C) (not ignore_index) gives NaN.  log p_t is computed as
-    (x_t - m) - log sum exp(x - m), m the row max, which keeps float32 exact for huge logits."""
+    (x_t - m) - log sum exp(x - m), m the row max, which stays accurate in float32 for huge logits."""
     xp = array_module(x)
     safe, valid, bad, w_t = _labels("cross_entropy_forward", x, target, weight, ignore_index)
     n, c = x.shape
@@ -289,10 +289,8 @@ def cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smo
     dx[xp.arange(n), safe] -= onehot_coef
     if e:
         dx -= (e / c) * (1 if weight is None else weight)
-    row = xp.where(valid, grow, 0)
-    row = xp.where(bad, np.nan, row).astype(x.dtype, copy=False)
-    dx *= row[:, None]
-    return dx
+    row = xp.where(bad, np.nan, grow).astype(x.dtype, copy=False)
+    return xp.where(valid[:, None], dx * row[:, None], 0)  # ignored rows: exactly 0, whatever x holds
 
 
 # ======================================================================================
@@ -616,7 +614,7 @@ def embedding_backward(g, indices, num_embeddings):
     if indices.size and bool(((indices < 0) | (indices >= num_embeddings)).any()):
         raise ValueError(f"embedding_backward: an index is outside [0, {num_embeddings})")
     dw = xp.zeros((num_embeddings, g.shape[1]), dtype=g.dtype)
-    xp.add.at(dw, indices, g)
+    xp.add.at(dw, indices, g)  # (NumPy: in index order; CuPy's uses atomics, cuda_kernels its own)
     return dw
 
 

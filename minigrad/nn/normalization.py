@@ -1,5 +1,5 @@
 """Normalization layers: BatchNorm1d over (N, C), BatchNorm2d over (N, C, H, W), LayerNorm over
-the trailing dimensions of each sample."""
+the last axes of each sample."""
 import numbers
 
 import numpy as np
@@ -101,28 +101,24 @@ class BatchNorm2d(_BatchNorm):
 
 
 class LayerNorm(Module):
-    """y = (x - mean) / sqrt(var + eps) * weight + bias, with mean and (biased) var over the
-    last dimensions ``normalized_shape`` of each sample: the same computation in training and
-    evaluation (no running statistics).  ``weight`` (ones) and ``bias`` (zeros) have shape
-    normalized_shape; ``elementwise_affine=False`` drops both, ``bias=False`` the bias only.
-    PyTorch's nn.LayerNorm."""
+    """y = (x - mean) / sqrt(var + eps) * weight + bias over the last axes, which must have
+    shape ``normalized_shape``: every sample (every row of a sequence) on its own, the same in
+    training and evaluation (no running statistics).  weight starts at 1 and bias at 0
+    (``elementwise_affine=False``: neither; ``bias=False``: no bias), as in PyTorch."""
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
         super().__init__()
-        if isinstance(normalized_shape, numbers.Integral):
-            normalized_shape = (normalized_shape,)
-        self.normalized_shape = tuple(int(n) for n in normalized_shape)
-        if not self.normalized_shape or min(self.normalized_shape) < 1:
-            raise ValueError(f"LayerNorm: normalized_shape must be positive sizes, got {normalized_shape!r}")
+        shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
+        if not shape or any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in shape):
+            raise ValueError(f"LayerNorm: normalized_shape must be a positive int or a tuple of them, "
+                             f"got {normalized_shape!r}")
+        self.normalized_shape = tuple(int(n) for n in shape)
         self.eps, self.elementwise_affine = float(eps), bool(elementwise_affine)
-        if self.elementwise_affine:
-            self.weight = Parameter(_empty(self.normalized_shape, device, dtype))
-        else:
-            self.register_parameter("weight", None)
-        if self.elementwise_affine and bias:
-            self.bias = Parameter(_empty(self.normalized_shape, device, dtype))
-        else:
-            self.register_parameter("bias", None)
+        self.weight = Parameter(_empty(self.normalized_shape, device, dtype)) if elementwise_affine else None
+        self.bias = Parameter(_empty(self.normalized_shape, device, dtype)) if elementwise_affine and bias else None
+        for name in ("weight", "bias"):
+            if getattr(self, name) is None:
+                self.register_parameter(name, None)
         self.reset_parameters()
 
     def reset_parameters(self):

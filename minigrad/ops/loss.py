@@ -27,9 +27,11 @@ def _check_reduction(op, reduction):
 
 
 def _divide(total, count):
-    """total / count for arrays; 0 / 0 is NaN (the mean of nothing, as in PyTorch), quietly."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return total / count
+    """total / count for arrays; 0 / 0 is NaN (the mean of nothing, as in PyTorch), without
+    NumPy's warning (reading a NumPy count is free; CuPy divides quietly)."""
+    if backend.array_module(count) is np and count == 0:
+        return total * np.nan
+    return total / count
 
 
 def _reduce(losses, reduction, count):
@@ -44,7 +46,7 @@ def _reduce(losses, reduction, count):
 def _host_checks(array):
     """Checks that read values back are free on the CPU; on the GPU only MINIGRAD_DEBUG=1 runs
     them (a training step must not wait for the device), and bad values give NaN instead."""
-    return backend.device_of(array) == backend.cpu or backend.debug_checks()
+    return backend.device_of(array) is backend.cpu or backend.debug_checks()
 
 
 # -- class-index targets -------------------------------------------------------------------
@@ -108,10 +110,9 @@ def _labels(op, input, target, c, ignore_index):
         raise ValueError(f"{op}: expected target of shape {expected} ({what}), got target shape "
                          f"{tuple(t.shape)} for input shape {input.shape}{batch}")
     t = backend.to_device(t, input.device).astype(np.int64, copy=False)
-    if t.size and _host_checks(t):
-        bad = (t != ignore_index) & ((t < 0) | (t >= c))
-        if bool(bad.any()):
-            wrong = t[bad]
+    if t.size and _host_checks(t) and (int(t.min()) < 0 or int(t.max()) >= c):
+        wrong = t[(t != ignore_index) & ((t < 0) | (t >= c))]
+        if wrong.size:
             label = int(wrong.min()) if int(wrong.min()) < 0 else int(wrong.max())
             raise ValueError(f"{op}: target label {label} is out of range for {c} classes (valid labels are "
                              f"0 to {c - 1}; ignore_index={ignore_index} marks a row to skip)")
@@ -167,11 +168,11 @@ class CrossEntropy(Function):
 
     def backward(self, g):
         x = self.saved_tensors[0].data
-        xp = backend.array_module(x)
         if self.reduction == "none":
             grow = g.data
-        else:
-            grow = xp.broadcast_to(g.data if self.reduction == "sum" else _divide(g.data, self.count), x.shape[:1])
+        else:  # every row gets g (divided by the mean's divisor)
+            grow = backend.array_module(x).empty(x.shape[:1], dtype=x.dtype)
+            grow[...] = g.data if self.reduction == "sum" else _divide(g.data, self.count)
         target, weight, ignore_index, e = self.args
         dx = backend.kernels(x).cross_entropy_backward(x, target, self.lse, grow, weight, ignore_index, e)
         return Tensor._wrap(dx)
@@ -338,9 +339,7 @@ class BinaryCrossEntropy(Function):
         self.weight, self.reduction = weight, reduction
         with np.errstate(divide="ignore"):  # log 0 = -inf, clamped just below
             losses = -(y * xp.maximum(xp.log(x), -100) + (1 - y) * xp.maximum(xp.log(1 - x), -100))
-        if weight is not None:
-            losses *= weight
-        return _reduce(losses, reduction, x.dtype.type(losses.size))
+        return _weigh_and_reduce(losses, weight, reduction)
 
     def backward(self, g):
         x, y = self.saved_tensors
@@ -351,6 +350,13 @@ class BinaryCrossEntropy(Function):
             with np.errstate(divide="ignore"):  # log 0 = -inf, clamped
                 gy = gw * (clip(log(1 - x), min=-100) - clip(log(x), min=-100))
         return gx, gy
+
+
+def _weigh_and_reduce(losses, weight, reduction):
+    """Elementwise losses times their weight, reduced ("mean": over every element)."""
+    if weight is not None:
+        losses = losses * weight
+    return _reduce(losses, reduction, losses.dtype.type(losses.size))
 
 
 def _elementwise_upstream(g, x, reduction, weight):
@@ -380,9 +386,7 @@ class BCEWithLogits(Function):
             losses = softplus - x * y
         else:  # softplus(-x) = softplus(x) - x
             losses = (1 - y) * softplus + pos_weight * y * (softplus - x)
-        if weight is not None:
-            losses *= weight
-        return _reduce(losses, reduction, x.dtype.type(losses.size))
+        return _weigh_and_reduce(losses, weight, reduction)
 
     def backward(self, g):
         x, y = self.saved_tensors

@@ -63,7 +63,7 @@ def _with_grads(name, group):
         g = p.grad
         if g is None:
             continue
-        if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+        if g.shape != p.shape or g.dtype != p.dtype or type(g.data) is not type(p.data):
             raise ValueError(
                 f"{name}: parameter {i} of shape {p.shape} ({p.dtype}, {p.device}) has a gradient of "
                 f"shape {g.shape} ({g.dtype}, {g.device}); they must match"
