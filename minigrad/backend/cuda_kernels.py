@@ -17,7 +17,8 @@ CuPy is imported only when a CuPy array arrives (importing minigrad never needs 
 
 GPU hygiene: inputs are made contiguous before a kernel indexes them; sizes and indices are
 64-bit inside the kernels; nothing here reads a value back from the GPU (no ``.item()``, no
-device-to-host copies), so a training step never waits on the host.  With
+device-to-host copies; the one value check that would, embedding's index range, runs on the
+GPU only under MINIGRAD_DEBUG=1), so a training step never waits on the host.  With
 ``MINIGRAD_CUDA_SYNC=1`` every launch is followed by a synchronize, and a failing kernel is
 named in the error.
 

@@ -180,7 +180,22 @@ template <typename T> struct MaxSum {
     T m, s;
     __device__ static MaxSum identity() { MaxSum r = {-Num<T>::inf(), T(0)}; return r; }
     __device__ static MaxSum of(T x) { MaxSum r = {x, T(1)}; return r; }
-    __device__ void add(T x) { *this = merge(*this, of(x)); }
+    // add(x) == merge(*this, of(x)), with one exp per element instead of two: the exponent
+    // is -|x - m| either way (the running sum is rescaled when x is a new maximum, else x's
+    // term is added).  NaN (in x or already in m) makes m and s NaN; x == m (+-inf included)
+    // adds exactly 1.
+    __device__ void add(T x) {
+        const T d = x - m;
+        const bool up = x > m;
+        const T e = mg_exp(up ? -d : d);
+        if (up) {
+            s = s * e + T(1);
+            m = x;
+        } else {
+            s += x == m ? T(1) : e;
+            if (x != x) m = x;
+        }
+    }
     __device__ static MaxSum merge(const MaxSum& a, const MaxSum& b) {
         T m = max_nan(a.m, b.m);
         T sa = a.m == m ? a.s : a.s * mg_exp(a.m - m);
