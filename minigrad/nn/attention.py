@@ -37,7 +37,8 @@ class MultiheadAttention(Module):
     unlike PyTorch (where it is only a hint about attn_mask) it needs no attn_mask.
     need_weights=False takes the fused path (the attention weights are never formed);
     need_weights=True also returns them, averaged over the heads unless
-    average_attn_weights=False.  ``dropout`` acts on the attention weights in training."""
+    average_attn_weights=False.  ``dropout`` acts on the attention weights in training.
+    (PyTorch's add_bias_kv and add_zero_attn are not implemented.)"""
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, kdim=None, vdim=None, batch_first=False,
                  device=None, dtype=None):
