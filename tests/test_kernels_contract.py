@@ -75,7 +75,7 @@ def _public_functions(module):
 
 
 def test_reference_lists_every_kernel_it_defines():
-    assert len(R.__all__) == len(set(R.__all__)) == 37
+    assert len(R.__all__) == len(set(R.__all__)) == 39
     assert _public_functions(R) == set(R.__all__)
     for name in R.__all__:
         assert callable(getattr(R, name)) and getattr(R, name).__doc__, f"{name} needs a docstring with its math"
@@ -473,6 +473,39 @@ def _adam(put, rng, v):
     return params, grads, m, vv, vmax, 1e-2, 0.9, 0.999, 1e-8, step, wd, decoupled
 
 
+ATTENTION = {"plain": (None, False, 0.0), "causal": (None, True, 0.0), "mask-shared": ("shared", False, 0.0),
+             "mask-per-batch-dropout": ("per-batch", False, 0.3), "causal-dropout": (None, True, 0.5),
+             "empty": ("empty", False, 0.0)}
+
+
+def _attention_inputs(put, rng, v):
+    """(q, k, v, mask, is_causal, scale, dropout_p, seed, offset); a fully masked row in "mask-shared"."""
+    kind, causal, p = ATTENTION[v]
+    b, tq, tk, d, dv = (0, 3, 4, 2, 2) if kind == "empty" else (3, 5, 7, 4, 3)
+    q, k, vv = put(normal(rng, (b, tq, d)), "strided"), put(normal(rng, (b, tk, d))), put(normal(rng, (b, tk, dv)))
+    mask = None
+    if kind == "shared":
+        m = np.where(rng.random((1, tq, tk)) > 0.3, 0.0, -np.inf)
+        m[0, 2] = -np.inf
+        mask = put(m)
+    elif kind == "per-batch":
+        mask = put(normal(rng, (b, 1, tk)))
+    return q, k, vv, mask, causal, 0.6, p, 2**40 + 3, 5
+
+
+case("attention_forward", *ATTENTION)(_attention_inputs)
+
+
+@case("attention_backward", *ATTENTION)
+def _attention_backward(put, rng, v):
+    q, k, vv, mask, *rest = _attention_inputs(put, rng, v)
+    with np.errstate(invalid="ignore"):
+        out, lse = R.attention_forward(*(a if a is None or isinstance(a, (bool, int, float)) else np.asarray(
+            a.get() if hasattr(a, "get") else a) for a in (q, k, vv, mask, *rest)))
+    g = normal(rng, out.shape)
+    return (put(g), q, k, vv, put(out), put(lse), mask, *rest)
+
+
 def test_every_kernel_has_cases():
     assert {name for name, _, _ in CASES.values()} == set(R.__all__)
 
@@ -610,6 +643,10 @@ BAD_CALLS = {
     "avgpool2d_backward": lambda k, P: k.avgpool2d_backward(P((1, 2, 2, 2)), (1, 1, 4, 4), (2, 2), (2, 2),
                                                             (0, 0), (2, 2), True),
     "embedding_backward": lambda k, P: k.embedding_backward(P((3, 2)), np.array([0, 1, 11]), 11),
+    "attention_forward": lambda k, P: k.attention_forward(P((2, 3, 4)), P((2, 5, 4)), P((2, 5, 3)), P((2, 3, 4)),
+                                                          False, 1.0, 0.0, 0, 0),
+    "attention_backward": lambda k, P: k.attention_backward(P((2, 3, 2)), P((2, 3, 4)), P((2, 5, 4)), P((2, 5, 3)),
+                                                            P((2, 3, 3)), P((2, 3)), None, False, 1.0, 0.0, 0, 0),
     "matmul": lambda k, P: k.matmul(P((2, 3)), P((4, 5))),
     "linear": lambda k, P: k.linear(P((2, 3)), P((4, 5)), None),
     "sgd_step_": lambda k, P: k.sgd_step_([P((1000,))], [P((1,))], None, 0.1, 0.0, 0.0, 0.0, False, False),

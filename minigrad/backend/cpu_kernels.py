@@ -36,6 +36,7 @@ two layout copies); see benchmarks/conv_ops.py and docs/benchmarks.md.
 """
 import math
 import os
+import types
 
 import numpy as np
 
@@ -758,3 +759,121 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
             _ref._adam_one(x, g.reshape(x.shape), m.reshape(x.shape), v.reshape(x.shape),
                            None if vmax is None else vmax.reshape(x.shape), beta1, beta2, eps,
                            step_size, inv_sqrt_bc2, decay, l2)
+
+
+# ======================================================================================
+# Layer norm rows (issue 10): numba versions of reference.layer_norm_* (same math;
+# docs/derivations/layernorm.md), one pass over each row for the statistics and one for the
+# output.  (Attention stays reference.attention_*: its products are BLAS calls and its exp a
+# vectorised NumPy call, which measured faster on the CPU than numba loops with scalar exp.)
+# ======================================================================================
+
+# Rows per partial sum of the layer-norm weight gradients: fixed (not per thread), so the
+# sums are added in the same order whatever the number of threads.
+_LN_CHUNK = 64
+# Each kernel below is compiled twice, serial and parallel (prange).  A parallel launch hands
+# the work to numba's worker threads and waits for them: worth it for big launches only, and
+# on a machine busy with other processes the hand-over itself can take milliseconds.
+_PARALLEL_WORK = 1 << 20  # elements
+_FAST_MATH = {"reassoc", "contract"}  # vectorised sums; inf and NaN keep their meaning
+
+
+def _pick(kernels, work):
+    """The parallel variant of a (serial, parallel) pair when the launch is big and numba
+    has more than one thread."""
+    return kernels[1] if work >= _PARALLEL_WORK and numba.get_num_threads() > 1 else kernels[0]
+
+
+def _both(fn):
+    """(serial, parallel) compilations of ``fn``.  The parallel one compiles a renamed copy:
+    numba's on-disk cache is keyed by the function's name and signature, not by its flags,
+    so two variants of one function would overwrite each other's cached machine code."""
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel", fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_parallel"
+    return njit(cache=True, fastmath=_FAST_MATH)(fn), njit(parallel=True, cache=True, fastmath=_FAST_MATH)(twin)
+
+
+if numba is not None:
+    def _layer_norm_fwd_py(x, w, b, eps, y, mean, rstd, affine_w, affine_b):
+        m, n = x.shape
+        for r in prange(m):
+            row = x[r]
+            s = 0.0
+            for j in range(n):
+                s += row[j]
+            mu = s / n
+            s2 = 0.0
+            for j in range(n):
+                d = row[j] - mu
+                s2 += d * d
+            rs = 1.0 / math.sqrt(s2 / n + eps)
+            mean[r], rstd[r] = mu, rs
+            out = y[r]
+            for j in range(n):
+                v = (row[j] - mu) * rs
+                if affine_w:
+                    v = v * w[j]
+                if affine_b:
+                    v = v + b[j]
+                out[j] = v
+
+    def _layer_norm_bwd_py(g, x, w, mean, rstd, dx, dw_part, db_part, affine_w):
+        m, n = x.shape
+        chunks = dw_part.shape[0]
+        for c in prange(chunks):
+            pw, pb = dw_part[c], db_part[c]
+            for r in range(c * _LN_CHUNK, min(m, (c + 1) * _LN_CHUNK)):
+                gr, xr, out = g[r], x[r], dx[r]
+                mu, rs = mean[r], rstd[r]
+                s_gw = 0.0
+                s_gwx = 0.0
+                for j in range(n):
+                    xh = (xr[j] - mu) * rs
+                    gw = gr[j] * w[j] if affine_w else gr[j]
+                    s_gw += gw
+                    s_gwx += gw * xh
+                    pw[j] += gr[j] * xh
+                    pb[j] += gr[j]
+                a, c2 = s_gw / n, s_gwx / n
+                for j in range(n):
+                    xh = (xr[j] - mu) * rs
+                    gw = gr[j] * w[j] if affine_w else gr[j]
+                    out[j] = rs * (gw - a - xh * c2)
+
+    _layer_norm_fwd_nb, _layer_norm_bwd_nb = _both(_layer_norm_fwd_py), _both(_layer_norm_bwd_py)
+
+
+def _rows_ok(*arrays):
+    """numba on, NumPy arrays of one float dtype (None entries skipped)."""
+    present = [a for a in arrays if a is not None]
+    if not use_numba() or any(type(a) is not np.ndarray for a in present):
+        return False
+    dtype = present[0].dtype
+    return dtype.kind == "f" and all(a.dtype == dtype for a in present)
+
+
+def layer_norm_forward(x, weight, bias, eps):
+    if (not _rows_ok(x, weight, bias) or x.ndim != 2 or x.shape[1] == 0
+            or any(a is not None and a.shape != x.shape[1:] for a in (weight, bias))):
+        return _ref.layer_norm_forward(x, weight, bias, eps)
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    mean, rstd = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
+    w, b = (np.empty(0, x.dtype) if a is None else np.ascontiguousarray(a) for a in (weight, bias))
+    _pick(_layer_norm_fwd_nb, x.size)(x, w, b, float(eps), y, mean, rstd, weight is not None, bias is not None)
+    return y, mean, rstd
+
+
+def layer_norm_backward(g, x, weight, mean, rstd):
+    if (not _rows_ok(g, x, weight, mean, rstd) or g.shape != x.shape or x.ndim != 2 or x.shape[1] == 0
+            or mean.shape != x.shape[:1] or rstd.shape != x.shape[:1]
+            or (weight is not None and weight.shape != x.shape[1:])):
+        return _ref.layer_norm_backward(g, x, weight, mean, rstd)
+    g, x = np.ascontiguousarray(g), np.ascontiguousarray(x)
+    dx = np.empty_like(x)
+    parts = (-(-x.shape[0] // _LN_CHUNK), x.shape[1])  # per-chunk partial sums of dw and db
+    dw, db = np.zeros(parts, dtype=x.dtype), np.zeros(parts, dtype=x.dtype)
+    w = np.empty(0, x.dtype) if weight is None else np.ascontiguousarray(weight)
+    _pick(_layer_norm_bwd_nb, x.size)(g, x, w, np.ascontiguousarray(mean), np.ascontiguousarray(rstd), dx, dw, db,
+                                      weight is not None)
+    return dx, dw.sum(axis=0), db.sum(axis=0)

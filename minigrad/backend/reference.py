@@ -746,3 +746,105 @@ def _adam_one(x, g, m, v, vmax, b1, b2, eps, step_size, inv_sqrt_bc2, decay, l2)
     xp.divide(m, tmp, out=tmp)
     tmp *= t(step_size)
     x -= tmp
+
+
+# ======================================================================================
+# Attention: softmax(Q K^T scale + mask) V as one kernel pair (issue 10; the derivation,
+# step by step, is docs/derivations/attention.md)
+# ======================================================================================
+
+__all__ += ["attention_forward", "attention_backward"]
+
+
+def _check_attention(kernel, q, k, v, mask, **more):
+    """q (B, Tq, D), k (B, Tk, D), v (B, Tk, Dv); mask None or 3-D with every side 1 or
+    (B, Tq, Tk)'s; ``more``: arrays that must have the shapes named by their keys."""
+    ok = q.ndim == k.ndim == v.ndim == 3 and q.shape[0] == k.shape[0] == v.shape[0] \
+        and q.shape[2] == k.shape[2] and k.shape[1] == v.shape[1]
+    b, tq, tk, dv = q.shape[0], q.shape[1], k.shape[1], v.shape[2]
+    if ok and mask is not None:
+        ok = mask.ndim == 3 and all(m in (1, n) for m, n in zip(mask.shape, (b, tq, tk)))
+    expected = {"g": (b, tq, dv), "out": (b, tq, dv), "lse": (b, tq)}
+    ok = ok and all(tuple(a.shape) == expected[name] for name, a in more.items())
+    if not ok:
+        arrays = dict(q=q, k=k, v=v, **({} if mask is None else {"mask": mask}), **more)
+        raise _shape_error(kernel, **arrays)
+
+
+def _attention_scores(q, k, mask, is_causal, scale):
+    """S = scale Q K^T + mask (B, Tq, Tk); causal: S_ij = -inf for j > i (PyTorch's
+    top-left aligned triangle when Tq != Tk).  Both masks are added in place."""
+    xp = array_module(q)
+    s = q @ k.transpose(0, 2, 1)
+    s *= s.dtype.type(scale)
+    if mask is not None:
+        s += mask
+    if is_causal:
+        s += xp.where(xp.tri(s.shape[1], s.shape[2], dtype=bool), s.dtype.type(0), s.dtype.type(-np.inf))
+    return s
+
+
+def _attention_keep(xp, shape, dropout_p, seed, offset, dtype):
+    """The dropout multipliers M (0 or 1/(1-p)) of the attention weights, or None."""
+    if not dropout_p:
+        return None
+    return xp.asarray(dropout_mask(shape, dropout_p, seed, offset, dtype))
+
+
+def attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
+    """(out (B, Tq, Dv), lse (B, Tq)) of attention over B independent (batch, head) pairs:
+
+        S = scale Q K^T + mask   (mask: additive, -inf where attention is not allowed;
+                                  is_causal: -inf above the diagonal)
+        lse_i = log sum_j exp S_ij,    P = exp(S - lse)      (the row softmax)
+        out = (P * M) V          M = dropout_mask((B, Tq, Tk), dropout_p, seed, offset) when
+                                 dropout_p > 0 (element (b, i, j) in C order), else 1
+
+    A row masked everywhere attends to nothing: out = 0 and lse = -inf there (PyTorch's
+    choice; a plain softmax would give NaN).  lse is what backward needs to rebuild P."""
+    _check_attention("attention_forward", q, k, v, mask)
+    xp = array_module(q)
+    b, tq, tk, dv = q.shape[0], q.shape[1], k.shape[1], v.shape[2]
+    if tk == 0:
+        return xp.zeros((b, tq, dv), dtype=q.dtype), xp.full((b, tq), -np.inf, dtype=q.dtype)
+    p = _attention_scores(q, k, mask, is_causal, scale)   # S, turned into P in place
+    m = p.max(axis=2, keepdims=True)
+    m[m == -np.inf] = 0                    # a row masked everywhere: no shift (its sum is 0)
+    p -= m
+    xp.exp(p, out=p)
+    total = p.sum(axis=2, keepdims=True)
+    p /= xp.where(total == 0, 1, total)    # ... and its weights stay 0
+    with np.errstate(divide="ignore"):     # log 0 = -inf for such a row, on purpose
+        lse = (m + xp.log(total))[..., 0]
+    keep = _attention_keep(xp, p.shape, dropout_p, seed, offset, p.dtype)
+    if keep is not None:
+        p *= keep
+    return p @ v, lse
+
+
+def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, seed, offset):
+    """(dq, dk, dv) of attention_forward given g = dL/dout, from the saved row log-sum-exps
+    (P is rebuilt, never stored; same mask, causality, scale and dropout stream):
+
+        P = exp(S - lse),  P~ = P * M
+        dV = P~^T g
+        dP = (g V^T) * M
+        dS = P * (dP - D),    D_i = sum_j P_ij dP_ij = sum_d g_id out_id
+        dQ = scale dS K,      dK = scale dS^T Q"""
+    _check_attention("attention_backward", q, k, v, mask, g=g, out=out, lse=lse)
+    xp = array_module(q)
+    # P = exp(S - lse), in place; rows masked everywhere have lse = -inf: subtract +inf there
+    p = _attention_scores(q, k, mask, is_causal, scale)
+    p -= xp.where(lse == -np.inf, np.inf, lse)[..., None]
+    xp.exp(p, out=p)
+    keep = _attention_keep(xp, p.shape, dropout_p, seed, offset, p.dtype)
+    ds = g @ v.transpose(0, 2, 1)          # dP, turned into dS in place
+    if keep is not None:
+        dv = (p * keep).transpose(0, 2, 1) @ g
+        ds *= keep
+    else:
+        dv = p.transpose(0, 2, 1) @ g
+    ds -= (g * out).sum(axis=2, keepdims=True)
+    ds *= p
+    ds *= ds.dtype.type(scale)
+    return ds @ k, ds.transpose(0, 2, 1) @ q, dv

@@ -12,6 +12,7 @@ from ..ops import (  # noqa: F401,E402  (convolution, pooling, normalization)
     adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, layer_norm, max_pool2d, one_hot,
 )
 from ..ops.shape import functional_pad as pad  # noqa: F401,E402  (PyTorch's convention)
+from ..ops import embedding, scaled_dot_product_attention  # noqa: F401,E402  (Transformers)
 
 
 @register
