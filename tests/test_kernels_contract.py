@@ -138,7 +138,7 @@ def test_set_matmul_validates():
         assert backend.get_matmul() == ("own", "tiled")
         with pytest.raises(ValueError, match="impl must be 'cublas' or 'own'"):
             backend.set_matmul("mkl")
-        with pytest.raises(ValueError, match="rung must be"):
+        with pytest.raises(ValueError, match="variant must be one of"):
             backend.set_matmul("own", "fast")
     finally:
         backend.set_matmul()

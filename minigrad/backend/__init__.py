@@ -136,23 +136,21 @@ def _load_table(name):
     return table
 
 
-_matmul = {"impl": "cublas", "rung": "regblock"}
-
-
-def set_matmul(impl="cublas", rung="regblock"):
+def set_matmul(impl="cublas", variant="regblock"):
     """Choose the GPU matrix product: ``"cublas"`` (cuBLAS through cupy.matmul, the default)
     or ``"own"``, the project's SGEMM ladder, at rung ``"naive"``, ``"tiled"`` or
-    ``"regblock"`` (docs/kernels.md).  The CPU always uses NumPy's BLAS."""
-    if impl not in ("cublas", "own"):
-        raise ValueError(f"set_matmul: impl must be 'cublas' or 'own', got {impl!r}")
-    if rung not in ("naive", "tiled", "regblock"):
-        raise ValueError(f"set_matmul: rung must be 'naive', 'tiled' or 'regblock', got {rung!r}")
-    _matmul.update(impl=impl, rung=rung)
+    ``"regblock"`` (docs/kernels.md).  The CPU always uses NumPy's BLAS.  (The choice lives in
+    cuda_kernels, which reads it; importing that module needs no GPU.)"""
+    from . import cuda_kernels
+
+    cuda_kernels.set_matmul(impl, variant)
 
 
 def get_matmul():
-    """(impl, rung) as chosen by set_matmul."""
-    return _matmul["impl"], _matmul["rung"]
+    """(impl, variant) as chosen by set_matmul."""
+    from . import cuda_kernels
+
+    return cuda_kernels.get_matmul()
 
 
 def debug_checks():

@@ -702,7 +702,7 @@ def gelu_backward(g, x, approximate="none"):
     return out
 
 
-def dropout_mask(shape, p, seed, offset, dtype):
+def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
     dtype = np.dtype(dtype)
     if not use_numba() or dtype.kind != "f":
         return _ref.dropout_mask(shape, p, seed, offset, dtype)

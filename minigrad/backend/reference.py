@@ -583,21 +583,23 @@ def _philox4x32(counter, key, rounds=10):
     return c0, c1, c2, c3
 
 
-def dropout_mask(shape, p, seed, offset, dtype):
+def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
     """An array of ``shape`` holding 0 (dropped, probability p) or 1/(1-p) (kept).
 
     Element i (C order) uses block b = offset + i // 4: Philox4x32-10 with key
     (seed lo32, seed hi32) and counter (lo32(b), hi32(b), 0, 0) gives four words; element i
     takes word i % 4 and u = (word >> 8) 2^-24, uniform on [0, 1) with 24 bits; kept iff u >= p.
     The same (seed, offset) gives the same mask on every device; the caller advances offset
-    by ceil(size / 4) per call.  (A NumPy array: cuda_kernels returns one on the GPU.)"""
+    by ceil(size / 4) per call.  The mask lives with ``like`` (an array of the tensor it is
+    for; NumPy when None)."""
     size = math.prod(shape)
     blocks = np.uint64(offset) + np.arange((size + 3) // 4, dtype=np.uint64)
     zero = np.zeros_like(blocks)
     words = _philox4x32((blocks & _LO32, blocks >> 32, zero, zero), (seed & _LO32, (seed >> 32) & _LO32))
     u = (np.stack(words, axis=1).reshape(-1)[:size] >> 8).astype(np.float64) * 2.0 ** -24
     scale = 1.0 / (1.0 - p) if p < 1 else 0.0
-    return np.where(u >= p, scale, 0.0).astype(dtype).reshape(shape)
+    mask = np.where(u >= p, scale, 0.0).astype(dtype).reshape(shape)
+    return mask if like is None else array_module(like).asarray(mask)
 
 
 # ======================================================================================

@@ -28,7 +28,7 @@ class DropoutMask(Function):
 
     def forward(self, x, p):
         seed, offset = backend.philox_seed_offset(x.size)
-        self.mask = backend.kernels(x).dropout_mask(x.shape, p, seed, offset, x.dtype)
+        self.mask = backend.kernels(x).dropout_mask(x.shape, p, seed, offset, x.dtype, like=x)
         return x * self.mask
 
     def backward(self, g):
