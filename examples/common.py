@@ -27,11 +27,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from models import MODELS, prepare  # noqa: E402
 
 
-def parse_args(description, model, epochs, batch_size, lr):
+def parse_args(description, model, epochs, batch_size, lr, schedule="constant"):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--schedule", choices=["constant", "cosine"], default=schedule,
+                   help="learning rate over training: constant, or cosine decay to 0 over every step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="folder holding mnist/ (default: $MINIGRAD_DATA, then the cache)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -67,9 +69,13 @@ def load_data(args, rank=0, world=1):
     return train_loader, test_loader
 
 
-def train_epoch(model, optimizer, loader, epoch, epochs, progress=True):
+def train_epoch(model, optimizer, loader, epoch, epochs, progress=True, scheduler=None):
+    """One pass over ``loader``; returns (mean loss, accuracy).  The running sums stay on the
+    model's device and are read back only when the progress bar shows them: on a GPU a
+    read-back (``.item()``) would make the host wait for the device at every step."""
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss = correct = 0.0
+    seen = 0
     bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
                disable=not progress, dynamic_ncols=True)
     for i, (x, y) in enumerate(bar):
@@ -78,13 +84,15 @@ def train_epoch(model, optimizer, loader, epoch, epochs, progress=True):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         n = len(y)
-        total_loss += loss.item() * n
-        correct += int((logits.data.argmax(axis=1) == y.data).sum())
+        total_loss = total_loss + loss.data * n
+        correct = correct + (logits.data.argmax(axis=1) == y.data).sum()
         seen += n
-        if i % 50 == 0:
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.4f}")
-    return total_loss / seen, correct / seen
+        if progress and i % 50 == 0:
+            bar.set_postfix(loss=f"{float(total_loss) / seen:.4f}", acc=f"{float(correct) / seen:.4f}")
+    return float(total_loss) / seen, float(correct) / seen
 
 
 @mg.no_grad()
@@ -110,13 +118,17 @@ def run(args):
         model = nn.parallel.DistributedDataParallel(model)
     optimizer = optim.Adam(model.parameters(), lr=args.lr)
     train_loader, test_loader = load_data(args, rank, world)
+    scheduler = None
+    if args.schedule == "cosine":  # stepped after every optimizer step
+        scheduler = optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * len(train_loader))
     history = {"train_loss": [], "train_acc": [], "test_loss": [], "test_acc": []}
     for epoch in range(1, args.epochs + 1):
         if world > 1:
             train_loader.sampler.set_epoch(epoch)
         start = time.perf_counter()
         train_loss, train_acc = train_epoch(model, optimizer, train_loader, epoch, args.epochs,
-                                            progress=not args.no_progress and rank == 0)
+                                            progress=not args.no_progress and rank == 0,
+                                            scheduler=scheduler)
         if world > 1:  # every rank saw as many examples: the mean of the ranks' means is the mean
             train_loss, train_acc = mean_over_ranks(train_loss, train_acc)
         seconds = time.perf_counter() - start

@@ -36,7 +36,7 @@ def prepare(images, model):
     """uint8 images (N, 28, 28) as the model's float32 input.
 
     The MLP takes pixels scaled to [0, 1] (the Keras recipe); the CNN takes them standardized
-    to mean 0, std 1 (the PyTorch MNIST recipe), which makes its three epochs count for more."""
+    to mean 0, std 1 (the PyTorch MNIST recipe), which makes its few epochs count for more."""
     x = images.astype(np.float32) / 255.0
     if model == "cnn":
         return ((x - MNIST_MEAN) / MNIST_STD).reshape(-1, 1, 28, 28)

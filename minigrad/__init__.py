@@ -12,7 +12,8 @@ import numpy as _np
 from . import backend
 from .autograd import (detect_anomaly, enable_grad, grad, is_anomaly_enabled, is_grad_enabled,
                        no_grad, set_grad_enabled)
-from .backend import Device, cuda_available, get_default_dtype, manual_seed, set_default_dtype
+from .backend import (Device, NoCUDAError, cuda_available, default_device, get_default_dtype,
+                      manual_seed, set_default_device, set_default_dtype)
 from .tensor import (
     Tensor, arange, empty, eye, from_numpy, full, ones, ones_like, rand, randint, randn, tensor,
     zeros, zeros_like,
@@ -22,6 +23,7 @@ from .ops import *  # noqa: F401,F403  (the functional forms: exp, log, where, m
 from .ops import abs, max, min, pow, sum  # noqa: F401  (shadow builtins on purpose: mg.sum)
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from . import viz                  # print_tape, to_dot: look at the tape
+from . import cuda                 # cuda.is_available(), cuda.synchronize()
 from . import nn, optim            # nn.Linear, nn.Conv2d, optim.Adam, ...
 from . import data, metrics        # data.MNIST, data.DataLoader, metrics.confusion_matrix
 from .io import load, save         # checkpoints: one .npz, never pickle

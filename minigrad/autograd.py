@@ -213,8 +213,8 @@ class Function:
         ctx = cls()
         out = ctx.forward(*data, **params)
         xp = backend.array_module(data[0]) if data else np
-        if type(out) is not np.ndarray and not isinstance(out, xp.ndarray):
-            out = xp.asarray(out)
+        if type(out) is not np.ndarray and not isinstance(out, backend.array_module(out).ndarray):
+            out = xp.asarray(out)  # a NumPy scalar from a reduction: a 0-d array on x's device
         result = Tensor.__new__(Tensor)
         result._init(out)
         if cls.returns_view and data and out.base is not None and xp.may_share_memory(out, data[0]):

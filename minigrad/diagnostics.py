@@ -19,23 +19,6 @@ def _version(module_name):
     return module, getattr(module, "__version__", "unknown version")
 
 
-def cuda_status():
-    """``(usable, description)`` for the GPU: the device name, or why there is none (no CuPy,
-    no driver, no device), in words a user can act on."""
-    cupy, text = _version("cupy")
-    if cupy is None:
-        return False, "CuPy is not installed (pip install -e \".[gpu]\"; see README, 'GPU')"
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:
-        return False, f"no CUDA GPU found: {type(e).__name__}: {e}".replace("\n", " ")
-    if count == 0:
-        return False, "no CUDA GPU found (the driver reports 0 devices)"
-    props = cupy.cuda.runtime.getDeviceProperties(0)
-    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
-    return True, f"{name} (compute capability {props['major']}.{props['minor']}, {count} device(s))"
-
-
 def _self_test(device):
     """A few ops forward and backward, checked against hand-computed values, on ``device``."""
     import minigrad as mg
@@ -80,7 +63,7 @@ def _lines(full):
                     yield f"{what}: unavailable ({type(e).__name__}: {e})".replace("\n", " ")
     yield "devices:"
     yield f"  cpu: {_cpu_name()}"
-    usable, text = cuda_status()
+    usable, text = backend.cuda_status()
     yield f"  cuda: {text}"
     yield "self-test:"
     for device in ["cpu"] + (["cuda"] if usable else []):

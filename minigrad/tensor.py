@@ -24,7 +24,12 @@ class Tensor:
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         if isinstance(data, Tensor):
             data = data.data
-        device = Device(device) if device is not None else backend.device_of(data)
+        if device is not None:
+            device = Device(device)
+        elif backend.device_of(data) != backend.cpu:
+            device = backend.device_of(data)  # a CuPy array stays where it is
+        else:
+            device = backend.default_device()
         xp = device.xp
         if dtype is not None:
             dtype = np.dtype(dtype)
@@ -402,6 +407,11 @@ class _HookHandle:
 # Creation functions (PyTorch names).  Floats default to float32; float64 on request.
 
 
+def _device(device):
+    """``device``, or the default device (set_default_device, $MINIGRAD_DEVICE) when None."""
+    return Device(device) if device is not None else backend.default_device()
+
+
 def _float_dtype(dtype):
     return np.dtype(dtype) if dtype is not None else backend.get_default_dtype()
 
@@ -429,7 +439,7 @@ def from_numpy(array):
 
 
 def _filled(fill, shape, dtype, device, requires_grad):
-    xp = Device(device or "cpu").xp
+    xp = _device(device).xp
     return Tensor(xp.full(_shape(shape), fill, dtype=_float_dtype(dtype)), requires_grad=requires_grad)
 
 
@@ -450,7 +460,7 @@ def full(shape, fill_value, dtype=None, device=None, requires_grad=False):
 
 
 def empty(*shape, dtype=None, device=None, requires_grad=False):
-    xp = Device(device or "cpu").xp
+    xp = _device(device).xp
     return Tensor(xp.empty(_shape(shape), dtype=_float_dtype(dtype)), requires_grad=requires_grad)
 
 
@@ -469,25 +479,25 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     if dtype is None:
         is_int = all(isinstance(v, numbers.Integral) for v in (start, end, step))
         dtype = np.int64 if is_int else backend.get_default_dtype()
-    xp = Device(device or "cpu").xp
+    xp = _device(device).xp
     return Tensor(xp.arange(start, end, step, dtype=dtype), requires_grad=requires_grad)
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
-    xp = Device(device or "cpu").xp
+    xp = _device(device).xp
     return Tensor(xp.eye(n, m, dtype=_float_dtype(dtype)), requires_grad=requires_grad)
 
 
 def rand(*shape, dtype=None, device=None, requires_grad=False):
     """Uniform on [0, 1), from the seeded generator (see manual_seed)."""
-    gen = backend.generator(device or "cpu")
+    gen = backend.generator(_device(device))
     data = gen.random(_shape(shape), dtype=np.float64).astype(_float_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad)
 
 
 def randn(*shape, dtype=None, device=None, requires_grad=False):
     """Standard normal, from the seeded generator (see manual_seed)."""
-    gen = backend.generator(device or "cpu")
+    gen = backend.generator(_device(device))
     data = gen.standard_normal(_shape(shape)).astype(_float_dtype(dtype))
     return Tensor(data, requires_grad=requires_grad)
 
@@ -496,7 +506,7 @@ def randint(low, high=None, size=(), dtype=np.int64, device=None):
     """Integers uniform on [low, high), from the seeded generator."""
     if high is None:
         low, high = 0, low
-    gen = backend.generator(device or "cpu")
+    gen = backend.generator(_device(device))
     return Tensor(gen.integers(low, high, size=tuple(np.atleast_1d(size)) if size != () else (), dtype=dtype))
 
 

@@ -64,3 +64,17 @@ def on_device(request):
 def _seed():
     mg.manual_seed(0)
     yield
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Skips grouped by reason (one line each), instead of one line per skipped test: a
+    parametrized suite without a GPU skips its cuda half, and that should read as one fact."""
+    reasons = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("skipped, by reason")
+        for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line(f"{n:6d}  {reason}")

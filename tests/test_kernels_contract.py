@@ -9,7 +9,10 @@ real GPU when there is one.  Inconsistent inputs raise ValueError in every imple
 """
 import importlib
 import math
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -52,8 +55,8 @@ class Impl:
 @pytest.fixture(params=["cpu", "cuda-emulated",
                         pytest.param("cuda-gpu", marks=pytest.mark.skipif(not mg.cuda_available(),
                                                                            reason="no CUDA GPU (or CuPy)"))])
-def impl(request, monkeypatch):
-    monkeypatch.setenv("MINIGRAD_DISABLE_NUMBA", "0")
+def impl(request):
+    """(cpu_kernels runs its numba kernels unless MINIGRAD_DISABLE_NUMBA=1: CI runs this file both ways.)"""
     if request.param == "cpu":
         return Impl(C, np)
     if request.param == "cuda-emulated":
@@ -72,7 +75,7 @@ def _public_functions(module):
 
 
 def test_reference_lists_every_kernel_it_defines():
-    assert len(R.__all__) == len(set(R.__all__)) == 37
+    assert len(R.__all__) == len(set(R.__all__)) == 39
     assert _public_functions(R) == set(R.__all__)
     for name in R.__all__:
         assert callable(getattr(R, name)) and getattr(R, name).__doc__, f"{name} needs a docstring with its math"
@@ -98,23 +101,35 @@ def test_cuda_kernels_expose_exactly_the_reference_names():
 
 def test_kernels_picks_the_table(monkeypatch):
     x = np.zeros(3)
-    monkeypatch.delenv("MINIGRAD_CPU_KERNELS", raising=False)
-    assert backend.kernels(x) is C
-    monkeypatch.setenv("MINIGRAD_CPU_KERNELS", "reference")
-    assert backend.kernels(x) is R
-    monkeypatch.setenv("MINIGRAD_CPU_KERNELS", "cpu")
-    assert backend.kernels(x) is C
-    monkeypatch.setenv("MINIGRAD_CPU_KERNELS", "fast")
-    with pytest.raises(ValueError, match="MINIGRAD_CPU_KERNELS='fast': expected one of cpu, reference, cuda"):
-        backend.kernels(x)
-    monkeypatch.setenv("MINIGRAD_CPU_KERNELS", "cuda")
+    previous = backend.set_cpu_kernels("cpu")
     try:
-        cuda = importlib.import_module("minigrad.backend.cuda_kernels")
-    except ImportError:
-        with pytest.raises(RuntimeError, match=r"cuda_kernels\) could not be imported"):
-            backend.kernels(x)
-    else:
-        assert backend.kernels(x) is cuda
+        assert backend.kernels(x) is C
+        assert backend.set_cpu_kernels("reference") == "cpu"
+        assert backend.kernels(x) is R
+        with pytest.raises(ValueError, match="set_cpu_kernels: expected one of cpu, reference, cuda, got 'fast'"):
+            backend.set_cpu_kernels("fast")
+        backend.set_cpu_kernels("cuda")
+        try:
+            cuda = importlib.import_module("minigrad.backend.cuda_kernels")
+        except ImportError:
+            with pytest.raises(RuntimeError, match=r"cuda_kernels\) could not be imported"):
+                backend.kernels(x)
+        else:
+            assert backend.kernels(x) is cuda
+    finally:
+        backend.set_cpu_kernels(previous)
+
+
+@pytest.mark.parametrize("value, expected", [("reference", "reference"), ("", "cpu"), ("cpu", "cpu")])
+def test_minigrad_cpu_kernels_is_read_at_import(value, expected):
+    code = ("import numpy, minigrad.backend as b; t = b.kernels(numpy.zeros(1)); "
+            "print(t.__name__.rsplit('.', 1)[1])")
+    env = {**os.environ, "MINIGRAD_CPU_KERNELS": value}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == {"reference": "reference", "cpu": "cpu_kernels"}[expected]
+    env["MINIGRAD_CPU_KERNELS"] = "fast"
+    bad = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "MINIGRAD_CPU_KERNELS='fast': expected one of cpu, reference, cuda" in bad.stderr
 
 
 def test_set_matmul_validates():
@@ -123,7 +138,7 @@ def test_set_matmul_validates():
         assert backend.get_matmul() == ("own", "tiled")
         with pytest.raises(ValueError, match="impl must be 'cublas' or 'own'"):
             backend.set_matmul("mkl")
-        with pytest.raises(ValueError, match="rung must be"):
+        with pytest.raises(ValueError, match="variant must be one of"):
             backend.set_matmul("own", "fast")
     finally:
         backend.set_matmul()
@@ -458,6 +473,39 @@ def _adam(put, rng, v):
     return params, grads, m, vv, vmax, 1e-2, 0.9, 0.999, 1e-8, step, wd, decoupled
 
 
+ATTENTION = {"plain": (None, False, 0.0), "causal": (None, True, 0.0), "mask-shared": ("shared", False, 0.0),
+             "mask-per-batch-dropout": ("per-batch", False, 0.3), "causal-dropout": (None, True, 0.5),
+             "empty": ("empty", False, 0.0)}
+
+
+def _attention_inputs(put, rng, v):
+    """(q, k, v, mask, is_causal, scale, dropout_p, seed, offset); a fully masked row in "mask-shared"."""
+    kind, causal, p = ATTENTION[v]
+    b, tq, tk, d, dv = (0, 3, 4, 2, 2) if kind == "empty" else (3, 5, 7, 4, 3)
+    q, k, vv = put(normal(rng, (b, tq, d)), "strided"), put(normal(rng, (b, tk, d))), put(normal(rng, (b, tk, dv)))
+    mask = None
+    if kind == "shared":
+        m = np.where(rng.random((1, tq, tk)) > 0.3, 0.0, -np.inf)
+        m[0, 2] = -np.inf
+        mask = put(m)
+    elif kind == "per-batch":
+        mask = put(normal(rng, (b, 1, tk)))
+    return q, k, vv, mask, causal, 0.6, p, 2**40 + 3, 5
+
+
+case("attention_forward", *ATTENTION)(_attention_inputs)
+
+
+@case("attention_backward", *ATTENTION)
+def _attention_backward(put, rng, v):
+    q, k, vv, mask, *rest = _attention_inputs(put, rng, v)
+    with np.errstate(invalid="ignore"):
+        out, lse = R.attention_forward(*(a if a is None or isinstance(a, (bool, int, float)) else np.asarray(
+            a.get() if hasattr(a, "get") else a) for a in (q, k, vv, mask, *rest)))
+    g = normal(rng, out.shape)
+    return (put(g), q, k, vv, put(out), put(lse), mask, *rest)
+
+
 def test_every_kernel_has_cases():
     assert {name for name, _, _ in CASES.values()} == set(R.__all__)
 
@@ -595,6 +643,10 @@ BAD_CALLS = {
     "avgpool2d_backward": lambda k, P: k.avgpool2d_backward(P((1, 2, 2, 2)), (1, 1, 4, 4), (2, 2), (2, 2),
                                                             (0, 0), (2, 2), True),
     "embedding_backward": lambda k, P: k.embedding_backward(P((3, 2)), np.array([0, 1, 11]), 11),
+    "attention_forward": lambda k, P: k.attention_forward(P((2, 3, 4)), P((2, 5, 4)), P((2, 5, 3)), P((2, 3, 4)),
+                                                          False, 1.0, 0.0, 0, 0),
+    "attention_backward": lambda k, P: k.attention_backward(P((2, 3, 2)), P((2, 3, 4)), P((2, 5, 4)), P((2, 5, 3)),
+                                                            P((2, 3, 3)), P((2, 3)), None, False, 1.0, 0.0, 0, 0),
     "matmul": lambda k, P: k.matmul(P((2, 3)), P((4, 5))),
     "linear": lambda k, P: k.linear(P((2, 3)), P((4, 5)), None),
     "sgd_step_": lambda k, P: k.sgd_step_([P((1000,))], [P((1,))], None, 0.1, 0.0, 0.0, 0.0, False, False),

@@ -691,3 +691,22 @@ def test_torch_parity_float32_training_loss():
     theirs.backward()
     mine.backward()
     np.testing.assert_allclose(ours.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_float32_in_float32_out(reduction):
+    """No loss promotes float32 to float64, in its value or its gradient (the mean's divisor
+    included)."""
+    x = mg.randn(6, 4, requires_grad=True)
+    y, p = mg.tensor([0, 3, 1, 2, 2, -100]), mg.rand(6, 4)
+    w = mg.tensor([1.0, 0.5, 2.0, 1.0])
+    for loss in (F.cross_entropy(x, y, reduction=reduction), F.cross_entropy(x, y, w, reduction=reduction),
+                 F.cross_entropy(x, p, reduction=reduction), F.nll_loss(x, y, reduction=reduction),
+                 F.nll_loss(x, y, w, reduction=reduction), F.mse_loss(x, p, reduction=reduction),
+                 F.binary_cross_entropy(p, p, reduction=reduction),
+                 F.binary_cross_entropy_with_logits(x, p, w, reduction=reduction, pos_weight=w)):
+        assert loss.dtype == np.float32
+        if loss.requires_grad:
+            x.grad = None
+            loss.sum().backward()
+            assert x.grad.dtype == np.float32

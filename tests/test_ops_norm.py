@@ -141,3 +141,96 @@ def test_batch_norm_errors():
         mg.batch_norm(mg.randn(1, 3), None, None, training=True)
     with pytest.raises(ValueError, match=r"give both running_mean and running_var"):
         mg.batch_norm(x, mg.zeros(3), None, training=True)
+
+
+# -- layer norm ------------------------------------------------------------------------------
+
+
+@st.composite
+def ln_cases(draw):
+    lead = draw(st.sampled_from([(), (3,), (2, 3), (0, 2)]))
+    shape = draw(st.sampled_from([(4,), (2, 3), (1,)]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = relayout(rng.standard_normal(lead + shape) * 2 + 1, draw(st.sampled_from(["C", "F", "strided"])))
+    affine = draw(st.sampled_from(["both", "none", "weight", "bias"]))
+    w = rng.standard_normal(shape) if affine in ("both", "weight") else None
+    b = rng.standard_normal(shape) if affine in ("both", "bias") else None
+    return x, shape, w, b
+
+
+def ln_reference(x, shape, w, b, eps=1e-5):
+    axes = tuple(range(x.ndim - len(shape), x.ndim))
+    y = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    return y * (1 if w is None else w) + (0 if b is None else b)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@given(case=ln_cases())
+def test_layer_norm_forward(device, case):
+    x, shape, w, b = case
+    y = mg.layer_norm(_t(x, device=device), shape, _t(w, device=device), _t(b, device=device))
+    np.testing.assert_allclose(y.numpy(), ln_reference(x, shape, w, b), rtol=1e-10, atol=1e-10)
+
+
+@covers("LayerNorm", twice=True)
+@given(ln_cases())
+def test_layer_norm_gradcheck_and_gradgradcheck(case):
+    x, shape, w, b = case
+    inputs = [_t(x, True)] + [_t(a, True) for a in (w, b) if a is not None]
+
+    def f(x, *wb):
+        it = iter(wb)
+        return mg.layer_norm(x, shape, next(it) if w is not None else None, next(it) if b is not None else None)
+
+    assert mg.gradcheck(f, *inputs)
+    assert mg.gradgradcheck(f, *inputs)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_layer_norm_backward_kernel_equals_the_ops_formula(device):
+    rng = np.random.default_rng(6)
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((5, 7, 16), (16,), (16,)))
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    results = []
+    for create_graph in (False, True):
+        inputs = [_t(a, True, device) for a in (x, w, b)]
+        y = mg.layer_norm(inputs[0], 16, inputs[1], inputs[2])
+        results.append([r.numpy() for r in mg.grad(y, inputs, _t(g, device=device), create_graph=create_graph)])
+    for a, b_ in zip(*results):
+        np.testing.assert_allclose(a, b_, rtol=1e-5, atol=1e-5)
+
+
+def test_layer_norm_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 4, 5)) * 3
+    w, b = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    g = rng.standard_normal(x.shape)
+    ours = [mg.tensor(a, requires_grad=True) for a in (x, w, b)]
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    y = mg.layer_norm(ours[0], (4, 5), ours[1], ours[2], eps=1e-3)
+    ty = torch.nn.functional.layer_norm(theirs[0], (4, 5), theirs[1], theirs[2], eps=1e-3)
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    y.backward(mg.tensor(g))
+    ty.backward(torch.tensor(g))
+    for a, t_ in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad.numpy(), t_.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_layer_norm_module_and_errors():
+    from minigrad import nn
+
+    ln = nn.LayerNorm((2, 3))
+    assert ln.weight.shape == ln.bias.shape == (2, 3) and np.all(ln.weight.numpy() == 1) and np.all(ln.bias.numpy() == 0)
+    x = mg.randn(4, 2, 3)
+    np.testing.assert_array_equal(ln(x).numpy(), mg.layer_norm(x, (2, 3), ln.weight, ln.bias).numpy())
+    assert ln.eval()(x).shape == (4, 2, 3)  # no running statistics: eval is the same
+    bare = nn.LayerNorm(3, elementwise_affine=False)
+    assert bare.weight is None and bare.bias is None and list(bare.parameters()) == []
+    assert nn.LayerNorm(3, bias=False).bias is None
+    with pytest.raises(ValueError, match=r"layer_norm: input of shape \(4, 3\) does not end with normalized_shape \(2,\)"):
+        mg.layer_norm(mg.randn(4, 3), 2)
+    with pytest.raises(ValueError, match=r"layer_norm: weight must have shape \(3,\), got \(2,\)"):
+        mg.layer_norm(mg.randn(4, 3), 3, mg.ones(2))
+    with pytest.raises(ValueError, match="LayerNorm: normalized_shape must be"):
+        nn.LayerNorm(0)

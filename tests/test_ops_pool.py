@@ -81,8 +81,9 @@ def pool_cases(draw, max_side=7, ties=False, dilation=False, options=False):
     d = (draw(st.integers(1, 2)), draw(st.integers(1, 3))) if dilation else (1, 1)
     ceil = draw(st.booleans()) if options else False
     include = draw(st.booleans()) if options else True
-    h = draw(st.integers(max(1, d[0] * (kh - 1) + 1 - 2 * ph), max_side))
-    w = draw(st.integers(max(1, d[1] * (kw - 1) + 1 - 2 * pw), max_side))
+    lo_h, lo_w = max(1, d[0] * (kh - 1) + 1 - 2 * ph), max(1, d[1] * (kw - 1) + 1 - 2 * pw)
+    h = draw(st.integers(lo_h, max(lo_h, max_side)))  # (a dilated kernel may need more than max_side)
+    w = draw(st.integers(lo_w, max(lo_w, max_side)))
     n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
     assume(every_window_sees_input((n, c, h, w), (kh, kw), stride or (kh, kw), (ph, pw), d, ceil))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))

@@ -14,10 +14,17 @@ import os
 
 import numpy as np
 
-try:  # the GPU is optional: `pip install minigrad[gpu]`
+try:  # the GPU is optional: pip install -e ".[gpu]" (README, "GPU")
     import cupy
-except Exception:  # ImportError, or a CUDA driver that cupy cannot load
+except Exception as _e:  # ImportError, or a CUDA library that cupy cannot load
     cupy = None
+    _cupy_import_error = f"{type(_e).__name__}: {_e}"
+else:
+    _cupy_import_error = None
+
+
+class NoCUDAError(RuntimeError):
+    """Device 'cuda' was asked for, and this machine cannot give it (the message says why)."""
 
 
 class Device:
@@ -36,13 +43,12 @@ class Device:
 
     @property
     def xp(self):
-        """The array module for this device (numpy or cupy)."""
+        """The array module for this device (numpy or cupy); NoCUDAError, saying why, when
+        this machine has no usable GPU."""
         if self.type == "cpu":
             return np
-        if cupy is None:
-            raise RuntimeError(
-                "device 'cuda' needs CuPy and a CUDA GPU: install with `pip install minigrad[gpu]`"
-            )
+        if not cuda_available():
+            raise NoCUDAError(f"device 'cuda': {cuda_status()[1]}")
         return cupy
 
     def __eq__(self, other):
@@ -62,14 +68,56 @@ cpu = Device("cpu")
 cuda = Device("cuda")
 
 
+_cuda_status = []  # (usable, text), worked out once
+
+
+def cuda_status():
+    """``(usable, text)``: the GPU's name, or why there is none (no CuPy, no driver, no device)
+    in words a user can act on, with the driver's own reason."""
+    if not _cuda_status:
+        _cuda_status.append(_probe_cuda())
+    return _cuda_status[0]
+
+
+def _probe_cuda():
+    if cupy is None:
+        if _cupy_import_error and "No module named 'cupy'" not in _cupy_import_error:
+            return False, f"no CUDA GPU found: CuPy is installed but cannot load ({_cupy_import_error})"
+        return False, ("no CUDA GPU found: CuPy is not installed (pip install -e \".[gpu]\", "
+                       "README: GPU)")
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # no driver, a driver older than the CUDA runtime, ...
+        return False, f"no CUDA GPU found: {type(e).__name__}: {e}".replace("\n", " ")
+    if count == 0:
+        return False, "no CUDA GPU found: the driver reports 0 devices"
+    props = cupy.cuda.runtime.getDeviceProperties(0)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+    return True, f"{name} (compute capability {props['major']}.{props['minor']}, {count} device(s))"
+
+
 def cuda_available():
     """True when CuPy imports and sees at least one GPU."""
-    if cupy is None:
-        return False
-    try:
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+    return cuda_status()[0]
+
+
+_default_device = []  # set_default_device, else $MINIGRAD_DEVICE, else cpu
+
+
+def default_device():
+    """Where new tensors and parameters go when no device is named."""
+    if not _default_device:
+        _default_device.append(Device(os.environ.get("MINIGRAD_DEVICE") or "cpu"))
+    return _default_device[0]
+
+
+def set_default_device(device):
+    """Make ``device`` ("cpu" or "cuda") the default for tensor creation (minigrad.tensor,
+    zeros, randn, ...) and new layers, as PyTorch's torch.set_default_device.  The environment
+    variable MINIGRAD_DEVICE sets it for a whole run."""
+    device = Device(device)
+    device.xp  # a clear NoCUDAError now rather than at the first tensor
+    _default_device[:] = [device]
 
 
 def array_module(array):
@@ -95,18 +143,30 @@ def to_device(array, device):
 # The kernel table: which module runs the kernels for an array.
 _TABLES = {"cpu": "cpu_kernels", "reference": "reference", "cuda": "cuda_kernels"}
 _loaded_tables = {}
+_cpu_choice = {"name": os.environ.get("MINIGRAD_CPU_KERNELS") or "cpu", "table": None}
 
 
 def kernels(array):
     """The kernel table for ``array``'s device: ``cuda_kernels`` for a CuPy array; for a NumPy
-    array the one named by MINIGRAD_CPU_KERNELS: ``cpu`` (the default: reference + numba),
-    ``reference`` (pure NumPy) or ``cuda`` (our CUDA C kernels, run by the CPU emulator)."""
+    array the one chosen by set_cpu_kernels (at import: MINIGRAD_CPU_KERNELS): ``cpu`` (the
+    default: reference + numba), ``reference`` (pure NumPy) or ``cuda`` (our CUDA C kernels,
+    run by the CPU emulator).  Called by every op, so it only looks things up."""
     if cupy is not None and isinstance(array, cupy.ndarray):
-        name = "cuda"
-    else:
-        name = os.environ.get("MINIGRAD_CPU_KERNELS") or "cpu"
-    table = _loaded_tables.get(name)
-    return table if table is not None else _load_table(name)
+        return _loaded_tables.get("cuda") or _load_table("cuda")
+    table = _cpu_choice["table"]
+    if table is None:
+        table = _cpu_choice["table"] = _load_table(_cpu_choice["name"])
+    return table
+
+
+def set_cpu_kernels(name):
+    """Choose the kernel table for NumPy arrays: "cpu", "reference" or "cuda" (see kernels);
+    returns the previous choice.  MINIGRAD_CPU_KERNELS sets it when minigrad is imported."""
+    if name not in _TABLES:
+        raise ValueError(f"set_cpu_kernels: expected one of {', '.join(_TABLES)}, got {name!r}")
+    previous = _cpu_choice["name"]
+    _cpu_choice.update(name=name, table=None)
+    return previous
 
 
 def _load_table(name):
@@ -124,23 +184,21 @@ def _load_table(name):
     return table
 
 
-_matmul = {"impl": "cublas", "rung": "regblock"}
-
-
-def set_matmul(impl="cublas", rung="regblock"):
+def set_matmul(impl="cublas", variant="regblock"):
     """Choose the GPU matrix product: ``"cublas"`` (cuBLAS through cupy.matmul, the default)
     or ``"own"``, the project's SGEMM ladder, at rung ``"naive"``, ``"tiled"`` or
-    ``"regblock"`` (docs/kernels.md).  The CPU always uses NumPy's BLAS."""
-    if impl not in ("cublas", "own"):
-        raise ValueError(f"set_matmul: impl must be 'cublas' or 'own', got {impl!r}")
-    if rung not in ("naive", "tiled", "regblock"):
-        raise ValueError(f"set_matmul: rung must be 'naive', 'tiled' or 'regblock', got {rung!r}")
-    _matmul.update(impl=impl, rung=rung)
+    ``"regblock"`` (docs/kernels.md).  The CPU always uses NumPy's BLAS.  (The choice lives in
+    cuda_kernels, which reads it; importing that module needs no GPU.)"""
+    from . import cuda_kernels
+
+    cuda_kernels.set_matmul(impl, variant)
 
 
 def get_matmul():
-    """(impl, rung) as chosen by set_matmul."""
-    return _matmul["impl"], _matmul["rung"]
+    """(impl, variant) as chosen by set_matmul."""
+    from . import cuda_kernels
+
+    return cuda_kernels.get_matmul()
 
 
 def debug_checks():

@@ -2,8 +2,8 @@
 
 Every name of reference.py is here with the same semantics (``from .reference import *``);
 the functions below override some of them with numba kernels: im2col / col2im, max and
-average pooling, ReLU, GELU, the dropout mask, the embedding gradient and the fused
-optimizer updates.  Each override runs its numba kernel when numba imports, is not disabled
+average pooling, ReLU, GELU, cross-entropy (forward and backward), the dropout mask, the
+embedding gradient and the fused optimizer updates.  Each override runs its numba kernel when numba imports, is not disabled
 (MINIGRAD_DISABLE_NUMBA=1) and the input suits it (dtype, memory layout, size); otherwise it
 calls the reference function, which also raises the error for inconsistent inputs.
 tests/test_kernels_contract.py checks both give the same numbers.
@@ -36,6 +36,7 @@ two layout copies); see benchmarks/conv_ops.py and docs/benchmarks.md.
 """
 import math
 import os
+import types
 
 import numpy as np
 
@@ -61,9 +62,7 @@ def use_numba():
 
 
 def _numba_ok(*arrays):
-    """numba is on and every array is a C-contiguous NumPy array of one float dtype."""
-    if not use_numba():
-        return False
+    """Every array is a C-contiguous NumPy array of one float dtype (numba's fast case)."""
     dtype = arrays[0].dtype
     for a in arrays:
         if type(a) is not np.ndarray or not a.flags.c_contiguous or a.dtype != dtype:
@@ -251,14 +250,17 @@ if numba is not None:
         gf = g.reshape((n * c, g.shape[2] * g.shape[3]))
         af = arg.reshape((n * c, g.shape[2] * g.shape[3]))
         dx = np.zeros((n * c, h * w), dtype=g.dtype)
+        outside = 0
         for task in prange(n * c):
             dst = dx[task]
             for o in range(gf.shape[1]):
                 a = af[task, o]
-                if a < 0 or a >= h * w:
-                    raise ValueError("maxpool2d_backward: an argmax lies outside the input")
-                # overlapping windows may pick the same input: accumulate
-                dst[_u(a)] += gf[task, o]
+                if a < 0 or a >= h * w:  # never write out of bounds (counted, raised below)
+                    outside += 1
+                else:  # overlapping windows may pick the same input: accumulate
+                    dst[_u(a)] += gf[task, o]
+        if outside:
+            raise ValueError("maxpool2d_backward: an argmax lies outside the input")
         return dx.reshape((n, c, h, w))
 
     @njit(parallel=True, cache=True)
@@ -340,41 +342,90 @@ if numba is not None:
         return min(start + k, size) - max(start, 0)
 
     @njit(parallel=True, cache=True)
-    def _avgpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, oh, ow, include_pad):
-        n, c, h, w = x.shape
-        xf = x.reshape((n * c, h * w))
-        out = np.empty((n * c, oh * ow), dtype=x.dtype)
-        for task in prange(n * c):
-            src = xf[task]
+    def _avgpool_nb(src, dst, h, w, kh, kw, sh, sw, ph, pw, oh, ow, include_pad, adjoint):
+        """Average pooling over (n*c) planes, or its adjoint: the same windows either way.
+        Forward: src = x (planes, h*w), dst (planes, oh*ow) = window sums / divisors.
+        Adjoint: src = g (planes, oh*ow), dst (planes, h*w) zeroed, each g / divisor added
+        onto its window.  One plane per task: tasks never write the same element."""
+        for task in prange(src.shape[0]):
+            a, b = src[task], dst[task]
             for y in range(oh):
                 y0 = y * sh - ph
                 count_y = _avg_count(y0, kh, h, ph, include_pad)
                 for xo in range(ow):
                     x0 = xo * sw - pw
+                    divisor = count_y * _avg_count(x0, kw, w, pw, include_pad)
+                    share = a[y * ow + xo] / divisor if adjoint else 0.0
                     s = 0.0
                     for iy in range(max(y0, 0), min(y0 + kh, h)):
                         for ix in range(max(x0, 0), min(x0 + kw, w)):
-                            s += src[_u(iy * w + ix)]
-                    out[task, y * ow + xo] = s / (count_y * _avg_count(x0, kw, w, pw, include_pad))
-        return out.reshape((n, c, oh, ow))
+                            if adjoint:
+                                b[_u(iy * w + ix)] += share
+                            else:
+                                s += a[_u(iy * w + ix)]
+                    if not adjoint:
+                        b[y * ow + xo] = s / divisor
 
-    @njit(parallel=True, cache=True)
-    def _avgpool_bwd_nb(g, n, c, h, w, kh, kw, sh, sw, ph, pw, include_pad):
-        oh, ow = g.shape[2], g.shape[3]
-        gf = g.reshape((n * c, oh * ow))
-        dx = np.zeros((n * c, h * w), dtype=g.dtype)
-        for task in prange(n * c):
-            dst = dx[task]
-            for y in range(oh):
-                y0 = y * sh - ph
-                count_y = _avg_count(y0, kh, h, ph, include_pad)
-                for xo in range(ow):
-                    x0 = xo * sw - pw
-                    share = gf[task, y * ow + xo] / (count_y * _avg_count(x0, kw, w, pw, include_pad))
-                    for iy in range(max(y0, 0), min(y0 + kh, h)):
-                        for ix in range(max(x0, 0), min(x0 + kw, w)):
-                            dst[_u(iy * w + ix)] += share
-        return dx.reshape((n, c, h, w))
+    def _cross_entropy_forward_py(x, target, weight, has_weight, ignore_index, e, losses, lse):
+        """reference.cross_entropy_forward, one row per iteration (sums in float64)."""
+        n, c = x.shape
+        w_sum = 0.0
+        for j in range(c):
+            w_sum += weight[j] if has_weight else 1.0
+        for i in prange(n):
+            m = x[i, 0]
+            for j in range(1, c):
+                v = x[i, j]
+                if v > m or v != v:  # a NaN sticks: nothing compares greater than it
+                    m = v
+            s = 0.0
+            for j in range(c):
+                s += math.exp(x[i, j] - m)
+            log_s = math.log(s)
+            lse[i] = m + log_s
+            t = target[i]
+            if t == ignore_index:
+                losses[i] = 0
+            elif t < 0 or t >= c:
+                losses[i] = np.nan
+            else:
+                loss = (log_s - (x[i, t] - m)) * (weight[t] if has_weight else 1.0)
+                if e != 0:
+                    smooth = 0.0
+                    for j in range(c):
+                        smooth += (weight[j] if has_weight else 1.0) * (x[i, j] - m)
+                    loss = (1 - e) * loss - (e / c) * (smooth - log_s * w_sum)
+                losses[i] = loss
+
+    def _cross_entropy_backward_py(x, target, lse, grow, weight, has_weight, ignore_index, e, dx):
+        """reference.cross_entropy_backward, one row per iteration."""
+        n, c = x.shape
+        w_sum = 0.0
+        for j in range(c):
+            w_sum += weight[j] if has_weight else 1.0
+        for i in prange(n):
+            t = target[i]
+            if t == ignore_index or t < 0 or t >= c:
+                fill = 0.0 if t == ignore_index else np.nan
+                for j in range(c):
+                    dx[i, j] = fill
+                continue
+            onehot = (1 - e) * (weight[t] if has_weight else 1.0)
+            p_coef = onehot + (e / c) * w_sum if has_weight else 1.0
+            g = grow[i]
+            for j in range(c):
+                v = math.exp(x[i, j] - lse[i]) * p_coef
+                if j == t:
+                    v -= onehot
+                if e != 0:
+                    v -= (e / c) * (weight[j] if has_weight else 1.0)
+                dx[i, j] = v * g
+
+    # one thread for small batches (starting the pool costs more), all of them for large ones
+    _ce_forward_nb = njit(cache=True)(_cross_entropy_forward_py)
+    _ce_forward_par_nb = njit(parallel=True, cache=True)(_cross_entropy_forward_py)
+    _ce_backward_nb = njit(cache=True)(_cross_entropy_backward_py)
+    _ce_backward_par_nb = njit(parallel=True, cache=True)(_cross_entropy_backward_py)
 
     @njit(parallel=True, cache=True)
     def _relu_nb(x, out):
@@ -550,8 +601,11 @@ def maxpool2d_backward(g, argmax, x_shape, kernel, stride, padding, dilation):
 def avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad):
     if not use_numba() or type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim != 4:
         return _ref.avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad)
-    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, out_size
-    return _avgpool_fwd_nb(np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, oh, ow, bool(count_include_pad))
+    n, c, h, w = x.shape
+    out = np.empty((n * c, out_size[0] * out_size[1]), dtype=x.dtype)
+    _avgpool_nb(np.ascontiguousarray(x).reshape(n * c, h * w), out, h, w, *kernel, *stride, *padding, *out_size,
+                bool(count_include_pad), False)
+    return out.reshape((n, c) + tuple(out_size))
 
 
 def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_include_pad):
@@ -559,8 +613,52 @@ def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_incl
     if (not use_numba() or type(g) is not np.ndarray or g.dtype.kind != "f"
             or tuple(g.shape) != (n, c) + tuple(out_size)):
         return _ref.avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_include_pad)
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    return _avgpool_bwd_nb(np.ascontiguousarray(g), n, c, h, w, kh, kw, sh, sw, ph, pw, bool(count_include_pad))
+    dx = np.zeros((n * c, h * w), dtype=g.dtype)
+    g_planes = np.ascontiguousarray(g).reshape(n * c, out_size[0] * out_size[1])
+    _avgpool_nb(g_planes, dx, h, w, *kernel, *stride, *padding, *out_size, bool(count_include_pad), True)
+    return dx.reshape(x_shape)
+
+
+def _ce_weight(x, target, weight, *rows):
+    """The weight for the numba kernels (a dummy for None) when they can take the arrays as
+    they are: x a C-contiguous float (N, C) array, int64 labels (N,), rows (N,) and a weight
+    (C,) of x's dtype; else None (the reference runs, and raises for bad shapes)."""
+    if not (use_numba() and type(x) is np.ndarray and type(target) is np.ndarray and x.ndim == 2
+            and x.flags.c_contiguous and x.dtype.kind == "f" and x.shape[1] and target.dtype == np.int64
+            and target.shape == x.shape[:1]):
+        return None
+    for r in rows:
+        if type(r) is not np.ndarray or r.dtype != x.dtype or r.shape != target.shape:
+            return None
+    if weight is None:
+        return _NO_WEIGHT[x.dtype.char]
+    if type(weight) is not np.ndarray or weight.dtype != x.dtype or weight.shape != x.shape[1:]:
+        return None
+    return weight
+
+
+_NO_WEIGHT = {np.dtype(t).char: np.ones(1, dtype=t) for t in (np.float16, np.float32, np.float64)}  # never read
+
+
+def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
+    """One pass per row (max, sum of exponentials, the loss) instead of a dozen array calls."""
+    w = _ce_weight(x, target, weight)
+    if w is None:
+        return _ref.cross_entropy_forward(x, target, weight, ignore_index, label_smoothing)
+    losses, lse = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
+    kernel = _ce_forward_par_nb if x.size >= _PARALLEL_MIN else _ce_forward_nb
+    kernel(x, target, w, weight is not None, int(ignore_index), float(label_smoothing), losses, lse)
+    return losses, lse
+
+
+def cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing):
+    w = _ce_weight(x, target, weight, lse, grow)
+    if w is None:
+        return _ref.cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing)
+    dx = np.empty_like(x)
+    kernel = _ce_backward_par_nb if x.size >= _PARALLEL_MIN else _ce_backward_nb
+    kernel(x, target, lse, grow, w, weight is not None, int(ignore_index), float(label_smoothing), dx)
+    return dx
 
 
 def relu(x):
@@ -604,7 +702,7 @@ def gelu_backward(g, x, approximate="none"):
     return out
 
 
-def dropout_mask(shape, p, seed, offset, dtype):
+def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
     dtype = np.dtype(dtype)
     if not use_numba() or dtype.kind != "f":
         return _ref.dropout_mask(shape, p, seed, offset, dtype)
@@ -646,16 +744,136 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
     _ref._check_step("adam_step_", params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs,
                      max_exp_avg_sqs=max_exp_avg_sqs)
     step_size, inv_sqrt_bc2, decay, l2 = _ref._adam_scalars(lr, beta1, beta2, step, weight_decay, decoupled)
+    scalars = {}  # per dtype: the scalars in it (float32 stays float32 and rounds like the reference)
     for i, (x, g) in enumerate(zip(params, grads)):
         m, v = exp_avgs[i], exp_avg_sqs[i]
         vmax = None if max_exp_avg_sqs is None else max_exp_avg_sqs[i]
         if _numba_ok(x, g, m, v) and (vmax is None or _numba_ok(x, vmax)):
             t = x.dtype.type
+            if t not in scalars:
+                scalars[t] = tuple(t(a) for a in (step_size, beta1, 1 - beta1, beta2, 1 - beta2, eps, inv_sqrt_bc2,
+                                                  l2, decay))
             _adam_nb(x.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-                     m.reshape(-1) if vmax is None else vmax.reshape(-1),
-                     t(step_size), t(beta1), t(1 - beta1), t(beta2), t(1 - beta2), t(eps), t(inv_sqrt_bc2),
-                     t(l2), t(decay), vmax is not None)
+                     m.reshape(-1) if vmax is None else vmax.reshape(-1), *scalars[t], vmax is not None)
         else:
             _ref._adam_one(x, g.reshape(x.shape), m.reshape(x.shape), v.reshape(x.shape),
                            None if vmax is None else vmax.reshape(x.shape), beta1, beta2, eps,
                            step_size, inv_sqrt_bc2, decay, l2)
+
+
+# ======================================================================================
+# Layer norm rows (issue 10): numba versions of reference.layer_norm_* (same math;
+# docs/derivations/layernorm.md), one pass over each row for the statistics and one for the
+# output.  (Attention stays reference.attention_*: its products are BLAS calls and its exp a
+# vectorised NumPy call, which measured faster on the CPU than numba loops with scalar exp.)
+# ======================================================================================
+
+# Rows per partial sum of the layer-norm weight gradients: fixed (not per thread), so the
+# sums are added in the same order whatever the number of threads.
+_LN_CHUNK = 64
+# Each kernel below is compiled twice, serial and parallel (prange).  A parallel launch hands
+# the work to numba's worker threads and waits for them: worth it for big launches only, and
+# on a machine busy with other processes the hand-over itself can take milliseconds.
+_PARALLEL_WORK = 1 << 20  # elements
+_FAST_MATH = {"reassoc", "contract"}  # vectorised sums; inf and NaN keep their meaning
+
+
+def _pick(kernels, work):
+    """The parallel variant of a (serial, parallel) pair when the launch is big and numba
+    has more than one thread."""
+    return kernels[1] if work >= _PARALLEL_WORK and numba.get_num_threads() > 1 else kernels[0]
+
+
+def _both(fn):
+    """(serial, parallel) compilations of ``fn``.  The parallel one compiles a renamed copy:
+    numba's on-disk cache is keyed by the function's name and signature, not by its flags,
+    so two variants of one function would overwrite each other's cached machine code."""
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel", fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_parallel"
+    return njit(cache=True, fastmath=_FAST_MATH)(fn), njit(parallel=True, cache=True, fastmath=_FAST_MATH)(twin)
+
+
+if numba is not None:
+    def _layer_norm_fwd_py(x, w, b, eps, y, mean, rstd, affine_w, affine_b):
+        m, n = x.shape
+        for r in prange(m):
+            row = x[r]
+            s = 0.0
+            for j in range(n):
+                s += row[j]
+            mu = s / n
+            s2 = 0.0
+            for j in range(n):
+                d = row[j] - mu
+                s2 += d * d
+            rs = 1.0 / math.sqrt(s2 / n + eps)
+            mean[r], rstd[r] = mu, rs
+            out = y[r]
+            for j in range(n):
+                v = (row[j] - mu) * rs
+                if affine_w:
+                    v = v * w[j]
+                if affine_b:
+                    v = v + b[j]
+                out[j] = v
+
+    def _layer_norm_bwd_py(g, x, w, mean, rstd, dx, dw_part, db_part, affine_w):
+        m, n = x.shape
+        chunks = dw_part.shape[0]
+        for c in prange(chunks):
+            pw, pb = dw_part[c], db_part[c]
+            for r in range(c * _LN_CHUNK, min(m, (c + 1) * _LN_CHUNK)):
+                gr, xr, out = g[r], x[r], dx[r]
+                mu, rs = mean[r], rstd[r]
+                s_gw = 0.0
+                s_gwx = 0.0
+                for j in range(n):
+                    xh = (xr[j] - mu) * rs
+                    gw = gr[j] * w[j] if affine_w else gr[j]
+                    s_gw += gw
+                    s_gwx += gw * xh
+                    pw[j] += gr[j] * xh
+                    pb[j] += gr[j]
+                a, c2 = s_gw / n, s_gwx / n
+                for j in range(n):
+                    xh = (xr[j] - mu) * rs
+                    gw = gr[j] * w[j] if affine_w else gr[j]
+                    out[j] = rs * (gw - a - xh * c2)
+
+    _layer_norm_fwd_nb, _layer_norm_bwd_nb = _both(_layer_norm_fwd_py), _both(_layer_norm_bwd_py)
+
+
+def _rows_ok(*arrays):
+    """numba on, NumPy arrays of one float dtype (None entries skipped)."""
+    present = [a for a in arrays if a is not None]
+    if not use_numba() or any(type(a) is not np.ndarray for a in present):
+        return False
+    dtype = present[0].dtype
+    return dtype.kind == "f" and all(a.dtype == dtype for a in present)
+
+
+def layer_norm_forward(x, weight, bias, eps):
+    if (not _rows_ok(x, weight, bias) or x.ndim != 2 or x.shape[1] == 0
+            or any(a is not None and a.shape != x.shape[1:] for a in (weight, bias))):
+        return _ref.layer_norm_forward(x, weight, bias, eps)
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    mean, rstd = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
+    w, b = (np.empty(0, x.dtype) if a is None else np.ascontiguousarray(a) for a in (weight, bias))
+    _pick(_layer_norm_fwd_nb, x.size)(x, w, b, float(eps), y, mean, rstd, weight is not None, bias is not None)
+    return y, mean, rstd
+
+
+def layer_norm_backward(g, x, weight, mean, rstd):
+    if (not _rows_ok(g, x, weight, mean, rstd) or g.shape != x.shape or x.ndim != 2 or x.shape[1] == 0
+            or mean.shape != x.shape[:1] or rstd.shape != x.shape[:1]
+            or (weight is not None and weight.shape != x.shape[1:])):
+        return _ref.layer_norm_backward(g, x, weight, mean, rstd)
+    g, x = np.ascontiguousarray(g), np.ascontiguousarray(x)
+    dx = np.empty_like(x)
+    parts = (-(-x.shape[0] // _LN_CHUNK), x.shape[1])  # per-chunk partial sums of dw and db
+    dw, db = np.zeros(parts, dtype=x.dtype), np.zeros(parts, dtype=x.dtype)
+    w = np.empty(0, x.dtype) if weight is None else np.ascontiguousarray(weight)
+    _pick(_layer_norm_bwd_nb, x.size)(g, x, w, np.ascontiguousarray(mean), np.ascontiguousarray(rstd), dx, dw, db,
+                                      weight is not None)
+    return dx, dw.sum(axis=0), db.sum(axis=0)

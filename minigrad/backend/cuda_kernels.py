@@ -945,3 +945,92 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
                        None if vmax is None else vmax[i], params[i].size),
         lambda t: (t(step_size), t(beta1), t(beta2), t(eps), t(inv_sqrt_bc2), t(l2), t(decay),
                    _i32(vmax is not None)))
+
+
+# ======================================================================================
+# Attention (attention.cu): the fused forward and the two backward kernels (issue 10)
+# ======================================================================================
+
+FAMILIES += ("attention",)
+_family_source = kernel_source
+
+
+def kernel_source(family):  # noqa: F811  (extends the one-family version above)
+    """The family's source as above; and a family may use another family's device functions
+    through ``#include "<other>.cu"``, pasted in without its copy of common.cuh (attention.cu
+    takes the Philox generator of the dropout mask from dropout.cu)."""
+    text = _family_source(family)
+    for other in FAMILIES:
+        line = f'#include "{other}.cu"\n'
+        if line in text:
+            body = (KERNEL_DIR / f"{other}.cu").read_text().replace('#include "common.cuh"\n', "", 1)
+            text = text.replace(line, body, 1)
+    return text
+
+
+_ATTN_THREADS = 256  # ATT_WARPS (8) rows per block, one warp each (attention.cu)
+_ATTN_ROWS = 8
+_ATTN_DMAX = 64      # ATT_DMAX: the largest head size the kernels take
+
+
+def _attention_params(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
+    """The kernels' shared leading arguments (Attn<T> in attention.cu), mask_given included."""
+    xp, dtype = array_module(q), q.dtype
+    b, tq, tk, d, dv = q.shape[0], q.shape[1], k.shape[1], q.shape[2], v.shape[2]
+    if mask is None:
+        mask_arg, strides = xp.zeros(1, dtype=dtype), (0, 0, 0)
+    else:  # a broadcast side (length 1) is read with stride 0
+        mask_arg = xp.ascontiguousarray(mask)
+        mb, mq, mk = mask.shape
+        strides = (mq * mk if mb > 1 else 0, mk if mq > 1 else 0, 1 if mk > 1 else 0)
+    seed = int(seed) % 2 ** 64
+    threshold = min(max(math.ceil(dropout_p * 2.0 ** 24), 0), 2 ** 24)  # keep iff (word >> 8) >= it
+    keep_scale = 1.0 / (1.0 - dropout_p) if dropout_p < 1 else 0.0
+    return (_i64(b), _i64(tq), _i64(tk), _i64(d), _i64(dv), dtype.type(scale), _i32(bool(is_causal)),
+            mask_arg, *(_i64(s) for s in strides), _i32(dropout_p > 0), np.uint32(seed & 0xFFFFFFFF),
+            np.uint32(seed >> 32), np.uint32(threshold), np.uint64(int(offset) % 2 ** 64),
+            dtype.type(keep_scale), _i32(mask is not None))
+
+
+def _attention_dtype(q, k, v, mask, *more):
+    """The dtype when the kernels take these inputs (float32/64 on one device, head sizes up to
+    ATT_DMAX), else None (the reference computes, or raises for inconsistent shapes)."""
+    dtype = _float_dtype(q, k, v, mask, *more)
+    if dtype is None or q.ndim != 3 or k.ndim != 3 or v.ndim != 3:
+        return None
+    return dtype if max(q.shape[2], v.shape[2]) <= _ATTN_DMAX else None
+
+
+def _attention_launch(kernel, dtype, rows, args):
+    """One warp per row of ``rows`` (B x T) rows, ATT_WARPS rows per block, grid-stride."""
+    xp = array_module(args[-1])
+    _launch(xp, "attention", kernel, dtype, (_blocks(xp, rows, _ATTN_ROWS),), (_ATTN_THREADS,), args)
+
+
+def attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
+    dtype = _attention_dtype(q, k, v, mask)
+    if dtype is None:
+        return _ref.attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset)
+    _ref._check_attention("attention_forward", q, k, v, mask)
+    xp = array_module(q)
+    q, k, v = (xp.ascontiguousarray(a) for a in (q, k, v))
+    out = xp.empty(q.shape[:2] + v.shape[2:], dtype=dtype)
+    lse = xp.empty(q.shape[:2], dtype=dtype)
+    params = _attention_params(q, k, v, mask, is_causal, scale, dropout_p, seed, offset)
+    _attention_launch("attention_forward", dtype, q.shape[0] * q.shape[1], (*params, q, k, v, out, lse))
+    return out, lse
+
+
+def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, seed, offset):
+    dtype = _attention_dtype(q, k, v, mask, g, out, lse)
+    if dtype is None:
+        return _ref.attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, seed, offset)
+    _ref._check_attention("attention_backward", q, k, v, mask, g=g, out=out, lse=lse)
+    xp = array_module(q)
+    g, q, k, v, out, lse = (xp.ascontiguousarray(a) for a in (g, q, k, v, out, lse))
+    params = _attention_params(q, k, v, mask, is_causal, scale, dropout_p, seed, offset)
+    dq, dk, dv = xp.empty_like(q), xp.empty_like(k), xp.empty_like(v)
+    delta = xp.empty(q.shape[:2], dtype=dtype)  # sum_d g_id out_id, from the first kernel to the second
+    _attention_launch("attention_backward_dq", dtype, q.shape[0] * q.shape[1], (*params, g, q, k, v, out, lse, dq, delta))
+    _attention_launch("attention_backward_dkdv", dtype, k.shape[0] * k.shape[1], (*params, g, q, k, v, lse, delta, dk, dv))
+    return dq, dk, dv

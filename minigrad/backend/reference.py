@@ -8,7 +8,7 @@ Two more modules expose exactly these names with the same semantics (the contrac
 docs/architecture.md; tests/test_kernels_contract.py holds them to this file):
 
 * ``cpu_kernels``: this module plus numba kernels for the hot paths (im2col/col2im, pooling,
-  ReLU, GELU, dropout, embedding, the optimizer updates); each falls back to the code here
+  ReLU, GELU, cross-entropy, dropout, embedding, the optimizer updates); each falls back to the code here
   when numba is off (MINIGRAD_DISABLE_NUMBA=1) or the input does not suit it.
 * ``cuda_kernels``: this module plus the project's own CUDA C kernels (backend/kernels/*.cu).
 
@@ -251,7 +251,7 @@ def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
         losses_n = -(1 - e) w_t log p_t - (e / C) sum_c w_c log p_c
     (t = target_n, e = label_smoothing, w = weight or 1).  Rows whose target is ignore_index
     get 0; a label outside [0, C) (not ignore_index) gives NaN.  log p_t is computed as
-    (x_t - m) - log sum exp(x - m), m the row max, which keeps float32 exact for huge logits."""
+    (x_t - m) - log sum exp(x - m), m the row max, which stays accurate in float32 for huge logits."""
     xp = array_module(x)
     safe, valid, bad, w_t = _labels("cross_entropy_forward", x, target, weight, ignore_index)
     n, c = x.shape
@@ -289,10 +289,8 @@ def cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smo
     dx[xp.arange(n), safe] -= onehot_coef
     if e:
         dx -= (e / c) * (1 if weight is None else weight)
-    row = xp.where(valid, grow, 0)
-    row = xp.where(bad, np.nan, row).astype(x.dtype, copy=False)
-    dx *= row[:, None]
-    return dx
+    row = xp.where(bad, np.nan, grow).astype(x.dtype, copy=False)
+    return xp.where(valid[:, None], dx * row[:, None], 0)  # ignored rows: exactly 0, whatever x holds
 
 
 # ======================================================================================
@@ -585,21 +583,23 @@ def _philox4x32(counter, key, rounds=10):
     return c0, c1, c2, c3
 
 
-def dropout_mask(shape, p, seed, offset, dtype):
+def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
     """An array of ``shape`` holding 0 (dropped, probability p) or 1/(1-p) (kept).
 
     Element i (C order) uses block b = offset + i // 4: Philox4x32-10 with key
     (seed lo32, seed hi32) and counter (lo32(b), hi32(b), 0, 0) gives four words; element i
     takes word i % 4 and u = (word >> 8) 2^-24, uniform on [0, 1) with 24 bits; kept iff u >= p.
     The same (seed, offset) gives the same mask on every device; the caller advances offset
-    by ceil(size / 4) per call.  (A NumPy array: cuda_kernels returns one on the GPU.)"""
+    by ceil(size / 4) per call.  The mask lives with ``like`` (an array of the tensor it is
+    for; NumPy when None)."""
     size = math.prod(shape)
     blocks = np.uint64(offset) + np.arange((size + 3) // 4, dtype=np.uint64)
     zero = np.zeros_like(blocks)
     words = _philox4x32((blocks & _LO32, blocks >> 32, zero, zero), (seed & _LO32, (seed >> 32) & _LO32))
     u = (np.stack(words, axis=1).reshape(-1)[:size] >> 8).astype(np.float64) * 2.0 ** -24
     scale = 1.0 / (1.0 - p) if p < 1 else 0.0
-    return np.where(u >= p, scale, 0.0).astype(dtype).reshape(shape)
+    mask = np.where(u >= p, scale, 0.0).astype(dtype).reshape(shape)
+    return mask if like is None else array_module(like).asarray(mask)
 
 
 # ======================================================================================
@@ -616,7 +616,7 @@ def embedding_backward(g, indices, num_embeddings):
     if indices.size and bool(((indices < 0) | (indices >= num_embeddings)).any()):
         raise ValueError(f"embedding_backward: an index is outside [0, {num_embeddings})")
     dw = xp.zeros((num_embeddings, g.shape[1]), dtype=g.dtype)
-    xp.add.at(dw, indices, g)
+    xp.add.at(dw, indices, g)  # (NumPy: in index order; CuPy's uses atomics, cuda_kernels its own)
     return dw
 
 
@@ -748,3 +748,105 @@ def _adam_one(x, g, m, v, vmax, b1, b2, eps, step_size, inv_sqrt_bc2, decay, l2)
     xp.divide(m, tmp, out=tmp)
     tmp *= t(step_size)
     x -= tmp
+
+
+# ======================================================================================
+# Attention: softmax(Q K^T scale + mask) V as one kernel pair (issue 10; the derivation,
+# step by step, is docs/derivations/attention.md)
+# ======================================================================================
+
+__all__ += ["attention_forward", "attention_backward"]
+
+
+def _check_attention(kernel, q, k, v, mask, **more):
+    """q (B, Tq, D), k (B, Tk, D), v (B, Tk, Dv); mask None or 3-D with every side 1 or
+    (B, Tq, Tk)'s; ``more``: arrays that must have the shapes named by their keys."""
+    ok = q.ndim == k.ndim == v.ndim == 3 and q.shape[0] == k.shape[0] == v.shape[0] \
+        and q.shape[2] == k.shape[2] and k.shape[1] == v.shape[1]
+    b, tq, tk, dv = q.shape[0], q.shape[1], k.shape[1], v.shape[2]
+    if ok and mask is not None:
+        ok = mask.ndim == 3 and all(m in (1, n) for m, n in zip(mask.shape, (b, tq, tk)))
+    expected = {"g": (b, tq, dv), "out": (b, tq, dv), "lse": (b, tq)}
+    ok = ok and all(tuple(a.shape) == expected[name] for name, a in more.items())
+    if not ok:
+        arrays = dict(q=q, k=k, v=v, **({} if mask is None else {"mask": mask}), **more)
+        raise _shape_error(kernel, **arrays)
+
+
+def _attention_scores(q, k, mask, is_causal, scale):
+    """S = scale Q K^T + mask (B, Tq, Tk); causal: S_ij = -inf for j > i (PyTorch's
+    top-left aligned triangle when Tq != Tk).  Both masks are added in place."""
+    xp = array_module(q)
+    s = q @ k.transpose(0, 2, 1)
+    s *= s.dtype.type(scale)
+    if mask is not None:
+        s += mask
+    if is_causal:
+        s += xp.where(xp.tri(s.shape[1], s.shape[2], dtype=bool), s.dtype.type(0), s.dtype.type(-np.inf))
+    return s
+
+
+def _attention_keep(xp, shape, dropout_p, seed, offset, dtype):
+    """The dropout multipliers M (0 or 1/(1-p)) of the attention weights, or None."""
+    if not dropout_p:
+        return None
+    return xp.asarray(dropout_mask(shape, dropout_p, seed, offset, dtype))
+
+
+def attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
+    """(out (B, Tq, Dv), lse (B, Tq)) of attention over B independent (batch, head) pairs:
+
+        S = scale Q K^T + mask   (mask: additive, -inf where attention is not allowed;
+                                  is_causal: -inf above the diagonal)
+        lse_i = log sum_j exp S_ij,    P = exp(S - lse)      (the row softmax)
+        out = (P * M) V          M = dropout_mask((B, Tq, Tk), dropout_p, seed, offset) when
+                                 dropout_p > 0 (element (b, i, j) in C order), else 1
+
+    A row masked everywhere attends to nothing: out = 0 and lse = -inf there (PyTorch's
+    choice; a plain softmax would give NaN).  lse is what backward needs to rebuild P."""
+    _check_attention("attention_forward", q, k, v, mask)
+    xp = array_module(q)
+    b, tq, tk, dv = q.shape[0], q.shape[1], k.shape[1], v.shape[2]
+    if tk == 0:
+        return xp.zeros((b, tq, dv), dtype=q.dtype), xp.full((b, tq), -np.inf, dtype=q.dtype)
+    p = _attention_scores(q, k, mask, is_causal, scale)   # S, turned into P in place
+    m = p.max(axis=2, keepdims=True)
+    m[m == -np.inf] = 0                    # a row masked everywhere: no shift (its sum is 0)
+    p -= m
+    xp.exp(p, out=p)
+    total = p.sum(axis=2, keepdims=True)
+    p /= xp.where(total == 0, 1, total)    # ... and its weights stay 0
+    with np.errstate(divide="ignore"):     # log 0 = -inf for such a row, on purpose
+        lse = (m + xp.log(total))[..., 0]
+    keep = _attention_keep(xp, p.shape, dropout_p, seed, offset, p.dtype)
+    if keep is not None:
+        p *= keep
+    return p @ v, lse
+
+
+def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, seed, offset):
+    """(dq, dk, dv) of attention_forward given g = dL/dout, from the saved row log-sum-exps
+    (P is rebuilt, never stored; same mask, causality, scale and dropout stream):
+
+        P = exp(S - lse),  P~ = P * M
+        dV = P~^T g
+        dP = (g V^T) * M
+        dS = P * (dP - D),    D_i = sum_j P_ij dP_ij = sum_d g_id out_id
+        dQ = scale dS K,      dK = scale dS^T Q"""
+    _check_attention("attention_backward", q, k, v, mask, g=g, out=out, lse=lse)
+    xp = array_module(q)
+    # P = exp(S - lse), in place; rows masked everywhere have lse = -inf: subtract +inf there
+    p = _attention_scores(q, k, mask, is_causal, scale)
+    p -= xp.where(lse == -np.inf, np.inf, lse)[..., None]
+    xp.exp(p, out=p)
+    keep = _attention_keep(xp, p.shape, dropout_p, seed, offset, p.dtype)
+    ds = g @ v.transpose(0, 2, 1)          # dP, turned into dS in place
+    if keep is not None:
+        dv = (p * keep).transpose(0, 2, 1) @ g
+        ds *= keep
+    else:
+        dv = p.transpose(0, 2, 1) @ g
+    ds -= (g * out).sum(axis=2, keepdims=True)
+    ds *= p
+    ds *= ds.dtype.type(scale)
+    return ds @ k, ds.transpose(0, 2, 1) @ q, dv

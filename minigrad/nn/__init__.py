@@ -12,5 +12,7 @@ from .layers import (  # noqa: F401
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss  # noqa: F401
 from .conv import Conv2d  # noqa: F401
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d  # noqa: F401
-from .normalization import BatchNorm1d, BatchNorm2d  # noqa: F401
+from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm  # noqa: F401
 from .parallel import DistributedDataParallel  # noqa: F401  (nn.parallel: data parallel over processes)
+from .sparse import Embedding  # noqa: F401
+from .attention import MultiheadAttention  # noqa: F401

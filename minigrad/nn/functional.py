@@ -9,9 +9,10 @@ from ..ops import (  # noqa: F401  (re-exported: F.relu, F.cross_entropy, ...)
 )
 from ..tensor import Tensor
 from ..ops import (  # noqa: F401,E402  (convolution, pooling, normalization)
-    adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, max_pool2d, one_hot,
+    adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, layer_norm, max_pool2d, one_hot,
 )
 from ..ops.shape import functional_pad as pad  # noqa: F401,E402  (PyTorch's convention)
+from ..ops import embedding, scaled_dot_product_attention  # noqa: F401,E402  (Transformers)
 
 
 @register
@@ -27,7 +28,7 @@ class DropoutMask(Function):
 
     def forward(self, x, p):
         seed, offset = backend.philox_seed_offset(x.size)
-        self.mask = backend.kernels(x).dropout_mask(x.shape, p, seed, offset, x.dtype)
+        self.mask = backend.kernels(x).dropout_mask(x.shape, p, seed, offset, x.dtype, like=x)
         return x * self.mask
 
     def backward(self, g):

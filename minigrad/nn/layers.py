@@ -12,7 +12,7 @@ from .parameter import Parameter
 
 
 def _empty(shape, device, dtype):
-    xp = Device(device or "cpu").xp
+    xp = (Device(device) if device is not None else backend.default_device()).xp
     return xp.empty(shape, dtype=np.dtype(dtype) if dtype is not None else backend.get_default_dtype())
 
 

@@ -1,10 +1,11 @@
-"""Batch normalization layers: BatchNorm1d over (N, C), BatchNorm2d over (N, C, H, W)."""
+"""Normalization layers: BatchNorm1d over (N, C), BatchNorm2d over (N, C, H, W), LayerNorm over
+the last axes of each sample."""
 import numbers
 
 import numpy as np
 
 from ..autograd import no_grad
-from ..ops import batch_norm
+from ..ops import batch_norm, layer_norm
 from ..tensor import Tensor
 from . import init
 from .layers import _empty
@@ -97,3 +98,37 @@ class BatchNorm2d(_BatchNorm):
     """Batch normalization over (N, C, H, W): statistics per channel C over N, H and W."""
 
     _ndims = (4,)
+
+
+class LayerNorm(Module):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias over the last axes, which must have
+    shape ``normalized_shape``: every sample (every row of a sequence) on its own, the same in
+    training and evaluation (no running statistics).  weight starts at 1 and bias at 0
+    (``elementwise_affine=False``: neither; ``bias=False``: no bias), as in PyTorch."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None, dtype=None):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
+        if not shape or any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in shape):
+            raise ValueError(f"LayerNorm: normalized_shape must be a positive int or a tuple of them, "
+                             f"got {normalized_shape!r}")
+        self.normalized_shape = tuple(int(n) for n in shape)
+        self.eps, self.elementwise_affine = float(eps), bool(elementwise_affine)
+        self.weight = Parameter(_empty(self.normalized_shape, device, dtype)) if elementwise_affine else None
+        self.bias = Parameter(_empty(self.normalized_shape, device, dtype)) if elementwise_affine and bias else None
+        for name in ("weight", "bias"):
+            if getattr(self, name) is None:
+                self.register_parameter(name, None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+    def forward(self, x):
+        return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

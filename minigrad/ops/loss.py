@@ -6,8 +6,6 @@ Signatures and semantics are PyTorch's (``torch.nn.functional``): ``reduction`` 
 so an old call that passed ``reduction`` third raises instead of meaning something else.
 Formulas and derivations: docs/losses.md.
 """
-import numbers
-
 import numpy as np
 
 from .. import backend
@@ -27,9 +25,11 @@ def _check_reduction(op, reduction):
 
 
 def _divide(total, count):
-    """total / count for arrays; 0 / 0 is NaN (the mean of nothing, as in PyTorch), quietly."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return total / count
+    """total / count for arrays; 0 / 0 is NaN (the mean of nothing, as in PyTorch), without
+    NumPy's warning (reading a NumPy count is free; CuPy divides quietly)."""
+    if type(count) is int or backend.array_module(count) is np:
+        return total / count if count else total * np.nan
+    return total / count
 
 
 def _reduce(losses, reduction, count):
@@ -44,7 +44,7 @@ def _reduce(losses, reduction, count):
 def _host_checks(array):
     """Checks that read values back are free on the CPU; on the GPU only MINIGRAD_DEBUG=1 runs
     them (a training step must not wait for the device), and bad values give NaN instead."""
-    return backend.device_of(array) == backend.cpu or backend.debug_checks()
+    return backend.device_of(array) is backend.cpu or backend.debug_checks()
 
 
 # -- class-index targets -------------------------------------------------------------------
@@ -107,11 +107,12 @@ def _labels(op, input, target, c, ignore_index):
         batch = " (batch size mismatch)" if t.ndim == len(expected) and t.ndim and t.shape[0] != expected[0] else ""
         raise ValueError(f"{op}: expected target of shape {expected} ({what}), got target shape "
                          f"{tuple(t.shape)} for input shape {input.shape}{batch}")
-    t = backend.to_device(t, input.device).astype(np.int64, copy=False)
-    if t.size and _host_checks(t):
-        bad = (t != ignore_index) & ((t < 0) | (t >= c))
-        if bool(bad.any()):
-            wrong = t[bad]
+    if backend.array_module(t) is not backend.array_module(input.data):
+        t = backend.to_device(t, input.device)
+    t = t.astype(np.int64, copy=False)
+    if t.size and _host_checks(t) and (int(t.min()) < 0 or int(t.max()) >= c):
+        wrong = t[(t != ignore_index) & ((t < 0) | (t >= c))]
+        if wrong.size:
             label = int(wrong.min()) if int(wrong.min()) < 0 else int(wrong.max())
             raise ValueError(f"{op}: target label {label} is out of range for {c} classes (valid labels are "
                              f"0 to {c - 1}; ignore_index={ignore_index} marks a row to skip)")
@@ -132,11 +133,11 @@ def _total_weight(target, weight, ignore_index, dtype):
     """The divisor of "mean": the summed weights of the rows that are not ignored (their
     count, without weights), as PyTorch."""
     xp = backend.array_module(target)
-    valid = target != ignore_index
     if weight is None:
-        return valid.sum(dtype=dtype)
+        count = xp.count_nonzero(target != ignore_index)
+        return int(count) if xp is np else count.astype(dtype)  # (on the GPU it stays there)
     w_t = weight[xp.clip(target, 0, weight.shape[0] - 1)]  # (a bad label's row is NaN anyway)
-    return (w_t * valid).sum(dtype=dtype)
+    return (w_t * (target != ignore_index)).sum(dtype=dtype)
 
 
 @register
@@ -167,11 +168,11 @@ class CrossEntropy(Function):
 
     def backward(self, g):
         x = self.saved_tensors[0].data
-        xp = backend.array_module(x)
         if self.reduction == "none":
             grow = g.data
-        else:
-            grow = xp.broadcast_to(g.data if self.reduction == "sum" else _divide(g.data, self.count), x.shape[:1])
+        else:  # every row gets g (divided by the mean's divisor)
+            grow = backend.array_module(x).empty(x.shape[:1], dtype=x.dtype)
+            grow[...] = g.data if self.reduction == "sum" else _divide(g.data, self.count)
         target, weight, ignore_index, e = self.args
         dx = backend.kernels(x).cross_entropy_backward(x, target, self.lse, grow, weight, ignore_index, e)
         return Tensor._wrap(dx)
@@ -217,7 +218,7 @@ def _class_loss(op, input, target, weight, ignore_index, reduction):
     """Checks shared by cross_entropy and nll_loss; the (M, C) rows, labels and weights."""
     _check_reduction(op, reduction)
     c = _check_input(op, input)
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
         raise TypeError(f"{op}: ignore_index must be an int, got {ignore_index!r}")
     w = _class_weight(op, weight, input, c)
     x, t = _rows(input, _labels(op, input, target, c, int(ignore_index)))
@@ -238,7 +239,7 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
     weighs each class; rows whose label is ``ignore_index`` count for nothing (also not in the
     mean's divisor); ``label_smoothing`` e in [0, 1] mixes the target with the uniform one."""
     op = "cross_entropy"
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float, np.floating)) \
             or not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
     if isinstance(target, Tensor) and target.dtype.kind == "f" and isinstance(input, Tensor) \
@@ -338,9 +339,7 @@ class BinaryCrossEntropy(Function):
         self.weight, self.reduction = weight, reduction
         with np.errstate(divide="ignore"):  # log 0 = -inf, clamped just below
             losses = -(y * xp.maximum(xp.log(x), -100) + (1 - y) * xp.maximum(xp.log(1 - x), -100))
-        if weight is not None:
-            losses *= weight
-        return _reduce(losses, reduction, x.dtype.type(losses.size))
+        return _weigh_and_reduce(losses, weight, reduction)
 
     def backward(self, g):
         x, y = self.saved_tensors
@@ -353,11 +352,18 @@ class BinaryCrossEntropy(Function):
         return gx, gy
 
 
+def _weigh_and_reduce(losses, weight, reduction):
+    """Elementwise losses times their weight, reduced ("mean": over every element)."""
+    if weight is not None:
+        losses = losses * weight
+    return _reduce(losses, reduction, losses.dtype.type(losses.size))
+
+
 def _elementwise_upstream(g, x, reduction, weight):
     """The upstream gradient of each element: g (per element for "none", / numel for "mean"),
     times the weight."""
     if reduction == "mean":
-        g = g / x.size
+        g = g / x.numel()
     return g if weight is None else g * Tensor._wrap(weight)
 
 
@@ -380,9 +386,7 @@ class BCEWithLogits(Function):
             losses = softplus - x * y
         else:  # softplus(-x) = softplus(x) - x
             losses = (1 - y) * softplus + pos_weight * y * (softplus - x)
-        if weight is not None:
-            losses *= weight
-        return _reduce(losses, reduction, x.dtype.type(losses.size))
+        return _weigh_and_reduce(losses, weight, reduction)
 
     def backward(self, g):
         x, y = self.saved_tensors
@@ -406,7 +410,7 @@ def binary_cross_entropy(input, target, weight=None, *, reduction="mean"):
     _check_reduction(op, reduction)
     target = _same_shape(op, input, target)
     w = _broadcast_weight(op, "weight", weight, input)
-    if input.size and _host_checks(input.data) and bool(((input.data < 0) | (input.data > 1)).any()):
+    if input.numel() and _host_checks(input.data) and bool(((input.data < 0) | (input.data > 1)).any()):
         raise ValueError(f"{op}: all elements of input should be between 0 and 1 (probabilities); "
                          "for logits use binary_cross_entropy_with_logits")
     return BinaryCrossEntropy.apply(input, target, weight=w, reduction=reduction)

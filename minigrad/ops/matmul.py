@@ -103,6 +103,8 @@ class Linear(Function):
         try:
             if w.ndim != 2 or x.ndim == 0:
                 raise ValueError
+            if x.ndim == 2:
+                return backend.kernels(x).linear(x, w, b)
             lead = x.shape[:-1]  # one big GEMM over all leading axes, not a loop of small ones
             out = backend.kernels(x).linear(x.reshape(math.prod(lead), x.shape[-1]), w, b)
             out = out.reshape(lead + (w.shape[0],))

@@ -1,7 +1,9 @@
-"""Batch normalization over (N, C) or (N, C, H, W).  Derivation: docs/derivations/batchnorm.md.
-
-Statistics are per channel C, over the reduced axes R = (0,) or (0, 2, 3) (m = count over R).
+"""Normalization: batch norm over (N, C) or (N, C, H, W) (statistics per channel C, over the
+reduced axes R = (0,) or (0, 2, 3), m = count over R; derivation: docs/derivations/batchnorm.md),
+and layer norm over the last axes of each sample.
 """
+import math
+
 from .. import autograd, backend
 from ..autograd import Function, register
 from ..tensor import Tensor
@@ -110,3 +112,77 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     return BatchNorm.apply(*inputs, has_weight=weight is not None, has_bias=bias is not None,
                            running_mean=running_mean, running_var=running_var,
                            training=bool(training), momentum=float(momentum), eps=float(eps))
+
+
+@register
+class LayerNorm(Function):
+    """Normalize over the last axes (the ``normalized_shape``, N elements per row), per row:
+        mu = mean(x),  var = mean((x - mu)^2),  rstd = 1 / sqrt(var + eps)
+        xhat = (x - mu) rstd,   y = w * xhat + b          (w, b of normalized_shape, or absent)
+
+    Backward (means over each row's N elements, gw = g * w):
+        dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat))
+        dw = sum over rows of g * xhat,   db = sum over rows of g
+
+    Both directions are kernels (layer_norm_forward / layer_norm_backward) on the (rows, N)
+    matrix; under create_graph the backward is written with minigrad ops instead, recomputing
+    xhat and rstd from x on the tape, so second derivatives are exact."""
+
+    def forward(self, x, *wb, has_weight, has_bias, eps, shape):
+        self.has_weight, self.has_bias, self.eps, self.shape = has_weight, has_bias, eps, shape
+        size = math.prod(shape)
+        w = wb[0].reshape(size) if has_weight else None
+        b = wb[-1].reshape(size) if has_bias else None
+        y, self.mean, self.rstd = backend.kernels(x).layer_norm_forward(x.reshape(-1, size), w, b, eps)
+        return y.reshape(x.shape)
+
+    def backward(self, g):
+        x = self.saved_tensors[0]
+        w = self.inputs[1] if self.has_weight else None
+        if autograd.is_grad_enabled():
+            dx, dw, db = self._backward_ops(g, x, w)
+        else:
+            size = math.prod(self.shape)
+            dx, dw, db = backend.kernels(g.data).layer_norm_backward(
+                g.data.reshape(-1, size), x.data.reshape(-1, size), None if w is None else w.data.reshape(size),
+                self.mean, self.rstd)
+            dx, dw, db = Tensor._wrap(dx.reshape(x.shape)), Tensor._wrap(dw.reshape(self.shape)), \
+                Tensor._wrap(db.reshape(self.shape))
+        grads = [dx if x.requires_grad else None]
+        if self.has_weight:
+            grads.append(dw if w.requires_grad else None)
+        if self.has_bias:
+            grads.append(db if self.inputs[-1].requires_grad else None)
+        return tuple(grads)
+
+    def _backward_ops(self, g, x, w):
+        """The backward formulas with minigrad ops (create_graph)."""
+        axes = tuple(range(x.ndim - len(self.shape), x.ndim))
+        xc = x - x.mean(axis=axes, keepdims=True)
+        rstd = ((xc * xc).mean(axis=axes, keepdims=True) + self.eps) ** -0.5
+        xhat = xc * rstd
+        gw = g if w is None else g * w
+        dx = rstd * (gw - gw.mean(axis=axes, keepdims=True) - xhat * (gw * xhat).mean(axis=axes, keepdims=True))
+        rows = tuple(range(x.ndim - len(axes)))
+        return dx, (g * xhat).sum(axis=rows), g.sum(axis=rows)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Normalize x over its last axes, which must have shape ``normalized_shape`` (an int or a
+    tuple), then scale by weight and shift by bias (both of normalized_shape, or None), as
+    PyTorch's F.layer_norm."""
+    op = "layer_norm"
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if not shape or any(not isinstance(n, int) or n < 1 for n in shape):
+        raise ValueError(f"{op}: normalized_shape must be a positive int or a non-empty tuple of them, "
+                         f"got {normalized_shape!r}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating input, got {x.dtype}")
+    if x.shape[x.ndim - len(shape):] != shape or x.ndim < len(shape):
+        raise ValueError(f"{op}: input of shape {x.shape} does not end with normalized_shape {shape}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != shape:
+            raise ValueError(f"{op}: {name} must have shape {shape}, got {t.shape}")
+    inputs = [x] + [t for t in (weight, bias) if t is not None]
+    return LayerNorm.apply(*inputs, has_weight=weight is not None, has_bias=bias is not None,
+                           eps=float(eps), shape=shape)

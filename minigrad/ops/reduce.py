@@ -184,15 +184,8 @@ class LogSumExp(Function):
     dL/dx_i = g * exp(x_i - z)     (= g * softmax(x)_i)"""
 
     def forward(self, x, axes, keepdims):
-        xp = backend.array_module(x)
         self.in_shape, self.axes = x.shape, axes
-        if _count(x.shape, axes) == 0:  # empty sum: log 0 = -inf, as in PyTorch
-            m = xp.zeros(_kept_shape(x.shape, axes), dtype=x.dtype)
-        else:
-            m = x.max(axis=axes, keepdims=True)
-            m = xp.where(xp.isfinite(m), m, 0)  # all -inf (or an inf): shifting would give nan
-        with np.errstate(divide="ignore"):
-            z = xp.log(xp.exp(x - m).sum(axis=axes, keepdims=True)) + m
+        z = backend.kernels(x).logsumexp(x, axes)  # keepdims=True; -inf for an empty sum
         return z if keepdims else z.reshape(tuple(n for i, n in enumerate(x.shape) if i not in axes))
 
     def backward(self, g):

@@ -44,23 +44,24 @@ class Adam(Optimizer):
     def _update_group(self, group):
         lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
         wd, amsgrad = group["weight_decay"], group["amsgrad"]
-        entries = {}  # the state of each parameter, committed once its step went through
-        for p in _with_grads(type(self).__name__, group):
+        params = _with_grads(type(self).__name__, group)
+        states = []  # each parameter's state, committed once its step went through
+        for p in params:
             st = self.state.get(p)
             if st is None:
                 zeros = backend.array_module(p.data).zeros_like
                 st = {"step": 0, "exp_avg": Tensor._wrap(zeros(p.data)), "exp_avg_sq": Tensor._wrap(zeros(p.data))}
             if amsgrad and "max_exp_avg_sq" not in st:  # (also when amsgrad is switched on later)
                 st["max_exp_avg_sq"] = Tensor._wrap(st["exp_avg_sq"].data.copy())
-            entries[p] = st
+            states.append(st)
         # one fused kernel call per step count (the same for all, unless parameters joined later)
-        for (k, step), params in _batches(entries, lambda p: entries[p]["step"] + 1):
-            sts = [entries[p] for p in params]
-            k.adam_step_([p.data for p in params], [p.grad.data for p in params],
+        for (k, step), batch in _batches(params, [st["step"] + 1 for st in states]):
+            ps, sts = [params[i] for i in batch], [states[i] for i in batch]
+            k.adam_step_([p.data for p in ps], [p.grad.data for p in ps],
                          [st["exp_avg"].data for st in sts], [st["exp_avg_sq"].data for st in sts],
                          [st["max_exp_avg_sq"].data for st in sts] if amsgrad else None,
                          lr, b1, b2, eps, step, wd, self._decoupled)
-            for p, st in zip(params, sts):
+            for p, st in zip(ps, sts):
                 st["step"] = step
                 self.state[p] = st
                 p._version += 1

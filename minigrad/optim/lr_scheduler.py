@@ -7,9 +7,18 @@ group) and, on every ``step()`` (usually once per epoch, after ``optimizer.step(
     StepLR:             lr = base_lr * gamma ** (t // step_size)
     CosineAnnealingLR:  lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2
     LambdaLR:           lr = base_lr * lr_lambda(t)
+    LinearLR:           lr = base_lr * (start + (end - start) * min(t, total_iters) / total_iters)
+    SequentialLR:       one schedule after another, each restarted at t = 0 at its milestone
+
+A warm-up then cosine decay (the GPT recipe, docs/gpt.md)::
+
+    warmup = LinearLR(opt, start_factor=0.01, total_iters=100)
+    decay = CosineAnnealingLR(opt, T_max=1900, eta_min=1e-4)
+    sched = SequentialLR(opt, [warmup, decay], milestones=[100])    # sched.step() every iteration
 
 ReduceLROnPlateau watches a metric instead of counting epochs (``step(val_loss)``).
 """
+import bisect
 import math
 
 from .optimizer import Optimizer
@@ -123,6 +132,84 @@ class LambdaLR(LRScheduler):
 
     def get_lr(self):
         return [base * f(self.last_epoch) for base, f in zip(self.base_lrs, self.lr_lambdas)]
+
+
+class LinearLR(LRScheduler):
+    """Scale the lr linearly from ``start_factor * base_lr`` (t = 0) to ``end_factor * base_lr``
+    (t >= total_iters), then keep it: a linear warm-up with the defaults of a decay schedule.
+    PyTorch's semantics (written in closed form)."""
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
+        if not 0.0 < start_factor <= 1.0:
+            raise ValueError(f"LinearLR: start_factor must be in (0, 1], got {start_factor}")
+        if not 0.0 <= end_factor <= 1.0:
+            raise ValueError(f"LinearLR: end_factor must be in [0, 1], got {end_factor}")
+        if not isinstance(total_iters, int) or isinstance(total_iters, bool) or total_iters < 1:
+            raise ValueError(f"LinearLR: total_iters must be a positive integer, got {total_iters!r}")
+        self.start_factor, self.end_factor, self.total_iters = float(start_factor), float(end_factor), total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        done = min(self.last_epoch, self.total_iters) / self.total_iters
+        factor = self.start_factor + (self.end_factor - self.start_factor) * done
+        return [base * factor for base in self.base_lrs]
+
+
+class SequentialLR(LRScheduler):
+    """Run ``schedulers`` one after another: schedulers[i] takes over at step milestones[i-1],
+    restarted from its own t = 0 (each group's lr goes back to its initial lr first, so the
+    new schedule starts where its closed form starts).  The schedulers must drive the same
+    optimizer and have been constructed just before (PyTorch's semantics)."""
+
+    def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"SequentialLR: expected an Optimizer, got {type(optimizer).__name__}")
+        schedulers, milestones = list(schedulers), [int(m) for m in milestones]
+        if not schedulers:
+            raise ValueError("SequentialLR: expects at least one scheduler")
+        for i, sch in enumerate(schedulers):
+            if not isinstance(sch, LRScheduler) or isinstance(sch, SequentialLR):
+                raise TypeError(f"SequentialLR: schedulers[{i}] must be an LRScheduler, got {type(sch).__name__}")
+            if sch.optimizer is not optimizer:
+                raise ValueError(f"SequentialLR: schedulers[{i}] drives another optimizer than the one given")
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError(f"SequentialLR: expected {len(schedulers) - 1} milestones for {len(schedulers)} "
+                             f"schedulers, got {len(milestones)}")
+        if milestones != sorted(milestones):
+            raise ValueError(f"SequentialLR: milestones must be increasing, got {milestones}")
+        self.optimizer, self._schedulers, self._milestones = optimizer, schedulers, milestones
+        self.last_epoch = last_epoch + 1
+        # each constructor took a step already: put the lrs back and let the first one begin
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"]
+        for sch in schedulers:
+            sch.last_epoch -= 1
+        schedulers[0].step()
+        self._last_lr = schedulers[0].get_last_lr()
+
+    def step(self):
+        self.last_epoch += 1
+        i = bisect.bisect_right(self._milestones, self.last_epoch)
+        sch = self._schedulers[i]
+        if i > 0 and self._milestones[i - 1] == self.last_epoch:  # its turn: restart it at t = 0
+            for group in self.optimizer.param_groups:
+                group["lr"] = group["initial_lr"]
+            sch.last_epoch = -1
+        sch.step()
+        self._last_lr = sch.get_last_lr()
+
+    def state_dict(self):
+        return {"last_epoch": self.last_epoch, "_milestones": list(self._milestones),
+                "_last_lr": list(self._last_lr), "_schedulers": [s.state_dict() for s in self._schedulers]}
+
+    def load_state_dict(self, state_dict):
+        for sch, st in zip(self._schedulers, state_dict["_schedulers"]):
+            sch.load_state_dict(st)
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._milestones = [int(m) for m in state_dict["_milestones"]]
+        self._last_lr = [float(v) for v in state_dict["_last_lr"]]
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
 
 
 class ReduceLROnPlateau:

@@ -37,19 +37,19 @@ class SGD(Optimizer):
         wd, nesterov = group["weight_decay"], group["nesterov"]
         state = self.state
 
-        def first(p):  # no momentum buffer yet: this step starts it (buf = d)
-            return momentum != 0 and state.get(p, {}).get("momentum_buffer") is None
-
-        # one fused kernel call per batch: the parameters that start their momentum now, the rest
-        for (k, is_first), params in _batches(_with_grads("SGD", group), first):
-            xp = backend.array_module(params[0].data)
+        params = _with_grads("SGD", group)
+        # no momentum buffer yet: this step starts it (buf = d), in a kernel call of its own
+        first = [momentum != 0 and state.get(p, {}).get("momentum_buffer") is None for p in params]
+        for (k, is_first), batch in _batches(params, first):
+            ps = [params[i] for i in batch]
+            xp = backend.array_module(ps[0].data)
             bufs = None
             if momentum != 0:
-                bufs = ([xp.empty_like(p.data) for p in params] if is_first
-                        else [state[p]["momentum_buffer"].data for p in params])
-            k.sgd_step_([p.data for p in params], [p.grad.data for p in params], bufs,
+                bufs = ([xp.empty_like(p.data) for p in ps] if is_first
+                        else [state[p]["momentum_buffer"].data for p in ps])
+            k.sgd_step_([p.data for p in ps], [p.grad.data for p in ps], bufs,
                         lr, wd, momentum, dampening, nesterov, is_first)
-            for i, p in enumerate(params):
+            for i, p in enumerate(ps):
                 if is_first:  # kept only once the step went through
                     state.setdefault(p, {})["momentum_buffer"] = _wrap(bufs[i])
                 p._version += 1
@@ -63,7 +63,7 @@ def _with_grads(name, group):
         g = p.grad
         if g is None:
             continue
-        if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+        if g.shape != p.shape or g.dtype != p.dtype or type(g.data) is not type(p.data):
             raise ValueError(
                 f"{name}: parameter {i} of shape {p.shape} ({p.dtype}, {p.device}) has a gradient of "
                 f"shape {g.shape} ({g.dtype}, {g.device}); they must match"
@@ -72,12 +72,12 @@ def _with_grads(name, group):
     return params
 
 
-def _batches(params, key):
-    """Split ``params`` into lists that one kernel call can take: the same kernel table
-    (device) and the same ``key(p)``; yields ((table, key), params)."""
+def _batches(params, keys):
+    """Group the parameters that one kernel call can take: the same kernel table (device) and
+    the same key (one per parameter); yields ((table, key), indices into params)."""
     batches = {}
-    for p in params:
-        batches.setdefault((backend.kernels(p.data), key(p)), []).append(p)
+    for i, (p, key) in enumerate(zip(params, keys)):
+        batches.setdefault((backend.kernels(p.data), key), []).append(i)
     return batches.items()
 
 
