@@ -75,7 +75,7 @@ def machine_info():
     except ImportError:
         info["torch"] = "not installed"
     info["allocator"] = _allocator_setting or "as the process started"
-    usable, gpu = diagnostics.cuda_status()
+    usable, gpu = mg.backend.cuda_status()
     info["gpu"] = gpu if usable else f"none ({gpu})"
     if usable:
         import cupy

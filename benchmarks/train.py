@@ -6,6 +6,7 @@ interleaved (common.py).
     python -m benchmarks.train --model mlp --batch 32 128 --repeat 5
     python -m benchmarks.train --model cnn --images 5120 --repeat 3
     python -m benchmarks.train --model cnn --per-layer          # where a step's time goes, vs PyTorch
+    python -m benchmarks.train --model gpt --repeat 7           # the small GPT, ms per step
     python -m benchmarks.train --device cpu cuda --json train.json --markdown train.md
 
 Workloads (``WORKLOADS``):
@@ -15,6 +16,9 @@ Workloads (``WORKLOADS``):
   NumPy framework), PyTorch indexing pre-loaded tensors.
 * ``cnn``: the MNIST CNN of examples/models.py (two conv/ReLU/max-pool stages, Linear(1600,
   128), dropout, Linear(128, 10), Adam) over ``--images`` images in fixed batches.
+* ``gpt``: training steps of the character GPT of examples/char_gpt.py (4 layers, 4 heads,
+  width 128, context 64, batch 12, AdamW, clipping) on ``--images`` blocks of tiny Shakespeare,
+  against the same model written in plain PyTorch (nanoGPT's block); time per step.
 * ``loader``: one shuffled epoch of the DataLoader over 60,000 uint8 MNIST images at batch 32
   with ToFloat (what a training loop waits for between steps), against NumPy indexing by hand.
 
@@ -42,12 +46,17 @@ from .common import (CLOCKS, cpu_clock, cuda_usable, fmt_time, machine_info, mac
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
 
-def _examples_models():
+def _example(module):
+    """A module of examples/ (models, char_gpt): the benchmarks time the examples' own models."""
+    import importlib
+
     if EXAMPLES not in sys.path:
         sys.path.insert(0, EXAMPLES)
-    import models
+    return importlib.import_module(module)
 
-    return models
+
+def _examples_models():
+    return _example("models")
 
 
 def _synced(run, device):
@@ -218,6 +227,114 @@ def cnn_contenders(x, y, batch, device):
 
 
 # ----------------------------------------------------------------------------------------
+# gpt: training steps of the character GPT (examples/char_gpt.py), the same model in PyTorch
+GPT_CONFIG = dict(vocab_size=65, block_size=64, layers=4, heads=4, width=128)
+
+
+def gpt_blocks(limit):
+    """(inputs, targets, source): ``limit`` random blocks of 64 characters with their next
+    characters, from tiny Shakespeare when it can be found (else random ids: the step time
+    does not depend on the values)."""
+    rng = np.random.default_rng(0)
+    n = limit or 240
+    try:
+        from minigrad.data import TinyShakespeare
+
+        data = TinyShakespeare(split="train", block_size=GPT_CONFIG["block_size"], download=False)
+        x, y = data.get_batch(rng.integers(0, len(data), n))
+        return np.asarray(x), np.asarray(y), "tiny Shakespeare"
+    except Exception as exc:
+        ids = rng.integers(0, GPT_CONFIG["vocab_size"], (n, GPT_CONFIG["block_size"] + 1))
+        return ids[:, :-1].copy(), ids[:, 1:].copy(), f"random ids ({type(exc).__name__})"
+
+
+def gpt_contenders(x, y, batch, device):
+    """One pass over the blocks in steps of ``batch``: forward, loss, backward, gradient
+    clipping at 1.0 and AdamW (lr 1e-3, betas 0.9/0.99, weight decay 0.1 on the matrices):
+    the recipe of examples/char_gpt.py without its schedule."""
+    import minigrad as mg
+    from minigrad import nn, optim
+
+    char_gpt = _example("char_gpt")
+    model = _minigrad_model(lambda: char_gpt.GPT(**GPT_CONFIG), device)
+    opt = optim.AdamW(char_gpt.param_groups(model, 0.1), lr=1e-3, betas=(0.9, 0.99))
+    batches = _fixed_batches(lambda a: mg.tensor(a, device=device), x, y, batch)
+
+    def minigrad_steps():
+        for xb, yb in batches:
+            loss = model.loss(xb, yb)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+    runs = {"minigrad": _synced(minigrad_steps, device)}
+    if _torch_on(device):
+        runs["pytorch"] = _synced(torch_gpt_steps(x, y, batch, device), device)
+    return runs
+
+
+def torch_gpt_steps(x, y, batch, device):
+    """The same GPT in plain PyTorch (nanoGPT's block: fused q/k/v projection,
+    F.scaled_dot_product_attention), the same initialisation and AdamW groups."""
+    import math
+
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class Block(nn.Module):
+        def __init__(self, width, heads):
+            super().__init__()
+            self.heads = heads
+            self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+            self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+            self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+        def forward(self, h):
+            n, t, c = h.shape
+            q, k, v = self.qkv(self.ln1(h)).view(n, t, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            h = h + self.proj(a.transpose(1, 2).reshape(n, t, c))
+            return h + self.mlp(self.ln2(h))
+
+    class GPT(nn.Module):
+        def __init__(self, vocab_size, block_size, layers, heads, width):
+            super().__init__()
+            self.tok, self.pos = nn.Embedding(vocab_size, width), nn.Embedding(block_size, width)
+            self.blocks = nn.Sequential(*[Block(width, heads) for _ in range(layers)])
+            self.ln_f, self.head = nn.LayerNorm(width), nn.Linear(width, vocab_size, bias=False)
+            for name, p in self.named_parameters():
+                if p.dim() >= 2:
+                    residual = name.endswith(("proj.weight", "mlp.2.weight"))
+                    nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * layers) if residual else 0.02)
+                elif name.endswith("bias") and "ln" not in name:
+                    nn.init.zeros_(p)
+
+        def forward(self, idx):
+            h = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
+            return self.head(self.ln_f(self.blocks(h)))
+
+    model = _torch_model(lambda: GPT(**GPT_CONFIG), device)
+    embeddings = {id(model.tok.weight), id(model.pos.weight)}
+    decay = [p for p in model.parameters() if p.dim() >= 2 and id(p) not in embeddings]
+    rest = [p for p in model.parameters() if p.dim() < 2 or id(p) in embeddings]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+                            lr=1e-3, betas=(0.9, 0.99))
+    batches = _fixed_batches(lambda a: torch.from_numpy(a).to(device), x, y, batch)
+
+    def steps():
+        for xb, yb in batches:
+            logits = model(xb)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+    return steps
+
+
+# ----------------------------------------------------------------------------------------
 # loader: one epoch of batches, nothing else
 def loader_contenders(x, y, batch, device):
     from minigrad.data import DataLoader, TensorDataset, ToFloat
@@ -255,9 +372,9 @@ class Workload:
     contenders: Callable        # (x, y, batch, device) -> {name: run}
     data: Callable              # limit -> (x, y, where the data came from)
     batches: list               # default batch sizes
-    images: int = None          # default images per timed run (None: all 60,000)
+    images: int = None          # default samples (images, text blocks) per timed run (None: all)
     baseline: str = "pytorch"   # the ratio column compares with this contender
-    unit: str = "epoch"
+    unit: str = "epoch"         # what the time column counts: "epoch", "10k images" or "step"
     models: tuple = field(default=None)  # (minigrad builder, torch builder) of an nn.Sequential
 
 
@@ -266,6 +383,7 @@ WORKLOADS = {
                     models=(lambda: _examples_models().mlp(), torch_mlp)),
     "cnn": Workload(cnn_contenders, lambda limit: mnist_arrays(limit, image_shape=(1, 28, 28)), [128],
                     images=10000, unit="10k images", models=(lambda: _examples_models().cnn(), torch_cnn)),
+    "gpt": Workload(gpt_contenders, gpt_blocks, [12], images=240, unit="step"),
     "loader": Workload(loader_contenders, mnist_uint8, [32], baseline="numpy by hand"),
 }
 
@@ -282,10 +400,10 @@ def run_workload(name, workload, batch, images, device, repeat, threads=(None,),
             calls[label] = (_under(run, spec), clock)
     results = []
     for label, stats in measure(calls, repeat).items():  # warm-up first: compilation, caches
-        per_unit = stats["median"] * (10000 / len(x) if workload.unit == "10k images" else 1)
+        per_unit = stats["median"] * {"epoch": 1, "10k images": 10000 / len(x), "step": 1 / steps}[workload.unit]
         results.append(dict(workload=name, device=device, batch=batch, images=len(x), steps=steps, data=source,
                             impl=label, unit=workload.unit, per_unit=per_unit,
-                            step_ms=1e3 * stats["median"] / steps, images_per_s=len(x) / stats["median"], **stats))
+                            step_ms=1e3 * stats["median"] / steps, samples_per_s=len(x) / stats["median"], **stats))
     for spec in threads:
         baseline = workload.baseline if len(threads) == 1 else f"{workload.baseline} [threads {spec}]"
         base = next((r for r in results if r["impl"] == baseline), None)
@@ -310,12 +428,12 @@ def _under(run, spec):
 
 def rows_of(results):
     return [[r["workload"], r["device"], r["batch"], r["impl"], f"{r['per_unit']:.3f} s / {r['unit']}",
-             f"{r['step_ms']:.2f}", f"{r['images_per_s']:,.0f}", f"{100 * r['spread']:.0f}%",
+             f"{r['step_ms']:.2f}", f"{r['samples_per_s']:,.0f}", f"{100 * r['spread']:.0f}%",
              f"{r['vs_baseline']:.2f}x {r['baseline']} (±{100 * r['vs_spread']:.0f}%)" if "vs_baseline" in r else "-"]
             for r in results]
 
 
-HEADERS = ["workload", "device", "batch", "implementation", "time", "ms / step", "images / s", "spread", "ratio"]
+HEADERS = ["workload", "device", "batch", "implementation", "time", "ms / step", "samples / s", "spread", "ratio"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -436,7 +554,7 @@ def per_layer_rows(results):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.splitlines()[3:9]))
+                                epilog="\n".join(__doc__.splitlines()[3:10]))
     p.add_argument("--model", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     p.add_argument("--batch", nargs="+", type=int, help="batch sizes (default: each workload's own)")
     p.add_argument("--images", type=int, help="images per timed run (default: each workload's own)")

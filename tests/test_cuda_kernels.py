@@ -32,7 +32,7 @@ _EMU_PROBLEM = _emulator_problem()
 
 DEVICES = [
     pytest.param("emulator", marks=pytest.mark.skipif(_EMU_PROBLEM is not None, reason=str(_EMU_PROBLEM))),
-    pytest.param("cuda", marks=pytest.mark.skipif(not mg.cuda_available(), reason="no CUDA GPU (or CuPy) here")),
+    pytest.param("cuda", marks=pytest.mark.skipif(not mg.cuda_available(), reason="no CUDA GPU (or CuPy) on this machine")),
 ]
 DTYPES = [np.float32, np.float64]
 

@@ -54,7 +54,7 @@ class Impl:
 
 @pytest.fixture(params=["cpu", "cuda-emulated",
                         pytest.param("cuda-gpu", marks=pytest.mark.skipif(not mg.cuda_available(),
-                                                                           reason="no CUDA GPU (or CuPy)"))])
+                                                                           reason="no CUDA GPU (or CuPy) on this machine"))])
 def impl(request):
     """(cpu_kernels runs its numba kernels unless MINIGRAD_DISABLE_NUMBA=1: CI runs this file both ways.)"""
     if request.param == "cpu":
