@@ -119,10 +119,12 @@ class Linear(Function):
 
     def backward(self, g):
         x, w = self.saved_tensors[:2]
-        gx = matmul(g, w) if x.requires_grad else None
-        gw = gb = None
+        # leading axes folded into one: one big GEMM each, not a batched loop of small ones
+        g2 = g if g.ndim == 2 else reshape(g, (-1, g.shape[-1]))
+        gx = gw = gb = None
+        if x.requires_grad:
+            gx = matmul(g, w) if g.ndim <= 2 else reshape(matmul(g2, w), x.shape)
         if w.requires_grad:
-            g2 = g if g.ndim == 2 else reshape(g, (-1, g.shape[-1]))
             x2 = x if x.ndim == 2 else reshape(x, (-1, x.shape[-1]))
             gw = matmul(_mT(g2), x2)
         if len(self.inputs) == 3 and self.inputs[2].requires_grad:
