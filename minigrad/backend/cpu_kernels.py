@@ -665,9 +665,16 @@ def _ce_weight(x, target, weight, *rows):
 _NO_WEIGHT = {np.dtype(t).char: np.ones(1, dtype=t) for t in (np.float16, np.float32, np.float64)}  # never read
 
 
+# Rows longer than this go to the reference's forward: NumPy's vectorised exp over a wide row
+# beats the row loop's scalar exp (16384 x 1024 float32: 50 ms against 78 ms on the 2-core
+# machine); up to 64 classes the one-pass loop is 1.2-1.5x faster.  (The backward's loop wins
+# at every width.)
+_CE_LOOP_MAX_CLASSES = 64
+
+
 def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
     """One pass per row (max, sum of exponentials, the loss) instead of a dozen array calls."""
-    w = _ce_weight(x, target, weight)
+    w = _ce_weight(x, target, weight) if x.ndim == 2 and x.shape[1] <= _CE_LOOP_MAX_CLASSES else None
     if w is None:
         return _ref.cross_entropy_forward(x, target, weight, ignore_index, label_smoothing)
     losses, lse = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
