@@ -25,6 +25,8 @@ from minigrad import nn, optim
 from minigrad.data import TinyShakespeare
 from minigrad.nn import functional as F
 
+from common import pyplot  # examples/common.py (this script's folder is on sys.path)
+
 
 # ==========================================================================================
 # The model
@@ -214,12 +216,8 @@ def train(args):
 
 
 def plot_history(history, path):
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("--plot needs matplotlib: pip install matplotlib", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(history["iter"], history["train_loss"], lw=0.5, alpha=0.5, label="train (per batch)")

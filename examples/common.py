@@ -176,15 +176,23 @@ def mean_over_ranks(*values):
     return values.tolist()
 
 
-def plot_history(history, path):
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, or None (with a hint) without matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
     except ImportError:
         print("--plot needs matplotlib: pip install matplotlib", file=sys.stderr)
+        return None
+    return plt
+
+
+def plot_history(history, path):
+    plt = pyplot()
+    if plt is None:
         return
+    from matplotlib.ticker import MaxNLocator
     epochs = range(1, len(history["train_loss"]) + 1)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(epochs, history["train_loss"], "o-", label="train")
