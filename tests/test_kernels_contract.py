@@ -75,7 +75,7 @@ def _public_functions(module):
 
 
 def test_reference_lists_every_kernel_it_defines():
-    assert len(R.__all__) == len(set(R.__all__)) == 39
+    assert len(R.__all__) == len(set(R.__all__)) == 40
     assert _public_functions(R) == set(R.__all__)
     for name in R.__all__:
         assert callable(getattr(R, name)) and getattr(R, name).__doc__, f"{name} needs a docstring with its math"
@@ -460,6 +460,21 @@ def _sgd(put, rng, v):
     return params, grads, bufs if momentum else None, 0.1, wd, momentum, dampening, nesterov, first
 
 
+RMSPROP = {"plain": (False, 0.0, 0.0), "centered": (True, 0.0, 0.0), "momentum-wd": (False, 0.9, 0.1),
+           "centered-momentum": (True, 0.5, 0.0)}
+
+
+@case("rmsprop_step_", *RMSPROP)
+def _rmsprop(put, rng, v):
+    centered, momentum, wd = RMSPROP[v]
+    params, grads, square_avgs, grad_avgs, bufs = _param_lists(put, rng, 5)
+    # a mean of squares (>= 0.1 here) and a mean small enough that v - a^2 stays > 0 after the step
+    square_avgs = [put(0.1 + np.abs(normal(rng, s))) for s in PARAM_SHAPES]
+    grad_avgs = [put(normal(rng, s, 0.05)) for s in PARAM_SHAPES]
+    return (params, grads, square_avgs, grad_avgs if centered else None, bufs if momentum else None,
+            0.01, 0.9, 1e-8, wd, momentum)
+
+
 ADAM = {"adam": (False, False, 0.0, 1), "adam-wd": (False, False, 0.1, 3), "adamw": (False, True, 0.05, 7),
         "amsgrad": (True, False, 0.0, 2), "amsgrad-adamw": (True, True, 0.1, 1)}
 
@@ -650,6 +665,8 @@ BAD_CALLS = {
     "matmul": lambda k, P: k.matmul(P((2, 3)), P((4, 5))),
     "linear": lambda k, P: k.linear(P((2, 3)), P((4, 5)), None),
     "sgd_step_": lambda k, P: k.sgd_step_([P((1000,))], [P((1,))], None, 0.1, 0.0, 0.0, 0.0, False, False),
+    "rmsprop_step_": lambda k, P: k.rmsprop_step_([P((3,))], [P((3,))], [P((4,))], None, None,
+                                                  0.01, 0.99, 1e-8, 0.0, 0.0),
     "adam_step_": lambda k, P: k.adam_step_([P((3,))], [P((3,)).astype(np.float32)], [P((3,))], [P((3,))], None,
                                             0.1, 0.9, 0.999, 1e-8, 1, 0.0, False),
 }

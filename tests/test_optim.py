@@ -145,6 +145,69 @@ def test_adam_and_adamw_match_update_rule_step_by_step(kw, order, decoupled, ker
     assert opt.state[params[0]]["step"] == len(grads)
 
 
+def rmsprop_reference(x0, grads, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+    """RMSprop as in PyTorch's documentation (square average, grad average and buffer start at 0)."""
+    x, v, a, buf, out = x0.copy(), np.zeros_like(x0), np.zeros_like(x0), np.zeros_like(x0), []
+    for g in grads:
+        g = g + weight_decay * x
+        v = alpha * v + (1 - alpha) * g * g
+        if centered:
+            a = alpha * a + (1 - alpha) * g
+            s = np.sqrt(v - a * a) + eps
+        else:
+            s = np.sqrt(v) + eps
+        if momentum:
+            buf = momentum * buf + g / s
+            x = x - lr * buf
+        else:
+            x = x - lr * g / s
+        out.append(x.copy())
+    return out
+
+
+RMSPROP_CASES = [
+    dict(lr=1e-2),
+    dict(lr=1e-2, alpha=0.9, eps=1e-6),
+    dict(lr=1e-2, momentum=0.9),
+    dict(lr=1e-2, centered=True),
+    dict(lr=3e-3, alpha=0.5, weight_decay=0.1, momentum=0.5, centered=True),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("kw", RMSPROP_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_rmsprop_matches_update_rule_step_by_step(kw, order, device):
+    params = make_params(order=order, device=device)
+    x0 = [p.numpy().copy() for p in params]
+    grads = grad_sequence(6)
+    opt = optim.RMSprop(params, **kw)
+    expected = [rmsprop_reference(x, [g[i] for g in grads], **kw) for i, x in enumerate(x0)]
+    for step, gs in enumerate(grads):
+        run(opt, params, [gs])
+        for i, p in enumerate(params):
+            np.testing.assert_allclose(p.numpy(), expected[i][step], rtol=1e-12, atol=1e-13)
+    assert opt.state[params[0]]["step"] == len(grads)
+    assert ("momentum_buffer" in opt.state[params[0]]) == bool(kw.get("momentum"))
+    assert ("grad_avg" in opt.state[params[0]]) == bool(kw.get("centered"))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("kw", RMSPROP_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_rmsprop_matches_torch(kw):
+    torch = pytest.importorskip("torch")
+    params = make_params()
+    theirs = [torch.tensor(p.numpy().copy(), requires_grad=True) for p in params]
+    ours_opt, their_opt = optim.RMSprop(params, **kw), torch.optim.RMSprop(theirs, **kw)
+    for gs in grad_sequence(8):
+        for p, t, g in zip(params, theirs, gs):
+            p.grad, t.grad = mg.tensor(g.copy()), torch.tensor(g.copy())
+        ours_opt.step()
+        their_opt.step()
+    for p, t in zip(params, theirs):
+        np.testing.assert_allclose(p.numpy(), t.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_numba_and_numpy_paths_agree(dtype, monkeypatch):
     """The fused kernel and the fallback round identically enough to be interchangeable."""
@@ -273,7 +336,7 @@ def test_one_fused_call_per_group_and_a_first_momentum_step_of_its_own(monkeypat
     assert [opt.state[p]["step"] for p in (a, b, c)] == [2, 2, 1]
 
 
-@pytest.mark.parametrize("opt_cls", [optim.SGD, optim.Adam])
+@pytest.mark.parametrize("opt_cls", [optim.SGD, optim.Adam, optim.RMSprop])
 def test_a_gradient_that_does_not_match_its_parameter_raises_before_any_update(opt_cls):
     """A fused kernel must never read past the end of a gradient: checked before anything is
     written, so the parameters and the optimizer state stay as they were."""
@@ -347,6 +410,9 @@ def test_optimizer_input_errors():
     (lambda p: optim.Adam(p, betas=(1.0, 0.999)), r"beta parameter at index 0: 1.0 \(must be in \[0, 1\)\)"),
     (lambda p: optim.Adam(p, betas=(0.9, -0.1)), "beta parameter at index 1"),
     (lambda p: optim.Adam(p, eps=-1e-8), "invalid epsilon"),
+    (lambda p: optim.RMSprop(p, alpha=1.5), r"RMSprop: invalid alpha 1.5 \(must be in \[0, 1\]\)"),
+    (lambda p: optim.RMSprop(p, momentum=-0.1), "RMSprop: invalid momentum -0.1"),
+    (lambda p: optim.RMSprop(p, lr=-1.0), "RMSprop: invalid learning rate"),
     (lambda p: optim.AdamW(p, weight_decay=-0.01), "AdamW: invalid weight_decay"),
     (lambda p: optim.Adam([{"params": p, "lr": -2.0}]), "invalid learning rate -2.0"),
 ])
@@ -383,7 +449,9 @@ def _train_steps(model, opt, sched, batches):
      lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=8, eta_min=1e-4)),
     (lambda p: optim.AdamW(p, lr=1e-2, weight_decay=0.1),
      lambda o: lr_scheduler.StepLR(o, step_size=2, gamma=0.9)),
-], ids=["SGD+StepLR", "Adam-amsgrad+Cosine", "AdamW+StepLR"])
+    (lambda p: optim.RMSprop(p, lr=1e-2, momentum=0.5, centered=True),
+     lambda o: lr_scheduler.StepLR(o, step_size=2, gamma=0.9)),
+], ids=["SGD+StepLR", "Adam-amsgrad+Cosine", "AdamW+StepLR", "RMSprop-centered-momentum+StepLR"])
 def test_resume_from_checkpoint_is_bit_identical(make_opt, make_sched, tmp_path):
     rng = np.random.default_rng(0)
     batches = [(mg.from_numpy(rng.standard_normal((4, 5)).astype(np.float32)),

@@ -11,7 +11,8 @@ from minigrad import nn, optim
 
 
 @pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1), lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
-                                  lambda ps: optim.Adam(ps), lambda ps: optim.AdamW(ps)])
+                                  lambda ps: optim.Adam(ps), lambda ps: optim.AdamW(ps),
+                                  lambda ps: optim.RMSprop(ps, momentum=0.9, centered=True)])
 def test_a_gradient_of_another_shape_never_reaches_the_update(make):
     p = nn.Parameter(mg.ones(1000))
     opt = make([p])
@@ -125,7 +126,8 @@ def test_reduce_lr_on_plateau_matches_torch(kwargs):
         assert ours.param_groups[0]["lr"] == pytest.approx(theirs.param_groups[0]["lr"])
 
 
-@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), lambda ps: optim.Adam(ps, lr=0.1)])
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), lambda ps: optim.Adam(ps, lr=0.1),
+                                  lambda ps: optim.RMSprop(ps, lr=0.1, momentum=0.9, centered=True)])
 def test_optimizer_state_follows_the_parameters_dtype_and_device(make, device):
     mg.manual_seed(0)
     model = nn.Linear(3, 2)

@@ -38,7 +38,7 @@ __all__ = [
     "channels_last", "is_channels_last", "im2col", "col2im",
     "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
     # random numbers, embedding, matrix products, optimizer updates
-    "dropout_mask", "embedding_backward", "matmul", "linear", "sgd_step_", "adam_step_",
+    "dropout_mask", "embedding_backward", "matmul", "linear", "sgd_step_", "adam_step_", "rmsprop_step_",
 ]
 
 
@@ -714,6 +714,42 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
         vmax = None if max_exp_avg_sqs is None else max_exp_avg_sqs[i].reshape(x.shape)
         _adam_one(x, g.reshape(x.shape), exp_avgs[i].reshape(x.shape), exp_avg_sqs[i].reshape(x.shape), vmax,
                   beta1, beta2, eps, *scalars)
+
+
+def rmsprop_step_(params, grads, square_avgs, grad_avgs, bufs, lr, alpha, eps, weight_decay, momentum):
+    """For each parameter x with gradient g (PyTorch's RMSprop):
+        g += wd x
+        v = alpha v + (1 - alpha) g^2                      running mean of g^2
+        centered (grad_avgs given):  a = alpha a + (1 - alpha) g,   s = sqrt(v - a^2) + eps
+        else:                                                       s = sqrt(v) + eps
+        momentum (bufs given):  buf = momentum buf + g / s,   x -= lr buf
+        else:                                                 x -= lr g / s"""
+    _check_step("rmsprop_step_", params, grads=grads, square_avgs=square_avgs, grad_avgs=grad_avgs, bufs=bufs)
+    if momentum and bufs is None:
+        raise ValueError("rmsprop_step_: momentum needs a list of bufs")
+    for i, (x, g) in enumerate(zip(params, grads)):
+        xp, t = array_module(x), x.dtype.type
+        g = g.reshape(x.shape)
+        if weight_decay != 0:
+            g = g + t(weight_decay) * x
+        v = square_avgs[i].reshape(x.shape)
+        v *= t(alpha)
+        v += t(1 - alpha) * (g * g)
+        if grad_avgs is None:
+            s = xp.sqrt(v)
+        else:
+            a = grad_avgs[i].reshape(x.shape)
+            a *= t(alpha)
+            a += t(1 - alpha) * g
+            s = xp.sqrt(v - a * a)
+        s += t(eps)
+        if bufs is None:
+            x -= t(lr) * (g / s)
+        else:
+            buf = bufs[i].reshape(x.shape)
+            buf *= t(momentum)
+            buf += g / s
+            x -= t(lr) * buf
 
 
 def _adam_scalars(lr, beta1, beta2, step, weight_decay, decoupled):

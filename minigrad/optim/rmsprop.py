@@ -1,0 +1,62 @@
+"""RMSprop (Hinton's lecture 6e; PyTorch's ``torch.optim.RMSprop``), with g the gradient:
+
+    g = g + weight_decay * x
+    v = alpha * v + (1 - alpha) * g^2             running mean of the squared gradient
+    s = sqrt(v) + eps                              (centered: a = alpha * a + (1 - alpha) * g,
+                                                    s = sqrt(v - a^2) + eps: the running variance)
+    x = x - lr * g / s                             (momentum: buf = momentum * buf + g / s,
+                                                    x = x - lr * buf)
+
+Each coordinate's step is scaled by the root of its recent squared gradients, like Adam's second
+moment without the first moment and without bias correction (v starts at 0, so early steps are
+larger than Adam's).  The update is the kernel table's ``rmsprop_step_``.
+"""
+from .. import backend
+from ..tensor import Tensor
+from .optimizer import Optimizer
+from .sgd import _batches, _check_lr, _with_grads
+
+
+class RMSprop(Optimizer):
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+        _check_lr("RMSprop", lr)
+        defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                        centered=centered)
+        super().__init__(params, defaults)
+
+    def _validate(self, group):
+        _check_lr("RMSprop", group["lr"])
+        for name in ("alpha", "eps", "weight_decay", "momentum"):
+            if group[name] < 0:
+                raise ValueError(f"RMSprop: invalid {name} {group[name]} (must be >= 0)")
+        if group["alpha"] > 1:
+            raise ValueError(f"RMSprop: invalid alpha {group['alpha']} (must be in [0, 1])")
+
+    def _update_group(self, group):
+        momentum, centered = group["momentum"], group["centered"]
+        params = _with_grads("RMSprop", group)
+        states = []  # each parameter's state, committed once its step went through
+        for p in params:
+            st = self.state.get(p)
+            if st is None:
+                st = {"step": 0, "square_avg": _zeros_like(p)}
+            if momentum > 0 and "momentum_buffer" not in st:  # (also when switched on later)
+                st["momentum_buffer"] = _zeros_like(p)
+            if centered and "grad_avg" not in st:
+                st["grad_avg"] = _zeros_like(p)
+            states.append(st)
+        for (k, _), batch in _batches(params, [None] * len(params)):
+            ps, sts = [params[i] for i in batch], [states[i] for i in batch]
+            k.rmsprop_step_([p.data for p in ps], [p.grad.data for p in ps],
+                            [st["square_avg"].data for st in sts],
+                            [st["grad_avg"].data for st in sts] if centered else None,
+                            [st["momentum_buffer"].data for st in sts] if momentum > 0 else None,
+                            group["lr"], group["alpha"], group["eps"], group["weight_decay"], momentum)
+            for p, st in zip(ps, sts):
+                st["step"] += 1
+                self.state[p] = st
+                p._version += 1
+
+
+def _zeros_like(p):
+    return Tensor._wrap(backend.array_module(p.data).zeros_like(p.data))
