@@ -95,6 +95,27 @@ def _same_layout_flats(*arrays):
 # Below this many elements a NumPy call is cheaper than starting numba's threads.
 _PARALLEL_MIN = 1 << 16
 
+# Some kernels below are compiled twice, serial and parallel (prange).  A parallel launch hands
+# the work to numba's worker threads and waits for them: worth it for big launches only, and
+# on a machine busy with other processes the hand-over itself can take milliseconds.
+_PARALLEL_WORK = 1 << 20  # elements
+_FAST_MATH = {"reassoc", "contract"}  # vectorised sums; inf and NaN keep their meaning
+
+
+def _pick(kernels, work, threshold=_PARALLEL_WORK):
+    """The parallel variant of a (serial, parallel) pair when the launch is big and numba
+    has more than one thread."""
+    return kernels[1] if work >= threshold and numba.get_num_threads() > 1 else kernels[0]
+
+
+def _both(fn):
+    """(serial, parallel) compilations of ``fn``.  The parallel one compiles a renamed copy:
+    numba's on-disk cache is keyed by the function's name and signature, not by its flags,
+    so two variants of one function would overwrite each other's cached machine code."""
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel", fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_parallel"
+    return njit(cache=True, fastmath=_FAST_MATH)(fn), njit(parallel=True, cache=True, fastmath=_FAST_MATH)(twin)
+
 
 # ======================================================================================
 # numba kernels
@@ -485,8 +506,7 @@ if numba is not None:
         """exp(-x^2 / 2)"""
         return _exp_nonpositive(-0.5 * x * x) if vectorisable else math.exp(-0.5 * x * x)
 
-    @njit(parallel=True, cache=True)
-    def _gelu_nb(x, out, tanh_form, rational_erf):
+    def _gelu_py(x, out, tanh_form, rational_erf):
         for i in prange(x.size):
             v = x[i]
             if tanh_form:
@@ -494,8 +514,7 @@ if numba is not None:
             else:
                 out[i] = 0.5 * v * (1 + _erf(v * _INV_SQRT_2, rational_erf))
 
-    @njit(parallel=True, cache=True)
-    def _gelu_backward_nb(g, x, out, tanh_form, rational_erf):
+    def _gelu_backward_py(g, x, out, tanh_form, rational_erf):
         for i in prange(x.size):
             v = x[i]
             if tanh_form:
@@ -505,6 +524,10 @@ if numba is not None:
             else:
                 cdf = 0.5 * (1 + _erf(v * _INV_SQRT_2, rational_erf))
                 out[i] = g[i] * (cdf + v * _INV_SQRT_2PI * _gauss(v, rational_erf))
+
+    # serial below _PARALLEL_MIN elements: handing one token's activations (a GPT sampling
+    # step) to the thread pool cost ~90 us, the work itself ~1 us
+    _gelu_nb, _gelu_backward_nb = _both(_gelu_py), _both(_gelu_backward_py)
 
     # Philox4x32-10 as in reference._philox4x32, one 4-word block per loop iteration; every
     # value is uint64 (mixing in int64 would turn it into float64).
@@ -741,7 +764,7 @@ def gelu(x, approximate="none"):
     if flats is None:
         return _ref.gelu(x, approximate)
     out = np.empty_like(x)
-    _gelu_nb(flats[0], _dense_flat(out), approximate == "tanh", x.dtype == np.float32)
+    _pick(_gelu_nb, x.size, _PARALLEL_MIN)(flats[0], _dense_flat(out), approximate == "tanh", x.dtype == np.float32)
     return out
 
 
@@ -750,7 +773,8 @@ def gelu_backward(g, x, approximate="none"):
     if flats is None:
         return _ref.gelu_backward(g, x, approximate)
     out = np.empty_like(g)
-    _gelu_backward_nb(*flats, _dense_flat(out), approximate == "tanh", x.dtype == np.float32)
+    _pick(_gelu_backward_nb, x.size, _PARALLEL_MIN)(*flats, _dense_flat(out), approximate == "tanh",
+                                                    x.dtype == np.float32)
     return out
 
 
@@ -823,28 +847,6 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
 # Rows per partial sum of the layer-norm weight gradients: fixed (not per thread), so the
 # sums are added in the same order whatever the number of threads.
 _LN_CHUNK = 64
-# Each kernel below is compiled twice, serial and parallel (prange).  A parallel launch hands
-# the work to numba's worker threads and waits for them: worth it for big launches only, and
-# on a machine busy with other processes the hand-over itself can take milliseconds.
-_PARALLEL_WORK = 1 << 20  # elements
-_FAST_MATH = {"reassoc", "contract"}  # vectorised sums; inf and NaN keep their meaning
-
-
-def _pick(kernels, work):
-    """The parallel variant of a (serial, parallel) pair when the launch is big and numba
-    has more than one thread."""
-    return kernels[1] if work >= _PARALLEL_WORK and numba.get_num_threads() > 1 else kernels[0]
-
-
-def _both(fn):
-    """(serial, parallel) compilations of ``fn``.  The parallel one compiles a renamed copy:
-    numba's on-disk cache is keyed by the function's name and signature, not by its flags,
-    so two variants of one function would overwrite each other's cached machine code."""
-    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel", fn.__defaults__, fn.__closure__)
-    twin.__qualname__ = fn.__qualname__ + "_parallel"
-    return njit(cache=True, fastmath=_FAST_MATH)(fn), njit(parallel=True, cache=True, fastmath=_FAST_MATH)(twin)
-
-
 if numba is not None:
     def _layer_norm_fwd_py(x, w, b, eps, y, mean, rstd, affine_w, affine_b):
         m, n = x.shape
