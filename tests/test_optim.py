@@ -41,6 +41,24 @@ def run(opt, params, grads, sched=None):
             sched.step()
 
 
+STEPS = 6
+
+
+def assert_follows_rule(make_opt, rule, order, device, rtol, atol):
+    """STEPS updates of the optimizer ``make_opt(params)`` against ``rule(x0, grads)`` (the
+    update written out in NumPy, returning x after each step), compared after every step."""
+    params = make_params(order=order, device=device)
+    x0 = [p.numpy().copy() for p in params]
+    grads = grad_sequence(STEPS)
+    opt = make_opt(params)
+    expected = [rule(x, [g[i] for g in grads]) for i, x in enumerate(x0)]
+    for step, gs in enumerate(grads):
+        run(opt, params, [gs])
+        for i, p in enumerate(params):
+            np.testing.assert_allclose(p.numpy(), expected[i][step], rtol=rtol, atol=atol)
+    return opt, params
+
+
 @pytest.fixture(params=["numba", "numpy"])
 def kernel_path(request, monkeypatch):
     """Every update runs through the fused numba kernel and through the NumPy fallback."""
@@ -103,15 +121,8 @@ SGD_CASES = [
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("kw", SGD_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
 def test_sgd_matches_update_rule_step_by_step(kw, order, kernel_path, device):
-    params = make_params(order=order, device=device)
-    x0 = [p.numpy().copy() for p in params]
-    grads = grad_sequence(6)
-    opt = optim.SGD(params, **kw)
-    expected = [sgd_reference(x, [g[i] for g in grads], **kw) for i, x in enumerate(x0)]
-    for step, gs in enumerate(grads):
-        run(opt, params, [gs])
-        for i, p in enumerate(params):
-            np.testing.assert_allclose(p.numpy(), expected[i][step], rtol=1e-13, atol=1e-14)
+    assert_follows_rule(lambda ps: optim.SGD(ps, **kw), lambda x, gs: sgd_reference(x, gs, **kw),
+                        order, device, rtol=1e-13, atol=1e-14)
 
 
 ADAM_CASES = [
@@ -128,21 +139,14 @@ ADAM_CASES = [
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("kw", ADAM_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
 def test_adam_and_adamw_match_update_rule_step_by_step(kw, order, decoupled, kernel_path, device):
-    params = make_params(order=order, device=device)
-    x0 = [p.numpy().copy() for p in params]
-    grads = grad_sequence(6)
     cls = optim.AdamW if decoupled else optim.Adam
-    opt = cls(params, **kw)
     full = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01 if decoupled else 0.0, amsgrad=False)
     full.update(kw)
     b1, b2 = full.pop("betas")
-    expected = [adam_reference(x, [g[i] for g in grads], b1=b1, b2=b2, decoupled=decoupled, **full)
-                for i, x in enumerate(x0)]
-    for step, gs in enumerate(grads):
-        run(opt, params, [gs])
-        for i, p in enumerate(params):
-            np.testing.assert_allclose(p.numpy(), expected[i][step], rtol=1e-12, atol=1e-13)
-    assert opt.state[params[0]]["step"] == len(grads)
+    opt, params = assert_follows_rule(lambda ps: cls(ps, **kw),
+                                      lambda x, gs: adam_reference(x, gs, b1=b1, b2=b2, decoupled=decoupled, **full),
+                                      order, device, rtol=1e-12, atol=1e-13)
+    assert opt.state[params[0]]["step"] == STEPS
 
 
 def rmsprop_reference(x0, grads, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
@@ -178,16 +182,9 @@ RMSPROP_CASES = [
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("kw", RMSPROP_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
 def test_rmsprop_matches_update_rule_step_by_step(kw, order, device):
-    params = make_params(order=order, device=device)
-    x0 = [p.numpy().copy() for p in params]
-    grads = grad_sequence(6)
-    opt = optim.RMSprop(params, **kw)
-    expected = [rmsprop_reference(x, [g[i] for g in grads], **kw) for i, x in enumerate(x0)]
-    for step, gs in enumerate(grads):
-        run(opt, params, [gs])
-        for i, p in enumerate(params):
-            np.testing.assert_allclose(p.numpy(), expected[i][step], rtol=1e-12, atol=1e-13)
-    assert opt.state[params[0]]["step"] == len(grads)
+    opt, params = assert_follows_rule(lambda ps: optim.RMSprop(ps, **kw), lambda x, gs: rmsprop_reference(x, gs, **kw),
+                                      order, device, rtol=1e-12, atol=1e-13)
+    assert opt.state[params[0]]["step"] == STEPS
     assert ("momentum_buffer" in opt.state[params[0]]) == bool(kw.get("momentum"))
     assert ("grad_avg" in opt.state[params[0]]) == bool(kw.get("centered"))
 
