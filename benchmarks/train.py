@@ -557,7 +557,7 @@ def parse_args(argv=None):
                                 epilog="\n".join(__doc__.splitlines()[3:10]))
     p.add_argument("--model", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     p.add_argument("--batch", nargs="+", type=int, help="batch sizes (default: each workload's own)")
-    p.add_argument("--images", type=int, help="images per timed run (default: each workload's own)")
+    p.add_argument("--images", type=int, help="samples (images, text blocks) per timed run (default: each workload's own)")
     p.add_argument("--device", nargs="+", choices=["cpu", "cuda"], default=["cpu", "cuda"])
     p.add_argument("--repeat", type=int, default=3, help="timed runs per contender (median)")
     p.add_argument("--threads", nargs="+", metavar="SPEC",

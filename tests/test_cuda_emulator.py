@@ -1156,28 +1156,26 @@ def test_ctrl_c_stops_a_kernel_that_never_finishes():
     assert "interrupted: kernel 'spin', block (0, 0, 0): interrupted" in out, err
 
 
-def test_portable_ucontext_fibers_give_the_same_results(tmp_path):
+def _assert_chunk_sums_in_a_fresh_process(**env):
+    """BLOCK_REDUCE's chunk sums of 0..999 computed in a new Python with ``env`` set: the
+    same numbers whatever the emulator's build or scheduling mode."""
     result = run_python("""
         import numpy as np
         from minigrad.backend import cuda_emulator as emu
         x = np.arange(1000.0); out = np.zeros(4)
         emu.Module(%r).get_function("chunk_sums")((4,), (256,), (x, out, np.int32(1000)))
         print(*out)
-    """ % BLOCK_REDUCE, MINIGRAD_EMU_UCONTEXT="1", MINIGRAD_CACHE=str(tmp_path))
+    """ % BLOCK_REDUCE, **env)
     sums = [float(c.sum()) for c in np.split(np.arange(1000.0), [256, 512, 768])]
     assert [float(v) for v in result.stdout.split()] == sums, result.stderr
+
+
+def test_portable_ucontext_fibers_give_the_same_results(tmp_path):
+    _assert_chunk_sums_in_a_fresh_process(MINIGRAD_EMU_UCONTEXT="1", MINIGRAD_CACHE=str(tmp_path))
 
 
 def test_debug_builds_run_the_same_and_keep_the_source_for_gdb(tmp_path):
-    result = run_python("""
-        import numpy as np
-        from minigrad.backend import cuda_emulator as emu
-        x = np.arange(1000.0); out = np.zeros(4)
-        emu.Module(%r).get_function("chunk_sums")((4,), (256,), (x, out, np.int32(1000)))
-        print(*out)
-    """ % BLOCK_REDUCE, MINIGRAD_EMU_DEBUG="1", MINIGRAD_CACHE=str(tmp_path))
-    sums = [float(c.sum()) for c in np.split(np.arange(1000.0), [256, 512, 768])]
-    assert [float(v) for v in result.stdout.split()] == sums, result.stderr
+    _assert_chunk_sums_in_a_fresh_process(MINIGRAD_EMU_DEBUG="1", MINIGRAD_CACHE=str(tmp_path))
     [copy] = (tmp_path / "emulator").glob("*-src/kernel.cu")
     assert copy.read_text() == BLOCK_REDUCE
 

@@ -463,9 +463,9 @@ if numba is not None:
     _GELU_C = _ref._GELU_C
 
     # float32 erf and exp for the GELU kernels: math.erf and math.exp are scalar libm calls
-    # that LLVM cannot vectorise, and they were most of a float32 GELU's time.  x P(s) / Q(s), s = x^2 / 3.9^2,
-    # fitted by tools/fit_erf.py (relative error 2e-8), evaluated in float64 and rounded:
-    # within one float32 ulp of erf.  float64 inputs keep math.erf.
+    # that LLVM cannot vectorise, and they were most of a float32 GELU's time.  erf(x) is
+    # x P(s) / Q(s), s = x^2 / 3.9^2, fitted by tools/fit_erf.py (relative error 2e-8),
+    # evaluated in float64 and rounded: within one float32 ulp.  float64 inputs keep math.erf.
     _ERF_XMAX = 3.9
     _ERF_P = (1.128379150109674, 2.877994913985937, 12.170892295564832, 13.088057777801023,
               15.238287409628978, 1.6857669060041172)
@@ -484,8 +484,8 @@ if numba is not None:
         return math.copysign(1.0, x) if beyond else x * (num / den)
 
     @njit(inline="always")
-    def _erf(x, rational):
-        return _erf_rational(x) if rational else math.erf(x)
+    def _erf(x, float32_math):
+        return _erf_rational(x) if float32_math else math.erf(x)
 
     # exp(t) for t <= 0 without libm (which LLVM cannot vectorise either): exp(t / 256) by its
     # Taylor polynomial of degree 9 (|t / 256| <= 0.39: remainder 2e-11), squared 8 times
@@ -502,19 +502,19 @@ if numba is not None:
         return 0.0 if t < -100.0 else e
 
     @njit(inline="always")
-    def _gauss(x, vectorisable):
+    def _gauss(x, float32_math):
         """exp(-x^2 / 2)"""
-        return _exp_nonpositive(-0.5 * x * x) if vectorisable else math.exp(-0.5 * x * x)
+        return _exp_nonpositive(-0.5 * x * x) if float32_math else math.exp(-0.5 * x * x)
 
-    def _gelu_py(x, out, tanh_form, rational_erf):
+    def _gelu_py(x, out, tanh_form, float32_math):
         for i in prange(x.size):
             v = x[i]
             if tanh_form:
                 out[i] = 0.5 * v * (1 + math.tanh(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v)))
             else:
-                out[i] = 0.5 * v * (1 + _erf(v * _INV_SQRT_2, rational_erf))
+                out[i] = 0.5 * v * (1 + _erf(v * _INV_SQRT_2, float32_math))
 
-    def _gelu_backward_py(g, x, out, tanh_form, rational_erf):
+    def _gelu_backward_py(g, x, out, tanh_form, float32_math):
         for i in prange(x.size):
             v = x[i]
             if tanh_form:
@@ -522,8 +522,8 @@ if numba is not None:
                 du = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * v * v)
                 out[i] = g[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du)
             else:
-                cdf = 0.5 * (1 + _erf(v * _INV_SQRT_2, rational_erf))
-                out[i] = g[i] * (cdf + v * _INV_SQRT_2PI * _gauss(v, rational_erf))
+                cdf = 0.5 * (1 + _erf(v * _INV_SQRT_2, float32_math))
+                out[i] = g[i] * (cdf + v * _INV_SQRT_2PI * _gauss(v, float32_math))
 
     # serial below _PARALLEL_MIN elements: handing one token's activations (a GPT sampling
     # step) to the thread pool cost ~90 us, the work itself ~1 us

@@ -123,7 +123,7 @@ class Linear(Function):
         g2 = g if g.ndim == 2 else reshape(g, (-1, g.shape[-1]))
         gx = gw = gb = None
         if x.requires_grad:
-            gx = matmul(g, w) if g.ndim <= 2 else reshape(matmul(g2, w), x.shape)
+            gx = matmul(g2, w) if x.ndim == 2 else reshape(matmul(g2, w), x.shape)
         if w.requires_grad:
             x2 = x if x.ndim == 2 else reshape(x, (-1, x.shape[-1]))
             gw = matmul(_mT(g2), x2)

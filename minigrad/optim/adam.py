@@ -12,10 +12,9 @@ AdamW (Loshchilov & Hutter) decouples the decay from the adaptive step: before t
 ``x = x * (1 - lr * weight_decay)`` and no L2 term in g.  ``amsgrad`` uses the running maximum
 of v in the denominator.
 """
-from .. import backend
 from ..tensor import Tensor
 from .optimizer import Optimizer
-from .sgd import _batches, _check_lr, _with_grads
+from .sgd import _batches, _check_lr, _with_grads, _zeros_like
 
 
 class Adam(Optimizer):
@@ -49,8 +48,7 @@ class Adam(Optimizer):
         for p in params:
             st = self.state.get(p)
             if st is None:
-                zeros = backend.array_module(p.data).zeros_like
-                st = {"step": 0, "exp_avg": Tensor._wrap(zeros(p.data)), "exp_avg_sq": Tensor._wrap(zeros(p.data))}
+                st = {"step": 0, "exp_avg": _zeros_like(p), "exp_avg_sq": _zeros_like(p)}
             if amsgrad and "max_exp_avg_sq" not in st:  # (also when amsgrad is switched on later)
                 st["max_exp_avg_sq"] = Tensor._wrap(st["exp_avg_sq"].data.copy())
             states.append(st)

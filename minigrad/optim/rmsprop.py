@@ -11,10 +11,8 @@ Each coordinate's step is scaled by the root of its recent squared gradients, li
 moment without the first moment and without bias correction (v starts at 0, so early steps are
 larger than Adam's).  The update is the kernel table's ``rmsprop_step_``.
 """
-from .. import backend
-from ..tensor import Tensor
 from .optimizer import Optimizer
-from .sgd import _batches, _check_lr, _with_grads
+from .sgd import _batches, _check_lr, _with_grads, _zeros_like
 
 
 class RMSprop(Optimizer):
@@ -56,7 +54,3 @@ class RMSprop(Optimizer):
                 st["step"] += 1
                 self.state[p] = st
                 p._version += 1
-
-
-def _zeros_like(p):
-    return Tensor._wrap(backend.array_module(p.data).zeros_like(p.data))

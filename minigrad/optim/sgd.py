@@ -87,6 +87,11 @@ def _wrap(array):
     return Tensor._wrap(array)
 
 
+def _zeros_like(p):
+    """A zero state buffer for parameter p (its shape, dtype and device), as a Tensor."""
+    return _wrap(backend.array_module(p.data).zeros_like(p.data))
+
+
 def _check_lr(name, lr):
     if not isinstance(lr, (int, float)) or isinstance(lr, bool):
         raise TypeError(f"{name}: lr must be a number, got {type(lr).__name__}")
