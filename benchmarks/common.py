@@ -17,6 +17,7 @@ Timing rules (why the numbers can be trusted, and how far):
 """
 import contextlib
 import datetime
+import importlib.util
 import math
 import os
 import platform
@@ -173,7 +174,8 @@ def blas_threads(n=None):
 
 @contextlib.contextmanager
 def thread_settings(blas=None, numba=None, torch=None):
-    """Run the block with these thread counts (None: leave that pool alone), then restore."""
+    """Run the block with these thread counts (None: leave that pool alone), then restore.
+    A pool whose library is absent (no OpenBLAS symbols, no PyTorch) is left alone too."""
     before = {}
     if blas is not None and _openblas() is not None:
         before["blas"] = blas_threads()
@@ -183,7 +185,7 @@ def thread_settings(blas=None, numba=None, torch=None):
 
         before["numba"] = nb.get_num_threads()
         nb.set_num_threads(numba)
-    if torch is not None:
+    if torch is not None and importlib.util.find_spec("torch") is not None:
         import torch as th
 
         before["torch"] = th.get_num_threads()

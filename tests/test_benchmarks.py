@@ -214,7 +214,11 @@ def test_train_tiny_runs_every_workload(tmp_path):
     assert got == want
     for r in report["results"]:
         assert r["median"] > 0 and r["steps"] == 4 and r["images"] == 256
-        assert r["vs_baseline"] > 0
+        # a ratio wherever the workload's baseline ran (PyTorch's only when torch is installed)
+        if (r["workload"], train.WORKLOADS[r["workload"]].baseline) in got:
+            assert r["vs_baseline"] > 0
+        else:
+            assert "vs_baseline" not in r
     assert json.loads(path.read_text())["machine"]["cpu"]
 
 
@@ -269,7 +273,11 @@ def test_train_compares_thread_settings_on_either_clock():
     assert {"minigrad [threads 1]", "minigrad [threads blas=2,numba=1]"} <= set(by_impl)
     for label, r in by_impl.items():
         spec = label[label.index("[threads"):]
-        assert r["baseline"].endswith(spec) and r["median"] > 0  # ratios within one setting
+        assert r["median"] > 0
+        if f"pytorch {spec}" in by_impl:  # the baseline ran (torch installed): ratios within one setting
+            assert r["baseline"] == f"pytorch {spec}"
+        else:
+            assert "baseline" not in r
     assert blas_threads() == before  # each run puts the pools back as they were
 
 

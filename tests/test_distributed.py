@@ -2,7 +2,7 @@
 
 The multi-process tests launch the scripts in tests/distributed/ with ``mpiexec -n 2`` (one
 helper, ``mpiexec`` below, knows the flags and environment that work in a container) and skip
-when mpi4py or mpiexec is missing (``pip install minigrad[distributed]``).  Each script asserts
+when mpi4py or mpiexec is missing (``pip install -e ".[distributed]"``).  Each script asserts
 on every rank and prints ``rank R: <check> ok`` at the end; the tests require that line from
 both ranks.  The sampler tests need no MPI.
 """
@@ -38,7 +38,7 @@ def find_mpiexec():
 
 def mpi_missing():
     if importlib.util.find_spec("mpi4py") is None:
-        return "mpi4py is not installed (pip install minigrad[distributed])"
+        return 'mpi4py is not installed (pip install -e ".[distributed]")'
     if find_mpiexec() is None:
         return "mpiexec not found (pip install mpich)"
     return None
@@ -248,7 +248,7 @@ except dist.DistributedError as e:
 try:
     dist.init_process_group("mpi")
 except ImportError as e:
-    assert "pip install minigrad[distributed]" in str(e), e
+    assert 'pip install -e ".[distributed]"' in str(e), e
     print("mpi:", e)
 assert not dist.is_initialized()
 print("clean failures ok")

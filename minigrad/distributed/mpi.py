@@ -1,4 +1,4 @@
-"""The MPI engine: collectives on host arrays through mpi4py (``pip install minigrad[distributed]``).
+"""The MPI engine: collectives on host arrays through mpi4py (``pip install -e ".[distributed]"`` from a clone).
 
 Every collective is started non-blocking (``Iallreduce``, ``Ibcast``, ``Iallgather``,
 ``Ibarrier``) and returned as a ``Work`` whose ``wait`` polls ``Request.Test`` against the
@@ -27,7 +27,7 @@ def import_mpi():
     except ImportError as e:
         raise ImportError(
             "minigrad.distributed needs mpi4py and an MPI library: "
-            "pip install minigrad[distributed]   (or: pip install mpi4py mpich)"
+            'pip install -e ".[distributed]" in a clone of minigrad   (or: pip install mpi4py mpich)'
         ) from e
     return MPI
 

@@ -35,7 +35,7 @@ def import_nccl():
     except Exception as e:  # ImportError, or a CUDA installation that CuPy cannot load
         raise DistributedError(
             "init_process_group('nccl') needs CuPy with NCCL and an NVIDIA GPU "
-            f"(pip install minigrad[gpu]); CuPy could not be imported: {e}. "
+            f"(pip install -e \".[gpu]\" in a clone); CuPy could not be imported: {e}. "
             "On CPUs use init_process_group('mpi')."
         ) from e
     try:
