@@ -11,7 +11,7 @@ numpy              cpu    ``backend/reference.py`` on NumPy arrays: the referenc
 numba              cpu    ``backend/cpu_kernels.py`` where it overrides the reference
 cupy               cuda   ``reference.py`` on CuPy arrays: CuPy's own kernels (for matmul:
                           cuBLAS), the GPU library kernels
-cuda               cuda   ``backend/cuda_kernels.py``: the project's CUDA C kernels
+cuda               cuda   ``backend/cuda/__init__.py``: the project's CUDA C kernels
 cuda:<rung>        cuda   the project's SGEMM ladder (naive, tiled, regblock) for matmul
 torch              both   PyTorch's kernel for the same math, when torch is installed
 =================  =====  ==============================================================
@@ -151,7 +151,7 @@ def overrides(module, name):
 
 
 def _cuda_kernels():
-    from minigrad.backend import cuda_kernels
+    from minigrad.backend import cuda as cuda_kernels
 
     return cuda_kernels
 

@@ -241,7 +241,7 @@ def launch_overhead(repeat=5, calls=2000):
     if cuda_usable():
         import cupy
 
-        from minigrad.backend import cuda_kernels
+        from minigrad.backend import cuda as cuda_kernels
 
         g = cupy.ones(1, cupy.float32)
         for name, fn in (("our CUDA relu kernel", lambda: cuda_kernels.relu(g)), ("CuPy x + 1", lambda: g + 1)):

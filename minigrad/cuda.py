@@ -30,4 +30,4 @@ def device_count():
 def synchronize():
     """Wait until every kernel queued on the GPU has finished (for timing: kernel launches
     return before the kernels run).  Raises NoCUDAError without a GPU."""
-    backend.cuda.xp.cuda.get_current_stream().synchronize()
+    backend.CUDA.xp.cuda.get_current_stream().synchronize()

@@ -58,7 +58,7 @@ class _Writer:
         return key
 
     def _array(self, arr, path):
-        arr = np.asarray(backend.to_device(arr, backend.cpu))
+        arr = np.asarray(backend.to_device(arr, backend.CPU))
         if arr.dtype.hasobject or arr.dtype.kind == "V":
             raise TypeError(f"save: cannot store the array at key path {_path_str(path)!r} with "
                             f"dtype {arr.dtype} (object and structured arrays need pickle)")
@@ -72,7 +72,7 @@ class _Writer:
             if obj.requires_grad:
                 node["requires_grad"] = True
             return node
-        if isinstance(obj, np.ndarray) or backend.device_of(obj) == backend.cuda:
+        if isinstance(obj, np.ndarray) or backend.device_of(obj) == backend.CUDA:
             return {"type": "ndarray", **self._array(obj, path)}
         if isinstance(obj, np.generic):
             return {"type": "npscalar", **self._array(np.asarray(obj), path)}

@@ -26,7 +26,7 @@ class Tensor:
             data = data.data
         if device is not None:
             device = Device(device)
-        elif backend.device_of(data) != backend.cpu:
+        elif backend.device_of(data) != backend.CPU:
             device = backend.device_of(data)  # a CuPy array stays where it is
         else:
             device = backend.default_device()
@@ -114,7 +114,7 @@ class Tensor:
         extras = []
         if self.dtype != backend.get_default_dtype() and self.dtype.kind == "f" or self.dtype.kind != "f":
             extras.append(f"dtype={self.dtype}")
-        if self.device != backend.cpu:
+        if self.device != backend.CPU:
             extras.append(f"device='{self.device}'")
         if self._record is not None:
             extras.append(f"grad_fn=<{self._record.name}>")
@@ -125,7 +125,7 @@ class Tensor:
     # -- leaving minigrad -------------------------------------------------------------------
     def numpy(self):
         """The data as a NumPy array (copied from the GPU if needed; shares memory on the CPU)."""
-        return backend.to_device(self.data, backend.cpu)
+        return backend.to_device(self.data, backend.CPU)
 
     def item(self):
         if self.data.size != 1:

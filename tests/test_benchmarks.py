@@ -175,7 +175,7 @@ def test_size_option_picks_the_sizes():
 
 def _emulator_problem():
     try:
-        from minigrad.backend import cuda_emulator
+        from minigrad.backend.cuda import emulator as cuda_emulator
     except Exception as e:  # noqa: BLE001
         return f"no CUDA emulator: {e}"
     ready = cuda_emulator.available()
@@ -190,7 +190,7 @@ def test_gpu_rows_wiring_with_the_emulator_standing_in(monkeypatch):
     monkeypatch.setattr(catalog, "cuda_usable", lambda: True)
     monkeypatch.setattr(catalog, "_to_cupy", lambda inputs: inputs)
     monkeypatch.setattr(catalog, "cupy_clock", catalog.cpu_clock)
-    from minigrad.backend import cuda_kernels
+    from minigrad.backend import cuda as cuda_kernels
 
     before = cuda_kernels.get_matmul()
     cases = catalog.matmul_cases([(5, 7, 3)], "float32", ["cuda"]) + catalog.relu_cases([300], "float32", ["cuda"])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.backend import cuda_kernels as ck
+from minigrad.backend import cuda as ck
 from minigrad.backend import reference as ref
 from tests.test_cuda_kernels import DTYPES, close, dev, rng  # noqa: F401  (fixtures)
 

@@ -1,4 +1,4 @@
-"""The CUDA emulator (minigrad/backend/cuda_emulator.py): CUDA C kernels run on the CPU.
+"""The CUDA emulator (minigrad/backend/cuda/emulator/__init__.py): CUDA C kernels run on the CPU.
 
 Every kernel below is small, real CUDA C (test_kernels_compile_with_nvcc compiles them all with
 nvcc), and every test compares what the emulated kernel computed with NumPy, or checks that a
@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from minigrad.backend import cuda_emulator as emu
+from minigrad.backend.cuda import emulator as emu
 
 pytestmark = pytest.mark.skipif(not emu.available(), reason=str(emu.available()))
 
@@ -1109,7 +1109,7 @@ def run_python(code, **env):
 def test_two_processes_compiling_the_same_module_at_once(tmp_path):
     script = """
         import numpy as np
-        from minigrad.backend import cuda_emulator as emu
+        from minigrad.backend.cuda import emulator as emu
         x = np.arange(100, dtype=np.float32); y = np.zeros(100, np.float32)
         emu.Module(%r).get_function("axpy_f32")((1,), (128,), (x, y, np.float32(2), np.int64(100)))
         print(int(y.sum()))
@@ -1137,7 +1137,7 @@ def test_ctrl_c_stops_a_kernel_that_never_finishes():
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
         import signal
         import numpy as np
-        from minigrad.backend import cuda_emulator as emu
+        from minigrad.backend.cuda import emulator as emu
         spin = emu.Module(%r).get_function("spin")
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # outside the launch, Ctrl-C does nothing
         print("launching", flush=True)
@@ -1161,7 +1161,7 @@ def _assert_chunk_sums_in_a_fresh_process(**env):
     same numbers whatever the emulator's build or scheduling mode."""
     result = run_python("""
         import numpy as np
-        from minigrad.backend import cuda_emulator as emu
+        from minigrad.backend.cuda import emulator as emu
         x = np.arange(1000.0); out = np.zeros(4)
         emu.Module(%r).get_function("chunk_sums")((4,), (256,), (x, out, np.int32(1000)))
         print(*out)
@@ -1182,7 +1182,7 @@ def test_debug_builds_run_the_same_and_keep_the_source_for_gdb(tmp_path):
 
 def test_without_a_compiler_available_says_why():
     result = run_python("""
-        from minigrad.backend import cuda_emulator as emu
+        from minigrad.backend.cuda import emulator as emu
         a = emu.available()
         print(bool(a), a)
         try:

@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 import minigrad as mg
-from minigrad.backend import cuda_kernels as ck
+from minigrad.backend import cuda as ck
 from minigrad.backend import reference as ref
 
 
 def _emulator_problem():
     """None when the emulator runs here, else why not."""
     try:
-        from minigrad.backend import cuda_emulator
+        from minigrad.backend.cuda import emulator as cuda_emulator
     except Exception as e:  # noqa: BLE001  (any failure to import means: no emulator)
         return f"the CUDA emulator is not available: {type(e).__name__}: {e}"
     ready = cuda_emulator.available()

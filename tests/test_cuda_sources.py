@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from minigrad.backend import cuda_kernels
+from minigrad.backend import cuda as cuda_kernels
 
 NVCC = shutil.which("nvcc")
 ARCHS = ("compute_80", "compute_90")

@@ -1,10 +1,10 @@
 """The kernel-table contract (docs/architecture.md, "The kernel table").
 
-reference.py, cpu_kernels.py and cuda_kernels.py expose exactly the same names, and every
+reference.py, cpu_kernels.py and backend/cuda/__init__.py expose exactly the same names, and every
 kernel of cpu_kernels and cuda_kernels gives reference.py's numbers on random inputs:
 float32 and float64, odd sizes, non-contiguous and channels-last inputs, empty batches.
 cuda_kernels is checked twice: on NumPy arrays under the CPU emulator of CUDA C
-(minigrad.backend.cuda_emulator, when it imports and a C++ compiler is present), and on a
+(minigrad.backend.cuda.emulator, when it imports and a C++ compiler is present), and on a
 real GPU when there is one.  Inconsistent inputs raise ValueError in every implementation.
 """
 import importlib
@@ -27,16 +27,16 @@ from minigrad.backend import reference as R
 
 def _import_cuda_kernels():
     try:
-        return importlib.import_module("minigrad.backend.cuda_kernels")
+        return importlib.import_module("minigrad.backend.cuda")
     except ImportError as e:
-        pytest.skip(f"minigrad.backend.cuda_kernels does not import here ({e})")
+        pytest.skip(f"minigrad.backend.cuda does not import here ({e})")
 
 
 def _emulated_cuda():
     try:
-        importlib.import_module("minigrad.backend.cuda_emulator")
+        importlib.import_module("minigrad.backend.cuda.emulator")
     except ImportError as e:
-        pytest.skip(f"the CUDA emulator (minigrad.backend.cuda_emulator) does not import here ({e})")
+        pytest.skip(f"the CUDA emulator (minigrad.backend.cuda.emulator) does not import here ({e})")
     if not any(shutil.which(cc) for cc in ("c++", "g++", "clang++")):
         pytest.skip("the CUDA emulator needs a C++ compiler (c++, g++ or clang++); none found")
     return _import_cuda_kernels()
@@ -110,9 +110,9 @@ def test_kernels_picks_the_table(monkeypatch):
             backend.set_cpu_kernels("fast")
         backend.set_cpu_kernels("cuda")
         try:
-            cuda = importlib.import_module("minigrad.backend.cuda_kernels")
+            cuda = importlib.import_module("minigrad.backend.cuda")
         except ImportError:
-            with pytest.raises(RuntimeError, match=r"cuda_kernels\) could not be imported"):
+            with pytest.raises(RuntimeError, match=r"minigrad.backend.cuda\) could not be imported"):
                 backend.kernels(x)
         else:
             assert backend.kernels(x) is cuda

@@ -5,7 +5,7 @@ Two switches, DeZero style, and nothing here knows about autograd:
 * ``array_module(x)`` is the module that owns an array (``numpy`` on the CPU, ``cupy`` on the
   GPU), for plain array math written once against it;
 * ``kernels(x)`` is the kernel table of the array's device: ``reference`` (readable xp code),
-  ``cpu_kernels`` (reference + numba) or ``cuda_kernels`` (reference + our CUDA C).  The three
+  ``cpu_kernels`` (reference + numba) or ``cuda`` (reference + our CUDA C, in backend/cuda/).  The three
   modules expose the same names with the same semantics (docs/architecture.md); ops call
   ``kernels(x.data).softmax(...)`` and never pick an implementation themselves.
 """
@@ -64,8 +64,9 @@ class Device:
         return self.type
 
 
-cpu = Device("cpu")
-cuda = Device("cuda")
+# The two devices.  (Upper case: ``backend.cuda`` is the CUDA backend's package.)
+CPU = Device("cpu")
+CUDA = Device("cuda")
 
 
 _cuda_status = []  # (usable, text), worked out once
@@ -128,26 +129,26 @@ def array_module(array):
 
 
 def device_of(array):
-    return cuda if (cupy is not None and isinstance(array, cupy.ndarray)) else cpu
+    return CUDA if (cupy is not None and isinstance(array, cupy.ndarray)) else CPU
 
 
 def to_device(array, device):
     """Copy ``array`` to ``device`` (no copy when it is already there)."""
     device = Device(device)
     if device.type == "cpu":
-        return cupy.asnumpy(array) if device_of(array) is cuda else array
+        return cupy.asnumpy(array) if device_of(array) is CUDA else array
     return device.xp.asarray(array)
 
 
 # ----------------------------------------------------------------------------------------
 # The kernel table: which module runs the kernels for an array.
-_TABLES = {"cpu": "cpu_kernels", "reference": "reference", "cuda": "cuda_kernels"}
+_TABLES = {"cpu": "cpu_kernels", "reference": "reference", "cuda": "cuda"}
 _loaded_tables = {}
 _cpu_choice = {"name": os.environ.get("MINIGRAD_CPU_KERNELS") or "cpu", "table": None}
 
 
 def kernels(array):
-    """The kernel table for ``array``'s device: ``cuda_kernels`` for a CuPy array; for a NumPy
+    """The kernel table for ``array``'s device: ``backend.cuda`` for a CuPy array; for a NumPy
     array the one chosen by set_cpu_kernels (at import: MINIGRAD_CPU_KERNELS): ``cpu`` (the
     default: reference + numba), ``reference`` (pure NumPy) or ``cuda`` (our CUDA C kernels,
     run by the CPU emulator).  Called by every op, so it only looks things up."""
@@ -178,7 +179,7 @@ def _load_table(name):
         if name != "cuda":
             raise
         raise RuntimeError(
-            f"the CUDA kernel table (minigrad.backend.cuda_kernels) could not be imported: {e}"
+            f"the CUDA kernel table (minigrad.backend.cuda) could not be imported: {e}"
         ) from e
     _loaded_tables[name] = table
     return table
@@ -188,15 +189,15 @@ def set_matmul(impl="cublas", variant="regblock"):
     """Choose the GPU matrix product: ``"cublas"`` (cuBLAS through cupy.matmul, the default)
     or ``"own"``, the project's SGEMM ladder, at rung ``"naive"``, ``"tiled"`` or
     ``"regblock"`` (docs/kernels.md).  The CPU always uses NumPy's BLAS.  (The choice lives in
-    cuda_kernels, which reads it; importing that module needs no GPU.)"""
-    from . import cuda_kernels
+    backend.cuda, which reads it; importing that module needs no GPU.)"""
+    from . import cuda as cuda_kernels
 
     cuda_kernels.set_matmul(impl, variant)
 
 
 def get_matmul():
     """(impl, variant) as chosen by set_matmul."""
-    from . import cuda_kernels
+    from . import cuda as cuda_kernels
 
     return cuda_kernels.get_matmul()
 
@@ -233,7 +234,7 @@ def philox_seed_offset(numel):
     return seed, offset
 
 
-def generator(device=cpu):
+def generator(device=CPU):
     """The random generator of ``device`` (a ``numpy.random.Generator`` on the CPU)."""
     device = Device(device)
     gen = _generators.get(device.type)

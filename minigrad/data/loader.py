@@ -52,7 +52,7 @@ def _stack_field(values, k):
         if len(shapes) != 1:
             raise ValueError(f"default_collate: field {k} has examples of different shapes "
                              f"{sorted(shapes)}; pad them or pass a collate_fn")
-        if isinstance(v, Tensor) and v.device != backend.cpu:
+        if isinstance(v, Tensor) and v.device != backend.CPU:
             xp = v.device.xp
             return xp.stack([x.data for x in values])
         return stack_examples(values)

@@ -34,7 +34,7 @@ def _array(what, x):
     """The array behind ``x`` (a Tensor, or a NumPy/CuPy array) and the Tensor, if any."""
     if isinstance(x, Tensor):
         return x.data, x
-    if isinstance(x, np.ndarray) or backend.device_of(x) == backend.cuda:
+    if isinstance(x, np.ndarray) or backend.device_of(x) == backend.CUDA:
         return x, None
     raise TypeError(f"{what}: expected a Tensor or a NumPy/CuPy array, got {type(x).__name__}")
 

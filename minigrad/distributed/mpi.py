@@ -105,7 +105,7 @@ class MPIEngine:
         """A host buffer for ``array`` and what must stay alive until the request completes."""
         if isinstance(array, np.ndarray):
             return array, (array,)
-        host = backend.to_device(array, backend.cpu)  # a CuPy array: stage through the host
+        host = backend.to_device(array, backend.CPU)  # a CuPy array: stage through the host
         return host, (array, host)
 
     def _work(self, what, request, keep=(), back=None):

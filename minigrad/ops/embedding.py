@@ -72,7 +72,7 @@ def embedding(input, weight, padding_idx=None):
         padding_idx = int(padding_idx) % n
     indices = input.data
     # a range check reads the indices: free on the CPU; on the GPU only under MINIGRAD_DEBUG=1
-    if indices.size and (backend.device_of(indices) == backend.cpu or backend.debug_checks()):
+    if indices.size and (backend.device_of(indices) == backend.CPU or backend.debug_checks()):
         low, high = int(indices.min()), int(indices.max())
         if low < 0 or high >= n:
             raise IndexError(f"{op}: index {low if low < 0 else high} is out of range for a table of "

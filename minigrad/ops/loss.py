@@ -44,7 +44,7 @@ def _reduce(losses, reduction, count):
 def _host_checks(array):
     """Checks that read values back are free on the CPU; on the GPU only MINIGRAD_DEBUG=1 runs
     them (a training step must not wait for the device), and bad values give NaN instead."""
-    return backend.device_of(array) is backend.cpu or backend.debug_checks()
+    return backend.device_of(array) is backend.CPU or backend.debug_checks()
 
 
 # -- class-index targets -------------------------------------------------------------------

@@ -1,7 +1,7 @@
 // common.cuh: the helpers every kernel family shares.
 //
 // Each family (elementwise.cu, softmax.cu, ...) starts with `#include "common.cuh"`; nvcc finds
-// this file beside it, and minigrad/backend/cuda_kernels.py pastes it in place of that line
+// this file beside it, and minigrad/backend/cuda/__init__.py pastes it in place of that line
 // before handing the source to NVRTC (or to the CPU emulator), so no include path is needed.
 //
 // Conventions used in every family:

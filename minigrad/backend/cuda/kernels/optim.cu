@@ -15,7 +15,7 @@
 // Thread mapping: block b finds its tensor t (binary search for the last first_block <= b),
 // takes elements [(b - first_block[t]) * chunk, + chunk) of it, and its threads walk them
 // with stride blockDim.x (coalesced).  The table lives on the device and is reused while the
-// pointers do not change (cuda_kernels.py caches it).
+// pointers do not change (backend/cuda/__init__.py caches it).
 #include "common.cuh"
 
 #define MG_SGD_WORDS 5

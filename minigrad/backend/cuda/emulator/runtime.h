@@ -3,10 +3,10 @@
 // Three parties include or use this file:
 //   cuda_device.h  (force-included into the kernel source) calls the functions below for every
 //                  CUDA operation that synchronises threads (barriers, warp collectives);
-//   the launch table that cuda_emulator.py appends to each module describes its kernels with
+//   the launch table that emulator/__init__.py appends to each module describes its kernels with
 //                  KernelDesc / ParamDesc;
 //   runtime.cpp    implements the fibers, the block scheduler and the launch entry point that
-//                  cuda_emulator.py calls through ctypes (mgemu_launch).
+//                  emulator/__init__.py calls through ctypes (mgemu_launch).
 // Nothing here spells CUDA keywords, so runtime.cpp can include it as plain C++.
 #pragma once
 
@@ -106,7 +106,7 @@ struct KernelDesc {
     int max_threads;                  // __launch_bounds__, 0 when none
 };
 
-// --- what cuda_emulator.py passes to mgemu_launch ---------------------------------------
+// --- what emulator/__init__.py passes to mgemu_launch ---------------------------------------
 
 struct ArrayArg {            // one array argument (a pointer parameter)
     int index;               // which parameter

@@ -1,8 +1,8 @@
 // cuda_device.h: CUDA C++'s device-side vocabulary, for g++.
 //
-// cuda_emulator.py force-includes this header (g++ -include) in front of a kernel module's
+// emulator/__init__.py force-includes this header (g++ -include) in front of a kernel module's
 // CUDA source, so the same source that NVRTC compiles for a GPU compiles here for the CPU:
-//   qualifiers      __global__ __shared__ are markers that cuda_emulator.py rewrites after
+//   qualifiers      __global__ __shared__ are markers that emulator/__init__.py rewrites after
 //                   preprocessing (kernels get a launch stub; shared variables become static
 //                   storage, counted and filled with garbage per block); the others are empty;
 //   built-ins       threadIdx blockIdx blockDim gridDim warpSize;
@@ -543,7 +543,7 @@ inline void __nanosleep(unsigned int) {}
 #endif
 
 // ----------------------------------------------------------------------------------------
-// The launch table: cuda_emulator.py appends one kernel_desc<&kernel>(...) per kernel, which
+// The launch table: emulator/__init__.py appends one kernel_desc<&kernel>(...) per kernel, which
 // describes the parameters (so Python can check every argument) and unpacks the arguments.
 // ----------------------------------------------------------------------------------------
 namespace mgemu {

@@ -985,7 +985,7 @@ long long int clock64() { return ++clock_counter; }
 }  // namespace mgemu
 
 // ---------------------------------------------------------------------------------------
-// Entry points for cuda_emulator.py (ctypes)
+// Entry points for emulator/__init__.py (ctypes)
 // ---------------------------------------------------------------------------------------
 using namespace mgemu;
 
@@ -1046,5 +1046,5 @@ MGEMU_EXPORT int mgemu_launch(const LaunchDesc* d) {
 
 MGEMU_EXPORT const char* mgemu_message() { return last_message.c_str(); }
 
-// cuda_emulator.py refuses a module whose runtime speaks another version of runtime.h.
+// emulator/__init__.py refuses a module whose runtime speaks another version of runtime.h.
 MGEMU_EXPORT int mgemu_abi_version() { return 1; }

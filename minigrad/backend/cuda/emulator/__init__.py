@@ -4,8 +4,8 @@ The same kernel source that ``cupy.RawModule(code=...)`` compiles with NVRTC for
 compiled here with g++ and run on the CPU, so the logic of minigrad's CUDA kernels can be tested
 on a machine without a GPU, and a student can run (and step through) a kernel anywhere::
 
-    from minigrad.backend import cuda_emulator
-    mod = cuda_emulator.Module(code)                   # like cupy.RawModule(code=code)
+    from minigrad.backend.cuda import emulator
+    mod = emulator.Module(code)                   # like cupy.RawModule(code=code)
     fn = mod.get_function("relu_forward_f32")          # an extern "C" __global__ function
     fn((blocks,), (256,), (x, y, np.int64(n)))         # like a cupy.RawKernel launch
     fn((blocks,), (256,), (x, y, np.int64(n)), shared_mem=1024)
@@ -13,11 +13,11 @@ on a machine without a GPU, and a student can run (and step through) a kernel an
 NumPy arrays stand in for CuPy arrays (the kernel gets a pointer to their data) and scalars are
 passed as CuPy passes them. How it works (docs/emulator.md has the full story):
 
-* the source is preprocessed with ``emulator/cuda_device.h`` in front (CUDA's built-ins for g++),
+* the source is preprocessed with ``cuda_device.h`` in front (CUDA's built-ins for g++),
   ``__shared__`` declarations and kernels are rewritten, a launch table is appended, and the
   result is compiled into a shared library, cached under ``~/.cache/minigrad/emulator``;
 * a launch runs the blocks one after another; the threads of a block are fibers that
-  ``emulator/runtime.cpp`` switches between at ``__syncthreads()`` and warp collectives;
+  ``runtime.cpp`` switches between at ``__syncthreads()`` and warp collectives;
 * every argument is checked against the kernel's parameter types before the launch, and a
   deadlock, a fault or an exceeded limit inside the kernel raises instead of hanging or crashing.
 
@@ -54,7 +54,7 @@ MAX_GRID_DIM = (2**31 - 1, 65535, 65535)
 SHARED_MEMORY_PER_BLOCK = 48 * 1024          # static + dynamic, unless the kernel opts in
 SHARED_MEMORY_PER_BLOCK_OPTIN = 227 * 1024   # the most a kernel may opt in to (sm_90)
 
-_EMULATOR_DIR = Path(__file__).resolve().parent / "emulator"
+_EMULATOR_DIR = Path(__file__).resolve().parent
 _ABI_VERSION = 1
 
 
@@ -876,7 +876,7 @@ def RawKernel(code, name, options=()):
 
 
 # ---------------------------------------------------------------------------------------------
-# `python -m minigrad.backend.cuda_emulator`: is the emulator available, and how fast is it?
+# `python -m minigrad.backend.cuda.emulator`: is the emulator available, and how fast is it?
 # ---------------------------------------------------------------------------------------------
 _BENCHMARK = r"""
 extern "C" __global__ void scale_f32(const float* x, float* y, float a, long long n) {

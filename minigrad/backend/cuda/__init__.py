@@ -2,14 +2,14 @@
 
 Every name of reference.py is here with the same semantics (``from .reference import *``).
 The functions below override them with kernels written for this project, one file per family
-in ``minigrad/backend/kernels/*.cu`` (docs/kernels.md explains how each maps threads to data).
+in ``minigrad/backend/cuda/kernels/*.cu`` (docs/kernels.md explains how each maps threads to data).
 Plain broadcasting arithmetic stays on the array library.
 
 One launch helper, ``_launch``, runs a kernel on whatever the arrays are:
 
 * CuPy arrays: the family's source is compiled once by NVRTC (``cupy.RawModule``), cached, and
   the kernel runs on the GPU;
-* NumPy arrays: the same source runs on the CPU through ``cuda_emulator.Module`` (blocks one
+* NumPy arrays: the same source runs on the CPU through ``emulator.Module`` (blocks one
   after the other, threads as fibers).  That is how CI tests this CUDA C without a GPU:
   ``cuda_kernels.relu(numpy_array)`` runs the real kernel, emulated.
 
@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import array_module, cuda_available
-from . import reference as _ref
-from .reference import *  # noqa: F401,F403  (the whole table; overridden below)
-from .reference import __all__  # noqa: F401  (exactly reference's names)
-from .reference import channels_last, is_channels_last
+from .. import array_module, cuda_available
+from .. import reference as _ref
+from ..reference import *  # noqa: F401,F403  (the whole table; overridden below)
+from ..reference import __all__  # noqa: F401  (exactly reference's names)
+from ..reference import channels_last, is_channels_last
 
 # ======================================================================================
 # Sources, modules, launches
@@ -71,9 +71,9 @@ def _function(xp, family, name):
         module = _modules.get(mkey)
         if module is None:
             if xp is np:
-                from . import cuda_emulator  # noqa: PLC0415  (only when emulating)
+                from . import emulator  # noqa: PLC0415  (only when emulating)
 
-                module = cuda_emulator.Module(kernel_source(family))
+                module = emulator.Module(kernel_source(family))
             else:
                 module = xp.RawModule(code=kernel_source(family), options=NVRTC_OPTIONS)
             _modules[mkey] = module
@@ -686,7 +686,7 @@ def embedding_backward(g, indices, num_embeddings):
             or indices.dtype.kind not in "iu" or array_module(indices) is not array_module(g)):
         return _ref.embedding_backward(g, indices, num_embeddings)
     xp = array_module(g)
-    from . import debug_checks  # noqa: PLC0415
+    from .. import debug_checks  # noqa: PLC0415
 
     if xp is np or debug_checks():  # free on the CPU; on the GPU it reads back: debug only
         if indices.size and bool(((indices < 0) | (indices >= num_embeddings)).any()):
