@@ -111,7 +111,7 @@ def to_host(value):
     if hasattr(value, "detach"):                    # torch
         return value.detach().cpu().numpy()
     if hasattr(value, "_record"):                   # minigrad Tensor
-        value = value.data
+        value = value.array
     if type(value).__module__.startswith("cupy"):
         import cupy
 
@@ -326,12 +326,12 @@ def _conv_layer_cases(name, n, c, h, w, o, k, p, x_grad, cl, dtype, devices):
             wt, b = mg.Tensor(wt, requires_grad=backward), mg.Tensor(b, requires_grad=backward)
             if not backward:
                 with mg.no_grad():
-                    return (mg.conv2d(x, wt, b, padding=p).data,)
+                    return (mg.conv2d(x, wt, b, padding=p).array,)
             y = mg.conv2d(x, wt, b, padding=p)
             # gradients returned, not accumulated into .grad (a leaf's first .grad is a copy,
             # which a layer inside a network does not pay)
             grads = mg.grad(y, [wt, b] + ([x] if x_grad else []), mg.Tensor(g))
-            return (y.data,) + tuple(t.data for t in grads)
+            return (y.array,) + tuple(t.array for t in grads)
 
         def on_table(table, call=call):
             def setup(inputs):

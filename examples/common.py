@@ -87,8 +87,8 @@ def train_epoch(model, optimizer, loader, epoch, epochs, progress=True, schedule
         if scheduler is not None:
             scheduler.step()
         n = len(y)
-        total_loss = total_loss + loss.data * n
-        correct = correct + (logits.data.argmax(axis=1) == y.data).sum()
+        total_loss = total_loss + loss.array * n
+        correct = correct + (logits.array.argmax(axis=1) == y.array).sum()
         seen += n
         if progress and i % 50 == 0:
             bar.set_postfix(loss=f"{float(total_loss) / seen:.4f}", acc=f"{float(correct) / seen:.4f}")

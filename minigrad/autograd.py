@@ -133,8 +133,8 @@ class detect_anomaly(_Switch):
 
 
 def _all_finite(t):
-    xp = backend.array_module(t.data)
-    return t.data.dtype.kind not in "fc" or bool(xp.isfinite(t.data).all())
+    xp = backend.array_module(t.array)
+    return t.array.dtype.kind not in "fc" or bool(xp.isfinite(t.array).all())
 
 
 def _check_anomaly(rec, grad, input_grads):
@@ -146,7 +146,7 @@ def _check_anomaly(rec, grad, input_grads):
         # non-finite one there (the constant in log(x) * 2) harms nothing
         if g is not None and edge is not None and not _all_finite(g):
             shapes = ", ".join(str(t.shape) for t in rec.inputs)
-            bad = "NaN" if bool(backend.array_module(g.data).isnan(g.data).any()) else "inf"
+            bad = "NaN" if bool(backend.array_module(g.array).isnan(g.array).any()) else "inf"
             raise RuntimeError(
                 f"detect_anomaly: {rec.name}.backward (record #{rec.seq}, input shapes {shapes}) "
                 f"returned a gradient with {bad} for input {i} from a finite incoming gradient. "
@@ -207,7 +207,7 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **params):
         """Run forward on the input arrays; record the op when some input requires grad."""
-        data = [t.data for t in inputs]
+        data = [t.array for t in inputs]
         if len(data) > 1:
             _check_same_device(cls, inputs, data)
         ctx = cls()
@@ -433,10 +433,10 @@ class _LeafGradients:
             t.grad = g if t._grad is None else t._grad + g
         elif t._grad is None:
             # a private array: a single incoming one may be shared (add passes g to both inputs)
-            t._grad = Tensor._wrap(g.data.copy() if terms == 1 else g.data)
+            t._grad = Tensor._wrap(g.array.copy() if terms == 1 else g.array)
         else:
-            xp = backend.array_module(t._grad.data)
-            xp.add(t._grad.data, g.data, out=t._grad.data)
+            xp = backend.array_module(t._grad.array)
+            xp.add(t._grad.array, g.array, out=t._grad.array)
         if t._post_hooks:
             for hook in list(t._post_hooks.values()):
                 hook(t)
@@ -487,7 +487,7 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
                 if capture is not None and id(out) in capture:
                     capture[id(out)] = grad
                 if out._retains_grad:
-                    kept = grad if create_graph else Tensor._wrap(grad.data.copy())
+                    kept = grad if create_graph else Tensor._wrap(grad.array.copy())
                     out._grad = kept if out._grad is None else out._grad + kept
             input_grads = _call_backward(rec, grad, create_graph)
             if _Anomaly.enabled:
@@ -539,7 +539,7 @@ def _as_grad(t, g, what):
                 f"has shape {t.shape}; pass a gradient of that shape (e.g. ones_like(out)) "
                 "or reduce it first (out.sum())"
             )
-        return Tensor(backend.array_module(t.data).ones(t.shape, dtype=t.dtype))
+        return Tensor(backend.array_module(t.array).ones(t.shape, dtype=t.dtype))
     if not isinstance(g, Tensor):
         g = Tensor(g, dtype=t.dtype, device=t.device)
     if g.shape != t.shape:

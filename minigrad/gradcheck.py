@@ -52,7 +52,7 @@ def _prepare(inputs):
         if not isinstance(t, Tensor):
             prepared.append(t)
             continue
-        data = t.data
+        data = t.array
         if data.dtype.kind == "f" and data.dtype != np.float64:
             data = data.astype(np.float64)
         check = data.dtype.kind == "f" and (t.requires_grad or not any_requires)
@@ -94,7 +94,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, se
         analytic = autograd.grad([o for o, _ in pairs], wrt, [v for _, v in pairs], allow_unused=True)
     else:
         analytic = [None] * len(wrt)
-    analytic = [np.zeros(x.shape) if g is None else np.asarray(g.data, dtype=np.float64)
+    analytic = [np.zeros(x.shape) if g is None else np.asarray(g.array, dtype=np.float64)
                 for x, g in zip(wrt, analytic)]
 
     def objective():
@@ -103,19 +103,19 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, se
         total = 0.0
         for o, v in zip(outs, upstream):
             if v is not None:
-                total += float(np.sum(np.asarray(o.data, dtype=np.float64) * v.data))
+                total += float(np.sum(np.asarray(o.array, dtype=np.float64) * v.array))
         return total
 
     for k, (x, a) in enumerate(zip(wrt, analytic)):
         position = next(i for i, p in enumerate(xs) if p is x)
         if directional:
             d = rng.standard_normal(x.shape)
-            original = x.data.copy()
-            x.data[...] = original + eps * d
+            original = x.array.copy()
+            x.array[...] = original + eps * d
             plus = objective()
-            x.data[...] = original - eps * d
+            x.array[...] = original - eps * d
             minus = objective()
-            x.data[...] = original
+            x.array[...] = original
             numeric = (plus - minus) / (2 * eps)
             projected = float(np.sum(a * d))
             if not abs(projected - numeric) <= atol + rtol * abs(numeric):
@@ -126,19 +126,19 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, se
             continue
         numeric = np.zeros(x.shape)
         for idx in np.ndindex(*x.shape):
-            old = x.data[idx]
-            x.data[idx] = old + eps
+            old = x.array[idx]
+            x.array[idx] = old + eps
             plus = objective()
-            x.data[idx] = old - eps
+            x.array[idx] = old - eps
             minus = objective()
-            x.data[idx] = old
+            x.array[idx] = old
             numeric[idx] = (plus - minus) / (2 * eps)
         error = np.abs(a - numeric) - (atol + rtol * np.abs(numeric))
         if error.size and (error.max() > 0 or not np.all(np.isfinite(a))):
             worst = np.unravel_index(np.nanargmax(np.where(np.isfinite(a), error, np.inf)), x.shape)
             raise GradcheckError(
                 f"gradcheck failed for {_label(fn, names)}: input {position} (shape {x.shape}), "
-                f"worst element {tuple(int(i) for i in worst)} at x={float(x.data[worst])!r}: "
+                f"worst element {tuple(int(i) for i in worst)} at x={float(x.array[worst])!r}: "
                 f"analytic {float(a[worst])!r} vs numerical {float(numeric[worst])!r} "
                 f"(atol={atol}, rtol={rtol}); max |difference| {float(np.max(np.abs(a - numeric)))!r}"
             )

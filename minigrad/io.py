@@ -68,7 +68,7 @@ class _Writer:
 
     def node(self, obj, path):
         if isinstance(obj, Tensor):
-            node = {"type": "tensor", **self._array(obj.data, path)}
+            node = {"type": "tensor", **self._array(obj.array, path)}
             if obj.requires_grad:
                 node["requires_grad"] = True
             return node

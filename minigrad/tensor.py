@@ -1,7 +1,7 @@
 """Tensor: an n-dimensional array (NumPy on the CPU, CuPy on the GPU) that remembers how it
 was computed, so gradients can flow back through it.
 
-A tensor holds ``data`` (the array), ``grad`` (a Tensor, filled by backward), ``requires_grad``
+A tensor holds ``array`` (the NumPy or CuPy array), ``grad`` (a Tensor, filled by backward), ``requires_grad``
 and, when an op produced it while recording, ``_record``: the op's record on the tape
 (see autograd.py).  Operators and methods are thin: each calls one op from ``minigrad.ops``.
 """
@@ -15,7 +15,7 @@ from .backend import Device
 
 
 class Tensor:
-    __slots__ = ("data", "_grad", "requires_grad", "_record", "_vc", "_hist", "_hooks",
+    __slots__ = ("array", "_grad", "requires_grad", "_record", "_vc", "_hist", "_hooks",
                  "_post_hooks", "_retains_grad", "__weakref__")
 
     # numpy must defer to Tensor in `ndarray * Tensor`, so Tensor.__rmul__ runs.
@@ -23,7 +23,7 @@ class Tensor:
 
     def __init__(self, data, dtype=None, device=None, requires_grad=False):
         if isinstance(data, Tensor):
-            data = data.data
+            data = data.array
         if device is not None:
             device = Device(device)
         elif backend.device_of(data) != backend.CPU:
@@ -44,7 +44,7 @@ class Tensor:
 
     def _init(self, data):
         """The fast constructor used by ops: wrap an array that is already right."""
-        self.data = data
+        self.array = data
         self._grad = None
         self.requires_grad = False
         self._record = None
@@ -62,37 +62,37 @@ class Tensor:
     # -- what it is -----------------------------------------------------------------------
     @property
     def shape(self):
-        return self.data.shape
+        return self.array.shape
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def size(self, dim=None):
         """The shape, PyTorch's way: ``x.size()`` is the shape tuple, ``x.size(0)`` one length.
         (The number of elements is ``x.numel()``; NumPy's ``.size`` attribute is not a Tensor's.)"""
         if dim is None:
-            return self.data.shape
+            return self.array.shape
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
             raise TypeError(f"size: dim must be an int, got {dim!r}")
-        if not -self.data.ndim <= dim < self.data.ndim:
+        if not -self.array.ndim <= dim < self.array.ndim:
             raise IndexError(f"size: dim {dim} is out of range for a tensor of shape {self.shape}")
-        return self.data.shape[dim]
+        return self.array.shape[dim]
 
     def numel(self):
         """The number of elements."""
-        return self.data.size
+        return self.array.size
 
     def dim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def device(self):
-        return backend.device_of(self.data)
+        return backend.device_of(self.array)
 
     @property
     def is_leaf(self):
@@ -105,9 +105,9 @@ class Tensor:
         return self._record
 
     def __len__(self):
-        if self.data.ndim == 0:
+        if self.array.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self.array.shape[0]
 
     def __repr__(self):
         body = np.array2string(self.numpy(), separator=", ", precision=4, prefix="tensor(")
@@ -125,10 +125,10 @@ class Tensor:
     # -- leaving minigrad -------------------------------------------------------------------
     def numpy(self):
         """The data as a NumPy array (copied from the GPU if needed; shares memory on the CPU)."""
-        return backend.to_device(self.data, backend.CPU)
+        return backend.to_device(self.array, backend.CPU)
 
     def item(self):
-        if self.data.size != 1:
+        if self.array.size != 1:
             raise ValueError(f"item(): only one-element tensors can be converted, got shape {self.shape}")
         return self.numpy().reshape(()).item()
 
@@ -188,10 +188,30 @@ class Tensor:
     def detach(self):
         """The same data, cut off from the tape (shares memory, and so the version counter:
         modifying the detached tensor in place is caught like modifying this one)."""
-        t = Tensor._wrap(self.data)
+        t = Tensor._wrap(self.array)
         t._vc = self._vc
         t._hist = -1  # a constant by request: an in-place op recorded through self does not make it stale
         return t
+
+    @property
+    def data(self):
+        """PyTorch's ``.data``: the values as a new tensor, off the tape and sharing memory, so
+        ``p.data.normal_(0, 0.02)`` or ``p.data.zero_()`` writes into ``p``.  Unlike PyTorch's, it
+        shares the version counter too (it is ``detach()``): a write through it is still caught
+        by a record that saved ``p``.  The raw NumPy/CuPy array is ``.array``."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value):
+        """``x.data = y``: ``x`` now holds ``y``'s values (its array, shared; any shape, dtype or
+        device), as in PyTorch.  Records that saved ``x`` see a new version and refuse to use it."""
+        array = value.array if isinstance(value, Tensor) else value
+        if not hasattr(array, "dtype") or not hasattr(array, "shape"):
+            raise TypeError(f"data: expected a Tensor or an array for a tensor of shape {self.shape}, "
+                            f"got {type(value).__name__}")
+        self.array = array
+        self._vc = [self._vc[0] + 1, 0]  # new memory: views of the old array no longer share it
+        self._hist = 0
 
     @property
     def _version(self):
@@ -297,7 +317,7 @@ class Tensor:
         if not recording:
             with autograd.no_grad():
                 result = compute(self)
-            self._write(name, result.data)
+            self._write(name, result.array)
             return self
         if self._record is None and self.requires_grad:
             raise RuntimeError(
@@ -305,7 +325,7 @@ class Tensor:
                 "in place while gradients are recorded; do it under `with minigrad.no_grad():` "
                 "(as for a weight update) or use the out-of-place op")
         # the value before the write: the op's input, and the output of this tensor's old record
-        old = Tensor._wrap(self.data.copy() if needs_old else self.data)
+        old = Tensor._wrap(self.array.copy() if needs_old else self.array)
         if needs_old:
             old._vc = [self._version, 0]
         else:  # shares memory: a backward that still needs these values will see the write
@@ -314,7 +334,7 @@ class Tensor:
         if self._record is not None:
             self._record._output_ref = weakref.ref(old)
         result = compute(old)
-        self._write(name, result.data)
+        self._write(name, result.array)
         rec = result._record
         if rec is None:  # the new value does not depend on anything that requires grad
             self._record, self.requires_grad = None, False
@@ -335,7 +355,7 @@ class Tensor:
         if not np.can_cast(array.dtype, self.dtype, "same_kind"):
             raise TypeError(f"{name}: the result has dtype {array.dtype}, which cannot be stored in "
                             f"place in a tensor of dtype {self.dtype}; use the out-of-place op")
-        backend.array_module(self.data).copyto(self.data, array, casting="same_kind")
+        backend.array_module(self.array).copyto(self.array, array, casting="same_kind")
         self._version += 1
 
     def __setitem__(self, index, value):
@@ -344,9 +364,9 @@ class Tensor:
             # the fast path: a raw write (filling a batch, masking under no_grad)
             from .ops.shape import _index_stages, _select
 
-            stages, _ = _index_stages(self.shape, index, backend.array_module(self.data), "setitem")
-            value = value.data if isinstance(value, Tensor) else value
-            _select(self.data, stages[:-1])[stages[-1]] = value
+            stages, _ = _index_stages(self.shape, index, backend.array_module(self.array), "setitem")
+            value = value.array if isinstance(value, Tensor) else value
+            _select(self.array, stages[:-1])[stages[-1]] = value
             self._version += 1
             return
         self._inplace("__setitem__", lambda t: ops.index_put(t, index, value), (value,))
@@ -385,7 +405,7 @@ class Tensor:
         return id(self)
 
     def __iter__(self):
-        if self.data.ndim == 0:
+        if self.array.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         return (self[i] for i in range(self.shape[0]))
 
@@ -425,7 +445,7 @@ def _shape(shape):
 def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new tensor from a number, a (nested) list, a NumPy/CuPy array or a Tensor (copied)."""
     if isinstance(data, Tensor):
-        data = data.data.copy()
+        data = data.array.copy()
     elif hasattr(data, "dtype"):
         data = data.copy()
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)

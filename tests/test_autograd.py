@@ -521,7 +521,7 @@ class _FusedSquare(Function):
 
     def backward(self, g):
         (x,) = self.saved_tensors
-        return mg.Tensor._wrap(2 * x.data * g.data)
+        return mg.Tensor._wrap(2 * x.array * g.array)
 
 
 def test_once_differentiable_op_raises_on_double_backward():

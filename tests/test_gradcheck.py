@@ -50,7 +50,7 @@ class _WrongDoubleBackward(Function):
 
     def backward(self, g):
         (x,) = self.saved_tensors
-        return g * mg.Tensor._wrap(3 * x.data ** 2)  # a constant: no tape to differentiate
+        return g * mg.Tensor._wrap(3 * x.array ** 2)  # a constant: no tape to differentiate
 
 
 def test_a_wrong_backward_is_caught_and_the_message_shows_where():

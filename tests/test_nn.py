@@ -47,7 +47,7 @@ def test_parameter_basics():
     a = mg.randn(2, 3)
     p = nn.Parameter(a)
     assert isinstance(p, mg.Tensor) and p.requires_grad and p.is_leaf
-    assert p.data is a.data  # shares memory, as torch.nn.Parameter(tensor)
+    assert p.array is a.array  # shares memory, as torch.nn.Parameter(tensor)
     assert repr(p).startswith("Parameter containing:\ntensor(")
     assert type(p * 2) is mg.Tensor  # ops make plain tensors
     assert not nn.Parameter(mg.ones(2), requires_grad=False).requires_grad
@@ -162,7 +162,7 @@ def test_state_dict_contents():
     assert isinstance(sd, OrderedDict)
     assert list(sd) == ["body.scale", "body.running", "body.count", "body.fc.weight", "body.fc.bias",
                         "head.1.weight", "head.1.bias"]  # the non-persistent buffer is left out
-    assert not sd["body.scale"].requires_grad and sd["body.scale"].data is net.body.scale.data
+    assert not sd["body.scale"].requires_grad and sd["body.scale"].array is net.body.scale.array
     assert net.state_dict(keep_vars=True)["body.scale"] is net.body.scale
 
 
@@ -173,8 +173,8 @@ def test_state_dict_round_trip_through_a_file(tmp_path):
     b = Net().eval()
     x = mg.randn(5, 4)
     assert not np.allclose(a(x).numpy(), b(x).numpy())
-    a.body.running.data[...] = 0.25
-    a.body.count.data[...] = 7
+    a.body.running.array[...] = 0.25
+    a.body.count.array[...] = 7
     mg.save(a.state_dict(), tmp_path / "net.npz")
     params_before = list(b.parameters())
     result = b.load_state_dict(mg.load(tmp_path / "net.npz"))

@@ -46,7 +46,7 @@ def test_layer_norm_layer(kwargs):
     assert sorted(ln.state_dict()) == sorted(tln.state_dict())
     rng = np.random.default_rng(0)
     for p in ln.parameters():  # not the initial ones and zeros, to test them
-        p.data[...] = rng.standard_normal(p.shape)
+        p.array[...] = rng.standard_normal(p.shape)
     _copy_to_torch(ln, tln)
     x = rng.standard_normal((2, 5, 3, 4))
     X, tx = mg.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)

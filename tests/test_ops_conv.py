@@ -241,10 +241,10 @@ def test_channels_last_chain_matches_contiguous_inputs(numba_on, monkeypatch):
         # reshaping a channels-last array to 1-D copies it in C order: a C-contiguous NCHW tensor
         layout = (lambda t: t.reshape(-1).reshape(t.shape)) if contiguous else (lambda t: t)
         h = layout(mg.conv2d(xt, w1t, b1t, padding=1))
-        assert h.data.flags.c_contiguous == contiguous or not numba_kernels
+        assert h.array.flags.c_contiguous == contiguous or not numba_kernels
         h = layout(mg.max_pool2d(layout(mg.relu(h)), 2))
         if numba_kernels:  # the pool kept the conv's channels-last layout
-            assert h.data.flags.c_contiguous == contiguous and (contiguous or K.is_channels_last(h.data))
+            assert h.array.flags.c_contiguous == contiguous and (contiguous or K.is_channels_last(h.array))
         y = layout(mg.conv2d(h, w2t, b2t))
         g = np.cos(np.arange(y.numel(), dtype=np.float32)).reshape(y.shape)
         y.backward(mg.tensor(g))
@@ -290,7 +290,7 @@ def test_conv2d_weight_grads_same_whether_or_not_x_needs_grad(bias):
         b = mg.tensor(np.arange(4.0), requires_grad=True) if bias else None
         y = mg.conv2d(mg.tensor(x, requires_grad=x_grad), w, b, stride=(1, 2), padding=1)
         y.backward(mg.tensor(np.sin(np.arange(y.numel())).reshape(y.shape)))
-        results.append((w.grad.numpy(), None if b is None else b.grad.numpy(), w.data))
+        results.append((w.grad.numpy(), None if b is None else b.grad.numpy(), w.array))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12, atol=1e-12)
     if bias:
         np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12, atol=1e-12)

@@ -347,7 +347,7 @@ def test_binary_noncontiguous_views_and_0d(name):
 def test_zero_dim_results_are_zero_dim_tensors():
     x = mg.tensor(2.0, requires_grad=True)
     y = mg.exp(x) * x + 1.0
-    assert y.shape == () and isinstance(y.data, np.ndarray)
+    assert y.shape == () and isinstance(y.array, np.ndarray)
     y.backward()
     assert x.grad.shape == ()
     assert x.grad.item() == pytest.approx(np.exp(2.0) * 3.0, rel=1e-6)
@@ -546,7 +546,7 @@ def test_clone_copies_memory_and_passes_the_gradient(x):
     t = mg.from_numpy(x)
     c = t.clone()
     np.testing.assert_array_equal(c.numpy(), x)
-    assert not np.shares_memory(c.data, x)
+    assert not np.shares_memory(c.array, x)
     check_grads(lambda v: v.clone() * v, x)
 
 

@@ -73,7 +73,7 @@ def test_reshape(a, data):
 def test_reshape_is_a_view_of_contiguous_data():
     a = np.arange(12.0)
     x = mg.from_numpy(a)
-    assert np.shares_memory(x.reshape(3, 4).data, a)
+    assert np.shares_memory(x.reshape(3, 4).array, a)
     assert x.reshape(12) is x  # nothing to record
 
 
@@ -148,7 +148,7 @@ def test_permute_transpose_T(a, data):
 def test_transpose_is_a_view_and_T_of_low_dims():
     a = np.arange(6.0).reshape(2, 3)
     x = mg.from_numpy(a)
-    assert np.shares_memory(x.T.data, a) and np.shares_memory(x.transpose(0, 1).data, a)
+    assert np.shares_memory(x.T.array, a) and np.shares_memory(x.transpose(0, 1).array, a)
     v = mg.tensor([1.0, 2.0])
     assert v.T is v and mg.tensor(1.0).T.shape == ()
 
@@ -190,7 +190,7 @@ def test_getitem_basic(a, data):
     np.testing.assert_array_equal(out.numpy(), a[index])
     assert out.shape == np.asarray(a[index]).shape
     if out.ndim:
-        assert np.shares_memory(out.data, a) or out.numel() == 0  # basic indexing: a view, no copy
+        assert np.shares_memory(out.array, a) or out.numel() == 0  # basic indexing: a view, no copy
     check_grads(lambda t: t[index], a)
 
 

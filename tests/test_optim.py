@@ -224,11 +224,11 @@ def test_numba_and_numpy_paths_agree(dtype, monkeypatch):
 def test_update_is_in_place_and_bumps_version(device):
     for opt_cls, kw in [(optim.SGD, dict(lr=0.1, momentum=0.9)), (optim.Adam, {}), (optim.AdamW, {})]:
         params = make_params(np.float32, device=device)
-        arrays = [p.data for p in params]
+        arrays = [p.array for p in params]
         opt = opt_cls(params, **kw)
         run(opt, params, grad_sequence(2, np.float32))
         for p, a in zip(params, arrays):
-            assert p.data is a
+            assert p.array is a
             assert p._version == 2
             assert p.dtype == np.float32
 

@@ -19,14 +19,14 @@ def test_a_gradient_of_another_shape_never_reaches_the_update(make):
     with pytest.raises(RuntimeError, match=r"shape \(1,\).*shape \(1000,\)"):
         p.grad = mg.ones(1)          # the assignment is refused...
     p.grad = mg.ones(1000)
-    p.grad.data = np.ones(1, dtype=np.float32)  # ...and a raw swap is caught by step()
+    p.grad.array = np.ones(1, dtype=np.float32)  # ...and a raw swap is caught by step()
     with pytest.raises(RuntimeError, match=r"step: parameter 0 has shape \(1000,\).*\.grad has shape \(1,\)"):
         opt.step()
     np.testing.assert_array_equal(p.numpy(), np.ones(1000))  # untouched
-    p.grad.data = np.ones((10, 100), dtype=np.float32)      # same size, another shape
+    p.grad.array = np.ones((10, 100), dtype=np.float32)      # same size, another shape
     with pytest.raises(RuntimeError, match=r"\(10, 100\)"):
         opt.step()
-    p.grad.data = np.ones(1000, dtype=np.float64)           # another dtype
+    p.grad.array = np.ones(1000, dtype=np.float64)           # another dtype
     with pytest.raises(RuntimeError, match="float64"):
         opt.step()
     np.testing.assert_array_equal(p.numpy(), np.ones(1000))
@@ -62,7 +62,7 @@ def test_clip_grad_norm_scales_all_gradients_together(norm_type):
 
 def test_clip_grad_norm_nonfinite_and_clip_grad_value():
     ps = _params_with_grads()
-    ps[0].grad.data[0, 0] = np.nan
+    ps[0].grad.array[0, 0] = np.nan
     with pytest.raises(RuntimeError, match="total norm of order 2.0 of the gradients is nan"):
         nn.utils.clip_grad_norm_(ps, 1.0, error_if_nonfinite=True)
     assert math.isnan(nn.utils.clip_grad_norm_(ps, 1.0).item())  # NaN stays visible

@@ -58,7 +58,7 @@ def test_tensor_copies_but_from_numpy_shares():
     with pytest.raises(TypeError, match="from_numpy: expected a numpy.ndarray, got list"):
         mg.from_numpy([1.0])
     u = mg.tensor(t)  # from a Tensor: a copy, too
-    t.data[0] = 5.0
+    t.array[0] = 5.0
     assert u.tolist() == [1.0, 2.0]
 
 
@@ -186,3 +186,42 @@ def test_shape_ndim_size_dtype_device_is_leaf():
 def test_unknown_device_is_rejected():
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         mg.zeros(2, device="tpu")
+
+
+def test_data_is_a_detached_tensor_sharing_memory_as_in_pytorch():
+    """``.data`` is a Tensor off the tape that shares memory: PyTorch's init idioms write
+    through it (``m.weight.data.normal_(0, 0.02)``, ``p.data.zero_()``); ``.array`` is the raw
+    array."""
+    w = mg.nn.Parameter(mg.ones(2, 3))
+    d = w.data
+    assert isinstance(d, mg.Tensor) and not d.requires_grad and d.grad_fn is None
+    assert np.shares_memory(d.array, w.array)
+    w.data.zero_()
+    assert not w.array.any()
+    w.data.fill_(2.0)
+    w.data.copy_(mg.tensor([1.0, 2.0, 3.0]))   # broadcast over rows
+    np.testing.assert_array_equal(w.numpy(), [[1, 2, 3], [1, 2, 3]])
+    w.data.normal_(0, 0.02)
+    assert w.array.std() > 0 and np.abs(w.array).max() < 1.0
+    assert w.requires_grad and w.is_leaf      # still the same trainable leaf
+
+
+def test_a_write_through_data_is_caught_by_a_record_that_saved_the_tensor():
+    """Unlike PyTorch, ``.data`` shares the version counter: editing a saved input through it
+    before backward raises instead of giving a gradient for values that are gone."""
+    w = mg.tensor([1.0, 2.0], requires_grad=True)
+    y = (w * w).sum()
+    w.data.mul_(3)
+    with pytest.raises(RuntimeError, match="modified"):
+        y.backward()
+
+
+def test_assigning_data_replaces_the_values_and_invalidates_saved_records():
+    w = mg.tensor([1.0, 2.0], requires_grad=True)
+    y = (w * w).sum()
+    w.data = mg.tensor([5.0, 6.0, 7.0])     # any shape, as in PyTorch
+    assert w.shape == (3,) and w.requires_grad
+    with pytest.raises(RuntimeError, match="modified"):
+        y.backward()
+    with pytest.raises(TypeError, match="data: expected a Tensor or an array"):
+        w.data = [1, 2]

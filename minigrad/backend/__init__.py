@@ -7,7 +7,7 @@ Two switches, DeZero style, and nothing here knows about autograd:
 * ``kernels(x)`` is the kernel table of the array's device: ``reference`` (readable xp code),
   ``cpu_kernels`` (reference + numba) or ``cuda`` (reference + our CUDA C, in backend/cuda/).  The three
   modules expose the same names with the same semantics (docs/architecture.md); ops call
-  ``kernels(x.data).softmax(...)`` and never pick an implementation themselves.
+  ``kernels(x.array).softmax(...)`` and never pick an implementation themselves.
 """
 import importlib
 import os

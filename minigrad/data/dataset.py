@@ -29,7 +29,7 @@ class Dataset(abc.ABC):
 
 def _as_array(t, i):
     if isinstance(t, Tensor):
-        return t.data
+        return t.array
     if isinstance(t, np.ndarray) or backend.device_of(t) == backend.CUDA:
         return t
     raise TypeError(f"TensorDataset: argument {i} is a {type(t).__name__}, "

@@ -54,7 +54,7 @@ def _stack_field(values, k):
                              f"{sorted(shapes)}; pad them or pass a collate_fn")
         if isinstance(v, Tensor) and v.device != backend.CPU:
             xp = v.device.xp
-            return xp.stack([x.data for x in values])
+            return xp.stack([x.array for x in values])
         return stack_examples(values)
     raise TypeError(f"default_collate: cannot batch field {k} of type {type(v).__name__}; "
                     "pass a collate_fn")
@@ -142,7 +142,7 @@ class DataLoader:
         out = []
         for a in fields:
             if isinstance(a, Tensor):
-                a = a.data
+                a = a.array
             if self.device is not None:
                 a = backend.to_device(a, self.device)
             out.append(Tensor._wrap(a))

@@ -5,7 +5,7 @@
     all_gather(out, t)       out[r] <- rank r's t, for every r  (out: a list of world_size tensors)
     barrier()                returns once every rank has called it
 
-Each works on Tensors (their ``.data`` is changed in place and their version bumped, like any
+Each works on Tensors (their ``.array`` is changed in place and their version bumped, like any
 in-place op) and on raw NumPy / CuPy arrays.  With ``async_op=True`` a ``Work`` is returned at
 once: the result is there after ``work.wait()``, and meanwhile the caller may compute (this is
 how DistributedDataParallel overlaps communication with the backward pass).  Without it the
@@ -33,7 +33,7 @@ _OPS = (ReduceOp.SUM, ReduceOp.MEAN, ReduceOp.MAX)
 def _array(what, x):
     """The array behind ``x`` (a Tensor, or a NumPy/CuPy array) and the Tensor, if any."""
     if isinstance(x, Tensor):
-        return x.data, x
+        return x.array, x
     if isinstance(x, np.ndarray) or backend.device_of(x) == backend.CUDA:
         return x, None
     raise TypeError(f"{what}: expected a Tensor or a NumPy/CuPy array, got {type(x).__name__}")

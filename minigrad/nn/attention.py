@@ -164,9 +164,9 @@ class MultiheadAttention(Module):
             if tuple(m.shape) not in shapes:
                 raise ValueError(f"MultiheadAttention: {name} of shape {m.shape} should have one of the shapes "
                                  f"{sorted(shapes)} (L={tq}, S={tk}, N={n}, num_heads={h})")
-            xp = backend.array_module(m.data)
+            xp = backend.array_module(m.array)
             dtype = query.dtype
-            a = xp.where(m.data, dtype.type(-np.inf), dtype.type(0)) if m.dtype == bool else m.data.astype(dtype)
+            a = xp.where(m.array, dtype.type(-np.inf), dtype.type(0)) if m.dtype == bool else m.array.astype(dtype)
             a = a.reshape(shapes[tuple(m.shape)])
             total = a if total is None else total + a
         return total

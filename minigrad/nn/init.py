@@ -18,7 +18,7 @@ from .. import backend
 
 def _fill(tensor, values):
     """Write ``values`` (float64 array from the generator) into ``tensor`` in place."""
-    tensor.data[...] = values.astype(tensor.dtype, copy=False)
+    tensor.array[...] = values.astype(tensor.dtype, copy=False)
     tensor._version += 1
     return tensor
 
@@ -105,7 +105,7 @@ def normal_(tensor, mean=0.0, std=1.0):
 
 def constant_(tensor, val):
     """Fill with the constant ``val``."""
-    tensor.data[...] = val
+    tensor.array[...] = val
     tensor._version += 1
     return tensor
 

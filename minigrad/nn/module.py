@@ -306,7 +306,7 @@ class Module:
             if name not in state_dict:
                 continue
             value = state_dict[name]
-            array = value.data if isinstance(value, Tensor) else value
+            array = value.array if isinstance(value, Tensor) else value
             if not hasattr(array, "shape"):
                 try:
                     array = np.asarray(array)
@@ -338,7 +338,7 @@ class Module:
             array = backend.to_device(array, target.device)
             converted.append((target, array.astype(target.dtype, copy=False)))
         for target, array in converted:
-            target.data[...] = array
+            target.array[...] = array
             target._version += 1
         return IncompatibleKeys(missing, unexpected)
 
@@ -373,9 +373,9 @@ class Module:
 
         with no_grad():
             for t in list(self.parameters()) + list(self.buffers()):
-                t.data = convert(t.data)
+                t.array = convert(t.array)
                 if t.grad is not None:
-                    t.grad.data = convert(t.grad.data)
+                    t.grad.array = convert(t.grad.array)
         return self
 
     def cpu(self):

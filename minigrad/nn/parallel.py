@@ -67,9 +67,9 @@ def _broadcast_from_rank0(tensors):
     for t in tensors:
         groups.setdefault((t.dtype, t.device), []).append(t)
     for same in groups.values():
-        flat = _flatten([t.data for t in same])
+        flat = _flatten([t.array for t in same])
         dist.broadcast(flat, src=0)
-        _unflatten(flat, [t.data for t in same])
+        _unflatten(flat, [t.array for t in same])
         for t in same:
             t._version += 1
 
@@ -90,12 +90,12 @@ class _Bucket:
 
     def start(self):
         """Copy the gradients into the flat buffer and start averaging it across ranks."""
-        _flatten([p.grad.data for p in self.params], out=self.flat)
+        _flatten([p.grad.array for p in self.params], out=self.flat)
         self.work = dist.all_reduce(self.flat, op="mean", async_op=True)
         self.work.add_done_callback(self._unpack)
 
     def _unpack(self):
-        _unflatten(self.flat, [p.grad.data for p in self.params])
+        _unflatten(self.flat, [p.grad.array for p in self.params])
         for p in self.params:
             p.grad._version += 1
 

@@ -22,7 +22,8 @@ class Parameter(Tensor):
         if data is None:
             data = np.empty((0,), dtype=backend.get_default_dtype())
         if isinstance(data, Tensor):
-            self._init(data.data)
+            self._init(data.array)
+            self._vc = data._vc  # the same memory, so the same count of in-place writes
         else:
             Tensor.__init__(self, data)
         if requires_grad and self.dtype.kind not in "fc":
@@ -46,4 +47,4 @@ def clear_grads(params, set_to_none=True):
         if set_to_none:
             p.grad = None
         else:
-            p.grad.data[...] = 0
+            p.grad.array[...] = 0

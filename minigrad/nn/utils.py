@@ -33,8 +33,8 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     devices = {p.grad.device for p in params}
     if len(devices) > 1:
         raise RuntimeError(f"clip_grad_norm_: gradients are on several devices ({sorted(map(str, devices))})")
-    xp = backend.array_module(params[0].grad.data)
-    grads = [p.grad.data for p in params]
+    xp = backend.array_module(params[0].grad.array)
+    grads = [p.grad.array for p in params]
     if norm_type == math.inf:
         norms = [xp.abs(g).max() if g.size else xp.zeros((), g.dtype) for g in grads]
         total = xp.stack([n.astype(np.float64) for n in norms]).max()
@@ -59,5 +59,5 @@ def clip_grad_value_(parameters, clip_value):
     """Clamp every gradient element into [-clip_value, clip_value], in place."""
     clip_value = float(clip_value)
     for p in _with_grads(parameters):
-        xp = backend.array_module(p.grad.data)
-        xp.clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)
+        xp = backend.array_module(p.grad.array)
+        xp.clip(p.grad.array, -clip_value, clip_value, out=p.grad.array)

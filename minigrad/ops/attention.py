@@ -86,9 +86,9 @@ class ScaledDotProductAttention(Function):
         q, k, v = self.saved_tensors
         if autograd.is_grad_enabled():
             return self._backward_ops(g, q, k, v)
-        out = self.saved_output.data
-        args = [_as_batch(a, self.batch) for a in (g.data, q.data, k.data, v.data, out)]
-        grads = backend.kernels(g.data).attention_backward(
+        out = self.saved_output.array
+        args = [_as_batch(a, self.batch) for a in (g.array, q.array, k.array, v.array, out)]
+        grads = backend.kernels(g.array).attention_backward(
             *args, self.lse, self.mask, self.is_causal, self.scale, self.dropout_p, self.seed, self.offset)
         return tuple(Tensor._wrap(d.reshape(self.batch + d.shape[1:])) if t.requires_grad else None
                      for d, t in zip(grads, (q, k, v)))
@@ -99,14 +99,14 @@ class ScaledDotProductAttention(Function):
         tq, tk = q.shape[-2], k.shape[-2]
         mask = None if self.mask is None else _unbatch(self.mask, self.batch)
         if self.is_causal:
-            causal = _causal(backend.array_module(g.data), tq, tk, g.dtype)
+            causal = _causal(backend.array_module(g.array), tq, tk, g.dtype)
             mask = causal if mask is None else mask + causal
         p = _weights(q, k, mask, self.scale)
         keep = None
         if self.dropout_p:
-            keep = backend.kernels(g.data).dropout_mask(
+            keep = backend.kernels(g.array).dropout_mask(
                 (math.prod(self.batch), tq, tk), self.dropout_p, self.seed, self.offset, g.dtype)
-            keep = Tensor._wrap(backend.array_module(g.data).asarray(keep).reshape(self.batch + (tq, tk)))
+            keep = Tensor._wrap(backend.array_module(g.array).asarray(keep).reshape(self.batch + (tq, tk)))
         dp = matmul(g, transpose(v, -1, -2))
         if keep is not None:
             dp = dp * keep
@@ -151,7 +151,7 @@ def _additive_mask(op, attn_mask, query, target):
                          "reaches it); pass attn_mask.detach() if that is what you want")
     if attn_mask.device != query.device:
         raise RuntimeError(f"{op}: attn_mask is on {attn_mask.device} but query is on {query.device}")
-    m = attn_mask.data
+    m = attn_mask.array
     if m.dtype.kind not in "bf":
         raise TypeError(f"{op}: attn_mask must be bool or floating, got dtype {m.dtype}")
     try:  # the last two sides must fit (Tq, Tk); leading ones broadcast with the batch
@@ -235,6 +235,6 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
     target = _check_qkv(op, query, key, key)
     mask = _additive_mask(op, attn_mask, query, target)
     if is_causal:
-        causal = _causal(backend.array_module(query.data), target[-2], target[-1], query.dtype)
+        causal = _causal(backend.array_module(query.array), target[-2], target[-1], query.dtype)
         mask = causal if mask is None else mask + causal
     return _weights(query, key, mask, _scale(op, scale, query))

@@ -95,11 +95,11 @@ class Conv2d(Function):
 
     def backward(self, g):
         x, w = self.inputs[0], self.inputs[1]
-        k, xp = backend.kernels(w.data), backend.array_module(w.data)
+        k, xp = backend.kernels(w.array), backend.array_module(w.array)
         n, h, wd, c = self.x_nhwc_shape
         o, cg, kh, kw = w.shape
         og = o // self.groups
-        G = k.channels_last(g.data).reshape(-1, o)                   # a view when g is channels-last
+        G = k.channels_last(g.array).reshape(-1, o)                   # a view when g is channels-last
         has_b = len(self.inputs) > 2
         need_w = w.requires_grad or (has_b and self.inputs[2].requires_grad)
         taps = kh * kw * cg                                          # rows of W2 (then the bias row)

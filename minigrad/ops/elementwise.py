@@ -19,7 +19,7 @@ def lift(value, like):
     A Python float next to a float32 tensor stays float32 (as in PyTorch and NumPy 2)."""
     if isinstance(value, Tensor):
         return value
-    xp = backend.array_module(like.data)
+    xp = backend.array_module(like.array)
     if isinstance(value, (numbers.Number, np.generic)):
         kind = like.dtype.kind
         if kind in "fc":
@@ -629,7 +629,7 @@ def where(cond, x, y):
     if not isinstance(x, Tensor):
         x = lift(x, y) if isinstance(y, Tensor) else Tensor(x)
     x, y = _common(x, lift(y, x))
-    cond = cond if isinstance(cond, Tensor) else Tensor._wrap(backend.array_module(x.data).asarray(cond))
+    cond = cond if isinstance(cond, Tensor) else Tensor._wrap(backend.array_module(x.array).asarray(cond))
     return Where.apply(cond, x, y)
 
 
@@ -638,7 +638,7 @@ def masked_fill(x, mask, value):
 
     The gradient reaches x where the mask is False, and a tensor ``value`` where it is True."""
     if not isinstance(mask, Tensor):
-        mask = Tensor._wrap(backend.array_module(x.data).asarray(mask))
+        mask = Tensor._wrap(backend.array_module(x.array).asarray(mask))
     if mask.dtype != bool:
         raise TypeError(f"masked_fill: the mask must be a bool tensor, got dtype {mask.dtype}")
     try:
@@ -671,13 +671,13 @@ def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
         np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
         _binary_shape_check("isclose", a, b)
-    xp = backend.array_module(a.data)
-    return Tensor._wrap(xp.asarray(xp.isclose(a.data, b.data, rtol=rtol, atol=atol, equal_nan=equal_nan)))
+    xp = backend.array_module(a.array)
+    return Tensor._wrap(xp.asarray(xp.isclose(a.array, b.array, rtol=rtol, atol=atol, equal_nan=equal_nan)))
 
 
 def allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
     """True when ``isclose`` holds everywhere (a Python bool)."""
-    return bool(isclose(a, b, rtol, atol, equal_nan).data.all())
+    return bool(isclose(a, b, rtol, atol, equal_nan).array.all())
 
 
 def one_hot(labels, num_classes=-1):
@@ -686,14 +686,14 @@ def one_hot(labels, num_classes=-1):
     if not isinstance(labels, Tensor) or labels.dtype.kind not in "iu":
         raise TypeError("one_hot: expected an integer tensor of class labels, got "
                         f"{getattr(labels, 'dtype', type(labels).__name__)}")
-    xp = backend.array_module(labels.data)
-    lo = int(labels.data.min()) if labels.numel() else 0
-    hi = int(labels.data.max()) if labels.numel() else -1
+    xp = backend.array_module(labels.array)
+    lo = int(labels.array.min()) if labels.numel() else 0
+    hi = int(labels.array.max()) if labels.numel() else -1
     if num_classes == -1:
         num_classes = hi + 1
     if lo < 0 or hi >= num_classes:
         raise ValueError(f"one_hot: labels must lie in [0, {num_classes}), got values from {lo} to {hi}")
-    return Tensor._wrap((labels.data[..., None] == xp.arange(num_classes)).astype(np.int64))
+    return Tensor._wrap((labels.array[..., None] == xp.arange(num_classes)).astype(np.int64))
 
 
 def astype(x, dtype):

@@ -46,8 +46,8 @@ class EmbeddingBackward(Function):
 
     def backward(self, gz):
         if self.padding_idx is not None:
-            gz = Tensor._wrap(gz.data.copy())
-            gz.data[self.padding_idx] = 0
+            gz = Tensor._wrap(gz.array.copy())
+            gz.array[self.padding_idx] = 0
         return Embedding.apply(gz, indices=self.indices, padding_idx=self.padding_idx)
 
 
@@ -70,7 +70,7 @@ def embedding(input, weight, padding_idx=None):
         if isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral) or not -n <= padding_idx < n:
             raise ValueError(f"{op}: padding_idx must be an int in [-{n}, {n}), got {padding_idx!r}")
         padding_idx = int(padding_idx) % n
-    indices = input.data
+    indices = input.array
     # a range check reads the indices: free on the CPU; on the GPU only under MINIGRAD_DEBUG=1
     if indices.size and (backend.device_of(indices) == backend.CPU or backend.debug_checks()):
         low, high = int(indices.min()), int(indices.max())

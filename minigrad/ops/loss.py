@@ -64,7 +64,7 @@ def _class_weight(op, weight, input, c):
     _no_grad_to(op, "weight", weight)
     if weight.device != input.device:
         raise RuntimeError(f"{op}: input is on {input.device} but weight is on {weight.device}")
-    return weight.data.astype(input.dtype, copy=False)
+    return weight.array.astype(input.dtype, copy=False)
 
 
 def _no_grad_to(op, name, t):
@@ -92,7 +92,7 @@ def _check_input(op, input):
 
 def _labels(op, input, target, c, ignore_index):
     """The integer labels as an array on the input's device, checked against the input."""
-    t = target.data if isinstance(target, Tensor) else target
+    t = target.array if isinstance(target, Tensor) else target
     if not hasattr(t, "dtype"):
         t = np.asarray(t)
     expected = _expected_target_shape(input)
@@ -107,7 +107,7 @@ def _labels(op, input, target, c, ignore_index):
         batch = " (batch size mismatch)" if t.ndim == len(expected) and t.ndim and t.shape[0] != expected[0] else ""
         raise ValueError(f"{op}: expected target of shape {expected} ({what}), got target shape "
                          f"{tuple(t.shape)} for input shape {input.shape}{batch}")
-    if backend.array_module(t) is not backend.array_module(input.data):
+    if backend.array_module(t) is not backend.array_module(input.array):
         t = backend.to_device(t, input.device)
     t = t.astype(np.int64, copy=False)
     if t.size and _host_checks(t) and (int(t.min()) < 0 or int(t.max()) >= c):
@@ -167,12 +167,12 @@ class CrossEntropy(Function):
         return _reduce(losses, reduction, self.count)
 
     def backward(self, g):
-        x = self.saved_tensors[0].data
+        x = self.saved_tensors[0].array
         if self.reduction == "none":
-            grow = g.data
+            grow = g.array
         else:  # every row gets g (divided by the mean's divisor)
             grow = backend.array_module(x).empty(x.shape[:1], dtype=x.dtype)
-            grow[...] = g.data if self.reduction == "sum" else _divide(g.data, self.count)
+            grow[...] = g.array if self.reduction == "sum" else _divide(g.array, self.count)
         target, weight, ignore_index, e = self.args
         dx = backend.kernels(x).cross_entropy_backward(x, target, self.lse, grow, weight, ignore_index, e)
         return Tensor._wrap(dx)
@@ -202,7 +202,7 @@ class NLLLoss(Function):
 
     def backward(self, g):
         (z,) = self.saved_tensors
-        xp = backend.array_module(z.data)
+        xp = backend.array_module(z.array)
         n = z.shape[0]
         scale = self.coef
         if self.reduction == "mean":  # (rows of weight 0, e.g. ignored, keep 0 when the divisor is 0)
@@ -316,7 +316,7 @@ def _broadcast_weight(op, name, weight, input):
     _no_grad_to(op, name, weight)
     if weight.device != input.device:
         raise RuntimeError(f"{op}: input is on {input.device} but {name} is on {weight.device}")
-    return weight.data.astype(input.dtype, copy=False)
+    return weight.array.astype(input.dtype, copy=False)
 
 
 def _constant(array):
@@ -410,7 +410,7 @@ def binary_cross_entropy(input, target, weight=None, *, reduction="mean"):
     _check_reduction(op, reduction)
     target = _same_shape(op, input, target)
     w = _broadcast_weight(op, "weight", weight, input)
-    if input.numel() and _host_checks(input.data) and bool(((input.data < 0) | (input.data > 1)).any()):
+    if input.numel() and _host_checks(input.array) and bool(((input.array < 0) | (input.array > 1)).any()):
         raise ValueError(f"{op}: all elements of input should be between 0 and 1 (probabilities); "
                          "for logits use binary_cross_entropy_with_logits")
     return BinaryCrossEntropy.apply(input, target, weight=w, reduction=reduction)

@@ -37,14 +37,14 @@ class BatchNorm(Function):
             if running_mean is not None:
                 m = x.size // x.shape[1]
                 var = 1 / (self.invstd * self.invstd) - eps  # the batch's (biased) variance
-                rm, rv = running_mean.data, running_var.data
+                rm, rv = running_mean.array, running_var.array
                 # the running variance uses the unbiased estimate, as in PyTorch
                 rm[...] = (1 - momentum) * rm + momentum * self.mean
                 rv[...] = (1 - momentum) * rv + momentum * var * (m / (m - 1))
                 running_mean._version += 1
                 running_var._version += 1
         else:
-            y, self.mean, self.invstd = k.batch_norm_forward(x, w, b, eps, running_mean.data, running_var.data)
+            y, self.mean, self.invstd = k.batch_norm_forward(x, w, b, eps, running_mean.array, running_var.array)
         return y
 
     def backward(self, g):
@@ -54,9 +54,9 @@ class BatchNorm(Function):
         if autograd.is_grad_enabled():
             dx, dw, db = self._backward_ops(g, x, w)
         else:
-            k = backend.kernels(g.data)
+            k = backend.kernels(g.array)
             dx, dw, db = (Tensor._wrap(a) for a in k.batch_norm_backward(
-                g.data, x.data, None if w is None else w.data, self.mean, self.invstd, self.training))
+                g.array, x.array, None if w is None else w.array, self.mean, self.invstd, self.training))
         grads = [dx if x.requires_grad else None]
         if has_w:
             grads.append(dw if w.requires_grad else None)
@@ -143,8 +143,8 @@ class LayerNorm(Function):
             dx, dw, db = self._backward_ops(g, x, w)
         else:
             size = math.prod(self.shape)
-            dx, dw, db = backend.kernels(g.data).layer_norm_backward(
-                g.data.reshape(-1, size), x.data.reshape(-1, size), None if w is None else w.data.reshape(size),
+            dx, dw, db = backend.kernels(g.array).layer_norm_backward(
+                g.array.reshape(-1, size), x.array.reshape(-1, size), None if w is None else w.array.reshape(size),
                 self.mean, self.rstd)
             dx, dw, db = Tensor._wrap(dx.reshape(x.shape)), Tensor._wrap(dw.reshape(self.shape)), \
                 Tensor._wrap(db.reshape(self.shape))

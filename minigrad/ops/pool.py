@@ -75,8 +75,8 @@ class MaxPool2d(Function):
         return out
 
     def backward(self, g):
-        k = backend.kernels(g.data)
-        return Tensor._wrap(k.maxpool2d_backward(g.data, self.argmax, self.x_shape, *self.geometry))
+        k = backend.kernels(g.array)
+        return Tensor._wrap(k.maxpool2d_backward(g.array, self.argmax, self.x_shape, *self.geometry))
 
 
 @register
@@ -98,8 +98,8 @@ class AvgPool2d(Function):
         return backend.kernels(x).avgpool2d_forward(x, *self.geometry)
 
     def backward(self, g):
-        k = backend.kernels(g.data)
-        return Tensor._wrap(k.avgpool2d_backward(g.data, self.x_shape, *self.geometry))
+        k = backend.kernels(g.array)
+        return Tensor._wrap(k.avgpool2d_backward(g.array, self.x_shape, *self.geometry))
 
 
 def _adaptive_bounds(size, out):
@@ -134,7 +134,7 @@ class AdaptiveAvgPool2d(Function):
         return out
 
     def backward(self, g):
-        gd = g.data
+        gd = g.array
         h, w = self.x_shape[2:]
         if gd.shape[2:] == (1, 1):
             return Tensor._wrap(backend.array_module(gd).broadcast_to(gd / gd.dtype.type(h * w), self.x_shape).copy())

@@ -138,7 +138,7 @@ class _Extreme(Function):
 
     def backward(self, g):
         (x,) = self.saved_tensors
-        winners = x.data == self.z
+        winners = x.array == self.z
         share = winners / winners.sum(axis=self.axes, keepdims=True)
         return _unsqueeze_like(g, self.in_shape, self.axes) * _constant(share, g)
 

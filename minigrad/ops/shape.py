@@ -212,7 +212,7 @@ class IndexPut(Function):
         return z
 
     def backward(self, g):
-        zero = Tensor._wrap(backend.array_module(g.data).zeros((), dtype=g.dtype))
+        zero = Tensor._wrap(backend.array_module(g.array).zeros((), dtype=g.dtype))
         gx = IndexPut.apply(g, zero, stages=self.stages, advanced=self.advanced)
         return gx, Getitem.apply(g, stages=self.stages, advanced=self.advanced)
 
@@ -389,7 +389,7 @@ def _T(x):
 def _index_item(i, xp, op):
     """One entry of an index as NumPy understands it; returns (item, is_integer_array)."""
     if isinstance(i, Tensor):
-        i = i.data
+        i = i.array
     elif isinstance(i, list):
         i = xp.asarray(i)
         if i.size == 0:  # [] is float64 to NumPy, but as an index it means "no positions"
@@ -487,7 +487,7 @@ def getitem(x, index):
     """``x[index]`` with ints, slices (any step), None, Ellipsis (basic indexing, a view), and
     integer / boolean arrays, lists or tensors (advanced indexing, a copy), placing dimensions
     as PyTorch does.  The gradient is scattered back with accumulation over repeated indices."""
-    stages, advanced = _index_stages(x.shape, index, backend.array_module(x.data), "getitem")
+    stages, advanced = _index_stages(x.shape, index, backend.array_module(x.array), "getitem")
     return Getitem.apply(x, stages=stages, advanced=advanced)
 
 
@@ -497,7 +497,7 @@ def index_put(x, index, value):
     from .elementwise import lift
 
     value = lift(value, x)
-    stages, advanced = _index_stages(x.shape, index, backend.array_module(x.data), "setitem")
+    stages, advanced = _index_stages(x.shape, index, backend.array_module(x.array), "setitem")
     return IndexPut.apply(x, value, stages=stages, advanced=advanced)
 
 
@@ -505,8 +505,8 @@ def gather(x, dim, index):
     """PyTorch's gather: ``out[i][j][k] = x[i][index[i][j][k]][k]`` for dim = 1 (likewise for
     any dim); ``index`` is an integer tensor with x's number of dimensions, and the result has
     its shape.  The gradient is scattered back onto the gathered positions."""
-    xp = backend.array_module(x.data)
-    idx = index.data if isinstance(index, Tensor) else xp.asarray(index)
+    xp = backend.array_module(x.array)
+    idx = index.array if isinstance(index, Tensor) else xp.asarray(index)
     if idx.dtype.kind not in "iu" or idx.ndim != x.ndim:
         raise ValueError(f"gather: index must be an integer tensor with {x.ndim} dimensions like the "
                          f"input of shape {x.shape}, got dtype {idx.dtype} and shape {tuple(idx.shape)}")
@@ -525,7 +525,7 @@ def gather(x, dim, index):
 def scatter_add(values, index, shape):
     """``z = zeros(shape); z[index] += values`` with repeated positions accumulating: the
     adjoint of ``getitem`` (what its backward computes).  Differentiable in ``values``."""
-    stages, advanced = _index_stages(tuple(shape), index, backend.array_module(values.data), "scatter_add")
+    stages, advanced = _index_stages(tuple(shape), index, backend.array_module(values.array), "scatter_add")
     return ScatterAdd.apply(values, stages=stages, shape=tuple(shape), advanced=advanced)
 
 
@@ -621,7 +621,7 @@ def _triangle(x, diagonal, lower, op):
                          f"shape {x.shape}")
     if isinstance(diagonal, bool) or not isinstance(diagonal, numbers.Integral):
         raise TypeError(f"{op}: diagonal must be an int, got {diagonal!r}")
-    xp = backend.array_module(x.data)
+    xp = backend.array_module(x.array)
     rows, cols = x.shape[-2:]
     keep = xp.tri(rows, cols, k=int(diagonal), dtype=bool)  # i >= j - diagonal
     if not lower:
@@ -718,7 +718,7 @@ def functional_pad(x, pad, mode="constant", value=None):
         widths = [(max(b, 0), max(a, 0)) for b, a in widths]
     if mode == "constant":
         return pad_fn(x, widths, 0.0 if value is None else value)
-    xp = backend.array_module(x.data)
+    xp = backend.array_module(x.array)
     for axis, (b, a) in enumerate(widths):
         if b or a:
             source = _pad_source_index(x.shape[axis], b, a, mode, axis, x.shape)

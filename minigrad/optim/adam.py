@@ -50,14 +50,14 @@ class Adam(Optimizer):
             if st is None:
                 st = {"step": 0, "exp_avg": _zeros_like(p), "exp_avg_sq": _zeros_like(p)}
             if amsgrad and "max_exp_avg_sq" not in st:  # (also when amsgrad is switched on later)
-                st["max_exp_avg_sq"] = Tensor._wrap(st["exp_avg_sq"].data.copy())
+                st["max_exp_avg_sq"] = Tensor._wrap(st["exp_avg_sq"].array.copy())
             states.append(st)
         # one fused kernel call per step count (the same for all, unless parameters joined later)
         for (k, step), batch in _batches(params, [st["step"] + 1 for st in states]):
             ps, sts = [params[i] for i in batch], [states[i] for i in batch]
-            k.adam_step_([p.data for p in ps], [p.grad.data for p in ps],
-                         [st["exp_avg"].data for st in sts], [st["exp_avg_sq"].data for st in sts],
-                         [st["max_exp_avg_sq"].data for st in sts] if amsgrad else None,
+            k.adam_step_([p.array for p in ps], [p.grad.array for p in ps],
+                         [st["exp_avg"].array for st in sts], [st["exp_avg_sq"].array for st in sts],
+                         [st["max_exp_avg_sq"].array for st in sts] if amsgrad else None,
                          lr, b1, b2, eps, step, wd, self._decoupled)
             for p, st in zip(ps, sts):
                 st["step"] = step

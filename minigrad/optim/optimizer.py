@@ -109,8 +109,8 @@ class Optimizer:
             if not st:
                 continue
             for v in st.values():
-                if isinstance(v, Tensor) and (type(v.data) is not type(p.data) or v.data.dtype != p.data.dtype):
-                    v.data = backend.to_device(v.data, p.device).astype(p.data.dtype, copy=False)
+                if isinstance(v, Tensor) and (type(v.array) is not type(p.array) or v.array.dtype != p.array.dtype):
+                    v.array = backend.to_device(v.array, p.device).astype(p.array.dtype, copy=False)
 
     def _update_group(self, group):
         raise NotImplementedError(f"{type(self).__name__}._update_group")
@@ -133,7 +133,7 @@ class Optimizer:
             for p in group["params"]:
                 if p in self.state:
                     state[index[id(p)]] = {
-                        k: (Tensor._wrap(v.data.copy()) if isinstance(v, Tensor) else v)
+                        k: (Tensor._wrap(v.array.copy()) if isinstance(v, Tensor) else v)
                         for k, v in self.state[p].items()
                     }
         return {"state": state, "param_groups": groups}
@@ -171,7 +171,7 @@ class Optimizer:
             restored = {}
             for key, value in entry.items():
                 if isinstance(value, Tensor) or isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__"):
-                    array = value.data if isinstance(value, Tensor) else value
+                    array = value.array if isinstance(value, Tensor) else value
                     if array.ndim == 0 and key == "step":
                         restored[key] = int(array.item()) if array.dtype.kind in "iu" else float(array.item())
                         continue
@@ -204,12 +204,12 @@ class Optimizer:
 
 def _check_grads(name, params):
     """Each ``.grad`` must match its parameter: the fused update kernels read them side by side
-    (``.grad`` assignment checks this too, but ``p.grad.data`` can still be replaced)."""
+    (``.grad`` assignment checks this too, but ``p.grad.array`` can still be replaced)."""
     for i, p in enumerate(params):
         g = p._grad
         if g is None:
             continue
-        if g.data.shape != p.data.shape or g.data.dtype != p.data.dtype or g.device != p.device:
+        if g.array.shape != p.array.shape or g.array.dtype != p.array.dtype or g.device != p.device:
             raise RuntimeError(
                 f"{name}.step: parameter {i} has shape {p.shape} ({p.dtype}, {p.device}) but its "
                 f".grad has shape {g.shape} ({g.dtype}, {g.device}); they must match")

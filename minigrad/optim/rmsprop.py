@@ -45,10 +45,10 @@ class RMSprop(Optimizer):
             states.append(st)
         for (k, _), batch in _batches(params, [None] * len(params)):
             ps, sts = [params[i] for i in batch], [states[i] for i in batch]
-            k.rmsprop_step_([p.data for p in ps], [p.grad.data for p in ps],
-                            [st["square_avg"].data for st in sts],
-                            [st["grad_avg"].data for st in sts] if centered else None,
-                            [st["momentum_buffer"].data for st in sts] if momentum > 0 else None,
+            k.rmsprop_step_([p.array for p in ps], [p.grad.array for p in ps],
+                            [st["square_avg"].array for st in sts],
+                            [st["grad_avg"].array for st in sts] if centered else None,
+                            [st["momentum_buffer"].array for st in sts] if momentum > 0 else None,
                             group["lr"], group["alpha"], group["eps"], group["weight_decay"], momentum)
             for p, st in zip(ps, sts):
                 st["step"] += 1

@@ -42,12 +42,12 @@ class SGD(Optimizer):
         first = [momentum != 0 and state.get(p, {}).get("momentum_buffer") is None for p in params]
         for (k, is_first), batch in _batches(params, first):
             ps = [params[i] for i in batch]
-            xp = backend.array_module(ps[0].data)
+            xp = backend.array_module(ps[0].array)
             bufs = None
             if momentum != 0:
-                bufs = ([xp.empty_like(p.data) for p in ps] if is_first
-                        else [state[p]["momentum_buffer"].data for p in ps])
-            k.sgd_step_([p.data for p in ps], [p.grad.data for p in ps], bufs,
+                bufs = ([xp.empty_like(p.array) for p in ps] if is_first
+                        else [state[p]["momentum_buffer"].array for p in ps])
+            k.sgd_step_([p.array for p in ps], [p.grad.array for p in ps], bufs,
                         lr, wd, momentum, dampening, nesterov, is_first)
             for i, p in enumerate(ps):
                 if is_first:  # kept only once the step went through
@@ -63,7 +63,7 @@ def _with_grads(name, group):
         g = p.grad
         if g is None:
             continue
-        if g.shape != p.shape or g.dtype != p.dtype or type(g.data) is not type(p.data):
+        if g.shape != p.shape or g.dtype != p.dtype or type(g.array) is not type(p.array):
             raise ValueError(
                 f"{name}: parameter {i} of shape {p.shape} ({p.dtype}, {p.device}) has a gradient of "
                 f"shape {g.shape} ({g.dtype}, {g.device}); they must match"
@@ -77,7 +77,7 @@ def _batches(params, keys):
     the same key (one per parameter); yields ((table, key), indices into params)."""
     batches = {}
     for i, (p, key) in enumerate(zip(params, keys)):
-        batches.setdefault((backend.kernels(p.data), key), []).append(i)
+        batches.setdefault((backend.kernels(p.array), key), []).append(i)
     return batches.items()
 
 
@@ -89,7 +89,7 @@ def _wrap(array):
 
 def _zeros_like(p):
     """A zero state buffer for parameter p (its shape, dtype and device), as a Tensor."""
-    return _wrap(backend.array_module(p.data).zeros_like(p.data))
+    return _wrap(backend.array_module(p.array).zeros_like(p.array))
 
 
 def _check_lr(name, lr):
