@@ -184,11 +184,23 @@ class Function:
                 return g * y, g * x
 
     ``forward`` may stash arrays it computed on ``ctx`` (a mask, an argmax) for ``backward``.
-    ``ctx.saved_tensors`` gives the input tensors and ``ctx.saved_output`` the output tensor,
-    both checked against in-place modification since the op ran.  ``backward`` need not undo
-    broadcasting: the engine sums each gradient back to its input's shape in one place.
+    ``ctx.saved_tensors`` gives the input tensors and ``ctx.saved_output`` the output tensor.
+    ``backward`` need not undo broadcasting: the engine sums each gradient back to its input's
+    shape in one place.
+
+    Saved values are checked by the engine, not by each op: an op declares what its backward
+    reads, and before that backward runs the engine compares the version of each of those
+    tensors (the count of in-place writes to its memory, shared with its views) with the version
+    recorded when the op ran, and raises if one changed.  Reading nothing is the exception that
+    must be declared; the default is the strict one, so forgetting errs on the safe side.
 
     Class attributes:
+      ``saves_inputs``                what backward reads of the inputs' values: True (all, the
+                                      default), False (none: add, reshape, a stashed mask), or
+                                      a tuple of input positions (where reads its condition).
+      ``saves_output = True``         backward reads the output's values (exp, sigmoid, softmax).
+                                      Tensors passed as keyword parameters (an index, a target,
+                                      a mask) reach forward as arrays and are always checked.
       ``differentiable = False``      the output never requires grad (comparisons, argmax).
       ``once_differentiable = True``  backward uses raw arrays / a fused kernel; a double
                                       backward through it raises instead of being wrong.
@@ -196,6 +208,9 @@ class Function:
                                       then shares the input's version counter.
     """
 
+    saves_inputs = True
+    saves_output = False
+    constants = ()  # (name, tensor, version) of the tensors passed as parameters; all checked
     differentiable = True
     once_differentiable = False
     returns_view = False  # forward may return a view of its first input (reshape, slicing)
@@ -210,6 +225,11 @@ class Function:
         data = [t.array for t in inputs]
         if len(data) > 1:
             _check_same_device(cls, inputs, data)
+        # tensors among the parameters (indices, targets, masks): forward gets their arrays, and
+        # the engine checks at backward that they were not modified in place meanwhile
+        constants = [(k, v) for k, v in params.items() if isinstance(v, Tensor)] if params else None
+        if constants:
+            params = {k: v.array if isinstance(v, Tensor) else v for k, v in params.items()}
         ctx = cls()
         out = ctx.forward(*data, **params)
         xp = backend.array_module(data[0]) if data else np
@@ -238,6 +258,8 @@ class Function:
             # op may later give the same Tensor object a new record.
             ctx.edges = tuple((t._record or t) if t.requires_grad else None for t in inputs)
             ctx.versions = tuple(t._version for t in inputs)
+            if constants:
+                ctx.constants = tuple((k, t, t._version) for k, t in constants)
             ctx.seq = next(_sequence)
             ctx._output_ref = weakref.ref(result)
             ctx.out_version = result._version
@@ -247,27 +269,36 @@ class Function:
     # -- what backward can use --------------------------------------------------------------
     @property
     def saved_tensors(self):
-        """The input tensors, as they were when the op ran (raises if modified in place since)."""
-        for t, version in zip(self.inputs, self.versions):
-            if t._version != version:
-                raise RuntimeError(
-                    f"{self.name}.backward: an input of shape {t.shape} was modified in place "
-                    f"after {self.name} saved it (version {version} -> {t._version}); "
-                    "its gradient would be wrong. Write into a copy instead (x = x + 1, or "
-                    "x.clone() before the op that saved it)."
-                )
+        """The input tensors, unchanged since the op ran (the engine checked their versions)."""
+        if self.saves_inputs is not True:
+            raise TypeError(f"{self.name}.backward reads saved_tensors, so the class must declare "
+                            "saves_inputs = True (the default) for the engine to check them")
         return self.inputs
 
     @property
     def saved_output(self):
-        """The output tensor of this op (for backwards written with the result, like exp)."""
-        out = self._output_ref()
-        if out._version != self.out_version:
-            raise RuntimeError(
-                f"{self.name}.backward: its output of shape {out.shape} was modified in place "
-                "after the op ran; its gradient would be wrong. Use an out-of-place op."
-            )
-        return out
+        """The output tensor, unchanged since the op ran (for backwards written with the result,
+        like exp's; the engine checked its version)."""
+        if not self.saves_output:
+            raise TypeError(f"{self.name}.backward reads saved_output, so the class must declare "
+                            "saves_output = True for the engine to check it")
+        return self._output_ref()
+
+    def check_saved(self):
+        """Raise if a value this record's backward reads was modified in place since forward
+        (called by the engine before every backward; an integer compare per saved tensor)."""
+        saves, versions = self.saves_inputs, self.versions
+        if saves:
+            for i in range(len(versions)) if saves is True else saves:
+                if self.inputs[i]._version != versions[i]:
+                    raise _modified_error(self, f"input {i}", self.inputs[i], versions[i])
+        for name, t, version in self.constants:
+            if t._version != version:
+                raise _modified_error(self, f"its argument {name!r}", t, version)
+        if self.saves_output:
+            out = self._output_ref()
+            if out is not None and out._version != self.out_version:
+                raise _modified_error(self, "its output", out, self.out_version)
 
     @property
     def name(self):
@@ -295,6 +326,17 @@ def parents(rec):
     return [e for e in rec.edges if isinstance(e, Function)]
 
 
+def _modified_error(rec, which, t, saved_version):
+    return RuntimeError(
+        "one of the variables needed for gradient computation has been modified by an inplace "
+        f"operation: {which} of {rec.name} (record #{rec.seq}; shape {t.shape}, {t.dtype}, "
+        f"{t.device}) is at version {t._version}, but {rec.name} saved it at version "
+        f"{saved_version}, and its backward reads it, so the gradient would be wrong. Write "
+        "into a copy instead (x = x + 1 rather than x += 1, or x.clone() before the op), and "
+        "step an optimizer only after backward()."
+    )
+
+
 def _stale_view_error(fn, t):
     return RuntimeError(
         f"{fn.__name__}: an input of shape {t.shape} was changed by an in-place operation on "
@@ -318,6 +360,8 @@ def _check_same_device(fn, inputs, data):
 class _OnceDifferentiableResult(Function):
     """Stands in for the gradient computed by a once-differentiable backward under
     ``create_graph=True``: it is the gradient, but differentiating it again raises."""
+
+    saves_inputs = False
 
     def forward(self, grad, *inputs, op):
         self.op = op
@@ -489,6 +533,7 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
                 if out._retains_grad:
                     kept = grad if create_graph else Tensor._wrap(grad.array.copy())
                     out._grad = kept if out._grad is None else out._grad + kept
+            rec.check_saved()
             input_grads = _call_backward(rec, grad, create_graph)
             if _Anomaly.enabled:
                 _check_anomaly(rec, grad, input_grads)

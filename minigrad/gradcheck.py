@@ -13,16 +13,22 @@ the function ``(inputs, v) -> grad(fn(inputs), inputs, v, create_graph=True)``.
 
 For large inputs, ``directional=True`` checks one random directional derivative per input
 (two evaluations of fn instead of two per element).
+
+``gradcheck`` also checks that the ops declare what their backward reads (``check_inplace``):
+for every op in the graph and every tensor it was given, it runs fn again, edits that tensor in
+place after the forward, and requires backward either to raise the engine's "modified by an
+inplace operation" error or to give exactly the unedited gradient.  An op whose backward reads
+a value it did not declare (``Function.saves_inputs`` / ``saves_output``) fails here.
 """
 import numpy as np
 
-from . import autograd
+from . import autograd, backend
 from .autograd import no_grad
 from .tensor import Tensor
 
 #: Names of the ops that appeared in a graph checked by gradcheck / gradgradcheck (the test
 #: suite uses these to prove that every registered op was really checked).
-CHECKED = {1: set(), 2: set()}
+CHECKED = {1: set(), 2: set(), "inplace": set()}
 
 
 class GradcheckError(AssertionError):
@@ -70,11 +76,13 @@ def _label(fn, names):
 
 
 def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, seed=0,
-              _track=True):
+              check_inplace=True, _track=True):
     """Raise GradcheckError unless autograd's gradient of ``fn`` matches finite differences.
 
     ``inputs`` are tensors (copied to float64; those with requires_grad are checked, or all
     floating ones when none has it) or other arguments passed through unchanged.
+    ``check_inplace``: also check that no op's backward reads a value edited in place since
+    its forward without the engine noticing (see the module docstring).
     Returns True on success so it can sit in an ``assert``.
     """
     rng = np.random.default_rng(seed)
@@ -96,6 +104,10 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, se
         analytic = [None] * len(wrt)
     analytic = [np.zeros(x.shape) if g is None else np.asarray(g.array, dtype=np.float64)
                 for x, g in zip(wrt, analytic)]
+    if check_inplace and pairs:
+        _check_inplace_edits(fn, xs, wrt, upstream, analytic, names)
+        if _track:
+            CHECKED["inplace"] |= names
 
     def objective():
         with no_grad():
@@ -145,6 +157,61 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, se
     return True
 
 
+def _edited(array):
+    """Different values of the same dtype and shape (every element changes, where it can)."""
+    xp = backend.array_module(array)
+    if array.dtype.kind == "b":
+        return ~array
+    if array.dtype.kind in "iu":  # the same values, moved round: indices stay in range
+        return xp.roll(array.reshape(-1), 1).reshape(array.shape)
+    return array + (0.5 + abs(array)) * 0.75
+
+
+def _check_inplace_edits(fn, xs, wrt, upstream, expected, names):
+    """For each op in fn's graph and each tensor it was given (its inputs and tensor
+    arguments): run fn on fresh copies, edit that tensor in place after the forward, and
+    require backward to raise the engine's in-place error or to give the unedited gradient."""
+
+    def run():
+        copies = [Tensor._wrap(x.array.copy()) if isinstance(x, Tensor) else x for x in xs]
+        for c, x in zip(copies, xs):
+            if isinstance(x, Tensor):
+                c.requires_grad = x.requires_grad
+        outs = [(o, v) for o, v in zip(_as_tuple(fn(*copies)), upstream) if v is not None]
+        roots = [o._record for o, _ in outs if o._record is not None]
+        records = sorted(autograd._records_in_order(roots), key=lambda r: r.seq)
+        return [c for c, x in zip(copies, xs) if any(x is w for w in wrt)], outs, records
+
+    for r, rec in enumerate(run()[2]):
+        given = [f"input {i}" for i in range(len(rec.inputs))] + [f"argument {n!r}" for n, _, _ in rec.constants]
+        for k, what in enumerate(given):
+            targets, outs, records = run()
+            rec = records[r]
+            edited = (list(rec.inputs) + [t for _, t, _ in rec.constants])[k]
+            if not getattr(edited.array.flags, "writeable", True):
+                continue  # a broadcast view: nobody can write into it
+            original = edited.array.copy()  # fn may hold it (a closure's tensor): put it back after
+            edited._write("gradcheck", _edited(edited.array))
+            try:
+                grads = autograd.grad([o for o, _ in outs], targets, [v for _, v in outs], allow_unused=True)
+            except RuntimeError as e:
+                if "modified by an inplace operation" not in str(e):
+                    raise
+                continue  # the engine noticed: right
+            finally:
+                backend.array_module(original).copyto(edited.array, original)
+            for j, (g, want) in enumerate(zip(grads, expected)):
+                got = np.zeros(want.shape) if g is None else np.asarray(
+                    backend.to_device(g.array, backend.CPU), dtype=np.float64)
+                if not np.allclose(got, want, rtol=1e-9, atol=1e-12, equal_nan=True):
+                    raise GradcheckError(
+                        f"gradcheck failed for {_label(fn, names)}: after {what} of {rec.name} (shape "
+                        f"{edited.shape}) was edited in place following the forward, backward neither "
+                        f"raised nor gave the unedited gradient (input {j}'s differs): "
+                        f"{rec.name}.backward reads a value its class does not declare "
+                        "(saves_inputs / saves_output)")
+
+
 def gradgradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, seed=0):
     """Check second derivatives: gradcheck of ``(inputs, v) -> d<v, fn(inputs)>/d inputs``."""
     rng = np.random.default_rng(seed + 1)
@@ -169,4 +236,4 @@ def gradgradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False
         v.requires_grad = True
     first_derivative.__name__ = f"grad of {getattr(fn, '__name__', 'fn')}"
     return gradcheck(first_derivative, *xs, *vs, eps=eps, atol=atol, rtol=rtol,
-                     directional=directional, seed=seed + 2, _track=False)
+                     directional=directional, seed=seed + 2, check_inplace=False, _track=False)

@@ -253,7 +253,7 @@ def test_modifying_a_saved_tensor_in_place_then_backward_raises(modify):
         w.copy_(mg.zeros(2, dtype=mg.float64))
     else:
         w.detach().add_(1)  # a detached alias shares the version counter
-    with pytest.raises(RuntimeError, match=r"Mul.backward: an input of shape \(2,\) was modified in place"):
+    with pytest.raises(RuntimeError, match=r"modified by an inplace operation: input 1 of Mul .*shape \(2,\), float64, cpu\) is at version 1, but Mul saved it at version 0"):
         y.sum().backward()
 
 
@@ -262,7 +262,7 @@ def test_in_place_under_no_grad_on_a_saved_leaf_is_caught_at_backward():
     y = x * x
     with mg.no_grad():
         x.add_(1)  # allowed (a weight update), but y's record saw the old x
-    with pytest.raises(RuntimeError, match="modified in place.*version 0 -> 1"):
+    with pytest.raises(RuntimeError, match="modified by an inplace operation: input 0 of Mul .* at version 1, but Mul saved it at version 0"):
         y.sum().backward()
 
 
@@ -271,8 +271,92 @@ def test_in_place_on_a_saved_output_is_caught():
     y = x.exp()  # exp's backward uses its output
     with mg.no_grad():
         y.mul_(2)
-    with pytest.raises(RuntimeError, match=r"Exp.backward: its output of shape \(2,\) was modified in place"):
+    with pytest.raises(RuntimeError, match=r"modified by an inplace operation: its output of Exp .*shape \(2,\)"):
         y.sum().backward()
+
+
+# -- the engine checks what each backward reads (Function.saves_inputs / saves_output) -------
+# These ops' backwards read their inputs directly; before the engine made the check itself,
+# an edit after the forward gave a silently wrong gradient.
+
+F = mg.nn.functional
+
+
+@pytest.mark.parametrize("op", [F.gelu, F.silu, F.leaky_relu, lambda x: F.gelu(x, approximate="tanh"),
+                                lambda x: x.exp(), lambda x: x.sigmoid(), lambda x: F.softmax(x, -1)])
+def test_editing_an_input_or_output_a_backward_reads_raises(op):
+    x = f64([1.0, -2.0, 0.5])
+    y = op(x)
+    with mg.no_grad():
+        x.mul_(3)  # a leaf edited between forward and backward, as an optimizer step would
+        y.add_(0) if op in (F.gelu, F.silu, F.leaky_relu) else y.mul_(2)
+    with pytest.raises(RuntimeError, match=r"modified by an inplace operation: (input 0|its output) of "):
+        y.sum().backward()
+
+
+def test_editing_the_weight_of_a_1x1_convolution_raises():
+    """The 1x1 case keeps a view of W as its GEMM operand: an edit of W changed dx by 3x."""
+    x = mg.tensor(np.random.default_rng(0).standard_normal((1, 3, 4, 4)), requires_grad=True)
+    w = mg.tensor(np.random.default_rng(1).standard_normal((2, 3, 1, 1)), requires_grad=True)
+    y = F.conv2d(x, w)
+    with mg.no_grad():
+        w.mul_(3)
+    with pytest.raises(RuntimeError, match=r"input 1 of Conv2d .*shape \(2, 3, 1, 1\), float64, cpu\) is at "
+                                           r"version 1, but Conv2d saved it at version 0"):
+        y.sum().backward()
+
+
+def test_editing_an_index_tensor_argument_raises():
+    """Tensors passed as parameters (here embedding's indices) are checked like inputs."""
+    w = f64(np.ones((5, 2)))
+    i = mg.tensor([0, 1, 1])
+    y = F.embedding(i, w)
+    i[0] = 4
+    with pytest.raises(RuntimeError, match="its argument 'indices' of Embedding"):
+        y.sum().backward()
+
+
+def test_an_op_that_reads_nothing_gives_the_unedited_gradient_after_an_edit():
+    """add and reshape read no values in backward (saves_inputs = False): no error, and the
+    gradient is that of the graph as it was run, as in PyTorch."""
+    x, b = f64([1.0, 2.0]), f64([3.0, 4.0])
+    y = (x + b).reshape(2, 1) * 2.0
+    with mg.no_grad():
+        x.add_(5)
+        b.mul_(-1)
+    y.sum().backward()
+    assert x.grad.tolist() == [2.0, 2.0] and b.grad.tolist() == [2.0, 2.0]
+
+
+class _UndeclaredSquare(Function):
+    """z = x^2 whose backward reads x but declares that it reads nothing: the engine cannot
+    check it, so an edit after the forward gives a wrong gradient."""
+
+    saves_inputs = False
+
+    def forward(self, x):
+        return x * x
+
+    def backward(self, g):
+        return 2 * g * self.inputs[0]
+
+
+def test_gradcheck_catches_an_op_that_reads_an_undeclared_input():
+    x = f64([0.5, -1.5])
+    assert mg.gradcheck(lambda t: _UndeclaredSquare.apply(t), x, check_inplace=False)  # values are right
+    with pytest.raises(mg.GradcheckError, match=r"after input 0 of _UndeclaredSquare .* was edited in place.*"
+                                                r"reads a value its class does not declare"):
+        mg.gradcheck(lambda t: _UndeclaredSquare.apply(t), x)
+
+
+def test_reading_saved_tensors_without_declaring_them_is_a_programming_error():
+    class Sneaky(_UndeclaredSquare):
+        def backward(self, g):
+            (x,) = self.saved_tensors
+            return 2 * g * x
+
+    with pytest.raises(TypeError, match="Sneaky.backward reads saved_tensors, so the class must declare"):
+        Sneaky.apply(f64([1.0])).sum().backward()
 
 
 def test_in_place_on_a_leaf_that_requires_grad_outside_no_grad_raises():
@@ -402,7 +486,7 @@ def test_an_op_that_saved_a_tensor_written_in_place_later_still_raises():
     y = x * 1.0
     z = y * y                 # Mul saved y
     y.add_(1)
-    with pytest.raises(RuntimeError, match="modified in place"):
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         z.sum().backward()
 
 

@@ -36,6 +36,8 @@ class _BrokenNormalize(Function):
 
 
 class _RightNormalize(_BrokenNormalize):
+    saves_output = True
+
     def backward(self, g):
         z = self.saved_output
         return (g - (g * z).sum()) / float(self.s)

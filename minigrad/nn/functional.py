@@ -26,6 +26,8 @@ class DropoutMask(Function):
 
     dL/dx = g * m      (m is a constant drawn once in forward, so this differentiates again)"""
 
+    saves_inputs = False  # the mask, drawn in forward
+
     def forward(self, x, p):
         seed, offset = backend.philox_seed_offset(x.size)
         self.mask = backend.kernels(x).dropout_mask(x.shape, p, seed, offset, x.dtype, like=x)

@@ -26,6 +26,9 @@ class ReLU(Function):
     valid subgradient there).  On the CPU both directions are single-pass numba kernels:
     ReLU sits after every hidden layer, on the largest activations."""
 
+    saves_inputs = False
+    saves_output = True
+
     def forward(self, x):
         return _k(x).relu(x)
 
@@ -39,6 +42,8 @@ class ReLUGrad(Function):
 
     dL/dg = gz * [y > 0] (the same gate again, so ReLU differentiates twice);
     dL/dy = 0 (the gate is piecewise constant in y)."""
+
+    saves_inputs = (1,)  # y
 
     def forward(self, g, y):
         return _k(g).relu_backward(g, y)
@@ -72,6 +77,8 @@ class LeakyReLUGrad(Function):
 
     dL/dg = gz * (1 if x > 0 else s) (the same op again);  dL/dx = 0 (piecewise constant)."""
 
+    saves_inputs = (1,)  # x
+
     def forward(self, g, x, negative_slope):
         self.slope = negative_slope
         return _k(g).leaky_relu_backward(g, x, negative_slope)
@@ -86,6 +93,9 @@ class Sigmoid(Function):
 
     Computed from e = exp(-|x|) <= 1 as 1/(1+e) for x >= 0 and e/(1+e) for x < 0, so no exp
     overflows and tiny values for very negative x keep their relative precision."""
+
+    saves_inputs = False
+    saves_output = True
 
     def forward(self, x):
         return _k(x).sigmoid(x)
@@ -113,6 +123,9 @@ class SigmoidGrad(Function):
 @register
 class Tanh(Function):
     """z = tanh x       dL/dx = g * (1 - z^2)"""
+
+    saves_inputs = False
+    saves_output = True
 
     def forward(self, x):
         return _k(x).tanh(x)
@@ -232,6 +245,9 @@ class Softmax(Function):
 
     dL/dx = z * (g - sum_j g_j z_j)     (the Jacobian diag(z) - z z^T applied to g)"""
 
+    saves_inputs = False
+    saves_output = True
+
     def forward(self, x, axis):
         self.axis = axis
         return _rowwise(_k(x).softmax, axis, x)
@@ -265,6 +281,9 @@ class LogSoftmax(Function):
     """z_i = x_i - logsumexp(x) = (x_i - m) - log sum_j exp(x_j - m) along ``axis``
 
     dL/dx = g - exp(z) * sum_j g_j       (exp(z) is the softmax)"""
+
+    saves_inputs = False
+    saves_output = True
 
     def forward(self, x, axis):
         self.axis = axis

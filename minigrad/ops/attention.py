@@ -69,6 +69,8 @@ class ScaledDotProductAttention(Function):
     formulas as minigrad ops, with P recomputed from Q and K on the tape, so second
     derivatives are exact (gradgradcheck covers it)."""
 
+    saves_output = True
+
     def forward(self, q, k, v, mask, is_causal, scale, dropout_p):
         batch = q.shape[:-2]
         if k.shape[:-2] != batch or v.shape[:-2] != batch or mask is not None:  # (the common case is quick)

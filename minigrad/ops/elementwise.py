@@ -106,6 +106,8 @@ class _Binary(Function):
 class Add(_Binary):
     """z = x + y        dL/dx = g,   dL/dy = g"""
 
+    saves_inputs = False
+
     def compute(self, x, y):
         return x + y
 
@@ -116,6 +118,8 @@ class Add(_Binary):
 @register
 class Sub(_Binary):
     """z = x - y        dL/dx = g,   dL/dy = -g"""
+
+    saves_inputs = False
 
     def compute(self, x, y):
         return x - y
@@ -152,6 +156,8 @@ class Div(_Binary):
 class Neg(Function):
     """z = -x           dL/dx = -g"""
 
+    saves_inputs = False
+
     def forward(self, x):
         return -x
 
@@ -186,6 +192,8 @@ class RPowScalar(Function):
 
     dL/dx = g * z * ln(a),  and 0 where a = 0 and x >= 0 (PyTorch's convention for 0 ** x)"""
 
+    saves_output = True
+
     def forward(self, x, a):
         self.a = a
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -210,6 +218,8 @@ class Pow(_Binary):
 
     The two conventions are PyTorch's; without them 0 ** y would give 0 * inf = NaN."""
 
+    saves_output = True
+
     def compute(self, x, y):
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return x ** y
@@ -228,6 +238,9 @@ class Pow(_Binary):
 @register
 class Exp(Function):
     """z = e^x          dL/dx = g * z"""
+
+    saves_inputs = False
+    saves_output = True
 
     def forward(self, x):
         return backend.array_module(x).exp(x)
@@ -252,6 +265,9 @@ class Log(Function):
 class Sqrt(Function):
     """z = sqrt(x)      dL/dx = g / (2 z)"""
 
+    saves_inputs = False
+    saves_output = True
+
     def forward(self, x):
         return backend.array_module(x).sqrt(x)
 
@@ -275,6 +291,8 @@ class Abs(Function):
 class Sign(Function):
     """z = sign(x)      dL/dx = 0   (piecewise constant; PyTorch also gives zeros, not an error)"""
 
+    saves_inputs = False
+
     def forward(self, x):
         return backend.array_module(x).sign(x)
 
@@ -287,6 +305,8 @@ class DivRounded(_Binary):
     """z = floor(x / y) ("floor", Python's //) or trunc(x / y) ("trunc")
 
     dL/dx = dL/dy = 0: piecewise constant in x and y (PyTorch's div with a rounding_mode)."""
+
+    saves_inputs = False
 
     def forward(self, x, y, mode):
         self.mode = mode
@@ -342,6 +362,8 @@ class Maximum(_Binary):
     dL/dx = g * [x > y] + g/2 * [x == y],  dL/dy likewise: a tie splits the gradient evenly
     (the same choice as the max reduction, and as PyTorch)."""
 
+    saves_inputs = False  # the tie shares, computed in forward
+
     def compute(self, x, y):
         xp = backend.array_module(x)
         z = xp.maximum(x, y)
@@ -356,6 +378,8 @@ class Maximum(_Binary):
 @register
 class Minimum(_Binary):
     """z = min(x, y) elementwise    dL/dx = g * [x < y] + g/2 * [x == y] (ties split evenly)"""
+
+    saves_inputs = False  # the tie shares, computed in forward
 
     def compute(self, x, y):
         xp = backend.array_module(x)
@@ -374,6 +398,8 @@ class Clip(Function):
 
     At exactly ``low`` or ``high`` the gradient passes (as in PyTorch's clamp)."""
 
+    saves_inputs = False  # the mask, computed in forward
+
     def forward(self, x, low=None, high=None):
         xp = backend.array_module(x)
         inside = xp.ones(x.shape, dtype=bool)
@@ -391,6 +417,8 @@ class Clip(Function):
 @register
 class Where(Function):
     """z = x where cond else y      dL/dx = g * cond,  dL/dy = g * (1 - cond),  cond gets none"""
+
+    saves_inputs = (0,)  # the condition
 
     def forward(self, cond, x, y):
         xp = backend.array_module(x)
@@ -416,6 +444,8 @@ class Where(Function):
 class Cast(Function):
     """z = x converted to another dtype      dL/dx = g (cast back to x's dtype by the engine)"""
 
+    saves_inputs = False
+
     def forward(self, x, dtype):
         return x.astype(dtype, copy=False)
 
@@ -426,6 +456,8 @@ class Cast(Function):
 @register
 class Clone(Function):
     """z = a copy of x in new memory        dL/dx = g"""
+
+    saves_inputs = False
 
     def forward(self, x):
         return x.copy()
@@ -438,6 +470,8 @@ class ToDevice(Function):
     """z = x copied to another device        dL/dx = g copied back to x's device
 
     Not in the registry: its gradient check needs a GPU (tests/test_devices.py)."""
+
+    saves_inputs = False
 
     def forward(self, x, device):
         self.source = backend.device_of(x)

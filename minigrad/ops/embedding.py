@@ -20,6 +20,8 @@ class Embedding(Function):
     the row ``padding_idx`` (if given) gets no gradient, as in PyTorch.  No gradient reaches
     the integer indices."""
 
+    saves_inputs = False  # only the weight's shape
+
     def forward(self, weight, indices, padding_idx):
         self.indices, self.padding_idx = indices.reshape(-1), padding_idx
         return backend.array_module(weight).take(weight, indices, axis=0)
@@ -36,6 +38,8 @@ class EmbeddingBackward(Function):
     accumulate; row ``padding_idx`` stays 0): Embedding's backward.
 
     It is linear in g, and its adjoint is the gather:   dL/dg = gz[i]   (Embedding again)."""
+
+    saves_inputs = False
 
     def forward(self, g, indices, num_embeddings, padding_idx):
         self.indices, self.padding_idx = indices, padding_idx
@@ -77,4 +81,7 @@ def embedding(input, weight, padding_idx=None):
         if low < 0 or high >= n:
             raise IndexError(f"{op}: index {low if low < 0 else high} is out of range for a table of "
                              f"{n} rows (weight of shape {weight.shape}; valid indices are 0..{n - 1})")
-    return Embedding.apply(weight, indices=indices.astype("int64", copy=False), padding_idx=padding_idx)
+    if input.dtype != "int64":
+        input = Tensor._wrap(indices.astype("int64"))
+    # the index tensor goes in as a Tensor: the engine then checks it was not edited before backward
+    return Embedding.apply(weight, indices=input, padding_idx=padding_idx)

@@ -25,8 +25,7 @@ class BatchNorm(Function):
     sigma from x on the tape, so second derivatives are exact (gradgradcheck covers it).
     """
 
-    def forward(self, x, *wb, has_weight, has_bias, running_mean, running_var, training,
-                momentum, eps):
+    def forward(self, x, *wb, has_weight, has_bias, running, training, momentum, eps):
         k = backend.kernels(x)
         self.has_weight, self.has_bias = has_weight, has_bias
         self.training, self.eps = training, eps
@@ -34,7 +33,8 @@ class BatchNorm(Function):
         b = wb[-1] if has_bias else None
         if training:
             y, self.mean, self.invstd = k.batch_norm_forward(x, w, b, eps)
-            if running_mean is not None:
+            if running is not None:  # the buffers (Tensors), updated here in place
+                running_mean, running_var = running
                 m = x.size // x.shape[1]
                 var = 1 / (self.invstd * self.invstd) - eps  # the batch's (biased) variance
                 rm, rv = running_mean.array, running_var.array
@@ -44,7 +44,7 @@ class BatchNorm(Function):
                 running_mean._version += 1
                 running_var._version += 1
         else:
-            y, self.mean, self.invstd = k.batch_norm_forward(x, w, b, eps, running_mean.array, running_var.array)
+            y, self.mean, self.invstd = k.batch_norm_forward(x, w, b, eps, running[0].array, running[1].array)
         return y
 
     def backward(self, g):
@@ -110,7 +110,7 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
         raise TypeError(f"{op}: running_mean and running_var must be tensors")
     inputs = [x] + [t for t in (weight, bias) if t is not None]
     return BatchNorm.apply(*inputs, has_weight=weight is not None, has_bias=bias is not None,
-                           running_mean=running_mean, running_var=running_var,
+                           running=None if running_mean is None else (running_mean, running_var),
                            training=bool(training), momentum=float(momentum), eps=float(eps))
 
 

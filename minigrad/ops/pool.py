@@ -65,6 +65,8 @@ class MaxPool2d(Function):
     once_differentiable (the backward is a raw scatter kernel).
     """
 
+    saves_inputs = False
+
     once_differentiable = True
 
     def forward(self, x, *, kernel, stride, padding, dilation, out_size, indices=None):
@@ -90,6 +92,8 @@ class AvgPool2d(Function):
 
     once_differentiable (the backward is a raw scatter kernel).
     """
+
+    saves_inputs = False
 
     once_differentiable = True
 
@@ -117,6 +121,8 @@ class AdaptiveAvgPool2d(Function):
 
     once_differentiable (the backward writes into a raw array).
     """
+
+    saves_inputs = False
 
     once_differentiable = True
 

@@ -71,6 +71,8 @@ def _constant(array, like):
 class Sum(Function):
     """z = sum_i x_i over ``axes``        dL/dx_i = g  (broadcast back over the summed axes)"""
 
+    saves_inputs = False
+
     def forward(self, x, axes, keepdims):
         self.in_shape, self.axes = x.shape, axes
         return x.sum(axis=axes, keepdims=keepdims)
@@ -82,6 +84,8 @@ class Sum(Function):
 @register
 class Mean(Function):
     """z = (1/N) sum_i x_i over ``axes`` (N elements each)      dL/dx_i = g / N"""
+
+    saves_inputs = False
 
     def forward(self, x, axes, keepdims):
         self.in_shape, self.axes = x.shape, axes
@@ -182,6 +186,8 @@ class LogSumExp(Function):
     m = max_i x_i, so no exp overflows.
 
     dL/dx_i = g * exp(x_i - z)     (= g * softmax(x)_i)"""
+
+    saves_output = True
 
     def forward(self, x, axes, keepdims):
         self.in_shape, self.axes = x.shape, axes

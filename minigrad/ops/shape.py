@@ -58,6 +58,8 @@ class SumTo(Function):
 
     The one helper that reduces a gradient back to an input's shape; the engine calls it."""
 
+    saves_inputs = False
+
     returns_view = True
 
     def forward(self, x, shape):
@@ -73,6 +75,8 @@ class SumTo(Function):
 @register
 class BroadcastTo(Function):
     """z = x repeated along broadcast axes to ``shape``      dL/dx = sum_to(g, x.shape)"""
+
+    saves_inputs = False
 
     returns_view = True
 
@@ -94,6 +98,8 @@ class BroadcastTo(Function):
 class Reshape(Function):
     """z = x with a new shape (same elements, row-major order)      dL/dx = reshape(g, x.shape)"""
 
+    saves_inputs = False
+
     returns_view = True
 
     def forward(self, x, shape):
@@ -114,6 +120,8 @@ class Permute(Function):
     """z = x with its axes reordered: z[i_p0, i_p1, ...] = x[i_0, i_1, ...] for z.shape[k] = x.shape[p_k]
 
     dL/dx = permute(g, inverse(p)): the gradient's axes are put back in x's order."""
+
+    saves_inputs = False
 
     returns_view = True
 
@@ -153,6 +161,8 @@ class Getitem(Function):
 
     ``stages`` is the index as NumPy index tuples applied in turn (see ``_index_stages``)."""
 
+    saves_inputs = False
+
     returns_view = True
 
     def forward(self, x, stages, advanced):
@@ -171,6 +181,8 @@ class ScatterAdd(Function):
     """z = zeros(shape);  z[index] += g, repeated positions accumulating (NumPy's add.at)
 
     The adjoint of Getitem, and so its backward:      dL/dg = gz[index]  (a gather)."""
+
+    saves_inputs = False
 
     def forward(self, g, stages, shape, advanced):
         self.stages, self.advanced = stages, advanced
@@ -200,6 +212,8 @@ class IndexPut(Function):
     With an index array that repeats a position, the last write wins in the forward, while
     every repeat receives g in the backward (as in PyTorch's index_put_)."""
 
+    saves_inputs = False
+
     def forward(self, x, v, stages, advanced):
         self.stages, self.advanced = stages, advanced
         z = x.copy()
@@ -226,6 +240,8 @@ class Concatenate(Function):
 
     (o_k = offset of x_k along the axis, n_k = its length: each input gets its own slice)."""
 
+    saves_inputs = False
+
     def forward(self, *xs, axis):
         self.axis = axis
         self.sizes = [x.shape[axis] for x in xs]
@@ -246,6 +262,8 @@ class Stack(Function):
 
     dL/dx_k = g[..., k, ...]"""
 
+    saves_inputs = False
+
     def forward(self, *xs, axis):
         self.axis = axis
         return backend.array_module(xs[0]).stack(xs, axis=axis)
@@ -260,6 +278,8 @@ class Pad(Function):
     """z = x surrounded by ``value``: z[b_0 + i_0, b_1 + i_1, ...] = x[i_0, i_1, ...]
 
     dL/dx = g[b_0 : b_0 + n_0, b_1 : b_1 + n_1, ...]  (the padding is a constant: no gradient)."""
+
+    saves_inputs = False
 
     def forward(self, x, pad_width, value):
         self.index = tuple(slice(b, b + n) for (b, _), n in zip(pad_width, x.shape))
