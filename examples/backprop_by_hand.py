@@ -81,9 +81,11 @@ def by_autograd():
     h = (x @ params["W1"] + params["b1"]).relu()
     y = h @ params["W2"] + params["b2"]
     loss = ((y - t) ** 2).sum()
+    names = {"x": x, "t": t, **params, "L": loss}
     print("\n3. The tape minigrad recorded for L (replayed backwards by loss.backward())")
-    mg.viz.print_tape(loss, names={"x": x, "t": t, **params})
-    loss.backward()
+    mg.viz.print_tape(loss, names=names)
+    print("\n   minigrad's own backward pass, narrated (explain runs loss.backward()):\n")
+    mg.viz.explain(loss, names=names)
     return loss.item(), params
 
 

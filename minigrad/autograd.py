@@ -447,6 +447,17 @@ class _LeafGradients:
                     self.uses[id(e)] = self.uses.get(id(e), 0) + 1
         self.sums = {}  # id(leaf) -> (leaf, summed gradient, number of terms)
 
+    def seed(self, leaf, g):
+        """A leaf that is itself a root of backward (``x.backward()`` on a leaf)."""
+        self.uses[id(leaf)] = self.uses.get(id(leaf), 0) + 1
+        self.add(leaf, g)
+
+    def skip(self, rec):
+        """``rec`` received no gradient: its leaves get no contribution from it."""
+        for e in rec.edges:
+            if isinstance(e, Tensor):
+                self.add(e, None)
+
     def add(self, leaf, g):
         """One contribution (None when the consumer passed no gradient to this input)."""
         key = id(leaf)
@@ -486,72 +497,92 @@ class _LeafGradients:
                 hook(t)
 
 
-def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capture=None):
+class _Pending:
+    """Gradients on their way to records: for each record, the gradient of its output summed
+    over all its uses so far, and the output tensor itself.  (Once the consumers of an output
+    have run and released their inputs, this is the only strong reference left to it, and the
+    record's backward may still read it, as exp's does; it is dropped when the record runs.)"""
+
+    def __init__(self):
+        self.grads, self.outputs = {}, {}
+
+    def add(self, rec, g, out=None):
+        key = id(rec)
+        self.grads[key] = self.grads[key] + g if key in self.grads else g
+        if key not in self.outputs:
+            self.outputs[key] = out if out is not None else rec._output_ref()
+
+    def take(self, rec):
+        """(summed gradient or None, output tensor or None) of ``rec``, forgetting both."""
+        out = self.outputs.pop(id(rec), None)
+        return self.grads.pop(id(rec), None), out if out is not None else rec._output_ref()
+
+
+def _fit(g, t):
+    """``g`` as a gradient for ``t``: broadcasting undone (the one place it is), t's dtype."""
+    from .ops.shape import sum_to
+
+    if g is not None:
+        if g.shape != t.shape:
+            g = sum_to(g, t.shape)
+        if g.dtype != t.dtype:
+            g = g.astype(t.dtype)
+    return g
+
+
+def _output_gradient(out, grad, create_graph, capture):
+    """What happens at an output before its record runs: its hooks may replace the gradient,
+    ``retain_grad()`` keeps a copy in ``.grad``, and ``grad()`` may want it (capture)."""
+    if out is None:
+        return grad
+    if out._hooks:
+        grad = _run_hooks(out, grad)
+    if capture is not None and id(out) in capture:
+        capture[id(out)] = grad
+    if out._retains_grad:
+        kept = grad if create_graph else Tensor._wrap(grad.array.copy())
+        out._grad = kept if out._grad is None else out._grad + kept
+    return grad
+
+
+def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capture=None, trace=None):
     """Replay the tape from ``roots`` (tensors) seeded with ``root_grads`` (tensors).
 
     Without ``capture``, gradients reaching leaves accumulate into ``leaf.grad``.  With
     ``capture`` (a dict ``id(tensor) -> None`` of tensors to differentiate with respect to),
-    nothing is accumulated and the captured gradients are filled in instead.
+    nothing is accumulated and the captured gradients are filled in instead.  ``trace``, if
+    given, is called as ``trace(record, grad, input_grads)`` after each record's backward
+    (``minigrad.viz.explain`` narrates a backward pass with it).
     """
-    from .ops.shape import sum_to  # the one place where broadcasting is undone
-
-    pending = {}  # id(record) -> gradient of its output (summed over all its uses)
-    # id(record) -> its output tensor.  Once the consumers of an output have run and released
-    # their inputs, this is the only strong reference left, and the record's backward may
-    # still need the output (saved_output, as in exp); it is dropped when the record runs.
-    outputs = {}
-    leaf_roots = []
+    pending, leaf_roots = _Pending(), []
     for t, g in zip(roots, root_grads):
         if t._record is None:
             leaf_roots.append((t, g))
         else:
-            key = id(t._record)
-            pending[key] = pending[key] + g if key in pending else g
-            outputs[key] = t
-
-    records = _records_in_order([t._record for t in roots])
+            pending.add(t._record, g, t)
+    records = _records_in_order([t._record for t in roots])  # newest first
     leaves = _LeafGradients(records, create_graph, capture)
-    with set_grad_enabled(create_graph):
+    with set_grad_enabled(create_graph):  # on: the backward pass is itself recorded
         for t, g in leaf_roots:
-            leaves.uses[id(t)] = leaves.uses.get(id(t), 0) + 1
-            leaves.add(t, g)
+            leaves.seed(t, g)
         for rec in records:
-            grad = pending.pop(id(rec), None)
-            out = outputs.pop(id(rec), None)
+            grad, out = pending.take(rec)
             if grad is None:  # nothing flowed here: its leaves get no contribution from it
-                for e in rec.edges:
-                    if isinstance(e, Tensor):
-                        leaves.add(e, None)
+                leaves.skip(rec)
                 continue
-            if out is None:
-                out = rec._output_ref()
-            if out is not None:
-                if out._hooks:
-                    grad = _run_hooks(out, grad)
-                if capture is not None and id(out) in capture:
-                    capture[id(out)] = grad
-                if out._retains_grad:
-                    kept = grad if create_graph else Tensor._wrap(grad.array.copy())
-                    out._grad = kept if out._grad is None else out._grad + kept
-            rec.check_saved()
+            grad = _output_gradient(out, grad, create_graph, capture)
+            rec.check_saved()  # nothing its backward reads was modified in place since forward
             input_grads = _call_backward(rec, grad, create_graph)
             if _Anomaly.enabled:
                 _check_anomaly(rec, grad, input_grads)
-            for t, edge, g in zip(rec.inputs, rec.edges, input_grads):
-                if edge is None:
-                    continue
-                if g is not None:
-                    if g.shape != t.shape:
-                        g = sum_to(g, t.shape)
-                    if g.dtype != t.dtype:
-                        g = g.astype(t.dtype)
+            input_grads = [None if e is None else _fit(g, t) for t, e, g in zip(rec.inputs, rec.edges, input_grads)]
+            for edge, g in zip(rec.edges, input_grads):
                 if isinstance(edge, Tensor):
-                    leaves.add(edge, g)
-                elif g is not None:
-                    key = id(edge)
-                    pending[key] = pending[key] + g if key in pending else g
-                    if key not in outputs:
-                        outputs[key] = edge._output_ref()
+                    leaves.add(edge, g)  # a leaf: summed over its uses, then into .grad
+                elif edge is not None and g is not None:
+                    pending.add(edge, g)  # another record: it runs later (it is older)
+            if trace is not None:
+                trace(rec, grad, input_grads)
             if not retain_graph:
                 rec._release()
         leaves.finish_all()

@@ -13,16 +13,22 @@ grad, a ``const``, or the record that produced it) and the output shape.
 
 ``to_dot`` returns the same graph as Graphviz dot source; ``render`` runs the ``dot`` program
 on it (install Graphviz for that, or paste ``to_dot``'s text into any online dot viewer).
+
+``explain(loss)`` runs ``loss.backward()`` and narrates it: the chain rule with real numbers,
+one record at a time, ending at each leaf's ``.grad`` (docs/tutorial.md shows it).
 """
 import os
 import shutil
 import subprocess
 import sys
 
+import numpy as np
+
+from . import autograd, backend
 from .autograd import Function, parents
 from .tensor import Tensor
 
-__all__ = ["print_tape", "tape", "to_dot", "render"]
+__all__ = ["print_tape", "tape", "to_dot", "render", "explain"]
 
 
 def _collect(tensor):
@@ -158,3 +164,120 @@ def render(tensor, path, names=None):
         raise RuntimeError(f"render: dot failed (exit {result.returncode}) writing {path}: "
                            f"{result.stderr.strip()}")
     return path
+
+
+# ----------------------------------------------------------------------------------------
+# explain: the backward pass narrated with numbers
+
+
+def _numbers(t):
+    a = np.asarray(backend.to_device(t.array if isinstance(t, Tensor) else t, backend.CPU), dtype=np.float64)
+    return a if a.ndim else float(a)
+
+
+def _line(head, value, note="", file=None):
+    """``head = value``, a multi-line array indented under its first line."""
+    text = np.array2string(np.asarray(value), precision=4, suppress_small=True, separator=", ")
+    text = text.replace("\n", "\n" + " " * (len(head) + 3))
+    print(f"{head} = {text}" + (f"   {note}" if note else ""), file=file)
+
+
+def _rule(rec):
+    """The op's math, from the first line of its docstring (where every op writes it)."""
+    doc = (type(rec).__doc__ or "").strip().splitlines()
+    return doc[0].strip() if doc else ""
+
+
+def _local_derivative(rec, out_shape):
+    """d(output)/d(input i) for each input, as a (output elements, input elements) matrix:
+    row k is what backward returns for a gradient that is 1 at output element k and 0
+    elsewhere (a vector-Jacobian product with a one-hot vector is a row of the Jacobian)."""
+    size = int(np.prod(out_shape, dtype=np.int64))
+    rows = [[] for _ in rec.inputs]
+    xp = backend.array_module(rec.inputs[0].array)
+    with autograd.no_grad():
+        for k in range(size):
+            onehot = xp.zeros(size, dtype=rec.inputs[0].dtype if rec.inputs[0].dtype.kind == "f" else np.float64)
+            onehot[k] = 1
+            grads = autograd._call_backward(rec, Tensor._wrap(onehot.reshape(out_shape)), False)
+            for i, (t, e, g) in enumerate(zip(rec.inputs, rec.edges, grads)):
+                g = None if e is None else autograd._fit(g, t)
+                rows[i].append(np.zeros(t.numel()) if g is None else np.ravel(_numbers(g)))
+    return [np.array(r) for r in rows]
+
+
+def explain(loss, names=None, file=None, retain_graph=False, max_records=40, max_elements=64):
+    """Run ``loss.backward()`` and print every step of it with real numbers: for each record,
+    newest first, the op and its rule, its inputs' values, the incoming gradient dL/dz, the
+    local derivative dz/dx (the Jacobian, or its diagonal for an elementwise op), and the
+    gradient it passes to each input, dL/dx = (dz/dx)^T dL/dz; then each leaf's ``.grad``.
+
+    ``names`` maps display names to tensors (``{"W1": W1}``).  For small graphs only: more
+    than ``max_records`` records, or a tensor of more than ``max_elements`` elements, raises
+    ValueError (use ``print_tape`` for large graphs).  Returns the steps as a list of dicts
+    (op, incoming, local, passes) for programs and tests.
+    """
+    file = sys.stdout if file is None else file
+    if not isinstance(loss, Tensor):
+        raise TypeError(f"explain: expected a Tensor, got {type(loss).__name__}")
+    if loss.numel() != 1 or not loss.requires_grad:
+        raise ValueError(f"explain: needs a scalar that requires grad (a loss), got shape {loss.shape}"
+                         f"{'' if loss.requires_grad else ' that does not require grad'}")
+    records = _collect(loss)
+    if len(records) > max_records:
+        raise ValueError(f"explain: the graph has {len(records)} records, more than max_records="
+                         f"{max_records} can be printed readably; explain small graphs (like "
+                         "examples/backprop_by_hand.py), or use print_tape(loss) to list a large one")
+    for rec in records:
+        for t in list(rec.inputs) + [rec._output_ref()]:
+            if t is not None and t.numel() > max_elements:
+                raise ValueError(f"explain: {rec.name} #{rec.seq} involves a tensor of shape {t.shape} "
+                                 f"({t.numel()} elements), more than max_elements={max_elements}; "
+                                 "explain a smaller example, or raise the limit")
+    label = _names_by_id(names)
+
+    def name(t, rec=None, i=None):
+        if id(t) in label:
+            return label[id(t)]
+        producer = _producer(rec, i) if rec is not None else None
+        if producer is not None:
+            return f"#{producer.seq}"
+        return "leaf" if t.requires_grad else "const"
+
+    leaves = {id(t): t for rec in records for t, e in zip(rec.inputs, rec.edges) if isinstance(e, Tensor)}
+    steps = []
+    print(f"backward of {label.get(id(loss), 'L')}: {len(records)} records, replayed newest first; "
+          "each passes dL/dx = (dz/dx)^T dL/dz to its inputs", file=file)
+
+    def narrate(rec, grad, input_grads):
+        out = rec._output_ref()
+        z = label.get(id(out), f"#{rec.seq}")
+        jacobians = _local_derivative(rec, grad.shape)
+        print(f"\n#{rec.seq} {rec.name}:  {_rule(rec)}", file=file)
+        for i, t in enumerate(rec.inputs):
+            _line(f"    input {i}   {name(t, rec, i)}", _numbers(t), file=file)
+        _line(f"    incoming  dL/d{z}", _numbers(grad), file=file)
+        step = {"op": rec.name, "seq": rec.seq, "incoming": _numbers(grad), "local": [], "passes": []}
+        for i, (t, e, g) in enumerate(zip(rec.inputs, rec.edges, input_grads)):
+            if e is None:
+                continue  # a constant: no gradient wanted
+            x, jac = name(t, rec, i), jacobians[i]
+            if jac.shape[0] == 1:
+                shown, note = jac.reshape(t.shape), "(one output element: dz/dx has x's shape)"
+            elif jac.shape[0] == jac.shape[1] and np.array_equal(jac, np.diag(np.diag(jac))):
+                shown, note = np.diag(jac).reshape(t.shape), "(elementwise: the Jacobian's diagonal)"
+            else:
+                shown, note = jac, f"(the Jacobian: a row per element of {z}, a column per element of {x})"
+            passed = _numbers(g) if g is not None else np.zeros(t.shape)
+            _line(f"    local     d{z}/d{x}", shown, note, file=file)
+            _line(f"    passes    dL/d{x}", passed, file=file)
+            step["local"].append(jac)
+            step["passes"].append(passed)
+        steps.append(step)
+
+    root = Tensor._wrap(backend.array_module(loss.array).ones(loss.shape, dtype=loss.dtype))
+    autograd.run_backward([loss], [root], retain_graph=retain_graph, trace=narrate)
+    print("\nleaves (each .grad is the sum over every use of the leaf):", file=file)
+    for t in leaves.values():
+        _line(f"    {label.get(id(t), 'leaf ' + str(t.shape))}.grad", _numbers(t.grad), file=file)
+    return steps

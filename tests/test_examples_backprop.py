@@ -25,5 +25,9 @@ def test_backprop_by_hand_example_runs_and_prints_the_numbers():
     assert "all gradients agree" in out and "MISMATCH" not in out
     # the tape listing and the SGD step
     assert re.search(r"#\d+\s+ReLU\s+\(1, 3\) #\d+ -> \(1, 3\)", out)
+    # explain narrates autograd's own backward: the ReLU gate, and the leaves' gradients
+    assert "(elementwise: the Jacobian's diagonal)" in out
+    assert re.search(r"local\s+d#\d+/d#\d+ = \[\[1\., 0\., 1\.\]\]", out)
+    assert re.search(r"b1\.grad = \[-0\.636,  0\.   , -0\.318\]", out)
     assert re.search(r"new b2\s+= \[0\.156\]", out)  # 0.05 - 0.1 * (-1.06)
     assert re.search(r"new W1\s+= \[\[ 0\.5636, -0\.3   ,  0\.4318\]", out)

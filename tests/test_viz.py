@@ -104,3 +104,53 @@ def test_render_with_real_graphviz(tmp_path):
 def test_viz_rejects_non_tensors():
     with pytest.raises(TypeError, match="viz: expected a Tensor, got ndarray"):
         mg.viz.print_tape(np.ones(2))
+
+
+# -- explain: the backward pass narrated with numbers -------------------------------------------
+
+
+def _two_three_one():
+    """examples/backprop_by_hand.py's network: unit 2 is dead, so ReLU blocks its gradient."""
+    x, t = mg.tensor([[1.0, 2.0]], dtype=mg.float64), mg.tensor([[1.0]], dtype=mg.float64)
+    params = {name: mg.tensor(v, dtype=mg.float64, requires_grad=True) for name, v in (
+        ("W1", [[0.5, -0.3, 0.4], [-0.2, 0.1, 0.3]]), ("b1", [0.1, -0.2, 0.0]),
+        ("W2", [[0.6], [-0.4], [0.3]]), ("b2", [0.05]))}
+    h = (x @ params["W1"] + params["b1"]).relu()
+    loss = ((h @ params["W2"] + params["b2"] - t) ** 2).sum()
+    return loss, params, {"x": x, "t": t, **params}
+
+
+def test_explain_prints_the_chain_rule_with_autograds_numbers():
+    loss, params, names = _two_three_one()
+    loss2, params2, _ = _two_three_one()
+    reference = mg.grad(loss2, list(params2.values()))  # the same network, a separate graph
+    out = io.StringIO()
+    steps = mg.viz.explain(loss, names={**names, "L": loss}, file=out)
+    text = out.getvalue()
+    # one step per record, newest first, and each step is the chain rule: passes = J^T incoming
+    assert [s["op"] for s in steps] == ["Sum", "PowScalar", "Sub", "Add", "MatMul", "ReLU", "Add", "MatMul"]
+    for step in steps:
+        for jac, passed in zip(step["local"], step["passes"]):
+            np.testing.assert_allclose(jac.T @ np.ravel(step["incoming"]), np.ravel(passed), rtol=1e-12, atol=1e-15)
+    relu = steps[5]
+    np.testing.assert_array_equal(np.diag(relu["local"][0]), [1.0, 0.0, 1.0])  # the dead unit's gate
+    # explain ran the backward: the leaves' .grad are autograd's gradients
+    for p, want in zip(params.values(), reference):
+        np.testing.assert_allclose(p.grad.numpy(), want.numpy(), rtol=1e-12, atol=0)
+    assert "ReLU:  z = max(x, 0)" in text  # each step names its op and the op's math
+    assert "(elementwise: the Jacobian's diagonal)" in text
+    assert "W1.grad = [[-0.636,  0.   , -0.318]," in text
+    assert "dL/dW2" in text and "incoming  dL/dL = 1." in text
+
+
+def test_explain_refuses_graphs_too_large_to_print_and_non_scalars():
+    x = mg.randn(100, requires_grad=True)
+    with pytest.raises(ValueError, match=r"explain: .*shape \(100,\) \(100 elements\), more than max_elements=64"):
+        mg.viz.explain((x * 2).sum(), file=io.StringIO())
+    y = mg.tensor([1.0], requires_grad=True)
+    for _ in range(50):
+        y = y * 1.0
+    with pytest.raises(ValueError, match="explain: the graph has 51 records, more than max_records=40"):
+        mg.viz.explain(y.sum(), file=io.StringIO())
+    with pytest.raises(ValueError, match=r"explain: needs a scalar that requires grad \(a loss\), got shape \(2,\)"):
+        mg.viz.explain(mg.ones(2, requires_grad=True) * 2)
