@@ -169,10 +169,22 @@ def test_run_item_reports_a_crash_and_a_timeout(tmp_path, monkeypatch):
     assert "cudaErrorIllegalAddress" in crashed["summary"]
 
 
+def test_run_item_runs_the_item_in_a_process_of_its_own(tmp_path):
+    """The real path: a child process runs the item on this machine's CUDA device."""
+    found = gpu_check.run_item("cross_entropy", gpu_check.TINY, None, tmp_path, 240.0)
+    assert (tmp_path / "cross_entropy.json").exists() and (tmp_path / "cross_entropy.log").exists()
+    assert found["name"] == "cross_entropy" and 0 < found["seconds"] < 240
+    if mg.cuda.is_available():  # the GPU, or the emulated device: it runs (no baseline at this size)
+        assert found["status"] in ("pass", "skip"), found
+    else:
+        assert found["status"] == "fail" and "NoCUDAError" in found["summary"], found
+
+
 def test_item_process_writes_its_result_even_when_the_item_raises(tmp_path, monkeypatch):
     monkeypatch.setattr(gpu_check, "real_device", lambda: gpu_check.Device("cpu", np, cpu_clock))
     monkeypatch.setitem(gpu_check.ITEMS, "sgemm", gpu_check.Item(lambda ctx: 1 / 0, "t", "x"))
-    args = gpu_check.parse_args(["--item", "sgemm", "--preset", "tiny", "--logs", str(tmp_path), "--budget", "5"])
+    until = str(time.monotonic() + 7)
+    args = gpu_check.parse_args(["--item", "sgemm", "--preset", "tiny", "--logs", str(tmp_path), "--until", until])
     gpu_check.item_main(args)
     found = json.loads((tmp_path / "sgemm.json").read_text())
     assert found["status"] == "fail" and found["summary"].startswith("ZeroDivisionError")
@@ -462,7 +474,7 @@ def test_test_files_put_the_core_first():
     files = gpu_check.test_files(gpu_check.FULL)
     assert files[:len(gpu_check.CORE_TESTS)] == list(gpu_check.CORE_TESTS)
     assert len(files) == len(set(files)) and all((REPO / f).exists() for f in files)
-    assert "tests/test_gpu_check.py" in files
+    assert "tests/test_gpu_check.py" in files and "tests/test_cuda_sources.py" not in files
     assert gpu_check.test_files(gpu_check.TINY) == list(gpu_check.TINY.test_files)
 
 
