@@ -88,6 +88,7 @@ class Preset:
     accuracy_tolerance: float  # |accuracy on the device - on the CPU| at most this
     test_files: tuple          # None: every tests/test_*.py, core files first
     test_keyword: str
+    test_marks: str            # pytest -m: the slow MNIST trainings are the mnist_* items' job
     test_profile: str          # MINIGRAD_HYPOTHESIS_PROFILE of the test run
     budgets: dict              # item -> seconds at most
 
@@ -103,7 +104,7 @@ FULL = Preset(
     # dropout masks), which changes the trajectory as much as a new seed does: 1.5 points is
     # about three standard deviations of the difference of two such runs.
     accuracy_tolerance=0.015,
-    test_files=None, test_keyword="cuda", test_profile="dev",
+    test_files=None, test_keyword="cuda", test_marks="not slow", test_profile="dev",
     budgets={"sgemm": 60, "elementwise": 45, "cross_entropy": 45, "cuda_graph": 60, "mnist_mlp": 120,
              "mnist_cnn": 150, "train_mlp": 120, "train_cnn": 60, "tests": 240},
 )
@@ -115,7 +116,8 @@ TINY = Preset(
     examples={"mlp": ("--batch-size", "32"), "cnn": ("--batch-size", "8")}, example_subset=(64, 32),
     # a few steps on 32 test images: the accuracy says the path works, not how well it learns
     accuracy_tolerance=0.25,
-    test_files=("tests/test_ops_activation.py",), test_keyword="cuda and relu", test_profile="dev",
+    test_files=("tests/test_ops_activation.py",), test_keyword="cuda and relu", test_marks="not slow",
+    test_profile="dev",
     budgets={"sgemm": 60, "elementwise": 60, "cross_entropy": 60, "cuda_graph": 60, "mnist_mlp": 120,
              "mnist_cnn": 180, "train_mlp": 120, "train_cnn": 120, "tests": 120},
 )
@@ -536,7 +538,8 @@ def test_outcome(code, output):
 
 def item_tests(ctx):
     p = ctx.preset
-    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-rfE", "-k", p.test_keyword, *test_files(p)]
+    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-rfE", "-k", p.test_keyword,
+           "-m", p.test_marks, *test_files(p)]
     env = child_env(ctx.data)
     env["MINIGRAD_HYPOTHESIS_PROFILE"] = p.test_profile
     code, output = run_process(cmd, ctx.left() - 3, ctx.logs / "pytest.log", env)
