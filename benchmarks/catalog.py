@@ -41,9 +41,10 @@ from typing import Callable
 
 import numpy as np
 
+from minigrad import backend
 from minigrad.backend import cpu_kernels, reference
 
-from .common import cpu_clock, cupy_clock, cuda_usable, torch_cuda_clock
+from .common import cpu_clock, cupy_clock, cuda_usable, gpu_module, torch_cuda_clock
 
 # relative tolerances (max |out - expected| / max |expected|) per dtype
 EXACT = {"float32": 1e-6, "float64": 1e-13}
@@ -92,9 +93,7 @@ def _copied(inputs):
 
 
 def _to_cupy(inputs):
-    import cupy
-
-    return _convert(inputs, cupy.asarray)
+    return _convert(inputs, gpu_module().asarray)
 
 
 def _to_torch(inputs, device):
@@ -112,10 +111,8 @@ def to_host(value):
         return value.detach().cpu().numpy()
     if hasattr(value, "_record"):                   # minigrad Tensor
         value = value.array
-    if type(value).__module__.startswith("cupy"):
-        import cupy
-
-        return cupy.asnumpy(value)
+    if backend.device_of(value) == backend.CUDA:
+        return backend.to_device(value, "cpu")
     return np.asarray(value)
 
 

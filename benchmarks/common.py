@@ -79,12 +79,14 @@ def machine_info():
     usable, gpu = mg.backend.cuda_status()
     info["gpu"] = gpu if usable else f"none ({gpu})"
     if usable:
-        import cupy
-
-        info["cupy"] = cupy.__version__
-        for key, call in (("cuda_runtime", cupy.cuda.runtime.runtimeGetVersion),
-                          ("cuda_driver", cupy.cuda.runtime.driverGetVersion)):
-            v = call()
+        xp = gpu_module()
+        info["cupy"] = getattr(xp, "__version__", xp.__name__)
+        for key, name in (("cuda_runtime", "runtimeGetVersion"), ("cuda_driver", "driverGetVersion")):
+            try:
+                v = getattr(xp.cuda.runtime, name)()
+            except Exception as e:  # a stand-in for CuPy may not have it
+                info[key] = f"unknown ({type(e).__name__})"
+                continue
             info[key] = f"{v // 1000}.{(v % 1000) // 10}"
     return info
 
@@ -273,6 +275,15 @@ def cuda_usable():
     return mg.cuda_available()
 
 
+def gpu_module():
+    """The CuPy module minigrad's device "cuda" runs on: CuPy itself, or under
+    MINIGRAD_CUDA_EMULATOR=1 the emulator's stand-in with CuPy's API (so the GPU code of the
+    benchmarks runs there too, slowly)."""
+    from minigrad import backend
+
+    return backend.CUDA.xp
+
+
 def cpu_clock(fn, inner):
     """Seconds per call of ``fn`` on the host clock, over ``inner`` back-to-back calls."""
     start = time.perf_counter()
@@ -298,8 +309,7 @@ CLOCKS = {"wall": cpu_clock, "process": process_clock}
 def cupy_clock(fn, inner):
     """Seconds per call of GPU work ``fn`` queues on CuPy's current stream: CUDA events
     around the calls, after a device synchronisation (nothing earlier is still queued)."""
-    import cupy
-
+    cupy = gpu_module()
     start, end = cupy.cuda.Event(), cupy.cuda.Event()
     cupy.cuda.Device().synchronize()
     start.record()
@@ -327,9 +337,7 @@ def torch_cuda_clock(fn, inner):
 def synchronize(device):
     """Wait for everything queued on ``device`` (nothing to do on the CPU)."""
     if device == "cuda":
-        import cupy
-
-        cupy.cuda.Device().synchronize()
+        gpu_module().cuda.Device().synchronize()
         try:
             import torch
 

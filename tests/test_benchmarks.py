@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import catalog, ops, train
+from benchmarks import catalog, gpu_check, ops, train
 from benchmarks.catalog import Impl
 from minigrad.backend import cpu_kernels
 
@@ -240,7 +240,7 @@ def test_documented_commands_use_real_options():
     import re
 
     root = pathlib.Path(__file__).resolve().parents[1]
-    modules = {"ops": ops, "train": train}
+    modules = {"ops": ops, "train": train, "gpu_check": gpu_check}
     found = 0
     for page in (root / "docs" / "benchmarks.md", root / "benchmarks" / "README.md", root / "README.md"):
         for match in re.finditer(r"python -m benchmarks\.(\w+)([^`\n#]*)", page.read_text()):

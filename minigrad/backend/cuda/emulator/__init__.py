@@ -88,8 +88,10 @@ class Unavailable(str):
 # ---------------------------------------------------------------------------------------------
 # The toolchain: compiler, flags, cache
 # ---------------------------------------------------------------------------------------------
+# -ffp-contract=fast: contract a*b+c into fused multiply-adds, as NVRTC does by default (-fmad=true);
+# on x86-64 only with -mfma (_fma_flags), and never at -O0 (docs/emulator.md: "Floating point").
 _FLAGS = ("-fPIC", "-fwrapv", "-fno-strict-aliasing", "-fno-math-errno", "-fno-threadsafe-statics",
-          "-fvisibility=hidden", "-ffp-contract=off", "-w")
+          "-fvisibility=hidden", "-ffp-contract=fast", "-w")
 _build_lock = threading.Lock()
 _launch_lock = threading.Lock()
 _toolchain = None
@@ -114,6 +116,7 @@ class _Toolchain:
         self.version = version.stdout.splitlines()[0] if version.stdout else cxx
         debug = os.environ.get("MINIGRAD_EMU_DEBUG") == "1"
         self.flags = ("-O0", "-g") + _FLAGS if debug else ("-O2",) + _FLAGS
+        self.flags += _fma_flags(machine.stdout)
         if os.environ.get("MINIGRAD_EMU_UCONTEXT") == "1":  # the portable context switch
             self.flags += ("-DMGEMU_UCONTEXT",)
         self.identity = "\n".join([str(_ABI_VERSION), self.version, machine.stdout.strip(), " ".join(self.flags)]
@@ -138,6 +141,20 @@ class _Toolchain:
             log = "\n".join(result.stderr.strip().splitlines()[:60])
             raise CompileError(f"{what} does not compile for the CUDA emulator ({self.version}):\n{log}")
         return result
+
+
+def _fma_flags(machine):
+    """-mfma where the compiler targets x86-64 and this CPU has FMA instructions (Haswell and
+    later): x86-64's baseline lacks them, so without it g++ cannot contract. AArch64 always
+    has them."""
+    if not machine.startswith("x86_64"):
+        return ()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return ()
+    return ("-mfma",) if "fma" in flags else ()
 
 
 def _cache_dir():

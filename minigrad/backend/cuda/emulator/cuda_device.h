@@ -480,10 +480,22 @@ inline double normcdfinv(double p) { return static_cast<double>(-1.4142135623730
 inline float normcdfinvf(float p) { return static_cast<float>(normcdfinv(p)); }
 
 // IEEE round-to-nearest arithmetic (the _rn suffix); other rounding modes are not provided.
+// On a GPU these are never contracted into a fused multiply-add (that is what they are for:
+// __fmul_rn(a, b) + c rounds the product), while g++ here contracts a * b + c as NVRTC does
+// (emulator/__init__.py: -ffp-contract=fast). mgemu::rounded() keeps a value out of any
+// contraction: a round trip through a volatile variable is a rounded value the compiler must
+// take as it is.
+namespace mgemu {
+template <class T>
+inline T rounded(T v) {
+    volatile T stored = v;
+    return stored;
+}
+}  // namespace mgemu
 #define MGEMU_ROUND_TO_NEAREST(p, T)                                  \
-    inline T __##p##add_rn(T a, T b) { return a + b; }                \
-    inline T __##p##sub_rn(T a, T b) { return a - b; }                \
-    inline T __##p##mul_rn(T a, T b) { return a * b; }                \
+    inline T __##p##add_rn(T a, T b) { return ::mgemu::rounded(a) + ::mgemu::rounded(b); } \
+    inline T __##p##sub_rn(T a, T b) { return ::mgemu::rounded(a) - ::mgemu::rounded(b); } \
+    inline T __##p##mul_rn(T a, T b) { return ::mgemu::rounded(a * b); } \
     inline T __##p##div_rn(T a, T b) { return a / b; }                \
     inline T __##p##rcp_rn(T x) { return T(1) / x; }                  \
     inline T __##p##sqrt_rn(T x) { return sqrt(x); }

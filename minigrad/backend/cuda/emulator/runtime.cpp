@@ -903,6 +903,39 @@ void describe_fault() {
     L.message = where_thread(L.fault.thread) + ": " + what;
 }
 
+// ---------------------------------------------------------------------------------------
+// Denormals. CuPy compiles every module with -ftz=true (cupy/cuda/compiler.py appends it to
+// the caller's options), so on a GPU single-precision arithmetic flushes denormal inputs and
+// results to a zero of the same sign, while double precision keeps them. A CPU has one switch
+// for both precisions (x86-64: MXCSR's flush-to-zero and denormals-are-zero bits; AArch64:
+// FPCR.FZ), so a launch flushes when no parameter of the kernel is a double or points to
+// doubles (the float32 half of minigrad's kernels) and keeps denormals otherwise. The switch
+// belongs to the CPU thread, so it covers every fiber; it is restored when the launch ends.
+// ---------------------------------------------------------------------------------------
+bool flushes_denormals(const KernelDesc* k) {
+    for (int i = 0; i < k->num_params; ++i) {
+        const ParamDesc& p = k->params[i];
+        bool is_double = p.kind == kFloat && p.size == 8;
+        bool to_double = p.kind == kPointer && p.pointee_kind == kFloat && p.pointee_size == 8;
+        if (is_double || to_double) return false;
+    }
+    return true;
+}
+
+#if defined(__x86_64__)
+constexpr unsigned kFlushBits = 0x8040;  // MXCSR: FTZ (bit 15) | DAZ (bit 6)
+unsigned long long float_mode() { return __builtin_ia32_stmxcsr(); }
+void set_float_mode(unsigned long long m) { __builtin_ia32_ldmxcsr(static_cast<unsigned>(m)); }
+#elif defined(__aarch64__)
+constexpr unsigned long long kFlushBits = 1ull << 24;  // FPCR.FZ
+unsigned long long float_mode() { unsigned long long m; asm volatile("mrs %0, fpcr" : "=r"(m)); return m; }
+void set_float_mode(unsigned long long m) { asm volatile("msr fpcr, %0" : : "r"(m)); }
+#else
+constexpr unsigned long long kFlushBits = 0;  // elsewhere denormals are kept (docs/emulator.md)
+unsigned long long float_mode() { return 0; }
+void set_float_mode(unsigned long long) {}
+#endif
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -1017,6 +1050,8 @@ MGEMU_EXPORT int mgemu_launch(const LaunchDesc* d) {
     }
     install_handlers();
     launching_tid = this_tid();
+    const unsigned long long caller_float_mode = float_mode();
+    set_float_mode(flushes_denormals(d->kernel) ? caller_float_mode | kFlushBits : caller_float_mode & ~kFlushBits);
     if (sigsetjmp(L.exit, 1) == 0) {
         prepare_dynamic_shared(d->dynamic_shared);
         if (d->check_bounds) relocate_arrays();
@@ -1033,6 +1068,7 @@ MGEMU_EXPORT int mgemu_launch(const LaunchDesc* d) {
     } else if (L.fault.signal) {
         describe_fault();
     }
+    set_float_mode(caller_float_mode);  // also after a fault: siglongjmp does not restore it
     launching_tid = 0;
     restore_handlers();
     release_regions();
