@@ -32,6 +32,30 @@ from .shape import (  # noqa: F401
     transpose, tril, triu, unsqueeze,
 )
 
+# The public functional forms: ``from minigrad.ops import *`` and hence the top-level
+# ``minigrad.exp``, ``minigrad.cat``, ... are exactly these (the rest above is internal: operator
+# helpers, the submodules).  A new op is public once it is imported above and listed here.
+__all__ = [
+    # elementwise.py
+    "abs", "add", "allclose", "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor", "clip",
+    "clone", "cos", "div", "eq", "exp", "floor_divide", "ge", "gt", "isclose", "le", "log", "lt",
+    "masked_fill", "maximum", "minimum", "mul", "ne", "neg", "one_hot", "pow", "promote_types",
+    "result_type", "sign", "sin", "sqrt", "sub", "where",
+    # reduce.py
+    "amax", "amin", "argmax", "argmin", "logsumexp", "max", "mean", "min", "std", "sum", "var",
+    # matmul.py, activation.py
+    "linear", "matmul",
+    "gelu", "leaky_relu", "log_softmax", "relu", "sigmoid", "silu", "softmax", "tanh",
+    # shape.py
+    "broadcast_to", "cat", "chunk", "concatenate", "expand", "flatten", "gather", "pad", "permute",
+    "reshape", "split", "squeeze", "stack", "sum_to", "transpose", "tril", "triu", "unsqueeze", "view",
+    # conv.py, pool.py, norm.py, embedding.py, attention.py, loss.py
+    "conv2d", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "batch_norm", "layer_norm",
+    "embedding", "scaled_dot_product_attention",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "mse_loss",
+    "nll_loss",
+]
+
 # -- operators ------------------------------------------------------------------------------
 Tensor.__add__, Tensor.__radd__ = add, radd
 Tensor.__sub__, Tensor.__rsub__ = sub, rsub
