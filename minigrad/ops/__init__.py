@@ -6,7 +6,7 @@ from ..autograd import REGISTRY, Function  # noqa: F401
 from ..tensor import Tensor
 from .elementwise import (  # noqa: F401
     abs, add, allclose, astype, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, clip, clone, cos,
-    div, eq, exp, floor_divide, ge, gt, isclose, le, lift, log, lt, masked_fill, maximum, minimum,
+    div, eq, equal, exp, floor_divide, ge, gt, isclose, le, lift, log, lt, masked_fill, maximum, minimum,
     mul, ne, neg, one_hot, pow,
     promote_types, radd, rdiv, result_type, rfloordiv, rmul, rpow, rsub, sign, sin, sqrt, sub,
     to_device, where,
@@ -38,7 +38,7 @@ from .shape import (  # noqa: F401
 __all__ = [
     # elementwise.py
     "abs", "add", "allclose", "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor", "clip",
-    "clone", "cos", "div", "eq", "exp", "floor_divide", "ge", "gt", "isclose", "le", "log", "lt",
+    "clone", "cos", "div", "eq", "equal", "exp", "floor_divide", "ge", "gt", "isclose", "le", "log", "lt",
     "masked_fill", "maximum", "minimum", "mul", "ne", "neg", "one_hot", "pow", "promote_types",
     "result_type", "sign", "sin", "sqrt", "sub", "where",
     # reduce.py
@@ -90,7 +90,7 @@ Tensor.T = property(_T)
 
 # -- reduction, matmul and activation methods (reduce.py, matmul.py, activation.py) ---------
 for _name in ("var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "logsumexp", "matmul",
-              "clone", "gather", "isclose", "allclose",
+              "clone", "gather", "isclose", "allclose", "equal",
               "relu", "sigmoid", "tanh", "softmax", "log_softmax"):
     setattr(Tensor, _name, globals()[_name])
 Tensor.__matmul__, Tensor.__rmatmul__ = matmul, rmatmul
