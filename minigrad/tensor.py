@@ -152,13 +152,13 @@ class Tensor:
     def __format__(self, spec):
         """``f"{loss:.4f}"``: a 0-d tensor formats as its number; other tensors only with an
         empty spec (their repr), as in PyTorch."""
+        if not spec:
+            return repr(self)
         if self.array.ndim == 0:
             return format(self.item(), spec)
-        if spec:
-            raise TypeError(f"Tensor.__format__: the format spec {spec!r} applies to 0-d tensors "
-                            f"(numbers) only, this one has shape {self.shape}; format "
-                            "x.item() or x.tolist() instead")
-        return repr(self)
+        raise TypeError(f"Tensor.__format__: the format spec {spec!r} applies to 0-d tensors "
+                        f"(numbers) only, this one has shape {self.shape}; format "
+                        "x.item() or x.tolist() instead")
 
     def __float__(self):
         return float(self.item())
@@ -483,8 +483,8 @@ def device_and_dtype(name, args, device=None, dtype=None):
             try:
                 dtype = np.dtype(a)
             except TypeError:
-                raise TypeError(f"{name}: expected a device (\"cpu\", \"cuda\"), a dtype or a tensor, "
-                                f"got {a!r}") from None
+                raise TypeError(f"{name}: expected a device or a dtype (or a tensor for both), such as "
+                                f"\"cuda\" or minigrad.float64; got {a!r}") from None
     return (Device(device) if device is not None else None,
             np.dtype(dtype) if dtype is not None else None)
 
