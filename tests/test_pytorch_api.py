@@ -445,6 +445,15 @@ def test_a_pytorch_argument_minigrad_lacks_names_the_class_and_what_it_takes(mak
     assert "docs/differences.md" in str(info.value)
 
 
+def test_load_takes_pytorchs_arguments(tmp_path):
+    path = tmp_path / "checkpoint.pt"  # any file name: the format is minigrad's .npz either way
+    mg.save({"w": mg.ones(2)}, path)
+    assert mg.load(path, map_location="cpu")["w"].tolist() == [1.0, 1.0]
+    assert mg.load(path, map_location=mg.device("cpu"), weights_only=False)["w"].device == "cpu"
+    with pytest.raises(TypeError, match="load: map_location must be a device"):
+        mg.load(path, map_location={"cuda:0": "cpu"})
+
+
 def test_dataloader_accepts_workers_and_pinning():
     data = mg.utils.data.TensorDataset(mg.arange(10))
     loader = mg.utils.data.DataLoader(data, batch_size=4, num_workers=2, pin_memory=True,

@@ -144,7 +144,7 @@ def main():
     }, args.checkpoint)
     del model2, optimizer2, scheduler2
 
-    checkpoint = torch.load(args.checkpoint)
+    checkpoint = torch.load(args.checkpoint, map_location=device)
     model3, optimizer3, scheduler3 = make_training(args, device)
     model3.load_state_dict(checkpoint["model_state_dict"])
     optimizer3.load_state_dict(checkpoint["optimizer_state_dict"])
