@@ -15,6 +15,7 @@ from minigrad import nn, optim
 from minigrad.autograd import Function
 
 from tests.idx_files import make_dataset_dir
+from tests.test_pytorch_scripts import load_script
 
 # -- the namespace -------------------------------------------------------------------------------
 
@@ -205,18 +206,8 @@ def test_inference_mode_and_bare_decorators():
 # -- custom Functions: PyTorch's protocol ------------------------------------------------------------
 
 
-class LegendrePolynomial3(Function):
-    """P3(x) = (5x^3 - 3x) / 2,  P3'(x) = 3 (5x^2 - 1) / 2"""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return 0.5 * (5 * x ** 3 - 3 * x)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        return grad_output * 1.5 * (5 * x ** 2 - 1)
+# the custom Function of the "Learning PyTorch with Examples" fit, from its script
+LegendrePolynomial3 = load_script("polynomial_legendre.py").LegendrePolynomial3
 
 
 class ScaledSplit(Function):
@@ -365,17 +356,7 @@ def test_custom_function_setup_context_and_once_differentiable():
 def test_custom_function_matches_pytorch():
     torch = pytest.importorskip("torch")
 
-    class TorchP3(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return 0.5 * (5 * x ** 3 - 3 * x)
-
-        @staticmethod
-        def backward(ctx, grad_output):
-            (x,) = ctx.saved_tensors
-            return grad_output * 1.5 * (5 * x ** 2 - 1)
-
+    TorchP3 = load_script("polynomial_legendre.py", "torch").LegendrePolynomial3
     values = np.linspace(-2, 2, 9)
     ours = mg.tensor(values, requires_grad=True)
     theirs = torch.tensor(values, requires_grad=True)

@@ -23,6 +23,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +121,18 @@ def test_the_rewritten_imports_run():
 
 
 # -- the scripts -------------------------------------------------------------------------------
+
+
+def load_script(script, framework="minigrad"):
+    """A script's definitions (its classes and functions) as a module, without running main():
+    rewritten for minigrad, or as it is for PyTorch."""
+    source = (SCRIPTS / script).read_text()
+    if framework == "minigrad":
+        source = rewrite_imports(source)
+    module = types.ModuleType(f"{framework}_{script.removesuffix('.py')}")
+    exec(compile(source, str(SCRIPTS / script), "exec"), module.__dict__)
+    return module
+
 
 
 @dataclass

@@ -28,6 +28,18 @@ class Polynomial3(nn.Module):
         return f"y = {self.a.item()} + {self.b.item()} x + {self.c.item()} x^2 + {self.d.item()} x^3"
 
 
+def fit(model, inputs, y, optimizer, loss_fn, steps, losses):
+    """The usual loop: forward, loss, zero the gradients, backward, step."""
+    for t in range(steps):
+        loss = loss_fn(model(inputs), y)
+        losses.append(loss.item())
+        if t % 100 == 99:
+            print(t, loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
 def main():
     parser = argparse.ArgumentParser(description="polynomial fits of sin(x) with torch.nn and torch.optim")
     parser.add_argument("--steps", type=int, default=2000)
@@ -76,32 +88,12 @@ def main():
     print(f"Result: y = {linear_layer.bias.item()} + {linear_layer.weight[:, 0].item()} x + "
           f"{linear_layer.weight[:, 1].item()} x^2 + {linear_layer.weight[:, 2].item()} x^3")
 
-    # 2. the same model, updated by optim.RMSprop
-    model = models["rmsprop"]
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3)
-    for t in range(args.steps):
-        y_pred = model(xx)
-        loss = loss_fn(y_pred, y)
-        losses["rmsprop"].append(loss.item())
-        if t % 100 == 99:
-            print("rmsprop", t, loss.item())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    # 3. a custom Module, SGD with momentum
+    # 2. the same model, updated by optim.RMSprop; 3. a custom Module, SGD with momentum
+    fit(models["rmsprop"], xx, y, torch.optim.RMSprop(models["rmsprop"].parameters(), lr=1e-3),
+        loss_fn, args.steps, losses["rmsprop"])
     model = models["module"]
-    criterion = torch.nn.MSELoss(reduction="sum")
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
-    for t in range(args.steps):
-        y_pred = model(x)
-        loss = criterion(y_pred, y)
-        losses["module"].append(loss.item())
-        if t % 100 == 99:
-            print("module", t, loss.item())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    fit(model, x, y, torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9),
+        torch.nn.MSELoss(reduction="sum"), args.steps, losses["module"])
     print(f"Result: {model.string()}")
 
     for name, curve in losses.items():
