@@ -203,6 +203,10 @@ class Function:
     ``backward`` need not undo broadcasting: the engine sums each gradient back to its input's
     shape in one place.
 
+    That is the ops' protocol.  A subclass whose ``forward`` is a ``@staticmethod`` follows
+    PyTorch's instead (tensors in, ``ctx.save_for_backward``; see FunctionCtx below): its
+    ``apply`` is then ``_apply_custom``, set when the class is made (``__init_subclass__``).
+
     Saved values are checked by the engine, not by each op: an op declares what its backward
     reads, and before that backward runs the engine compares the version of each of those
     tensors (the count of in-place writes to its memory, shared with its views) with the version

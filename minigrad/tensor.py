@@ -27,7 +27,7 @@ class Tensor:
         PyTorch's ``torch.Tensor([1, 2])``).  ``Tensor(2, 3)``: PyTorch's legacy constructor, an
         uninitialised tensor of shape (2, 3) in the default float dtype.  Prefer
         ``minigrad.tensor(data)`` (which keeps integer lists integer) and ``minigrad.empty(2, 3)``."""
-        if all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in data):
+        if all(type(n) is int for n in data):  # Python ints (a NumPy integer is data)
             data = np.empty(data if data else (0,), dtype=dtype if dtype is not None else backend.get_default_dtype())
         elif len(data) == 1:
             data = data[0]

@@ -92,6 +92,7 @@ def test_legacy_tensor_constructor():
     assert mg.Tensor([1, 2]).dtype == np.float32  # Python data: the default float, as torch.Tensor
     assert mg.Tensor((2, 3)).tolist() == [2.0, 3.0]  # a tuple is data
     assert mg.Tensor(np.arange(3)).dtype == np.int64  # an array keeps its dtype
+    assert mg.Tensor(np.int64(-3)).item() == -3  # a NumPy number is data, not a shape
     assert mg.Tensor(2, 3, dtype=mg.float64).dtype == np.float64
     assert mg.tensor([1, 2]).dtype == np.int64 and mg.tensor(3).item() == 3
     with pytest.raises(TypeError, match="Tensor: expected one data argument"):
