@@ -21,7 +21,9 @@ derivatives (Hessian-vector products, gradient penalties) come out of the same c
 """
 import copy
 import functools
+import inspect
 import itertools
+import math
 import weakref
 
 import numpy as np
@@ -47,6 +49,11 @@ class _Switch:
     restores the previous value afterwards (also when the body raises)."""
 
     holder = _GradMode
+
+    def __new__(cls, *args, **kwargs):
+        if len(args) == 1 and not kwargs and callable(args[0]):
+            return cls()(args[0])  # the bare decorator, PyTorch's ``@no_grad`` without ()
+        return super().__new__(cls)
 
     def __init__(self, mode):
         self.mode = bool(mode)
@@ -100,6 +107,14 @@ class enable_grad(_Switch):
 
     def __init__(self):
         super().__init__(True)
+
+
+class inference_mode(_Switch):
+    """PyTorch's ``inference_mode()``: here the same as ``no_grad()`` (nothing is recorded;
+    minigrad has no separate inference tensors).  ``inference_mode(False)`` records."""
+
+    def __init__(self, mode=True):
+        super().__init__(not mode)
 
 
 # ----------------------------------------------------------------------------------------
@@ -188,6 +203,10 @@ class Function:
     ``backward`` need not undo broadcasting: the engine sums each gradient back to its input's
     shape in one place.
 
+    That is the ops' protocol.  A subclass whose ``forward`` is a ``@staticmethod`` follows
+    PyTorch's instead (tensors in, ``ctx.save_for_backward``; see FunctionCtx below): its
+    ``apply`` is then ``_apply_custom``, set when the class is made (``__init_subclass__``).
+
     Saved values are checked by the engine, not by each op: an op declares what its backward
     reads, and before that backward runs the engine compares the version of each of those
     tensors (the count of in-place writes to its memory, shared with its views) with the version
@@ -218,6 +237,11 @@ class Function:
     # set by apply() on recorded instances
     inputs = None
     seq = -1
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if isinstance(inspect.getattr_static(cls, "forward"), staticmethod):
+            cls.apply = classmethod(_apply_custom)  # PyTorch's protocol (below: FunctionCtx)
 
     @classmethod
     def apply(cls, *inputs, **params):
@@ -319,6 +343,192 @@ class Function:
 
     def __repr__(self):
         return f"<{self.name} record #{self.seq}>"
+
+
+# ----------------------------------------------------------------------------------------
+# Custom Functions, PyTorch's protocol: tensors in, tensors out, and a ``ctx``
+#
+#     class Cube(minigrad.autograd.Function):
+#         @staticmethod
+#         def forward(ctx, x):              # Tensors in (nothing inside is recorded), Tensor out
+#             ctx.save_for_backward(x)
+#             return x ** 3
+#         @staticmethod
+#         def backward(ctx, g):             # one gradient per output in, one per argument out
+#             (x,) = ctx.saved_tensors
+#             return 3 * x ** 2 * g
+#     y = Cube.apply(x)
+#
+# A Function subclass whose ``forward`` is a staticmethod follows this protocol (the ops above
+# follow the array-level one).  Its ``apply`` is _apply_custom: the call is recorded as one
+# _CustomRecord, an ordinary record for the engine whose backward calls the class's backward.
+
+
+class FunctionCtx:
+    """The ``ctx`` that a custom Function's ``forward`` and ``backward`` receive (PyTorch's).
+    Other values for backward (a constant, a shape) can be set on it as attributes."""
+
+    def __init__(self, needs_input_grad):
+        #: one bool per argument of forward: does it need a gradient (a tensor that requires grad)
+        self.needs_input_grad = needs_input_grad
+        self._saved, self._versions, self._non_differentiable = (), (), ()
+
+    def save_for_backward(self, *tensors):
+        """Keep tensors (inputs, outputs or intermediates; None allowed) for backward, which
+        reads them as ``ctx.saved_tensors``.  The engine checks before backward that none was
+        modified in place since (the version each had here)."""
+        for i, t in enumerate(tensors):
+            if t is not None and not isinstance(t, Tensor):
+                raise TypeError(f"save_for_backward: argument {i} is a {type(t).__name__}; only tensors "
+                                "(or None) are saved this way: set other values as attributes of ctx")
+        self._saved = tensors
+        self._versions = tuple(None if t is None else t._version for t in tensors)
+
+    @property
+    def saved_tensors(self):
+        """What ``save_for_backward`` kept, unchanged since (the engine checked their versions)."""
+        return self._saved
+
+    def mark_non_differentiable(self, *outputs):
+        """These outputs (integer indices, a mask) get no gradient: they do not require grad,
+        and backward receives zeros for them."""
+        self._non_differentiable = outputs
+
+    def set_materialize_grads(self, value):
+        """Accepted for PyTorch's code; minigrad always passes zeros (never None) to backward for
+        outputs that received no gradient, which every backward written for either handles."""
+
+    def mark_dirty(self, *tensors):
+        raise NotImplementedError(
+            "mark_dirty: custom Functions that modify their inputs in place are not supported; "
+            "return a new tensor from forward (docs/differences.md)")
+
+
+def once_differentiable(backward):
+    """Decorator for a custom Function's backward computed on values alone (NumPy, a kernel):
+    under ``create_graph=True`` differentiating its result again raises instead of being
+    silently wrong (PyTorch's ``torch.autograd.function.once_differentiable``)."""
+    backward.once_differentiable = True
+    return backward
+
+
+def _call_forward(fn, ctx, args, kwargs):
+    """Run the class's forward without recording (PyTorch 2's split form too: forward without
+    ctx, then ``setup_context(ctx, inputs, output)``)."""
+    with no_grad():
+        if getattr(fn, "setup_context", None) is not None:
+            outputs = fn.forward(*args, **kwargs)
+            fn.setup_context(ctx, args, outputs)
+            return outputs
+        return fn.forward(ctx, *args, **kwargs)
+
+
+def _apply_custom(fn, *args, **kwargs):
+    """``CustomFunction.apply(*args)``: forward on the arguments, recorded as one _CustomRecord
+    when a tensor argument requires grad; each differentiable output is a fresh tensor that
+    shares memory (and the version counter) with what forward returned."""
+    tensors = [a for a in args if isinstance(a, Tensor)]
+    recording = _GradMode.enabled and any(t.requires_grad for t in tensors)
+    ctx = FunctionCtx(tuple(recording and isinstance(a, Tensor) and a.requires_grad for a in args))
+    if not recording:
+        return _call_forward(fn, ctx, args, kwargs)
+    packed = _CustomRecord.apply(*tensors, fn=fn, ctx=ctx, args=args, kwargs=kwargs)
+    outputs, rec = ctx._outputs, packed._record
+    del ctx._outputs
+    if rec is None:  # no differentiable output
+        return outputs
+    outs = list(outputs) if isinstance(outputs, tuple) else [outputs]
+    for k, start in zip(rec.diff, rec.offsets):
+        out = packed if len(rec.diff) == 1 else _Unpack.apply(packed, value=outs[k].array, start=start,
+                                                             label=f"{fn.__name__}[{k}]")
+        out._vc, out._hist = outs[k]._vc, outs[k]._hist
+        outs[k] = out
+    return tuple(outs) if isinstance(outputs, tuple) else outs[0]
+
+
+class _CustomRecord(Function):
+    """One call of a custom Function on the tape.  Its inputs are the call's tensor arguments;
+    its output is the differentiable output, or, when there are several, one flat buffer that
+    stands for all of them (each is then an _Unpack of it, so the engine, which gives a record
+    one output gradient, sums their gradients into the buffer at their own offsets).
+
+    backward: dL/d(output k) = the gradient's piece at k's offsets (zeros for the other
+    outputs), handed to the class's backward with ctx; it returns one gradient per argument."""
+
+    saves_inputs = False  # backward reads what ctx.save_for_backward kept: check_saved checks it
+
+    def forward(self, *arrays, fn, ctx, args, kwargs):
+        self.fn, self.ctx = fn, ctx
+        self.positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+        self.once_differentiable = getattr(fn.backward, "once_differentiable", False)
+        outputs = ctx._outputs = _call_forward(fn, ctx, args, kwargs)
+        outs = outputs if isinstance(outputs, tuple) else (outputs,)
+        self.like = [(o.shape, o.dtype) if isinstance(o, Tensor) else None for o in outs]
+        self.diff = [k for k, o in enumerate(outs) if isinstance(o, Tensor) and o.dtype.kind in "fc"
+                     and not any(o is m for m in ctx._non_differentiable)]
+        xp = backend.array_module(arrays[0])
+        if not self.diff:
+            return xp.empty(0, dtype=np.int8)  # not floating: apply records nothing
+        if len(self.diff) == 1:
+            self.offsets = [0]
+            return outs[self.diff[0]].array
+        sizes = [outs[k].array.size for k in self.diff]
+        self.offsets = [int(o) for o in np.cumsum([0] + sizes[:-1])]
+        return xp.empty(sum(sizes), dtype=np.result_type(*[outs[k].dtype for k in self.diff]))
+
+    def check_saved(self):
+        for i, (t, version) in enumerate(zip(self.ctx._saved, self.ctx._versions)):
+            if t is not None and t._version != version:
+                raise _modified_error(self, f"saved tensor {i}", t, version)
+
+    def backward(self, grad):
+        xp = backend.array_module(grad.array)
+        grads = [None if like is None else Tensor._wrap(xp.zeros(*like)) for like in self.like]
+        if len(self.diff) == 1:
+            grads[self.diff[0]] = grad
+        else:
+            for k, start in zip(self.diff, self.offsets):
+                shape, dtype = self.like[k]
+                grads[k] = grad[start:start + math.prod(shape)].reshape(shape).astype(dtype)
+        result = self.fn.backward(self.ctx, *grads)
+        result = result if isinstance(result, tuple) else (result,)
+        n = len(self.ctx.needs_input_grad)
+        if len(result) < n or any(g is not None for g in result[n:]):
+            raise RuntimeError(f"{self.name}.backward returned {len(result)} gradients, but forward took "
+                               f"{n} arguments: return one per argument (None for non-tensors)")
+        for i, g in enumerate(result[:n]):
+            if g is not None and not isinstance(g, Tensor):
+                raise TypeError(f"{self.name}.backward returned a {type(g).__name__} as the gradient of "
+                                f"argument {i}; return a Tensor (or None)")
+        return tuple(result[i] for i in self.positions)
+
+    @property
+    def name(self):
+        return self.__dict__.get("fn", _CustomRecord).__name__
+
+    def _release(self):
+        fn = self.fn
+        super()._release()
+        self.fn = fn  # its name, for the "backward a second time" error
+
+
+class _Unpack(Function):
+    """Output k of a custom Function with several differentiable outputs (see _CustomRecord):
+    z = forward's output k; dL/dbuffer = g flattened at k's offsets, zeros elsewhere."""
+
+    saves_inputs = False
+
+    def forward(self, packed, value, start, label):
+        self.start, self.size, self.label = start, packed.size, label
+        return value
+
+    def backward(self, g):
+        flat = g.reshape(-1)
+        return ops.pad(flat, [(self.start, self.size - self.start - flat.shape[0])])
+
+    @property
+    def name(self):
+        return self.__dict__.get("label", "_Unpack")
 
 
 def parents(rec):
@@ -623,24 +833,45 @@ def _as_grad(t, g, what):
     return g
 
 
-def backward(tensor, grad=None, retain_graph=False, create_graph=False):
-    """Accumulate d(tensor)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
-    if not tensor.requires_grad:
-        raise RuntimeError(
-            f"backward: the tensor (shape {tensor.shape}) does not require grad and has no "
-            "record on the tape. Create inputs with requires_grad=True, and do not compute the "
-            "loss inside no_grad()."
-        )
-    grad = _as_grad(tensor, grad, "backward")
-    run_backward([tensor], [grad], retain_graph or create_graph, create_graph)
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate d(tensors)/d(leaf) into ``leaf.grad`` for every leaf that requires grad
+    (PyTorch's ``torch.autograd.backward``; ``t.backward(g)`` is ``backward(t, g)``).
+
+    ``tensors``: one tensor or several (their gradients add up), each seeded by its entry of
+    ``grad_tensors`` (needed unless it has one element).  ``retain_graph`` keeps the saved
+    values for another backward (always so with ``create_graph``).  ``inputs``: accumulate into the ``.grad`` of these tensors only."""
+    single = isinstance(tensors, Tensor)
+    tensors = [tensors] if single else list(tensors)
+    if grad_tensors is None or isinstance(grad_tensors, Tensor) or single:
+        grad_tensors = [grad_tensors] + [None] * (len(tensors) - 1)
+    for t in tensors:
+        if not t.requires_grad:
+            raise RuntimeError(
+                f"backward: the tensor (shape {t.shape}) does not require grad and has no "
+                "record on the tape. Create inputs with requires_grad=True, and do not compute the "
+                "loss inside no_grad()."
+            )
+    retain_graph = bool(retain_graph) or create_graph
+    if inputs is not None:
+        inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        grads = grad(tensors, inputs, grad_tensors, retain_graph, create_graph, allow_unused=True)
+        for t, g in zip(inputs, grads):
+            if g is not None:
+                t.grad = g if t.grad is None else t.grad + g
+        return
+    seeds = [_as_grad(t, g, "backward") for t, g in zip(tensors, grad_tensors)]
+    run_backward(tensors, seeds, retain_graph, create_graph)
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False,
+         materialize_grads=False):
     """Return d(outputs)/d(inputs) as a tuple, without touching any ``.grad``.
 
     Like ``torch.autograd.grad``.  With ``create_graph=True`` the returned gradients are
     themselves on the tape, so they can be differentiated again (second derivatives).
+    ``materialize_grads=True``: zeros (not None) for inputs the outputs do not depend on.
     """
+    allow_unused = allow_unused or materialize_grads
     single = isinstance(outputs, Tensor)
     outputs = [outputs] if single else list(outputs)
     inputs_list = [inputs] if isinstance(inputs, Tensor) else list(inputs)
@@ -667,8 +898,12 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                 f"grad: input {i} (shape {t.shape}) was not used to compute the outputs; "
                 "pass allow_unused=True to get None for it"
             )
+        if g is None and materialize_grads:
+            g = Tensor._wrap(backend.array_module(t.array).zeros_like(t.array))
         result.append(g if g is None or create_graph else g.detach())
     return tuple(result)
 
 
 from .tensor import Tensor  # noqa: E402  (Tensor uses Function; Function makes Tensors)
+from . import ops  # noqa: E402
+from .gradcheck import gradcheck, gradgradcheck  # noqa: E402,F401  (torch.autograd.gradcheck)

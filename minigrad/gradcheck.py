@@ -20,6 +20,8 @@ place after the forward, and requires backward either to raise the engine's "mod
 inplace operation" error or to give exactly the unedited gradient.  An op whose backward reads
 a value it did not declare (``Function.saves_inputs`` / ``saves_output``) fails here.
 """
+import functools
+
 import numpy as np
 
 from . import autograd, backend
@@ -75,12 +77,35 @@ def _label(fn, names):
     return f"{base} (ops: {', '.join(sorted(names))})" if names else base
 
 
+def _pytorch_arguments(check):
+    """PyTorch's ways of calling gradcheck / gradgradcheck, besides minigrad's: the inputs as one
+    tuple, ``gradcheck(fn, (x, y))``; ``raise_exception=False`` returns False instead of raising;
+    ``fast_mode=True`` checks random directional derivatives (``directional=True``)."""
+
+    @functools.wraps(check)
+    def wrapper(fn, *inputs, raise_exception=True, fast_mode=False, **kwargs):
+        if len(inputs) == 1 and isinstance(inputs[0], (tuple, list)):
+            inputs = tuple(inputs[0])
+        if fast_mode:
+            kwargs["directional"] = True
+        try:
+            return check(fn, *inputs, **kwargs)
+        except GradcheckError:
+            if raise_exception:
+                raise
+            return False
+
+    return wrapper
+
+
+@_pytorch_arguments
 def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, seed=0,
               check_inplace=True, _track=True):
     """Raise GradcheckError unless autograd's gradient of ``fn`` matches finite differences.
 
     ``inputs`` are tensors (copied to float64; those with requires_grad are checked, or all
-    floating ones when none has it) or other arguments passed through unchanged.
+    floating ones when none has it) or other arguments passed through unchanged, given one by
+    one or as one tuple (PyTorch's ``gradcheck(fn, (x,))``, see _pytorch_arguments).
     ``check_inplace``: also check that no op's backward reads a value edited in place since
     its forward without the engine noticing (see the module docstring).
     Returns True on success so it can sit in an ``assert``.
@@ -212,6 +237,7 @@ def _check_inplace_edits(fn, xs, wrt, upstream, expected, names):
                         "(saves_inputs / saves_output)")
 
 
+@_pytorch_arguments
 def gradgradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, seed=0):
     """Check second derivatives: gradcheck of ``(inputs, v) -> d<v, fn(inputs)>/d inputs``."""
     rng = np.random.default_rng(seed + 1)

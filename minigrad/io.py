@@ -144,9 +144,17 @@ def save(obj, path, compress=False):
             os.unlink(tmp)
 
 
-def load(path, device=None):
+def load(path, device=None, map_location=None, weights_only=True):
     """Load what :func:`save` wrote: the same structure, Tensors as Tensors (same dtype,
-    on the CPU or on ``device``), arrays as NumPy arrays.  Never unpickles anything."""
+    on the CPU or on ``device``), arrays as NumPy arrays.  Never unpickles anything.
+
+    PyTorch's names: ``map_location`` (a device: "cpu", "cuda", a Device) is ``device``;
+    ``weights_only`` is accepted either way, since a minigrad checkpoint never holds code."""
+    if map_location is not None:
+        if device is not None or not isinstance(map_location, (str, backend.Device)):
+            raise TypeError(f"load: map_location must be a device (\"cpu\", \"cuda\") and given "
+                            f"instead of device=, got {map_location!r}")
+        device = map_location
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"load: no such file: {path}")

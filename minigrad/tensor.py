@@ -21,7 +21,19 @@ class Tensor:
     # numpy must defer to Tensor in `ndarray * Tensor`, so Tensor.__rmul__ runs.
     __array_priority__ = 1000
 
-    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+    def __init__(self, *data, dtype=None, device=None, requires_grad=False):
+        """``Tensor(data)``: a tensor of ``data`` (an array keeps its dtype and, unless ``device``
+        says otherwise, its device; Python numbers and lists become the default float dtype, as
+        PyTorch's ``torch.Tensor([1, 2])``).  ``Tensor(2, 3)``: PyTorch's legacy constructor, an
+        uninitialised tensor of shape (2, 3) in the default float dtype.  Prefer
+        ``minigrad.tensor(data)`` (which keeps integer lists integer) and ``minigrad.empty(2, 3)``."""
+        if all(type(n) is int for n in data):  # Python ints (a NumPy integer is data)
+            data = np.empty(data if data else (0,), dtype=dtype if dtype is not None else backend.get_default_dtype())
+        elif len(data) == 1:
+            data = data[0]
+        else:
+            raise TypeError(f"Tensor: expected one data argument (a number, list or array) or a shape "
+                            f"of ints (Tensor(2, 3)), got {len(data)} arguments: {data!r}")
         if isinstance(data, Tensor):
             data = data.array
         if device is not None:
@@ -34,9 +46,7 @@ class Tensor:
         if dtype is not None:
             dtype = np.dtype(dtype)
         elif not hasattr(data, "dtype"):
-            # Python numbers and lists: floats become the default dtype (float32)
-            probe = np.asarray(data)
-            dtype = backend.get_default_dtype() if probe.dtype.kind == "f" else probe.dtype
+            dtype = backend.get_default_dtype()  # Python numbers and lists: float, as torch.Tensor
         data = backend.to_device(data, device) if hasattr(data, "dtype") else data
         self._init(xp.asarray(data, dtype=dtype))
         if requires_grad:
@@ -139,6 +149,17 @@ class Tensor:
         a = self.numpy()
         return a.astype(dtype) if dtype is not None else a
 
+    def __format__(self, spec):
+        """``f"{loss:.4f}"``: a 0-d tensor formats as its number; other tensors only with an
+        empty spec (their repr), as in PyTorch."""
+        if not spec:
+            return repr(self)
+        if self.array.ndim == 0:
+            return format(self.item(), spec)
+        raise TypeError(f"Tensor.__format__: the format spec {spec!r} applies to 0-d tensors "
+                        f"(numbers) only, this one has shape {self.shape}; format "
+                        "x.item() or x.tolist() instead")
+
     def __float__(self):
         return float(self.item())
 
@@ -222,10 +243,13 @@ class Tensor:
     def _version(self, value):
         self._vc[0] = value
 
-    def backward(self, grad=None, retain_graph=False, create_graph=False):
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Compute the gradient of this tensor with respect to every leaf that requires grad,
-        accumulating it into ``leaf.grad``.  ``grad`` is required unless the tensor is a scalar."""
-        autograd.backward(self, grad, retain_graph, create_graph)
+        accumulating it into ``leaf.grad`` (PyTorch's arguments).  ``gradient`` (d(something)/d(this
+        tensor), of this shape) is required unless the tensor has one element; ``retain_graph``
+        (default: ``create_graph``) keeps the saved values for another backward; ``inputs``
+        accumulates into those tensors' ``.grad`` only."""
+        autograd.backward(self, gradient, retain_graph, create_graph, inputs)
 
     def register_hook(self, hook):
         """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor
@@ -286,14 +310,18 @@ class Tensor:
     def bool(self):
         return ops.astype(self, np.bool_)
 
-    def to(self, device=None, dtype=None):
-        """Copy to another device and/or dtype (differentiable)."""
+    def to(self, *args, device=None, dtype=None, non_blocking=False, copy=False):
+        """Copy to another device and/or dtype (differentiable), with PyTorch's forms:
+        ``x.to("cuda")``, ``x.to(minigrad.float64)``, ``x.to(device, dtype)``, ``x.to(other)``
+        (other's device and dtype), ``x.to(device=..., dtype=...)``.  ``non_blocking`` is
+        accepted (copies are ordered on the one stream anyway); ``copy=True`` always copies."""
+        device, dtype = device_and_dtype("Tensor.to", args, device, dtype)
         out = self
-        if device is not None and Device(device) != self.device:
-            out = ops.to_device(out, Device(device))
-        if dtype is not None and np.dtype(dtype) != out.dtype:
+        if device is not None and device != self.device:
+            out = ops.to_device(out, device)
+        if dtype is not None and dtype != out.dtype:
             out = ops.astype(out, dtype)
-        return out
+        return out.clone() if copy and out is self else out
 
     def cpu(self):
         return self.to("cpu")
@@ -442,12 +470,35 @@ def _shape(shape):
     return tuple(shape)
 
 
+def device_and_dtype(name, args, device=None, dtype=None):
+    """PyTorch's ``.to(...)`` arguments, for Tensor.to and Module.to: devices ("cuda", a Device),
+    dtypes and tensors (their device and dtype) as positional arguments in any order, besides
+    the ``device=`` and ``dtype=`` keywords.  Returns ``(Device or None, numpy dtype or None)``."""
+    for a in args:
+        if isinstance(a, Tensor):
+            device, dtype = a.device, a.dtype
+        elif isinstance(a, Device) or (isinstance(a, str) and a.split(":")[0] in Device._known):
+            device = a
+        elif a is not None:
+            try:
+                dtype = np.dtype(a)
+            except TypeError:
+                raise TypeError(f"{name}: expected a device or a dtype (or a tensor for both), such as "
+                                f"\"cuda\" or minigrad.float64; got {a!r}") from None
+    return (Device(device) if device is not None else None,
+            np.dtype(dtype) if dtype is not None else None)
+
+
 def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new tensor from a number, a (nested) list, a NumPy/CuPy array or a Tensor (copied)."""
     if isinstance(data, Tensor):
         data = data.array.copy()
     elif hasattr(data, "dtype"):
         data = data.copy()
+    else:  # Python numbers and lists: floats become the default float, ints int64
+        data = np.asarray(data)
+        if dtype is None and data.dtype.kind == "f":
+            dtype = backend.get_default_dtype()
     return Tensor(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
@@ -522,12 +573,35 @@ def randn(*shape, dtype=None, device=None, requires_grad=False):
     return Tensor(data, requires_grad=requires_grad)
 
 
-def randint(low, high=None, size=(), dtype=np.int64, device=None):
-    """Integers uniform on [low, high), from the seeded generator."""
-    if high is None:
-        low, high = 0, low
+def randint(*args, low=None, high=None, size=None, dtype=np.int64, device=None, requires_grad=False):
+    """Integers uniform on [low, high), PyTorch's signature ``randint(low=0, high, size)``:
+    ``randint(10, (3,))`` is 3 numbers in [0, 10), ``randint(5, 10, (2, 2))`` 4 in [5, 10).
+    ``size`` is a tuple (or list) of ints.  From the seeded generator (see manual_seed)."""
+    if size is None and args:  # the last positional argument is the size
+        *args, size = args
+    if len(args) == 2 and low is None and high is None:
+        low, high = args
+    elif len(args) == 1 and high is None:
+        high = args[0]
+    elif len(args) == 1 and low is None:
+        low = args[0]
+    elif args:
+        raise TypeError(f"randint: too many arguments {args!r}; the signature is randint(low=0, high, size)")
+    low = 0 if low is None else low
+    if high is None or size is None:
+        raise TypeError("randint: high and size are required, as randint(high, size) or "
+                        f"randint(low, high, size) with size a tuple like (4,); got {args!r}")
+    for name, v in (("low", low), ("high", high)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"randint: {name} must be an int, got {v!r}")
+    if not isinstance(size, (tuple, list)) or not all(
+            isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in size):
+        raise TypeError(f"randint: size must be a tuple of ints, like (4,) or (2, 3), got {size!r}")
+    if high <= low:
+        raise ValueError(f"randint: the range [low, high) = [{low}, {high}) is empty")
     gen = backend.generator(_device(device))
-    return Tensor(gen.integers(low, high, size=tuple(np.atleast_1d(size)) if size != () else (), dtype=dtype))
+    out = Tensor(gen.integers(low, high, size=tuple(size), dtype=dtype))
+    return out.requires_grad_(True) if requires_grad else out
 
 
 from . import autograd, ops  # noqa: E402  (ops attach the operators and methods to Tensor)

@@ -31,7 +31,7 @@ def test_the_default_device_applies_to_creation_and_layers(device, restore_defau
     mg.set_default_device(device)
     assert mg.default_device() == mg.Device(device)
     for t in (mg.zeros(2), mg.ones(2, 3), mg.full((2,), 7.0), mg.randn(3), mg.rand(2), mg.arange(4),
-              mg.eye(2), mg.tensor([1.0, 2.0]), mg.tensor(np.arange(3.0)), mg.randint(0, 5, size=4)):
+              mg.eye(2), mg.tensor([1.0, 2.0]), mg.tensor(np.arange(3.0)), mg.randint(0, 5, size=(4,))):
         assert t.device == mg.Device(device)
     layer = nn.Linear(3, 2)
     assert layer.weight.device == mg.Device(device)
@@ -69,7 +69,7 @@ def test_a_model_and_its_optimizer_move_together(device):
     mg.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
     opt = optim.Adam(model.parameters(), lr=1e-2)
-    data = TensorDataset(mg.randn(16, 4), mg.randint(0, 3, size=16))
+    data = TensorDataset(mg.randn(16, 4), mg.randint(0, 3, size=(16,)))
     for x, y in DataLoader(data, batch_size=8):          # a first step on the CPU: Adam has state
         opt.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()

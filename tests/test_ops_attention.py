@@ -155,7 +155,7 @@ def test_attention_weights_match_softmax():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(4)
     q, k = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 4))
-    w = mg.attention_weights(mg.tensor(q), mg.tensor(k), is_causal=True, scale=0.5)
+    w = mg.ops.attention_weights(mg.tensor(q), mg.tensor(k), is_causal=True, scale=0.5)
     s = torch.tensor(q) @ torch.tensor(k).transpose(-1, -2) * 0.5
     s = s.masked_fill(~torch.ones(3, 5, dtype=torch.bool).tril(), float("-inf"))
     np.testing.assert_allclose(w.numpy(), torch.softmax(s, -1).numpy(), rtol=1e-12, atol=1e-14)

@@ -68,7 +68,7 @@ def test_sum_mean_forward(c):
 @given(case(), st.sampled_from([0, 1, 2]))
 def test_var_forward(c, correction):
     x, axis, keepdims = c
-    axes = mg.normalize_axis(axis, x.ndim, "var")
+    axes = mg.ops.normalize_axis(axis, x.ndim, "var")
     n = int(np.prod([x.shape[a] for a in axes]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -235,7 +235,7 @@ def test_sum_mean_grad(c):
 @given(case(max_side=3), st.sampled_from([0, 1]))
 def test_var_grad(c, correction):
     x, axis, keepdims = c
-    axes = mg.normalize_axis(axis, x.ndim, "var")
+    axes = mg.ops.normalize_axis(axis, x.ndim, "var")
     if int(np.prod([x.shape[a] for a in axes])) <= correction:
         # too few elements for that correction (the variance is inf): use 3+ elements instead
         axis, x = None, np.concatenate([x.ravel(), [0.5, -1.25]])

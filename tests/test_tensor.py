@@ -162,9 +162,9 @@ def test_random_distributions_and_dtypes():
     assert abs(u.numpy().mean() - 0.5) < 0.02
     n = mg.randn(10_000, dtype=mg.float64)
     assert n.dtype == np.float64 and abs(n.numpy().mean()) < 0.05 and abs(n.numpy().std() - 1) < 0.05
-    i = mg.randint(5, size=1000)
+    i = mg.randint(5, size=(1000,))
     assert i.dtype == np.int64 and set(np.unique(i.numpy())) == set(range(5))
-    assert mg.randint(3, 4).shape == () and mg.randint(3, 4).item() == 3
+    assert mg.randint(3, 4, ()).shape == () and mg.randint(3, 4, ()).item() == 3
 
 
 # -- attributes -------------------------------------------------------------------------------

@@ -9,9 +9,11 @@ from .loader import DataLoader, default_collate
 from .mnist import MNIST, FashionMNIST
 from .sampler import DistributedSampler  # each rank's shard, for data parallelism
 from .text import CharText, TinyShakespeare
-from .transforms import Compose, Flatten, Lambda, Normalize, ToFloat, Transform
+from .transforms import (CenterCrop, Compose, Flatten, Lambda, Normalize, RandomCrop,
+                         RandomHorizontalFlip, ToFloat, ToTensor, Transform)
 
 __all__ = ["Dataset", "TensorDataset", "Subset", "random_split", "DataLoader", "default_collate",
            "MNIST", "FashionMNIST", "read_idx", "IDXError", "DatasetNotFoundError",
            "ChecksumError", "cache_dir", "Transform", "ToFloat", "Normalize", "Flatten",
-           "Compose", "Lambda", "DistributedSampler", "CharText", "TinyShakespeare"]
+           "Compose", "Lambda", "ToTensor", "RandomCrop", "RandomHorizontalFlip", "CenterCrop",
+           "DistributedSampler", "CharText", "TinyShakespeare"]

@@ -10,12 +10,13 @@ import abc
 import numpy as np
 
 from .. import backend
+from .._arguments import CheckedArguments
 from ..tensor import Tensor
 
 __all__ = ["Dataset", "TensorDataset", "Subset", "random_split"]
 
 
-class Dataset(abc.ABC):
+class Dataset(CheckedArguments, abc.ABC):
     """Base class: subclasses implement ``__getitem__(i)`` (one example) and ``__len__``."""
 
     @abc.abstractmethod

@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 from .. import backend
+from .._arguments import CheckedArguments
 from ..tensor import Tensor
 from .dataset import as_generator
 from .transforms import apply_batch, stack_examples
@@ -60,7 +61,7 @@ def _stack_field(values, k):
                     "pass a collate_fn")
 
 
-class DataLoader:
+class DataLoader(CheckedArguments):
     """Iterate over ``dataset`` in batches of ``batch_size`` examples.
 
     Arguments (PyTorch names):
@@ -76,15 +77,23 @@ class DataLoader:
       device      put batches on this device (default: where the dataset's arrays are)
       sampler     an iterable of dataset indices giving the order of an epoch (and which
                   examples are in it), e.g. a DistributedSampler; not combinable with shuffle
+      num_workers, pin_memory, persistent_workers
+                  accepted for PyTorch scripts, and checked, but batches are always made in
+                  this process: the fast path is one vectorised index per batch, which worker
+                  processes would only slow down, and a batch goes straight to ``device``
 
     Each batch is a tuple of Tensors (one per field; a single Tensor if examples have one
     field).  Every example appears exactly once per epoch (without a sampler).
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, generator=None,
-                 transform=None, collate_fn=None, device=None, sampler=None):
+                 transform=None, collate_fn=None, device=None, sampler=None, num_workers=0,
+                 pin_memory=False, persistent_workers=False):
         if not isinstance(batch_size, numbers.Integral) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
+        if not isinstance(num_workers, numbers.Integral) or isinstance(num_workers, bool) or num_workers < 0:
+            raise ValueError(f"DataLoader: num_workers must be an int >= 0, got {num_workers!r} "
+                             "(minigrad loads in this process whatever the number)")
         if transform is not None and collate_fn is not None:
             raise ValueError("DataLoader: give either transform or collate_fn, not both "
                              "(apply the transform inside your collate_fn)")
@@ -101,6 +110,7 @@ class DataLoader:
         self.collate_fn = collate_fn
         self.device = backend.Device(device) if device is not None else None
         self.sampler = sampler
+        self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)  # (see above)
         # An int seed makes one private stream, so successive epochs differ but runs repeat.
         self._generator = None if generator is None else as_generator(generator)
 

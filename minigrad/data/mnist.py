@@ -6,10 +6,12 @@
 
 The files keep their standard names (``train-images-idx3-ubyte.gz`` ...), gzip or not, and are
 looked for as described in ``minigrad.data.download`` (root argument, ``$MINIGRAD_DATA``, the
-user cache; each with a ``mnist/`` or ``fashion-mnist/`` subfolder).
+user cache; each with a ``mnist/`` or ``fashion-mnist/`` subfolder), and in torchvision's
+``root/MNIST/raw/`` (``root/FashionMNIST/raw/``) too.
 """
 import http.client
 import os
+import pathlib
 
 import numpy as np
 
@@ -114,6 +116,8 @@ class MNIST(Dataset):
     def _find_or_download(self, root, download):
         names = self.filenames(self.train)
         dirs = candidate_dirs(root, self.folder)
+        if root is not None:  # also where torchvision keeps them: root/MNIST/raw/
+            dirs.insert(1, (pathlib.Path(os.fspath(root)).expanduser() / self.name / "raw", False))
         skipped = []
         for path, direct in dirs:
             found = [_existing(path / n) for n in names]

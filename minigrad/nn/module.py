@@ -18,9 +18,9 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import backend
+from .._arguments import CheckedArguments
 from ..autograd import no_grad
-from ..backend import Device
-from ..tensor import Tensor
+from ..tensor import Tensor, device_and_dtype
 from .parameter import Parameter, clear_grads
 
 
@@ -39,7 +39,7 @@ def _count(n):
     return f"{n:,}"
 
 
-class Module:
+class Module(CheckedArguments):
     """Base class of layers and models: subclass it, assign parameters and sub-modules in
     ``__init__`` (after ``super().__init__()``) and write ``forward``."""
 
@@ -343,24 +343,15 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # -- devices and dtypes ----------------------------------------------------------------------
-    def to(self, *args, device=None, dtype=None):
+    def to(self, *args, device=None, dtype=None, non_blocking=False):
         """Move parameters and buffers to a device and/or cast floating ones to a dtype, in
         place (the Parameter objects stay the same, so an optimizer keeps working).
 
-        ``m.to("cuda")``, ``m.to(np.float64)``, ``m.to("cpu", np.float32)``, ``m.to(dtype=...)``."""
-        for a in args:
-            if isinstance(a, Device) or (isinstance(a, str) and a.split(":")[0] in Device._known):
-                device = a
-            else:
-                try:
-                    dtype = np.dtype(a)
-                except TypeError:
-                    raise TypeError(f"Module.to: expected a device or a dtype, got {a!r}") from None
-        device = Device(device) if device is not None else None
-        if dtype is not None:
-            dtype = np.dtype(dtype)
-            if dtype.kind != "f":
-                raise TypeError(f"Module.to: only floating dtypes are allowed, got {dtype}")
+        ``m.to("cuda")``, ``m.to(np.float64)``, ``m.to("cpu", np.float32)``, ``m.to(dtype=...)``
+        (``non_blocking`` is accepted, as in Tensor.to)."""
+        device, dtype = device_and_dtype("Module.to", args, device, dtype)
+        if dtype is not None and dtype.kind != "f":
+            raise TypeError(f"Module.to: only floating dtypes are allowed, got {dtype}")
         if device is not None:
             device.xp  # raises a clear error when the device is unavailable
 

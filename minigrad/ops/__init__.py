@@ -6,7 +6,7 @@ from ..autograd import REGISTRY, Function  # noqa: F401
 from ..tensor import Tensor
 from .elementwise import (  # noqa: F401
     abs, add, allclose, astype, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, clip, clone, cos,
-    div, eq, exp, floor_divide, ge, gt, isclose, le, lift, log, lt, masked_fill, maximum, minimum,
+    div, eq, equal, exp, floor_divide, ge, gt, isclose, le, lift, log, lt, masked_fill, maximum, minimum,
     mul, ne, neg, one_hot, pow,
     promote_types, radd, rdiv, result_type, rfloordiv, rmul, rpow, rsub, sign, sin, sqrt, sub,
     to_device, where,
@@ -31,6 +31,30 @@ from .shape import (  # noqa: F401
     _T, cat, chunk, concatenate, flatten, gather, getitem, pad, permute, split, squeeze, stack,
     transpose, tril, triu, unsqueeze,
 )
+
+# The public functional forms: ``from minigrad.ops import *`` and hence the top-level
+# ``minigrad.exp``, ``minigrad.cat``, ... are exactly these (the rest above is internal: operator
+# helpers, the submodules).  A new op is public once it is imported above and listed here.
+__all__ = [
+    # elementwise.py
+    "abs", "add", "allclose", "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor", "clip",
+    "clone", "cos", "div", "eq", "equal", "exp", "floor_divide", "ge", "gt", "isclose", "le", "log", "lt",
+    "masked_fill", "maximum", "minimum", "mul", "ne", "neg", "one_hot", "pow", "promote_types",
+    "result_type", "sign", "sin", "sqrt", "sub", "where",
+    # reduce.py
+    "amax", "amin", "argmax", "argmin", "logsumexp", "max", "mean", "min", "std", "sum", "var",
+    # matmul.py, activation.py
+    "linear", "matmul",
+    "gelu", "leaky_relu", "log_softmax", "relu", "sigmoid", "silu", "softmax", "tanh",
+    # shape.py
+    "broadcast_to", "cat", "chunk", "concatenate", "expand", "flatten", "gather", "pad", "permute",
+    "reshape", "split", "squeeze", "stack", "sum_to", "transpose", "tril", "triu", "unsqueeze", "view",
+    # conv.py, pool.py, norm.py, embedding.py, attention.py, loss.py
+    "conv2d", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d", "batch_norm", "layer_norm",
+    "embedding", "scaled_dot_product_attention",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "mse_loss",
+    "nll_loss",
+]
 
 # -- operators ------------------------------------------------------------------------------
 Tensor.__add__, Tensor.__radd__ = add, radd
@@ -66,7 +90,7 @@ Tensor.T = property(_T)
 
 # -- reduction, matmul and activation methods (reduce.py, matmul.py, activation.py) ---------
 for _name in ("var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "logsumexp", "matmul",
-              "clone", "gather", "isclose", "allclose",
+              "clone", "gather", "isclose", "allclose", "equal",
               "relu", "sigmoid", "tanh", "softmax", "log_softmax"):
     setattr(Tensor, _name, globals()[_name])
 Tensor.__matmul__, Tensor.__rmatmul__ = matmul, rmatmul

@@ -714,6 +714,12 @@ def allclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
     return bool(isclose(a, b, rtol, atol, equal_nan).array.all())
 
 
+def equal(a, b):
+    """True when ``a`` and ``b`` have the same shape and the same values everywhere (a Python
+    bool; PyTorch's ``torch.equal``).  Values compare after the usual type promotion."""
+    return a.shape == b.shape and bool(eq(a, b).array.all())
+
+
 def one_hot(labels, num_classes=-1):
     """Integer labels of any shape -> int64 one-hot vectors along a new last axis of length
     ``num_classes`` (default: the largest label + 1)."""

@@ -47,7 +47,7 @@ class Adam(Optimizer):
         states = []  # each parameter's state, committed once its step went through
         for p in params:
             st = self.state.get(p)
-            if st is None:
+            if not st:  # (an empty dict: self.state is a defaultdict, a lookup may have made it)
                 st = {"step": 0, "exp_avg": _zeros_like(p), "exp_avg_sq": _zeros_like(p)}
             if amsgrad and "max_exp_avg_sq" not in st:  # (also when amsgrad is switched on later)
                 st["max_exp_avg_sq"] = Tensor._wrap(st["exp_avg_sq"].array.copy())

@@ -21,10 +21,11 @@ ReduceLROnPlateau watches a metric instead of counting epochs (``step(val_loss)`
 import bisect
 import math
 
+from .._arguments import CheckedArguments
 from .optimizer import Optimizer
 
 
-class LRScheduler:
+class LRScheduler(CheckedArguments):
     def __init__(self, optimizer, last_epoch=-1):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(self).__name__}: expected an Optimizer, got {type(optimizer).__name__}")

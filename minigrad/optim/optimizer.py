@@ -4,7 +4,9 @@ An optimizer holds
 
 * ``param_groups``: a list of dicts, each ``{"params": [Parameter, ...], "lr": ..., ...}``;
   hyper-parameters missing from a group are filled from the optimizer's ``defaults``;
-* ``state``: a dict ``Parameter -> dict`` of per-parameter buffers (momentum, Adam's moments).
+* ``state``: a ``defaultdict(dict)``, ``Parameter -> dict`` of per-parameter buffers (momentum,
+  Adam's moments), as in PyTorch: a custom optimizer writes ``state = self.state[p]`` and
+  fills it on the first step (``if not state: ...``).
 
 ``step()`` updates the parameters in place on their raw arrays (nothing is recorded on the tape),
 and bumps each parameter's version counter so a stale saved graph is detected.
@@ -13,10 +15,12 @@ order they appear across the groups, and the state is keyed by that number, so a
 does not depend on object identities and a run can be resumed exactly.
 """
 import copy
+from collections import defaultdict
 
 import numpy as np
 
 from .. import backend
+from .._arguments import CheckedArguments
 from ..autograd import enable_grad
 from ..nn.parameter import clear_grads
 from ..tensor import Tensor
@@ -30,10 +34,10 @@ class _Required:
 required = _Required()
 
 
-class Optimizer:
+class Optimizer(CheckedArguments):
     def __init__(self, params, defaults):
         self.defaults = defaults
-        self.state = {}
+        self.state = defaultdict(dict)
         self.param_groups = []
         if isinstance(params, Tensor):
             raise TypeError(
@@ -131,7 +135,7 @@ class Optimizer:
         state = {}
         for group in self.param_groups:
             for p in group["params"]:
-                if p in self.state:
+                if self.state.get(p):
                     state[index[id(p)]] = {
                         k: (Tensor._wrap(v.array.copy()) if isinstance(v, Tensor) else v)
                         for k, v in self.state[p].items()
@@ -190,7 +194,7 @@ class Optimizer:
             for key, value in saved.items():
                 if key != "params":
                     group[key] = tuple(value) if key == "betas" else _plain(value)
-        self.state = new_state
+        self.state = defaultdict(dict, new_state)
 
     def __repr__(self):
         lines = [type(self).__name__ + " ("]

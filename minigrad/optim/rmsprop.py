@@ -36,7 +36,7 @@ class RMSprop(Optimizer):
         states = []  # each parameter's state, committed once its step went through
         for p in params:
             st = self.state.get(p)
-            if st is None:
+            if not st:  # (an empty dict: self.state is a defaultdict, a lookup may have made it)
                 st = {"step": 0, "square_avg": _zeros_like(p)}
             if momentum > 0 and "momentum_buffer" not in st:  # (also when switched on later)
                 st["momentum_buffer"] = _zeros_like(p)
