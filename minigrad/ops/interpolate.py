@@ -17,6 +17,10 @@ scale = n / m (or 1 / scale_factor when that is given):
     nearest-exact:               s_j = (j + 1/2) * scale
     linear, align_corners=False: s_j = max((j + 1/2) * scale - 1/2, 0)    pixel centres line up
     linear, align_corners=True:  s_j = j * (n - 1) / (m - 1)              the corner pixels line up
+
+PyTorch's own exceptions, kept so the numbers agree: a linear mode leaves an axis whose length
+does not change as it is (s_j = j), and "nearest" on 4-D inputs reads j when m = n and j // 2
+when m = 2n, whatever the scale_factor.
 """
 import math
 import numbers
@@ -57,12 +61,14 @@ def _output_sizes(x, size, scale_factor, k):
     return sizes, tuple(float(s) for s in scales)
 
 
-def _nearest_index(n, m, scale_factor, exact):
+def _nearest_index(n, m, scale_factor, exact, shortcuts):
     """Input position read by each of the m outputs, with PyTorch's arithmetic (the scale in
-    float32; "nearest" multiplies in float32, or halves the index when m = 2n), so that the floor lands where PyTorch's does."""
+    float32; "nearest" multiplies in float32), so that the floor lands where PyTorch's does.
+    ``shortcuts``: PyTorch's kernel for 4-D inputs copies when m = n and halves the index when
+    m = 2n, whatever the scale_factor (its 3-D and 5-D kernels use the formula)."""
     j = np.arange(m)
-    if not exact and m == 2 * n:
-        return j // 2
+    if shortcuts and not exact and m in (n, 2 * n):
+        return j if m == n else j // 2
     scale = np.float32(1.0 / scale_factor) if scale_factor else np.float32(n) / np.float32(m)
     s = (j + 0.5) * np.float64(scale) if exact else j.astype(np.float32) * scale
     return np.minimum(np.floor(s).astype(np.int64), n - 1)
@@ -119,13 +125,17 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     xp = backend.array_module(x.array)
     for axis, (n, m, sf) in enumerate(zip(x.shape[2:], sizes, scales), start=2):
         if mode in _LINEAR:
+            if m == n:  # PyTorch copies an axis whose length stays, whatever the scale_factor
+                continue
             i0, i1, lam = _linear_weights(n, m, sf, bool(align_corners))
             shape = (m,) + (1,) * (x.ndim - axis - 1)  # the weights broadcast along this axis
             w1 = Tensor._wrap(xp.asarray(lam.reshape(shape), dtype=x.dtype))
             w0 = Tensor._wrap(xp.asarray((1 - lam).reshape(shape), dtype=x.dtype))
             x = _take(x, axis, i0) * w0 + _take(x, axis, i1) * w1
-        elif n != m or mode == "nearest-exact":  # ("nearest" with m = n reads x[j]: nothing to do)
-            x = _take(x, axis, _nearest_index(n, m, sf, mode == "nearest-exact"))
+        else:
+            index = _nearest_index(n, m, sf, mode == "nearest-exact", shortcuts=x.ndim == 4)
+            if not (m == n and (index == np.arange(m)).all()):  # (reading x[j] for every j: nothing to do)
+                x = _take(x, axis, index)
     return x
 
 

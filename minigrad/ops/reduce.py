@@ -375,7 +375,7 @@ def cumsum(x, axis=None, *, dim=None, dtype=None):
 
 @register
 class Norm(Function):
-    """z = (sum_i |x_i|^p)^(1/p) over ``axes``  (the p-norm; p > 0, p != 1, finite)
+    """z = (sum_i |x_i|^p)^(1/p) over ``axes``  (the p-norm; p finite, not 0 or 1)
 
     dL/dx_i = g * sign(x_i) |x_i|^(p-1) / z^(p-1),   0 where z = 0 or x_i = 0
 
@@ -413,7 +413,7 @@ def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
     """PyTorch's ``torch.norm`` / ``x.norm()``: the vector p-norm of the elements over ``dim``
     (an int, a tuple, or None for all), (sum |x|^p)^(1/p).
 
-    ``p``: a number > 0, ``inf`` (max |x|), ``-inf`` (min |x|), 0 (the number of non-zeros),
+    ``p``: a number, ``inf`` (max |x|), ``-inf`` (min |x|), 0 (the number of non-zeros),
     or "fro" (= 2: the Frobenius norm is the 2-norm of the elements).  The nuclear norm ("nuc")
     needs an SVD and is not available.  The gradient at 0 is 0, as in PyTorch."""
     if dtype is not None:
@@ -425,8 +425,8 @@ def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
             raise ValueError(f"norm: p={p!r} is not supported (supported: a number, inf, -inf, 'fro'; "
                              "the nuclear norm 'nuc' needs an SVD, which minigrad does not have)")
         p = 2.0
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or p != p or p < 0:
-        raise ValueError(f"norm: p must be a non-negative number, inf, -inf or 'fro', got {p!r}")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or p != p:
+        raise ValueError(f"norm: p must be a number (inf and -inf included) or 'fro', got {p!r}")
     axes = normalize_axis(dim, x.ndim, "norm")
     keepdim = bool(keepdim)
     if p == math.inf:

@@ -38,7 +38,7 @@ def _dim(x, dim, op):
     return _axis(dim, max(x.ndim, 1), op, x.shape)
 
 
-def argsort(x, dim=-1, descending=False, stable=False):
+def argsort(x, dim=-1, descending=False, *, stable=False):
     """Indices (int64) that sort ``x`` along ``dim``; always stable (``stable`` is accepted
     for PyTorch's signature: a stable order is one of the orders PyTorch may return)."""
     d = _dim(x, dim, "argsort")
@@ -47,7 +47,7 @@ def argsort(x, dim=-1, descending=False, stable=False):
     return Tensor._wrap(_order(x.array, d, bool(descending)).astype("int64", copy=False))
 
 
-def sort(x, dim=-1, descending=False, stable=False):
+def sort(x, dim=-1, descending=False, *, stable=False):
     """``(values, indices)``: ``x`` sorted along ``dim`` (ascending unless ``descending``)
     and where each value came from.  The gradient goes back to those positions."""
     indices = argsort(x, dim, descending)
