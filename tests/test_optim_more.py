@@ -10,8 +10,8 @@ import minigrad as mg
 from minigrad import nn, optim
 from minigrad.optim import lr_scheduler
 from tests.conftest import DEVICES
-from tests.test_optim import (STEPS, _model, _train_steps, assert_follows_rule, grad_sequence, make_params,
-                              run)
+from tests.test_optim import (STEPS, _model, _train_steps, assert_follows_rule, grad_sequence,  # noqa: F401
+                              kernel_path, make_params, run)
 
 
 def adagrad_reference(x0, grads, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
@@ -47,7 +47,7 @@ _ids = lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "defaults"  # n
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("kw", ADAGRAD_CASES, ids=_ids)
-def test_adagrad_matches_update_rule_step_by_step(kw, order, device):
+def test_adagrad_matches_update_rule_step_by_step(kw, order, kernel_path, device):
     opt, params = assert_follows_rule(lambda ps: optim.Adagrad(ps, **kw), lambda x, gs: adagrad_reference(x, gs, **kw),
                                       order, device, rtol=1e-12, atol=1e-13)
     assert opt.state[params[0]]["step"] == STEPS
@@ -56,7 +56,7 @@ def test_adagrad_matches_update_rule_step_by_step(kw, order, device):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("kw", ADADELTA_CASES, ids=_ids)
-def test_adadelta_matches_update_rule_step_by_step(kw, order, device):
+def test_adadelta_matches_update_rule_step_by_step(kw, order, kernel_path, device):
     opt, params = assert_follows_rule(lambda ps: optim.Adadelta(ps, **kw), lambda x, gs: adadelta_reference(x, gs, **kw),
                                       order, device, rtol=1e-12, atol=1e-13)
     assert opt.state[params[0]]["step"] == STEPS

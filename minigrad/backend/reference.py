@@ -889,8 +889,8 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
 
 
 # ======================================================================================
-# More optimizer updates (issue 16): Adagrad and Adadelta, one call per parameter group.
-# Not overridden by numba or CUDA C (as rmsprop_step_): docs/optim.md says why.
+# More optimizer updates (issue 16): Adagrad and Adadelta, one call per parameter group
+# (numba in cpu_kernels.py, one multi-tensor launch of kernels/optim.cu on the GPU).
 # ======================================================================================
 
 __all__ += ["adagrad_step_", "adadelta_step_"]

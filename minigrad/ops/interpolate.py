@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import backend
 from ..tensor import Tensor
-from .shape import getitem
+from .shape import Getitem
 
 _LINEAR = {"linear": 3, "bilinear": 4, "trilinear": 5}
 _MODES = ("nearest", "nearest-exact") + tuple(_LINEAR)
@@ -88,9 +88,11 @@ def _linear_weights(n, m, scale_factor, align_corners):
 
 
 def _take(x, axis, index):
-    """x[..., index, ...] along ``axis`` (a gather: its backward adds up repeated reads)."""
+    """x[..., index, ...] along ``axis`` (a gather: its backward adds up repeated reads).
+    The indices are in range by construction, so getitem's bounds check (which on the GPU
+    would read them back to the host) is skipped, as in F.pad's gathers."""
     xp = backend.array_module(x.array)
-    return getitem(x, (slice(None),) * axis + (xp.asarray(index),))
+    return Getitem.apply(x, stages=((slice(None),) * axis + (xp.asarray(index),),), advanced=True)
 
 
 def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
