@@ -1,5 +1,5 @@
-"""Adagrad and Adadelta (against the published rules written out and torch.optim, checkpoint
-resume, bad gradients) and the schedulers MultiStepLR, ExponentialLR and OneCycleLR (against
+"""Adagrad and Adadelta (against the published rules written out and torch.optim, bad
+gradients; checkpoint resume is in tests/test_optim.py with the other optimizers) and the schedulers MultiStepLR, ExponentialLR and OneCycleLR (against
 torch.optim.lr_scheduler step for step, and resume)."""
 import warnings
 
@@ -10,8 +10,8 @@ import minigrad as mg
 from minigrad import nn, optim
 from minigrad.optim import lr_scheduler
 from tests.conftest import DEVICES
-from tests.test_optim import (STEPS, _model, _train_steps, assert_follows_rule, grad_sequence,  # noqa: F401
-                              kernel_path, make_params, run)
+from tests.test_optim import (STEPS, assert_follows_rule, assert_matches_torch, kernel_path,  # noqa: F401
+                              make_params, run)
 
 
 def adagrad_reference(x0, grads, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
@@ -44,38 +44,23 @@ ADADELTA_CASES = [dict(), dict(lr=0.5, rho=0.5), dict(weight_decay=0.1, eps=1e-4
 _ids = lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "defaults"  # noqa: E731
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("order", ["C", "F"])
-@pytest.mark.parametrize("kw", ADAGRAD_CASES, ids=_ids)
-def test_adagrad_matches_update_rule_step_by_step(kw, order, kernel_path, device):
-    opt, params = assert_follows_rule(lambda ps: optim.Adagrad(ps, **kw), lambda x, gs: adagrad_reference(x, gs, **kw),
-                                      order, device, rtol=1e-12, atol=1e-13)
-    assert opt.state[params[0]]["step"] == STEPS
+RULES = {"Adagrad": adagrad_reference, "Adadelta": adadelta_reference}
+CASES = [("Adagrad", kw) for kw in ADAGRAD_CASES] + [("Adadelta", kw) for kw in ADADELTA_CASES]
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("order", ["C", "F"])
-@pytest.mark.parametrize("kw", ADADELTA_CASES, ids=_ids)
-def test_adadelta_matches_update_rule_step_by_step(kw, order, kernel_path, device):
-    opt, params = assert_follows_rule(lambda ps: optim.Adadelta(ps, **kw), lambda x, gs: adadelta_reference(x, gs, **kw),
-                                      order, device, rtol=1e-12, atol=1e-13)
+@pytest.mark.parametrize("name, kw", CASES, ids=[f"{n}-{_ids(kw)}" for n, kw in CASES])
+def test_updates_match_the_rules_step_by_step(name, kw, order, kernel_path, device):
+    opt, params = assert_follows_rule(lambda ps: getattr(optim, name)(ps, **kw),
+                                      lambda x, gs: RULES[name](x, gs, **kw), order, device, rtol=1e-12, atol=1e-13)
     assert opt.state[params[0]]["step"] == STEPS
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("name, kw", [("Adagrad", k) for k in ADAGRAD_CASES] + [("Adadelta", k) for k in ADADELTA_CASES])
+@pytest.mark.parametrize("name, kw", CASES, ids=[f"{n}-{_ids(kw)}" for n, kw in CASES])
 def test_adagrad_and_adadelta_match_torch(name, kw):
-    torch = pytest.importorskip("torch")
-    params = make_params()
-    theirs = [torch.tensor(p.numpy().copy(), requires_grad=True) for p in params]
-    ours_opt, their_opt = getattr(optim, name)(params, **kw), getattr(torch.optim, name)(theirs, **kw)
-    for gs in grad_sequence(8):
-        for p, t, g in zip(params, theirs, gs):
-            p.grad, t.grad = mg.tensor(g.copy()), torch.tensor(g.copy())
-        ours_opt.step()
-        their_opt.step()
-    for p, t in zip(params, theirs):
-        np.testing.assert_allclose(p.numpy(), t.detach().numpy(), rtol=1e-12, atol=1e-14)
+    assert_matches_torch(name, kw)
 
 
 def test_adagrad_parameters_joining_later_take_their_own_step_count():
@@ -112,37 +97,6 @@ def test_kernels_refuse_inconsistent_lists_before_writing(name, kernel, args):
     with pytest.raises(ValueError, match=name):
         getattr(cpu_kernels, kernel)(*arrays)
     assert np.all(arrays[0][0] == 1)
-
-
-@pytest.mark.parametrize("make_opt", [lambda p: optim.Adagrad(p, lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1),
-                                      lambda p: optim.Adadelta(p, lr=0.5, weight_decay=1e-3)],
-                         ids=["Adagrad", "Adadelta"])
-def test_resume_from_checkpoint_is_bit_identical(make_opt, tmp_path):
-    rng = np.random.default_rng(0)
-    batches = [(mg.from_numpy(rng.standard_normal((4, 5)).astype(np.float32)),
-                mg.from_numpy(rng.integers(0, 3, 4))) for _ in range(8)]
-    make_sched = lambda o: lr_scheduler.MultiStepLR(o, milestones=[2, 5], gamma=0.5)  # noqa: E731
-    mg.manual_seed(5)
-    ref = _model()
-    init_state = {k: v.numpy().copy() for k, v in ref.state_dict().items()}
-    ref_opt = make_opt(ref.parameters())
-    _train_steps(ref, ref_opt, make_sched(ref_opt), batches)
-    model = _model()
-    model.load_state_dict(init_state)
-    opt = make_opt(model.parameters())
-    sched = make_sched(opt)
-    _train_steps(model, opt, sched, batches[:4])
-    mg.save({"model": model.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict()}, tmp_path / "c.npz")
-    ckpt = mg.load(tmp_path / "c.npz")
-    model = _model()
-    model.load_state_dict(ckpt["model"])
-    opt = make_opt(model.parameters())
-    opt.load_state_dict(ckpt["optim"])
-    sched = make_sched(opt)
-    sched.load_state_dict(ckpt["sched"])
-    _train_steps(model, opt, sched, batches[4:])
-    for (name, a), b in zip(ref.state_dict().items(), model.state_dict().values()):
-        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
 
 
 @pytest.mark.parametrize("make, match", [

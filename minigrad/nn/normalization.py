@@ -14,6 +14,16 @@ from .module import Module
 from .parameter import Parameter
 
 
+def _per_channel_affine(module, channels, device, dtype):
+    """``weight`` and ``bias`` Parameters of shape (channels,) when ``module.affine`` (their
+    values come from reset_parameters), else both registered as None."""
+    for name in ("weight", "bias"):
+        if module.affine:
+            setattr(module, name, Parameter(_empty((channels,), device, dtype)))
+        else:
+            module.register_parameter(name, None)
+
+
 class _BatchNorm(Module):
     """y = (x - mean) / sqrt(var + eps) * weight + bias, per channel.
 
@@ -34,12 +44,7 @@ class _BatchNorm(Module):
             raise ValueError(f"{type(self).__name__}: num_features must be a positive integer, got {num_features!r}")
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), momentum
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
-        if self.affine:
-            self.weight = Parameter(_empty((self.num_features,), device, dtype))
-            self.bias = Parameter(_empty((self.num_features,), device, dtype))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _per_channel_affine(self, self.num_features, device, dtype)
         if self.track_running_stats:
             self.register_buffer("running_mean", Tensor(_empty((self.num_features,), device, dtype)))
             self.register_buffer("running_var", Tensor(_empty((self.num_features,), device, dtype)))
@@ -157,12 +162,7 @@ class GroupNorm(Module):
             raise ValueError(f"GroupNorm: num_channels={num_channels} must be divisible by num_groups={num_groups}")
         self.num_groups, self.num_channels = int(num_groups), int(num_channels)
         self.eps, self.affine = float(eps), bool(affine)
-        if self.affine:
-            self.weight = Parameter(_empty((self.num_channels,), device, dtype))
-            self.bias = Parameter(_empty((self.num_channels,), device, dtype))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _per_channel_affine(self, self.num_channels, device, dtype)
         self.reset_parameters()
 
     def reset_parameters(self):

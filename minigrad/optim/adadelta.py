@@ -12,7 +12,7 @@ the recent steps, not set by hand), so the original method needs no learning rat
 ``adadelta_step_``.
 """
 from .optimizer import Optimizer
-from .sgd import _batches, _check_lr, _with_grads, _zeros_like
+from .sgd import _batches, _check_lr, _check_nonnegative, _commit, _states, _with_grads, _zeros_like
 
 
 class Adadelta(Optimizer):
@@ -24,24 +24,14 @@ class Adadelta(Optimizer):
         _check_lr("Adadelta", group["lr"])
         if not 0.0 <= group["rho"] <= 1.0:
             raise ValueError(f"Adadelta: invalid rho {group['rho']} (must be in [0, 1])")
-        for name in ("eps", "weight_decay"):
-            if group[name] < 0:
-                raise ValueError(f"Adadelta: invalid {name} {group[name]} (must be >= 0)")
+        _check_nonnegative("Adadelta", group, ("eps", "weight_decay"))
 
     def _update_group(self, group):
         params = _with_grads("Adadelta", group)
-        states = []  # each parameter's state, committed once its step went through
-        for p in params:
-            st = self.state.get(p)
-            if st is None:
-                st = {"step": 0, "square_avg": _zeros_like(p), "acc_delta": _zeros_like(p)}
-            states.append(st)
+        states = _states(self, params, lambda p: {"step": 0, "square_avg": _zeros_like(p), "acc_delta": _zeros_like(p)})
         for (k, _), batch in _batches(params, [None] * len(params)):
             ps, sts = [params[i] for i in batch], [states[i] for i in batch]
             k.adadelta_step_([p.array for p in ps], [p.grad.array for p in ps],
                              [st["square_avg"].array for st in sts], [st["acc_delta"].array for st in sts],
                              group["lr"], group["rho"], group["eps"], group["weight_decay"])
-            for p, st in zip(ps, sts):
-                st["step"] += 1
-                self.state[p] = st
-                p._version += 1
+            _commit(self, ps, sts)

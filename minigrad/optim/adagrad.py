@@ -11,7 +11,7 @@ is what RMSprop and Adadelta (running means instead of a sum) were made to avoid
 ``initial_accumulator_value``.  The update is the kernel table's ``adagrad_step_``.
 """
 from .optimizer import Optimizer
-from .sgd import _batches, _check_lr, _with_grads, _zeros_like
+from .sgd import _batches, _check_lr, _check_nonnegative, _commit, _states, _with_grads, _zeros_like
 
 
 class Adagrad(Optimizer):
@@ -23,25 +23,20 @@ class Adagrad(Optimizer):
 
     def _validate(self, group):
         _check_lr("Adagrad", group["lr"])
-        for name in ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
-            if group[name] < 0:
-                raise ValueError(f"Adagrad: invalid {name} {group[name]} (must be >= 0)")
+        _check_nonnegative("Adagrad", group, ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"))
 
     def _update_group(self, group):
         params = _with_grads("Adagrad", group)
-        states = []  # each parameter's state, committed once its step went through
-        for p in params:
-            st = self.state.get(p)
-            if st is None:
-                st = {"step": 0, "sum": _zeros_like(p)}
-                st["sum"].array += st["sum"].array.dtype.type(group["initial_accumulator_value"])
-            states.append(st)
+        states = _states(self, params, lambda p: {"step": 0, "sum": _full_like(p, group["initial_accumulator_value"])})
         # one fused kernel call per step count (the same for all, unless parameters joined later)
         for (k, step), batch in _batches(params, [st["step"] + 1 for st in states]):
             ps, sts = [params[i] for i in batch], [states[i] for i in batch]
             k.adagrad_step_([p.array for p in ps], [p.grad.array for p in ps], [st["sum"].array for st in sts],
                             group["lr"], group["lr_decay"], group["weight_decay"], group["eps"], step)
-            for p, st in zip(ps, sts):
-                st["step"] = step
-                self.state[p] = st
-                p._version += 1
+            _commit(self, ps, sts, step)
+
+
+def _full_like(p, value):
+    s = _zeros_like(p)
+    s.array += s.array.dtype.type(value)
+    return s
