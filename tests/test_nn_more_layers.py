@@ -337,3 +337,53 @@ def test_trunc_normal_is_the_normal_conditioned_on_the_interval():
         nn.init.trunc_normal_(mg.empty(3), a=1.0, b=0.0)
     with pytest.raises(ValueError, match="holds a fraction .* rejection sampling needs at least 1e-6"):
         nn.init.trunc_normal_(mg.empty(3), a=8.0, b=9.0)
+
+
+@pytest.mark.parametrize("cls, shape", [("Conv1d", (2, 3, 9)), ("Conv2d", (2, 3, 7, 6))])
+@pytest.mark.parametrize("padding, padding_mode", [("same", "zeros"), ("valid", "zeros"), (2, "reflect"),
+                                                   ("same", "circular"), (1, "replicate"), ("same", "reflect")])
+def test_conv_padding_strings_and_modes(cls, shape, padding, padding_mode):
+    """padding="same" keeps the length (the odd padding element on the right); the modes pad
+    with F.pad first: the same as padding by hand, then convolving without padding."""
+    mg.manual_seed(0)
+    conv = getattr(nn, cls)(3, 4, 4, padding=padding, padding_mode=padding_mode, dilation=1)
+    x = mg.randn(*shape, dtype=np.float64)
+    conv.to(dtype=np.float64)
+    y = conv(x)
+    k = len(shape) - 2
+    if padding == "same":
+        assert y.shape[2:] == x.shape[2:]
+        pads = (1, 2) * k  # k = 4: 3 in all, 1 left and 2 right
+    else:
+        p = 0 if padding == "valid" else padding
+        pads = (p, p) * k
+    mode = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}[padding_mode]
+    by_hand = getattr(F, cls.lower())(F.pad(x, pads, mode=mode), conv.weight, conv.bias)
+    np.testing.assert_allclose(y.numpy(), by_hand.numpy(), rtol=1e-12, atol=1e-12)
+    if padding_mode != "zeros":
+        assert f"padding_mode='{padding_mode}'" in repr(conv)
+
+
+def test_conv_padding_errors():
+    with pytest.raises(ValueError, match="Conv2d: padding='same' needs stride 1"):
+        nn.Conv2d(1, 1, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match="Conv1d: padding must be an int, a tuple, 'valid' or 'same', got 'full'"):
+        nn.Conv1d(1, 1, 3, padding="full")
+    with pytest.raises(ValueError, match="Conv1d: padding_mode must be one of zeros, reflect, replicate, circular"):
+        nn.Conv1d(1, 1, 3, padding_mode="mirror")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("padding, padding_mode", [("same", "zeros"), (2, "reflect"), ("same", "circular"),
+                                                   (1, "replicate")])
+def test_conv_padding_modes_match_torch(padding, padding_mode):
+    torch = pytest.importorskip("torch")
+    for cls, shape in (("Conv1d", (2, 3, 9)), ("Conv2d", (2, 3, 7, 6))):
+        ours = getattr(nn, cls)(3, 4, 4, padding=padding, padding_mode=padding_mode)
+        theirs = getattr(torch.nn, cls)(3, 4, 4, padding=padding, padding_mode=padding_mode)
+        with torch.no_grad():
+            theirs.weight.copy_(torch.tensor(ours.weight.numpy()))
+            theirs.bias.copy_(torch.tensor(ours.bias.numpy()))
+        a = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        np.testing.assert_allclose(ours(mg.tensor(a)).numpy(), theirs(torch.tensor(a)).detach().numpy(),
+                                   rtol=1e-5, atol=1e-5)

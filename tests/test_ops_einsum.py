@@ -116,3 +116,15 @@ def test_einsum_matches_torch(eq, shapes):
     theirs.backward(torch.tensor(g))
     for x, t in zip(xs, ts):
         np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_einsum_output_owns_its_memory():
+    """NumPy's einsum returns views for transposes and diagonals; writing into the result must
+    not change the input (an op output is new memory unless the op is a declared view)."""
+    a = np.arange(9.0).reshape(3, 3)
+    x = mg.tensor(a.copy())
+    for eq in ("ii->i", "ij->ji", "ij->ij"):
+        y = mg.einsum(eq, x)
+        assert not np.shares_memory(y.array, x.array)
+        y.mul_(0.0)
+        np.testing.assert_array_equal(x.numpy(), a)

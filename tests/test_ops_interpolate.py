@@ -115,6 +115,9 @@ def test_upsampling_by_two_spreads_each_gradient_over_its_copies():
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), np.full((1, 1, 2, 2), 4.0))
     assert "scale_factor=2" in repr(nn.Upsample(scale_factor=2))
+    same = F.interpolate(x, size=(2, 2), mode="bilinear")  # no axis changes: still a new tensor
+    assert same is not x and not np.shares_memory(same.array, x.array)
+    np.testing.assert_array_equal(same.numpy(), x.numpy())
 
 
 def test_interpolate_float32_and_errors():

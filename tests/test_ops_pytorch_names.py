@@ -147,6 +147,8 @@ def test_repeat_is_numpy_tile_and_sums_the_gradient_of_the_copies(shape, sizes, 
     assert mg.gradgradcheck(lambda t: t.repeat(*sizes) ** 2, leaf(a))
     with pytest.raises(ValueError, match="repeat: needs one non-negative int per dimension"):
         mg.ones(2, 3).repeat(2)
+    same = x.repeat(*(1,) * x.ndim)  # nothing repeated: a copy all the same, as PyTorch's
+    assert not np.shares_memory(same.array, x.array)
 
 
 def test_index_select_gathers_and_accumulates(device):

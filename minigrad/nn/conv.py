@@ -3,18 +3,27 @@ import numbers
 
 from ..ops import conv1d, conv2d
 from ..ops.conv import _pair, _single
+from ..ops.shape import functional_pad
 from . import init
 from .layers import _weight_and_bias
 from .module import Module
 
 
+_PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+
+
 class _ConvNd(Module):
     """What Conv1d and Conv2d share: the arguments, checked, and PyTorch's initialisation.
     A subclass names its op (``_conv``) and how an int or tuple becomes one entry per spatial
-    dimension (``_tuple``)."""
+    dimension (``_tuple``).
+
+    ``padding`` is an int, a tuple, "valid" (none) or "same" (the output keeps the input's
+    length, stride 1 only: d (k - 1) in all, the odd one on the right, as PyTorch);
+    ``padding_mode`` "zeros", "reflect", "replicate" or "circular" (the others pad with
+    ``F.pad`` first, then convolve without padding)."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, device=None, dtype=None):
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
         super().__init__()
         name = type(self).__name__
         for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
@@ -27,8 +36,21 @@ class _ConvNd(Module):
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = self._tuple(kernel_size, "kernel_size", name, 1)
         self.stride = self._tuple(stride, "stride", name, 1)
-        self.padding = self._tuple(padding, "padding", name, 0)
         self.dilation = self._tuple(dilation, "dilation", name, 1)
+        if padding_mode not in _PADDING_MODES:
+            raise ValueError(f"{name}: padding_mode must be one of {', '.join(_PADDING_MODES)}, got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise ValueError(f"{name}: padding must be an int, a tuple, 'valid' or 'same', got {padding!r}")
+            if padding == "same" and any(st != 1 for st in self.stride):
+                raise ValueError(f"{name}: padding='same' needs stride 1, got stride={self.stride}")
+            self.padding = padding
+            total = [d * (k - 1) if padding == "same" else 0 for d, k in zip(self.dilation, self.kernel_size)]
+            self._sides = [(t // 2, t - t // 2) for t in total]
+        else:
+            self.padding = self._tuple(padding, "padding", name, 0)
+            self._sides = [(p, p) for p in self.padding]
         self.groups = int(groups)
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         _weight_and_bias(self, shape, bias, device, dtype)
@@ -37,13 +59,22 @@ class _ConvNd(Module):
         init.default_(self.weight, self.bias)
 
     def forward(self, x):
-        return self._conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        sides = self._sides
+        if self.padding_mode == "zeros" and all(a == b for a, b in sides):
+            padding = tuple(a for a, _ in sides)  # symmetric zeros: the convolution pads itself
+        else:
+            pads = tuple(v for pair in reversed(sides) for v in pair)  # F.pad lists the last dim first
+            x = functional_pad(x, pads, mode=_PADDING_MODES[self.padding_mode])
+            padding = (0,) * len(sides)
+        return self._conv(x, self.weight, self.bias, self.stride, padding, self.dilation, self.groups)
 
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
-        if any(self.padding):
-            s += f", padding={self.padding}"
+        if isinstance(self.padding, str) or any(self.padding):
+            s += f", padding={self.padding!r}" if isinstance(self.padding, str) else f", padding={self.padding}"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
         if any(d != 1 for d in self.dilation):
             s += f", dilation={self.dilation}"
         if self.groups != 1:

@@ -138,6 +138,10 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
             index = _nearest_index(n, m, sf, mode == "nearest-exact", shortcuts=x.ndim == 4)
             if not (m == n and (index == np.arange(m)).all()):  # (reading x[j] for every j: nothing to do)
                 x = _take(x, axis, index)
+    if x is input:  # no axis changed: still a new tensor, as PyTorch's
+        from .elementwise import clone
+
+        x = clone(x)
     return x
 
 

@@ -188,8 +188,12 @@ class Einsum(Function):
 
     def forward(self, *xs, equation):
         self.equation = equation
+        xp = backend.array_module(xs[0])
         # optimize: NumPy then contracts pairwise with BLAS (tensordot) instead of one loop
-        return backend.array_module(xs[0]).einsum(equation, *xs, optimize=len(xs) > 1)
+        z = xp.einsum(equation, *xs, optimize=len(xs) > 1)
+        if any(xp.may_share_memory(z, x) for x in xs):
+            z = z.copy()  # a transpose or diagonal comes back as a view: the output owns its memory
+        return z
 
     def backward(self, g):
         terms, out = self.equation.split("->")

@@ -536,7 +536,12 @@ def repeat(x, *sizes):
     pairs = tuple(zip(sizes, shape))
     y = reshape(x, tuple(v for _, n in pairs for v in (1, n)))
     y = broadcast_to(y, tuple(v for r, n in pairs for v in (r, n)))
-    return reshape(y, tuple(r * n for r, n in pairs))
+    y = reshape(y, tuple(r * n for r, n in pairs))
+    if backend.array_module(y.array).may_share_memory(y.array, x.array):
+        from .elementwise import clone  # nothing was repeated (all sizes 1): still a copy, as PyTorch
+
+        y = clone(y)
+    return y
 
 
 def contiguous(x):
