@@ -31,11 +31,16 @@ def _with_numba(fn, on):
     return call
 
 
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.optim_steps", description=__doc__.split("\n\n")[0])
+    p.add_argument("--repeat", type=int, default=21, help="interleaved rounds (default 21)")
+    p.add_argument("--threads", type=int, default=1, help="BLAS and numba threads (default 1)")
+    p.add_argument("--min-sample", type=float, default=0.02, help="seconds per sample at least (default 0.02)")
+    return p.parse_args(argv)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=21)
-    parser.add_argument("--threads", type=int, default=1, help="BLAS and numba threads (default 1)")
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     common.prepare_process()
     previous = os.environ.get("MINIGRAD_DISABLE_NUMBA")
     mg.manual_seed(0)
@@ -54,7 +59,7 @@ def main(argv=None):
         calls[f"{name}, NumPy"] = (_with_numba(opt.step, False), common.cpu_clock)
     try:
         with common.thread_settings(blas=args.threads, numba=args.threads):
-            stats = common.measure(calls, args.repeat, min_sample=0.02)
+            stats = common.measure(calls, args.repeat, min_sample=args.min_sample)
     finally:
         if previous is None:
             os.environ.pop("MINIGRAD_DISABLE_NUMBA", None)
