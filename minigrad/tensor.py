@@ -604,4 +604,90 @@ def randint(*args, low=None, high=None, size=None, dtype=np.int64, device=None, 
     return out.requires_grad_(True) if requires_grad else out
 
 
+# -- more creation functions (issue 16) -----------------------------------------------------------
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    """``steps`` evenly spaced values from ``start`` to ``end``, both included (torch.linspace);
+    computed in float64, then stored in ``dtype`` (the default float)."""
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+        raise ValueError(f"linspace: steps must be a non-negative int, got {steps!r}")
+    xp = _device(device).xp
+    values = xp.linspace(float(start), float(end), int(steps), dtype=np.float64)
+    return Tensor(values.astype(_float_dtype(dtype)), requires_grad=requires_grad)
+
+
+def randperm(n, dtype=np.int64, device=None, requires_grad=False):
+    """A random permutation of 0 .. n-1, from the seeded generator: the order that sorts n
+    uniform random numbers (every order equally likely)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
+    device = _device(device)
+    order = device.xp.argsort(backend.generator(device).random(int(n)), kind="stable")
+    return Tensor(order.astype(dtype), requires_grad=requires_grad)
+
+
+def _like(op, fill, t, dtype, device, requires_grad):
+    dtype = np.dtype(dtype) if dtype is not None else t.dtype
+    if dtype.kind != "f":
+        raise TypeError(f"{op}: random values need a floating dtype, got {dtype} (pass dtype=minigrad.float32)")
+    return fill(t.shape, dtype=dtype, device=device if device is not None else t.device,
+                requires_grad=requires_grad)
+
+
+def rand_like(t, dtype=None, device=None, requires_grad=False):
+    """Uniform on [0, 1) with ``t``'s shape (and its dtype and device unless given)."""
+    return _like("rand_like", rand, t, dtype, device, requires_grad)
+
+
+def randn_like(t, dtype=None, device=None, requires_grad=False):
+    """Standard normal with ``t``'s shape (and its dtype and device unless given)."""
+    return _like("randn_like", randn, t, dtype, device, requires_grad)
+
+
+def multinomial(input, num_samples, replacement=False, *, generator=None):
+    """Draw ``num_samples`` category indices (int64) from each row of ``input``, a 1-D or 2-D
+    tensor of non-negative weights (unnormalized probabilities), as ``torch.multinomial``.
+
+    With replacement: inverse transform sampling, the first category whose cumulative weight
+    exceeds u * total for u uniform on [0, 1).  Without replacement: every category draws an
+    exponential waiting time E / w (E ~ Exp(1)); the k earliest are the same in distribution as
+    k successive draws each proportional to the remaining weights (the "exponential race"),
+    and a zero weight never wins."""
+    op = "multinomial"
+    if generator is not None:
+        raise TypeError(f"{op}: generator objects are not supported; seed with minigrad.manual_seed")
+    if not isinstance(input, Tensor) or input.dtype.kind != "f" or input.ndim not in (1, 2):
+        raise TypeError(f"{op}: expected a 1-D or 2-D floating-point tensor of weights, got "
+                        f"{getattr(input, 'dtype', type(input).__name__)} of shape {getattr(input, 'shape', ())}")
+    n = input.shape[-1]
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or num_samples < 1:
+        raise ValueError(f"{op}: num_samples must be a positive int, got {num_samples!r}")
+    xp = backend.array_module(input.array)
+    w = input.array.reshape(-1, n).astype(np.float64)
+    if n == 0 or not bool(xp.isfinite(w).all()) or bool((w < 0).any()) or bool((w.sum(axis=1) <= 0).any()):
+        raise ValueError(f"{op}: invalid distribution: every row of the weights (shape {input.shape}) must "
+                         "be finite, non-negative and have a positive sum")
+    k = int(num_samples)
+    if not replacement and int((w > 0).sum(axis=1).min()) < k:
+        raise ValueError(f"{op}: cannot draw {k} samples without replacement from a row with fewer "
+                         f"non-zero weights (shape {input.shape})")
+    gen = backend.generator(input.device)
+    if replacement:
+        u = gen.random((w.shape[0], k))
+        cdf = xp.cumsum(w, axis=1)
+        rows = xp.arange(w.shape[0])[:, None]
+        # one flat search for all rows: row r's cumulative weights, scaled to (0, 1], live in
+        # (r, r + 1], and so do its draws (u in [0, 1), shifted by r)
+        hit = xp.searchsorted((cdf / cdf[:, -1:] + rows).reshape(-1), (u + rows).reshape(-1), side="right")
+        last = n - 1 - xp.argmax(w[:, ::-1] > 0, axis=1)[:, None]  # rounding never picks past it
+        picks = xp.minimum(hit.reshape(u.shape) - rows * n, last)
+    else:
+        waiting = -xp.log1p(-gen.random(w.shape))  # Exp(1): u in [0, 1), so log1p(-u) is finite
+        with np.errstate(divide="ignore", invalid="ignore"):
+            waiting = waiting / w  # a zero weight waits forever (inf, or NaN: sorted last too)
+        picks = xp.argsort(waiting, axis=1, kind="stable")[:, :k]
+    return Tensor._wrap(picks.reshape(input.shape[:-1] + (k,)).astype(np.int64))
+
+
 from . import autograd, ops  # noqa: E402  (ops attach the operators and methods to Tensor)

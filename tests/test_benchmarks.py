@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import catalog, gpu_check, ops, train
+from benchmarks import catalog, gpu_check, ops, optim_steps, train
 from benchmarks.catalog import Impl
 from minigrad.backend import cpu_kernels
 
@@ -240,7 +240,7 @@ def test_documented_commands_use_real_options():
     import re
 
     root = pathlib.Path(__file__).resolve().parents[1]
-    modules = {"ops": ops, "train": train, "gpu_check": gpu_check}
+    modules = {"ops": ops, "train": train, "gpu_check": gpu_check, "optim_steps": optim_steps}
     found = 0
     for page in (root / "docs" / "benchmarks.md", root / "benchmarks" / "README.md", root / "README.md"):
         for match in re.finditer(r"python -m benchmarks\.(\w+)([^`\n#]*)", page.read_text()):
@@ -248,6 +248,17 @@ def test_documented_commands_use_real_options():
             modules[match.group(1)].parse_args(args)  # exits (fails the test) on an unknown option
             found += 1
     assert found >= 10
+
+
+def test_optim_steps_times_every_update_both_ways_and_leaves_numba_as_it_was(monkeypatch):
+    monkeypatch.delenv("MINIGRAD_DISABLE_NUMBA", raising=False)
+    stats = optim_steps.main(["--repeat", "1", "--min-sample", "0"])
+    names = set(optim_steps.OPTIMIZERS)
+    assert set(stats) == {"forward + backward"} | {f"{n}, {how}" for n in names for how in ("numba", "NumPy")}
+    assert all(s["median"] > 0 for s in stats.values())
+    import os
+
+    assert "MINIGRAD_DISABLE_NUMBA" not in os.environ
 
 
 def test_the_numpy_conv_rows_run_on_the_reference_table():

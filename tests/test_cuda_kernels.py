@@ -775,6 +775,37 @@ def test_adam_step(dev, rng, count_launches, dtype, decoupled, amsgrad, wd):
     assert count_launches == ["adam_step"] * 3
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lr_decay,wd", [(0.0, 0.0), (0.1, 1e-2)])
+def test_adagrad_step(dev, rng, count_launches, dtype, lr_decay, wd):
+    params, sums = _tensors(rng, dtype), [np.array(abs(a) + 0.1, dtype=dtype) for a in _tensors(rng, dtype)]
+    mine = [[dev.put(a.copy()) for a in lst] for lst in (params, sums)]
+    for step in (1, 2, 3):
+        grads = _tensors(rng, dtype)
+        ck.adagrad_step_(mine[0], [dev.put(g) for g in grads], mine[1], 0.1, lr_decay, wd, 1e-10, step)
+        ref.adagrad_step_(params, grads, sums, 0.1, lr_decay, wd, 1e-10, step)
+    for got_list, want_list in zip(mine, (params, sums)):
+        for a, e in zip(got_list, want_list):
+            close(dev.get(a), e, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert count_launches == ["adagrad_step"] * 3  # one launch per call for all tensors
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rho,wd", [(0.9, 0.0), (0.5, 1e-2)])
+def test_adadelta_step(dev, rng, count_launches, dtype, rho, wd):
+    params = _tensors(rng, dtype)
+    v, u = ([np.array(abs(a), dtype=dtype) for a in _tensors(rng, dtype, 0.1)] for _ in range(2))
+    mine = [[dev.put(a.copy()) for a in lst] for lst in (params, v, u)]
+    for _ in range(3):
+        grads = _tensors(rng, dtype)
+        ck.adadelta_step_(mine[0], [dev.put(g) for g in grads], mine[1], mine[2], 1.0, rho, 1e-6, wd)
+        ref.adadelta_step_(params, grads, v, u, 1.0, rho, 1e-6, wd)
+    for got_list, want_list in zip(mine, (params, v, u)):
+        for a, e in zip(got_list, want_list):
+            close(dev.get(a), e, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert count_launches == ["adadelta_step"] * 3
+
+
 def test_optimizer_mixed_groups(dev, rng, count_launches):
     """float32 and float64 tensors in one call: one launch per dtype; a non-contiguous
     parameter is updated by the reference (in place, correctly)."""

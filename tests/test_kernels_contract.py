@@ -75,7 +75,7 @@ def _public_functions(module):
 
 
 def test_reference_lists_every_kernel_it_defines():
-    assert len(R.__all__) == len(set(R.__all__)) == 40
+    assert len(R.__all__) == len(set(R.__all__)) == 42
     assert _public_functions(R) == set(R.__all__)
     for name in R.__all__:
         assert callable(getattr(R, name)) and getattr(R, name).__doc__, f"{name} needs a docstring with its math"
@@ -475,6 +475,28 @@ def _rmsprop(put, rng, v):
             0.01, 0.9, 1e-8, wd, momentum)
 
 
+ADAGRAD = {"plain": (0.0, 0.0, 1), "decay-wd": (0.1, 0.05, 4)}
+
+
+@case("adagrad_step_", *ADAGRAD)
+def _adagrad(put, rng, v):
+    lr_decay, wd, step = ADAGRAD[v]
+    params, grads = _param_lists(put, rng, 2)
+    sums = [put(0.1 + np.abs(normal(rng, s))) for s in PARAM_SHAPES]  # sums of squares: > 0
+    return params, grads, sums, 0.1, lr_decay, wd, 1e-10, step
+
+
+ADADELTA = {"plain": (1.0, 0.9, 0.0), "wd": (0.5, 0.5, 0.1)}
+
+
+@case("adadelta_step_", *ADADELTA)
+def _adadelta(put, rng, v):
+    lr, rho, wd = ADADELTA[v]
+    params, grads = _param_lists(put, rng, 2)
+    square_avgs, acc_deltas = ([put(np.abs(normal(rng, s))) for s in PARAM_SHAPES] for _ in range(2))
+    return params, grads, square_avgs, acc_deltas, lr, rho, 1e-6, wd
+
+
 ADAM = {"adam": (False, False, 0.0, 1), "adam-wd": (False, False, 0.1, 3), "adamw": (False, True, 0.05, 7),
         "amsgrad": (True, False, 0.0, 2), "amsgrad-adamw": (True, True, 0.1, 1)}
 
@@ -667,6 +689,9 @@ BAD_CALLS = {
     "sgd_step_": lambda k, P: k.sgd_step_([P((1000,))], [P((1,))], None, 0.1, 0.0, 0.0, 0.0, False, False),
     "rmsprop_step_": lambda k, P: k.rmsprop_step_([P((3,))], [P((3,))], [P((4,))], None, None,
                                                   0.01, 0.99, 1e-8, 0.0, 0.0),
+    "adagrad_step_": lambda k, P: k.adagrad_step_([P((3,))], [P((3,))], [P((4,))], 0.1, 0.0, 0.0, 1e-10, 1),
+    "adadelta_step_": lambda k, P: k.adadelta_step_([P((3,))], [P((3,))], [P((3,))], [P((2,))],
+                                                    1.0, 0.9, 1e-6, 0.0),
     "adam_step_": lambda k, P: k.adam_step_([P((3,))], [P((3,)).astype(np.float32)], [P((3,))], [P((3,))], None,
                                             0.1, 0.9, 0.999, 1e-8, 1, 0.0, False),
 }

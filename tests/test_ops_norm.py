@@ -131,8 +131,8 @@ def test_batch_norm_backward_kernel_equals_the_ops_formula(device, training):
 
 def test_batch_norm_errors():
     x = mg.randn(4, 3, 2, 2)
-    with pytest.raises(ValueError, match=r"batch_norm: expected a 2-D \(N, C\) or 4-D .* got shape \(4, 3, 2\)"):
-        mg.batch_norm(mg.randn(4, 3, 2), None, None, training=True)
+    with pytest.raises(ValueError, match=r"batch_norm: expected an input of shape \(N, C\) or \(N, C, ...\), got shape \(4,\)"):
+        mg.batch_norm(mg.randn(4), None, None, training=True)
     with pytest.raises(ValueError, match=r"batch_norm: running_mean must have shape \(3,\) for input of shape \(4, 3, 2, 2\), got \(2,\)"):
         mg.batch_norm(x, mg.zeros(2), mg.ones(2), training=True)
     with pytest.raises(ValueError, match=r"batch_norm: eval mode .* needs running_mean"):

@@ -192,10 +192,15 @@ def test_rmsprop_matches_update_rule_step_by_step(kw, order, device):
 @pytest.mark.torch
 @pytest.mark.parametrize("kw", RMSPROP_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
 def test_rmsprop_matches_torch(kw):
+    assert_matches_torch("RMSprop", kw)
+
+
+def assert_matches_torch(name, kw):
+    """optim.<name> and torch.optim.<name> with the hyper-parameters ``kw``: 8 steps, the same."""
     torch = pytest.importorskip("torch")
     params = make_params()
     theirs = [torch.tensor(p.numpy().copy(), requires_grad=True) for p in params]
-    ours_opt, their_opt = optim.RMSprop(params, **kw), torch.optim.RMSprop(theirs, **kw)
+    ours_opt, their_opt = getattr(optim, name)(params, **kw), getattr(torch.optim, name)(theirs, **kw)
     for gs in grad_sequence(8):
         for p, t, g in zip(params, theirs, gs):
             p.grad, t.grad = mg.tensor(g.copy()), torch.tensor(g.copy())
@@ -448,7 +453,12 @@ def _train_steps(model, opt, sched, batches):
      lambda o: lr_scheduler.StepLR(o, step_size=2, gamma=0.9)),
     (lambda p: optim.RMSprop(p, lr=1e-2, momentum=0.5, centered=True),
      lambda o: lr_scheduler.StepLR(o, step_size=2, gamma=0.9)),
-], ids=["SGD+StepLR", "Adam-amsgrad+Cosine", "AdamW+StepLR", "RMSprop-centered-momentum+StepLR"])
+    (lambda p: optim.Adagrad(p, lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1),
+     lambda o: lr_scheduler.MultiStepLR(o, milestones=[2, 5], gamma=0.5)),
+    (lambda p: optim.Adadelta(p, lr=0.5, weight_decay=1e-3),
+     lambda o: lr_scheduler.ExponentialLR(o, gamma=0.9)),
+], ids=["SGD+StepLR", "Adam-amsgrad+Cosine", "AdamW+StepLR", "RMSprop-centered-momentum+StepLR",
+        "Adagrad+MultiStepLR", "Adadelta+ExponentialLR"])
 def test_resume_from_checkpoint_is_bit_identical(make_opt, make_sched, tmp_path):
     rng = np.random.default_rng(0)
     batches = [(mg.from_numpy(rng.standard_normal((4, 5)).astype(np.float32)),

@@ -886,3 +886,47 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
     ds *= p
     ds *= ds.dtype.type(scale)
     return ds @ k, ds.transpose(0, 2, 1) @ q, dv
+
+
+# ======================================================================================
+# More optimizer updates (issue 16): Adagrad and Adadelta, one call per parameter group
+# (numba in cpu_kernels.py, one multi-tensor launch of kernels/optim.cu on the GPU).
+# ======================================================================================
+
+__all__ += ["adagrad_step_", "adadelta_step_"]
+
+
+def adagrad_step_(params, grads, sums, lr, lr_decay, weight_decay, eps, step):
+    """For each parameter x with gradient g, at step t (PyTorch's Adagrad):
+        g += wd x
+        s += g^2                                    every squared gradient so far
+        x -= lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps)"""
+    _check_step("adagrad_step_", params, grads=grads, sums=sums)
+    for x, g, s in zip(params, grads, sums):
+        xp, t = array_module(x), x.dtype.type
+        g, s = g.reshape(x.shape), s.reshape(x.shape)
+        if weight_decay != 0:
+            g = g + t(weight_decay) * x
+        s += g * g
+        x -= t(lr / (1 + (step - 1) * lr_decay)) * (g / (xp.sqrt(s) + t(eps)))
+
+
+def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_decay):
+    """For each parameter x with gradient g (PyTorch's Adadelta, Zeiler 2012):
+        g += wd x
+        v = rho v + (1 - rho) g^2                    running mean of g^2
+        d = sqrt(u + eps) / sqrt(v + eps) * g        the step, in the units of x
+        u = rho u + (1 - rho) d^2                    running mean of d^2
+        x -= lr d"""
+    _check_step("adadelta_step_", params, grads=grads, square_avgs=square_avgs, acc_deltas=acc_deltas)
+    for x, g, v, u in zip(params, grads, square_avgs, acc_deltas):
+        xp, t = array_module(x), x.dtype.type
+        g, v, u = g.reshape(x.shape), v.reshape(x.shape), u.reshape(x.shape)
+        if weight_decay != 0:
+            g = g + t(weight_decay) * x
+        v *= t(rho)
+        v += t(1 - rho) * (g * g)
+        d = xp.sqrt(u + t(eps)) / xp.sqrt(v + t(eps)) * g
+        u *= t(rho)
+        u += t(1 - rho) * (d * d)
+        x -= t(lr) * d

@@ -103,6 +103,36 @@ def normal_(tensor, mean=0.0, std=1.0):
     return _normal(tensor, mean, std)
 
 
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
+    """Fill with values drawn from N(mean, std^2) conditioned on [a, b] (absolute bounds, as in
+    PyTorch: ``trunc_normal_(w, std=0.02)`` keeps the default [-2, 2]).
+
+    Rejection sampling: normal draws outside [a, b] are thrown away and drawn again, which is
+    exactly the conditional distribution; each round draws enough for the expected acceptance
+    rate P = Phi(b') - Phi(a') (a', b' the standardized bounds)."""
+    _check_float(tensor, "trunc_normal_")
+    if std < 0 or not a < b:
+        raise ValueError(f"init.trunc_normal_: needs std >= 0 and a < b, got std={std}, a={a}, b={b}")
+    xp = backend.array_module(tensor.array)
+    n = tensor.array.size
+    if std == 0:
+        return _fill(tensor, xp.full(tensor.shape, min(max(mean, a), b), dtype=xp.float64))
+    lo, hi = (a - mean) / std, (b - mean) / std
+    accept = 0.5 * (math.erf(hi / math.sqrt(2)) - math.erf(lo / math.sqrt(2)))
+    if accept < 1e-6:
+        raise ValueError(f"init.trunc_normal_: [a, b] = [{a}, {b}] holds a fraction {accept:.1e} of N({mean}, "
+                         f"{std}^2); rejection sampling needs at least 1e-6 (move the bounds or the mean)")
+    gen = backend.generator(tensor.device)
+    parts, have = [], 0
+    while have < n:
+        z = gen.standard_normal(int((n - have) / accept * 1.1) + 16)
+        z = z[(z >= lo) & (z <= hi)]
+        parts.append(z[:n - have])
+        have += int(parts[-1].size)
+    z = xp.concatenate(parts) if parts else xp.zeros(0)
+    return _fill(tensor, xp.clip(mean + std * z, a, b).reshape(tensor.shape))
+
+
 def constant_(tensor, val):
     """Fill with the constant ``val``."""
     tensor.array[...] = val

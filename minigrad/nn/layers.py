@@ -1,12 +1,14 @@
-"""Layers: Linear (alias Dense), activations, Flatten, Dropout, Identity."""
+"""Layers: Linear (alias Dense), activations, Flatten, Dropout (and its channel versions),
+Upsample, Identity."""
 
 import numpy as np
 
 from .. import backend
 from ..backend import Device
-from ..ops import flatten, gelu, leaky_relu, linear, log_softmax, relu, sigmoid, silu, softmax, tanh
+from ..ops import flatten, gelu, linear, log_softmax, sigmoid, softmax, tanh
 from . import init
-from .functional import _check_p, dropout
+from .functional import (_check_p, dropout, dropout1d, dropout2d, dropout3d, interpolate, leaky_relu, relu,
+                         silu)
 from .module import Module
 from .parameter import Parameter
 
@@ -55,25 +57,40 @@ class Linear(Module):
 Dense = Linear
 
 
+def _inplace_flag(cls, inplace):
+    if not isinstance(inplace, bool):
+        raise TypeError(f"{cls}: inplace must be True or False, got {inplace!r}")
+    return inplace
+
+
 class ReLU(Module):
-    """relu(x) = max(x, 0)"""
+    """relu(x) = max(x, 0).  ``inplace=True`` overwrites the input (recorded like any in-place
+    op: the engine raises if a value some backward needs is overwritten, as PyTorch does)."""
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = _inplace_flag("ReLU", inplace)
 
     def forward(self, x):
-        return relu(x)
+        return relu(x, self.inplace)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
 
 
 class LeakyReLU(Module):
-    """x if x > 0 else negative_slope * x"""
+    """x if x > 0 else negative_slope * x (``inplace=True`` overwrites the input)."""
 
-    def __init__(self, negative_slope=0.01):
+    def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
         self.negative_slope = negative_slope
+        self.inplace = _inplace_flag("LeakyReLU", inplace)
 
     def forward(self, x):
-        return leaky_relu(x, self.negative_slope)
+        return leaky_relu(x, self.negative_slope, self.inplace)
 
     def extra_repr(self):
-        return f"negative_slope={self.negative_slope}"
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
 
 
 class Sigmoid(Module):
@@ -105,10 +122,17 @@ class GELU(Module):
 
 
 class SiLU(Module):
-    """x * sigmoid(x) (also called swish)."""
+    """x * sigmoid(x) (also called swish; ``inplace=True`` overwrites the input)."""
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = _inplace_flag("SiLU", inplace)
 
     def forward(self, x):
-        return silu(x)
+        return silu(x, self.inplace)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
 
 
 class Softmax(Module):
@@ -148,18 +172,58 @@ class Flatten(Module):
 
 class Dropout(Module):
     """Inverted dropout while training (zero with probability p, scale the rest by 1/(1-p));
-    the identity in eval mode."""
+    the identity in eval mode.  ``inplace=True`` overwrites the input."""
 
-    def __init__(self, p=0.5):
+    _fn = staticmethod(dropout)
+
+    def __init__(self, p=0.5, inplace=False):
         super().__init__()
-        _check_p(p, "Dropout")
+        _check_p(p, type(self).__name__)
         self.p = float(p)
+        self.inplace = _inplace_flag(type(self).__name__, inplace)
 
     def forward(self, x):
-        return dropout(x, self.p, self.training)
+        return self._fn(x, self.p, self.training, self.inplace)
 
     def extra_repr(self):
-        return f"p={self.p}"
+        return f"p={self.p}" + (", inplace=True" if self.inplace else "")
+
+
+class Dropout1d(Dropout):
+    """Zero whole channels of (N, C, L) with probability p while training (F.dropout1d)."""
+
+    _fn = staticmethod(dropout1d)
+
+
+class Dropout2d(Dropout):
+    """Zero whole channels of (N, C, H, W) with probability p while training (F.dropout2d):
+    neighbouring pixels are correlated, so dropping single ones barely regularizes."""
+
+    _fn = staticmethod(dropout2d)
+
+
+class Dropout3d(Dropout):
+    """Zero whole channels of (N, C, D, H, W) with probability p while training."""
+
+    _fn = staticmethod(dropout3d)
+
+
+class Upsample(Module):
+    """Resize the spatial dimensions: ``F.interpolate(x, size, scale_factor, mode, align_corners)``."""
+
+    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                 recompute_scale_factor=None):
+        super().__init__()
+        self.size, self.scale_factor, self.mode = size, scale_factor, mode
+        self.align_corners, self.recompute_scale_factor = align_corners, recompute_scale_factor
+
+    def forward(self, x):
+        return interpolate(x, self.size, self.scale_factor, self.mode, self.align_corners,
+                           self.recompute_scale_factor)
+
+    def extra_repr(self):
+        what = f"size={self.size}" if self.size is not None else f"scale_factor={self.scale_factor}"
+        return f"{what}, mode={self.mode!r}"
 
 
 class Identity(Module):

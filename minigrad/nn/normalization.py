@@ -1,16 +1,27 @@
-"""Normalization layers: BatchNorm1d over (N, C), BatchNorm2d over (N, C, H, W), LayerNorm over
-the last axes of each sample."""
+"""Normalization layers: BatchNorm1d over (N, C) or (N, C, L), BatchNorm2d over (N, C, H, W),
+BatchNorm3d over (N, C, D, H, W), LayerNorm over the last axes of each sample, GroupNorm over
+groups of channels of each sample."""
 import numbers
 
 import numpy as np
 
 from ..autograd import no_grad
-from ..ops import batch_norm, layer_norm
+from ..ops import batch_norm, group_norm, layer_norm
 from ..tensor import Tensor
 from . import init
 from .layers import _empty
 from .module import Module
 from .parameter import Parameter
+
+
+def _per_channel_affine(module, channels, device, dtype):
+    """``weight`` and ``bias`` Parameters of shape (channels,) when ``module.affine`` (their
+    values come from reset_parameters), else both registered as None."""
+    for name in ("weight", "bias"):
+        if module.affine:
+            setattr(module, name, Parameter(_empty((channels,), device, dtype)))
+        else:
+            module.register_parameter(name, None)
 
 
 class _BatchNorm(Module):
@@ -33,12 +44,7 @@ class _BatchNorm(Module):
             raise ValueError(f"{type(self).__name__}: num_features must be a positive integer, got {num_features!r}")
         self.num_features, self.eps, self.momentum = int(num_features), float(eps), momentum
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
-        if self.affine:
-            self.weight = Parameter(_empty((self.num_features,), device, dtype))
-            self.bias = Parameter(_empty((self.num_features,), device, dtype))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _per_channel_affine(self, self.num_features, device, dtype)
         if self.track_running_stats:
             self.register_buffer("running_mean", Tensor(_empty((self.num_features,), device, dtype)))
             self.register_buffer("running_var", Tensor(_empty((self.num_features,), device, dtype)))
@@ -89,15 +95,22 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch normalization over (N, C): statistics per feature C over the batch."""
+    """Batch normalization over (N, C) or (N, C, L): statistics per feature C over the batch
+    (and the positions L)."""
 
-    _ndims = (2,)
+    _ndims = (2, 3)
 
 
 class BatchNorm2d(_BatchNorm):
     """Batch normalization over (N, C, H, W): statistics per channel C over N, H and W."""
 
     _ndims = (4,)
+
+
+class BatchNorm3d(_BatchNorm):
+    """Batch normalization over (N, C, D, H, W): statistics per channel C over N, D, H and W."""
+
+    _ndims = (5,)
 
 
 class LayerNorm(Module):
@@ -132,3 +145,36 @@ class LayerNorm(Module):
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class GroupNorm(Module):
+    """y = group_norm(x, num_groups, weight, bias, eps) over (N, C, ...): each sample's channels
+    are split into ``num_groups`` groups, each normalized over its channels and positions
+    (independent of the batch, the same in training and evaluation); then a per-channel affine
+    map, weight starting at 1 and bias at 0 (``affine=False``: neither), as in PyTorch."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, device=None, dtype=None):
+        super().__init__()
+        for name, value in (("num_groups", num_groups), ("num_channels", num_channels)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"GroupNorm: {name} must be a positive integer, got {value!r}")
+        if num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_channels={num_channels} must be divisible by num_groups={num_groups}")
+        self.num_groups, self.num_channels = int(num_groups), int(num_channels)
+        self.eps, self.affine = float(eps), bool(affine)
+        _per_channel_affine(self, self.num_channels, device, dtype)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        if self.affine:
+            init.ones_(self.weight)
+            init.zeros_(self.bias)
+
+    def forward(self, x):
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(f"GroupNorm({self.num_groups}, {self.num_channels}): expected an input (N, "
+                             f"{self.num_channels}, ...), got shape {x.shape}")
+        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"

@@ -31,6 +31,16 @@ from .shape import (  # noqa: F401
     _T, cat, chunk, concatenate, flatten, gather, getitem, pad, permute, split, squeeze, stack,
     transpose, tril, triu, unsqueeze,
 )
+# -- issue 16: the names PyTorch scripts reach for ------------------------------------------------
+from .elementwise import addcdiv, addcmul, ceil, clamp, floor, round, trunc  # noqa: F401,E402
+from .reduce import all, any, cumsum, norm  # noqa: F401,E402
+from .matmul import bmm, einsum, mm  # noqa: F401,E402
+from .shape import contiguous, expand_as, index_select, repeat, view_as  # noqa: F401,E402
+from .sort import argsort, sort, topk  # noqa: F401,E402
+from .conv import conv1d  # noqa: F401,E402
+from .norm import group_norm  # noqa: F401,E402
+from .interpolate import interpolate  # noqa: F401,E402
+from ..tensor import linspace, multinomial, rand_like, randn_like, randperm  # noqa: F401,E402
 
 # The public functional forms: ``from minigrad.ops import *`` and hence the top-level
 # ``minigrad.exp``, ``minigrad.cat``, ... are exactly these (the rest above is internal: operator
@@ -125,6 +135,21 @@ for _name, _fn, _needs_old in (
         ("cos_", cos, True), ("clamp_", clip, False), ("clip_", clip, False), ("relu_", relu, False),
         ("sigmoid_", sigmoid, False), ("tanh_", tanh, False), ("masked_fill_", masked_fill, False)):
     setattr(Tensor, _name, _inplace_method(_name, _fn, _needs_old))
+for _name, _fn, _needs_old in (
+        ("leaky_relu_", leaky_relu, True), ("silu_", silu, True), ("floor_", floor, False),
+        ("ceil_", ceil, False), ("round_", round, False), ("trunc_", trunc, False),
+        ("addcmul_", addcmul, False), ("addcdiv_", addcdiv, False)):
+    setattr(Tensor, _name, _inplace_method(_name, _fn, _needs_old))
 Tensor.__iadd__, Tensor.__isub__ = Tensor.add_, Tensor.sub_
 Tensor.__imul__, Tensor.__itruediv__ = Tensor.mul_, Tensor.div_
 Tensor.masked_fill = masked_fill
+
+
+# -- issue 16: more methods (PyTorch's names) -------------------------------------------------------
+for _name in ("all", "any", "cumsum", "norm", "mm", "bmm", "contiguous", "expand_as", "view_as",
+              "index_select", "repeat", "argsort", "sort", "topk", "floor", "ceil", "round", "trunc",
+              "addcmul", "addcdiv", "multinomial"):
+    setattr(Tensor, _name, globals()[_name])
+Tensor.is_contiguous = lambda self: bool(self.array.flags.c_contiguous)
+Tensor.type_as = lambda self, other: self.to(device=other.device, dtype=other.dtype)
+Tensor.type_as.__doc__ = "This tensor converted to ``other``'s dtype and device."

@@ -165,4 +165,46 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                         groups=int(groups), out_size=out_size)
 
 
+def _single(value, name, op, minimum):
+    """An int or a 1-tuple of ints, >= minimum, as an int (conv1d's stride, padding, ...)."""
+    if isinstance(value, (tuple, list)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{op}: {name} must be an int or a 1-tuple of ints, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D convolution (cross-correlation, like PyTorch) of x (N, C, L) (or unbatched (C, L))
+    with weight (O, C/groups, k) plus bias (O,).
+
+    A 1-D convolution is a 2-D one over an image of height 1: x becomes (N, C, 1, L), the
+    weight (O, C/groups, 1, k), and the height axis is dropped again.  So it runs conv2d's
+    kernels (im2col + one GEMM) and its gradient is conv2d's, through the two reshapes."""
+    op = "conv1d"
+    stride, padding = _single(stride, "stride", op, 1), _single(padding, "padding", op, 0)
+    dilation = _single(dilation, "dilation", op, 1)
+    if x.ndim not in (2, 3):
+        raise ValueError(f"{op}: expected a 3-D input (N, C, L) or an unbatched 2-D one (C, L), got shape {x.shape}")
+    if weight.ndim != 3:
+        raise ValueError(f"{op}: expected a 3-D weight (O, C/groups, k), got shape {weight.shape}")
+    (c, length), (o, cg, k) = x.shape[-2:], weight.shape
+    if isinstance(groups, numbers.Integral) and groups >= 1 and c != cg * groups:
+        raise ValueError(f"{op}: input of shape {x.shape} has {c} channels but weight of shape "
+                         f"{weight.shape} expects {cg * groups} (= {cg} x groups={groups})")
+    if dilation * (k - 1) + 1 > length + 2 * padding:
+        raise ValueError(f"{op}: kernel of size {k} (dilated: {dilation * (k - 1) + 1}) is larger than the "
+                         f"padded input ({length + 2 * padding}) for input shape {x.shape}, padding {padding}")
+    batched = x.ndim == 3
+    x4 = x.reshape(x.shape[:-1] + (1, length)) if batched else x.reshape((1, c, 1, length))
+    w4 = weight.reshape((o, cg, 1, k))
+    try:
+        y = conv2d(x4, w4, bias, (1, stride), (0, padding), (1, dilation), groups)
+    except (ValueError, TypeError) as e:  # (groups, dtypes, bias: conv2d checks them)
+        raise type(e)(f"{op} (run as conv2d on (N, C, 1, L)): {e}") from None
+    return y.reshape(y.shape[:2] + y.shape[3:]) if batched else y.reshape((y.shape[1], y.shape[3]))
+
+
 from ..tensor import Tensor  # noqa: E402

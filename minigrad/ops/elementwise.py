@@ -652,10 +652,30 @@ exp, log, sqrt, sin, cos = (_unary(f, floating=True) for f in (Exp, Log, Sqrt, S
 
 
 def clip(x, min=None, max=None):
-    """Clamp to [min, max]; either bound may be None."""
+    """Clamp to [min, max] (PyTorch's clamp); either bound may be None.  The bounds are numbers
+    or tensors (broadcast against x, and differentiable: a bound receives the gradient where it
+    is the result).  Where x equals a bound, the gradient goes to x; where min > max, every
+    element is max (as in PyTorch and NumPy).  An integer x with a float bound gives floats."""
     if min is None and max is None:
         raise ValueError("clip: at least one of min and max must be given")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        # min(max(x, lo), hi) written with where, so that ties pass the gradient to x (maximum
+        # and minimum would split it) and each bound gets it exactly where it was chosen
+        z = x
+        if min is not None:
+            z = where(z < min, min, z)
+        if max is not None:
+            z = where(z > max, max, z)
+        return z
+    for bound in (min, max):
+        if bound is not None and not isinstance(bound, (numbers.Real, np.generic)):
+            raise TypeError(f"clip: min and max must be numbers, tensors or None, got {type(bound).__name__}")
+    if x.dtype.kind in "biu" and any(isinstance(b, (float, np.floating)) for b in (min, max)):
+        x = _floating(x)
     return Clip.apply(x, low=min, high=max)
+
+
+clamp = clip
 
 
 def where(cond, x, y):
@@ -745,3 +765,88 @@ def astype(x, dtype):
 
 def to_device(x, device):
     return ToDevice.apply(x, device=device)
+
+
+# -- rounding, and the fused multiply-adds of optimizer code (issue 16) ------------------------
+
+
+class _Rounding(Function):
+    """Piecewise constant: dL/dx = 0 (PyTorch gives zeros too, not an error)."""
+
+    saves_inputs = False
+
+    def backward(self, g):
+        return g * 0
+
+
+@register
+class Floor(_Rounding):
+    """z = floor(x), the largest integer <= x        dL/dx = 0"""
+
+    def forward(self, x):
+        return backend.array_module(x).floor(x)
+
+
+@register
+class Ceil(_Rounding):
+    """z = ceil(x), the smallest integer >= x        dL/dx = 0"""
+
+    def forward(self, x):
+        return backend.array_module(x).ceil(x)
+
+
+@register
+class Trunc(_Rounding):
+    """z = trunc(x), x rounded toward zero            dL/dx = 0"""
+
+    def forward(self, x):
+        return backend.array_module(x).trunc(x)
+
+
+@register
+class Round(_Rounding):
+    """z = x rounded to ``decimals`` decimal places, halves to even (0.5 -> 0, 1.5 -> 2, as
+    PyTorch and NumPy)        dL/dx = 0"""
+
+    def forward(self, x, decimals):
+        return backend.array_module(x).round(x, decimals)
+
+
+def _rounding(fn, x, **params):
+    if x.dtype.kind in "biu":  # already whole numbers: a copy, as in PyTorch
+        return Tensor._wrap(x.array.copy())
+    return fn.apply(x, **params)
+
+
+def floor(x):
+    """Round down to an integer value (the dtype is kept)."""
+    return _rounding(Floor, x)
+
+
+def ceil(x):
+    """Round up to an integer value (the dtype is kept)."""
+    return _rounding(Ceil, x)
+
+
+def trunc(x):
+    """Round toward zero (the dtype is kept)."""
+    return _rounding(Trunc, x)
+
+
+def round(x, decimals=0):
+    """Round to ``decimals`` places (default: to an integer value), halves to even."""
+    if isinstance(decimals, bool) or not isinstance(decimals, numbers.Integral):
+        raise TypeError(f"round: decimals must be an int, got {decimals!r}")
+    return _rounding(Round, x, decimals=int(decimals))
+
+
+def addcmul(x, tensor1, tensor2, *, value=1):
+    """x + value * tensor1 * tensor2 (broadcast; PyTorch's addcmul, as in Adam's
+    ``v.mul_(b2).addcmul_(g, g, value=1 - b2)``)."""
+    return add(x, mul(mul(tensor1, tensor2), value) if value != 1 else mul(tensor1, tensor2))
+
+
+def addcdiv(x, tensor1, tensor2, *, value=1):
+    """x + value * tensor1 / tensor2 (broadcast; PyTorch's addcdiv)."""
+    q = div(tensor1, tensor2)
+    return add(x, mul(q, value) if value != 1 else q)

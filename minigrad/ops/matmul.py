@@ -10,7 +10,8 @@ import math
 from .. import backend
 from ..autograd import Function, register
 from .reduce import sum
-from .shape import reshape
+from .shape import broadcast_to, reshape
+from ..tensor import Tensor
 
 
 def _mT(x):
@@ -150,3 +151,161 @@ def linear(x, weight, bias=None):
     if bias is None:
         return Linear.apply(x, weight)
     return Linear.apply(x, weight, bias)
+
+
+def mm(a, b):
+    """The product of two matrices (2-D only, as ``torch.mm``; ``matmul`` broadcasts)."""
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"mm: expects two matrices (2-D), got shapes {a.shape} and {b.shape}; "
+                         "use matmul (or @) for vectors and batches")
+    return matmul(a, b)
+
+
+def bmm(a, b):
+    """Batched matrix product (b, n, m) @ (b, m, p) -> (b, n, p), as ``torch.bmm`` (no
+    broadcasting of the batch: ``matmul`` does that)."""
+    if a.ndim != 3 or b.ndim != 3 or a.shape[0] != b.shape[0]:
+        raise ValueError(f"bmm: expects two 3-D tensors with the same batch size, got shapes "
+                         f"{a.shape} and {b.shape}; use matmul (or @) to broadcast")
+    return matmul(a, b)
+
+
+# -- einsum -----------------------------------------------------------------------------------
+
+
+@register
+class Einsum(Function):
+    """z = einsum(equation, x_1, ..., x_n): every letter is an axis; z sums the product of the
+    operands over the letters missing from the output (the equation is in explicit form,
+    letters only, as ``_parse_einsum`` writes it).
+
+    dL/dx_k = einsum(out, s_1, .. (all but s_k) .., s_n -> s_k; g, x_1, .., x_n without x_k):
+    the gradient of a sum of products with respect to one factor is the sum of the products of
+    everything else with g.  A letter that only x_k has is summed in z, so its gradient is
+    constant along it (broadcast back); a letter repeated within s_k (a diagonal, "ii->i")
+    gets its gradient on the diagonal only (a product with the identity).
+    docs/derivations/einsum.md."""
+
+    def forward(self, *xs, equation):
+        self.equation = equation
+        xp = backend.array_module(xs[0])
+        # optimize: NumPy then contracts pairwise with BLAS (tensordot) instead of one loop
+        z = xp.einsum(equation, *xs, optimize=len(xs) > 1)
+        if any(xp.may_share_memory(z, x) for x in xs):
+            z = z.copy()  # a transpose or diagonal comes back as a view: the output owns its memory
+        return z
+
+    def backward(self, g):
+        terms, out = self.equation.split("->")
+        terms = terms.split(",")
+        xs = self.saved_tensors
+        grads = []
+        for k, (sub, x) in enumerate(zip(terms, xs)):
+            if not x.requires_grad:
+                grads.append(None)
+                continue
+            others = [(s, t) for j, (s, t) in enumerate(zip(terms, xs)) if j != k]
+            available = set(out).union(*(s for s, _ in others))
+            unique = "".join(dict.fromkeys(sub))               # s_k without repeats, in order
+            kept = "".join(c for c in unique if c in available)
+            gk = Einsum.apply(g, *(t for _, t in others),
+                              equation=",".join([out] + [s for s, _ in others]) + "->" + kept)
+            if kept != unique:  # letters only x_k has: the gradient is constant along them
+                size = dict(zip(sub, x.shape))
+                gk = reshape(gk, tuple(size[c] if c in kept else 1 for c in unique))
+                gk = broadcast_to(gk, tuple(size[c] for c in unique))
+            if unique != sub:
+                gk = _onto_diagonals(gk, unique, sub, x.shape)
+            grads.append(gk)
+        return tuple(grads)
+
+
+def _onto_diagonals(gk, unique, sub, shape):
+    """gk (axes ``unique``) placed on the diagonals of an array with axes ``sub``, where a
+    letter repeats: each repeat gets a fresh letter and a factor identity(letter, fresh)."""
+    xp = backend.array_module(gk.array)
+    free = (c for c in _LETTERS if c not in sub)
+    seen, full, eyes, eye_subs = set(), "", [], []
+    for c, n in zip(sub, shape):
+        if c in seen:
+            f = next(free)
+            full += f
+            eyes.append(Tensor._wrap(xp.eye(n, dtype=gk.dtype)))
+            eye_subs.append(c + f)
+        else:
+            seen.add(c)
+            full += c
+    return Einsum.apply(gk, *eyes, equation=",".join([unique] + eye_subs) + "->" + full)
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _parse_einsum(equation, shapes):
+    """The equation in explicit form with letters only: "..." expanded (right-aligned, as
+    broadcasting does), the implicit output ("ij,jk": the letters that appear once, sorted,
+    after the "..." axes) written out.  Returns (terms, out, sizes of the letters)."""
+    op = "einsum"
+    eq = equation.replace(" ", "")
+    lhs, arrow, out = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes):
+        raise ValueError(f"{op}: the equation {equation!r} has {len(terms)} operand(s), got {len(shapes)} tensors")
+    for part in terms + ([out] if arrow else []):
+        if part.replace("...", "").strip(_LETTERS) or part.count("...") > 1:
+            raise ValueError(f"{op}: invalid subscripts {part!r} in {equation!r} (letters a-z, A-Z and at "
+                             "most one '...' per operand)")
+    free = [c for c in _LETTERS if c not in eq]
+    ell_ndim = 0
+    for t, shape in zip(terms, shapes):
+        explicit = len(t.replace("...", ""))
+        if ("..." in t and explicit > len(shape)) or ("..." not in t and explicit != len(shape)):
+            raise ValueError(f"{op}: subscripts {t!r} do not fit an operand of shape {tuple(shape)}")
+        if "..." in t:
+            ell_ndim = max(ell_ndim, len(shape) - explicit)
+    ell = "".join(free[:ell_ndim])
+    # "..." stands for the operand's last unnamed axes, aligned on the right as in broadcasting
+    terms = [t.replace("...", ell[ell_ndim - (len(s) - len(t) + 3):]) for t, s in zip(terms, shapes)]
+    if arrow:
+        out = out.replace("...", ell)
+        if len(set(out)) != len(out) or set(out) - set("".join(terms)):
+            raise ValueError(f"{op}: the output subscripts of {equation!r} must be distinct and appear in "
+                             "an operand")
+    else:
+        letters = "".join(terms)
+        once = sorted((c for c in set(letters) if letters.count(c) == 1 and c not in ell), key=_LETTERS.index)
+        out = ell + "".join(once)
+    sizes = {}
+    for t, shape in zip(terms, shapes):
+        for c, n in zip(t, shape):
+            if sizes.get(c, 1) != 1 and n not in (1, sizes[c]):
+                raise ValueError(f"{op}: letter {c!r} of {equation!r} has sizes {sizes[c]} and {n} "
+                                 f"(operand shapes {', '.join(str(tuple(s)) for s in shapes)})")
+            if n != 1 or c not in sizes:
+                sizes[c] = n
+    return terms, out, sizes
+
+
+def einsum(equation, *operands):
+    """Einstein summation, as ``torch.einsum`` / ``numpy.einsum``: ``einsum("ij,jk->ik", a, b)``
+    is a @ b, ``einsum("bhqd,bhkd->bhqk", q, k)`` attention scores, ``einsum("ii", a)`` the
+    trace.  "..." stands for broadcast axes; size-1 axes broadcast against a letter's size.
+    The operands may also come as one list.  Differentiable in every operand (any order)."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if not isinstance(equation, str):
+        raise TypeError(f"einsum: the first argument must be the equation string, got {type(equation).__name__}")
+    if not operands or not all(isinstance(t, Tensor) for t in operands):
+        raise TypeError("einsum: expected one or more tensors after the equation")
+    terms, out, sizes = _parse_einsum(equation, [t.shape for t in operands])
+    from .elementwise import astype, promote_types
+
+    dtype = operands[0].dtype
+    for t in operands[1:]:
+        dtype = promote_types(dtype, t.dtype)
+    ops = [astype(t, dtype) for t in operands]
+    # size-1 axes broadcast to their letter's size up front, so Einsum sees one size per letter
+    ops = [t if all(n == sizes[c] for c, n in zip(s, t.shape)) else
+           broadcast_to(t, tuple(sizes[c] for c in s)) for s, t in zip(terms, ops)]
+    return Einsum.apply(*ops, equation=",".join(terms) + "->" + out)
+

@@ -87,12 +87,18 @@ class BatchNorm(Function):
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5):
-    """Normalize each channel of x (N, C) or (N, C, H, W), then scale by weight and shift by
-    bias (both (C,) or None).  training=True uses the batch statistics and updates
-    running_mean/running_var in place (if given) with ``momentum``; training=False uses them."""
+    """Normalize each channel of x (N, C), (N, C, L), (N, C, H, W) or (N, C, D, H, W), then scale
+    by weight and shift by bias (both (C,) or None).  training=True uses the batch statistics and
+    updates running_mean/running_var in place (if given) with ``momentum``; training=False uses
+    them.  (The op and its kernels see 2-D or 4-D arrays: other ranks are reshaped to
+    (N, C, -1, 1), which keeps every channel's values together.)"""
     op = "batch_norm"
+    if x.ndim < 2:
+        raise ValueError(f"{op}: expected an input of shape (N, C) or (N, C, ...), got shape {x.shape}")
     if x.ndim not in (2, 4):
-        raise ValueError(f"{op}: expected a 2-D (N, C) or 4-D (N, C, H, W) input, got shape {x.shape}")
+        y = batch_norm(x.reshape(x.shape[:2] + (-1, 1)), running_mean, running_var, weight, bias,
+                       training, momentum, eps)
+        return y.reshape(x.shape)
     if x.dtype.kind != "f":
         raise TypeError(f"{op}: expected a floating input, got {x.dtype}")
     c = x.shape[1]
@@ -186,3 +192,36 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     inputs = [x] + [t for t in (weight, bias) if t is not None]
     return LayerNorm.apply(*inputs, has_weight=weight is not None, has_bias=bias is not None,
                            eps=float(eps), shape=shape)
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    """Group normalization (Wu & He 2018), as PyTorch's F.group_norm: the C channels of x
+    (N, C, ...) are split into ``num_groups`` groups, and each sample's group is normalized
+    over its channels and positions together; then per-channel ``weight`` and ``bias`` (C,).
+
+    Each (sample, group) is one row of layer norm: x reshaped to (N, G, C/G * positions) and
+    normalized over the last axis is exactly group norm, so it runs the layer-norm kernels
+    (and their backward and second derivatives); the affine part is a broadcast multiply-add.
+    docs/derivations/layernorm.md, "Group norm"."""
+    op = "group_norm"
+    if x.ndim < 2:
+        raise ValueError(f"{op}: expected an input of shape (N, C, ...), got shape {x.shape}")
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
+        raise ValueError(f"{op}: num_groups must be a positive int, got {num_groups!r}")
+    n, c = x.shape[:2]
+    if c % num_groups:
+        raise ValueError(f"{op}: the {c} channels of an input of shape {x.shape} cannot be split into "
+                         f"{num_groups} groups (num_channels must be divisible by num_groups)")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating input, got {x.dtype}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(f"{op}: {name} must have shape ({c},) for input of shape {x.shape}, got {tuple(t.shape)}")
+    row = math.prod(x.shape[1:]) // num_groups
+    y = layer_norm(x.reshape((n, num_groups, row)), row, eps=eps).reshape(x.shape)
+    per_channel = (1, c) + (1,) * (x.ndim - 2)
+    if weight is not None:
+        y = y * weight.reshape(per_channel)
+    if bias is not None:
+        y = y + bias.reshape(per_channel)
+    return y

@@ -6,6 +6,7 @@ Every backward first puts the reduced axes back as size-1 axes (``_unsqueeze_lik
 gradient broadcasts against the input.  Derivations: docs/derivations/reduce.md.
 """
 import builtins
+import math
 import warnings
 from collections import namedtuple
 
@@ -328,3 +329,133 @@ def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
 
 from .elementwise import astype, exp, maximum, minimum, sqrt  # noqa: E402
 from .shape import gather, squeeze  # noqa: E402
+
+
+# -- cumulative sums, norms, logical reductions (issue 16) ------------------------------------
+
+
+@register
+class CumSum(Function):
+    """z_i = sum_{j <= i} x_j along ``axis``  (the running total)
+
+    dL/dx_j = sum_{i >= j} g_i: every z_i with i >= j contains x_j once, so x_j collects the
+    gradients of all of them, which is the running total of g taken from the far end
+    (reverse, cumsum, reverse).  docs/derivations/reduce.md, "cumsum"."""
+
+    saves_inputs = False
+
+    def forward(self, x, axis):
+        self.axis = axis
+        return backend.array_module(x).cumsum(x, axis=axis)
+
+    def backward(self, g):
+        return _flip(CumSum.apply(_flip(g, self.axis), axis=self.axis), self.axis)
+
+
+def _flip(x, axis):
+    """x reversed along ``axis`` (a view: basic slicing with step -1)."""
+    return x[(slice(None),) * axis + (slice(None, None, -1),)]
+
+
+def cumsum(x, axis=None, *, dim=None, dtype=None):
+    """Running sums along ``dim`` (required, as in PyTorch): z_i = x_0 + ... + x_i.  bool and
+    integer tensors sum in int64 unless ``dtype`` says otherwise."""
+    axis, _ = _resolve("cumsum", axis, dim, False, None)
+    if axis is None:
+        raise TypeError("cumsum: missing the dim to sum along (e.g. cumsum(x, 0) or x.cumsum(dim=1))")
+    x = _accumulation_dtype(x, dtype, "cumsum")
+    if x.ndim == 0:  # PyTorch accepts dim 0 / -1 for a 0-d tensor: the value itself
+        normalize_axis(axis, 0, "cumsum")
+        return CumSum.apply(reshape(x, (1,)), axis=0).reshape(())
+    (a,) = normalize_axis(axis, x.ndim, "cumsum") if isinstance(axis, int) else (None,)
+    if a is None:
+        raise TypeError(f"cumsum: dim must be an int, got {axis!r}")
+    return CumSum.apply(x, axis=a)
+
+
+@register
+class Norm(Function):
+    """z = (sum_i |x_i|^p)^(1/p) over ``axes``  (the p-norm; p finite, not 0 or 1)
+
+    dL/dx_i = g * sign(x_i) |x_i|^(p-1) / z^(p-1),   0 where z = 0 or x_i = 0
+
+    (docs/derivations/reduce.md, "norm".  The zeros where z = 0 or x_i = 0 are PyTorch's
+    choice: the limit for p > 1, a subgradient otherwise.)  p = 1, inf, -inf and 0 are
+    other ops (``norm`` composes them: sum of |x|, amax, amin, count)."""
+
+    saves_output = True
+
+    def forward(self, x, axes, p, keepdims):
+        xp = backend.array_module(x)
+        self.in_shape, self.axes, self.p = x.shape, axes, p
+        a = xp.abs(x)
+        if p == 2:  # the common case in one BLAS-free pass, no pow
+            z = xp.sqrt((a * a).sum(axis=axes, keepdims=keepdims))
+        else:
+            with np.errstate(divide="ignore", over="ignore"):
+                z = (a ** p).sum(axis=axes, keepdims=keepdims) ** (1.0 / p)
+        return z.astype(x.dtype, copy=False)
+
+    def backward(self, g):
+        (x,) = self.saved_tensors
+        p = self.p
+        z = _unsqueeze_like(self.saved_output, self.in_shape, self.axes)
+        zero_x, zero_z = x == 0, z == 0
+        # |x|^(p-1) and z^(p-1) only where they are finite: the masked-out branch of a where
+        # must not hold inf either, or its (zero) gradient would become 0 * inf = NaN
+        safe_x = where(zero_x, 1.0, x)
+        safe_z = where(zero_z, 1.0, z)
+        local = where(zero_x, 0.0, sign(x) * abs(safe_x) ** (p - 1)) / safe_z ** (p - 1)
+        return where(zero_z, 0.0, _unsqueeze_like(g, self.in_shape, self.axes) * local)
+
+
+def norm(x, p="fro", dim=None, keepdim=False, dtype=None):
+    """PyTorch's ``torch.norm`` / ``x.norm()``: the vector p-norm of the elements over ``dim``
+    (an int, a tuple, or None for all), (sum |x|^p)^(1/p).
+
+    ``p``: a number, ``inf`` (max |x|), ``-inf`` (min |x|), 0 (the number of non-zeros),
+    or "fro" (= 2: the Frobenius norm is the 2-norm of the elements).  The nuclear norm ("nuc")
+    needs an SVD and is not available.  The gradient at 0 is 0, as in PyTorch."""
+    if dtype is not None:
+        x = astype(x, dtype)
+    if x.dtype.kind != "f":
+        raise TypeError(f"norm: expected a floating-point tensor, got dtype {x.dtype}; use .float() first")
+    if isinstance(p, str):
+        if p != "fro":
+            raise ValueError(f"norm: p={p!r} is not supported (supported: a number, inf, -inf, 'fro'; "
+                             "the nuclear norm 'nuc' needs an SVD, which minigrad does not have)")
+        p = 2.0
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or p != p:
+        raise ValueError(f"norm: p must be a number (inf and -inf included) or 'fro', got {p!r}")
+    axes = normalize_axis(dim, x.ndim, "norm")
+    keepdim = bool(keepdim)
+    if p == math.inf:
+        return amax(abs(x), axes, keepdim)
+    if p == -math.inf:
+        return amin(abs(x), axes, keepdim)
+    if p == 0:  # the count of non-zeros: piecewise constant, no gradient (PyTorch's too)
+        return sum(astype(x != 0, x.dtype), axes, keepdim).detach()
+    if p == 1:
+        return sum(abs(x), axes, keepdim)
+    return Norm.apply(x, axes=axes, p=float(p), keepdims=keepdim)
+
+
+def _logical(op, x, axis, keepdims, dim, keepdim):
+    axis, keepdims = _resolve(op, axis, dim, keepdims, keepdim)
+    axes = normalize_axis(axis, x.ndim, op)
+    xp = backend.array_module(x.array)
+    reduce = xp.all if op == "all" else xp.any
+    return Tensor._wrap(xp.asarray(reduce(x.array != 0, axis=axes, keepdims=keepdims)))
+
+
+def all(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """True where every element over ``dim`` is non-zero (a bool tensor; not differentiable)."""
+    return _logical("all", x, axis, keepdims, dim, keepdim)
+
+
+def any(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """True where some element over ``dim`` is non-zero (a bool tensor; not differentiable)."""
+    return _logical("any", x, axis, keepdims, dim, keepdim)
+
+
+from .elementwise import abs, sign, where  # noqa: E402

@@ -13,6 +13,7 @@ Forward paths return NumPy views wherever NumPy does (reshape of a contiguous ar
 transpose, basic slicing), so they cost no copy.  Derivations: docs/derivations/shape.md.
 """
 import numbers
+from builtins import any as builtins_any
 from builtins import max as builtins_max
 
 import numpy as np
@@ -410,7 +411,7 @@ def _index_item(i, xp, op):
     """One entry of an index as NumPy understands it; returns (item, is_integer_array)."""
     if isinstance(i, Tensor):
         i = i.array
-    elif isinstance(i, list):
+    elif isinstance(i, (list, tuple)):  # x[[0, 1], [2, 3]], x[(0,), ...]: sequences are index arrays
         i = xp.asarray(i)
         if i.size == 0:  # [] is float64 to NumPy, but as an index it means "no positions"
             i = i.astype(np.intp)
@@ -470,6 +471,13 @@ def _index_stages(shape, index, xp, op):
     index too, which can move the picked dimensions to the front: for ``a`` of shape
     (2, 3, 4), ``a[0, :, [0, 2]]`` is (2, 3) in NumPy and (3, 2) in PyTorch.  So when an index
     mixes integers and arrays it becomes two stages, ``a[0, :, :][:, [0, 2]]``: PyTorch's result."""
+    if isinstance(index, list) and builtins_any(
+            i is None or i is Ellipsis or isinstance(i, (list, tuple, slice, Tensor, np.ndarray, xp.ndarray))
+            for i in index):
+        raise TypeError(
+            f"{op}: a list holding sequences, tensors, slices or None as the whole index is ambiguous: "
+            "PyTorch reads x[[a, b]] as x[a, b] (deprecated there), NumPy as one index array. Write "
+            "x[a, b] for one index per dimension, or x[tensor([a, b])] for one index array")
     items = index if isinstance(index, tuple) else (index,)
     normalized, advanced = [], False
     for i in items:
@@ -496,6 +504,64 @@ def _index_stages(shape, index, xp, op):
                 first.append(slice(None))
             then.append(i)
     return (tuple(first), tuple(then)), advanced
+
+
+def index_select(x, dim, index):
+    """The entries of ``x`` at positions ``index`` (a 1-D integer tensor or list; repeats
+    allowed) along ``dim``, as ``torch.index_select``: x[..., index, ...].  The gradient is
+    scattered back, adding up over repeated positions."""
+    if x.ndim == 0:
+        raise ValueError("index_select: needs a tensor with at least one dimension, got a 0-d tensor")
+    d = _axis(dim, x.ndim, "index_select", x.shape)
+    xp = backend.array_module(x.array)
+    idx = index.array if isinstance(index, Tensor) else xp.asarray(index)
+    if idx.ndim > 1 or (idx.dtype.kind not in "iu" and idx.size):
+        raise ValueError(f"index_select: index must be a 0-d or 1-D integer tensor, got shape "
+                         f"{tuple(idx.shape)} and dtype {idx.dtype}")
+    return getitem(x, (slice(None),) * d + (idx.reshape(-1).astype(np.int64, copy=False),))
+
+
+def repeat(x, *sizes):
+    """PyTorch's ``x.repeat(r0, r1, ...)`` (NumPy's ``tile``): x copied r_k times along each
+    dimension; more sizes than dimensions add leading dimensions.  (Not NumPy's ``repeat``,
+    which is PyTorch's ``repeat_interleave``.)
+
+    Written as a broadcast: x reshaped to (1, n0, 1, n1, ...), broadcast to (r0, n0, r1, n1, ...),
+    reshaped to (r0 n0, r1 n1, ...); so the gradient sums the copies (BroadcastTo's backward)."""
+    sizes = _shape_arg(sizes)
+    if len(sizes) < x.ndim or not all(_is_int(r) and r >= 0 for r in sizes):
+        raise ValueError(f"repeat: needs one non-negative int per dimension (at least {x.ndim} for a "
+                         f"tensor of shape {x.shape}), got {sizes!r}")
+    shape = (1,) * (len(sizes) - x.ndim) + x.shape
+    pairs = tuple(zip(sizes, shape))
+    y = reshape(x, tuple(v for _, n in pairs for v in (1, n)))
+    y = broadcast_to(y, tuple(v for r, n in pairs for v in (r, n)))
+    y = reshape(y, tuple(r * n for r, n in pairs))
+    if backend.array_module(y.array).may_share_memory(y.array, x.array):
+        from .elementwise import clone  # nothing was repeated (all sizes 1): still a copy, as PyTorch
+
+        y = clone(y)
+    return y
+
+
+def contiguous(x):
+    """``x`` itself when its memory is C-contiguous, else a C-contiguous copy (on the tape, as
+    ``clone``); PyTorch's ``x.contiguous()``, e.g. before ``view`` of a transposed tensor."""
+    if x.array.flags.c_contiguous:
+        return x
+    from .elementwise import clone
+
+    return clone(x)
+
+
+def view_as(x, other):
+    """``x`` reshaped to ``other``'s shape."""
+    return reshape(x, other.shape)
+
+
+def expand_as(x, other):
+    """``x`` broadcast to ``other``'s shape."""
+    return broadcast_to(x, other.shape)
 
 
 def _slice(x, index):

@@ -14,7 +14,7 @@ of v in the denominator.
 """
 from ..tensor import Tensor
 from .optimizer import Optimizer
-from .sgd import _batches, _check_lr, _with_grads, _zeros_like
+from .sgd import _batches, _check_lr, _commit, _states, _with_grads, _zeros_like
 
 
 class Adam(Optimizer):
@@ -44,14 +44,10 @@ class Adam(Optimizer):
         lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
         wd, amsgrad = group["weight_decay"], group["amsgrad"]
         params = _with_grads(type(self).__name__, group)
-        states = []  # each parameter's state, committed once its step went through
-        for p in params:
-            st = self.state.get(p)
-            if not st:  # (an empty dict: self.state is a defaultdict, a lookup may have made it)
-                st = {"step": 0, "exp_avg": _zeros_like(p), "exp_avg_sq": _zeros_like(p)}
+        states = _states(self, params, lambda p: {"step": 0, "exp_avg": _zeros_like(p), "exp_avg_sq": _zeros_like(p)})
+        for st in states:
             if amsgrad and "max_exp_avg_sq" not in st:  # (also when amsgrad is switched on later)
                 st["max_exp_avg_sq"] = Tensor._wrap(st["exp_avg_sq"].array.copy())
-            states.append(st)
         # one fused kernel call per step count (the same for all, unless parameters joined later)
         for (k, step), batch in _batches(params, [st["step"] + 1 for st in states]):
             ps, sts = [params[i] for i in batch], [states[i] for i in batch]
@@ -59,10 +55,7 @@ class Adam(Optimizer):
                          [st["exp_avg"].array for st in sts], [st["exp_avg_sq"].array for st in sts],
                          [st["max_exp_avg_sq"].array for st in sts] if amsgrad else None,
                          lr, b1, b2, eps, step, wd, self._decoupled)
-            for p, st in zip(ps, sts):
-                st["step"] = step
-                self.state[p] = st
-                p._version += 1
+            _commit(self, ps, sts, step)
 
 
 class AdamW(Adam):

@@ -5,6 +5,8 @@ group) and, on every ``step()`` (usually once per epoch, after ``optimizer.step(
 ``last_epoch`` by one and writes the new lr into the optimizer's groups.  With t = last_epoch:
 
     StepLR:             lr = base_lr * gamma ** (t // step_size)
+    MultiStepLR:        lr = base_lr * gamma ** (number of milestones <= t)
+    ExponentialLR:      lr = base_lr * gamma ** t
     CosineAnnealingLR:  lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2
     LambdaLR:           lr = base_lr * lr_lambda(t)
     LinearLR:           lr = base_lr * (start + (end - start) * min(t, total_iters) / total_iters)
@@ -17,6 +19,8 @@ A warm-up then cosine decay (the GPT recipe, docs/gpt.md)::
     sched = SequentialLR(opt, [warmup, decay], milestones=[100])    # sched.step() every iteration
 
 ReduceLROnPlateau watches a metric instead of counting epochs (``step(val_loss)``).
+OneCycleLR (one warm-up and one long decay over a fixed number of batches, cycling the momentum
+the other way) is stepped after every batch.
 """
 import bisect
 import math
@@ -94,6 +98,40 @@ class StepLR(LRScheduler):
         # chainable, as PyTorch: the current lr is multiplied at each boundary (so other code
         # that changes group["lr"] is respected)
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
+            return [group["lr"] for group in self.optimizer.param_groups]
+        return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
+
+
+class MultiStepLR(LRScheduler):
+    """Multiply the lr by ``gamma`` at each epoch listed in ``milestones`` (a milestone listed
+    twice multiplies twice), chainable as PyTorch's."""
+
+    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+        milestones = list(milestones)
+        if not all(isinstance(m, int) and not isinstance(m, bool) and m >= 0 for m in milestones):
+            raise ValueError(f"MultiStepLR: milestones must be non-negative integers, got {milestones!r}")
+        if gamma < 0:
+            raise ValueError(f"MultiStepLR: gamma must be >= 0, got {gamma}")
+        self.milestones = sorted(milestones)
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        hits = self.milestones.count(self.last_epoch)
+        return [group["lr"] * self.gamma ** hits if hits else group["lr"] for group in self.optimizer.param_groups]
+
+
+class ExponentialLR(LRScheduler):
+    """Multiply the lr by ``gamma`` every epoch (chainable, as PyTorch's)."""
+
+    def __init__(self, optimizer, gamma, last_epoch=-1):
+        if gamma < 0:
+            raise ValueError(f"ExponentialLR: gamma must be >= 0, got {gamma}")
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self.last_epoch == 0:
             return [group["lr"] for group in self.optimizer.param_groups]
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
@@ -280,3 +318,106 @@ class ReduceLROnPlateau:
 
     def load_state_dict(self, state_dict):
         self.__dict__.update({k: v for k, v in state_dict.items() if k != "optimizer"})
+
+
+def _per_group(name, optimizer, value):
+    """One value per parameter group: a list/tuple of them, or one for all."""
+    n = len(optimizer.param_groups)
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"OneCycleLR: expected {n} values for {name} (one per param group), got {len(value)}")
+        return [float(v) for v in value]
+    return [float(value)] * n
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy (Smith & Topin 2018), stepped after every batch, PyTorch's semantics:
+    the lr rises from max_lr / div_factor to ``max_lr`` over the first ``pct_start`` of
+    ``total_steps`` (or epochs * steps_per_epoch), then falls to initial_lr / final_div_factor
+    by the last step ("cos" or "linear" annealing; ``three_phase``: down to the initial lr
+    first, then the final fall).  The momentum (SGD's, RMSprop's, or Adam's beta1) moves the
+    opposite way between ``max_momentum`` and ``base_momentum`` when ``cycle_momentum``.
+
+    With t the step and phase boundaries e_0 = pct_start * T - 1, e_1 = T - 1 (T the total
+    steps), in the phase (s, e] running from value a to b:
+        cos:     v = b + (a - b) (1 + cos(pi (t - s) / (e - s))) / 2
+        linear:  v = a + (b - a) (t - s) / (e - s)
+    Stepping past T raises."""
+
+    def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None, pct_start=0.3,
+                 anneal_strategy="cos", cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
+                 div_factor=25.0, final_div_factor=1e4, three_phase=False, last_epoch=-1):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"OneCycleLR: expected an Optimizer, got {type(optimizer).__name__}")
+        if total_steps is not None:
+            if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps <= 0:
+                raise ValueError(f"OneCycleLR: expected a positive integer total_steps, got {total_steps!r}")
+            self.total_steps = total_steps
+        elif epochs is not None and steps_per_epoch is not None:
+            for name, v in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
+                if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                    raise ValueError(f"OneCycleLR: expected a positive integer {name}, got {v!r}")
+            self.total_steps = epochs * steps_per_epoch
+        else:
+            raise ValueError("OneCycleLR: define either total_steps or (epochs and steps_per_epoch)")
+        if not 0 <= pct_start <= 1 or isinstance(pct_start, bool):
+            raise ValueError(f"OneCycleLR: expected a float between 0 and 1 for pct_start, got {pct_start!r}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"OneCycleLR: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
+        self.anneal_strategy = anneal_strategy
+        total = self.total_steps
+        up = float(pct_start * total) - 1
+        if three_phase:  # (end step, lr from, lr to, momentum from, momentum to)
+            self._phases = [[up, "initial_lr", "max_lr", "max_momentum", "base_momentum"],
+                            [float(2 * pct_start * total) - 2, "max_lr", "initial_lr", "base_momentum", "max_momentum"],
+                            [total - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"]]
+        else:
+            self._phases = [[up, "initial_lr", "max_lr", "max_momentum", "base_momentum"],
+                            [total - 1, "max_lr", "min_lr", "base_momentum", "max_momentum"]]
+        groups = optimizer.param_groups
+        if last_epoch == -1:
+            for group, top in zip(groups, _per_group("max_lr", optimizer, max_lr)):
+                group["initial_lr"] = top / div_factor
+                group["max_lr"] = top
+                group["min_lr"] = group["initial_lr"] / final_div_factor
+        self.cycle_momentum = bool(cycle_momentum)
+        if self.cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError(f"OneCycleLR: cycle_momentum=True needs an optimizer with momentum or betas "
+                                 f"({type(optimizer).__name__} has neither); pass cycle_momentum=False")
+            self.use_beta1 = "betas" in optimizer.defaults
+            if last_epoch == -1:
+                for group, top, base in zip(groups, _per_group("max_momentum", optimizer, max_momentum),
+                                            _per_group("base_momentum", optimizer, base_momentum)):
+                    self._set_momentum(group, top)
+                    group["max_momentum"], group["base_momentum"] = top, base
+        super().__init__(optimizer, last_epoch)
+
+    def _set_momentum(self, group, value):
+        if self.use_beta1:
+            group["betas"] = (value, *group["betas"][1:])
+        else:
+            group["momentum"] = value
+
+    def _anneal(self, start, end, pct):
+        if self.anneal_strategy == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def get_lr(self):
+        t = self.last_epoch
+        if t > self.total_steps:
+            raise ValueError(f"OneCycleLR: tried to step {t} times, but the schedule has total_steps="
+                             f"{self.total_steps}")
+        lrs = []
+        for group in self.optimizer.param_groups:
+            start = 0.0
+            for i, (end, lr_a, lr_b, m_a, m_b) in enumerate(self._phases):
+                if t <= end or i == len(self._phases) - 1:
+                    pct = (t - start) / (end - start)
+                    lrs.append(self._anneal(group[lr_a], group[lr_b], pct))
+                    if self.cycle_momentum:
+                        self._set_momentum(group, self._anneal(group[m_a], group[m_b], pct))
+                    break
+                start = end
+        return lrs

@@ -12,7 +12,7 @@ moment without the first moment and without bias correction (v starts at 0, so e
 larger than Adam's).  The update is the kernel table's ``rmsprop_step_``.
 """
 from .optimizer import Optimizer
-from .sgd import _batches, _check_lr, _with_grads, _zeros_like
+from .sgd import _batches, _check_lr, _check_nonnegative, _commit, _states, _with_grads, _zeros_like
 
 
 class RMSprop(Optimizer):
@@ -24,25 +24,19 @@ class RMSprop(Optimizer):
 
     def _validate(self, group):
         _check_lr("RMSprop", group["lr"])
-        for name in ("alpha", "eps", "weight_decay", "momentum"):
-            if group[name] < 0:
-                raise ValueError(f"RMSprop: invalid {name} {group[name]} (must be >= 0)")
+        _check_nonnegative("RMSprop", group, ("alpha", "eps", "weight_decay", "momentum"))
         if group["alpha"] > 1:
             raise ValueError(f"RMSprop: invalid alpha {group['alpha']} (must be in [0, 1])")
 
     def _update_group(self, group):
         momentum, centered = group["momentum"], group["centered"]
         params = _with_grads("RMSprop", group)
-        states = []  # each parameter's state, committed once its step went through
-        for p in params:
-            st = self.state.get(p)
-            if not st:  # (an empty dict: self.state is a defaultdict, a lookup may have made it)
-                st = {"step": 0, "square_avg": _zeros_like(p)}
+        states = _states(self, params, lambda p: {"step": 0, "square_avg": _zeros_like(p)})
+        for p, st in zip(params, states):
             if momentum > 0 and "momentum_buffer" not in st:  # (also when switched on later)
                 st["momentum_buffer"] = _zeros_like(p)
             if centered and "grad_avg" not in st:
                 st["grad_avg"] = _zeros_like(p)
-            states.append(st)
         for (k, _), batch in _batches(params, [None] * len(params)):
             ps, sts = [params[i] for i in batch], [states[i] for i in batch]
             k.rmsprop_step_([p.array for p in ps], [p.grad.array for p in ps],
@@ -50,7 +44,4 @@ class RMSprop(Optimizer):
                             [st["grad_avg"].array for st in sts] if centered else None,
                             [st["momentum_buffer"].array for st in sts] if momentum > 0 else None,
                             group["lr"], group["alpha"], group["eps"], group["weight_decay"], momentum)
-            for p, st in zip(ps, sts):
-                st["step"] += 1
-                self.state[p] = st
-                p._version += 1
+            _commit(self, ps, sts)

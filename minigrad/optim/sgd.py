@@ -81,6 +81,27 @@ def _batches(params, keys):
     return batches.items()
 
 
+def _states(optimizer, params, fresh):
+    """Each parameter's state: the one it has, or ``fresh(p)`` before its first step (kept
+    only once that step went through: ``_commit``)."""
+    states = []
+    for p in params:
+        st = optimizer.state.get(p)
+        # (an empty dict too: state is a defaultdict, so a lookup may have made one)
+        states.append(st if st else fresh(p))
+    return states
+
+
+def _commit(optimizer, params, states, step=None):
+    """After a kernel call updated ``params``: keep their states, count the step (``step``, or
+    one more), and bump each parameter's version (a graph that saved the old value refuses
+    to backward)."""
+    for p, st in zip(params, states):
+        st["step"] = st["step"] + 1 if step is None else step
+        optimizer.state[p] = st
+        p._version += 1
+
+
 def _wrap(array):
     from ..tensor import Tensor
 
@@ -90,6 +111,13 @@ def _wrap(array):
 def _zeros_like(p):
     """A zero state buffer for parameter p (its shape, dtype and device), as a Tensor."""
     return _wrap(backend.array_module(p.array).zeros_like(p.array))
+
+
+def _check_nonnegative(name, group, keys):
+    """Each hyper-parameter ``keys`` of ``group`` must be >= 0 (ValueError naming it)."""
+    for key in keys:
+        if group[key] < 0:
+            raise ValueError(f"{name}: invalid {key} {group[key]} (must be >= 0)")
 
 
 def _check_lr(name, lr):

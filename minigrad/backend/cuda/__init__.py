@@ -947,6 +947,29 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
                    _i32(vmax is not None)))
 
 
+def adagrad_step_(params, grads, sums, lr, lr_decay, weight_decay, eps, step):
+    _ref._check_step("adagrad_step_", params, grads=grads, sums=sums)
+    groups, rest = _fused_groups(params, grads, sums)
+    for i in rest:
+        _ref.adagrad_step_([params[i]], [grads[i]], [sums[i]], lr, lr_decay, weight_decay, eps, step)
+    clr = lr / (1 + (step - 1) * lr_decay)
+    _multi_tensor_launch(
+        "adagrad_step", params, groups,
+        lambda xp, i: (params[i], xp.ascontiguousarray(grads[i]), sums[i], params[i].size),
+        lambda t: (t(clr), t(weight_decay), t(eps)))
+
+
+def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_decay):
+    _ref._check_step("adadelta_step_", params, grads=grads, square_avgs=square_avgs, acc_deltas=acc_deltas)
+    groups, rest = _fused_groups(params, grads, square_avgs, acc_deltas)
+    for i in rest:
+        _ref.adadelta_step_([params[i]], [grads[i]], [square_avgs[i]], [acc_deltas[i]], lr, rho, eps, weight_decay)
+    _multi_tensor_launch(
+        "adadelta_step", params, groups,
+        lambda xp, i: (params[i], xp.ascontiguousarray(grads[i]), square_avgs[i], acc_deltas[i], params[i].size),
+        lambda t: (t(lr), t(rho), t(1 - rho), t(eps), t(weight_decay)))
+
+
 # ======================================================================================
 # Attention (attention.cu): the fused forward and the two backward kernels (issue 10)
 # ======================================================================================

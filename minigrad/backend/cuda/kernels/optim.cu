@@ -1,11 +1,14 @@
-// optim.cu: fused SGD and Adam/AdamW updates for ALL tensors of a parameter group in ONE launch.
+// optim.cu: fused SGD, Adam/AdamW, Adagrad and Adadelta updates for ALL tensors of a parameter
+// group in ONE launch.
 //
 // A model has tens of parameter tensors, many of them small (biases): one launch per tensor
 // would cost more in launch overhead than the arithmetic.  Instead the caller builds a table,
 // one row per tensor (int64 words; pointers stored as integers):
 //
-//     SGD:   x  g  buf  size  first_block                   (W = 5 words per row)
-//     Adam:  x  g  m  v  vmax  size  first_block            (W = 7 words per row)
+//     SGD:      x  g  buf  size  first_block                (W = 5 words per row)
+//     Adam:     x  g  m  v  vmax  size  first_block         (W = 7 words per row)
+//     Adagrad:  x  g  s  size  first_block                  (W = 5)
+//     Adadelta: x  g  v  u  size  first_block               (W = 6)
 //
 // and launches one grid whose blocks are dealt out to the tensors, `chunk` elements per block:
 //
@@ -20,6 +23,8 @@
 
 #define MG_SGD_WORDS 5
 #define MG_ADAM_WORDS 7
+#define MG_ADAGRAD_WORDS 5
+#define MG_ADADELTA_WORDS 6
 
 // The tensor that block b works on, and the element range [begin, end) of its chunk.
 __device__ __forceinline__ int find_tensor(const long long* table, int words, int ntensors,
@@ -94,6 +99,48 @@ __device__ void adam_step(const long long* table, int ntensors, index_t chunk, T
     }
 }
 
+// Adagrad: g += wd x;  s += g^2;  x -= clr g / (sqrt(s) + eps),
+// clr = lr / (1 + (t - 1) lr_decay) from the host.
+template <typename T>
+__device__ void adagrad_step(const long long* table, int ntensors, index_t chunk, T clr, T wd, T eps) {
+    index_t begin, end;
+    const int t = find_tensor(table, MG_ADAGRAD_WORDS, ntensors, chunk, begin, end);
+    T* x = table_ptr<T>(table, t * MG_ADAGRAD_WORDS + 0);
+    const T* g = table_ptr<T>(table, t * MG_ADAGRAD_WORDS + 1);
+    T* s = table_ptr<T>(table, t * MG_ADAGRAD_WORDS + 2);
+    for (index_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        const T xi = x[i];
+        T gi = g[i];
+        if (wd != T(0)) gi += wd * xi;
+        const T si = s[i] + gi * gi;
+        s[i] = si;
+        x[i] = xi - clr * (gi / (mg_sqrt(si) + eps));
+    }
+}
+
+// Adadelta: g += wd x;  v = rho v + (1-rho) g^2;  d = sqrt(u + eps) / sqrt(v + eps) g;
+//           u = rho u + (1-rho) d^2;  x -= lr d.
+template <typename T>
+__device__ void adadelta_step(const long long* table, int ntensors, index_t chunk, T lr, T rho,
+                              T one_minus_rho, T eps, T wd) {
+    index_t begin, end;
+    const int t = find_tensor(table, MG_ADADELTA_WORDS, ntensors, chunk, begin, end);
+    T* x = table_ptr<T>(table, t * MG_ADADELTA_WORDS + 0);
+    const T* g = table_ptr<T>(table, t * MG_ADADELTA_WORDS + 1);
+    T* v = table_ptr<T>(table, t * MG_ADADELTA_WORDS + 2);
+    T* u = table_ptr<T>(table, t * MG_ADADELTA_WORDS + 3);
+    for (index_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+        const T xi = x[i];
+        T gi = g[i];
+        if (wd != T(0)) gi += wd * xi;
+        const T vi = rho * v[i] + one_minus_rho * (gi * gi);
+        v[i] = vi;
+        const T d = mg_sqrt(u[i] + eps) / mg_sqrt(vi + eps) * gi;
+        u[i] = rho * u[i] + one_minus_rho * (d * d);
+        x[i] = xi - lr * d;
+    }
+}
+
 #define MG_OPTIM_KERNELS(T, sfx)                                                                \
     extern "C" __global__ void sgd_step_##sfx(const long long* table, int ntensors,            \
                                               index_t chunk, T lr, T wd, T momentum,            \
@@ -105,6 +152,15 @@ __device__ void adam_step(const long long* table, int ntensors, index_t chunk, T
                                                T inv_sqrt_bc2, T l2, T decay, int amsgrad) {    \
         adam_step(table, ntensors, chunk, step_size, b1, b2, eps, inv_sqrt_bc2, l2, decay,      \
                   amsgrad);                                                                     \
+    }                                                                                           \
+    extern "C" __global__ void adagrad_step_##sfx(const long long* table, int ntensors,        \
+                                                  index_t chunk, T clr, T wd, T eps) {          \
+        adagrad_step(table, ntensors, chunk, clr, wd, eps);                                     \
+    }                                                                                           \
+    extern "C" __global__ void adadelta_step_##sfx(const long long* table, int ntensors,       \
+                                                   index_t chunk, T lr, T rho,                  \
+                                                   T one_minus_rho, T eps, T wd) {              \
+        adadelta_step(table, ntensors, chunk, lr, rho, one_minus_rho, eps, wd);                 \
     }
 
 MG_OPTIM_KERNELS(float, f32)
