@@ -21,8 +21,8 @@ from .backend import (NoCUDAError, cuda_available, default_device, get_default_d
                       set_default_device, set_default_dtype)
 from .backend import Device, Device as device  # noqa: F401  (torch.device("cuda"))
 from .tensor import (
-    Tensor, arange, empty, eye, from_numpy, full, ones, ones_like, rand, randint, randn, tensor,
-    zeros, zeros_like,
+    Tensor, arange, empty, eye, from_numpy, full, linspace, multinomial, ones, ones_like, rand,
+    rand_like, randint, randn, randn_like, randperm, tensor, zeros, zeros_like,
 )
 from . import ops
 from .ops import *  # noqa: F401,F403  (the functional forms listed in ops.__all__: exp, where, ...)

@@ -27,9 +27,10 @@ TOP_LEVEL = """
     cuda cuda_available data default_device detect_anomaly device diagnostics distributed doctor
     double empty enable_grad eye float float16 float32 float64 from_numpy full get_default_dtype
     grad gradcheck gradgradcheck half inference_mode int int16 int32 int64 int8 io
-    is_anomaly_enabled is_grad_enabled load long manual_seed metrics nn no_grad ones ones_like ops
-    optim rand randint randn save set_default_device set_default_dtype set_grad_enabled short
-    tensor uint8 utils vision viz zeros zeros_like
+    is_anomaly_enabled is_grad_enabled linspace load long manual_seed metrics multinomial nn no_grad
+    ones ones_like ops optim rand rand_like randint randn randn_like randperm save
+    set_default_device set_default_dtype set_grad_enabled short tensor uint8 utils vision viz
+    zeros zeros_like
 """.split()
 SUBMODULES = {"accelerator", "autograd", "backend", "backends", "cuda", "data", "diagnostics",
               "distributed", "io", "metrics", "nn", "ops", "optim", "utils", "vision", "viz"}

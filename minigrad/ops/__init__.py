@@ -64,6 +64,11 @@ __all__ = [
     "embedding", "scaled_dot_product_attention",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "mse_loss",
     "nll_loss",
+    # rounding, clamp, addcmul/addcdiv (elementwise.py); cumsum, norm, all, any (reduce.py);
+    # mm, bmm, einsum (matmul.py); sort.py; index_select (shape.py); conv1d; group_norm
+    "addcdiv", "addcmul", "ceil", "clamp", "floor", "round", "trunc",
+    "all", "any", "cumsum", "norm", "bmm", "einsum", "mm",
+    "argsort", "sort", "topk", "index_select", "conv1d", "group_norm",
 ]
 
 # -- operators ------------------------------------------------------------------------------
