@@ -215,8 +215,10 @@ class Function:
 
     Class attributes:
       ``saves_inputs``                what backward reads of the inputs' values: True (all, the
-                                      default), False (none: add, reshape, a stashed mask), or
-                                      a tuple of input positions (where reads its condition).
+                                      default), False (none: add, reshape, a stashed mask), a
+                                      tuple of input positions (where reads its condition), or
+                                      per gradient, ``{0: (1,), 1: (0,)}`` for x * y: the
+                                      gradient of x reads y and is only computed when x wants one.
       ``saves_output = True``         backward reads the output's values (exp, sigmoid, softmax).
                                       Tensors passed as keyword parameters (an index, a target,
                                       a mask) reach forward as arrays and are always checked.
@@ -294,9 +296,9 @@ class Function:
     @property
     def saved_tensors(self):
         """The input tensors, unchanged since the op ran (the engine checked their versions)."""
-        if self.saves_inputs is not True:
+        if not self.saves_inputs:
             raise TypeError(f"{self.name}.backward reads saved_tensors, so the class must declare "
-                            "saves_inputs = True (the default) for the engine to check them")
+                            "what it reads in saves_inputs for the engine to check it")
         return self.inputs
 
     @property
@@ -313,7 +315,12 @@ class Function:
         (called by the engine before every backward; an integer compare per saved tensor)."""
         saves, versions = self.saves_inputs, self.versions
         if saves:
-            for i in range(len(versions)) if saves is True else saves:
+            if saves is True:
+                saves = range(len(versions))
+            elif isinstance(saves, dict):  # per gradient: only those of inputs that want one
+                saves = {j for i, reads in saves.items() if i < len(versions) and self.edges[i] is not None
+                         for j in reads}
+            for i in saves:
                 if self.inputs[i]._version != versions[i]:
                     raise _modified_error(self, f"input {i}", self.inputs[i], versions[i])
         for name, t, version in self.constants:

@@ -827,3 +827,20 @@ def test_detect_anomaly_ignores_gradients_of_constants():
     with mg.detect_anomaly():
         (x * c).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 1.0])
+
+
+def test_an_input_read_only_for_another_inputs_gradient_may_be_edited_when_that_one_wants_none():
+    """x * w reads w for dL/dx and x for dL/dw (Mul.saves_inputs = {0: (1,), 1: (0,)}): with
+    only w requiring grad, editing x would matter; editing w would not (PyTorch saves the same)."""
+    d = f64([1.0, 2.0])
+    y = 3 * d                          # dL/dd = 3 reads the constant 3, never d
+    with mg.no_grad():
+        d.add_(1)
+    y.sum().backward()
+    assert d.grad.tolist() == [3.0, 3.0]
+    x, w = f64([1.0, 2.0], requires_grad=False), f64([3.0, 4.0])
+    z = x * w
+    with mg.no_grad():
+        x.mul_(2)                      # dL/dw reads x: refused
+    with pytest.raises(RuntimeError, match="input 0 of Mul"):
+        z.sum().backward()

@@ -62,6 +62,8 @@ class Conv2d(Function):
     derivative through conv2d raises instead of being silently wrong.
     """
 
+    saves_inputs = {0: (1,), 1: (0,), 2: ()}  # dx reads W, dW reads x (its columns)
+
     once_differentiable = True
 
     def forward(self, x, w, b=None, *, stride, padding, dilation, groups, out_size):

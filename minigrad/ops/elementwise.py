@@ -132,6 +132,8 @@ class Sub(_Binary):
 class Mul(_Binary):
     """z = x * y        dL/dx = g * y,   dL/dy = g * x"""
 
+    saves_inputs = {0: (1,), 1: (0,)}  # dL/dx reads y, dL/dy reads x
+
     def compute(self, x, y):
         return x * y
 
@@ -143,6 +145,8 @@ class Mul(_Binary):
 @register
 class Div(_Binary):
     """z = x / y        dL/dx = g / y,   dL/dy = -g * x / y^2"""
+
+    saves_inputs = {0: (1,), 1: (0, 1)}
 
     def compute(self, x, y):
         return x / y

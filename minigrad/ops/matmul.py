@@ -45,6 +45,8 @@ class MatMul(Function):
     promoted the same way first, and the promotion undone on their gradients; gradients over
     broadcast batch dimensions are summed by the engine)"""
 
+    saves_inputs = {0: (1,), 1: (0,)}  # dL/da reads b, dL/db reads a
+
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
             raise _matmul_error(a.shape, b.shape)
@@ -99,6 +101,8 @@ class Linear(Function):
     One op instead of matmul + transpose + add: a single BLAS call forward (on W's transposed
     view, no copy) with the bias added in place, and no gradient work for inputs that do not
     require grad (usually x, the data)."""
+
+    saves_inputs = {0: (1,), 1: (0,), 2: ()}  # dL/dx reads W, dL/dW reads x
 
     def forward(self, x, w, b=None):
         try:
