@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+from tests.conftest import NO_CUDA
 from minigrad.backend import cuda as ck
 from minigrad.backend import reference as ref
 
@@ -32,7 +33,7 @@ _EMU_PROBLEM = _emulator_problem()
 
 DEVICES = [
     pytest.param("emulator", marks=pytest.mark.skipif(_EMU_PROBLEM is not None, reason=str(_EMU_PROBLEM))),
-    pytest.param("cuda", marks=pytest.mark.skipif(not mg.cuda_available(), reason="no CUDA GPU (or CuPy) on this machine")),
+    pytest.param("cuda", marks=pytest.mark.skipif(not mg.cuda_available(), reason=NO_CUDA)),
 ]
 DTYPES = [np.float32, np.float64]
 
@@ -42,10 +43,8 @@ class Dev:
 
     def __init__(self, name):
         self.name = name
-        if name == "cuda":
-            import cupy
-
-            self.xp = cupy
+        if name == "cuda":  # CuPy on a GPU, or the CuPy stand-in on the emulated device
+            self.xp = mg.backend.cupy
         else:
             self.xp = np
 

@@ -19,6 +19,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import backend
+from tests.conftest import NO_CUDA
 from minigrad.backend import cpu_kernels as C
 from minigrad.backend import reference as R
 
@@ -53,17 +54,14 @@ class Impl:
 
 
 @pytest.fixture(params=["cpu", "cuda-emulated",
-                        pytest.param("cuda-gpu", marks=pytest.mark.skipif(not mg.cuda_available(),
-                                                                           reason="no CUDA GPU (or CuPy) on this machine"))])
+                        pytest.param("cuda-gpu", marks=pytest.mark.skipif(not mg.cuda_available(), reason=NO_CUDA))])
 def impl(request):
     """(cpu_kernels runs its numba kernels unless MINIGRAD_DISABLE_NUMBA=1: CI runs this file both ways.)"""
     if request.param == "cpu":
         return Impl(C, np)
     if request.param == "cuda-emulated":
         return Impl(_emulated_cuda(), np)
-    import cupy
-
-    return Impl(_import_cuda_kernels(), cupy)
+    return Impl(_import_cuda_kernels(), mg.backend.cupy)  # CuPy, or the stand-in of the emulated device
 
 
 # -- the names -----------------------------------------------------------------------------------

@@ -124,9 +124,9 @@ def _erf(x):
     xp = array_module(x)
     if xp is np:
         return np.asarray(_erf_python(x), dtype=object).astype(x.dtype)
-    from cupyx.scipy.special import erf  # noqa: PLC0415  (CuPy only)
+    from . import special  # noqa: PLC0415  (cupyx.scipy.special, only on the GPU)
 
-    return erf(x)
+    return special(xp).erf(x)
 
 
 def _check_approximate(kernel, approximate):
