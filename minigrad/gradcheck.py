@@ -75,8 +75,9 @@ def _prepare(inputs):
 
 
 def _host(array):
-    """A float64 NumPy copy of an array on any device (a download from the GPU)."""
-    return np.asarray(backend.to_device(array, backend.CPU), dtype=np.float64)
+    """A float64 NumPy copy of an array on any device (a download from the GPU; on the CPU a
+    copy too, so it keeps its values while the input is perturbed)."""
+    return np.array(backend.to_device(array, backend.CPU), dtype=np.float64, copy=True)
 
 
 def _random_like(rng, t):
@@ -84,10 +85,12 @@ def _random_like(rng, t):
     return Tensor._wrap(backend.to_device(rng.standard_normal(t.shape).astype(t.dtype), t.device))
 
 
-def _broadcast_view(array):
-    """True for a view with a zero stride over more than one element: writing into it would
-    write one element many times (nobody can edit it in place)."""
-    return any(s == 0 and n > 1 for s, n in zip(array.strides, array.shape))
+def _not_writable(array):
+    """True for memory nobody can edit in place: NumPy's read-only arrays (broadcast views), and
+    a view with a zero stride over more than one element on any device (CuPy has no read-only
+    flag; a write there would write one element many times)."""
+    return (not getattr(array.flags, "writeable", True)
+            or any(s == 0 and n > 1 for s, n in zip(array.strides, array.shape)))
 
 
 def _label(fn, names):
@@ -210,7 +213,7 @@ def _check_inplace_edits(fn, xs, wrt, upstream, expected, names):
             targets, outs, records = run()
             rec = records[r]
             edited = (list(rec.inputs) + [t for _, t, _ in rec.constants])[k]
-            if _broadcast_view(edited.array):
+            if _not_writable(edited.array):
                 continue  # nobody can write into it
             original = edited.array.copy()  # fn may hold it (a closure's tensor): put it back after
             edited._write("gradcheck", _edited(edited.array))

@@ -225,6 +225,16 @@ def get_matmul():
     return cuda_kernels.get_matmul()
 
 
+def check_indices_on_device(indices, low, high, op):
+    """For an index array on the GPU: make sure ``low <= indices < high`` without reading it
+    back (which would make the host wait for the GPU).  A kernel checks every index and, on a
+    bad one, stops with an error naming ``op`` (one of backend.cuda.INDEX_CHECKS), which comes
+    out of the next synchronisation (``.item()``, ``.numpy()``, ``cuda.synchronize()``), as
+    with PyTorch's device-side asserts.  On the CPU the ops check indices on the host (free)."""
+    if indices.size:
+        (_loaded_tables.get("cuda") or _load_table("cuda")).check_indices(indices, low, high, op)
+
+
 def debug_checks():
     """True under MINIGRAD_DEBUG=1: ops then also run the input checks that read values back
     from the GPU (label ranges, ...), which a training step otherwise avoids."""

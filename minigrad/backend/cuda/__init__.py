@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import array_module, cuda_available
+from .. import array_module
 from .. import reference as _ref
 from ..reference import *  # noqa: F401,F403  (the whole table; overridden below)
 from ..reference import __all__  # noqa: F401  (exactly reference's names)
@@ -649,20 +649,11 @@ def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_incl
 # ======================================================================================
 
 
-def _default_module():
-    """CuPy when a GPU is there, else NumPy (the kernels then run in the emulator)."""
-    if cuda_available():
-        import cupy  # noqa: PLC0415
-
-        return cupy
-    return np
-
-
 def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
-    """reference.dropout_mask, bit for bit, made by the Philox kernel.  The mask is a CuPy array
-    when a GPU is available, else a NumPy one (emulated); ``like=array`` picks the array's
-    module instead."""
-    xp = _default_module() if like is None else array_module(like)
+    """reference.dropout_mask, bit for bit, made by the Philox kernel.  As in every table, the
+    mask is a NumPy array when ``like`` is None (the kernel then runs in the emulator), else an
+    array of ``like``'s module (CuPy: the kernel runs on the GPU)."""
+    xp = np if like is None else array_module(like)
     dtype = np.dtype(dtype)
     if dtype not in _SUFFIX:
         return xp.asarray(_ref.dropout_mask(shape, p, seed, offset, dtype))
@@ -677,7 +668,22 @@ def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
     return out
 
 
-_EMBEDDING_CHUNKS = 32  # position chunks of the counting sort (its histogram is chunks x E)
+_EMBEDDING_CHUNKS = 32       # position chunks of the counting sort (its histogram is chunks x E) ...
+_EMBEDDING_HIST = 2 ** 24    # ... and fewer chunks when E is large, so it stays within ~max(E, this)
+INDEX_CHECKS = ("embedding", "embedding_backward", "getitem", "setitem", "scatter_add", "one_hot")
+
+
+def check_indices(indices, low, high, op):
+    """Make sure ``low <= indices < high`` without reading them on the host: the kernel
+    check_indices_<op> (embedding.cu) stops with an error naming ``op`` if one is outside, which
+    a GPU reports at the next synchronisation (the emulator too).  Not a table kernel: ops
+    reach it through backend.check_indices, which checks NumPy arrays on the host."""
+    if op not in INDEX_CHECKS:
+        raise ValueError(f"check_indices: op must be one of {INDEX_CHECKS}, got {op!r}")
+    xp = array_module(indices)
+    idx = xp.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
+    _flat_launch(xp, "embedding", f"check_indices_{op}", None, idx.size,
+                 (idx, _i64(idx.size), _i64(low), _i64(high)))
 
 
 def embedding_backward(g, indices, num_embeddings):
@@ -686,16 +692,17 @@ def embedding_backward(g, indices, num_embeddings):
             or indices.dtype.kind not in "iu" or array_module(indices) is not array_module(g)):
         return _ref.embedding_backward(g, indices, num_embeddings)
     xp = array_module(g)
-    from .. import debug_checks  # noqa: PLC0415
-
-    if xp is np or debug_checks():  # free on the CPU; on the GPU it reads back: debug only
+    if xp is np:  # free on the CPU (the reference raises the contract's error)
         if indices.size and bool(((indices < 0) | (indices >= num_embeddings)).any()):
-            return _ref.embedding_backward(g, indices, num_embeddings)  # raises
+            return _ref.embedding_backward(g, indices, num_embeddings)
+    elif indices.size:  # on the GPU without reading them back: a bad index stops the kernel
+        check_indices(indices, 0, num_embeddings, "embedding_backward")
     g = xp.ascontiguousarray(g)
     idx = xp.ascontiguousarray(indices, dtype=np.int64)
     m, d = g.shape
     e = int(num_embeddings)
-    s = max(256, -(-m // _EMBEDDING_CHUNKS))  # positions per chunk
+    chunks = max(1, min(_EMBEDDING_CHUNKS, -(-m // 256), _EMBEDDING_HIST // max(e, 1)))
+    s = max(1, -(-m // chunks))  # positions per chunk
     b = -(-m // s)
     hist = xp.zeros((b, e), dtype=np.int64)
     _flat_launch(xp, "embedding", "embedding_count", None, b, (idx, _i64(m), _i64(e), _i64(s), _i64(b), hist))
