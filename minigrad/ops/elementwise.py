@@ -30,7 +30,7 @@ def lift(value, like):
             dtype = like.dtype if kind in "iu" else np.int64
         else:
             dtype = backend.get_default_dtype()
-        return Tensor._wrap(xp.asarray(value, dtype=dtype))
+        return Tensor._wrap(xp.full((), value, dtype=dtype))  # made on the device: no upload (asarray would copy)
     return Tensor._wrap(xp.asarray(value))
 
 

@@ -740,8 +740,9 @@ def pad(x, pad_width, value=0.0):
 _PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
 
-def _pad_source_index(n, before, after, mode, axis, shape):
-    """For PyTorch's non-constant paddings: which input index each output position reads."""
+def _pad_source_index(xp, n, before, after, mode, axis, shape):
+    """For PyTorch's non-constant paddings: which input index each output position reads (made
+    on the tensor's device: no upload)."""
     if n == 0:
         raise ValueError(f"pad: mode {mode!r} cannot pad dimension {axis} of size 0 (shape {shape})")
     if mode == "reflect" and (before >= n or after >= n):
@@ -750,12 +751,12 @@ def _pad_source_index(n, before, after, mode, axis, shape):
     if mode == "circular" and (before > n or after > n):
         raise ValueError(f"pad: circular padding ({before}, {after}) must be at most the size {n} of "
                          f"dimension {axis} (shape {shape})")
-    i = np.arange(-before, n + after)
+    i = xp.arange(-before, n + after)
     if mode == "reflect":       # mirror about the edge elements, which are not repeated
-        i = np.abs(i)
-        i = np.where(i > n - 1, 2 * (n - 1) - i, i)
+        i = xp.abs(i)
+        i = xp.where(i > n - 1, 2 * (n - 1) - i, i)
     elif mode == "replicate":   # the edge element, repeated
-        i = np.clip(i, 0, n - 1)
+        i = xp.clip(i, 0, n - 1)
     else:                       # circular: wrap around
         i = i % n
     return i
@@ -790,8 +791,8 @@ def functional_pad(x, pad, mode="constant", value=None):
     xp = backend.array_module(x.array)
     for axis, (b, a) in enumerate(widths):
         if b or a:
-            source = _pad_source_index(x.shape[axis], b, a, mode, axis, x.shape)
-            x = Getitem.apply(x, stages=((slice(None),) * axis + (xp.asarray(source),),), advanced=True)
+            source = _pad_source_index(xp, x.shape[axis], b, a, mode, axis, x.shape)
+            x = Getitem.apply(x, stages=((slice(None),) * axis + (source,),), advanced=True)
     return x
 
 

@@ -25,7 +25,6 @@ named in the error.
 Inputs a kernel does not cover (other dtypes, inconsistent shapes) go to the reference
 function, which computes the answer or raises the contract's error.
 """
-import collections
 import math
 import os
 from pathlib import Path
@@ -871,29 +870,20 @@ def _gemm(a, b, bias):
 # ======================================================================================
 
 _OPTIM_CHUNK = 16384  # elements per block
-_TABLE_CACHE_SIZE = 8
-_tables = collections.OrderedDict()  # the device pointer tables, while the pointers repeat
+_TABLE_WORDS = 448    # optim.cu's MG_TABLE_WORDS: the table is a kernel argument of this many int64
+_TABLE = np.dtype([("words", np.int64, (_TABLE_WORDS,))])  # optim.cu's struct TensorTable
 
 
-def _pointer_table(xp, rows):
-    """The device table (int64, one row per tensor: pointers, size, first block) for
-    ``rows`` = [(arrays..., size)], and the number of blocks.  Cached on the pointers, so a
-    training loop whose arrays stay put uploads it once."""
-    key = (xp.__name__, _device_key(xp), _OPTIM_CHUNK,
-           tuple(tuple(0 if a is None else _address(a) for a in arrays) + (size,) for *arrays, size in rows))
-    hit = _tables.get(key)
-    if hit is not None:
-        _tables.move_to_end(key)
-        return hit
-    host, first = [], 0
-    for *arrays, size in rows:
-        host.append([0 if a is None else _address(a) for a in arrays] + [size, first])
+def _pointer_table(rows, words):
+    """The table of one launch (optim.cu's TensorTable, passed by value: no upload), one row of
+    ``words`` int64 per tensor: its pointers, size and first block; and the number of blocks.
+    ``rows`` = [(arrays..., size)], None for a pointer the kernel does not use."""
+    table = np.zeros((), dtype=_TABLE)
+    flat, first = table["words"], 0
+    for r, (*arrays, size) in enumerate(rows):
+        flat[r * words:(r + 1) * words] = [0 if a is None else _address(a) for a in arrays] + [size, first]
         first += -(-size // _OPTIM_CHUNK)
-    table = (xp.asarray(np.array(host, dtype=np.int64)), first)
-    _tables[key] = table
-    if len(_tables) > _TABLE_CACHE_SIZE:
-        _tables.popitem(last=False)
-    return table
+    return table[()], first
 
 
 def _fused_groups(params, *lists):
@@ -911,15 +901,19 @@ def _fused_groups(params, *lists):
     return groups, rest
 
 
-def _multi_tensor_launch(kernel, params, groups, row, scalars):
-    """One ``kernel`` launch per dtype group over the pointer table of its tensors;
+def _multi_tensor_launch(kernel, params, groups, row, scalars, words):
+    """One ``kernel`` launch per dtype group (and per as many tensors as a table holds);
     ``row(xp, i)`` gives tensor i's table row, ``scalars(t)`` the kernel's scalar arguments in
     the group's scalar type ``t`` (so float32 stays float32)."""
+    per_launch = _TABLE_WORDS // words
     for dtype, idx in groups.items():
         xp = array_module(params[idx[0]])
-        table, blocks = _pointer_table(xp, [row(xp, i) for i in idx])
-        _launch(xp, "optim", kernel, dtype, (blocks,), (_BLOCK,),
-                (table, _i32(len(idx)), _i64(_OPTIM_CHUNK), *scalars(dtype.type)))
+        for start in range(0, len(idx), per_launch):
+            part = idx[start:start + per_launch]
+            rows = [row(xp, i) for i in part]  # (kept alive until the launch is queued)
+            table, blocks = _pointer_table(rows, words)
+            _launch(xp, "optim", kernel, dtype, (blocks,), (_BLOCK,),
+                    (table, _i32(len(part)), _i64(_OPTIM_CHUNK), *scalars(dtype.type)))
 
 
 def sgd_step_(params, grads, bufs, lr, weight_decay, momentum, dampening, nesterov, first):
@@ -932,7 +926,8 @@ def sgd_step_(params, grads, bufs, lr, weight_decay, momentum, dampening, nester
     _multi_tensor_launch(
         "sgd_step", params, groups,
         lambda xp, i: (params[i], xp.ascontiguousarray(grads[i]), None if bufs is None else bufs[i], params[i].size),
-        lambda t: (t(lr), t(weight_decay), t(momentum), t(1 - dampening), _i32(bool(nesterov)), _i32(bool(first))))
+        lambda t: (t(lr), t(weight_decay), t(momentum), t(1 - dampening), _i32(bool(nesterov)), _i32(bool(first))),
+        words=5)
 
 
 def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2, eps, step,
@@ -951,7 +946,8 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
         lambda xp, i: (params[i], xp.ascontiguousarray(grads[i]), exp_avgs[i], exp_avg_sqs[i],
                        None if vmax is None else vmax[i], params[i].size),
         lambda t: (t(step_size), t(beta1), t(beta2), t(eps), t(inv_sqrt_bc2), t(l2), t(decay),
-                   _i32(vmax is not None)))
+                   _i32(vmax is not None)),
+        words=7)
 
 
 # ======================================================================================
