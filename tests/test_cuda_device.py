@@ -209,11 +209,13 @@ def test_backward_refuses_a_seed_that_does_not_match_the_output(device):
     x = mg.ones(2, 3, device=device, requires_grad=True)
     y = x * 2
     for seed, what in ((mg.ones(3, 2, device=device), r"shape \(3, 2\)"),
-                       (mg.ones(2, 3, dtype=np.float64, device=device), r"shape \(2, 3\), dtype float64")):
+                       (mg.ones(2, 3, dtype=np.int64, device=device), r"shape \(2, 3\), dtype int64")):
         with pytest.raises(RuntimeError, match=rf"backward: the gradient given for the output must match it: got {what}"):
             y.backward(seed)
     with pytest.raises(RuntimeError, match="grad: the gradient given for the output must match it"):
         mg.grad(y, x, mg.ones(6, device=device))
+    (g,) = mg.grad(y, x, mg.ones(2, 3, dtype=np.float64, device=device), retain_graph=True)  # cast,
+    assert g.dtype == np.float32  # another floating dtype is cast, as in PyTorch
     y.backward(np.ones((2, 3)))  # host data is converted to the output's dtype and device
     assert x.grad.numpy().tolist() == [[2.0] * 3] * 2
 

@@ -793,14 +793,21 @@ def test_optimizer_mixed_groups(dev, rng, count_launches):
     assert sorted(count_launches) == ["sgd_step", "sgd_step"]
 
 
-def test_pointer_table_is_cached(dev, rng):
+def test_pointer_table_is_a_kernel_argument(dev, rng):
+    """The optimizer kernels' table of tensors travels with the launch (optim.cu's TensorTable,
+    passed by value), so a step never uploads it: one row per tensor, its addresses (0 for an
+    unused pointer), size and first block."""
     params = [dev.put(p) for p in _tensors(rng, np.float32)]
     grads = [dev.put(g) for g in _tensors(rng, np.float32)]
     rows = [(p, g, None, p.size) for p, g in zip(params, grads)]
-    first = ck._pointer_table(dev.xp, rows)
-    assert ck._pointer_table(dev.xp, rows) is first  # same pointers: no new upload
-    moved = [(p, dev.xp.array(g), None, p.size) for p, g in zip(params, grads)]
-    assert ck._pointer_table(dev.xp, moved) is not first
+    table, blocks = ck._pointer_table(rows, 5)
+    assert isinstance(table, np.void) and table.dtype.itemsize == 8 * ck._TABLE_WORDS
+    words = table["words"][:5 * len(rows)].reshape(len(rows), 5)
+    assert words[:, 0].tolist() == [ck._address(p) for p in params]
+    assert words[:, 1].tolist() == [ck._address(g) for g in grads] and not words[:, 2].any()
+    assert words[:, 3].tolist() == [p.size for p in params]
+    sizes = [-(-p.size // ck._OPTIM_CHUNK) for p in params]
+    assert words[:, 4].tolist() == np.cumsum([0] + sizes[:-1]).tolist() and blocks == sum(sizes)
 
 
 def test_optimizer_errors(dev):

@@ -182,7 +182,8 @@ def test_mlp_example_on_two_ranks_reaches_97_5_percent():
     assert accuracy >= 0.975, proc.stdout_text[-2000:]
 
 
-@pytest.mark.skipif(not mg.cuda_available(), reason="no CUDA GPU (or CuPy) on this machine")
+@pytest.mark.skipif(not mg.cuda_available() or mg.backend.EMULATED_CUDA,
+                    reason="needs a real CUDA GPU with CuPy's NCCL (the emulated device has no NCCL)")
 @pytest.mark.skipif(mpi_missing() is not None, reason=mpi_missing() or "")
 def test_nccl_one_rank_runs_the_example(tmp_path):
     """The NCCL path end to end on one GPU (a job of one, no mpiexec needed)."""
