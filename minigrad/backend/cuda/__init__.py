@@ -16,11 +16,14 @@ One launch helper, ``_launch``, runs a kernel on whatever the arrays are:
 CuPy is imported only when a CuPy array arrives (importing minigrad never needs it).
 
 GPU hygiene: inputs are made contiguous before a kernel indexes them; sizes and indices are
-64-bit inside the kernels; nothing here reads a value back from the GPU (no ``.item()``, no
-device-to-host copies; the one value check that would, embedding's index range, runs on the
-GPU only under MINIGRAD_DEBUG=1), so a training step never waits on the host.  With
-``MINIGRAD_CUDA_SYNC=1`` every launch is followed by a synchronize, and a failing kernel is
-named in the error.
+64-bit inside the kernels; nothing here reads a value back from the GPU or copies to it (no
+``.item()``, no device-to-host copies; index ranges are checked by the check_indices kernels,
+which trap on a bad index; the optimizers' pointer tables are kernel arguments), so a training
+step never waits on the host.  With ``MINIGRAD_CUDA_SYNC=1`` every launch is followed by a
+synchronize, and a failing kernel is named in the error.
+
+The arrays are CuPy's on a GPU, or the CuPy stand-in's on the emulated device
+(MINIGRAD_CUDA_EMULATOR=1), whose RawModule runs the same source in the emulator.
 
 Inputs a kernel does not cover (other dtypes, inconsistent shapes) go to the reference
 function, which computes the answer or raises the contract's error.

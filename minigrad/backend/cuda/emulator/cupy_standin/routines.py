@@ -59,21 +59,22 @@ def asarray(a, dtype=None, order=None, *, blocking=False):
 asanyarray = asarray
 
 
-def ascontiguousarray(a, dtype=None):
-    """A C-contiguous device array (``a`` itself when it already is one)."""
+def _in_layout(a, dtype, order):
+    """``a`` itself when it is a device array in that layout and dtype, else a copy that is."""
     if not isinstance(a, ndarray):
         raise _unsupported(a)
-    if a.flags.c_contiguous and (dtype is None or np.dtype(dtype) == a.dtype):
+    if a.flags[f"{order}_CONTIGUOUS"] and (dtype is None or np.dtype(dtype) == a.dtype):
         return a
-    return ndarray._of(np.ascontiguousarray(a._a, dtype=dtype))
+    return ndarray._of(np.array(a._a, dtype=dtype, order=order, copy=True))
+
+
+def ascontiguousarray(a, dtype=None):
+    """A C-contiguous device array (``a`` itself when it already is one)."""
+    return _in_layout(a, dtype, "C")
 
 
 def asfortranarray(a, dtype=None):
-    if not isinstance(a, ndarray):
-        raise _unsupported(a)
-    if a.flags.f_contiguous and (dtype is None or np.dtype(dtype) == a.dtype):
-        return a
-    return ndarray._of(np.asfortranarray(a._a, dtype=dtype))
+    return _in_layout(a, dtype, "F")
 
 
 def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
