@@ -672,19 +672,18 @@ def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
 
 _EMBEDDING_CHUNKS = 32       # position chunks of the counting sort (its histogram is chunks x E) ...
 _EMBEDDING_HIST = 2 ** 24    # ... and fewer chunks when E is large, so it stays within ~max(E, this)
-INDEX_CHECKS = ("embedding", "embedding_backward", "getitem", "setitem", "scatter_add", "one_hot")
+INDEX_CHECKS = ("embedding", "embedding_backward", "getitem", "setitem", "scatter_add", "one_hot", "index")
 
 
 def check_indices(indices, low, high, op):
     """Make sure ``low <= indices < high`` without reading them on the host: the kernel
     check_indices_<op> (embedding.cu) stops with an error naming ``op`` if one is outside, which
     a GPU reports at the next synchronisation (the emulator too).  Not a table kernel: ops
-    reach it through backend.check_indices, which checks NumPy arrays on the host."""
-    if op not in INDEX_CHECKS:
-        raise ValueError(f"check_indices: op must be one of {INDEX_CHECKS}, got {op!r}")
+    reach it through backend.check_indices_on_device (on the CPU they check on the host).  An op
+    without a kernel of its own is reported as "index"."""
     xp = array_module(indices)
     idx = xp.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
-    _flat_launch(xp, "embedding", f"check_indices_{op}", None, idx.size,
+    _flat_launch(xp, "embedding", f"check_indices_{op if op in INDEX_CHECKS else 'index'}", None, idx.size,
                  (idx, _i64(idx.size), _i64(low), _i64(high)))
 
 
