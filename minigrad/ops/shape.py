@@ -436,27 +436,25 @@ def _index_item(i, xp, op):
                     "None, Ellipsis, or integer/bool arrays, lists or tensors")
 
 
+def _axes_taken(i):
+    """How many axes of the indexed array one entry of a normalized index takes (a boolean
+    mask: its ndim; None and Ellipsis: none by themselves)."""
+    if getattr(i, "dtype", None) is not None and i.dtype.kind == "b":
+        return i.ndim
+    return 0 if i is None or i is Ellipsis else 1
+
+
 def _index_arrays(shape, index):
     """(axis, array) for each integer index array of a normalized index (0-d ones included)."""
-    consumed = 0
-    for i in index:
-        if i is None or i is Ellipsis:
-            continue
-        consumed += i.ndim if getattr(i, "dtype", None) is not None and i.dtype.kind == "b" else 1
+    consumed = sum(_axes_taken(i) for i in index)
     axis = 0
     for i in index:
-        if i is None:
-            continue
         if i is Ellipsis:
             axis += len(shape) - consumed
-            continue
-        is_array = getattr(i, "dtype", None) is not None and hasattr(i, "ndim")
-        if is_array and i.dtype.kind == "b":
-            axis += i.ndim
-            continue
-        if is_array and i.size and axis < len(shape):
+        elif (getattr(i, "dtype", None) is not None and not isinstance(i, np.generic) and i.dtype.kind in "iu"
+              and i.size and axis < len(shape)):  # (a NumPy integer scalar is an int: basic indexing)
             yield axis, i
-        axis += 1
+        axis += _axes_taken(i)
 
 
 def _check_bounds(shape, index, op="getitem"):
@@ -487,14 +485,11 @@ def _picked_rows(shape, index, xp):
     (rows: the row number of every picked row, in the order the picked values come, width,
     count).  The row numbers come from applying ``index`` to arange(count) itself."""
     items = list(index) if isinstance(index, tuple) else [index]
-    if Ellipsis in [i for i in items if not hasattr(i, "ndim")]:
-        at = next(k for k, i in enumerate(items) if not hasattr(i, "ndim") and i is Ellipsis)
-        used = sum(i.ndim if getattr(i, "dtype", None) is not None and i.dtype.kind == "b"
-                   else (0 if i is None or i is Ellipsis else 1) for i in items)
-        items[at:at + 1] = [slice(None)] * (len(shape) - used)
-    used = sum(i.ndim if getattr(i, "dtype", None) is not None and i.dtype.kind == "b" else (0 if i is None else 1)
-               for i in items)
-    whole = len(shape) - used  # axes after the index: whole
+    whole = len(shape) - sum(_axes_taken(i) for i in items)  # axes the index leaves untouched ...
+    at = next((k for k, i in enumerate(items) if i is Ellipsis), None)
+    if at is not None:  # ... which Ellipsis stands for, when there is one
+        items[at:at + 1] = [slice(None)] * whole
+        whole = 0
     while items and isinstance(items[-1], slice) and items[-1] == slice(None):
         items.pop()
         whole += 1
