@@ -272,7 +272,7 @@ def cuda_usable():
     it checks kernels, it is not a device to time)."""
     import minigrad as mg
 
-    return mg.cuda_available()
+    return mg.cuda_available() and not mg.backend.EMULATED_CUDA
 
 
 def gpu_module():

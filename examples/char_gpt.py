@@ -192,7 +192,8 @@ def train(args):
     bar = tqdm(range(1, args.iters + 1), desc="training", unit="it", disable=args.no_progress,
                dynamic_ncols=True)
     start = time.perf_counter()
-    for it in bar:
+    recent = []  # the last losses, still on the device: read back ten at a time, since reading
+    for it in bar:  # one every step would make the host wait for a GPU at every step
         x, y = train_data.random_batch(args.batch_size, batches, args.device)
         loss = model.loss(x, y)
         opt.zero_grad()
@@ -201,7 +202,10 @@ def train(args):
         opt.step()
         sched.step()
         history["iter"].append(it)
-        history["train_loss"].append(loss.item())
+        recent.append(loss.detach())
+        if it % 10 == 0 or it % args.eval_interval == 0 or it == args.iters:
+            history["train_loss"] += mg.stack(recent).numpy().tolist()
+            recent = []
         if it % 10 == 0:
             bar.set_postfix(loss=f"{np.mean(history['train_loss'][-10:]):.3f}", lr=f"{sched.get_last_lr()[0]:.2e}")
         if it % args.eval_interval == 0 or it == args.iters:

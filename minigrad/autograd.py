@@ -835,8 +835,15 @@ def _as_grad(t, g, what):
         return Tensor(backend.array_module(t.array).ones(t.shape, dtype=t.dtype))
     if not isinstance(g, Tensor):
         g = Tensor(g, dtype=t.dtype, device=t.device)
-    if g.shape != t.shape:
-        raise RuntimeError(f"{what}: grad has shape {g.shape} but the output has shape {t.shape}")
+    if g.shape != t.shape or g.device != t.device or g.dtype.kind not in "fc":
+        # caught here, not deep inside the first op's backward (or, on a GPU, as a TypeError of CuPy's)
+        raise RuntimeError(
+            f"{what}: the gradient given for the output must match it: got shape {g.shape}, dtype "
+            f"{g.dtype}, device {g.device} for an output of shape {t.shape}, dtype {t.dtype}, device "
+            f"{t.device} (made by {t._record.name if t._record is not None else 'no op: a leaf'}); "
+            "convert it with .to(device, dtype) / reshape it first")
+    if g.dtype != t.dtype:  # another floating dtype: cast, as PyTorch does (float64 seeds, float32 output)
+        g = g.astype(t.dtype)
     return g
 
 

@@ -5,13 +5,14 @@
         model.to("cuda")        # or: mg.set_default_device("cuda"), or MINIGRAD_DEVICE=cuda
 
 minigrad uses one GPU per process (device "cuda"); several GPUs go through
-``minigrad.distributed``, one process each.
+``minigrad.distributed``, one process each.  With ``MINIGRAD_CUDA_EMULATOR=1`` device "cuda" is
+the emulated one (a CuPy stand-in whose kernels run on the CPU: docs/emulator.md), on any machine.
 """
 from . import backend
 
 
 def is_available():
-    """True when CuPy imports and the driver reports a GPU."""
+    """True when CuPy imports and the driver reports a GPU (or on the emulated device)."""
     return backend.cuda_available()
 
 
@@ -29,5 +30,6 @@ def device_count():
 
 def synchronize():
     """Wait until every kernel queued on the GPU has finished (for timing: kernel launches
-    return before the kernels run).  Raises NoCUDAError without a GPU."""
+    return before the kernels run); a kernel that failed since (a device-side index check)
+    raises here.  Raises NoCUDAError without a GPU."""
     backend.CUDA.xp.cuda.get_current_stream().synchronize()

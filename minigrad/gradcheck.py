@@ -14,6 +14,10 @@ the function ``(inputs, v) -> grad(fn(inputs), inputs, v, create_graph=True)``.
 For large inputs, ``directional=True`` checks one random directional derivative per input
 (two evaluations of fn instead of two per element).
 
+Inputs may live on any device: the upstream gradients are made on each output's device, and
+the sums and differences are taken on the host (float64 NumPy copies), so the same check runs
+on the CPU, on a GPU and on the emulated device.
+
 ``gradcheck`` also checks that the ops declare what their backward reads (``check_inplace``):
 for every op in the graph and every tensor it was given, it runs fn again, edits that tensor in
 place after the forward, and requires backward either to raise the engine's "modified by an
@@ -72,6 +76,25 @@ def _prepare(inputs):
     return prepared, wrt
 
 
+def _host(array):
+    """A float64 NumPy copy of an array on any device (a download from the GPU; on the CPU a
+    copy too, so it keeps its values while the input is perturbed)."""
+    return np.array(backend.to_device(array, backend.CPU), dtype=np.float64, copy=True)
+
+
+def _random_like(rng, t):
+    """Standard normal values of ``t``'s shape and dtype, on its device (an upstream gradient)."""
+    return Tensor._wrap(backend.to_device(rng.standard_normal(t.shape).astype(t.dtype), t.device))
+
+
+def _not_writable(array):
+    """True for memory nobody can edit in place: NumPy's read-only arrays (broadcast views), and
+    a view with a zero stride over more than one element on any device (CuPy has no read-only
+    flag; a write there would write one element many times)."""
+    return (not getattr(array.flags, "writeable", True)
+            or any(s == 0 and n > 1 for s, n in zip(array.strides, array.shape)))
+
+
 def _label(fn, names):
     base = getattr(fn, "__name__", type(fn).__name__)
     return f"{base} (ops: {', '.join(sorted(names))})" if names else base
@@ -119,16 +142,16 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, se
     names = _ops_in_graph(outputs)
     if _track:
         CHECKED[1] |= names
-    upstream = [None if not isinstance(o, Tensor) or not o.requires_grad
-                else Tensor._wrap(rng.standard_normal(o.shape)) for o in outputs]
+    upstream = [None if not isinstance(o, Tensor) or not o.requires_grad else _random_like(rng, o)
+                for o in outputs]
+    upstream_host = [None if v is None else _host(v.array) for v in upstream]
 
     pairs = [(o, v) for o, v in zip(outputs, upstream) if v is not None]
     if pairs:
         analytic = autograd.grad([o for o, _ in pairs], wrt, [v for _, v in pairs], allow_unused=True)
     else:
         analytic = [None] * len(wrt)
-    analytic = [np.zeros(x.shape) if g is None else np.asarray(g.array, dtype=np.float64)
-                for x, g in zip(wrt, analytic)]
+    analytic = [np.zeros(x.shape) if g is None else _host(g.array) for x, g in zip(wrt, analytic)]
     if check_inplace and pairs:
         _check_inplace_edits(fn, xs, wrt, upstream, analytic, names)
         if _track:
@@ -138,21 +161,23 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, se
         with no_grad():
             outs = _as_tuple(fn(*xs))
         total = 0.0
-        for o, v in zip(outs, upstream):
+        for o, v in zip(outs, upstream_host):
             if v is not None:
-                total += float(np.sum(np.asarray(o.array, dtype=np.float64) * v.array))
+                total += float(np.sum(_host(o.array) * v))
         return total
 
     for k, (x, a) in enumerate(zip(wrt, analytic)):
         position = next(i for i, p in enumerate(xs) if p is x)
+        original = _host(x.array)  # x.array is set from host values below, on any device
+
+        def evaluate_at(values):
+            backend.array_module(x.array).copyto(x.array, backend.to_device(values.astype(x.dtype), x.device))
+            return objective()
+
         if directional:
             d = rng.standard_normal(x.shape)
-            original = x.array.copy()
-            x.array[...] = original + eps * d
-            plus = objective()
-            x.array[...] = original - eps * d
-            minus = objective()
-            x.array[...] = original
+            plus, minus = evaluate_at(original + eps * d), evaluate_at(original - eps * d)
+            evaluate_at(original)
             numeric = (plus - minus) / (2 * eps)
             projected = float(np.sum(a * d))
             if not abs(projected - numeric) <= atol + rtol * abs(numeric):
@@ -163,8 +188,8 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, se
             continue
         numeric = np.zeros(x.shape)
         for idx in np.ndindex(*x.shape):
-            old = x.array[idx]
-            x.array[idx] = old + eps
+            old = original[idx]
+            x.array[idx] = old + eps  # a scalar from the host: allowed on every device
             plus = objective()
             x.array[idx] = old - eps
             minus = objective()
@@ -175,7 +200,7 @@ def gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False, se
             worst = np.unravel_index(np.nanargmax(np.where(np.isfinite(a), error, np.inf)), x.shape)
             raise GradcheckError(
                 f"gradcheck failed for {_label(fn, names)}: input {position} (shape {x.shape}), "
-                f"worst element {tuple(int(i) for i in worst)} at x={float(x.array[worst])!r}: "
+                f"worst element {tuple(int(i) for i in worst)} at x={float(original[worst])!r}: "
                 f"analytic {float(a[worst])!r} vs numerical {float(numeric[worst])!r} "
                 f"(atol={atol}, rtol={rtol}); max |difference| {float(np.max(np.abs(a - numeric)))!r}"
             )
@@ -213,8 +238,8 @@ def _check_inplace_edits(fn, xs, wrt, upstream, expected, names):
             targets, outs, records = run()
             rec = records[r]
             edited = (list(rec.inputs) + [t for _, t, _ in rec.constants])[k]
-            if not getattr(edited.array.flags, "writeable", True):
-                continue  # a broadcast view: nobody can write into it
+            if _not_writable(edited.array):
+                continue  # nobody can write into it
             original = edited.array.copy()  # fn may hold it (a closure's tensor): put it back after
             edited._write("gradcheck", _edited(edited.array))
             try:
@@ -226,8 +251,7 @@ def _check_inplace_edits(fn, xs, wrt, upstream, expected, names):
             finally:
                 backend.array_module(original).copyto(edited.array, original)
             for j, (g, want) in enumerate(zip(grads, expected)):
-                got = np.zeros(want.shape) if g is None else np.asarray(
-                    backend.to_device(g.array, backend.CPU), dtype=np.float64)
+                got = np.zeros(want.shape) if g is None else _host(g.array)
                 if not np.allclose(got, want, rtol=1e-9, atol=1e-12, equal_nan=True):
                     raise GradcheckError(
                         f"gradcheck failed for {_label(fn, names)}: after {what} of {rec.name} (shape "
@@ -246,7 +270,7 @@ def gradgradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-4, directional=False
         raise ValueError("gradgradcheck: no floating-point input to check")
     outs = _as_tuple(fn(*xs))
     CHECKED[2] |= _ops_in_graph(outs)
-    vs = [Tensor._wrap(rng.standard_normal(o.shape)) for o in outs]
+    vs = [_random_like(rng, o) for o in outs]
     positions = [i for i, x in enumerate(xs) if any(x is w for w in wrt)]
 
     def first_derivative(*args):

@@ -393,7 +393,13 @@ class Tensor:
             from .ops.shape import _index_stages, _select
 
             stages, _ = _index_stages(self.shape, index, backend.array_module(self.array), "setitem")
-            value = value.array if isinstance(value, Tensor) else value
+            if isinstance(value, Tensor):
+                if value.device != self.device:
+                    raise RuntimeError(f"setitem: the value (shape {value.shape}) is on {value.device}, the "
+                                       f"tensor (shape {self.shape}) on {self.device}; move it with .to(...)")
+                value = value.array
+            elif not isinstance(value, numbers.Number):  # a list or NumPy array: CuPy takes no host data
+                value = backend.to_device(np.asarray(value), self.device)
             _select(self.array, stages[:-1])[stages[-1]] = value
             self._version += 1
             return
@@ -420,7 +426,8 @@ class Tensor:
         return self._inplace("uniform_", lambda t: Tensor._wrap(values.astype(t.dtype)))
 
     def normal_(self, mean=0.0, std=1.0):
-        values = backend.generator(self.device).normal(mean, std, self.shape)
+        # CuPy's Generator has no normal(): shift and scale its standard_normal (as init.normal_)
+        values = mean + std * backend.generator(self.device).standard_normal(self.shape)
         return self._inplace("normal_", lambda t: Tensor._wrap(values.astype(t.dtype)))
 
     @classmethod

@@ -22,16 +22,20 @@ if "MINIGRAD_DATA" not in os.environ and (_shared / "mnist").is_dir():
     os.environ["MINIGRAD_DATA"] = str(_shared)
 
 
+# The cuda case runs on a real GPU (CuPy), or on the emulated device: MINIGRAD_CUDA_EMULATOR=1
+# puts a CuPy stand-in over the CUDA emulator (docs/emulator.md), as CI's device pass does.  It
+# skips only where neither is there.
+NO_CUDA = "no CUDA GPU (or CuPy) on this machine; MINIGRAD_CUDA_EMULATOR=1 runs it on the emulated device"
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not mg.cuda_available(),
-                                                   reason="no CUDA GPU (or CuPy) on this machine")),
+    pytest.param("cuda", marks=pytest.mark.skipif(not mg.cuda_available(), reason=NO_CUDA)),
 ]
 
 
 @pytest.fixture(params=DEVICES)
 def device(request):
-    """Run a test on every device; the cuda case skips with a reason when there is no GPU."""
+    """Run a test on every device; the cuda case skips with a reason when there is no GPU (and
+    no emulated device)."""
     return request.param
 
 

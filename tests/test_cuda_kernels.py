@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import minigrad as mg
+from tests.conftest import NO_CUDA
 from minigrad.backend import cuda as ck
 from minigrad.backend import reference as ref
 
@@ -32,7 +33,7 @@ _EMU_PROBLEM = _emulator_problem()
 
 DEVICES = [
     pytest.param("emulator", marks=pytest.mark.skipif(_EMU_PROBLEM is not None, reason=str(_EMU_PROBLEM))),
-    pytest.param("cuda", marks=pytest.mark.skipif(not mg.cuda_available(), reason="no CUDA GPU (or CuPy) on this machine")),
+    pytest.param("cuda", marks=pytest.mark.skipif(not mg.cuda_available(), reason=NO_CUDA)),
 ]
 DTYPES = [np.float32, np.float64]
 
@@ -42,10 +43,8 @@ class Dev:
 
     def __init__(self, name):
         self.name = name
-        if name == "cuda":
-            import cupy
-
-            self.xp = cupy
+        if name == "cuda":  # CuPy on a GPU, or the CuPy stand-in on the emulated device
+            self.xp = mg.backend.cupy
         else:
             self.xp = np
 
@@ -825,14 +824,21 @@ def test_optimizer_mixed_groups(dev, rng, count_launches):
     assert sorted(count_launches) == ["sgd_step", "sgd_step"]
 
 
-def test_pointer_table_is_cached(dev, rng):
+def test_pointer_table_is_a_kernel_argument(dev, rng):
+    """The optimizer kernels' table of tensors travels with the launch (optim.cu's TensorTable,
+    passed by value), so a step never uploads it: one row per tensor, its addresses (0 for an
+    unused pointer), size and first block."""
     params = [dev.put(p) for p in _tensors(rng, np.float32)]
     grads = [dev.put(g) for g in _tensors(rng, np.float32)]
     rows = [(p, g, None, p.size) for p, g in zip(params, grads)]
-    first = ck._pointer_table(dev.xp, rows)
-    assert ck._pointer_table(dev.xp, rows) is first  # same pointers: no new upload
-    moved = [(p, dev.xp.array(g), None, p.size) for p, g in zip(params, grads)]
-    assert ck._pointer_table(dev.xp, moved) is not first
+    table, blocks = ck._pointer_table(rows, 5)
+    assert isinstance(table, np.void) and table.dtype.itemsize == 8 * ck._TABLE_WORDS
+    words = table["words"][:5 * len(rows)].reshape(len(rows), 5)
+    assert words[:, 0].tolist() == [ck._address(p) for p in params]
+    assert words[:, 1].tolist() == [ck._address(g) for g in grads] and not words[:, 2].any()
+    assert words[:, 3].tolist() == [p.size for p in params]
+    sizes = [-(-p.size // ck._OPTIM_CHUNK) for p in params]
+    assert words[:, 4].tolist() == np.cumsum([0] + sizes[:-1]).tolist() and blocks == sum(sizes)
 
 
 def test_optimizer_errors(dev):

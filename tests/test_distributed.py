@@ -182,7 +182,8 @@ def test_mlp_example_on_two_ranks_reaches_97_5_percent():
     assert accuracy >= 0.975, proc.stdout_text[-2000:]
 
 
-@pytest.mark.skipif(not mg.cuda_available(), reason="no CUDA GPU (or CuPy) on this machine")
+@pytest.mark.skipif(not mg.cuda_available() or mg.backend.EMULATED_CUDA,
+                    reason="needs a real CUDA GPU with CuPy's NCCL (the emulated device has no NCCL)")
 @pytest.mark.skipif(mpi_missing() is not None, reason=mpi_missing() or "")
 def test_nccl_one_rank_runs_the_example(tmp_path):
     """The NCCL path end to end on one GPU (a job of one, no mpiexec needed)."""
@@ -500,6 +501,27 @@ def test_nccl_engine_drives_cupy_as_documented(monkeypatch, capsys):
     with pytest.raises(SystemExit, match="MPI_Abort"):
         work.wait()
     assert "NCCL reported an error during all_reduce(max)" in capsys.readouterr().err
+
+
+def test_nccl_wait_orders_the_compute_stream_and_never_blocks_the_host(monkeypatch):
+    """DistributedDataParallel waits for its buckets at the end of every backward.  With NCCL
+    that wait must not make the host wait for the GPU (a synchronisation every step): the
+    compute stream waits for the collective's event instead, and the unpacking is queued."""
+    from minigrad.distributed import nccl
+
+    log = []
+    cupy, nccl_module = fake_cupy(log)
+    monkeypatch.setattr(nccl, "import_nccl", lambda: (cupy, nccl_module))
+    engine = nccl.NCCLEngine(FakeHost(), timeout=0.5)  # a blocking wait would abort after 0.5 s
+    work = engine.all_reduce(FakeArray(np.ones(6, dtype=np.float32), device=1), "sum")
+    done = log[-1][1]
+    unpacked = []
+    work.add_done_callback(lambda: unpacked.append(True))
+    log.clear()
+    assert work.wait() and unpacked == [True]
+    assert not cupy.cuda.events[done].done               # the GPU may still be reducing
+    assert ("check_async_error",) in log and ("wait", 0, done) in log
+    assert not any(entry[0] == "synchronize" for entry in log)
 
 
 def test_nccl_engine_refuses_more_ranks_than_gpus_on_a_host(monkeypatch):

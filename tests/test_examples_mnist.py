@@ -27,8 +27,8 @@ def real_mnist_dir():
     return None
 
 
-def run_example(script, *args, data=None, timeout=1500):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def run_example(script, *args, data=None, timeout=1500, **env_vars):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **env_vars)
     if data is not None:
         env["MINIGRAD_DATA"] = str(data)
     proc = subprocess.run([sys.executable, str(EXAMPLES / script), "--no-progress", *args],
@@ -90,3 +90,32 @@ def test_readme_example_runs_and_converges():
     loss = float(re.search(r"loss ([0-9.]+)", proc.stdout).group(1))
     assert loss < 0.01
     assert "Linear" in proc.stdout and "Tanh" in proc.stdout and "Mean" in proc.stdout
+
+
+def _epoch_numbers(output):
+    match = re.search(r"epoch 1/1  train loss ([0-9.]+) acc ([0-9.]+)  test loss ([0-9.]+) acc ([0-9.]+)", output)
+    assert match, f"no epoch line in the output:\n{output[-2000:]}"
+    return [float(v) for v in match.groups()]
+
+
+@pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_cnn.py"])
+def test_example_on_the_emulated_gpu_gives_the_cpu_losses(script, tmp_path):
+    """``--device cuda`` on the emulated device (MINIGRAD_CUDA_EMULATOR=1: every kernel is the
+    project's CUDA C, run by the emulator) for three steps gives the CPU's numbers.  Bound: the
+    epoch line prints 4 decimals (each value off by up to 5e-5 from rounding), and float32
+    kernels that add in another order differ by a few 1e-7 after three Adam steps, so the
+    losses agree to 2e-4; an accuracy may move by one image of the 64 test images."""
+    from minigrad.backend.cuda import emulator
+    from tests.idx_files import make_dataset_dir
+
+    if not emulator.available():
+        pytest.skip(f"the CUDA emulator cannot run here: {emulator.available()}")
+    make_dataset_dir(tmp_path / "data" / "mnist", n_train=96, n_test=64)
+    args = ("--epochs", "1", "--batch-size", "32", "--limit", "96")
+    cpu = _epoch_numbers(run_example(script, *args, data=tmp_path / "data", MINIGRAD_CUDA_EMULATOR="0"))
+    cuda = _epoch_numbers(run_example(script, *args, "--device", "cuda", data=tmp_path / "data",
+                                      MINIGRAD_CUDA_EMULATOR="1"))
+    print(script, "cpu", cpu, "emulated cuda", cuda)
+    for (name, a, b) in zip(("train loss", "train acc", "test loss", "test acc"), cpu, cuda):
+        tolerance = 2e-4 if "loss" in name else 1 / 64 + 1e-9
+        assert abs(a - b) <= tolerance, f"{script}: {name} {a} on the CPU, {b} on the emulated GPU"

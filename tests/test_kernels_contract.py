@@ -19,6 +19,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import backend
+from tests.conftest import NO_CUDA
 from minigrad.backend import cpu_kernels as C
 from minigrad.backend import reference as R
 
@@ -53,17 +54,14 @@ class Impl:
 
 
 @pytest.fixture(params=["cpu", "cuda-emulated",
-                        pytest.param("cuda-gpu", marks=pytest.mark.skipif(not mg.cuda_available(),
-                                                                           reason="no CUDA GPU (or CuPy) on this machine"))])
+                        pytest.param("cuda-gpu", marks=pytest.mark.skipif(not mg.cuda_available(), reason=NO_CUDA))])
 def impl(request):
     """(cpu_kernels runs its numba kernels unless MINIGRAD_DISABLE_NUMBA=1: CI runs this file both ways.)"""
     if request.param == "cpu":
         return Impl(C, np)
     if request.param == "cuda-emulated":
         return Impl(_emulated_cuda(), np)
-    import cupy
-
-    return Impl(_import_cuda_kernels(), cupy)
+    return Impl(_import_cuda_kernels(), mg.backend.cupy)  # CuPy, or the stand-in of the emulated device
 
 
 # -- the names -----------------------------------------------------------------------------------
@@ -627,6 +625,24 @@ def test_philox_known_answers(counter, key, expected):
     assert tuple(int(w[0]) for w in words) == expected
 
 
+@pytest.mark.parametrize("table", ["reference", "cpu_kernels", "cuda"])
+def test_dropout_mask_without_like_is_numpy_in_every_table(table):
+    """The contract: ``like=None`` gives a NumPy array, whatever devices this machine has (the
+    CUDA table once returned CuPy whenever a GPU existed); ``like=`` a device array gives one on
+    its device, with the same values.  CI runs this with and without the emulated device."""
+    if table == "cuda":
+        _emulated_cuda()  # skips without a compiler for the emulator
+    module = importlib.import_module(f"minigrad.backend.{table}")
+    mask = module.dropout_mask((5, 3), 0.4, 7, 2, np.float32)
+    assert type(mask) is np.ndarray and mask.dtype == np.float32
+    np.testing.assert_array_equal(mask, R.dropout_mask((5, 3), 0.4, 7, 2, np.float32))
+    if mg.cuda_available() and table != "cpu_kernels":  # (cpu_kernels serves NumPy arrays only)
+        like = backend.to_device(np.zeros(1, np.float32), "cuda")
+        on_device = module.dropout_mask((5, 3), 0.4, 7, 2, np.float32, like=like)
+        assert backend.device_of(on_device) == backend.CUDA
+        np.testing.assert_array_equal(backend.to_device(on_device, "cpu"), mask)
+
+
 def test_dropout_mask_follows_the_counter_layout(impl):
     """Element i uses block offset + i // 4 and word i % 4, kept iff (word >> 8) 2^-24 >= p."""
     seed, offset, p = 0x1234_5678_9ABC_DEF0, 77, 0.4
@@ -669,13 +685,13 @@ BAD_CALLS = {
     "sigmoid_backward": lambda k, P: k.sigmoid_backward(P((70000,)), P((70001,))),
     "gelu_backward": lambda k, P: k.gelu_backward(P((2, 3)), P((3, 2)), "none"),
     "softmax_backward": lambda k, P: k.softmax_backward(P((2, 3)), P((2, 4)), 1),
-    "cross_entropy_forward": lambda k, P: k.cross_entropy_forward(P((3, 4)), np.zeros(2, np.int64), None, -100, 0.0),
-    "cross_entropy_backward": lambda k, P: k.cross_entropy_backward(P((3, 4)), np.zeros(3, np.int64), P((2,)),
+    "cross_entropy_forward": lambda k, P: k.cross_entropy_forward(P((3, 4)), P((2,), np.int64), None, -100, 0.0),
+    "cross_entropy_backward": lambda k, P: k.cross_entropy_backward(P((3, 4)), P((3,), np.int64), P((2,)),
                                                                     P((3,)), None, -100, 0.0),
     "batch_norm_backward": lambda k, P: k.batch_norm_backward(P((4, 3)), P((5, 3)), None, P((3,)), P((3,)), True),
     "layer_norm_backward": lambda k, P: k.layer_norm_backward(P((4, 3)), P((4, 2)), None, P((4,)), P((4,))),
     "col2im": lambda k, P: k.col2im(P((10, 9)), (1, 4, 4, 1), (3, 3), (1, 1), (0, 0), (1, 1), (2, 2)),
-    "maxpool2d_backward": lambda k, P: k.maxpool2d_backward(P((1, 1, 2, 2)), np.zeros((1, 1, 3, 2), np.int32),
+    "maxpool2d_backward": lambda k, P: k.maxpool2d_backward(P((1, 1, 2, 2)), P((1, 1, 3, 2), np.int32),
                                                             (1, 1, 4, 4), (2, 2), (2, 2), (0, 0), (1, 1)),
     "avgpool2d_backward": lambda k, P: k.avgpool2d_backward(P((1, 2, 2, 2)), (1, 1, 4, 4), (2, 2), (2, 2),
                                                             (0, 0), (2, 2), True),
@@ -699,8 +715,8 @@ BAD_CALLS = {
 
 @pytest.mark.parametrize("name", sorted(BAD_CALLS))
 def test_inconsistent_inputs_raise(impl, name):
-    def put(shape):
-        return impl.xp.ones(shape, dtype=np.float64)
+    def put(shape, dtype=np.float64):  # every array on the device under test (labels: 1)
+        return impl.xp.ones(shape, dtype=dtype)
 
     with pytest.raises(ValueError, match=name):
         BAD_CALLS[name](impl.module, put)

@@ -57,7 +57,7 @@ def test_elementwise_forward(device, x):
     np.testing.assert_allclose(v.sigmoid().numpy(), 1 / (1 + np.exp(-x)), rtol=1e-14)
     np.testing.assert_allclose(v.tanh().numpy(), np.tanh(x), rtol=1e-15)
     np.testing.assert_allclose(mg.gelu(v).numpy(), np_gelu(x), rtol=1e-14, atol=1e-300)
-    np.testing.assert_allclose(mg.gelu(v, approximate="tanh").numpy(), np_gelu(x, "tanh"), rtol=1e-13, atol=1e-300)
+    np.testing.assert_array_less(np.abs(mg.gelu(v, approximate="tanh").numpy() - np_gelu(x, "tanh")), 1e-13 * np.abs(np_gelu(x, "tanh")) + 2.3e-16 * np.abs(x) + 1e-300)  # 1 + tanh(u) cancels: 0.5|x| times tanh's error (two libms: <= 2 ulp of 1)
     np.testing.assert_allclose(mg.silu(v).numpy(), x / (1 + np.exp(-x)), rtol=1e-14)
 
 

@@ -366,7 +366,7 @@ def test_comparisons_return_bool_without_grad(name, data):
     # small integers make equal elements common, so == and <= are really exercised
     x = data.draw(hnp.arrays(np.float64, sx, elements=st.integers(-2, 2).map(float)))
     y = data.draw(hnp.arrays(np.float64, sy, elements=st.integers(-2, 2).map(float)))
-    xt = mg.tensor(x, requires_grad=True)
+    xt = T(x).requires_grad_()
     out = getattr(mg, name)(xt, T(y))
     assert out.dtype == np.bool_
     assert not out.requires_grad and out.is_leaf

@@ -190,7 +190,7 @@ def test_getitem_basic(a, data):
     np.testing.assert_array_equal(out.numpy(), a[index])
     assert out.shape == np.asarray(a[index]).shape
     if out.ndim:
-        assert np.shares_memory(out.array, a) or out.numel() == 0  # basic indexing: a view, no copy
+        assert np.shares_memory(out.array, x.array) or out.numel() == 0  # basic indexing: a view, no copy
     check_grads(lambda t: t[index], a)
 
 
@@ -205,14 +205,14 @@ def advanced_indices(draw, shape):
         if wrap == "list":
             idx = tuple(i.tolist() for i in idx)
         elif wrap == "tensor":
-            idx = tuple(mg.tensor(i) for i in idx)
+            idx = tuple(ON.tensor(i) for i in idx)
         return idx if len(idx) > 1 else idx[0]
     if kind == "ints-after-slice" and len(shape) >= 2:
         (idx,) = draw(hnp.integer_array_indices(shape[1:2]))
         return (slice(None, None, -1), idx)
     if kind == "mask":
         mask = draw(hnp.arrays(np.bool_, shape))
-        return mg.tensor(mask) if draw(st.booleans()) else mask
+        return ON.tensor(mask) if draw(st.booleans()) else mask
     if kind == "mask-prefix" and len(shape) >= 1:
         return (draw(hnp.arrays(np.bool_, shape[:1])), Ellipsis)
     if len(shape) >= 2:
@@ -237,7 +237,7 @@ def test_getitem_advanced(a, data):
     np.testing.assert_array_equal(x[index].numpy(), a[ref])
     # the gradient is NumPy's add.at of the upstream gradient: repeated picks add up
     g = np.random.default_rng(0).standard_normal(np.shape(a[ref]))
-    x[index].backward(mg.from_numpy(g))
+    x[index].backward(ON.tensor(g))
     expected = np.zeros_like(a)
     np.add.at(expected, ref, g)
     np.testing.assert_allclose(x.grad.numpy(), expected, atol=1e-12)
@@ -250,7 +250,7 @@ def test_scatter_add(a, data):
     index = data.draw(st.one_of(advanced_indices(a.shape), hnp.basic_indices(a.shape)))
     ref = _as_numpy_index(index)
     picked = np.array(a[ref], dtype=np.float64)  # a copy; keeps 0-d as 0-d
-    out = scatter_add(mg.from_numpy(picked), index, a.shape)
+    out = scatter_add(ON.tensor(picked), index, a.shape)
     expected = np.zeros_like(a)
     np.add.at(expected, ref, picked)
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-12)
@@ -273,7 +273,7 @@ def test_index_put(a, data):
     assume(_unique_positions(a.shape, ref))
     broadcast = data.draw(st.booleans()) and len(picked_shape) >= 1
     v = np.random.default_rng(1).standard_normal(picked_shape[1:] if broadcast else picked_shape)
-    out = index_put(mg.from_numpy(a), index, mg.from_numpy(v))
+    out = index_put(ON.tensor(a), index, ON.tensor(v))
     expected = a.copy()
     expected[ref] = v
     np.testing.assert_array_equal(out.numpy(), expected)

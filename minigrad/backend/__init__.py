@@ -14,13 +14,19 @@ import os
 
 import numpy as np
 
-try:  # the GPU is optional: pip install -e ".[gpu]" (README, "GPU")
-    import cupy
-except Exception as _e:  # ImportError, or a CUDA library that cupy cannot load
-    cupy = None
-    _cupy_import_error = f"{type(_e).__name__}: {_e}"
-else:
-    _cupy_import_error = None
+# Device "cuda" is CuPy on a GPU, or, with MINIGRAD_CUDA_EMULATOR=1, the CuPy stand-in that runs
+# our CUDA C in the C emulator on any machine (backend/cuda/emulator/cupy_standin: for CI and
+# for students; docs/emulator.md).  The stand-in is bound to the name ``cupy`` at the end of this
+# file (it imports backend.cuda, which needs the functions below); real CuPy is then not imported.
+EMULATED_CUDA = os.environ.get("MINIGRAD_CUDA_EMULATOR", "0") not in ("", "0", "false", "no")
+cupy = None
+_cupy_import_error = None
+if not EMULATED_CUDA:
+    try:  # the GPU is optional: pip install -e ".[gpu]" (README, "GPU")
+        import cupy
+    except Exception as _e:  # ImportError, or a CUDA library that cupy cannot load
+        cupy = None
+        _cupy_import_error = f"{type(_e).__name__}: {_e}"
 
 
 class NoCUDAError(RuntimeError):
@@ -81,6 +87,14 @@ def cuda_status():
 
 
 def _probe_cuda():
+    if EMULATED_CUDA:
+        from .cuda import emulator  # noqa: PLC0415
+
+        ready = emulator.available()
+        if not ready:
+            return False, f"no CUDA GPU found: MINIGRAD_CUDA_EMULATOR=1, but {ready}"
+        return True, ("minigrad's CUDA emulator (MINIGRAD_CUDA_EMULATOR=1): a CuPy stand-in whose kernels run "
+                      "on the CPU; no GPU is used")
     if cupy is None:
         if _cupy_import_error and "No module named 'cupy'" not in _cupy_import_error:
             return False, f"no CUDA GPU found: CuPy is installed but cannot load ({_cupy_import_error})"
@@ -98,8 +112,17 @@ def _probe_cuda():
 
 
 def cuda_available():
-    """True when CuPy imports and sees at least one GPU."""
+    """True when CuPy imports and sees at least one GPU, or under MINIGRAD_CUDA_EMULATOR=1 (the
+    emulated device) when the emulator can run here."""
     return cuda_status()[0]
+
+
+def special(xp):
+    """The special functions (erf) of an array module: ``cupyx.scipy.special`` for CuPy, the
+    stand-in's copy on the emulated device (NumPy has none: reference.py's _erf)."""
+    if EMULATED_CUDA and xp is cupy:
+        return cupy.special
+    return importlib.import_module("cupyx.scipy.special")
 
 
 _default_device = []  # set_default_device, else $MINIGRAD_DEVICE, else cpu
@@ -202,6 +225,16 @@ def get_matmul():
     return cuda_kernels.get_matmul()
 
 
+def check_indices_on_device(indices, low, high, op):
+    """For an index array on the GPU: make sure ``low <= indices < high`` without reading it
+    back (which would make the host wait for the GPU).  A kernel checks every index and, on a
+    bad one, stops with an error naming ``op`` (one of backend.cuda.INDEX_CHECKS), which comes
+    out of the next synchronisation (``.item()``, ``.numpy()``, ``cuda.synchronize()``), as
+    with PyTorch's device-side asserts.  On the CPU the ops check indices on the host (free)."""
+    if indices.size:
+        (_loaded_tables.get("cuda") or _load_table("cuda")).check_indices(indices, low, high, op)
+
+
 def debug_checks():
     """True under MINIGRAD_DEBUG=1: ops then also run the input checks that read values back
     from the GPU (label ranges, ...), which a training step otherwise avoids."""
@@ -265,3 +298,6 @@ def numba_enabled():
     """numba kernels are used unless MINIGRAD_DISABLE_NUMBA=1 (then pure-NumPy fallbacks run)."""
     return os.environ.get("MINIGRAD_DISABLE_NUMBA", "0") not in ("1", "true", "yes")
 
+
+if EMULATED_CUDA:  # the emulated device (see the top of this file)
+    from .cuda.emulator import cupy_standin as cupy  # noqa: E402

@@ -124,9 +124,9 @@ def _erf(x):
     xp = array_module(x)
     if xp is np:
         return np.asarray(_erf_python(x), dtype=object).astype(x.dtype)
-    from cupyx.scipy.special import erf  # noqa: PLC0415  (CuPy only)
+    from . import special  # noqa: PLC0415  (cupyx.scipy.special, only on the GPU)
 
-    return erf(x)
+    return special(xp).erf(x)
 
 
 def _check_approximate(kernel, approximate):
@@ -236,6 +236,10 @@ def _labels(kernel, x, target, weight, ignore_index):
     if x.ndim != 2 or target.shape != x.shape[:1] or (weight is not None and weight.shape != x.shape[1:]):
         arrays = dict(x=x, target=target) if weight is None else dict(x=x, target=target, weight=weight)
         raise _shape_error(kernel, **arrays)
+    if array_module(target) is not xp or (weight is not None and array_module(weight) is not xp):
+        where = ", ".join(f"{name} on {'the GPU' if array_module(a) is not np else 'the CPU'}"
+                          for name, a in (("x", x), ("target", target), ("weight", weight)) if a is not None)
+        raise TypeError(f"{kernel}: the arrays must be on one device, got {where}")
     c = x.shape[1]
     valid = target != ignore_index
     in_range = (target >= 0) & (target < c)
@@ -822,11 +826,14 @@ def _attention_scores(q, k, mask, is_causal, scale):
     return s
 
 
-def _attention_keep(xp, shape, dropout_p, seed, offset, dtype):
-    """The dropout multipliers M (0 or 1/(1-p)) of the attention weights, or None."""
+def _attention_keep(like, shape, dropout_p, seed, offset, dtype):
+    """The dropout multipliers M (0 or 1/(1-p)) of the attention weights, or None; made on
+    ``like``'s device by its table's dropout_mask (on a GPU: the Philox kernel, no host copy)."""
     if not dropout_p:
         return None
-    return xp.asarray(dropout_mask(shape, dropout_p, seed, offset, dtype))
+    from . import kernels  # noqa: PLC0415  (the table of like's device; backend imports this module)
+
+    return kernels(like).dropout_mask(shape, dropout_p, seed, offset, dtype, like=like)
 
 
 def attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
@@ -847,14 +854,14 @@ def attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
         return xp.zeros((b, tq, dv), dtype=q.dtype), xp.full((b, tq), -np.inf, dtype=q.dtype)
     p = _attention_scores(q, k, mask, is_causal, scale)   # S, turned into P in place
     m = p.max(axis=2, keepdims=True)
-    m[m == -np.inf] = 0                    # a row masked everywhere: no shift (its sum is 0)
+    m = xp.where(m == -np.inf, m.dtype.type(0), m)  # a row masked everywhere: no shift (its sum is 0)
     p -= m
     xp.exp(p, out=p)
     total = p.sum(axis=2, keepdims=True)
     p /= xp.where(total == 0, 1, total)    # ... and its weights stay 0
     with np.errstate(divide="ignore"):     # log 0 = -inf for such a row, on purpose
         lse = (m + xp.log(total))[..., 0]
-    keep = _attention_keep(xp, p.shape, dropout_p, seed, offset, p.dtype)
+    keep = _attention_keep(q, p.shape, dropout_p, seed, offset, p.dtype)
     if keep is not None:
         p *= keep
     return p @ v, lse
@@ -875,7 +882,7 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
     p = _attention_scores(q, k, mask, is_causal, scale)
     p -= xp.where(lse == -np.inf, np.inf, lse)[..., None]
     xp.exp(p, out=p)
-    keep = _attention_keep(xp, p.shape, dropout_p, seed, offset, p.dtype)
+    keep = _attention_keep(q, p.shape, dropout_p, seed, offset, p.dtype)
     ds = g @ v.transpose(0, 2, 1)          # dP, turned into dS in place
     if keep is not None:
         dv = (p * keep).transpose(0, 2, 1) @ g

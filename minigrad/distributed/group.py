@@ -181,15 +181,21 @@ class Work:
     until it is done, at most the group's timeout, and then aborts the job with a message
     saying what never completed.  Completion callbacks (copying a result into place, dividing
     a sum into a mean) run once, in order, on the thread that observes completion.
+
+    A collective on a GPU stream (NCCL) gives ``order``: a function that makes the GPU work
+    queued from now on wait for the collective.  ``wait()`` then calls it and returns at once,
+    as PyTorch's NCCL work does: the host never waits for the GPU, and the callbacks' copies
+    are queued behind the collective.
     """
 
-    __slots__ = ("what", "keep", "_engine", "_test", "_callbacks", "_done")
+    __slots__ = ("what", "keep", "_engine", "_test", "_callbacks", "_done", "_order")
 
-    def __init__(self, engine, what, test):
+    def __init__(self, engine, what, test, order=None):
         self._engine = engine  # its timeout, and its fail(message) that aborts the job
         self.what = what
         self.keep = ()         # buffers the engine uses until completion
         self._test = test
+        self._order = order
         self._callbacks = []
         self._done = False
 
@@ -210,7 +216,17 @@ class Work:
         return self._done
 
     def wait(self, timeout=None):
-        """Block until done; past ``timeout`` (default: the group's), abort the job."""
+        """Block until done; past ``timeout`` (default: the group's), abort the job.  (A GPU
+        collective: order later GPU work after it, without blocking; see the class.)"""
+        if self._done:
+            return True
+        if self._order is not None:
+            self._order()
+            self._done = True
+            for fn in self._callbacks:
+                fn()
+            self._callbacks = None
+            return True
         if self.is_completed():
             return True
         limit = self._engine.timeout if timeout is None else float(timeout)

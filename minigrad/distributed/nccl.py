@@ -11,7 +11,9 @@ One process per GPU.  Start-up, over MPI (the host engine):
 Collectives run on a side stream, so they overlap the kernels still queued on the compute
 stream: the side stream first waits for an event recorded on the current stream (the inputs
 are ready once the work queued so far is done), NCCL runs, and an event recorded after it tells
-``Work.is_completed`` (``cudaEventQuery``, never blocking) when the result is there.  The
+``Work.is_completed`` (``cudaEventQuery``, never blocking) when the result is there.
+``Work.wait`` does not block the host either: it makes the compute stream wait for that event,
+so DistributedDataParallel's backward ends without a host synchronisation.  The
 arrays are kept alive by the Work until then, so CuPy's memory pool cannot hand them out while
 NCCL still writes them.
 
@@ -156,15 +158,23 @@ class NCCLEngine:
         call(self.stream.ptr)
         done = cuda.Event(disable_timing=True)
         done.record(self.stream)
-        work = Work(self, what, lambda: self._finished(done, what))
+
+        def order():  # Work.wait: the compute stream waits for the collective, the host does not
+            self._check_async_error(what)
+            cuda.get_current_stream().wait_event(done)
+
+        work = Work(self, what, lambda: self._finished(done, what), order=order)
         work.keep = arrays
         # results are used on the compute stream next: order it after the collective
         work.add_done_callback(lambda: cuda.get_current_stream().wait_event(done))
         return work
 
-    def _finished(self, event, what):
+    def _check_async_error(self, what):
         try:
             self.comm.check_async_error()
         except Exception as e:  # a peer failed or the network broke: NCCL will not recover
             self.fail(f"NCCL reported an error during {what}: {e}")
+
+    def _finished(self, event, what):
+        self._check_async_error(what)
         return event.done

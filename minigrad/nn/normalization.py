@@ -80,7 +80,7 @@ class _BatchNorm(Module):
             self.num_batches_tracked.array[...] += 1
             self.num_batches_tracked._version += 1
             if self.momentum is None:  # cumulative moving average
-                momentum = 1.0 / float(self.num_batches_tracked.item())
+                momentum = 1.0 / self._batches_tracked()
         use_batch_stats = self.training or not self.track_running_stats
         return batch_norm(
             x,
@@ -88,6 +88,20 @@ class _BatchNorm(Module):
             self.running_var if (not self.training or self.track_running_stats) else None,
             self.weight, self.bias, use_batch_stats, momentum, self.eps,
         )
+
+    def _batches_tracked(self):
+        """num_batches_tracked (just incremented) as a Python number.  Reading the buffer would
+        make the host wait for a GPU at every training step, so forward keeps a host copy and
+        reads the buffer only when something else has written it since (a load_state_dict,
+        reset_running_stats, a move to another device: its version or identity changed)."""
+        t = self.num_batches_tracked
+        seen = self.__dict__.get("_tracked_on_host")
+        if seen is not None and seen[0] == (id(t), t._version - 1):
+            count = seen[1] + 1
+        else:
+            count = int(t.item())
+        self.__dict__["_tracked_on_host"] = ((id(t), t._version), count)
+        return count
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

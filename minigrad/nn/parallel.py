@@ -20,7 +20,8 @@ backward goes on computing the earlier layers' gradients.  Buckets are started s
 When the last parameter's gradient is final, still inside backward, DDP waits for the buckets
 still in flight and copies the averages back into ``.grad``: when ``loss.backward()`` returns,
 every ``.grad`` holds the average over the ranks (as in PyTorch), so ``optimizer.step()``
-needs nothing special.
+needs nothing special.  (With NCCL that wait is the GPU's, not the host's: the compute stream
+waits for each collective and the copies are queued behind it, so a step never blocks the host.)
 
 Differences from PyTorch, on purpose:
 - ``state_dict()`` and ``load_state_dict()`` are the wrapped module's, without the

@@ -30,7 +30,7 @@ def lift(value, like):
             dtype = like.dtype if kind in "iu" else np.int64
         else:
             dtype = backend.get_default_dtype()
-        return Tensor._wrap(xp.asarray(value, dtype=dtype))
+        return Tensor._wrap(xp.full((), value, dtype=dtype))  # made on the device: no upload (asarray would copy)
     return Tensor._wrap(xp.asarray(value))
 
 
@@ -751,12 +751,18 @@ def one_hot(labels, num_classes=-1):
         raise TypeError("one_hot: expected an integer tensor of class labels, got "
                         f"{getattr(labels, 'dtype', type(labels).__name__)}")
     xp = backend.array_module(labels.array)
-    lo = int(labels.array.min()) if labels.numel() else 0
-    hi = int(labels.array.max()) if labels.numel() else -1
-    if num_classes == -1:
-        num_classes = hi + 1
-    if lo < 0 or hi >= num_classes:
-        raise ValueError(f"one_hot: labels must lie in [0, {num_classes}), got values from {lo} to {hi}")
+    on_host = backend.device_of(labels.array) == backend.CPU or backend.debug_checks()
+    if num_classes == -1 or on_host:
+        # reads the labels: free on the CPU; on a GPU the host waits (as in PyTorch, whose
+        # one_hot with num_classes=-1 must learn the largest label too): give num_classes
+        lo = int(labels.array.min()) if labels.numel() else 0
+        hi = int(labels.array.max()) if labels.numel() else -1
+        if num_classes == -1:
+            num_classes = hi + 1
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"one_hot: labels must lie in [0, {num_classes}), got values from {lo} to {hi}")
+    else:  # checked on the GPU: a bad label stops a kernel, reported at the next synchronisation
+        backend.check_indices_on_device(labels.array, 0, num_classes, "one_hot")
     return Tensor._wrap((labels.array[..., None] == xp.arange(num_classes)).astype(np.int64))
 
 

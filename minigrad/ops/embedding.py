@@ -75,12 +75,17 @@ def embedding(input, weight, padding_idx=None):
             raise ValueError(f"{op}: padding_idx must be an int in [-{n}, {n}), got {padding_idx!r}")
         padding_idx = int(padding_idx) % n
     indices = input.array
-    # a range check reads the indices: free on the CPU; on the GPU only under MINIGRAD_DEBUG=1
+    # The range check reads the indices: free on the CPU (and on the GPU under MINIGRAD_DEBUG=1,
+    # for an error right here).  Otherwise a GPU checks them itself: a bad index stops the kernel
+    # and the error, naming embedding, comes out of the next synchronisation (never a silent
+    # row of another index, which is what CuPy's wrapping take would give).
     if indices.size and (backend.device_of(indices) == backend.CPU or backend.debug_checks()):
         low, high = int(indices.min()), int(indices.max())
         if low < 0 or high >= n:
             raise IndexError(f"{op}: index {low if low < 0 else high} is out of range for a table of "
                              f"{n} rows (weight of shape {weight.shape}; valid indices are 0..{n - 1})")
+    elif indices.size:
+        backend.check_indices_on_device(indices, 0, n, op)
     if input.dtype != "int64":
         input = Tensor._wrap(indices.astype("int64"))
     # the index tensor goes in as a Tensor: the engine then checks it was not edited before backward

@@ -12,6 +12,7 @@ A small set of primitives does all the work:
 Forward paths return NumPy views wherever NumPy does (reshape of a contiguous array,
 transpose, basic slicing), so they cost no copy.  Derivations: docs/derivations/shape.md.
 """
+import math
 import numbers
 from builtins import any as builtins_any
 from builtins import max as builtins_max
@@ -191,8 +192,14 @@ class ScatterAdd(Function):
         z = xp.zeros(shape, dtype=g.dtype)
         target = _select(z, stages[:-1])
         if advanced:
-            # integer arrays may repeat a position: `z[index] += g` would keep only one of them
-            xp.add.at(target, stages[-1], g)
+            # Integer arrays may repeat a position (`z[index] += g` would keep only one of them).
+            # Every picked row of target is a row of g: add them up with the table's scatter-add
+            # of rows, the embedding gradient (same math), which sums repeats in index order
+            # with no float atomics: the same bits on every run and every device.
+            if g.size:
+                rows, width, count = _picked_rows(target.shape, stages[-1], xp)
+                summed = backend.kernels(g).embedding_backward(g.reshape(-1, width), rows, count)
+                target[...] = summed.reshape(target.shape)
         else:
             # slices, ints, None, Ellipsis and boolean masks never repeat a position
             target[stages[-1]] = g
@@ -430,33 +437,67 @@ def _index_item(i, xp, op):
                     "None, Ellipsis, or integer/bool arrays, lists or tensors")
 
 
-def _check_bounds(shape, index):
-    """Integer-array indices within their axes.  NumPy checks this itself; CuPy would wrap
-    an out-of-range index around silently, so for CuPy arrays we check first."""
-    consumed = 0
-    for i in index:
-        if i is None or i is Ellipsis:
-            continue
-        consumed += i.ndim if getattr(i, "dtype", None) is not None and i.dtype.kind == "b" else 1
+def _axes_taken(i):
+    """How many axes of the indexed array one entry of a normalized index takes (a boolean
+    mask: its ndim; None and Ellipsis: none by themselves)."""
+    if getattr(i, "dtype", None) is not None and i.dtype.kind == "b":
+        return i.ndim
+    return 0 if i is None or i is Ellipsis else 1
+
+
+def _index_arrays(shape, index):
+    """(axis, array) for each integer index array of a normalized index (0-d ones included)."""
+    consumed = sum(_axes_taken(i) for i in index)
     axis = 0
     for i in index:
-        if i is None:
-            continue
         if i is Ellipsis:
             axis += len(shape) - consumed
-            continue
-        is_array = getattr(i, "dtype", None) is not None and getattr(i, "ndim", 0) > 0
-        if is_array and i.dtype.kind == "b":
-            axis += i.ndim
-            continue
-        if is_array and i.size and axis < len(shape):
-            n = shape[axis]
-            lo, hi = int(i.min()), int(i.max())
-            if hi >= n or lo < -n:
-                bad = hi if hi >= n else lo
-                raise IndexError(f"getitem: index {bad} is out of bounds for axis {axis} with size {n} "
-                                 f"(tensor of shape {tuple(shape)})")
-        axis += 1
+        elif (getattr(i, "dtype", None) is not None and not isinstance(i, np.generic) and i.dtype.kind in "iu"
+              and i.size and axis < len(shape)):  # (a NumPy integer scalar is an int: basic indexing)
+            yield axis, i
+        axis += _axes_taken(i)
+
+
+def _check_bounds(shape, index, op="getitem"):
+    """Integer-array indices within their axes, read on the host.  NumPy checks this itself;
+    CuPy would wrap an out-of-range index around silently, so on the GPU under MINIGRAD_DEBUG=1
+    this runs first (an error at once, naming the axis)."""
+    for axis, i in _index_arrays(shape, index):
+        n = shape[axis]
+        lo, hi = int(i.min()), int(i.max())
+        if hi >= n or lo < -n:
+            bad = hi if hi >= n else lo
+            raise IndexError(f"{op}: index {bad} is out of bounds for axis {axis} with size {n} "
+                             f"(tensor of shape {tuple(shape)})")
+
+
+def _check_bounds_on_device(shape, index, op):
+    """The same check on the GPU without reading the indices back: a kernel per index array,
+    which stops with an error naming ``op`` on a bad index; the error comes out of the next
+    synchronisation (the host never waits here)."""
+    for axis, i in _index_arrays(shape, index):
+        backend.check_indices_on_device(i, -shape[axis], shape[axis], op)
+
+
+def _picked_rows(shape, index, xp):
+    """ScatterAdd's problem as rows: ``index`` (a last stage, with integer arrays) picks
+    positions of an array of ``shape``; the trailing axes it leaves whole (full slices, or not
+    indexed at all) make rows of ``width`` elements, and the rest ``count`` rows.  Returns
+    (rows: the row number of every picked row, in the order the picked values come, width,
+    count).  The row numbers come from applying ``index`` to arange(count) itself."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    whole = len(shape) - sum(_axes_taken(i) for i in items)  # axes the index leaves untouched ...
+    at = next((k for k, i in enumerate(items) if i is Ellipsis), None)
+    if at is not None:  # ... which Ellipsis stands for, when there is one
+        items[at:at + 1] = [slice(None)] * whole
+        whole = 0
+    while items and isinstance(items[-1], slice) and items[-1] == slice(None):
+        items.pop()
+        whole += 1
+    lead = shape[:len(shape) - whole]
+    width, count = math.prod(shape[len(lead):]), math.prod(lead)
+    rows = xp.arange(count, dtype=np.int64).reshape(lead)[tuple(items)]
+    return rows.reshape(-1), width, count
 
 
 def _is_int(i):
@@ -484,8 +525,11 @@ def _index_stages(shape, index, xp, op):
         item, is_int_array = _index_item(i, xp, op)
         advanced |= is_int_array
         normalized.append(item)
-    if advanced and xp is not np:
-        _check_bounds(shape, normalized)
+    if advanced and xp is not np:  # CuPy wraps a bad index around: check first
+        if backend.debug_checks():
+            _check_bounds(shape, normalized, op)
+        else:
+            _check_bounds_on_device(shape, normalized, op)
     arrays = [i for i in normalized if hasattr(i, "ndim")]
     if not arrays or not any(_is_int(i) for i in normalized):
         return (tuple(normalized),), advanced
@@ -757,8 +801,9 @@ def pad(x, pad_width, value=0.0):
 _PAD_MODES = ("constant", "reflect", "replicate", "circular")
 
 
-def _pad_source_index(n, before, after, mode, axis, shape):
-    """For PyTorch's non-constant paddings: which input index each output position reads."""
+def _pad_source_index(xp, n, before, after, mode, axis, shape):
+    """For PyTorch's non-constant paddings: which input index each output position reads (made
+    on the tensor's device: no upload)."""
     if n == 0:
         raise ValueError(f"pad: mode {mode!r} cannot pad dimension {axis} of size 0 (shape {shape})")
     if mode == "reflect" and (before >= n or after >= n):
@@ -767,12 +812,12 @@ def _pad_source_index(n, before, after, mode, axis, shape):
     if mode == "circular" and (before > n or after > n):
         raise ValueError(f"pad: circular padding ({before}, {after}) must be at most the size {n} of "
                          f"dimension {axis} (shape {shape})")
-    i = np.arange(-before, n + after)
+    i = xp.arange(-before, n + after)
     if mode == "reflect":       # mirror about the edge elements, which are not repeated
-        i = np.abs(i)
-        i = np.where(i > n - 1, 2 * (n - 1) - i, i)
+        i = xp.abs(i)
+        i = xp.where(i > n - 1, 2 * (n - 1) - i, i)
     elif mode == "replicate":   # the edge element, repeated
-        i = np.clip(i, 0, n - 1)
+        i = xp.clip(i, 0, n - 1)
     else:                       # circular: wrap around
         i = i % n
     return i
@@ -807,8 +852,8 @@ def functional_pad(x, pad, mode="constant", value=None):
     xp = backend.array_module(x.array)
     for axis, (b, a) in enumerate(widths):
         if b or a:
-            source = _pad_source_index(x.shape[axis], b, a, mode, axis, x.shape)
-            x = Getitem.apply(x, stages=((slice(None),) * axis + (xp.asarray(source),),), advanced=True)
+            source = _pad_source_index(xp, x.shape[axis], b, a, mode, axis, x.shape)
+            x = Getitem.apply(x, stages=((slice(None),) * axis + (source,),), advanced=True)
     return x
 
 

@@ -16,23 +16,25 @@ One launch helper, ``_launch``, runs a kernel on whatever the arrays are:
 CuPy is imported only when a CuPy array arrives (importing minigrad never needs it).
 
 GPU hygiene: inputs are made contiguous before a kernel indexes them; sizes and indices are
-64-bit inside the kernels; nothing here reads a value back from the GPU (no ``.item()``, no
-device-to-host copies; the one value check that would, embedding's index range, runs on the
-GPU only under MINIGRAD_DEBUG=1), so a training step never waits on the host.  With
-``MINIGRAD_CUDA_SYNC=1`` every launch is followed by a synchronize, and a failing kernel is
-named in the error.
+64-bit inside the kernels; nothing here reads a value back from the GPU or copies to it (no
+``.item()``, no device-to-host copies; index ranges are checked by the check_indices kernels,
+which trap on a bad index; the optimizers' pointer tables are kernel arguments), so a training
+step never waits on the host.  With ``MINIGRAD_CUDA_SYNC=1`` every launch is followed by a
+synchronize, and a failing kernel is named in the error.
+
+The arrays are CuPy's on a GPU, or the CuPy stand-in's on the emulated device
+(MINIGRAD_CUDA_EMULATOR=1), whose RawModule runs the same source in the emulator.
 
 Inputs a kernel does not cover (other dtypes, inconsistent shapes) go to the reference
 function, which computes the answer or raises the contract's error.
 """
-import collections
 import math
 import os
 from pathlib import Path
 
 import numpy as np
 
-from .. import array_module, cuda_available
+from .. import array_module
 from .. import reference as _ref
 from ..reference import *  # noqa: F401,F403  (the whole table; overridden below)
 from ..reference import __all__  # noqa: F401  (exactly reference's names)
@@ -649,20 +651,11 @@ def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_incl
 # ======================================================================================
 
 
-def _default_module():
-    """CuPy when a GPU is there, else NumPy (the kernels then run in the emulator)."""
-    if cuda_available():
-        import cupy  # noqa: PLC0415
-
-        return cupy
-    return np
-
-
 def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
-    """reference.dropout_mask, bit for bit, made by the Philox kernel.  The mask is a CuPy array
-    when a GPU is available, else a NumPy one (emulated); ``like=array`` picks the array's
-    module instead."""
-    xp = _default_module() if like is None else array_module(like)
+    """reference.dropout_mask, bit for bit, made by the Philox kernel.  As in every table, the
+    mask is a NumPy array when ``like`` is None (the kernel then runs in the emulator), else an
+    array of ``like``'s module (CuPy: the kernel runs on the GPU)."""
+    xp = np if like is None else array_module(like)
     dtype = np.dtype(dtype)
     if dtype not in _SUFFIX:
         return xp.asarray(_ref.dropout_mask(shape, p, seed, offset, dtype))
@@ -677,7 +670,21 @@ def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
     return out
 
 
-_EMBEDDING_CHUNKS = 32  # position chunks of the counting sort (its histogram is chunks x E)
+_EMBEDDING_CHUNKS = 32       # position chunks of the counting sort (its histogram is chunks x E) ...
+_EMBEDDING_HIST = 2 ** 24    # ... and fewer chunks when E is large, so it stays within ~max(E, this)
+INDEX_CHECKS = ("embedding", "embedding_backward", "getitem", "setitem", "scatter_add", "one_hot", "index")
+
+
+def check_indices(indices, low, high, op):
+    """Make sure ``low <= indices < high`` without reading them on the host: the kernel
+    check_indices_<op> (embedding.cu) stops with an error naming ``op`` if one is outside, which
+    a GPU reports at the next synchronisation (the emulator too).  Not a table kernel: ops
+    reach it through backend.check_indices_on_device (on the CPU they check on the host).  An op
+    without a kernel of its own is reported as "index"."""
+    xp = array_module(indices)
+    idx = xp.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
+    _flat_launch(xp, "embedding", f"check_indices_{op if op in INDEX_CHECKS else 'index'}", None, idx.size,
+                 (idx, _i64(idx.size), _i64(low), _i64(high)))
 
 
 def embedding_backward(g, indices, num_embeddings):
@@ -686,16 +693,17 @@ def embedding_backward(g, indices, num_embeddings):
             or indices.dtype.kind not in "iu" or array_module(indices) is not array_module(g)):
         return _ref.embedding_backward(g, indices, num_embeddings)
     xp = array_module(g)
-    from .. import debug_checks  # noqa: PLC0415
-
-    if xp is np or debug_checks():  # free on the CPU; on the GPU it reads back: debug only
+    if xp is np:  # free on the CPU (the reference raises the contract's error)
         if indices.size and bool(((indices < 0) | (indices >= num_embeddings)).any()):
-            return _ref.embedding_backward(g, indices, num_embeddings)  # raises
+            return _ref.embedding_backward(g, indices, num_embeddings)
+    elif indices.size:  # on the GPU without reading them back: a bad index stops the kernel
+        check_indices(indices, 0, num_embeddings, "embedding_backward")
     g = xp.ascontiguousarray(g)
     idx = xp.ascontiguousarray(indices, dtype=np.int64)
     m, d = g.shape
     e = int(num_embeddings)
-    s = max(256, -(-m // _EMBEDDING_CHUNKS))  # positions per chunk
+    chunks = max(1, min(_EMBEDDING_CHUNKS, -(-m // 256), _EMBEDDING_HIST // max(e, 1)))
+    s = max(1, -(-m // chunks))  # positions per chunk
     b = -(-m // s)
     hist = xp.zeros((b, e), dtype=np.int64)
     _flat_launch(xp, "embedding", "embedding_count", None, b, (idx, _i64(m), _i64(e), _i64(s), _i64(b), hist))
@@ -864,29 +872,20 @@ def _gemm(a, b, bias):
 # ======================================================================================
 
 _OPTIM_CHUNK = 16384  # elements per block
-_TABLE_CACHE_SIZE = 8
-_tables = collections.OrderedDict()  # the device pointer tables, while the pointers repeat
+_TABLE_WORDS = 448    # optim.cu's MG_TABLE_WORDS: the table is a kernel argument of this many int64
+_TABLE = np.dtype([("words", np.int64, (_TABLE_WORDS,))])  # optim.cu's struct TensorTable
 
 
-def _pointer_table(xp, rows):
-    """The device table (int64, one row per tensor: pointers, size, first block) for
-    ``rows`` = [(arrays..., size)], and the number of blocks.  Cached on the pointers, so a
-    training loop whose arrays stay put uploads it once."""
-    key = (xp.__name__, _device_key(xp), _OPTIM_CHUNK,
-           tuple(tuple(0 if a is None else _address(a) for a in arrays) + (size,) for *arrays, size in rows))
-    hit = _tables.get(key)
-    if hit is not None:
-        _tables.move_to_end(key)
-        return hit
-    host, first = [], 0
-    for *arrays, size in rows:
-        host.append([0 if a is None else _address(a) for a in arrays] + [size, first])
+def _pointer_table(rows, words):
+    """The table of one launch (optim.cu's TensorTable, passed by value: no upload), one row of
+    ``words`` int64 per tensor: its pointers, size and first block; and the number of blocks.
+    ``rows`` = [(arrays..., size)], None for a pointer the kernel does not use."""
+    table = np.zeros((), dtype=_TABLE)
+    flat, first = table["words"], 0
+    for r, (*arrays, size) in enumerate(rows):
+        flat[r * words:(r + 1) * words] = [0 if a is None else _address(a) for a in arrays] + [size, first]
         first += -(-size // _OPTIM_CHUNK)
-    table = (xp.asarray(np.array(host, dtype=np.int64)), first)
-    _tables[key] = table
-    if len(_tables) > _TABLE_CACHE_SIZE:
-        _tables.popitem(last=False)
-    return table
+    return table[()], first
 
 
 def _fused_groups(params, *lists):
@@ -904,15 +903,19 @@ def _fused_groups(params, *lists):
     return groups, rest
 
 
-def _multi_tensor_launch(kernel, params, groups, row, scalars):
-    """One ``kernel`` launch per dtype group over the pointer table of its tensors;
+def _multi_tensor_launch(kernel, params, groups, row, scalars, words):
+    """One ``kernel`` launch per dtype group (and per as many tensors as a table holds);
     ``row(xp, i)`` gives tensor i's table row, ``scalars(t)`` the kernel's scalar arguments in
     the group's scalar type ``t`` (so float32 stays float32)."""
+    per_launch = _TABLE_WORDS // words
     for dtype, idx in groups.items():
         xp = array_module(params[idx[0]])
-        table, blocks = _pointer_table(xp, [row(xp, i) for i in idx])
-        _launch(xp, "optim", kernel, dtype, (blocks,), (_BLOCK,),
-                (table, _i32(len(idx)), _i64(_OPTIM_CHUNK), *scalars(dtype.type)))
+        for start in range(0, len(idx), per_launch):
+            part = idx[start:start + per_launch]
+            rows = [row(xp, i) for i in part]  # (kept alive until the launch is queued)
+            table, blocks = _pointer_table(rows, words)
+            _launch(xp, "optim", kernel, dtype, (blocks,), (_BLOCK,),
+                    (table, _i32(len(part)), _i64(_OPTIM_CHUNK), *scalars(dtype.type)))
 
 
 def sgd_step_(params, grads, bufs, lr, weight_decay, momentum, dampening, nesterov, first):
@@ -925,7 +928,8 @@ def sgd_step_(params, grads, bufs, lr, weight_decay, momentum, dampening, nester
     _multi_tensor_launch(
         "sgd_step", params, groups,
         lambda xp, i: (params[i], xp.ascontiguousarray(grads[i]), None if bufs is None else bufs[i], params[i].size),
-        lambda t: (t(lr), t(weight_decay), t(momentum), t(1 - dampening), _i32(bool(nesterov)), _i32(bool(first))))
+        lambda t: (t(lr), t(weight_decay), t(momentum), t(1 - dampening), _i32(bool(nesterov)), _i32(bool(first))),
+        words=5)
 
 
 def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2, eps, step,
@@ -944,7 +948,8 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
         lambda xp, i: (params[i], xp.ascontiguousarray(grads[i]), exp_avgs[i], exp_avg_sqs[i],
                        None if vmax is None else vmax[i], params[i].size),
         lambda t: (t(step_size), t(beta1), t(beta2), t(eps), t(inv_sqrt_bc2), t(l2), t(decay),
-                   _i32(vmax is not None)))
+                   _i32(vmax is not None)),
+        words=7)
 
 
 def adagrad_step_(params, grads, sums, lr, lr_decay, weight_decay, eps, step):
@@ -956,7 +961,8 @@ def adagrad_step_(params, grads, sums, lr, lr_decay, weight_decay, eps, step):
     _multi_tensor_launch(
         "adagrad_step", params, groups,
         lambda xp, i: (params[i], xp.ascontiguousarray(grads[i]), sums[i], params[i].size),
-        lambda t: (t(clr), t(weight_decay), t(eps)))
+        lambda t: (t(clr), t(weight_decay), t(eps)),
+        words=5)
 
 
 def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_decay):
@@ -967,7 +973,8 @@ def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_
     _multi_tensor_launch(
         "adadelta_step", params, groups,
         lambda xp, i: (params[i], xp.ascontiguousarray(grads[i]), square_avgs[i], acc_deltas[i], params[i].size),
-        lambda t: (t(lr), t(rho), t(1 - rho), t(eps), t(weight_decay)))
+        lambda t: (t(lr), t(rho), t(1 - rho), t(eps), t(weight_decay)),
+        words=6)
 
 
 # ======================================================================================

@@ -19,8 +19,55 @@
 //     indices:  3 1 3 0 1 3          order (by index, stable):  3 | 1 4 | - | 0 2 5
 //     dW row 3 <- g[0] + g[2] + g[5]                  starts:   0   1     3   3     6
 //
-// Indices outside [0, E) are skipped (never an out-of-bounds access); the wrapper reports them.
+// Indices outside [0, E) are skipped (never an out-of-bounds access); check_indices (below),
+// launched first, has already stopped the work with an error.
+//
+// The same four steps add the rows of ANY integer-array indexing back into place: the backward
+// of getitem / gather / pad is this embedding gradient with E = the rows of the indexed tensor
+// (minigrad/ops/shape.py, ScatterAdd), so it too is deterministic on the GPU.
+//
+// check_indices_<op>: low <= indices[m] < high for every m, else the kernel stops (__trap) after
+// printing which index of which op was wrong, as PyTorch's device-side asserts do.  The host
+// never reads the indices (that would make it wait for the GPU); CuPy reports the failed launch
+// at the next synchronisation, as "unspecified launch failure" (the printed line says why, and
+// the CUDA context is lost: restart the process).  The emulator raises it with the message.
 #include "common.cuh"
+
+__device__ __noinline__ void index_error(const char* op, long long index, index_t low, index_t high) {
+#ifdef MINIGRAD_CUDA_EMULATOR
+    char message[200];
+    snprintf(message, sizeof message, "%s: index %lld is out of range [%lld, %lld)", op, index,
+             (long long)low, (long long)high);
+    ::mgemu::kernel_fail(message, __FILE__, __LINE__);
+#else
+    printf("minigrad: %s: index %lld is out of range [%lld, %lld) (block %d, thread %d)\n", op, index,
+           (long long)low, (long long)high, (int)blockIdx.x, (int)threadIdx.x);
+    __trap();
+#endif
+}
+
+__device__ void check_indices(const char* op, const long long* __restrict__ indices, index_t M,
+                              index_t low, index_t high) {
+    for (index_t m = global_thread(); m < M; m += grid_threads()) {
+        const long long i = indices[m];
+        if (i < low || i >= high) index_error(op, i, low, high);
+    }
+}
+
+// One entry point per op, so the message (and the kernel's name) says whose index was wrong.
+#define MG_CHECK_INDICES(op)                                                                     \
+    extern "C" __global__ void check_indices_##op(const long long* indices, index_t M, index_t low, \
+                                                  index_t high) {                                \
+        check_indices(#op, indices, M, low, high);                                               \
+    }
+
+MG_CHECK_INDICES(embedding)
+MG_CHECK_INDICES(embedding_backward)
+MG_CHECK_INDICES(getitem)
+MG_CHECK_INDICES(setitem)
+MG_CHECK_INDICES(scatter_add)
+MG_CHECK_INDICES(one_hot)
+MG_CHECK_INDICES(index)  // any other op
 
 extern "C" __global__ void embedding_count(const long long* __restrict__ indices, index_t M,
                                            index_t E, index_t S, index_t B, long long* hist) {

@@ -17,14 +17,24 @@
 //
 // Thread mapping: block b finds its tensor t (binary search for the last first_block <= b),
 // takes elements [(b - first_block[t]) * chunk, + chunk) of it, and its threads walk them
-// with stride blockDim.x (coalesced).  The table lives on the device and is reused while the
-// pointers do not change (backend/cuda/__init__.py caches it).
+// with stride blockDim.x (coalesced).
+//
+// The table is a kernel argument, passed by value (as PyTorch's multi_tensor_apply passes its
+// tensor lists): it travels with the launch itself, so there is no copy from the host and no
+// wait for one.  MG_TABLE_WORDS (3584 bytes) keeps the arguments within the 4 KB every CUDA
+// device accepts: up to 89 tensors (SGD, Adagrad), 74 (Adadelta) or 64 (Adam) per launch; the
+// caller launches once per that many tensors of a group.
 #include "common.cuh"
 
 #define MG_SGD_WORDS 5
 #define MG_ADAM_WORDS 7
 #define MG_ADAGRAD_WORDS 5
 #define MG_ADADELTA_WORDS 6
+#define MG_TABLE_WORDS 448
+
+struct TensorTable {
+    long long words[MG_TABLE_WORDS];
+};
 
 // The tensor that block b works on, and the element range [begin, end) of its chunk.
 __device__ __forceinline__ int find_tensor(const long long* table, int words, int ntensors,
@@ -142,25 +152,25 @@ __device__ void adadelta_step(const long long* table, int ntensors, index_t chun
 }
 
 #define MG_OPTIM_KERNELS(T, sfx)                                                                \
-    extern "C" __global__ void sgd_step_##sfx(const long long* table, int ntensors,            \
+    extern "C" __global__ void sgd_step_##sfx(const TensorTable table, int ntensors,           \
                                               index_t chunk, T lr, T wd, T momentum,            \
                                               T undamped, int nesterov, int first) {            \
-        sgd_step(table, ntensors, chunk, lr, wd, momentum, undamped, nesterov, first);          \
+        sgd_step(table.words, ntensors, chunk, lr, wd, momentum, undamped, nesterov, first);    \
     }                                                                                           \
-    extern "C" __global__ void adam_step_##sfx(const long long* table, int ntensors,           \
+    extern "C" __global__ void adam_step_##sfx(const TensorTable table, int ntensors,          \
                                                index_t chunk, T step_size, T b1, T b2, T eps,   \
                                                T inv_sqrt_bc2, T l2, T decay, int amsgrad) {    \
-        adam_step(table, ntensors, chunk, step_size, b1, b2, eps, inv_sqrt_bc2, l2, decay,      \
+        adam_step(table.words, ntensors, chunk, step_size, b1, b2, eps, inv_sqrt_bc2, l2, decay, \
                   amsgrad);                                                                     \
     }                                                                                           \
-    extern "C" __global__ void adagrad_step_##sfx(const long long* table, int ntensors,        \
+    extern "C" __global__ void adagrad_step_##sfx(const TensorTable table, int ntensors,       \
                                                   index_t chunk, T clr, T wd, T eps) {          \
-        adagrad_step(table, ntensors, chunk, clr, wd, eps);                                     \
+        adagrad_step(table.words, ntensors, chunk, clr, wd, eps);                               \
     }                                                                                           \
-    extern "C" __global__ void adadelta_step_##sfx(const long long* table, int ntensors,       \
+    extern "C" __global__ void adadelta_step_##sfx(const TensorTable table, int ntensors,      \
                                                    index_t chunk, T lr, T rho,                  \
                                                    T one_minus_rho, T eps, T wd) {              \
-        adadelta_step(table, ntensors, chunk, lr, rho, one_minus_rho, eps, wd);                 \
+        adadelta_step(table.words, ntensors, chunk, lr, rho, one_minus_rho, eps, wd);           \
     }
 
 MG_OPTIM_KERNELS(float, f32)
