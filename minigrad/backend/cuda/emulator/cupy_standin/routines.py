@@ -109,7 +109,7 @@ def _routine(np_fn, name=None):
 
 _NAMES = """reshape ravel transpose moveaxis swapaxes squeeze expand_dims broadcast_to broadcast_arrays
     concatenate stack hstack vstack split array_split tile repeat flip roll pad tril triu diagonal
-    matmul dot tensordot einsum outer inner cumsum cumprod diff sort argsort
+    matmul dot tensordot einsum outer inner cumsum cumprod diff sort argsort searchsorted
     sum prod mean var std max min amax amin argmax argmin any all clip around round
     isclose allclose array_equal atleast_1d atleast_2d atleast_3d""".split()
 for _name in _NAMES:
