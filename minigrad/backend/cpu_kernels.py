@@ -931,3 +931,226 @@ def layer_norm_backward(g, x, weight, mean, rstd):
     _pick(_layer_norm_bwd_nb, x.size)(g, x, w, np.ascontiguousarray(mean), np.ascontiguousarray(rstd), dx, dw, db,
                                       weight is not None)
     return dx, dw.sum(axis=0), db.sum(axis=0)
+
+
+# ======================================================================================
+# Recurrent cells (issue 18): each step's matrix products are BLAS calls, as in reference.py;
+# what follows them (adding the products and biases, the gates' nonlinearities, the cell
+# update; backward: the gates' gradients) is one numba pass over the (B, H) units instead of
+# a dozen NumPy passes.  Serial: a step is ~10^5 elements, less than a thread hand-over costs
+# on a busy machine.  float32 uses vectorisable sigmoid and tanh (below); float64 libm's.
+# error_model="numpy": a division by zero gives inf as in NumPy; numba's default (Python's
+# ZeroDivisionError) puts a branch in every division, and the loops no longer vectorise
+# (measured: 8 ns instead of 1 ns per sigmoid).
+# ======================================================================================
+
+if numba is not None:
+    # exp(t) - 1 for t <= 0 without libm, vectorisable, accurate also near t = 0 (where
+    # exp(t) - 1 would cancel): expm1(t / 256) by its Taylor polynomial of degree 10, then
+    # doubled 8 times with expm1(2s) = expm1(s) (expm1(s) + 2).  Relative error below 1e-9.
+    @njit(inline="always")
+    def _expm1_nonpositive(t):
+        r = max(t, -100.0) * (1 / 256)
+        m = r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (1 / 720 + r * (
+            1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r * (1 / 3628800))))))))))
+        for _ in range(8):
+            m = m * (m + 2.0)
+        return -1.0 if t < -100.0 else m
+
+    @njit(inline="always")
+    def _sigmoid1(v, float32_math):
+        """1 / (1 + e^-v) from e = exp(-|v|) <= 1 (reference.sigmoid's formula)."""
+        e = _exp_nonpositive(-abs(v)) if float32_math else math.exp(-abs(v))
+        return (1.0 if v >= 0 else e) / (1.0 + e)
+
+    @njit(inline="always")
+    def _tanh1(v, float32_math):
+        """tanh v = sign(v) (1 - e) / (1 + e),  e = exp(-2|v|), from expm1 (no cancellation at 0)."""
+        if not float32_math:
+            return math.tanh(v)
+        m = _expm1_nonpositive(-2.0 * abs(v))
+        return math.copysign(-m / (2.0 + m), v)
+
+    # The loops are written once as inline functions of a flag (float32 or libm math) and
+    # compiled into each kernel twice with the flag a constant: LLVM then drops the other
+    # branch and vectorises the loop.  (A flag only known at run time left a libm call in the
+    # loop, and the loop scalar: 2.5x slower.)
+    _CELL = dict(cache=True, fastmath=_FAST_MATH, error_model="numpy")
+
+    @njit(inline="always", **_CELL)
+    def _rnn_forward_rows(xw, hw, b, relu, out, float32_math):
+        for r in range(xw.shape[0]):
+            for j in range(xw.shape[1]):
+                a = xw[r, j] + hw[r, j] + b[j]
+                out[r, j] = (a if a > 0 or a != a else 0.0) if relu else _tanh1(a, float32_math)
+
+    @njit(**_CELL)
+    def _rnn_forward_nb(xw, hw, b, relu, out, float32_math):
+        if float32_math:
+            _rnn_forward_rows(xw, hw, b, relu, out, True)
+        else:
+            _rnn_forward_rows(xw, hw, b, relu, out, False)
+
+    @njit(**_CELL)
+    def _rnn_backward_nb(g, h_new, relu, da):
+        for r in range(g.shape[0]):
+            for j in range(g.shape[1]):
+                y = h_new[r, j]
+                da[r, j] = (g[r, j] if y > 0 else 0.0) if relu else g[r, j] * (1 - y * y)
+
+    @njit(inline="always", **_CELL)
+    def _lstm_forward_rows(xw, hw, b, c, hc, gates, float32_math):
+        n = c.shape[1]
+        for r in range(c.shape[0]):
+            a, aw, act = xw[r], hw[r], gates[r]
+            for j in range(2 * n):  # i, f
+                act[j] = _sigmoid1(a[j] + aw[j] + b[j], float32_math)
+            for j in range(2 * n, 3 * n):  # g
+                act[j] = _tanh1(a[j] + aw[j] + b[j], float32_math)
+            for j in range(3 * n, 4 * n):  # o
+                act[j] = _sigmoid1(a[j] + aw[j] + b[j], float32_math)
+            for j in range(n):
+                c_new = act[n + j] * c[r, j] + act[j] * act[2 * n + j]
+                hc[1, r, j] = c_new
+                hc[0, r, j] = act[3 * n + j] * _tanh1(c_new, float32_math)
+
+    @njit(**_CELL)
+    def _lstm_forward_nb(xw, hw, b, c, hc, gates, float32_math):
+        if float32_math:
+            _lstm_forward_rows(xw, hw, b, c, hc, gates, True)
+        else:
+            _lstm_forward_rows(xw, hw, b, c, hc, gates, False)
+
+    @njit(inline="always", **_CELL)
+    def _lstm_backward_rows(ghc, c, hc, gates, da, dc, float32_math):
+        n = c.shape[1]
+        for r in range(c.shape[0]):
+            act, d = gates[r], da[r]
+            for j in range(n):
+                i, f, g, o = act[j], act[n + j], act[2 * n + j], act[3 * n + j]
+                gh = ghc[0, r, j]
+                tc = _tanh1(hc[1, r, j], float32_math)
+                dc_new = ghc[1, r, j] + gh * o * (1 - tc * tc)
+                d[j] = dc_new * g * i * (1 - i)
+                d[n + j] = dc_new * c[r, j] * f * (1 - f)
+                d[2 * n + j] = dc_new * i * (1 - g * g)
+                d[3 * n + j] = gh * tc * o * (1 - o)
+                dc[r, j] = dc_new * f
+
+    @njit(**_CELL)
+    def _lstm_backward_nb(ghc, c, hc, gates, da, dc, float32_math):
+        if float32_math:
+            _lstm_backward_rows(ghc, c, hc, gates, da, dc, True)
+        else:
+            _lstm_backward_rows(ghc, c, hc, gates, da, dc, False)
+
+    @njit(inline="always", **_CELL)
+    def _gru_forward_rows(gi, gh, h, h_new, saved, float32_math):
+        n = h.shape[1]
+        for r in range(h.shape[0]):
+            a, aw, s = gi[r], gh[r], saved[r]
+            for j in range(2 * n):  # r, z
+                s[j] = _sigmoid1(a[j] + aw[j], float32_math)
+            for j in range(n):
+                ghn = aw[2 * n + j]
+                nn = _tanh1(a[2 * n + j] + s[j] * ghn, float32_math)
+                s[2 * n + j], s[3 * n + j] = nn, ghn
+                z = s[n + j]
+                h_new[r, j] = (1 - z) * nn + z * h[r, j]
+
+    @njit(**_CELL)
+    def _gru_forward_nb(gi, gh, h, h_new, saved, float32_math):
+        if float32_math:
+            _gru_forward_rows(gi, gh, h, h_new, saved, True)
+        else:
+            _gru_forward_rows(gi, gh, h, h_new, saved, False)
+
+    @njit(**_CELL)
+    def _gru_backward_nb(g, h, saved, dgi, dgh, g_z):
+        n = h.shape[1]
+        for r in range(h.shape[0]):
+            s, di, dh = saved[r], dgi[r], dgh[r]
+            for j in range(n):
+                rr, z, nn, ghn = s[j], s[n + j], s[2 * n + j], s[3 * n + j]
+                gg = g[r, j]
+                da_n = gg * (1 - z) * (1 - nn * nn)
+                da_r = da_n * ghn * rr * (1 - rr)
+                da_z = gg * (h[r, j] - nn) * z * (1 - z)
+                di[j] = dh[j] = da_r
+                di[n + j] = dh[n + j] = da_z
+                di[2 * n + j] = da_n
+                dh[2 * n + j] = da_n * rr
+                g_z[r, j] = gg * z
+
+
+def _summed_bias(b_ih, b_hh, like):
+    """b_ih + b_hh (one add per step instead of one per element), zeros without biases."""
+    if b_ih is None:
+        return np.zeros(like.shape[1], dtype=like.dtype)
+    return b_ih + b_hh
+
+
+def _c(a):
+    return np.ascontiguousarray(a)
+
+
+def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
+    if not _rows_ok(x, h, w_ih, w_hh, b_ih, b_hh) or nonlinearity not in ("tanh", "relu"):
+        return _ref.rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity)
+    _ref._check_cell("rnn_cell_forward", 1, x, h, w_ih, w_hh, b_ih, b_hh, h_BH=h)
+    xw, hw = x @ w_ih.T, h @ w_hh.T
+    out = np.empty_like(xw)
+    _rnn_forward_nb(xw, hw, _summed_bias(b_ih, b_hh, xw), nonlinearity == "relu", out, x.dtype == np.float32)
+    return out
+
+
+def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity):
+    if not _rows_ok(g, x, h, h_new, w_ih, w_hh) or nonlinearity not in ("tanh", "relu"):
+        return _ref.rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity)
+    _ref._check_cell("rnn_cell_backward", 1, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, h_new_BH=h_new)
+    da = np.empty(g.shape, dtype=g.dtype)
+    _rnn_backward_nb(_c(g), _c(h_new), nonlinearity == "relu", da)
+    return _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh)[:5]
+
+
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    if not _rows_ok(x, h, c, w_ih, w_hh, b_ih, b_hh):
+        return _ref.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
+    b, hidden = _ref._check_cell("lstm_cell_forward", 4, x, h, w_ih, w_hh, b_ih, b_hh, c_BH=c)
+    xw, hw = x @ w_ih.T, h @ w_hh.T
+    hc, gates = np.empty((2, b, hidden), dtype=xw.dtype), np.empty_like(xw)
+    _lstm_forward_nb(xw, hw, _summed_bias(b_ih, b_hh, xw), _c(c), hc, gates, x.dtype == np.float32)
+    return hc, gates
+
+
+def lstm_cell_backward(ghc, x, h, c, hc, gates, w_ih, w_hh):
+    if not _rows_ok(ghc, x, h, c, hc, gates, w_ih, w_hh):
+        return _ref.lstm_cell_backward(ghc, x, h, c, hc, gates, w_ih, w_hh)
+    _ref._check_cell("lstm_cell_backward", 4, x, h, w_ih, w_hh, None, None, c_BH=c, ghc_2BH=ghc, hc_2BH=hc,
+                     gates_BGH=gates)
+    da, dc = np.empty(gates.shape, dtype=gates.dtype), np.empty(c.shape, dtype=c.dtype)
+    _lstm_backward_nb(_c(ghc), _c(c), _c(hc), _c(gates), da, dc, x.dtype == np.float32)
+    dx, dh, dw_ih, dw_hh, db, _ = _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh)
+    return dx, dh, dc, dw_ih, dw_hh, db
+
+
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
+    if not _rows_ok(x, h, w_ih, w_hh, b_ih, b_hh):
+        return _ref.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
+    b, hidden = _ref._check_cell("gru_cell_forward", 3, x, h, w_ih, w_hh, b_ih, b_hh, h_BH=h)
+    gi, gh = _ref._gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh)
+    h_new, saved = np.empty((b, hidden), dtype=gi.dtype), np.empty((b, 4 * hidden), dtype=gi.dtype)
+    _gru_forward_nb(gi, gh, _c(h), h_new, saved, x.dtype == np.float32)
+    return h_new, saved
+
+
+def gru_cell_backward(g, x, h, saved, w_ih, w_hh):
+    if not _rows_ok(g, x, h, saved, w_ih, w_hh):
+        return _ref.gru_cell_backward(g, x, h, saved, w_ih, w_hh)
+    _ref._check_cell("gru_cell_backward", 3, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, saved_B4H=saved)
+    b, hidden = g.shape
+    dgi, dgh, g_z = (np.empty(shape, dtype=g.dtype) for shape in ((b, 3 * hidden), (b, 3 * hidden), (b, hidden)))
+    _gru_backward_nb(_c(g), _c(h), _c(saved), dgi, dgh, g_z)
+    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _ref._cell_weight_grads(dgi, dgh, x, h, w_ih, w_hh)
+    dh += g_z
+    return dx, dh, dw_ih, dw_hh, db_ih, db_hh
