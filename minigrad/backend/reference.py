@@ -905,14 +905,14 @@ __all__ += ["rnn_cell_forward", "rnn_cell_backward", "lstm_cell_forward", "lstm_
 
 def _check_cell(kernel, gates, x, h, w_ih, w_hh, b_ih, b_hh, **more):
     """Raise ValueError unless the arrays fit one cell of ``gates`` gates (shapes above);
-    ``more`` holds arrays that must have the shapes their keys end in: "c_BH" (B, H), "gates_BGH"
-    (B, G*H), "saved_B4H" (B, 4*H), "hc_2BH" (2, B, H).  Returns (B, H)."""
+    ``more`` holds arrays that must have the shapes their keys end in: "c_BH" (B, H),
+    "saved_B4H" (B, 4*H), "saved_B5H" (B, 5*H), "ghc_2BH" (2, B, H).  Returns (B, H)."""
     ok = (x.ndim == h.ndim == w_ih.ndim == w_hh.ndim == 2 and x.shape[0] == h.shape[0]
           and w_ih.shape[0] % gates == 0 and w_hh.shape[0] == w_ih.shape[0]
           and w_ih.shape[1] == x.shape[1] and w_hh.shape[1] == h.shape[1]
           and all(b is None or tuple(b.shape) == w_ih.shape[:1] for b in (b_ih, b_hh)))
     b, hidden = x.shape[0] if x.ndim else 0, w_ih.shape[0] // gates if w_ih.ndim else 0
-    shapes = {"BH": (b, hidden), "BGH": (b, gates * hidden), "B4H": (b, 4 * hidden), "2BH": (2, b, hidden)}
+    shapes = {"BH": (b, hidden), "B4H": (b, 4 * hidden), "B5H": (b, 5 * hidden), "2BH": (2, b, hidden)}
     ok = ok and all(tuple(a.shape) == shapes[name.rsplit("_", 1)[1]] for name, a in more.items())
     if not ok:
         arrays = dict(x=x, h=h, w_ih=w_ih, w_hh=w_hh)
@@ -967,8 +967,8 @@ def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity):
 
 
 def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    """(hc (2, B, H), gates (B, 4H)) of an LSTM step; hc[0] = h', hc[1] = c' (one array: the
-    op's single output), gates = [i, f, g, o] after their nonlinearities (kept for backward):
+    """(hc (2, B, H), saved (B, 5H)) of an LSTM step; hc[0] = h', hc[1] = c' (one array: the
+    op's single output); saved = [i, f, g, o, tanh(c')], what backward needs:
         a = x w_ih^T + b_ih + h w_hh^T + b_hh = [a_i, a_f, a_g, a_o]
         i = sigmoid(a_i),  f = sigmoid(a_f),  g = tanh(a_g),  o = sigmoid(a_o)
         c' = f c + i g,     h' = o tanh(c')"""
@@ -976,29 +976,30 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     xp = array_module(x)
     gi, gh = _gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh)
     gi += gh
-    gates = sigmoid(gi)
-    gates[:, 2 * hidden:3 * hidden] = xp.tanh(gi[:, 2 * hidden:3 * hidden])
-    i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
-    hc = xp.empty((2, b, hidden), dtype=gates.dtype)
+    saved = xp.empty((b, 5 * hidden), dtype=gi.dtype)
+    saved[:, :4 * hidden] = sigmoid(gi)
+    saved[:, 2 * hidden:3 * hidden] = xp.tanh(gi[:, 2 * hidden:3 * hidden])
+    i, f, g, o, tc = (saved[:, k * hidden:(k + 1) * hidden] for k in range(5))
+    hc = xp.empty((2, b, hidden), dtype=gi.dtype)
     hc[1] = f * c + i * g
-    hc[0] = o * xp.tanh(hc[1])
-    return hc, gates
+    tc[...] = xp.tanh(hc[1])
+    hc[0] = o * tc
+    return hc, saved
 
 
-def lstm_cell_backward(ghc, x, h, c, hc, gates, w_ih, w_hh):
+def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh):
     """(dx, dh, dc, dw_ih, dw_hh, db) of lstm_cell_forward given ghc = dL/dhc (2, B, H), i.e.
-    gh = dL/dh' and gc = dL/dc' (what flows back along c from the next step), from the
-    saved gates [i, f, g, o] and c':
+    gh = dL/dh' and gc = dL/dc' (what flows back along c from the next step), from
+    saved = [i, f, g, o, tanh(c')]:
         dc' = gc + gh o (1 - tanh(c')^2)            (c' reaches the loss along both paths)
         da_i = dc' g i (1 - i),   da_f = dc' c f (1 - f),   da_g = dc' i (1 - g^2),
         da_o = gh tanh(c') o (1 - o),                dc = dc' f
         dx = da w_ih,  dh = da w_hh,  dw_ih = da^T x,  dw_hh = da^T h,  db = sum_rows(da)"""
     _, hidden = _check_cell("lstm_cell_backward", 4, x, h, w_ih, w_hh, None, None, c_BH=c, ghc_2BH=ghc,
-                            hc_2BH=hc, gates_BGH=gates)
+                            saved_B5H=saved)
     xp = array_module(x)
     gh, gc = ghc[0], ghc[1]
-    i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
-    tc = xp.tanh(hc[1])
+    i, f, g, o, tc = (saved[:, k * hidden:(k + 1) * hidden] for k in range(5))
     dc_new = gc + gh * o * (1 - tc * tc)
     da = xp.concatenate([dc_new * g * i * (1 - i), dc_new * c * f * (1 - f),
                          dc_new * i * (1 - g * g), gh * tc * o * (1 - o)], axis=1)

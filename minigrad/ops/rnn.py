@@ -73,7 +73,7 @@ class LSTMCell(Function):
         i = sigmoid(a_i),  f = sigmoid(a_f),  g = tanh(a_g),  o = sigmoid(a_o)
         c' = f c + i g,    h' = o tanh(c')
 
-    Backward (gh = dL/dh', gc = dL/dc'), from the gates kept by forward and c':
+    Backward (gh = dL/dh', gc = dL/dc'), from the gates and tanh(c') kept by forward:
         dc' = gc + gh o (1 - tanh(c')^2)
         da = [dc' g i (1 - i),  dc' c f (1 - f),  dc' i (1 - g^2),  gh tanh(c') o (1 - o)]
         dc = dc' f,   dx = da W_ih,   dh = da W_hh,   dW_ih = da^T x,   dW_hh = da^T h,
@@ -81,10 +81,10 @@ class LSTMCell(Function):
     The cell state's gradient passes from step to step multiplied only by the forget gate
     (dc = dc' f): no weight matrix, no squashing derivative, so it can survive many steps."""
 
-    saves_output = True  # c' (in hc[1]); the inputs all (the biases: to recompute the gates under create_graph)
+    # saves_inputs: all (the biases: to recompute the gates under create_graph)
 
     def forward(self, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
-        hc, self.gates = backend.kernels(x).lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
+        hc, self.saved = backend.kernels(x).lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
         return hc
 
     def backward(self, ghc):
@@ -92,7 +92,7 @@ class LSTMCell(Function):
         if autograd.is_grad_enabled():
             return self._backward_ops(ghc, x, h, c, w_ih, w_hh, *self.inputs[5:])
         dx, dh, dc, dw_ih, dw_hh, db = _wrap_all(backend.kernels(ghc.array).lstm_cell_backward(
-            ghc.array, x.array, h.array, c.array, self.saved_output.array, self.gates, w_ih.array, w_hh.array))
+            ghc.array, x.array, h.array, c.array, self.saved, w_ih.array, w_hh.array))
         return (dx, dh, dc, dw_ih, dw_hh, db, db)[:len(self.inputs)]
 
     def _backward_ops(self, ghc, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):

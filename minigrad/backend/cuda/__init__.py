@@ -1090,21 +1090,21 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     b, hidden = _ref._check_cell("lstm_cell_forward", 4, x, h, w_ih, w_hh, b_ih, b_hh, c_BH=c)
     xp = array_module(x)
     xw, hw = _cell_products(x, h, w_ih, w_hh)
-    hc, gates = xp.empty((2, b, hidden), dtype=dtype), xp.empty_like(xw)
+    hc, saved = xp.empty((2, b, hidden), dtype=dtype), xp.empty((b, 5 * hidden), dtype=dtype)
     _cell_launch("lstm_forward", dtype, b * hidden, (xw, hw, *_bias_args(b_ih, b_hh, xw), xp.ascontiguousarray(c),
-                                                    hc, gates, _i64(b), _i64(hidden)))
-    return hc, gates
+                                                    hc, saved, _i64(b), _i64(hidden)))
+    return hc, saved
 
 
-def lstm_cell_backward(ghc, x, h, c, hc, gates, w_ih, w_hh):
-    dtype = _float_dtype(ghc, x, h, c, hc, gates, w_ih, w_hh)
+def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh):
+    dtype = _float_dtype(ghc, x, h, c, saved, w_ih, w_hh)
     if dtype is None:
-        return _ref.lstm_cell_backward(ghc, x, h, c, hc, gates, w_ih, w_hh)
+        return _ref.lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh)
     b, hidden = _ref._check_cell("lstm_cell_backward", 4, x, h, w_ih, w_hh, None, None, c_BH=c, ghc_2BH=ghc,
-                                 hc_2BH=hc, gates_BGH=gates)
+                                 saved_B5H=saved)
     xp = array_module(x)
     da, dc = xp.empty((b, 4 * hidden), dtype=dtype), xp.empty((b, hidden), dtype=dtype)
-    _cell_launch("lstm_backward", dtype, b * hidden, (*(xp.ascontiguousarray(a) for a in (ghc, c, hc, gates)),
+    _cell_launch("lstm_backward", dtype, b * hidden, (*(xp.ascontiguousarray(a) for a in (ghc, c, saved)),
                                                      da, dc, _i64(b), _i64(hidden)))
     dx, dh, dw_ih, dw_hh, db, _ = _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh)
     return dx, dh, dc, dw_ih, dw_hh, db

@@ -42,37 +42,37 @@ __device__ void rnn_backward(const T* __restrict__ g, const T* __restrict__ h_ne
 
 // ---- LSTM ------------------------------------------------------------------------------------
 // i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g),  c' = f c + i g,  h' = o tanh(c');
-// hc (2, B, H): hc[0] = h', hc[1] = c';  gates (B, 4H) = [i, f, g, o], kept for backward.
+// hc (2, B, H): hc[0] = h', hc[1] = c';  saved (B, 5H) = [i, f, g, o, tanh(c')], kept for backward.
 template <typename T>
 __device__ void lstm_forward(const T* __restrict__ xw, const T* __restrict__ hw, const T* b_ih, const T* b_hh,
-                             int has_bias, const T* __restrict__ c, T* __restrict__ hc, T* __restrict__ gates,
+                             int has_bias, const T* __restrict__ c, T* __restrict__ hc, T* __restrict__ saved,
                              index_t B, index_t H) {
     for (index_t u = global_thread(); u < B * H; u += grid_threads()) {
-        const index_t b = u / H, j = u % H, row = b * 4 * H;
+        const index_t b = u / H, j = u % H, row = b * 4 * H, srow = b * 5 * H;
         T act[4];
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
             const index_t col = k * H + j;
             const T a = xw[row + col] + hw[row + col] + bias_sum(b_ih, b_hh, has_bias, col);
             act[k] = k == 2 ? mg_tanh(a) : stable_sigmoid(a);
-            gates[row + col] = act[k];
+            saved[srow + col] = act[k];
         }
-        const T c_new = act[1] * c[u] + act[0] * act[2];
+        const T c_new = act[1] * c[u] + act[0] * act[2], tc = mg_tanh(c_new);
+        saved[srow + 4 * H + j] = tc;
         hc[B * H + u] = c_new;
-        hc[u] = act[3] * mg_tanh(c_new);
+        hc[u] = act[3] * tc;
     }
 }
 
 // dc' = gc + gh o (1 - tanh(c')^2);  da = [dc' g i(1-i), dc' c f(1-f), dc' i (1-g^2), gh tanh(c') o(1-o)];
 // dc = dc' f.   ghc (2, B, H) = [gh, gc].
 template <typename T>
-__device__ void lstm_backward(const T* __restrict__ ghc, const T* __restrict__ c, const T* __restrict__ hc,
-                              const T* __restrict__ gates, T* __restrict__ da, T* __restrict__ dc, index_t B,
-                              index_t H) {
+__device__ void lstm_backward(const T* __restrict__ ghc, const T* __restrict__ c, const T* __restrict__ saved,
+                              T* __restrict__ da, T* __restrict__ dc, index_t B, index_t H) {
     for (index_t u = global_thread(); u < B * H; u += grid_threads()) {
-        const index_t b = u / H, j = u % H, row = b * 4 * H;
-        const T i = gates[row + j], f = gates[row + H + j], g = gates[row + 2 * H + j], o = gates[row + 3 * H + j];
-        const T gh = ghc[u], tc = mg_tanh(hc[B * H + u]);
+        const index_t b = u / H, j = u % H, row = b * 4 * H, srow = b * 5 * H;
+        const T i = saved[srow + j], f = saved[srow + H + j], g = saved[srow + 2 * H + j];
+        const T o = saved[srow + 3 * H + j], tc = saved[srow + 4 * H + j], gh = ghc[u];
         const T dc_new = ghc[B * H + u] + gh * o * (T(1) - tc * tc);
         da[row + j] = dc_new * g * i * (T(1) - i);
         da[row + H + j] = dc_new * c[u] * f * (T(1) - f);
@@ -141,13 +141,12 @@ __device__ void gru_backward(const T* __restrict__ g, const T* __restrict__ h, c
     }                                                                                           \
     extern "C" __global__ void lstm_forward_##sfx(const T* xw, const T* hw, const T* b_ih,     \
                                                   const T* b_hh, int has_bias, const T* c,      \
-                                                  T* hc, T* gates, index_t B, index_t H) {      \
-        lstm_forward(xw, hw, b_ih, b_hh, has_bias, c, hc, gates, B, H);                         \
+                                                  T* hc, T* saved, index_t B, index_t H) {      \
+        lstm_forward(xw, hw, b_ih, b_hh, has_bias, c, hc, saved, B, H);                         \
     }                                                                                           \
-    extern "C" __global__ void lstm_backward_##sfx(const T* ghc, const T* c, const T* hc,      \
-                                                   const T* gates, T* da, T* dc, index_t B,     \
-                                                   index_t H) {                                 \
-        lstm_backward(ghc, c, hc, gates, da, dc, B, H);                                         \
+    extern "C" __global__ void lstm_backward_##sfx(const T* ghc, const T* c, const T* saved,   \
+                                                   T* da, T* dc, index_t B, index_t H) {        \
+        lstm_backward(ghc, c, saved, da, dc, B, H);                                             \
     }                                                                                           \
     extern "C" __global__ void gru_forward_##sfx(const T* xw, const T* hw, const T* b_ih,      \
                                                  const T* b_hh, int has_bias, const T* h,       \
