@@ -3,7 +3,7 @@
 Every name of reference.py is here with the same semantics (``from .reference import *``);
 the functions below override some of them with numba kernels: im2col / col2im, max and
 average pooling, ReLU, GELU, cross-entropy (forward and backward), the dropout mask, the
-embedding gradient and the fused optimizer updates.  Each override runs its numba kernel when numba imports, is not disabled
+embedding gradient, the gates of the recurrent cells and the fused optimizer updates.  Each override runs its numba kernel when numba imports, is not disabled
 (MINIGRAD_DISABLE_NUMBA=1) and the input suits it (dtype, memory layout, size); otherwise it
 calls the reference function, which also raises the error for inconsistent inputs.
 tests/test_kernels_contract.py checks both give the same numbers.
