@@ -49,6 +49,7 @@ from .reference import is_channels_last
 try:
     import numba
     from numba import njit, prange
+    from numba.extending import overload
 
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "workqueue"
@@ -938,7 +939,7 @@ def layer_norm_backward(g, x, weight, mean, rstd):
 # what follows them (adding the products and biases, the gates' nonlinearities, the cell
 # update; backward: the gates' gradients) is one numba pass over the (B, H) units instead of
 # a dozen NumPy passes.  Serial: a step is ~10^5 elements, less than a thread hand-over costs
-# on a busy machine.  float32 uses vectorisable sigmoid and tanh (below); float64 libm's.
+# on a busy machine.  float32 uses vectorisable sigmoid and tanh (below), float64 libm's.
 # error_model="numpy": a division by zero gives inf as in NumPy; numba's default (Python's
 # ZeroDivisionError) puts a branch in every division, and the loops no longer vectorise
 # (measured: 8 ns instead of 1 ns per sigmoid).
@@ -957,39 +958,52 @@ if numba is not None:
             m = m * (m + 2.0)
         return -1.0 if t < -100.0 else m
 
-    @njit(inline="always")
-    def _sigmoid1(v, float32_math):
+    # sigmoid and tanh of one number, chosen by its type when numba compiles the caller:
+    # float32 by the vectorisable formulas (within one float32 ulp), float64 by libm.
+    def _sigmoid1(v):
         """1 / (1 + e^-v) from e = exp(-|v|) <= 1 (reference.sigmoid's formula)."""
-        e = _exp_nonpositive(-abs(v)) if float32_math else math.exp(-abs(v))
+        e = math.exp(-abs(v))
         return (1.0 if v >= 0 else e) / (1.0 + e)
 
-    @njit(inline="always")
-    def _tanh1(v, float32_math):
-        """tanh v = sign(v) (1 - e) / (1 + e),  e = exp(-2|v|), from expm1 (no cancellation at 0)."""
-        if not float32_math:
-            return math.tanh(v)
-        m = _expm1_nonpositive(-2.0 * abs(v))
-        return math.copysign(-m / (2.0 + m), v)
+    def _tanh1(v):
+        return math.tanh(v)
+
+    @overload(_sigmoid1)
+    def _sigmoid1_typed(v):
+        exp = _exp_nonpositive if v == numba.types.float32 else math.exp
+
+        def sigmoid1(v):
+            e = exp(-abs(v))
+            return (1.0 if v >= 0 else e) / (1.0 + e)
+        return sigmoid1
+
+    @overload(_tanh1)
+    def _tanh1_typed(v):
+        if v != numba.types.float32:
+            return lambda v: math.tanh(v)
+
+        def tanh1(v):  # sign(v) (1 - e) / (1 + e), e = exp(-2|v|), from expm1: no cancellation at 0
+            m = _expm1_nonpositive(-2.0 * abs(v))
+            return math.copysign(-m / (2.0 + m), v)
+        return tanh1
 
     # The loops are written for LLVM's vectoriser: each runs from 0 over one gate's H units of
-    # one row (slices of the row, unit stride) and touches few arrays; a flag (float32 or libm
-    # math) is a constant in each compiled copy, so the other branch is dropped.  (One loop
-    # per row over all gates and outputs, or a flag known only at run time, stayed scalar:
-    # measured 2-8x slower.)
+    # one row (slices of the row, unit stride) and touches few arrays.  (One loop per row over
+    # all gates and outputs stayed scalar: measured 2-8x slower.)
     _CELL = dict(cache=True, fastmath=_FAST_MATH, error_model="numpy")
 
     @njit(inline="always", **_CELL)
-    def _activate(out, a, aw, b, tanh, float32_math):
+    def _activate(out, a, aw, b, tanh):
         """out = sigmoid (or tanh) of a + aw + b, elementwise over one gate's units."""
         if tanh:
             for j in range(out.size):
-                out[j] = _tanh1(a[j] + aw[j] + b[j], float32_math)
+                out[j] = _tanh1(a[j] + aw[j] + b[j])
         else:
             for j in range(out.size):
-                out[j] = _sigmoid1(a[j] + aw[j] + b[j], float32_math)
+                out[j] = _sigmoid1(a[j] + aw[j] + b[j])
 
-    @njit(inline="always", **_CELL)
-    def _rnn_forward_rows(xw, hw, b, relu, out, float32_math):
+    @njit(**_CELL)
+    def _rnn_forward_nb(xw, hw, b, relu, out):
         for r in range(xw.shape[0]):
             a, aw, o = xw[r], hw[r], out[r]
             if relu:
@@ -998,14 +1012,7 @@ if numba is not None:
                     o[j] = v if v > 0 or v != v else 0.0
             else:
                 for j in range(o.size):
-                    o[j] = _tanh1(a[j] + aw[j] + b[j], float32_math)
-
-    @njit(**_CELL)
-    def _rnn_forward_nb(xw, hw, b, relu, out, float32_math):
-        if float32_math:
-            _rnn_forward_rows(xw, hw, b, relu, out, True)
-        else:
-            _rnn_forward_rows(xw, hw, b, relu, out, False)
+                    o[j] = _tanh1(a[j] + aw[j] + b[j])
 
     @njit(**_CELL)
     def _rnn_backward_nb(g, h_new, relu, da):
@@ -1018,29 +1025,22 @@ if numba is not None:
                 for j in range(d.size):
                     d[j] = gr[j] * (1 - y[j] * y[j])
 
-    @njit(inline="always", **_CELL)
-    def _lstm_forward_rows(xw, hw, b, c, hc, saved, float32_math):
+    @njit(**_CELL)
+    def _lstm_forward_nb(xw, hw, b, c, hc, saved):
         n = c.shape[1]
         for r in range(c.shape[0]):
             s = saved[r]
             for k in range(4):  # i, f, g (tanh), o
                 part = slice(k * n, (k + 1) * n)
-                _activate(s[part], xw[r, part], hw[r, part], b[part], k == 2, float32_math)
+                _activate(s[part], xw[r, part], hw[r, part], b[part], k == 2)
             i, f, g, o, tc = s[:n], s[n:2 * n], s[2 * n:3 * n], s[3 * n:4 * n], s[4 * n:]
             h_new, c_new, c_old = hc[0, r], hc[1, r], c[r]
             for j in range(n):
                 c_new[j] = f[j] * c_old[j] + i[j] * g[j]
             for j in range(n):
-                tc[j] = _tanh1(c_new[j], float32_math)
+                tc[j] = _tanh1(c_new[j])
             for j in range(n):
                 h_new[j] = o[j] * tc[j]
-
-    @njit(**_CELL)
-    def _lstm_forward_nb(xw, hw, b, c, hc, saved, float32_math):
-        if float32_math:
-            _lstm_forward_rows(xw, hw, b, c, hc, saved, True)
-        else:
-            _lstm_forward_rows(xw, hw, b, c, hc, saved, False)
 
     @njit(**_CELL)
     def _lstm_backward_nb(ghc, c, saved, da, dc):
@@ -1058,27 +1058,20 @@ if numba is not None:
                 dg[j] = dcr[j] * i[j] * (1 - g[j] * g[j])
                 dcr[j] *= f[j]
 
-    @njit(inline="always", **_CELL)
-    def _gru_forward_rows(gi, gh, h, h_new, saved, float32_math):
+    @njit(**_CELL)
+    def _gru_forward_nb(gi, gh, h, h_new, saved):
         n = h.shape[1]
         zero = np.zeros(2 * n, dtype=gi.dtype)
         for r in range(h.shape[0]):
             s, a, aw = saved[r], gi[r], gh[r]
-            _activate(s[:2 * n], a[:2 * n], aw[:2 * n], zero, False, float32_math)  # r, z
+            _activate(s[:2 * n], a[:2 * n], aw[:2 * n], zero, False)  # r, z
             rr, z, nn, ghn = s[:n], s[n:2 * n], s[2 * n:3 * n], s[3 * n:]
             a_n, aw_n, hr, out = a[2 * n:], aw[2 * n:], h[r], h_new[r]
             for j in range(n):
                 ghn[j] = aw_n[j]
-                nn[j] = _tanh1(a_n[j] + rr[j] * aw_n[j], float32_math)
+                nn[j] = _tanh1(a_n[j] + rr[j] * aw_n[j])
             for j in range(n):
                 out[j] = (1 - z[j]) * nn[j] + z[j] * hr[j]
-
-    @njit(**_CELL)
-    def _gru_forward_nb(gi, gh, h, h_new, saved, float32_math):
-        if float32_math:
-            _gru_forward_rows(gi, gh, h, h_new, saved, True)
-        else:
-            _gru_forward_rows(gi, gh, h, h_new, saved, False)
 
     @njit(**_CELL)
     def _gru_backward_nb(g, h, saved, dgi, dgh, g_z):
@@ -1113,7 +1106,7 @@ def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     _ref._check_cell("rnn_cell_forward", 1, x, h, w_ih, w_hh, b_ih, b_hh, h_BH=h)
     xw, hw = x @ w_ih.T, h @ w_hh.T
     out = np.empty_like(xw)
-    _rnn_forward_nb(xw, hw, _summed_bias(b_ih, b_hh, xw), nonlinearity == "relu", out, x.dtype == np.float32)
+    _rnn_forward_nb(xw, hw, _summed_bias(b_ih, b_hh, xw), nonlinearity == "relu", out)
     return out
 
 
@@ -1132,7 +1125,7 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     b, hidden = _ref._check_cell("lstm_cell_forward", 4, x, h, w_ih, w_hh, b_ih, b_hh, c_BH=c)
     xw, hw = x @ w_ih.T, h @ w_hh.T
     hc, saved = np.empty((2, b, hidden), dtype=xw.dtype), np.empty((b, 5 * hidden), dtype=xw.dtype)
-    _lstm_forward_nb(xw, hw, _summed_bias(b_ih, b_hh, xw), _c(c), hc, saved, x.dtype == np.float32)
+    _lstm_forward_nb(xw, hw, _summed_bias(b_ih, b_hh, xw), _c(c), hc, saved)
     return hc, saved
 
 
@@ -1153,7 +1146,7 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     b, hidden = _ref._check_cell("gru_cell_forward", 3, x, h, w_ih, w_hh, b_ih, b_hh, h_BH=h)
     gi, gh = _ref._gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh)
     h_new, saved = np.empty((b, hidden), dtype=gi.dtype), np.empty((b, 4 * hidden), dtype=gi.dtype)
-    _gru_forward_nb(gi, gh, _c(h), h_new, saved, x.dtype == np.float32)
+    _gru_forward_nb(gi, gh, _c(h), h_new, saved)
     return h_new, saved
 
 

@@ -18,17 +18,33 @@
 #include "common.cuh"
 #include "elementwise.cu"
 
-template <typename T> __device__ __forceinline__ T bias_sum(const T* b_ih, const T* b_hh, int has_bias, index_t k) {
-    return has_bias ? b_ih[k] + b_hh[k] : T(0);
-}
+// What every forward kernel reads: the step's two products xw, hw (B, G*H) and the biases.
+template <typename T> struct Step {
+    const T* xw;
+    const T* hw;
+    const T* b_ih;
+    const T* b_hh;
+    int has_bias;
+    index_t B, H;
+
+    // The G pre-activation pairs of unit (b, j): gi[k] = xw + b_ih and gh[k] = hw + b_hh at
+    // column k H + j of row b.
+    template <int G> __device__ __forceinline__ void inputs(index_t b, index_t j, T* gi, T* gh) const {
+#pragma unroll
+        for (int k = 0; k < G; ++k) {
+            const index_t col = k * H + j, at = b * G * H + col;
+            gi[k] = xw[at] + (has_bias ? b_ih[col] : T(0));
+            gh[k] = hw[at] + (has_bias ? b_hh[col] : T(0));
+        }
+    }
+};
 
 // ---- Elman RNN: h' = tanh(a) or relu(a),  a = xw + hw + b_ih + b_hh --------------------------
-template <typename T>
-__device__ void rnn_forward(const T* __restrict__ xw, const T* __restrict__ hw, const T* b_ih, const T* b_hh,
-                            int has_bias, int relu, T* __restrict__ out, index_t B, index_t H) {
-    for (index_t u = global_thread(); u < B * H; u += grid_threads()) {
-        const T a = xw[u] + hw[u] + bias_sum(b_ih, b_hh, has_bias, u % H);
-        out[u] = relu ? Relu<T>()(a) : mg_tanh(a);
+template <typename T> __device__ void rnn_forward(const Step<T> s, int relu, T* __restrict__ out) {
+    for (index_t u = global_thread(); u < s.B * s.H; u += grid_threads()) {
+        T gi, gh;
+        s.template inputs<1>(u / s.H, u % s.H, &gi, &gh);
+        out[u] = relu ? Relu<T>()(gi + gh) : mg_tanh(gi + gh);
     }
 }
 
@@ -44,18 +60,16 @@ __device__ void rnn_backward(const T* __restrict__ g, const T* __restrict__ h_ne
 // i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g),  c' = f c + i g,  h' = o tanh(c');
 // hc (2, B, H): hc[0] = h', hc[1] = c';  saved (B, 5H) = [i, f, g, o, tanh(c')], kept for backward.
 template <typename T>
-__device__ void lstm_forward(const T* __restrict__ xw, const T* __restrict__ hw, const T* b_ih, const T* b_hh,
-                             int has_bias, const T* __restrict__ c, T* __restrict__ hc, T* __restrict__ saved,
-                             index_t B, index_t H) {
+__device__ void lstm_forward(const Step<T> s, const T* __restrict__ c, T* __restrict__ hc, T* __restrict__ saved) {
+    const index_t B = s.B, H = s.H;
     for (index_t u = global_thread(); u < B * H; u += grid_threads()) {
-        const index_t b = u / H, j = u % H, row = b * 4 * H, srow = b * 5 * H;
-        T act[4];
+        const index_t b = u / H, j = u % H, srow = b * 5 * H;
+        T gi[4], gh[4], act[4];
+        s.template inputs<4>(b, j, gi, gh);
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
-            const index_t col = k * H + j;
-            const T a = xw[row + col] + hw[row + col] + bias_sum(b_ih, b_hh, has_bias, col);
-            act[k] = k == 2 ? mg_tanh(a) : stable_sigmoid(a);
-            saved[srow + col] = act[k];
+            act[k] = k == 2 ? mg_tanh(gi[k] + gh[k]) : stable_sigmoid(gi[k] + gh[k]);
+            saved[srow + k * H + j] = act[k];
         }
         const T c_new = act[1] * c[u] + act[0] * act[2], tc = mg_tanh(c_new);
         saved[srow + 4 * H + j] = tc;
@@ -86,18 +100,12 @@ __device__ void lstm_backward(const T* __restrict__ ghc, const T* __restrict__ c
 // r = sigmoid(gi_r + gh_r),  z = sigmoid(gi_z + gh_z),  n = tanh(gi_n + r gh_n),  h' = (1 - z) n + z h,
 // with gi = xw + b_ih and gh = hw + b_hh;  saved (B, 4H) = [r, z, n, gh_n], kept for backward.
 template <typename T>
-__device__ void gru_forward(const T* __restrict__ xw, const T* __restrict__ hw, const T* b_ih, const T* b_hh,
-                            int has_bias, const T* __restrict__ h, T* __restrict__ h_new, T* __restrict__ saved,
-                            index_t B, index_t H) {
-    for (index_t u = global_thread(); u < B * H; u += grid_threads()) {
-        const index_t b = u / H, j = u % H, row = b * 3 * H, srow = b * 4 * H;
+__device__ void gru_forward(const Step<T> s, const T* __restrict__ h, T* __restrict__ h_new, T* __restrict__ saved) {
+    const index_t H = s.H;
+    for (index_t u = global_thread(); u < s.B * H; u += grid_threads()) {
+        const index_t b = u / H, j = u % H, srow = b * 4 * H;
         T gi[3], gh[3];
-#pragma unroll
-        for (int k = 0; k < 3; ++k) {
-            const index_t col = k * H + j;
-            gi[k] = xw[row + col] + (has_bias ? b_ih[col] : T(0));
-            gh[k] = hw[row + col] + (has_bias ? b_hh[col] : T(0));
-        }
+        s.template inputs<3>(b, j, gi, gh);
         const T r = stable_sigmoid(gi[0] + gh[0]), z = stable_sigmoid(gi[1] + gh[1]);
         const T n = mg_tanh(gi[2] + r * gh[2]);
         saved[srow + j] = r;
@@ -129,29 +137,33 @@ __device__ void gru_backward(const T* __restrict__ g, const T* __restrict__ h, c
 }
 
 // ---- exported kernels: <name>_f32 / <name>_f64 ----------------------------------------------
+// The forward kernels take the products, the biases (has_bias = 0: none), then their own
+// arguments (rnn: relu, out; lstm: c, hc, saved; gru: h, h_new, saved), then the sizes B, H.
+#define MG_STEP_ARGS(T) const T *xw, const T *hw, const T *b_ih, const T *b_hh, int has_bias
+#define MG_STEP {xw, hw, b_ih, b_hh, has_bias, B, H}
 #define MG_RNN_KERNELS(T, sfx)                                                                  \
-    extern "C" __global__ void rnn_forward_##sfx(const T* xw, const T* hw, const T* b_ih,      \
-                                                 const T* b_hh, int has_bias, int relu, T* out, \
-                                                 index_t B, index_t H) {                        \
-        rnn_forward(xw, hw, b_ih, b_hh, has_bias, relu, out, B, H);                             \
+    extern "C" __global__ void rnn_forward_##sfx(MG_STEP_ARGS(T), int relu, T* out, index_t B, \
+                                                 index_t H) {                                   \
+        const Step<T> s = MG_STEP;                                                              \
+        rnn_forward(s, relu, out);                                                              \
     }                                                                                           \
     extern "C" __global__ void rnn_backward_##sfx(const T* g, const T* h_new, int relu, T* da, \
                                                   index_t n) {                                  \
         rnn_backward(g, h_new, relu, da, n);                                                    \
     }                                                                                           \
-    extern "C" __global__ void lstm_forward_##sfx(const T* xw, const T* hw, const T* b_ih,     \
-                                                  const T* b_hh, int has_bias, const T* c,      \
-                                                  T* hc, T* saved, index_t B, index_t H) {      \
-        lstm_forward(xw, hw, b_ih, b_hh, has_bias, c, hc, saved, B, H);                         \
+    extern "C" __global__ void lstm_forward_##sfx(MG_STEP_ARGS(T), const T* c, T* hc, T* saved, \
+                                                  index_t B, index_t H) {                       \
+        const Step<T> s = MG_STEP;                                                              \
+        lstm_forward(s, c, hc, saved);                                                          \
+    }                                                                                           \
+    extern "C" __global__ void gru_forward_##sfx(MG_STEP_ARGS(T), const T* h, T* h_new,        \
+                                                 T* saved, index_t B, index_t H) {              \
+        const Step<T> s = MG_STEP;                                                              \
+        gru_forward(s, h, h_new, saved);                                                        \
     }                                                                                           \
     extern "C" __global__ void lstm_backward_##sfx(const T* ghc, const T* c, const T* saved,   \
                                                    T* da, T* dc, index_t B, index_t H) {        \
         lstm_backward(ghc, c, saved, da, dc, B, H);                                             \
-    }                                                                                           \
-    extern "C" __global__ void gru_forward_##sfx(const T* xw, const T* hw, const T* b_ih,      \
-                                                 const T* b_hh, int has_bias, const T* h,       \
-                                                 T* h_new, T* saved, index_t B, index_t H) {    \
-        gru_forward(xw, hw, b_ih, b_hh, has_bias, h, h_new, saved, B, H);                       \
     }                                                                                           \
     extern "C" __global__ void gru_backward_##sfx(const T* g, const T* h, const T* saved,      \
                                                   T* dgi, T* dgh, T* g_z, index_t B,            \
