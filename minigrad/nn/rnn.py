@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import backend
 from ..ops import concatenate, linear, stack, transpose
+from ..ops import rnn as cell_ops  # the cell ops (nn's RNNCell & co. are the modules below)
 from ..ops.rnn import gru_cell, lstm_cell, rnn_cell
 from ..tensor import Tensor, zeros
 from . import init
@@ -59,13 +60,15 @@ def _check_dtype_device(name, t, weight):
 
 
 def _step(mode, x, h, c, weights, w_hr):
-    """One step of cell ``mode``: (h', c'), c' None except for an LSTM."""
+    """One step of cell ``mode``: (h', c'), c' None except for an LSTM.  The cell ops are
+    applied directly (the layer checked its input and states once, before the loop)."""
     if mode == "LSTM":
-        h, c = lstm_cell(x, (h, c), *weights)
+        hc = cell_ops.LSTMCell.apply(x, h, c, *weights)  # the new state [h', c'], (2, B, H)
+        h, c = hc[0], hc[1]
         return (h if w_hr is None else linear(h, w_hr)), c
     if mode == "GRU":
-        return gru_cell(x, h, *weights), None
-    return rnn_cell(x, h, *weights, nonlinearity="relu" if mode == "RNN_RELU" else "tanh"), None
+        return cell_ops.GRUCell.apply(x, h, *weights), None
+    return cell_ops.RNNCell.apply(x, h, *weights, nonlinearity="relu" if mode == "RNN_RELU" else "tanh"), None
 
 
 def _run_direction(mode, xs, h, c, weights, w_hr, reverse, batch_sizes):
