@@ -522,9 +522,10 @@ def _attention_backward(put, rng, v):
 
 
 # Recurrent cells: B=5 rows, I=3 inputs, H=4 units; "proj": an LSTM state h of width 2 < H;
-# "strided": non-contiguous x, h and weights; "nan": a NaN in row 0 of x; "empty": no rows.
+# "strided": non-contiguous x, h and weights; "nan": a NaN in row 0 of x; "empty": no rows;
+# "no-dx": backward without the input's gradient (dx None).
 CELL = {"plain": ("C", True, None), "no-bias": ("C", False, None), "strided": ("strided", True, None),
-        "nan": ("C", True, None), "empty": ("C", True, None)}
+        "nan": ("C", True, None), "empty": ("C", True, None), "no-dx": ("C", True, None)}
 CELL_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
@@ -561,7 +562,7 @@ def _rnn_forward(put, rng, v):
 def _rnn_backward(put, rng, v):
     x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity = _rnn_forward(put, rng, v)
     h_new = _reference("rnn_cell_forward", x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity)
-    return put(normal(rng, h_new.shape)), x, h, put(h_new), w_ih, w_hh, nonlinearity
+    return put(normal(rng, h_new.shape)), x, h, put(h_new), w_ih, w_hh, nonlinearity, not v.startswith("no-dx")
 
 
 case("lstm_cell_forward", *CELL, "proj")(lambda put, rng, v: _cell_inputs(put, rng, "lstm", v))
@@ -571,7 +572,7 @@ case("lstm_cell_forward", *CELL, "proj")(lambda put, rng, v: _cell_inputs(put, r
 def _lstm_backward(put, rng, v):
     x, h, c, w_ih, w_hh, b_ih, b_hh = _cell_inputs(put, rng, "lstm", v)
     hc, saved = _reference("lstm_cell_forward", x, h, c, w_ih, w_hh, b_ih, b_hh)
-    return put(normal(rng, hc.shape)), x, h, c, put(saved), w_ih, w_hh
+    return put(normal(rng, hc.shape)), x, h, c, put(saved), w_ih, w_hh, v != "no-dx"
 
 
 case("gru_cell_forward", *CELL)(lambda put, rng, v: _cell_inputs(put, rng, "gru", v))
@@ -581,7 +582,7 @@ case("gru_cell_forward", *CELL)(lambda put, rng, v: _cell_inputs(put, rng, "gru"
 def _gru_backward(put, rng, v):
     x, h, w_ih, w_hh, b_ih, b_hh = _cell_inputs(put, rng, "gru", v)
     h_new, saved = _reference("gru_cell_forward", x, h, w_ih, w_hh, b_ih, b_hh)
-    return put(normal(rng, h_new.shape)), x, h, put(saved), w_ih, w_hh
+    return put(normal(rng, h_new.shape)), x, h, put(saved), w_ih, w_hh, v != "no-dx"
 
 
 def test_every_kernel_has_cases():

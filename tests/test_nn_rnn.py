@@ -255,7 +255,8 @@ def test_backprop_through_time_reaches_the_first_step():
     (lambda: nn.LSTM(4, 6)(mg.zeros(5, 3, 4), mg.zeros(1, 3, 6)), TypeError, r"LSTM: hx must be a pair \(h_0, c_0\)"),
     (lambda: nn.GRU(4, 6, bidirectional=True)(mg.zeros(5, 3, 4), mg.zeros(1, 3, 6)), ValueError,
      r"GRU: h_0 must have shape .* = \(2, 3, 6\), got \(1, 3, 6\)"),
-    (lambda: nn.GRU(4, 6)(mg.zeros(5, 3)), ValueError, r"GRU: input has 3 features in its last dimension \(shape \(5, 3\)\)"),
+    (lambda: nn.GRU(4, 6)(mg.zeros(5, 3)), ValueError,
+     r"GRU: input has 3 features in its last dimension \(shape \(5, 3\)\)"),
     (lambda: nn.RNN(4, 6)(mg.zeros(5, 3, 4, dtype="float64")), TypeError,
      "RNN: the input is float64 but the layer's parameters are float32"),
     (lambda: nn.RNN(4, 6)([[0.0] * 4]), TypeError, "RNN: input must be a Tensor or a PackedSequence, got list"),
@@ -270,7 +271,8 @@ def test_backprop_through_time_reaches_the_first_step():
     (lambda: pack_padded_sequence(mg.zeros(5, 3, 4), [5, 4]), ValueError,
      r"got 2 lengths for a batch of 3 sequences \(input of shape \(5, 3, 4\)"),
     (lambda: pack_padded_sequence(mg.zeros(5, 3, 4), [5, 0, 0]), ValueError, r"lengths\[1\] = 0"),
-    (lambda: pack_padded_sequence(mg.zeros(5, 3, 4), [5.0, 2.0, 1.0]), TypeError, "lengths must be a 1-D sequence of integers"),
+    (lambda: pack_padded_sequence(mg.zeros(5, 3, 4), [5.0, 2.0, 1.0]), TypeError,
+     "lengths must be a 1-D sequence of integers"),
     (lambda: pad_packed_sequence(pack_sequence([mg.zeros(3, 2)]), total_length=2), ValueError,
      r"total_length must be an int of at least the longest sequence's length \(3\)"),
     (lambda: pad_sequence([mg.zeros(3, 2), mg.zeros(2, 3)]), ValueError,
@@ -324,7 +326,8 @@ def test_packing_matches_torch_and_round_trips(batch_first, enforce_sorted):
     torch = pytest.importorskip("torch")
     lengths = [6, 4, 4, 1] if enforce_sorted else [4, 1, 6, 4]
     x = np.random.default_rng(9).standard_normal((4, 7, 3) if batch_first else (7, 4, 3))
-    ours = pack_padded_sequence(mg.tensor(x), mg.tensor(lengths), batch_first=batch_first, enforce_sorted=enforce_sorted)
+    ours = pack_padded_sequence(mg.tensor(x), mg.tensor(lengths), batch_first=batch_first,
+                                enforce_sorted=enforce_sorted)
     theirs = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(x), torch.tensor(lengths), batch_first=batch_first,
                                                      enforce_sorted=enforce_sorted)
     assert isinstance(ours, PackedSequence) and isinstance(ours, tuple)

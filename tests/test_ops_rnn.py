@@ -173,3 +173,27 @@ def _t(*shape, dtype="float64"):
 def test_bad_arguments_raise_naming_the_op_and_shapes(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("table", ["reference", "cpu", "cuda"])
+def test_backward_kernels_skip_the_input_gradient_when_not_needed(table):
+    """need_dx=False (the op passes x.requires_grad): dx is None, everything else unchanged;
+    and a layer over data that needs no gradient runs that way."""
+    if table == "cuda":
+        _emulator_or_skip()
+    import importlib
+
+    k = importlib.import_module({"reference": "minigrad.backend.reference", "cpu": "minigrad.backend.cpu_kernels",
+                                 "cuda": "minigrad.backend.cuda"}[table])
+    x, h, c, w_ih, w_hh, b_ih, b_hh = _arrays("lstm", b=3, i=4, h=5)
+    hc, saved = k.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
+    g = np.ones_like(hc)
+    full, skipped = (k.lstm_cell_backward(g, x, h, c, saved, w_ih, w_hh, need) for need in (True, False))
+    assert full[0] is not None and full[0].shape == x.shape and skipped[0] is None
+    for a, b in zip(full[1:], skipped[1:]):
+        np.testing.assert_array_equal(a, b)
+    x, h, w_ih, w_hh, b_ih, b_hh = _arrays("gru", b=3, i=4, h=5)
+    _, saved = k.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
+    assert k.gru_cell_backward(np.ones((3, 5)), x, h, saved, w_ih, w_hh, False)[0] is None
+    h_new = k.rnn_cell_forward(x, h, w_ih[:5], w_hh[:5], None, None, "tanh")
+    assert k.rnn_cell_backward(np.ones((3, 5)), x, h, h_new, w_ih[:5], w_hh[:5], "tanh", False)[0] is None

@@ -1110,13 +1110,13 @@ def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     return out
 
 
-def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity):
+def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx=True):
     if not _rows_ok(g, x, h, h_new, w_ih, w_hh) or nonlinearity not in ("tanh", "relu"):
-        return _ref.rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity)
+        return _ref.rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx)
     _ref._check_cell("rnn_cell_backward", 1, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, h_new_BH=h_new)
     da = np.empty(g.shape, dtype=g.dtype)
     _rnn_backward_nb(_c(g), _c(h_new), nonlinearity == "relu", da)
-    return _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh)[:5]
+    return _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)[:5]
 
 
 def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
@@ -1129,14 +1129,14 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     return hc, saved
 
 
-def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh):
+def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx=True):
     if not _rows_ok(ghc, x, h, c, saved, w_ih, w_hh):
-        return _ref.lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh)
+        return _ref.lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx)
     b, hidden = _ref._check_cell("lstm_cell_backward", 4, x, h, w_ih, w_hh, None, None, c_BH=c, ghc_2BH=ghc,
                                  saved_B5H=saved)
     da, dc = np.empty((b, 4 * hidden), dtype=saved.dtype), np.empty((b, hidden), dtype=saved.dtype)
     _lstm_backward_nb(_c(ghc), _c(c), _c(saved), da, dc)
-    dx, dh, dw_ih, dw_hh, db, _ = _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh)
+    dx, dh, dw_ih, dw_hh, db, _ = _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)
     return dx, dh, dc, dw_ih, dw_hh, db
 
 
@@ -1150,13 +1150,13 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     return h_new, saved
 
 
-def gru_cell_backward(g, x, h, saved, w_ih, w_hh):
+def gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx=True):
     if not _rows_ok(g, x, h, saved, w_ih, w_hh):
-        return _ref.gru_cell_backward(g, x, h, saved, w_ih, w_hh)
+        return _ref.gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx)
     _ref._check_cell("gru_cell_backward", 3, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, saved_B4H=saved)
     b, hidden = g.shape
     dgi, dgh, g_z = (np.empty(shape, dtype=g.dtype) for shape in ((b, 3 * hidden), (b, 3 * hidden), (b, hidden)))
     _gru_backward_nb(_c(g), _c(h), _c(saved), dgi, dgh, g_z)
-    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _ref._cell_weight_grads(dgi, dgh, x, h, w_ih, w_hh)
+    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _ref._cell_weight_grads(dgi, dgh, x, h, w_ih, w_hh, need_dx)
     dh += g_z
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh

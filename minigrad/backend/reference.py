@@ -8,7 +8,8 @@ Two more modules expose exactly these names with the same semantics (the contrac
 docs/architecture.md; tests/test_kernels_contract.py holds them to this file):
 
 * ``cpu_kernels``: this module plus numba kernels for the hot paths (im2col/col2im, pooling,
-  ReLU, GELU, cross-entropy, dropout, embedding, recurrent cells, the optimizer updates); each falls back to the code here
+  ReLU, GELU, cross-entropy, dropout, embedding, recurrent cells, the optimizer updates); each
+  falls back to the code here
   when numba is off (MINIGRAD_DISABLE_NUMBA=1) or the input does not suit it.
 * ``cuda_kernels``: this module plus the project's own CUDA C kernels (backend/cuda/kernels/*.cu).
 
@@ -932,12 +933,15 @@ def _gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh):
     return gi, gh
 
 
-def _cell_weight_grads(da_i, da_h, x, h, w_ih, w_hh):
+def _cell_weight_grads(da_i, da_h, x, h, w_ih, w_hh, need_dx):
     """(dx, dh, dw_ih, dw_hh, db_ih, db_hh) from the gradients of the two products of a step,
     da_i = dL/d(x w_ih^T + b_ih) and da_h = dL/d(h w_hh^T + b_hh) (B, G*H):
-        dx = da_i w_ih,  dh = da_h w_hh,  dw_ih = da_i^T x,  dw_hh = da_h^T h,  db = column sums"""
-    return (da_i @ w_ih, da_h @ w_hh, da_i.T @ x, da_h.T @ h, da_i.sum(axis=0),
-            da_i.sum(axis=0) if da_h is da_i else da_h.sum(axis=0))
+        dx = da_i w_ih,  dh = da_h w_hh,  dw_ih = da_i^T x,  dw_hh = da_h^T h,  db = column sums
+    dx is None unless ``need_dx`` (a first layer's input, the data, needs no gradient: one
+    product fewer per step)."""
+    db_ih = da_i.sum(axis=0)
+    return (da_i @ w_ih if need_dx else None, da_h @ w_hh, da_i.T @ x, da_h.T @ h, db_ih,
+            db_ih if da_h is da_i else da_h.sum(axis=0))
 
 
 def _check_nonlinearity(kernel, nonlinearity):
@@ -955,15 +959,16 @@ def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     return array_module(x).tanh(gi) if nonlinearity == "tanh" else relu(gi)
 
 
-def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity):
-    """(dx, dh, dw_ih, dw_hh, db) of rnn_cell_forward given g = dL/dh', from h' itself:
+def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx=True):
+    """(dx, dh, dw_ih, dw_hh, db) of rnn_cell_forward given g = dL/dh', from h' itself
+    (dx None unless need_dx):
         da = g (1 - h'^2)  (tanh)   or   g [h' > 0]  (relu)
         dx = da w_ih,  dh = da w_hh,  dw_ih = da^T x,  dw_hh = da^T h,  db = sum_rows(da)
     (db is the gradient of b_ih and of b_hh alike: both are added to a)."""
     _check_nonlinearity("rnn_cell_backward", nonlinearity)
     _check_cell("rnn_cell_backward", 1, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, h_new_BH=h_new)
     da = tanh_backward(g, h_new) if nonlinearity == "tanh" else relu_backward(g, h_new)
-    return _cell_weight_grads(da, da, x, h, w_ih, w_hh)[:5]  # (db_ih = db_hh: one of them)
+    return _cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)[:5]  # (db_ih = db_hh: one of them)
 
 
 def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
@@ -987,8 +992,9 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     return hc, saved
 
 
-def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh):
-    """(dx, dh, dc, dw_ih, dw_hh, db) of lstm_cell_forward given ghc = dL/dhc (2, B, H), i.e.
+def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx=True):
+    """(dx, dh, dc, dw_ih, dw_hh, db) of lstm_cell_forward (dx None unless need_dx) given
+    ghc = dL/dhc (2, B, H), i.e.
     gh = dL/dh' and gc = dL/dc' (what flows back along c from the next step), from
     saved = [i, f, g, o, tanh(c')]:
         dc' = gc + gh o (1 - tanh(c')^2)            (c' reaches the loss along both paths)
@@ -1003,7 +1009,7 @@ def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh):
     dc_new = gc + gh * o * (1 - tc * tc)
     da = xp.concatenate([dc_new * g * i * (1 - i), dc_new * c * f * (1 - f),
                          dc_new * i * (1 - g * g), gh * tc * o * (1 - o)], axis=1)
-    dx, dh, dw_ih, dw_hh, db, _ = _cell_weight_grads(da, da, x, h, w_ih, w_hh)
+    dx, dh, dw_ih, dw_hh, db, _ = _cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)
     return dx, dh, dc_new * f, dw_ih, dw_hh, db
 
 
@@ -1024,8 +1030,9 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     return (1 - z) * n + z * h, saved
 
 
-def gru_cell_backward(g, x, h, saved, w_ih, w_hh):
-    """(dx, dh, dw_ih, dw_hh, db_ih, db_hh) of gru_cell_forward given g = dL/dh', from
+def gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx=True):
+    """(dx, dh, dw_ih, dw_hh, db_ih, db_hh) of gru_cell_forward (dx None unless need_dx) given
+    g = dL/dh', from
     saved = [r, z, n, gh_n]:
         dn = g (1 - z),   dz = g (h - n),   da_n = dn (1 - n^2)          (a_n = gi_n + r gh_n)
         da_r = da_n gh_n r (1 - r),   da_z = dz z (1 - z)
@@ -1040,5 +1047,5 @@ def gru_cell_backward(g, x, h, saved, w_ih, w_hh):
     da_z = g * (h - n) * z * (1 - z)
     dgi = xp.concatenate([da_r, da_z, da_n], axis=1)
     dgh = xp.concatenate([da_r, da_z, da_n * r], axis=1)
-    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(dgi, dgh, x, h, w_ih, w_hh)
+    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(dgi, dgh, x, h, w_ih, w_hh, need_dx)
     return dx, dh + g * z, dw_ih, dw_hh, db_ih, db_hh

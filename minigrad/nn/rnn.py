@@ -22,7 +22,6 @@ import numbers
 
 import numpy as np
 
-from .. import backend
 from ..ops import concatenate, linear, stack, transpose
 from ..ops import rnn as cell_ops  # the cell ops (nn's RNNCell & co. are the modules below)
 from ..ops.rnn import gru_cell, lstm_cell, rnn_cell
@@ -32,7 +31,7 @@ from .functional import _check_p, dropout
 from .layers import _empty
 from .module import Module
 from .parameter import Parameter
-from .utils.rnn import PackedSequence
+from .utils.rnn import PackedSequence, _int_list
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
@@ -171,7 +170,7 @@ class RNNBase(Module):
                 raise ValueError(f"{name}: a PackedSequence's data must be (N, input_size={self.input_size}), got "
                                  f"shape {getattr(data, 'shape', None)}")
             _check_dtype_device(name, data, weight)
-            sizes = [int(b) for b in backend.to_device(batch_sizes.array, backend.CPU)]
+            sizes = _int_list(name, "batch_sizes", batch_sizes).tolist()
             offsets = np.concatenate([[0], np.cumsum(sizes)])
             xs = [data[int(offsets[t]):int(offsets[t + 1])] for t in range(len(sizes))]
             return xs, sizes[0], sizes, sorted_indices, unsorted_indices, False
@@ -202,7 +201,7 @@ class RNNBase(Module):
             raise TypeError(f"{name}: {what} must be a Tensor, got {type(given).__name__}")
         expected = shape[:1] + shape[2:] if unbatched else shape
         if given.shape != expected:
-            dims = "(num_layers * num_directions, hidden)" if unbatched else "(num_layers * num_directions, batch, hidden)"
+            dims = "(num_layers * num_directions, " + ("" if unbatched else "batch, ") + "hidden)"
             if width != self.hidden_size:
                 dims = dims.replace("hidden", "proj_size")
             raise ValueError(f"{name}: {what} must have shape {dims} = {expected}, got {given.shape}")

@@ -32,7 +32,7 @@ def _weight_grads(da_i, da_h, x, h, w_ih, w_hh):
 
 
 def _wrap_all(arrays):
-    return tuple(Tensor._wrap(a) for a in arrays)
+    return tuple(None if a is None else Tensor._wrap(a) for a in arrays)
 
 
 @register
@@ -60,7 +60,7 @@ class RNNCell(Function):
             grads = _weight_grads(da, da, x, h, w_ih, w_hh)
         else:
             dx, dh, dw_ih, dw_hh, db = _wrap_all(backend.kernels(g.array).rnn_cell_backward(
-                g.array, x.array, h.array, h_new.array, w_ih.array, w_hh.array, self.nonlinearity))
+                g.array, x.array, h.array, h_new.array, w_ih.array, w_hh.array, self.nonlinearity, x.requires_grad))
             grads = (dx, dh, dw_ih, dw_hh, db, db)
         return grads[:len(self.inputs)]  # (no bias gradients without biases)
 
@@ -92,7 +92,7 @@ class LSTMCell(Function):
         if autograd.is_grad_enabled():
             return self._backward_ops(ghc, x, h, c, w_ih, w_hh, *self.inputs[5:])
         dx, dh, dc, dw_ih, dw_hh, db = _wrap_all(backend.kernels(ghc.array).lstm_cell_backward(
-            ghc.array, x.array, h.array, c.array, self.saved, w_ih.array, w_hh.array))
+            ghc.array, x.array, h.array, c.array, self.saved, w_ih.array, w_hh.array, x.requires_grad))
         return (dx, dh, dc, dw_ih, dw_hh, db, db)[:len(self.inputs)]
 
     def _backward_ops(self, ghc, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
@@ -135,7 +135,7 @@ class GRUCell(Function):
         if autograd.is_grad_enabled():
             return self._backward_ops(g, x, h, w_ih, w_hh, *self.inputs[4:])
         grads = backend.kernels(g.array).gru_cell_backward(g.array, x.array, h.array, self.saved,
-                                                            w_ih.array, w_hh.array)
+                                                            w_ih.array, w_hh.array, x.requires_grad)
         return _wrap_all(grads)[:len(self.inputs)]
 
     def _backward_ops(self, g, x, h, w_ih, w_hh, b_ih=None, b_hh=None):

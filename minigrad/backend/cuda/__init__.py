@@ -1071,16 +1071,16 @@ def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     return out
 
 
-def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity):
+def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx=True):
     dtype = _float_dtype(g, x, h, h_new, w_ih, w_hh)
     if dtype is None or nonlinearity not in ("tanh", "relu"):
-        return _ref.rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity)
+        return _ref.rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx)
     _ref._check_cell("rnn_cell_backward", 1, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, h_new_BH=h_new)
     xp = array_module(g)
     da = xp.empty(g.shape, dtype=dtype)
     _cell_launch("rnn_backward", dtype, g.size, (xp.ascontiguousarray(g), xp.ascontiguousarray(h_new),
                                                  _i32(nonlinearity == "relu"), da, _i64(g.size)))
-    return _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh)[:5]
+    return _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)[:5]
 
 
 def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
@@ -1096,17 +1096,17 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     return hc, saved
 
 
-def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh):
+def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx=True):
     dtype = _float_dtype(ghc, x, h, c, saved, w_ih, w_hh)
     if dtype is None:
-        return _ref.lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh)
+        return _ref.lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx)
     b, hidden = _ref._check_cell("lstm_cell_backward", 4, x, h, w_ih, w_hh, None, None, c_BH=c, ghc_2BH=ghc,
                                  saved_B5H=saved)
     xp = array_module(x)
     da, dc = xp.empty((b, 4 * hidden), dtype=dtype), xp.empty((b, hidden), dtype=dtype)
     _cell_launch("lstm_backward", dtype, b * hidden, (*(xp.ascontiguousarray(a) for a in (ghc, c, saved)),
                                                      da, dc, _i64(b), _i64(hidden)))
-    dx, dh, dw_ih, dw_hh, db, _ = _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh)
+    dx, dh, dw_ih, dw_hh, db, _ = _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)
     return dx, dh, dc, dw_ih, dw_hh, db
 
 
@@ -1123,10 +1123,10 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     return h_new, saved
 
 
-def gru_cell_backward(g, x, h, saved, w_ih, w_hh):
+def gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx=True):
     dtype = _float_dtype(g, x, h, saved, w_ih, w_hh)
     if dtype is None:
-        return _ref.gru_cell_backward(g, x, h, saved, w_ih, w_hh)
+        return _ref.gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx)
     b, hidden = _ref._check_cell("gru_cell_backward", 3, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g,
                                  saved_B4H=saved)
     xp = array_module(x)
@@ -1134,5 +1134,5 @@ def gru_cell_backward(g, x, h, saved, w_ih, w_hh):
     g_z = xp.empty((b, hidden), dtype=dtype)
     _cell_launch("gru_backward", dtype, b * hidden, (*(xp.ascontiguousarray(a) for a in (g, h, saved)),
                                                     dgi, dgh, g_z, _i64(b), _i64(hidden)))
-    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _ref._cell_weight_grads(dgi, dgh, x, h, w_ih, w_hh)
+    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _ref._cell_weight_grads(dgi, dgh, x, h, w_ih, w_hh, need_dx)
     return dx, dh + g_z, dw_ih, dw_hh, db_ih, db_hh
