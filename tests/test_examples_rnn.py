@@ -12,7 +12,8 @@ from tests.test_examples_mnist import EXAMPLES, ROOT, final_accuracy, real_mnist
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(real_mnist_dir() is None, reason="real MNIST not found in $MINIGRAD_DATA or the cache (run an example once to download it)")
+@pytest.mark.skipif(real_mnist_dir() is None,
+                    reason="real MNIST not found in $MINIGRAD_DATA or the cache (run an example once to download it)")
 def test_lstm_example_reaches_98_5_percent():
     out = run_example("mnist_rnn.py", data=real_mnist_dir(), timeout=4 * 3600)
     assert "LSTM(28, 128, batch_first=True, bidirectional=True)" in out
