@@ -7,6 +7,7 @@ interleaved (common.py).
     python -m benchmarks.train --model cnn --images 5120 --repeat 3
     python -m benchmarks.train --model cnn --per-layer          # where a step's time goes, vs PyTorch
     python -m benchmarks.train --model gpt --repeat 7           # the small GPT, ms per step
+    python -m benchmarks.train --model rnn --repeat 7           # the BiLSTM of examples/mnist_rnn.py, ms per step
     python -m benchmarks.train --device cpu cuda --json train.json --markdown train.md
 
 Workloads (``WORKLOADS``):
@@ -19,6 +20,10 @@ Workloads (``WORKLOADS``):
 * ``gpt``: training steps of the character GPT of examples/char_gpt.py (4 layers, 4 heads,
   width 128, context 64, batch 12, AdamW, clipping) on ``--images`` blocks of tiny Shakespeare,
   against the same model written in plain PyTorch (nanoGPT's block); time per step.
+* ``rnn``: training steps of the sequential-MNIST classifier of examples/mnist_rnn.py (a
+  bidirectional LSTM, 128 units each way, over 28 rows of 28 pixels; Linear(256, 10); Adam)
+  on ``--images`` images in fixed batches of 128, against the same model in PyTorch, whose CPU
+  LSTM is oneDNN's fused RNN (all steps of a direction in one primitive); time per step.
 * ``loader``: one shuffled epoch of the DataLoader over 60,000 uint8 MNIST images at batch 32
   with ToFloat (what a training loop waits for between steps), against NumPy indexing by hand.
 
@@ -208,22 +213,52 @@ def _fixed_batches(tensor, x, y, batch):
 
 
 def cnn_contenders(x, y, batch, device):
+    return _fixed_batch_contenders(_examples_models().cnn, torch_cnn, x, y, batch, device)
+
+
+def _fixed_batch_contenders(build, torch_build, x, y, batch, device):
+    """minigrad's model ``build`` and PyTorch's ``torch_build``, Adam, over the same fixed batches."""
     import minigrad as mg
     from minigrad import nn, optim
 
-    model = _minigrad_model(_examples_models().cnn, device).train()
+    model = _minigrad_model(build, device).train()
     opt = optim.Adam(model.parameters(), lr=1e-3)
     batches = _fixed_batches(lambda a: mg.tensor(a, device=device), x, y, batch)
     runs = {"minigrad": _synced(lambda: train_steps(model, opt, batches, nn.functional.cross_entropy), device)}
     if _torch_on(device):
         import torch
 
-        tmodel = _torch_model(torch_cnn, device).train()
+        tmodel = _torch_model(torch_build, device).train()
         topt = torch.optim.Adam(tmodel.parameters(), lr=1e-3)
         tbatches = _fixed_batches(lambda a: torch.from_numpy(a).to(device), x, y, batch)
         runs["pytorch"] = _synced(lambda: train_steps(tmodel, topt, tbatches, torch.nn.functional.cross_entropy),
                                   device)
     return runs
+
+
+# ----------------------------------------------------------------------------------------
+# rnn: training steps of the sequential-MNIST BiLSTM of examples/mnist_rnn.py
+def torch_lstm():
+    """examples/models.py's SequenceClassifier("lstm") in PyTorch (on the CPU its nn.LSTM runs
+    oneDNN's fused RNN primitive: all 28 steps of a direction in one call)."""
+    import torch
+    from torch import nn
+
+    class SequenceClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.LSTM(28, 128, batch_first=True, bidirectional=True)
+            self.fc = nn.Linear(256, 10)
+
+        def forward(self, x):
+            _, (h_n, _) = self.rnn(x)
+            return self.fc(torch.cat([h_n[-2], h_n[-1]], dim=1))
+
+    return SequenceClassifier()
+
+
+def rnn_contenders(x, y, batch, device):
+    return _fixed_batch_contenders(_examples_models().lstm, torch_lstm, x, y, batch, device)
 
 
 # ----------------------------------------------------------------------------------------
@@ -384,6 +419,8 @@ WORKLOADS = {
     "cnn": Workload(cnn_contenders, lambda limit: mnist_arrays(limit, image_shape=(1, 28, 28)), [128],
                     images=10000, unit="10k images", models=(lambda: _examples_models().cnn(), torch_cnn)),
     "gpt": Workload(gpt_contenders, gpt_blocks, [12], images=240, unit="step"),
+    "rnn": Workload(rnn_contenders, lambda limit: mnist_arrays(limit, image_shape=(28, 28)), [128], images=1280,
+                    unit="step"),
     "loader": Workload(loader_contenders, mnist_uint8, [32], baseline="numpy by hand"),
 }
 
@@ -554,7 +591,7 @@ def per_layer_rows(results):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.train", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n".join(__doc__.splitlines()[3:10]))
+                                epilog="\n".join(__doc__.splitlines()[3:11]))
     p.add_argument("--model", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     p.add_argument("--batch", nargs="+", type=int, help="batch sizes (default: each workload's own)")
     p.add_argument("--images", type=int, help="samples (images, text blocks) per timed run (default: each workload's own)")

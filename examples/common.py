@@ -27,7 +27,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from models import MODELS, prepare  # noqa: E402
 
 
-def parse_args(description, model, epochs, batch_size, lr, schedule="constant"):
+def parse_args(description, model, epochs, batch_size, lr, schedule="constant", cells=None):
+    """The shared flags; ``cells``: the models the example can train, chosen with --cell
+    (``model`` is then the default)."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=batch_size)
@@ -44,8 +46,10 @@ def parse_args(description, model, epochs, batch_size, lr, schedule="constant"):
     p.add_argument("--distributed", action="store_true",
                    help="data parallel over the ranks of `mpiexec -n N` (MPI on cpu, NCCL on cuda); "
                         "--batch-size stays the global batch, split evenly across the ranks")
+    if cells:
+        p.add_argument("--cell", choices=cells, default=model, help=f"the recurrent cell (default {model})")
     args = p.parse_args()
-    args.model = model
+    args.model = args.cell if cells else model
     return args
 
 

@@ -1,4 +1,4 @@
-"""Load a model saved by mnist_mlp.py / mnist_cnn.py (--save) and predict MNIST test digits.
+"""Load a model saved by mnist_mlp.py, mnist_cnn.py or mnist_rnn.py (--save) and predict MNIST test digits.
 
     python examples/predict.py mlp.npz                 # first 10 test images, then accuracy on all
     python examples/predict.py cnn.npz --count 20

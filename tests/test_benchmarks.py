@@ -208,9 +208,9 @@ def test_train_tiny_runs_every_workload(tmp_path):
                          "--json", str(path)])
     got = {(r["workload"], r["impl"]) for r in report["results"]}
     want = {("mlp", "minigrad"), ("mlp", "numpy by hand"), ("cnn", "minigrad"), ("gpt", "minigrad"),
-            ("loader", "minigrad DataLoader"), ("loader", "numpy by hand")}
+            ("rnn", "minigrad"), ("loader", "minigrad DataLoader"), ("loader", "numpy by hand")}
     if _torch():
-        want |= {("mlp", "pytorch"), ("cnn", "pytorch"), ("gpt", "pytorch")}
+        want |= {("mlp", "pytorch"), ("cnn", "pytorch"), ("gpt", "pytorch"), ("rnn", "pytorch")}
     assert got == want
     for r in report["results"]:
         assert r["median"] > 0 and r["steps"] == 4 and r["images"] == 256

@@ -73,7 +73,7 @@ def _public_functions(module):
 
 
 def test_reference_lists_every_kernel_it_defines():
-    assert len(R.__all__) == len(set(R.__all__)) == 42
+    assert len(R.__all__) == len(set(R.__all__)) == 48
     assert _public_functions(R) == set(R.__all__)
     for name in R.__all__:
         assert callable(getattr(R, name)) and getattr(R, name).__doc__, f"{name} needs a docstring with its math"
@@ -541,6 +541,70 @@ def _attention_backward(put, rng, v):
     return (put(g), q, k, vv, put(out), put(lse), mask, *rest)
 
 
+# Recurrent cells: B=5 rows, I=3 inputs, H=4 units; "proj": an LSTM state h of width 2 < H;
+# "strided": non-contiguous x, h and weights; "nan": a NaN in row 0 of x; "empty": no rows;
+# "no-dx": backward without the input's gradient (dx None).
+CELL = {"plain": ("C", True, None), "no-bias": ("C", False, None), "strided": ("strided", True, None),
+        "nan": ("C", True, None), "empty": ("C", True, None), "no-dx": ("C", True, None)}
+CELL_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _cell_inputs(put, rng, kind, v):
+    """x, h, [c], w_ih, w_hh, b_ih, b_hh for a cell of ``kind`` in variant ``v``."""
+    layout, bias, _ = CELL.get(v, ("C", True, None))
+    g, b, hidden = CELL_GATES[kind], 0 if v == "empty" else 5, 4
+    p = 2 if v == "proj" else hidden
+    x = normal(rng, (b, 3))
+    if v == "nan":
+        x[0, 1] = np.nan
+    arrays = [put(x, layout), put(normal(rng, (b, p)), "T" if layout == "strided" else "C")]
+    if kind == "lstm":
+        arrays.append(put(normal(rng, (b, hidden))))
+    arrays += [put(normal(rng, (g * hidden, 3)), layout), put(normal(rng, (g * hidden, p)), layout)]
+    arrays += [put(normal(rng, g * hidden)), put(normal(rng, g * hidden))] if bias else [None, None]
+    return arrays
+
+
+def _reference(name, *args):
+    """A reference result computed from (possibly device) arguments, as NumPy arrays."""
+    host = [a.get() if hasattr(a, "get") else a for a in args]
+    with np.errstate(invalid="ignore"):
+        return getattr(R, name)(*host)
+
+
+@case("rnn_cell_forward", *(f"{v}-{nl}" for v in CELL for nl in ("tanh", "relu")))
+def _rnn_forward(put, rng, v):
+    v, nonlinearity = v.rsplit("-", 1)
+    return (*_cell_inputs(put, rng, "rnn", v), nonlinearity)
+
+
+@case("rnn_cell_backward", *(f"{v}-{nl}" for v in CELL for nl in ("tanh", "relu")))
+def _rnn_backward(put, rng, v):
+    x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity = _rnn_forward(put, rng, v)
+    h_new = _reference("rnn_cell_forward", x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity)
+    return put(normal(rng, h_new.shape)), x, h, put(h_new), w_ih, w_hh, nonlinearity, not v.startswith("no-dx")
+
+
+case("lstm_cell_forward", *CELL, "proj")(lambda put, rng, v: _cell_inputs(put, rng, "lstm", v))
+
+
+@case("lstm_cell_backward", *CELL, "proj")
+def _lstm_backward(put, rng, v):
+    x, h, c, w_ih, w_hh, b_ih, b_hh = _cell_inputs(put, rng, "lstm", v)
+    hc, saved = _reference("lstm_cell_forward", x, h, c, w_ih, w_hh, b_ih, b_hh)
+    return put(normal(rng, hc.shape)), x, h, c, put(saved), w_ih, w_hh, v != "no-dx"
+
+
+case("gru_cell_forward", *CELL)(lambda put, rng, v: _cell_inputs(put, rng, "gru", v))
+
+
+@case("gru_cell_backward", *CELL)
+def _gru_backward(put, rng, v):
+    x, h, w_ih, w_hh, b_ih, b_hh = _cell_inputs(put, rng, "gru", v)
+    h_new, saved = _reference("gru_cell_forward", x, h, w_ih, w_hh, b_ih, b_hh)
+    return put(normal(rng, h_new.shape)), x, h, put(saved), w_ih, w_hh, v != "no-dx"
+
+
 def test_every_kernel_has_cases():
     assert {name for name, _, _ in CASES.values()} == set(R.__all__)
 
@@ -700,6 +764,18 @@ BAD_CALLS = {
                                                           False, 1.0, 0.0, 0, 0),
     "attention_backward": lambda k, P: k.attention_backward(P((2, 3, 2)), P((2, 3, 4)), P((2, 5, 4)), P((2, 5, 3)),
                                                             P((2, 3, 3)), P((2, 3)), None, False, 1.0, 0.0, 0, 0),
+    "rnn_cell_forward": lambda k, P: k.rnn_cell_forward(P((2, 3)), P((2, 4)), P((4, 3)), P((4, 5)), None, None,
+                                                        "tanh"),
+    "rnn_cell_backward": lambda k, P: k.rnn_cell_backward(P((2, 4)), P((2, 3)), P((2, 4)), P((3, 4)), P((4, 3)),
+                                                          P((4, 4)), "relu"),
+    "lstm_cell_forward": lambda k, P: k.lstm_cell_forward(P((2, 3)), P((2, 4)), P((2, 5)), P((16, 3)), P((16, 4)),
+                                                          None, None),
+    "lstm_cell_backward": lambda k, P: k.lstm_cell_backward(P((2, 2, 4)), P((2, 3)), P((2, 4)), P((2, 4)),
+                                                            P((2, 16)), P((16, 3)), P((16, 4))),
+    "gru_cell_forward": lambda k, P: k.gru_cell_forward(P((2, 3)), P((2, 4)), P((12, 3)), P((12, 4)), P((12,)),
+                                                        P((11,))),
+    "gru_cell_backward": lambda k, P: k.gru_cell_backward(P((2, 4)), P((2, 3)), P((2, 4)), P((2, 12)), P((12, 3)),
+                                                          P((12, 4))),
     "matmul": lambda k, P: k.matmul(P((2, 3)), P((4, 5))),
     "linear": lambda k, P: k.linear(P((2, 3)), P((4, 5)), None),
     "sgd_step_": lambda k, P: k.sgd_step_([P((1000,))], [P((1,))], None, 0.1, 0.0, 0.0, 0.0, False, False),

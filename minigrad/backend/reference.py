@@ -8,7 +8,8 @@ Two more modules expose exactly these names with the same semantics (the contrac
 docs/architecture.md; tests/test_kernels_contract.py holds them to this file):
 
 * ``cpu_kernels``: this module plus numba kernels for the hot paths (im2col/col2im, pooling,
-  ReLU, GELU, cross-entropy, dropout, embedding, the optimizer updates); each falls back to the code here
+  ReLU, GELU, cross-entropy, dropout, embedding, recurrent cells, the optimizer updates); each
+  falls back to the code here
   when numba is off (MINIGRAD_DISABLE_NUMBA=1) or the input does not suit it.
 * ``cuda_kernels``: this module plus the project's own CUDA C kernels (backend/cuda/kernels/*.cu).
 
@@ -898,7 +899,8 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
 # ======================================================================================
 # More optimizer updates (issue 16): Adagrad and Adadelta, one call per parameter group
 # (numba in cpu_kernels.py, one multi-tensor launch of kernels/optim.cu on the GPU).
-# ======================================================================================
+# ===============================================================================
+
 
 __all__ += ["adagrad_step_", "adadelta_step_"]
 
@@ -937,3 +939,163 @@ def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_
         u *= t(rho)
         u += t(1 - rho) * (d * d)
         x -= t(lr) * d
+=======
+# Recurrent cells (issue 18): one time step of an Elman RNN, an LSTM and a GRU, forward and
+# backward.  The time loop is Python (nn/rnn.py); each step is two matrix products (the
+# input's and the hidden state's) and the gates' elementwise math, fused here.  Derivation,
+# with a worked example: docs/derivations/rnn.md.
+#
+# Shapes, with G gates (RNN 1, GRU 3, LSTM 4) of H units each and PyTorch's gate order:
+#   x (B, I), h (B, P), w_ih (G*H, I), w_hh (G*H, P), b_ih, b_hh (G*H,) or None;
+#   P = H except for an LSTM with a projection (proj_size), where h is the projected state.
+# ======================================================================================
+
+__all__ += ["rnn_cell_forward", "rnn_cell_backward", "lstm_cell_forward", "lstm_cell_backward",
+            "gru_cell_forward", "gru_cell_backward"]
+
+
+def _check_cell(kernel, gates, x, h, w_ih, w_hh, b_ih, b_hh, **more):
+    """Raise ValueError unless the arrays fit one cell of ``gates`` gates (shapes above);
+    ``more`` holds arrays that must have the shapes their keys end in: "c_BH" (B, H),
+    "saved_B4H" (B, 4*H), "saved_B5H" (B, 5*H), "ghc_2BH" (2, B, H).  Returns (B, H)."""
+    ok = (x.ndim == h.ndim == w_ih.ndim == w_hh.ndim == 2 and x.shape[0] == h.shape[0]
+          and w_ih.shape[0] % gates == 0 and w_hh.shape[0] == w_ih.shape[0]
+          and w_ih.shape[1] == x.shape[1] and w_hh.shape[1] == h.shape[1]
+          and all(b is None or tuple(b.shape) == w_ih.shape[:1] for b in (b_ih, b_hh)))
+    b, hidden = x.shape[0] if x.ndim else 0, w_ih.shape[0] // gates if w_ih.ndim else 0
+    shapes = {"BH": (b, hidden), "B4H": (b, 4 * hidden), "B5H": (b, 5 * hidden), "2BH": (2, b, hidden)}
+    ok = ok and all(tuple(a.shape) == shapes[name.rsplit("_", 1)[1]] for name, a in more.items())
+    if not ok:
+        arrays = dict(x=x, h=h, w_ih=w_ih, w_hh=w_hh)
+        arrays.update({k: v for k, v in (("b_ih", b_ih), ("b_hh", b_hh)) if v is not None})
+        arrays.update({name.rsplit("_", 1)[0]: a for name, a in more.items()})
+        raise _shape_error(kernel, **arrays)
+    return b, hidden
+
+
+def _gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh):
+    """The two matrix products of a step, x w_ih^T + b_ih and h w_hh^T + b_hh (G*H wide each)."""
+    gi, gh = x @ w_ih.T, h @ w_hh.T
+    if b_ih is not None:
+        gi += b_ih
+    if b_hh is not None:
+        gh += b_hh
+    return gi, gh
+
+
+def _cell_weight_grads(da_i, da_h, x, h, w_ih, w_hh, need_dx):
+    """(dx, dh, dw_ih, dw_hh, db_ih, db_hh) from the gradients of the two products of a step,
+    da_i = dL/d(x w_ih^T + b_ih) and da_h = dL/d(h w_hh^T + b_hh) (B, G*H):
+        dx = da_i w_ih,  dh = da_h w_hh,  dw_ih = da_i^T x,  dw_hh = da_h^T h,  db = column sums
+    dx is None unless ``need_dx`` (a first layer's input, the data, needs no gradient: one
+    product fewer per step)."""
+    db_ih = da_i.sum(axis=0)
+    return (da_i @ w_ih if need_dx else None, da_h @ w_hh, da_i.T @ x, da_h.T @ h, db_ih,
+            db_ih if da_h is da_i else da_h.sum(axis=0))
+
+
+def _check_nonlinearity(kernel, nonlinearity):
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"{kernel}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+
+
+def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
+    """h' (B, H) of an Elman RNN step:
+        a = x w_ih^T + b_ih + h w_hh^T + b_hh,     h' = tanh(a)  or  relu(a)"""
+    _check_nonlinearity("rnn_cell_forward", nonlinearity)
+    _check_cell("rnn_cell_forward", 1, x, h, w_ih, w_hh, b_ih, b_hh, h_BH=h)
+    gi, gh = _gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh)
+    gi += gh
+    return array_module(x).tanh(gi) if nonlinearity == "tanh" else relu(gi)
+
+
+def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx=True):
+    """(dx, dh, dw_ih, dw_hh, db) of rnn_cell_forward given g = dL/dh', from h' itself
+    (dx None unless need_dx):
+        da = g (1 - h'^2)  (tanh)   or   g [h' > 0]  (relu)
+        dx = da w_ih,  dh = da w_hh,  dw_ih = da^T x,  dw_hh = da^T h,  db = sum_rows(da)
+    (db is the gradient of b_ih and of b_hh alike: both are added to a)."""
+    _check_nonlinearity("rnn_cell_backward", nonlinearity)
+    _check_cell("rnn_cell_backward", 1, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, h_new_BH=h_new)
+    da = tanh_backward(g, h_new) if nonlinearity == "tanh" else relu_backward(g, h_new)
+    return _cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)[:5]  # (db_ih = db_hh: one of them)
+
+
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    """(hc (2, B, H), saved (B, 5H)) of an LSTM step; hc[0] = h', hc[1] = c' (one array: the
+    op's single output); saved = [i, f, g, o, tanh(c')], what backward needs:
+        a = x w_ih^T + b_ih + h w_hh^T + b_hh = [a_i, a_f, a_g, a_o]
+        i = sigmoid(a_i),  f = sigmoid(a_f),  g = tanh(a_g),  o = sigmoid(a_o)
+        c' = f c + i g,     h' = o tanh(c')"""
+    b, hidden = _check_cell("lstm_cell_forward", 4, x, h, w_ih, w_hh, b_ih, b_hh, c_BH=c)
+    xp = array_module(x)
+    gi, gh = _gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh)
+    gi += gh
+    saved = xp.empty((b, 5 * hidden), dtype=gi.dtype)
+    saved[:, :4 * hidden] = sigmoid(gi)
+    saved[:, 2 * hidden:3 * hidden] = xp.tanh(gi[:, 2 * hidden:3 * hidden])
+    i, f, g, o, tc = (saved[:, k * hidden:(k + 1) * hidden] for k in range(5))
+    hc = xp.empty((2, b, hidden), dtype=gi.dtype)
+    hc[1] = f * c + i * g
+    tc[...] = xp.tanh(hc[1])
+    hc[0] = o * tc
+    return hc, saved
+
+
+def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx=True):
+    """(dx, dh, dc, dw_ih, dw_hh, db) of lstm_cell_forward (dx None unless need_dx) given
+    ghc = dL/dhc (2, B, H), i.e.
+    gh = dL/dh' and gc = dL/dc' (what flows back along c from the next step), from
+    saved = [i, f, g, o, tanh(c')]:
+        dc' = gc + gh o (1 - tanh(c')^2)            (c' reaches the loss along both paths)
+        da_i = dc' g i (1 - i),   da_f = dc' c f (1 - f),   da_g = dc' i (1 - g^2),
+        da_o = gh tanh(c') o (1 - o),                dc = dc' f
+        dx = da w_ih,  dh = da w_hh,  dw_ih = da^T x,  dw_hh = da^T h,  db = sum_rows(da)"""
+    _, hidden = _check_cell("lstm_cell_backward", 4, x, h, w_ih, w_hh, None, None, c_BH=c, ghc_2BH=ghc,
+                            saved_B5H=saved)
+    xp = array_module(x)
+    gh, gc = ghc[0], ghc[1]
+    i, f, g, o, tc = (saved[:, k * hidden:(k + 1) * hidden] for k in range(5))
+    dc_new = gc + gh * o * (1 - tc * tc)
+    da = xp.concatenate([dc_new * g * i * (1 - i), dc_new * c * f * (1 - f),
+                         dc_new * i * (1 - g * g), gh * tc * o * (1 - o)], axis=1)
+    dx, dh, dw_ih, dw_hh, db, _ = _cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)
+    return dx, dh, dc_new * f, dw_ih, dw_hh, db
+
+
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
+    """(h' (B, H), saved (B, 4H)) of a GRU step (PyTorch's formulation, gates [r, z, n]):
+        gi = x w_ih^T + b_ih = [gi_r, gi_z, gi_n],   gh = h w_hh^T + b_hh = [gh_r, gh_z, gh_n]
+        r = sigmoid(gi_r + gh_r),   z = sigmoid(gi_z + gh_z),   n = tanh(gi_n + r gh_n)
+        h' = (1 - z) n + z h
+    saved = [r, z, n, gh_n], what backward needs."""
+    b, hidden = _check_cell("gru_cell_forward", 3, x, h, w_ih, w_hh, b_ih, b_hh, h_BH=h)
+    xp = array_module(x)
+    gi, gh = _gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh)
+    saved = xp.empty((b, 4 * hidden), dtype=gi.dtype)
+    saved[:, :2 * hidden] = sigmoid(gi[:, :2 * hidden] + gh[:, :2 * hidden])
+    r, z = saved[:, :hidden], saved[:, hidden:2 * hidden]
+    saved[:, 3 * hidden:] = gh[:, 2 * hidden:]
+    saved[:, 2 * hidden:3 * hidden] = n = xp.tanh(gi[:, 2 * hidden:] + r * gh[:, 2 * hidden:])
+    return (1 - z) * n + z * h, saved
+
+
+def gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx=True):
+    """(dx, dh, dw_ih, dw_hh, db_ih, db_hh) of gru_cell_forward (dx None unless need_dx) given
+    g = dL/dh', from
+    saved = [r, z, n, gh_n]:
+        dn = g (1 - z),   dz = g (h - n),   da_n = dn (1 - n^2)          (a_n = gi_n + r gh_n)
+        da_r = da_n gh_n r (1 - r),   da_z = dz z (1 - z)
+        dgi = [da_r, da_z, da_n],     dgh = [da_r, da_z, da_n r]        (gh_n enters times r)
+        dx = dgi w_ih,  dh = g z + dgh w_hh,  dw_ih = dgi^T x,  dw_hh = dgh^T h,
+        db_ih = sum_rows(dgi),  db_hh = sum_rows(dgh)"""
+    _, hidden = _check_cell("gru_cell_backward", 3, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, saved_B4H=saved)
+    xp = array_module(x)
+    r, z, n, ghn = (saved[:, k * hidden:(k + 1) * hidden] for k in range(4))
+    da_n = g * (1 - z) * (1 - n * n)
+    da_r = da_n * ghn * r * (1 - r)
+    da_z = g * (h - n) * z * (1 - z)
+    dgi = xp.concatenate([da_r, da_z, da_n], axis=1)
+    dgh = xp.concatenate([da_r, da_z, da_n * r], axis=1)
+    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(dgi, dgh, x, h, w_ih, w_hh, need_dx)
+    return dx, dh + g * z, dw_ih, dw_hh, db_ih, db_hh

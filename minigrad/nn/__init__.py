@@ -16,3 +16,4 @@ from .normalization import BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, Lay
 from .parallel import DistributedDataParallel  # noqa: F401  (nn.parallel: data parallel over processes)
 from .sparse import Embedding  # noqa: F401
 from .attention import MultiheadAttention  # noqa: F401
+from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell  # noqa: F401

@@ -24,6 +24,7 @@ from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d  # noqa: F401
 from .norm import batch_norm, layer_norm  # noqa: F401
 from .embedding import embedding  # noqa: F401
 from .attention import attention_weights, scaled_dot_product_attention  # noqa: F401
+from .rnn import gru_cell, lstm_cell, rnn_cell  # noqa: F401
 from .loss import (  # noqa: F401
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss,
 )

@@ -1064,3 +1064,105 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
     _attention_launch("attention_backward_dq", dtype, q.shape[0] * q.shape[1], (*params, g, q, k, v, out, lse, dq, delta))
     _attention_launch("attention_backward_dkdv", dtype, k.shape[0] * k.shape[1], (*params, g, q, k, v, lse, delta, dk, dv))
     return dq, dk, dv
+
+
+# ======================================================================================
+# Recurrent cells (rnn.cu): a step's two matrix products on cuBLAS (``@``), the gates' math
+# in one kernel, one thread per unit of the (B, H) state (issue 18)
+# ======================================================================================
+
+FAMILIES += ("rnn",)
+
+
+def _cell_launch(kernel, dtype, units, args):
+    _flat_launch(array_module(args[0]), "rnn", kernel, dtype, units, args)
+
+
+def _cell_products(x, h, w_ih, w_hh):
+    """x w_ih^T and h w_hh^T, contiguous (cuBLAS reads the transposed weights in place)."""
+    xp = array_module(x)
+    return xp.ascontiguousarray(x @ w_ih.T), xp.ascontiguousarray(h @ w_hh.T)
+
+
+def _bias_args(b_ih, b_hh, stand_in):
+    xp = array_module(stand_in)
+    return (_vector(xp, b_ih, stand_in), _vector(xp, b_hh, stand_in), _i32(b_ih is not None))
+
+
+def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
+    dtype = _float_dtype(x, h, w_ih, w_hh, b_ih, b_hh)
+    if dtype is None or nonlinearity not in ("tanh", "relu"):
+        return _ref.rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity)
+    b, hidden = _ref._check_cell("rnn_cell_forward", 1, x, h, w_ih, w_hh, b_ih, b_hh, h_BH=h)
+    xw, hw = _cell_products(x, h, w_ih, w_hh)
+    out = array_module(x).empty((b, hidden), dtype=dtype)
+    _cell_launch("rnn_forward", dtype, b * hidden, (xw, hw, *_bias_args(b_ih, b_hh, xw),
+                                                   _i32(nonlinearity == "relu"), out, _i64(b), _i64(hidden)))
+    return out
+
+
+def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx=True):
+    dtype = _float_dtype(g, x, h, h_new, w_ih, w_hh)
+    if dtype is None or nonlinearity not in ("tanh", "relu"):
+        return _ref.rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx)
+    _ref._check_cell("rnn_cell_backward", 1, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, h_new_BH=h_new)
+    xp = array_module(g)
+    da = xp.empty(g.shape, dtype=dtype)
+    _cell_launch("rnn_backward", dtype, g.size, (xp.ascontiguousarray(g), xp.ascontiguousarray(h_new),
+                                                 _i32(nonlinearity == "relu"), da, _i64(g.size)))
+    return _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)[:5]
+
+
+def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    dtype = _float_dtype(x, h, c, w_ih, w_hh, b_ih, b_hh)
+    if dtype is None:
+        return _ref.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
+    b, hidden = _ref._check_cell("lstm_cell_forward", 4, x, h, w_ih, w_hh, b_ih, b_hh, c_BH=c)
+    xp = array_module(x)
+    xw, hw = _cell_products(x, h, w_ih, w_hh)
+    hc, saved = xp.empty((2, b, hidden), dtype=dtype), xp.empty((b, 5 * hidden), dtype=dtype)
+    _cell_launch("lstm_forward", dtype, b * hidden, (xw, hw, *_bias_args(b_ih, b_hh, xw), xp.ascontiguousarray(c),
+                                                    hc, saved, _i64(b), _i64(hidden)))
+    return hc, saved
+
+
+def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx=True):
+    dtype = _float_dtype(ghc, x, h, c, saved, w_ih, w_hh)
+    if dtype is None:
+        return _ref.lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx)
+    b, hidden = _ref._check_cell("lstm_cell_backward", 4, x, h, w_ih, w_hh, None, None, c_BH=c, ghc_2BH=ghc,
+                                 saved_B5H=saved)
+    xp = array_module(x)
+    da, dc = xp.empty((b, 4 * hidden), dtype=dtype), xp.empty((b, hidden), dtype=dtype)
+    _cell_launch("lstm_backward", dtype, b * hidden, (*(xp.ascontiguousarray(a) for a in (ghc, c, saved)),
+                                                     da, dc, _i64(b), _i64(hidden)))
+    dx, dh, dw_ih, dw_hh, db, _ = _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)
+    return dx, dh, dc, dw_ih, dw_hh, db
+
+
+def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
+    dtype = _float_dtype(x, h, w_ih, w_hh, b_ih, b_hh)
+    if dtype is None:
+        return _ref.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
+    b, hidden = _ref._check_cell("gru_cell_forward", 3, x, h, w_ih, w_hh, b_ih, b_hh, h_BH=h)
+    xp = array_module(x)
+    xw, hw = _cell_products(x, h, w_ih, w_hh)
+    h_new, saved = xp.empty((b, hidden), dtype=dtype), xp.empty((b, 4 * hidden), dtype=dtype)
+    _cell_launch("gru_forward", dtype, b * hidden, (xw, hw, *_bias_args(b_ih, b_hh, xw), xp.ascontiguousarray(h),
+                                                   h_new, saved, _i64(b), _i64(hidden)))
+    return h_new, saved
+
+
+def gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx=True):
+    dtype = _float_dtype(g, x, h, saved, w_ih, w_hh)
+    if dtype is None:
+        return _ref.gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx)
+    b, hidden = _ref._check_cell("gru_cell_backward", 3, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g,
+                                 saved_B4H=saved)
+    xp = array_module(x)
+    dgi, dgh = xp.empty((b, 3 * hidden), dtype=dtype), xp.empty((b, 3 * hidden), dtype=dtype)
+    g_z = xp.empty((b, hidden), dtype=dtype)
+    _cell_launch("gru_backward", dtype, b * hidden, (*(xp.ascontiguousarray(a) for a in (g, h, saved)),
+                                                    dgi, dgh, g_z, _i64(b), _i64(hidden)))
+    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _ref._cell_weight_grads(dgi, dgh, x, h, w_ih, w_hh, need_dx)
+    return dx, dh + g_z, dw_ih, dw_hh, db_ih, db_hh

@@ -1,4 +1,4 @@
-"""Gradient utilities (PyTorch's ``torch.nn.utils``): clip gradients before ``optimizer.step()``.
+"""Gradient clipping (PyTorch's ``torch.nn.utils.clip_grad``): clip gradients before ``optimizer.step()``.
 
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 
-from .. import backend
-from ..tensor import Tensor
+from ... import backend
+from ...tensor import Tensor
 
 
 def _with_grads(parameters):

@@ -1,0 +1,226 @@
+"""Recurrent cells: one time step of an Elman RNN, an LSTM and a GRU, each ONE op.
+
+A recurrent layer applies the same cell at every time step, feeding each step's state to the
+next.  The time loop is plain Python (minigrad/nn/rnn.py); what is fused is one step: the two
+matrix products (the input's, x W_ih^T, and the state's, h W_hh^T) and the gates' elementwise
+math, forward and backward, are one kernel of the table each (``lstm_cell_forward`` /
+``lstm_cell_backward`` ...; BLAS or cuBLAS for the products).  Backpropagation through time is
+then nothing special: the tape holds one record per step, and the engine replays them newest
+first, each handing dL/dh (and, for the LSTM, dL/dc) to the step before.  The derivation, with
+a 2-step LSTM worked by hand: docs/derivations/rnn.md.
+
+Shapes (PyTorch's): x (B, I), h (B, P), weight_ih (G*H, I), weight_hh (G*H, P), biases
+(G*H,), with G = 1, 3, 4 gates (RNN, GRU, LSTM) in PyTorch's order (GRU: r, z, n; LSTM: i, f,
+g, o).  P = H, except for an LSTM with a projection, whose state h is projected to P < H.
+
+Second derivatives: under ``create_graph=True`` each backward runs its formulas as minigrad
+ops (the gates recomputed from the inputs on the tape), so gradgradcheck holds too.
+"""
+from .. import autograd, backend
+from ..autograd import Function, register
+from ..tensor import Tensor
+from .activation import SigmoidGrad, TanhGrad, relu_grad, sigmoid, tanh
+from .matmul import linear
+from .reduce import sum
+from .shape import concatenate
+
+
+def _weight_grads(da_i, da_h, x, h, w_ih, w_hh):
+    """(dx, dh, dw_ih, dw_hh, db_ih, db_hh) from the gradients of the step's two products,
+    da_i = dL/d(x W_ih^T + b_ih) and da_h = dL/d(h W_hh^T + b_hh), as minigrad ops."""
+    return (da_i @ w_ih, da_h @ w_hh, da_i.T @ x, da_h.T @ h, sum(da_i, axis=0), sum(da_h, axis=0))
+
+
+def _wrap_all(arrays):
+    return tuple(None if a is None else Tensor._wrap(a) for a in arrays)
+
+
+@register
+class RNNCell(Function):
+    """One step of an Elman RNN (nonlinearity tanh or relu):
+
+        a = x W_ih^T + b_ih + h W_hh^T + b_hh,      h' = tanh(a)  or  relu(a)
+
+    Backward (g = dL/dh'), from h' itself:
+        da = g (1 - h'^2)  or  g [h' > 0]
+        dx = da W_ih,   dh = da W_hh,   dW_ih = da^T x,   dW_hh = da^T h,   db_ih = db_hh = sum_rows(da)"""
+
+    saves_inputs = (0, 1, 2, 3)  # x, h, W_ih, W_hh; not the biases
+    saves_output = True          # h': the nonlinearity's derivative is written with it
+
+    def forward(self, x, h, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity):
+        self.nonlinearity = nonlinearity
+        return backend.kernels(x).rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity)
+
+    def backward(self, g):
+        x, h, w_ih, w_hh = self.inputs[:4]
+        h_new = self.saved_output
+        if autograd.is_grad_enabled():  # create_graph: the same formulas as ops
+            da = TanhGrad.apply(g, h_new) if self.nonlinearity == "tanh" else relu_grad(g, h_new)
+            grads = _weight_grads(da, da, x, h, w_ih, w_hh)
+        else:
+            dx, dh, dw_ih, dw_hh, db = _wrap_all(backend.kernels(g.array).rnn_cell_backward(
+                g.array, x.array, h.array, h_new.array, w_ih.array, w_hh.array, self.nonlinearity, x.requires_grad))
+            grads = (dx, dh, dw_ih, dw_hh, db, db)
+        return grads[:len(self.inputs)]  # (no bias gradients without biases)
+
+
+@register
+class LSTMCell(Function):
+    """One step of an LSTM; the output is the new state hc = [h', c'] (2, B, H):
+
+        a = x W_ih^T + b_ih + h W_hh^T + b_hh = [a_i, a_f, a_g, a_o]
+        i = sigmoid(a_i),  f = sigmoid(a_f),  g = tanh(a_g),  o = sigmoid(a_o)
+        c' = f c + i g,    h' = o tanh(c')
+
+    Backward (gh = dL/dh', gc = dL/dc'), from the gates and tanh(c') kept by forward:
+        dc' = gc + gh o (1 - tanh(c')^2)
+        da = [dc' g i (1 - i),  dc' c f (1 - f),  dc' i (1 - g^2),  gh tanh(c') o (1 - o)]
+        dc = dc' f,   dx = da W_ih,   dh = da W_hh,   dW_ih = da^T x,   dW_hh = da^T h,
+        db_ih = db_hh = sum_rows(da)
+    The cell state's gradient passes from step to step multiplied only by the forget gate
+    (dc = dc' f): no weight matrix, no squashing derivative, so it can survive many steps."""
+
+    # saves_inputs: all (the biases: to recompute the gates under create_graph)
+
+    def forward(self, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+        hc, self.saved = backend.kernels(x).lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
+        return hc
+
+    def backward(self, ghc):
+        x, h, c, w_ih, w_hh = self.inputs[:5]
+        if autograd.is_grad_enabled():
+            return self._backward_ops(ghc, x, h, c, w_ih, w_hh, *self.inputs[5:])
+        dx, dh, dc, dw_ih, dw_hh, db = _wrap_all(backend.kernels(ghc.array).lstm_cell_backward(
+            ghc.array, x.array, h.array, c.array, self.saved, w_ih.array, w_hh.array, x.requires_grad))
+        return (dx, dh, dc, dw_ih, dw_hh, db, db)[:len(self.inputs)]
+
+    def _backward_ops(self, ghc, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
+        """The backward formulas as minigrad ops, the gates recomputed on the tape."""
+        a = linear(x, w_ih, b_ih) + linear(h, w_hh, b_hh)
+        n = c.shape[1]
+        i, f, o = (sigmoid(a[:, k * n:(k + 1) * n]) for k in (0, 1, 3))
+        g = tanh(a[:, 2 * n:3 * n])
+        gh, gc = ghc[0], ghc[1]
+        tc = tanh(f * c + i * g)
+        dc_new = gc + TanhGrad.apply(gh * o, tc)
+        da = concatenate([SigmoidGrad.apply(dc_new * g, i), SigmoidGrad.apply(dc_new * c, f),
+                          TanhGrad.apply(dc_new * i, g), SigmoidGrad.apply(gh * tc, o)], axis=1)
+        dx, dh, dw_ih, dw_hh, db, _ = _weight_grads(da, da, x, h, w_ih, w_hh)
+        return (dx, dh, dc_new * f, dw_ih, dw_hh, db, db)[:len(self.inputs)]
+
+
+@register
+class GRUCell(Function):
+    """One step of a GRU (PyTorch's formulation; the reset gate multiplies h W_hn^T + b_hn):
+
+        gi = x W_ih^T + b_ih = [gi_r, gi_z, gi_n],    gh = h W_hh^T + b_hh = [gh_r, gh_z, gh_n]
+        r = sigmoid(gi_r + gh_r),   z = sigmoid(gi_z + gh_z),   n = tanh(gi_n + r gh_n)
+        h' = (1 - z) n + z h
+
+    Backward (g = dL/dh'), from r, z, n and gh_n kept by forward:
+        da_n = g (1 - z) (1 - n^2),   da_r = da_n gh_n r (1 - r),   da_z = g (h - n) z (1 - z)
+        dgi = [da_r, da_z, da_n],     dgh = [da_r, da_z, r da_n]
+        dx = dgi W_ih,   dh = g z + dgh W_hh,   dW_ih = dgi^T x,   dW_hh = dgh^T h,
+        db_ih = sum_rows(dgi),   db_hh = sum_rows(dgh)"""
+
+    # saves_inputs: all (the biases: to recompute the gates under create_graph)
+
+    def forward(self, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+        h_new, self.saved = backend.kernels(x).gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
+        return h_new
+
+    def backward(self, g):
+        x, h, w_ih, w_hh = self.inputs[:4]
+        if autograd.is_grad_enabled():
+            return self._backward_ops(g, x, h, w_ih, w_hh, *self.inputs[4:])
+        grads = backend.kernels(g.array).gru_cell_backward(g.array, x.array, h.array, self.saved,
+                                                            w_ih.array, w_hh.array, x.requires_grad)
+        return _wrap_all(grads)[:len(self.inputs)]
+
+    def _backward_ops(self, g, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
+        """The backward formulas as minigrad ops, the gates recomputed on the tape."""
+        gi, gh = linear(x, w_ih, b_ih), linear(h, w_hh, b_hh)
+        n_ = h.shape[1]
+        r, z = (sigmoid(gi[:, k * n_:(k + 1) * n_] + gh[:, k * n_:(k + 1) * n_]) for k in (0, 1))
+        ghn = gh[:, 2 * n_:]
+        n = tanh(gi[:, 2 * n_:] + r * ghn)
+        da_n = TanhGrad.apply(g * (1 - z), n)
+        da_r = SigmoidGrad.apply(da_n * ghn, r)
+        da_z = SigmoidGrad.apply(g * (h - n), z)
+        dgi = concatenate([da_r, da_z, da_n], axis=1)
+        dgh = concatenate([da_r, da_z, da_n * r], axis=1)
+        dx, dh, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(dgi, dgh, x, h, w_ih, w_hh)
+        return (dx, dh + g * z, dw_ih, dw_hh, db_ih, db_hh)[:len(self.inputs)]
+
+
+# -- the functional forms ------------------------------------------------------------------
+
+
+def _check_cell(op, gates, x, state, w_ih, w_hh, b_ih, b_hh, c=None):
+    """Types, dtypes, devices and shapes of one cell step; errors name ``op`` and the shapes."""
+    named = [("input", x), ("hx", state), ("w_ih", w_ih), ("w_hh", w_hh), ("b_ih", b_ih), ("b_hh", b_hh),
+             ("cx", c)]
+    named = [(name, t) for name, t in named if t is not None or name in ("input", "hx", "w_ih", "w_hh")]
+    for name, t in named:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError(f"{op}: pass both biases (b_ih and b_hh) or neither")
+    dtypes = {t.dtype for _, t in named}
+    if len(dtypes) > 1 or x.dtype.kind != "f":
+        listed = ", ".join(f"{name} {t.dtype}" for name, t in named)
+        raise TypeError(f"{op}: input, states, weights and biases must share one floating dtype, got {listed}")
+    devices = {t.device for _, t in named}
+    if len(devices) > 1:
+        listed = ", ".join(f"{name} on {t.device}" for name, t in named)
+        raise RuntimeError(f"{op}: all tensors must be on one device, got {listed}")
+    hidden = w_ih.shape[0] // gates if w_ih.ndim == 2 else -1
+    expected = {"input": (x.shape[0] if x.ndim == 2 else -1, w_ih.shape[1] if w_ih.ndim == 2 else -1),
+                "w_ih": (gates * hidden, x.shape[-1] if x.ndim else -1),
+                "w_hh": (gates * hidden, state.shape[-1] if state.ndim else -1),
+                "b_ih": (gates * hidden,), "b_hh": (gates * hidden,)}
+    if c is None:
+        expected["hx"] = (x.shape[0] if x.ndim == 2 else -1, hidden)
+    else:  # an LSTM's h may be projected (P wide); c is H wide
+        expected["hx"] = (x.shape[0] if x.ndim == 2 else -1, w_hh.shape[1] if w_hh.ndim == 2 else -1)
+        expected["cx"] = (x.shape[0] if x.ndim == 2 else -1, hidden)
+    bad = x.ndim != 2 or w_ih.ndim != 2 or w_ih.shape[0] % gates or any(
+        tuple(t.shape) != expected[name] for name, t in named)
+    if bad:
+        listed = ", ".join(f"{name} {tuple(t.shape)}" for name, t in named)
+        raise ValueError(f"{op}: shapes do not fit one cell step with {gates} gate(s) of H units: got {listed}; "
+                         f"expected input (B, I), hx (B, {'P' if c is not None else 'H'})"
+                         f"{', cx (B, H)' if c is not None else ''}, w_ih ({gates}H, I), "
+                         f"w_hh ({gates}H, {'P' if c is not None else 'H'}), biases ({gates}H,)")
+
+
+def _optional_biases(b_ih, b_hh):
+    return () if b_ih is None else (b_ih, b_hh)
+
+
+def rnn_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
+    """One Elman RNN step: h' = tanh (or relu) of input w_ih^T + b_ih + hx w_hh^T + b_hh.
+    input (B, I), hx (B, H), w_ih (H, I), w_hh (H, H), biases (H,) or None."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"rnn_cell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    _check_cell("rnn_cell", 1, input, hx, w_ih, w_hh, b_ih, b_hh)
+    return RNNCell.apply(input, hx, w_ih, w_hh, *_optional_biases(b_ih, b_hh), nonlinearity=nonlinearity)
+
+
+def lstm_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One LSTM step: hx = (h, c) -> (h', c').  input (B, I), h (B, P), c (B, H),
+    w_ih (4H, I), w_hh (4H, P), biases (4H,) or None; gates in PyTorch's order i, f, g, o."""
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise TypeError(f"lstm_cell: hx must be a pair (h, c) of Tensors, got {type(hx).__name__}")
+    h, c = hx
+    _check_cell("lstm_cell", 4, input, h, w_ih, w_hh, b_ih, b_hh, c=c)
+    hc = LSTMCell.apply(input, h, c, w_ih, w_hh, *_optional_biases(b_ih, b_hh))
+    return hc[0], hc[1]
+
+
+def gru_cell(input, hx, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One GRU step: h' = (1 - z) n + z hx.  input (B, I), hx (B, H), w_ih (3H, I),
+    w_hh (3H, H), biases (3H,) or None; gates in PyTorch's order r, z, n."""
+    _check_cell("gru_cell", 3, input, hx, w_ih, w_hh, b_ih, b_hh)
+    return GRUCell.apply(input, hx, w_ih, w_hh, *_optional_biases(b_ih, b_hh))

@@ -1,0 +1,199 @@
+"""The recurrent cells of minigrad/ops/rnn.py (RNNCell, LSTMCell, GRUCell): gradcheck and
+gradgradcheck of each op in float64 (with and without biases, an LSTM whose state h is
+narrower than c, non-contiguous inputs); the two backward paths (fused kernel, and the ops
+used under create_graph) giving the same gradients; one step against PyTorch's cell
+functions on every device; the op through each kernel table; the functional forms' errors.
+(The layers: tests/test_nn_rnn.py; the kernels against reference.py:
+tests/test_kernels_contract.py and tests/test_cuda_rnn.py.)"""
+import numpy as np
+import pytest
+
+import minigrad as mg
+from minigrad import backend
+from minigrad.ops.rnn import gru_cell, lstm_cell, rnn_cell
+from tests.coverage import covers
+from tests.strategies import relayout
+
+GATES = {"tanh": 1, "relu": 1, "lstm": 4, "gru": 3}
+
+
+def _arrays(kind, b=2, i=3, h=2, p=None, bias=True, seed=0, layout="C"):
+    """x, h, (c), w_ih, w_hh, (b_ih, b_hh) as float64 arrays, in ``layout``; p: an LSTM's state width."""
+    rng = np.random.default_rng(seed)
+    g, p = GATES[kind], p or h
+    shapes = [(b, i), (b, p)] + ([(b, h)] if kind == "lstm" else []) + [(g * h, i), (g * h, p)]
+    shapes += [(g * h,), (g * h,)] if bias else []
+    return [relayout(rng.standard_normal(s), layout) for s in shapes]
+
+
+def _cell(kind):
+    """The functional form as a function of the flat list of tensors _arrays makes."""
+    if kind in ("tanh", "relu"):
+        return lambda x, h, *w: rnn_cell(x, h, *w, nonlinearity=kind)
+    if kind == "lstm":
+        return lambda x, h, c, *w: lstm_cell(x, (h, c), *w)
+    return gru_cell
+
+
+@covers("RNNCell", twice=True)
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("kind", ["tanh", "relu"])
+def test_rnn_cell_gradcheck_and_gradgradcheck(kind, bias, layout):
+    # (relu: random pre-activations lie within eps = 1e-6 of the kink at 0 with probability ~1e-6)
+    inputs = [mg.tensor(a, requires_grad=True) for a in _arrays(kind, bias=bias, layout=layout)]
+    assert mg.gradcheck(_cell(kind), *inputs)
+    assert mg.gradgradcheck(_cell(kind), *inputs)
+
+
+@covers("LSTMCell", twice=True)
+@pytest.mark.parametrize("layout", ["C", "strided"])
+@pytest.mark.parametrize("bias, proj", [(True, None), (False, None), (True, 1)])
+def test_lstm_cell_gradcheck_and_gradgradcheck(bias, proj, layout):
+    inputs = [mg.tensor(a, requires_grad=True) for a in _arrays("lstm", p=proj, bias=bias, layout=layout)]
+    assert mg.gradcheck(_cell("lstm"), *inputs)
+    assert mg.gradgradcheck(_cell("lstm"), *inputs)
+
+
+@covers("GRUCell", twice=True)
+@pytest.mark.parametrize("layout", ["C", "F"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_gru_cell_gradcheck_and_gradgradcheck(bias, layout):
+    inputs = [mg.tensor(a, requires_grad=True) for a in _arrays("gru", bias=bias, layout=layout)]
+    assert mg.gradcheck(_cell("gru"), *inputs)
+    assert mg.gradgradcheck(_cell("gru"), *inputs)
+
+
+@pytest.mark.parametrize("kind", sorted(GATES))
+def test_fused_backward_and_backward_as_ops_agree(kind):
+    """The kernel backward (plain backward) and the formulas as ops (create_graph=True) are
+    two codings of one derivative: gradgradcheck only proves the second self-consistent, so
+    compare them.  float64, the same formulas: agreement to rounding (1e-12)."""
+    inputs = [mg.tensor(a, requires_grad=True) for a in _arrays(kind, b=3, i=4, h=5, p=3 if kind == "lstm" else None)]
+    out = _cell(kind)(*inputs)
+    outs = list(out) if isinstance(out, tuple) else [out]
+    seeds = [mg.tensor(np.random.default_rng(9).standard_normal(o.shape)) for o in outs]
+    fused = mg.grad(outs, inputs, seeds, retain_graph=True)
+    as_ops = mg.grad(outs, inputs, seeds, create_graph=True)
+    for a, b in zip(fused, as_ops):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-12)
+
+
+_TORCH_CELLS = {"tanh": "rnn_tanh_cell", "relu": "rnn_relu_cell", "lstm": "lstm_cell", "gru": "gru_cell"}
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("kind", sorted(GATES))
+def test_one_step_matches_torch(device, kind, bias):
+    """Outputs and every input's gradient against torch's cell functions, float64: the same
+    formulas, summed in another order (BLAS), so they agree to ~1e-15 relative; 1e-10 is loose."""
+    torch = pytest.importorskip("torch")
+    arrays = _arrays(kind, b=4, i=3, h=5, bias=bias, seed=1)
+    ours = [mg.tensor(a, requires_grad=True, device=device) for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    out = _cell(kind)(*ours)
+    n_state = 2 if kind == "lstm" else 1
+    biases = theirs[n_state + 3:] or [None, None]
+    state = tuple(theirs[1:3]) if kind == "lstm" else theirs[1]
+    tout = getattr(torch, _TORCH_CELLS[kind])(theirs[0], state, theirs[n_state + 1], theirs[n_state + 2], *biases)
+    outs, touts = (list(out), list(tout)) if kind == "lstm" else ([out], [tout])
+    seeds = [np.random.default_rng(2 + k).standard_normal(tuple(t.shape)) for k, t in enumerate(touts)]
+    mg.autograd.backward(sum((o * mg.tensor(s, device=device)).sum() for o, s in zip(outs, seeds)))
+    sum((t * torch.tensor(s)).sum() for t, s in zip(touts, seeds)).backward()
+    for o, t in zip(outs, touts):
+        np.testing.assert_allclose(o.numpy(), t.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def _emulator_or_skip():
+    from minigrad.backend.cuda import emulator
+
+    ready = emulator.available()
+    if ready is not True:
+        pytest.skip(f"the CUDA emulator cannot run here: {ready}")
+
+
+@pytest.mark.parametrize("table", ["reference", "cpu", "cuda"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kind", sorted(GATES))
+def test_the_op_through_every_kernel_table(kind, dtype, table):
+    """One step forward and backward with the table named by MINIGRAD_CPU_KERNELS ("cuda":
+    the CUDA C of rnn.cu run by the emulator) against the reference table.  float32: the
+    tables differ in summation order and in exp/tanh (numba's vectorised ones are within one
+    ulp), relative differences of a few 1e-7 on values of order 1."""
+    if table == "cuda":
+        _emulator_or_skip()
+    arrays = [a.astype(dtype) for a in _arrays(kind, b=3, i=4, h=6, p=4 if kind == "lstm" else None, seed=3)]
+
+    def run(name):
+        previous = backend.set_cpu_kernels(name)
+        try:
+            ts = [mg.tensor(a, requires_grad=True) for a in arrays]
+            out = _cell(kind)(*ts)
+            outs = list(out) if isinstance(out, tuple) else [out]
+            mg.autograd.backward(sum((o * (k + 1.5)).sum() for k, o in enumerate(outs)))
+            return [o.numpy() for o in outs] + [t.grad.numpy() for t in ts]
+        finally:
+            backend.set_cpu_kernels(previous)
+
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == "float32" else dict(rtol=1e-12, atol=1e-13)
+    for got, want in zip(run(table), run("reference")):
+        assert got.dtype == want.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got, want, **tol)
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+def _t(*shape, dtype="float64"):
+    return mg.zeros(shape, dtype=dtype)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: rnn_cell(_t(2, 3, 1), _t(2, 4), _t(4, 3), _t(4, 4)), ValueError,
+     r"rnn_cell: shapes do not fit .* input \(2, 3, 1\)"),
+    (lambda: rnn_cell(_t(2, 3), _t(2, 4), _t(4, 5), _t(4, 4)), ValueError, r"rnn_cell: .*w_ih \(4, 5\)"),
+    (lambda: rnn_cell(_t(2, 3), _t(3, 4), _t(4, 3), _t(4, 4)), ValueError, r"rnn_cell: .*hx \(3, 4\)"),
+    (lambda: rnn_cell(_t(2, 3), _t(2, 4), _t(4, 3), _t(4, 4), _t(4)), ValueError, "both biases"),
+    (lambda: rnn_cell(_t(2, 3), _t(2, 4), _t(4, 3), _t(4, 4), nonlinearity="sigmoid"), ValueError,
+     "nonlinearity must be 'tanh' or 'relu'"),
+    (lambda: lstm_cell(_t(2, 3), _t(2, 4), _t(16, 3), _t(16, 4)), TypeError, r"lstm_cell: hx must be a pair"),
+    (lambda: lstm_cell(_t(2, 3), (_t(2, 4), _t(2, 5)), _t(16, 3), _t(16, 4)), ValueError,
+     r"lstm_cell: .*cx \(2, 5\)"),
+    (lambda: lstm_cell(_t(2, 3), (_t(2, 4), _t(2, 4)), _t(15, 3), _t(15, 4)), ValueError,
+     r"lstm_cell: .*4 gate\(s\).*w_ih \(15, 3\)"),
+    (lambda: gru_cell(_t(2, 3), _t(2, 4), _t(12, 3), _t(12, 4, dtype="float32")), TypeError,
+     "gru_cell: .*one floating dtype.*w_hh float32"),
+    (lambda: gru_cell(_t(2, 3), np.zeros((2, 4)), _t(12, 3), _t(12, 4)), TypeError,
+     "gru_cell: hx must be a Tensor, got ndarray"),
+    (lambda: gru_cell(_t(2, 3), _t(2, 4), _t(12, 3), _t(12, 4), _t(12), _t(11), ), ValueError,
+     r"gru_cell: .*b_hh \(11,\)"),
+])
+def test_bad_arguments_raise_naming_the_op_and_shapes(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+@pytest.mark.parametrize("table", ["reference", "cpu", "cuda"])
+def test_backward_kernels_skip_the_input_gradient_when_not_needed(table):
+    """need_dx=False (the op passes x.requires_grad): dx is None, everything else unchanged;
+    and a layer over data that needs no gradient runs that way."""
+    if table == "cuda":
+        _emulator_or_skip()
+    import importlib
+
+    k = importlib.import_module({"reference": "minigrad.backend.reference", "cpu": "minigrad.backend.cpu_kernels",
+                                 "cuda": "minigrad.backend.cuda"}[table])
+    x, h, c, w_ih, w_hh, b_ih, b_hh = _arrays("lstm", b=3, i=4, h=5)
+    hc, saved = k.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
+    g = np.ones_like(hc)
+    full, skipped = (k.lstm_cell_backward(g, x, h, c, saved, w_ih, w_hh, need) for need in (True, False))
+    assert full[0] is not None and full[0].shape == x.shape and skipped[0] is None
+    for a, b in zip(full[1:], skipped[1:]):
+        np.testing.assert_array_equal(a, b)
+    x, h, w_ih, w_hh, b_ih, b_hh = _arrays("gru", b=3, i=4, h=5)
+    _, saved = k.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
+    assert k.gru_cell_backward(np.ones((3, 5)), x, h, saved, w_ih, w_hh, False)[0] is None
+    h_new = k.rnn_cell_forward(x, h, w_ih[:5], w_hh[:5], None, None, "tanh")
+    assert k.rnn_cell_backward(np.ones((3, 5)), x, h, h_new, w_ih[:5], w_hh[:5], "tanh", False)[0] is None
