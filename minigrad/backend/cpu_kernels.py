@@ -939,8 +939,7 @@ def layer_norm_backward(g, x, weight, mean, rstd):
 # Hot enough to fuse: on the MNIST MLP the reference's NumPy passes took a fifth of a
 # training step (docs/optim.md has the numbers).  Same arithmetic, in the same order, as
 # reference.adagrad_step_ / adadelta_step_, scalars in the array dtype.
-# ===============================================================================
-
+# ======================================================================================
 
 if numba is not None:
     @njit(cache=True, error_model="numpy")
@@ -990,7 +989,8 @@ def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_
                          t(lr), t(rho), t(1 - rho), t(eps), t(weight_decay))
         else:
             _ref.adadelta_step_([x], [g], [v], [u], lr, rho, eps, weight_decay)
-=======
+
+
 # Recurrent cells (issue 18): each step's matrix products are BLAS calls, as in reference.py;
 # what follows them (adding the products and biases, the gates' nonlinearities, the cell
 # update; backward: the gates' gradients) is one numba pass over the (B, H) units instead of

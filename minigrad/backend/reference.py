@@ -899,8 +899,7 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
 # ======================================================================================
 # More optimizer updates (issue 16): Adagrad and Adadelta, one call per parameter group
 # (numba in cpu_kernels.py, one multi-tensor launch of kernels/optim.cu on the GPU).
-# ===============================================================================
-
+# ======================================================================================
 
 __all__ += ["adagrad_step_", "adadelta_step_"]
 
@@ -939,7 +938,8 @@ def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_
         u *= t(rho)
         u += t(1 - rho) * (d * d)
         x -= t(lr) * d
-=======
+
+
 # Recurrent cells (issue 18): one time step of an Elman RNN, an LSTM and a GRU, forward and
 # backward.  The time loop is Python (nn/rnn.py); each step is two matrix products (the
 # input's and the hidden state's) and the gates' elementwise math, fused here.  Derivation,
