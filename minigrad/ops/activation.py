@@ -10,7 +10,7 @@ import numbers
 
 from .. import backend
 from ..autograd import Function, register
-from .elementwise import exp
+from .elementwise import exp, floating
 from .reduce import normalize_axis, sum
 
 
@@ -319,16 +319,21 @@ def relu(x):
     return ReLU.apply(x)
 
 
+# Every activation but relu computes in a floating dtype: an integer or bool tensor is cast to
+# the default dtype first (elementwise.floating, the one promotion rule).  relu keeps integers,
+# as in PyTorch: max(x, 0) of an integer is an integer.
+
+
 def leaky_relu(x, negative_slope=0.01):
-    return LeakyReLU.apply(x, negative_slope=negative_slope)
+    return LeakyReLU.apply(floating(x), negative_slope=negative_slope)
 
 
 def sigmoid(x):
-    return Sigmoid.apply(x)
+    return Sigmoid.apply(floating(x))
 
 
 def tanh(x):
-    return Tanh.apply(x)
+    return Tanh.apply(floating(x))
 
 
 def gelu(x, approximate="none"):
@@ -336,16 +341,12 @@ def gelu(x, approximate="none"):
     tanh approximation used by GPT-2."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"gelu: expected a floating-point tensor, got dtype {x.dtype}")
-    return GELU.apply(x, approximate=approximate)
+    return GELU.apply(floating(x), approximate=approximate)
 
 
 def silu(x):
     """x * sigmoid(x) (also called swish)."""
-    if x.dtype.kind != "f":
-        raise TypeError(f"silu: expected a floating-point tensor, got dtype {x.dtype}")
-    return SiLU.apply(x)
+    return SiLU.apply(floating(x))
 
 
 def _softmax_axis(op, x, axis, dim):
@@ -363,9 +364,9 @@ def _softmax_axis(op, x, axis, dim):
 
 def softmax(x, axis=-1, *, dim=None):
     """exp(x) / sum(exp(x)) along ``axis`` (default: the last), computed without overflow."""
-    return Softmax.apply(x, axis=_softmax_axis("softmax", x, axis, dim))
+    return Softmax.apply(floating(x), axis=_softmax_axis("softmax", x, axis, dim))
 
 
 def log_softmax(x, axis=-1, *, dim=None):
     """log(softmax(x)) along ``axis``, computed stably (finite even for logits like 1e4)."""
-    return LogSoftmax.apply(x, axis=_softmax_axis("log_softmax", x, axis, dim))
+    return LogSoftmax.apply(floating(x), axis=_softmax_axis("log_softmax", x, axis, dim))

@@ -44,7 +44,15 @@ def _binary_shape_check(name, x, y):
         ) from None
 
 
-# -- dtype promotion (PyTorch's rules; docs/differences.md) ----------------------------------
+# -- dtype promotion: the one place that decides result dtypes (docs/differences.md) --------
+#
+# PyTorch's rules, in three functions every op goes through:
+#   lift(value, like)    the dtype of a Python number next to a tensor (above);
+#   result_type(x, y)    the dtype a binary op computes in;
+#   floating(x)          the dtype a float op (exp, sigmoid, softmax, true division, mean
+#                        pooling, ...) computes an integer or bool tensor in: the default dtype
+#                        (get_default_dtype(), float32), never NumPy's float64.
+# ``promote(x, y)`` casts two tensors (on the tape) to their result type.
 #
 # Kinds rank bool < integer < floating.  A dimensioned tensor decides the result dtype; a 0-d
 # tensor or a Python number (``lift`` makes it a 0-d tensor) only matters when its kind is
@@ -67,7 +75,12 @@ def promote_types(a, b):
 
 
 def result_type(x, y):
-    """PyTorch's result dtype of a binary op on tensors x and y (0-d ones count for less)."""
+    """PyTorch's result dtype of a binary op on x and y: tensors (0-d ones count for less) or
+    Python numbers (which count like 0-d tensors)."""
+    if not isinstance(x, Tensor):
+        x = lift(x, y) if isinstance(y, Tensor) else Tensor(x)
+    if not isinstance(y, Tensor):
+        y = lift(y, x)
     if x.dtype == y.dtype:
         return x.dtype
     if bool(x.ndim) != bool(y.ndim):
@@ -77,14 +90,15 @@ def result_type(x, y):
     return promote_types(x.dtype, y.dtype)
 
 
-def _common(x, y):
+def promote(x, y):
     """x and y cast (on the tape) to their result dtype."""
     dtype = result_type(x, y)
     return (x if x.dtype == dtype else astype(x, dtype)), (y if y.dtype == dtype else astype(y, dtype))
 
 
-def _floating(x):
-    """x itself when floating, else cast to the default dtype (exp of an int tensor is float32)."""
+def floating(x):
+    """x itself when floating, else x cast (on the tape) to the default dtype: what every
+    float op computes an integer or bool tensor in (exp of an int tensor is float32)."""
     return x if x.dtype.kind in "fc" else astype(x, backend.get_default_dtype())
 
 
@@ -560,9 +574,9 @@ def _binary(fn, true_division=False):
     def op(x, y):
         if not isinstance(x, Tensor):
             x = lift(x, y)
-        x, y = _common(x, lift(y, x))
+        x, y = promote(x, lift(y, x))
         if true_division and x.dtype.kind in "biu":  # int / int is a float, as in Python
-            x, y = _floating(x), _floating(y)
+            x, y = floating(x), floating(y)
         return fn.apply(x, y)
 
     op.__name__ = fn.__name__.lower()
@@ -603,7 +617,7 @@ def div(x, y, rounding_mode=None):
         raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
     if not isinstance(x, Tensor):
         x = lift(x, y)
-    x, y = _common(x, lift(y, x))
+    x, y = promote(x, lift(y, x))
     return DivRounded.apply(x, y, mode=rounding_mode)
 
 
@@ -622,15 +636,15 @@ def pow(x, y):
     a non-integer exponent)."""
     if isinstance(x, Tensor) and isinstance(y, (numbers.Number, np.generic)) and not isinstance(y, bool):
         if x.dtype.kind in "biu" and not isinstance(y, numbers.Integral):
-            x = _floating(x)
+            x = floating(x)
         return PowScalar.apply(x, p=y)
     if not isinstance(x, Tensor) and isinstance(x, (numbers.Number, np.generic)) and not isinstance(x, bool):
         if y.dtype.kind in "biu" and not isinstance(x, numbers.Integral):
-            y = _floating(y)
+            y = floating(y)
         return RPowScalar.apply(y, a=x)
     if not isinstance(x, Tensor):
         x = lift(x, y)
-    x, y = _common(x, lift(y, x))
+    x, y = promote(x, lift(y, x))
     return Pow.apply(x, y)
 
 
@@ -638,9 +652,9 @@ def rpow(x, base):
     return pow(base, x)
 
 
-def _unary(fn, floating=False):
+def _unary(fn, to_float=False):
     def op(x):
-        return fn.apply(_floating(x) if floating else x)
+        return fn.apply(floating(x) if to_float else x)
 
     op.__name__ = fn.__name__.lower()
     op.__doc__ = fn.__doc__
@@ -648,13 +662,16 @@ def _unary(fn, floating=False):
 
 
 neg, abs, sign = _unary(Neg), _unary(Abs), _unary(Sign)
-exp, log, sqrt, sin, cos = (_unary(f, floating=True) for f in (Exp, Log, Sqrt, Sin, Cos))
+exp, log, sqrt, sin, cos = (_unary(f, to_float=True) for f in (Exp, Log, Sqrt, Sin, Cos))
 
 
 def clip(x, min=None, max=None):
     """Clamp to [min, max]; either bound may be None."""
     if min is None and max is None:
         raise ValueError("clip: at least one of min and max must be given")
+    for bound in (min, max):  # an int tensor clipped at 0.5 is float32, as in PyTorch
+        if bound is not None and not isinstance(bound, Tensor) and result_type(x, bound) != x.dtype:
+            x = astype(x, result_type(x, bound))
     return Clip.apply(x, low=min, high=max)
 
 
@@ -662,7 +679,7 @@ def where(cond, x, y):
     """x where cond is True, else y (numbers are allowed for x or y)."""
     if not isinstance(x, Tensor):
         x = lift(x, y) if isinstance(y, Tensor) else Tensor(x)
-    x, y = _common(x, lift(y, x))
+    x, y = promote(x, lift(y, x))
     cond = cond if isinstance(cond, Tensor) else Tensor._wrap(backend.array_module(x.array).asarray(cond))
     return Where.apply(cond, x, y)
 
@@ -698,7 +715,7 @@ def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
     ``equal_nan``).  Not differentiable."""
     if not isinstance(a, Tensor):
         a = lift(a, b)
-    a, b = _common(a, lift(b, a))
+    a, b = promote(a, lift(b, a))
     if a.device != b.device:
         raise RuntimeError(f"isclose: tensors on different devices ({a.device}, {b.device})")
     try:

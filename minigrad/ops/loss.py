@@ -162,7 +162,7 @@ class CrossEntropy(Function):
     def forward(self, x, *, target, weight, ignore_index, label_smoothing, reduction):
         self.args = (target, weight, ignore_index, label_smoothing)
         self.reduction = reduction
-        losses, self.lse = backend.kernels(x).cross_entropy_forward(x, *self.args)
+        losses, self.sumexp = backend.kernels(x).cross_entropy_forward(x, *self.args)
         self.count = _total_weight(target, weight, ignore_index, x.dtype) if reduction == "mean" else None
         return _reduce(losses, reduction, self.count)
 
@@ -174,7 +174,7 @@ class CrossEntropy(Function):
             grow = backend.array_module(x).empty(x.shape[:1], dtype=x.dtype)
             grow[...] = g.array if self.reduction == "sum" else _divide(g.array, self.count)
         target, weight, ignore_index, e = self.args
-        dx = backend.kernels(x).cross_entropy_backward(x, target, self.lse, grow, weight, ignore_index, e)
+        dx = backend.kernels(x).cross_entropy_backward(x, target, self.sumexp, grow, weight, ignore_index, e)
         return Tensor._wrap(dx)
 
 

@@ -323,8 +323,8 @@ def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
 def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """log(sum(exp(x))) over ``axis``, without overflow."""
     axis, keepdims = _resolve("logsumexp", axis, dim, keepdims, keepdim)
-    return LogSumExp.apply(x, axes=normalize_axis(axis, x.ndim, "logsumexp"), keepdims=keepdims)
+    return LogSumExp.apply(floating(x), axes=normalize_axis(axis, x.ndim, "logsumexp"), keepdims=keepdims)
 
 
-from .elementwise import astype, exp, maximum, minimum, sqrt  # noqa: E402
+from .elementwise import astype, exp, floating, maximum, minimum, sqrt  # noqa: E402
 from .shape import gather, squeeze  # noqa: E402
