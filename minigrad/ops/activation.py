@@ -116,7 +116,7 @@ class SigmoidGrad(Function):
     def backward(self, gz):
         g, y = self.inputs
         gg = SigmoidGrad.apply(gz, y) if g.requires_grad else None
-        gy = gz * g * (1 - 2 * y) if y.requires_grad else None
+        gy = gz * (g * (1 - 2 * y)) if y.requires_grad else None  # (bounded factor first: gz * g may overflow)
         return gg, gy
 
 
@@ -146,7 +146,7 @@ class TanhGrad(Function):
     def backward(self, gz):
         g, y = self.inputs
         gg = TanhGrad.apply(gz, y) if g.requires_grad else None
-        gy = -2 * gz * g * y if y.requires_grad else None
+        gy = gz * (g * (-2 * y)) if y.requires_grad else None  # (bounded factor first: gz * g may overflow)
         return gg, gy
 
 
@@ -195,9 +195,10 @@ class GELUGrad(Function):
                 du = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x2)
                 d2u = (6 * _GELU_C * _SQRT_2_OVER_PI) * x
                 second = (1 - t * t) * (du + 0.5 * x * (d2u - 2 * t * du * du))
-            else:
-                second = _INV_SQRT_2PI * exp(-0.5 * (x * x)) * (2 - x * x)
-            gx = gz * g * second
+            else:  # phi (2 - x^2) as 2 phi - (x phi) x: x^2 overflows (x = 1e20) where phi is 0
+                pdf = _INV_SQRT_2PI * exp(-0.5 * (x * x))
+                second = 2 * pdf - (x * pdf) * x
+            gx = gz * (g * second)  # (bounded factor first: gz * g may overflow)
         return gg, gx
 
 
@@ -228,7 +229,7 @@ class SiLUGrad(Function):
         gx = None
         if x.requires_grad:
             s = sigmoid(x)
-            gx = gz * g * s * (1 - s) * (2 + x * (1 - 2 * s))
+            gx = gz * (g * (s * (1 - s) * (2 + x * (1 - 2 * s))))  # (gz * g may overflow)
         return gg, gx
 
 

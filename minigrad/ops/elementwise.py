@@ -156,14 +156,17 @@ class Mul(_Binary):
 
 @register
 class Div(_Binary):
-    """z = x / y        dL/dx = g / y,   dL/dy = -g * x / y^2"""
+    """z = x / y        dL/dx = g / y,   dL/dy = -g * x / y^2
+
+    dL/dy is computed as -g ((x / y) / y) (PyTorch's form), never through y * y, which
+    overflows (y = 1e20) or underflows (y = 1e-30) in float32 where x / y^2 does not."""
 
     def compute(self, x, y):
         return x / y
 
     def backward(self, g):
         x, y = self.saved_tensors
-        return g / y, -g * x / (y * y)
+        return g / y, -g * ((x / y) / y)
 
 
 @register
@@ -197,7 +200,7 @@ class PowScalar(Function):
         (x,) = self.saved_tensors
         if self.p == 0:
             return g * 0
-        return g * self.p * x ** (self.p - 1)
+        return g * (self.p * x ** (self.p - 1))  # (PyTorch's order: g * p rounds tiny g away)
 
 
 @register
@@ -219,8 +222,8 @@ class RPowScalar(Function):
             log_a = float(np.log(self.a)) if self.a >= 0 else float("nan")
         if self.a == 0:
             (x,) = self.saved_tensors
-            return where(x >= 0, lift(0, g), g * z * log_a)
-        return g * z * log_a
+            return where(x >= 0, lift(0, g), g * (z * log_a))
+        return g * (z * log_a)  # (the local derivative first: g * z may overflow)
 
 
 @register
@@ -241,11 +244,11 @@ class Pow(_Binary):
     def backward(self, g):
         x, y = self.saved_tensors
         zero = lift(0, g)
-        gx = where(y == 0, zero, g * y * x ** (y - 1)) if x.requires_grad else None
+        gx = where(y == 0, zero, g * (y * x ** (y - 1))) if x.requires_grad else None
         gy = None
         if y.requires_grad:
             with np.errstate(divide="ignore", invalid="ignore"):  # log 0: masked by the where
-                gy = where((x == 0) & (y >= 0), zero, g * self.saved_output * log(x))
+                gy = where((x == 0) & (y >= 0), zero, g * (self.saved_output * log(x)))
         return gx, gy
 
 
@@ -273,6 +276,21 @@ class Log(Function):
     def backward(self, g):
         (x,) = self.saved_tensors
         return g / x
+
+
+@register
+class Log1p(Function):
+    """z = ln(1 + x)    dL/dx = g / (1 + x)
+
+    Accurate for tiny x, where 1 + x rounds to 1 (float32 log(1 - 1e-8) is 0, log1p(-1e-8)
+    is -1e-8): the losses' log(1 - p) needs it."""
+
+    def forward(self, x):
+        return backend.array_module(x).log1p(x)
+
+    def backward(self, g):
+        (x,) = self.saved_tensors
+        return g / (1 + x)
 
 
 @register
@@ -316,7 +334,7 @@ class Sign(Function):
 
 @register
 class DivRounded(_Binary):
-    """z = floor(x / y) ("floor", Python's //) or trunc(x / y) ("trunc")
+    """z = floor(x / y) ("floor", Python's //, of the exact quotient) or trunc(x / y) ("trunc")
 
     dL/dx = dL/dy = 0: piecewise constant in x and y (PyTorch's div with a rounding_mode)."""
 
@@ -328,12 +346,14 @@ class DivRounded(_Binary):
 
     def compute(self, x, y):
         xp = backend.array_module(x)
-        if x.dtype.kind in "iu" and self.mode == "floor":
-            return xp.floor_divide(x, y)
         with np.errstate(divide="ignore", invalid="ignore"):
-            q = x / y
-        q = xp.floor(q) if self.mode == "floor" else xp.trunc(q)
-        return q.astype(x.dtype, copy=False)
+            if self.mode == "floor":
+                # floor of the exact quotient (Python's //, PyTorch's): computed from fmod, not
+                # as floor(x / y), whose rounded quotient can cross an integer (float32
+                # 1 / 0.1 rounds to 10, but 0.1 is slightly above 1/10, so 1 // 0.1 = 9) or
+                # underflow to -0 (1e-45 // -1e30 is -1)
+                return xp.floor_divide(x, y)
+            return xp.trunc(x / y).astype(x.dtype, copy=False)
 
     def backward(self, g):
         return g * 0, g * 0
@@ -662,7 +682,7 @@ def _unary(fn, to_float=False):
 
 
 neg, abs, sign = _unary(Neg), _unary(Abs), _unary(Sign)
-exp, log, sqrt, sin, cos = (_unary(f, to_float=True) for f in (Exp, Log, Sqrt, Sin, Cos))
+exp, log, log1p, sqrt, sin, cos = (_unary(f, to_float=True) for f in (Exp, Log, Log1p, Sqrt, Sin, Cos))
 
 
 def clip(x, min=None, max=None):

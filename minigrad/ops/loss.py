@@ -12,7 +12,7 @@ from .. import backend
 from ..autograd import Function, is_grad_enabled, register
 from ..tensor import Tensor
 from .activation import log_softmax, relu, sigmoid
-from .elementwise import abs, clip, exp, lift, log, maximum
+from .elementwise import abs, clip, exp, lift, log, log1p, maximum
 from .reduce import mean, sum
 from .shape import permute, reshape
 
@@ -332,23 +332,25 @@ class BinaryCrossEntropy(Function):
         dL/dx = g w (x - y) / max(x (1 - x), 1e-12)        (PyTorch's form: finite at 0 and 1)
         dL/dy = g w (log(1 - x) - log x)                    (the clamped logs)
 
-    The backward is written with ops, so it differentiates again (away from the clamps)."""
+    log(1 - x) is computed as log1p(-x), as in PyTorch: for x = 1e-8, 1 - x rounds to 1 in
+    float32 and the loss would lose its value.  The backward is written with ops, so it
+    differentiates again (away from the clamps)."""
 
     def forward(self, x, y, *, weight, reduction):
         xp = backend.array_module(x)
         self.weight, self.reduction = weight, reduction
         with np.errstate(divide="ignore"):  # log 0 = -inf, clamped just below
-            losses = -(y * xp.maximum(xp.log(x), -100) + (1 - y) * xp.maximum(xp.log(1 - x), -100))
+            losses = -(y * xp.maximum(xp.log(x), -100) + (1 - y) * xp.maximum(xp.log1p(-x), -100))
         return _weigh_and_reduce(losses, weight, reduction)
 
     def backward(self, g):
         x, y = self.saved_tensors
         gw = _elementwise_upstream(g, x, self.reduction, self.weight)
-        gx = gw * (x - y) / maximum(x * (1 - x), 1e-12) if x.requires_grad else None
+        gx = gw * ((x - y) / maximum(x * (1 - x), 1e-12)) if x.requires_grad else None  # (g (x - y) may be subnormal)
         gy = None
         if y.requires_grad:
             with np.errstate(divide="ignore"):  # log 0 = -inf, clamped
-                gy = gw * (clip(log(1 - x), min=-100) - clip(log(x), min=-100))
+                gy = gw * (clip(log1p(-x), min=-100) - clip(log(x), min=-100))
         return gx, gy
 
 
@@ -398,7 +400,7 @@ class BCEWithLogits(Function):
             gx = gw * (s - y) if p is None else gw * ((1 - y) * s - p * y * (1 - s))
         if y.requires_grad:
             # p softplus(-x) - softplus(x) = (p - 1) softplus(x) - p x
-            gy = -gw * x if p is None else gw * ((p - 1) * (relu(x) + log(1 + exp(-abs(x)))) - p * x)
+            gy = -gw * x if p is None else gw * ((p - 1) * (relu(x) + log1p(exp(-abs(x)))) - p * x)
         return gx, gy
 
 
