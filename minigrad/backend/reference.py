@@ -153,13 +153,14 @@ def gelu_backward(g, x, approximate="none"):
     _same_shape("gelu_backward", g=g, x=x)
     xp = array_module(x)
     if approximate == "tanh":
-        x2 = x * x
-        t = xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * (x2 * x)))
-        du = _SQRT_2_OVER_PI * (1 + (3 * _GELU_C) * x2)
-        s = 1 - t * t
-        # where tanh has saturated (s = 0) the second term is 0: x^2 in du may have
-        # overflowed to inf there (float32 x = 1e20), and 0 * inf would be NaN
-        return g * (0.5 * (1 + t) + xp.where(s == 0, 0, 0.5 * x * s * du))
+        with np.errstate(over="ignore", invalid="ignore"):  # x^2 may overflow: handled below
+            x2 = x * x
+            t = xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * (x2 * x)))
+            du = _SQRT_2_OVER_PI * (1 + (3 * _GELU_C) * x2)
+            s = 1 - t * t
+            # where tanh has saturated (s = 0) the second term is 0: x^2 in du may have
+            # overflowed to inf there (float32 x = 1e20), and 0 * inf would be NaN
+            return g * (0.5 * (1 + t) + xp.where(s == 0, 0, 0.5 * x * s * du))
     cdf = 0.5 * (1 + _erf(x * _INV_SQRT_2))
     pdf = _INV_SQRT_2PI * xp.exp(-0.5 * (x * x))
     return g * (cdf + x * pdf)
