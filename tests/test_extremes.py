@@ -261,6 +261,7 @@ sample("Mean", [(3, 4)], lambda x: mg.mean(x, 1), fwd=Sums(5, divisor=4), bwd=To
 sample("SumTo", [(3, 4)], lambda x: mg.sum_to(x, (1, 4)), fwd=Sums(3))
 sample("BroadcastTo", [(3, 1)], lambda x: mg.broadcast_to(x, (3, 4)), bwd=Sums(4))
 sample("Getitem", [(4,)], lambda x: x[mg.tensor([0, 2, 2, 3])], bwd=Sums(2))
+sample("Gather", [(3, 4)], lambda x: mg.gather(x, 1, mg.tensor([[0, 1], [1, 1], [3, 0]])), bwd=Sums(2))
 sample("ScatterAdd", [(4,)], lambda v: scatter_add(v, mg.tensor([0, 2, 2, 1]), (3,)), fwd=Sums(2))
 sample("Embedding", [(3, 4)], lambda w: F.embedding(mg.tensor(INDEX), w), bwd=Sums(3))
 sample("EmbeddingBackward", [(6, 4)], lambda g: EmbeddingBackward.apply(

@@ -599,6 +599,7 @@ def test_join_mixed_dtypes_give_grads_in_each_dtype():
     assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64
 
 
+@covers("Gather", twice=True)
 def test_gather_matches_take_along_axis_and_scatters_its_gradient():
     a = np.random.default_rng(0).standard_normal((3, 4, 2))
     idx = np.array([[[0, 1], [3, 3]], [[2, 0], [1, 1]], [[3, 2], [0, 3]]])  # (3, 2, 2), along dim 1

@@ -700,7 +700,8 @@ def where(cond, x, y):
     if not isinstance(x, Tensor):
         x = lift(x, y) if isinstance(y, Tensor) else Tensor(x)
     x, y = promote(x, lift(y, x))
-    cond = cond if isinstance(cond, Tensor) else Tensor._wrap(backend.array_module(x.array).asarray(cond))
+    # (a condition that is not a Tensor is copied: its owner could edit it, unseen, before backward)
+    cond = cond if isinstance(cond, Tensor) else Tensor._wrap(backend.array_module(x.array).array(cond))
     return Where.apply(cond, x, y)
 
 
@@ -709,7 +710,7 @@ def masked_fill(x, mask, value):
 
     The gradient reaches x where the mask is False, and a tensor ``value`` where it is True."""
     if not isinstance(mask, Tensor):
-        mask = Tensor._wrap(backend.array_module(x.array).asarray(mask))
+        mask = Tensor._wrap(backend.array_module(x.array).array(mask))  # (a copy, as where's condition)
     if mask.dtype != bool:
         raise TypeError(f"masked_fill: the mask must be a bool tensor, got dtype {mask.dtype}")
     try:

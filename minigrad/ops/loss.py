@@ -12,9 +12,16 @@ from .. import backend
 from ..autograd import Function, is_grad_enabled, register
 from ..tensor import Tensor
 from .activation import log_softmax, relu, sigmoid
-from .elementwise import abs, clip, exp, lift, log, log1p, maximum
+from .elementwise import abs, astype, clip, exp, lift, log, log1p, maximum
 from .reduce import mean, sum
 from .shape import permute, reshape
+
+# Targets, class weights and pos_weight reach the ops as tensor *parameters* (Function.apply
+# hands forward their arrays and the engine checks their versions before backward), so an
+# in-place edit between forward and backward raises instead of changing the gradient.  They
+# keep the caller's tensor (or a view of it, which shares its version counter) wherever the
+# array is the caller's memory; a converted copy (dtype, device) is a new tensor nobody else
+# holds.
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -51,7 +58,7 @@ def _host_checks(array):
 
 
 def _class_weight(op, weight, input, c):
-    """The class weights (C,) as an array in the input's dtype, or None."""
+    """The class weights (C,) as a tensor in the input's dtype, or None."""
     if weight is None:
         return None
     if not isinstance(weight, Tensor):
@@ -64,7 +71,14 @@ def _class_weight(op, weight, input, c):
     _no_grad_to(op, "weight", weight)
     if weight.device != input.device:
         raise RuntimeError(f"{op}: input is on {input.device} but weight is on {weight.device}")
-    return weight.array.astype(input.dtype, copy=False)
+    return _constant_in(weight, input.dtype)
+
+
+def _constant_in(t, dtype):
+    """t off the tape, in ``dtype``: t itself (same memory, same version counter) when it has
+    that dtype, else a converted copy."""
+    t = t.detach()
+    return t if t.dtype == dtype else astype(t, dtype)
 
 
 def _no_grad_to(op, name, t):
@@ -91,7 +105,8 @@ def _check_input(op, input):
 
 
 def _labels(op, input, target, c, ignore_index):
-    """The integer labels as an array on the input's device, checked against the input."""
+    """The integer labels as an int64 tensor on the input's device, checked against the input
+    (the caller's tensor itself where it already is one)."""
     t = target.array if isinstance(target, Tensor) else target
     if not hasattr(t, "dtype"):
         t = np.asarray(t)
@@ -107,26 +122,29 @@ def _labels(op, input, target, c, ignore_index):
         batch = " (batch size mismatch)" if t.ndim == len(expected) and t.ndim and t.shape[0] != expected[0] else ""
         raise ValueError(f"{op}: expected target of shape {expected} ({what}), got target shape "
                          f"{tuple(t.shape)} for input shape {input.shape}{batch}")
-    if backend.array_module(t) is not backend.array_module(input.array):
-        t = backend.to_device(t, input.device)
-    t = t.astype(np.int64, copy=False)
+    if not isinstance(target, Tensor) or backend.array_module(t) is not backend.array_module(input.array) \
+            or t.dtype != np.int64:
+        # a copy (to the input's device, in int64): a new tensor, that nobody else can edit
+        t = backend.to_device(t, input.device).astype(np.int64)
+        target = Tensor._wrap(t)
     if t.size and _host_checks(t) and (int(t.min()) < 0 or int(t.max()) >= c):
         wrong = t[(t != ignore_index) & ((t < 0) | (t >= c))]
         if wrong.size:
             label = int(wrong.min()) if int(wrong.min()) < 0 else int(wrong.max())
             raise ValueError(f"{op}: target label {label} is out of range for {c} classes (valid labels are "
                              f"0 to {c - 1}; ignore_index={ignore_index} marks a row to skip)")
-    return t
+    return target.detach()
 
 
 def _rows(input, t):
-    """(x (M, C) as a Tensor, labels (M,)): the class axis moved last and the rest flattened."""
+    """(x (M, C), labels (M,)): the class axis moved last and the rest flattened (the labels
+    reshaped as a view: they keep the caller's version counter)."""
     if input.ndim == 2:
         return input, t
     if input.ndim == 1:
-        return reshape(input, (1, input.shape[0])), t.reshape(1)
+        return reshape(input, (1, input.shape[0])), reshape(t, (1,))
     axes = (0,) + tuple(range(2, input.ndim)) + (1,)
-    return reshape(permute(input, axes), (-1, input.shape[1])), t.reshape(-1)
+    return reshape(permute(input, axes), (-1, input.shape[1])), reshape(t, (-1,))
 
 
 def _total_weight(target, weight, ignore_index, dtype):
@@ -262,8 +280,8 @@ def _cross_entropy_probabilities(input, target, weight, reduction, e):
     axis = 1 if input.ndim >= 2 else 0
     w = _class_weight(op, weight, input, c)
     logp = log_softmax(input, dim=axis)
-    if w is not None:
-        logp = logp * Tensor._wrap(w.reshape((c,) + (1,) * (input.ndim - axis - 1)))
+    if w is not None:  # (a view of the weight tensor: Mul then checks its version)
+        logp = logp * reshape(w, (c,) + (1,) * (input.ndim - axis - 1))
     q = target if not e else target * (1 - e) + e / c
     losses = -sum(q * logp, axis=axis)
     if reduction == "none":
@@ -301,7 +319,7 @@ def _same_shape(op, input, target):
 
 
 def _broadcast_weight(op, name, weight, input):
-    """A weight Tensor that broadcasts to the input's shape, as an array in its dtype."""
+    """A weight Tensor that broadcasts to the input's shape, as a tensor in its dtype."""
     if weight is None:
         return None
     if not isinstance(weight, Tensor):
@@ -316,7 +334,7 @@ def _broadcast_weight(op, name, weight, input):
     _no_grad_to(op, name, weight)
     if weight.device != input.device:
         raise RuntimeError(f"{op}: input is on {input.device} but {name} is on {weight.device}")
-    return weight.array.astype(input.dtype, copy=False)
+    return _constant_in(weight, input.dtype)
 
 
 def _constant(array):
