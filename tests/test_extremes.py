@@ -47,6 +47,7 @@ from minigrad.autograd import REGISTRY
 from minigrad.ops import activation as A
 from minigrad.ops.embedding import EmbeddingBackward
 from minigrad.ops.shape import scatter_add
+from tests.tables import NEEDS_EMULATOR
 
 U = 2.0 ** -24
 TINY = 2.0 ** -149
@@ -857,16 +858,6 @@ def check_sample(s, arrays, g_values):
         check(d32, d64, tol, f"gradient of input {i}")
 
 
-def _emulator_problem():
-    """None when the CUDA C emulator runs here (MINIGRAD_CPU_KERNELS=cuda), else why not."""
-    try:
-        from minigrad.backend.cuda import emulator
-    except Exception as e:  # noqa: BLE001  (any failure to import means: no emulator)
-        return f"the CUDA emulator is not available: {type(e).__name__}: {e}"
-    ready = emulator.available()
-    return None if ready is True else f"the CUDA emulator cannot run here: {ready}"
-
-
 def _kernels_used(s):
     """The kernel-table functions a sample calls (forward and backward), found by running it
     once on ordinary values with ``backend.kernels`` handing out a recording proxy."""
@@ -892,14 +883,12 @@ def _kernels_used(s):
 
 # Every kernel table: numba (cpu), the readable reference, and the CUDA C run by the emulator.
 # A sample whose op calls no kernel computes the same in each, so it runs on "cpu" only.
-_EMULATOR = _emulator_problem()
 TABLE_CASES = [pytest.param("cpu", name, i, id=f"{name}-{i}-cpu") for name, i in
                ((c.values[0], c.values[1]) for c in CASES)]
 for _c in CASES:
     if _kernels_used(SAMPLES[_c.values[0]][_c.values[1]]):
         TABLE_CASES.append(pytest.param("reference", *_c.values, id=f"{_c.id}-reference"))
-        TABLE_CASES.append(pytest.param("cuda", *_c.values, id=f"{_c.id}-cuda",
-                                        marks=pytest.mark.skipif(_EMULATOR is not None, reason=str(_EMULATOR))))
+        TABLE_CASES.append(pytest.param("cuda", *_c.values, id=f"{_c.id}-cuda", marks=NEEDS_EMULATOR))
 
 
 def test_the_kernel_tables_are_exercised():

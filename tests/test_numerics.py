@@ -9,21 +9,12 @@ import minigrad as mg
 import minigrad.nn.functional as F
 from minigrad import backend
 from minigrad.ops import activation as A
+from tests.tables import TABLES
 
 U = 2.0 ** -24  # float32's unit roundoff
 
 
-def _emulator_problem():
-    try:
-        from minigrad.backend.cuda import emulator
-    except Exception as e:  # noqa: BLE001
-        return f"the CUDA emulator is not available: {type(e).__name__}: {e}"
-    ready = emulator.available()
-    return None if ready is True else f"the CUDA emulator cannot run here: {ready}"
-
-
-@pytest.fixture(params=["cpu", "reference", pytest.param("cuda", marks=pytest.mark.skipif(
-    _emulator_problem() is not None, reason=str(_emulator_problem())))])
+@pytest.fixture(params=TABLES)
 def table(request):
     """The kernel table NumPy arrays go to (MINIGRAD_CPU_KERNELS), restored afterwards."""
     previous = backend.set_cpu_kernels(request.param)
