@@ -18,8 +18,6 @@ from minigrad.backend import cuda as ck
 from minigrad.backend import reference as ref
 from tests.tables import NEEDS_EMULATOR
 
-
-
 DEVICES = [
     pytest.param("emulator", marks=NEEDS_EMULATOR),
     pytest.param("cuda", marks=pytest.mark.skipif(not mg.cuda_available(), reason="no CUDA GPU (or CuPy) on this machine")),
