@@ -437,9 +437,11 @@ if numba is not None:
             g = grow[i]
             m = x[i, 0]
             for j in range(1, c):
-                m = max(m, x[i, j])  # (a NaN in the row makes sumexp NaN: every p is NaN anyway)
+                v = x[i, j]
+                m = v if v > m else m  # (a NaN in the row makes sumexp NaN: every p is NaN anyway)
+            scale = p_coef / sumexp[i]  # p = exp(x - m) / sumexp, times p_coef: one multiply
             for j in range(c):
-                v = math.exp(x[i, j] - m) / sumexp[i] * p_coef
+                v = math.exp(x[i, j] - m) * scale
                 if j == t:
                     v -= onehot
                 if e != 0:

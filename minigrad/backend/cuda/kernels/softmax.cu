@@ -159,12 +159,12 @@ __device__ void cross_entropy_backward_rows(Team team, const T* __restrict__ x,
         RowMax<T> mx = RowMax<T>::identity();
         for (index_t c = team.rank(); c < C; c += team.size()) mx.m = max_nan(mx.m, xr[c]);
         const T m = team.reduce(mx).m;
-        const T s = sumexp[r];
+        const T inv_s = T(1) / sumexp[r];
         const T a = (T(1) - eps) * grow[r] * (has_weight ? weight[t] : T(1));
         const T b = eps / T(C) * grow[r];
         const T W = has_weight ? *wsum : T(C);
         for (index_t c = team.rank(); c < C; c += team.size()) {
-            const T p = mg_exp(xr[c] - m) / s;
+            const T p = mg_exp(xr[c] - m) * inv_s;
             T d = a * (c == t ? p - T(1) : p);
             if (eps != T(0)) d += b * (p * W - (has_weight ? weight[c] : T(1)));
             dr[c] = d;
