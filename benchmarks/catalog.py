@@ -545,16 +545,16 @@ def cross_entropy_cases(rows, dtype, devices):
         def inputs(rng, r=r, c=c):
             x = _normal(rng, (r, c), dtype, 3.0)
             t = rng.integers(0, c, r).astype(np.int64)
-            _, lse = reference.cross_entropy_forward(x, t, None, -100, 0.0)
-            return x, t, lse, np.full(r, 1.0 / r, dtype=dtype)
+            _, sumexp = reference.cross_entropy_forward(x, t, None, -100, 0.0)
+            return x, t, sumexp, np.full(r, 1.0 / r, dtype=dtype)
 
         cases.append(_kernel_case(
             "cross_entropy", "fwd", label, r, 5.0 * n, s * n + (8 + 2 * s) * r, inputs, "cross_entropy_forward",
-            lambda k, x, t, lse, grow: k.cross_entropy_forward(x, t, None, -100, 0.0), devices, SUMS, dtype,
-            torch_fn=lambda x, t, lse, grow: (_torch().nn.functional.cross_entropy(x, t, reduction="none"),)))
+            lambda k, x, t, sumexp, grow: k.cross_entropy_forward(x, t, None, -100, 0.0), devices, SUMS, dtype,
+            torch_fn=lambda x, t, sumexp, grow: (_torch().nn.functional.cross_entropy(x, t, reduction="none"),)))
         cases.append(_kernel_case(
             "cross_entropy", "bwd", label, r, 5.0 * n, 2.0 * s * n + (8 + 2 * s) * r, inputs, "cross_entropy_backward",
-            lambda k, x, t, lse, grow: (k.cross_entropy_backward(x, t, lse, grow, None, -100, 0.0),),
+            lambda k, x, t, sumexp, grow: (k.cross_entropy_backward(x, t, sumexp, grow, None, -100, 0.0),),
             devices, SUMS, dtype))
     return cases
 

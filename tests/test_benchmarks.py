@@ -13,6 +13,7 @@ import pytest
 from benchmarks import catalog, gpu_check, ops, optim_steps, train
 from benchmarks.catalog import Impl
 from minigrad.backend import cpu_kernels
+from tests.tables import NEEDS_EMULATOR
 
 
 def _torch():
@@ -173,16 +174,7 @@ def test_size_option_picks_the_sizes():
     assert {r["size"] for r in report["results"]} == {3000}
 
 
-def _emulator_problem():
-    try:
-        from minigrad.backend.cuda import emulator as cuda_emulator
-    except Exception as e:  # noqa: BLE001
-        return f"no CUDA emulator: {e}"
-    ready = cuda_emulator.available()
-    return None if ready is True else f"the CUDA emulator cannot run here: {ready}"
-
-
-@pytest.mark.skipif(_emulator_problem() is not None, reason=str(_emulator_problem()))
+@NEEDS_EMULATOR
 def test_gpu_rows_wiring_with_the_emulator_standing_in(monkeypatch):
     """No GPU here: the GPU rows' code runs with the CUDA C emulator standing in for the device
     (NumPy arrays instead of CuPy, the host clock instead of CUDA events).  Only a test does

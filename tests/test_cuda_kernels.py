@@ -17,22 +17,10 @@ import minigrad as mg
 from tests.conftest import NO_CUDA
 from minigrad.backend import cuda as ck
 from minigrad.backend import reference as ref
-
-
-def _emulator_problem():
-    """None when the emulator runs here, else why not."""
-    try:
-        from minigrad.backend.cuda import emulator as cuda_emulator
-    except Exception as e:  # noqa: BLE001  (any failure to import means: no emulator)
-        return f"the CUDA emulator is not available: {type(e).__name__}: {e}"
-    ready = cuda_emulator.available()
-    return None if ready is True else f"the CUDA emulator cannot run here: {ready}"
-
-
-_EMU_PROBLEM = _emulator_problem()
+from tests.tables import NEEDS_EMULATOR
 
 DEVICES = [
-    pytest.param("emulator", marks=pytest.mark.skipif(_EMU_PROBLEM is not None, reason=str(_EMU_PROBLEM))),
+    pytest.param("emulator", marks=NEEDS_EMULATOR),
     pytest.param("cuda", marks=pytest.mark.skipif(not mg.cuda_available(), reason=NO_CUDA)),
 ]
 DTYPES = [np.float32, np.float64]

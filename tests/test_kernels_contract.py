@@ -271,8 +271,8 @@ def _ce_backward(put, rng, v):
     x, t, w, ignore, e = _ce_inputs(put, rng, v)
     n = x.shape[0]
     xn = np.asarray(x.get() if hasattr(x, "get") else x, dtype=np.float64)
-    lse = np.log(np.exp(xn - xn.max(1, keepdims=True)).sum(1)) + xn.max(1) if n else np.zeros(0)
-    return x, t, put(lse), put(rng.uniform(0.5, 1.5, n)), w, ignore, e
+    sumexp = np.exp(xn - xn.max(1, keepdims=True)).sum(1) if n else np.zeros(0)  # (the forward's)
+    return x, t, put(sumexp), put(rng.uniform(0.5, 1.5, n)), w, ignore, e
 
 
 BN = {"2d": ((6, 5), "C"), "4d": ((4, 3, 5, 7), "C"), "channels_last": ((4, 3, 5, 7), "channels_last"),

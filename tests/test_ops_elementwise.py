@@ -147,6 +147,34 @@ def test_log(x):
     check_grads(mg.log, x)
 
 
+@covers("Log1p", twice=True)
+@given(unary(low=-0.9, high=5.0))
+def test_log1p(x):
+    check_forward(mg.log1p, np.log1p, x)
+    check_grads(mg.log1p, x)
+
+
+def test_log1p_keeps_tiny_arguments():
+    """log(1 + x) loses a tiny x in float32 (1 + 1e-8 rounds to 1); log1p does not."""
+    x = mg.tensor([1e-8, -1e-8, 1e-30], dtype=mg.float32, requires_grad=True)
+    np.testing.assert_allclose(mg.log1p(x).numpy(), [1e-8, -1e-8, 1e-30], rtol=2 ** -23)
+    assert mg.log(1 + x).tolist() == [0.0, 0.0, 0.0]
+    mg.log1p(x).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 1 / (1 + np.array([1e-8, -1e-8, 1e-30])), rtol=2 ** -23)
+    assert mg.log1p(mg.tensor([1, 2])).dtype == mg.get_default_dtype()
+
+
+@pytest.mark.torch
+def test_log1p_matches_torch():
+    torch = pytest.importorskip("torch")
+    v = np.array([-0.5, 0.0, 1e-7, 3.0])
+    x, tx = mg.tensor(v, requires_grad=True), torch.tensor(v, requires_grad=True)
+    mg.log1p(x).sum().backward()
+    torch.log1p(tx).sum().backward()
+    np.testing.assert_allclose(mg.log1p(x).numpy(), torch.log1p(tx).detach().numpy(), rtol=4 * 2 ** -52)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=4 * 2 ** -52)  # 1 / (1 + x): 2 roundings
+
+
 @covers("Sqrt", twice=True)
 @given(unary(low=0.1, high=5.0))
 def test_sqrt(x):
@@ -449,6 +477,37 @@ def test_pow_at_zero_follows_pytorchs_conventions():
         np.testing.assert_allclose(y.grad.numpy(), gy)
 
 
+def test_floor_divide_is_the_floor_of_the_exact_quotient():
+    """Python's // and PyTorch's floor_divide: 0.1 is slightly above 1/10 in float32, so
+    1 // 0.1 is 9 (floor(1 / 0.1) = floor(10.0) was 10), and 1e-45 // -1e30 is -1 (the
+    rounded quotient -0.0 gave -0.0)."""
+    x = mg.tensor([1.0, 1.4e-45, -7.0, 7.0, 7.5], dtype=mg.float32)
+    y = mg.tensor([0.1, -1e30, 2.0, -2.0, 2.5], dtype=mg.float32)
+    expected = [float(np.float32(a)) // float(np.float32(b)) for a, b in zip(x.tolist(), y.tolist())]
+    assert expected == [9.0, -1.0, -4.0, -4.0, 3.0]  # (Python's floats: the exact quotient)
+    assert mg.floor_divide(x, y).tolist() == expected
+    assert (x // y).tolist() == expected and (x.double() // y.double()).tolist() == expected
+    assert mg.div(x, y, rounding_mode="trunc").tolist() == [10.0, -0.0, -3.0, -3.0, 3.0]
+
+
+@pytest.mark.torch
+def test_floor_divide_matches_torch():
+    torch = pytest.importorskip("torch")
+    v, w = np.array([1.0, 1.4e-45, -7.0, 0.3, -5.5], np.float32), np.array([0.1, -1e30, 2.0, 0.1, 0.7], np.float32)
+    assert mg.floor_divide(mg.tensor(v), mg.tensor(w)).tolist() == \
+        torch.floor_divide(torch.tensor(v), torch.tensor(w)).tolist()
+
+
+def test_div_backward_does_not_square_the_divisor():
+    """dL/dy = -g x / y^2 formed as -g ((x / y) / y): y * y overflows for y = 1e20 and
+    underflows for y = 1e-30 in float32, where x / y^2 itself is fine."""
+    x = mg.tensor([1e20, 1e-30], dtype=mg.float32, requires_grad=True)
+    y = mg.tensor([1e20, 1e-30], dtype=mg.float32, requires_grad=True)
+    (x / y).sum().backward()
+    exact = -1 / np.float64(np.float32(1e20)), -1 / np.float64(np.float32(1e-30))  # -1e-20, -1e30 (was 0, -inf)
+    np.testing.assert_allclose(y.grad.numpy(), exact, rtol=3 * 2 ** -24)  # three roundings
+
+
 @pytest.mark.torch
 def test_pow_special_points_match_torch():
     torch = pytest.importorskip("torch")
@@ -520,6 +579,56 @@ PROMOTIONS = [  # expression, PyTorch's result dtype
 def test_mixed_dtypes_promote_as_in_pytorch(k):
     expr, expected = PROMOTIONS[k]
     assert expr(mg.tensor([1, 2, 3])).dtype == np.dtype(expected)
+
+
+FLOAT_OPS = {  # every op whose result is a float, on an integer (or bool) tensor
+    "sigmoid": mg.sigmoid, "tanh": mg.tanh, "exp": mg.exp, "log": mg.log, "log1p": mg.log1p,
+    "sqrt": mg.sqrt, "sin": mg.sin, "cos": mg.cos, "gelu": mg.gelu, "silu": mg.silu,
+    "leaky_relu": mg.leaky_relu, "softmax": lambda i: mg.softmax(i, -1),
+    "log_softmax": lambda i: mg.log_softmax(i, -1), "logsumexp": lambda i: mg.logsumexp(i, -1),
+    "div": lambda i: i / 2, "rdiv": lambda i: 1 / i, "mul_half": lambda i: i * 0.5, "pow_half": lambda i: i ** 0.5,
+    "clip_half": lambda i: mg.clip(i, 0.5, None), "matmul_float": lambda i: i @ mg.ones(3, 2),
+    "linear": lambda i: mg.nn.functional.linear(i, mg.ones(2, 3)),
+    "avg_pool2d": lambda i: mg.nn.functional.avg_pool2d(i.reshape(1, 1, 1, 3), (1, 2)),
+    "adaptive_avg_pool2d": lambda i: mg.nn.functional.adaptive_avg_pool2d(i.reshape(1, 1, 1, 3), 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLOAT_OPS))
+@pytest.mark.parametrize("default", [np.float32, np.float64])
+def test_integer_tensors_through_float_ops_give_the_default_dtype(name, default):
+    """One rule (elementwise.floating / result_type): an integer or bool tensor through a float
+    op computes in get_default_dtype(), as PyTorch (NumPy would give float64, and softmax
+    used to, log_softmax raised a NumPy casting error, leaky_relu truncated to integers)."""
+    previous = mg.get_default_dtype()
+    mg.set_default_dtype(default)
+    try:
+        for ints in (mg.tensor([1, 2, 3]), mg.tensor([1, 2, 3], dtype=mg.int32), mg.tensor([True, False, True])):
+            out = FLOAT_OPS[name](ints)
+            assert out.dtype == np.dtype(default), (name, ints.dtype, out.dtype)
+            expected = FLOAT_OPS[name](mg.tensor(ints.numpy().astype(default)))
+            np.testing.assert_array_equal(out.numpy(), expected.numpy())  # the same computation
+    finally:
+        mg.set_default_dtype(previous)
+
+
+def test_leaky_relu_of_integers_keeps_the_slope():
+    assert mg.leaky_relu(mg.tensor([-100, 5]), 0.5).tolist() == [-50.0, 5.0]  # (was int64 [-50, 5] truncated)
+    assert mg.leaky_relu(mg.tensor([-5, 5]), 0.01).tolist() == [pytest.approx(-0.05), 5.0]  # (was [0, 5])
+
+
+def test_result_type_takes_numbers_like_pytorch():
+    i = mg.tensor([1, 2])
+    assert mg.result_type(i, 0.5) == np.float32 and mg.result_type(i, 2) == np.int64
+    assert mg.result_type(0.5, i.int()) == np.float32 and mg.result_type(1, 0.5) == np.float32
+    assert mg.result_type(mg.tensor([1.0], dtype=mg.float64), 2) == np.float64
+
+
+def test_relu_abs_neg_and_max_pool_keep_integers():
+    """Ops whose result is an integer for integer inputs keep the dtype (as PyTorch)."""
+    i = mg.tensor([-2, 3])
+    for out in (mg.relu(i), mg.abs(i), -i, mg.clip(i, 0, 2), mg.maximum(i, 0)):
+        assert out.dtype == np.int64
 
 
 def test_a_promoted_operand_gets_its_gradient_in_its_own_dtype():

@@ -599,6 +599,7 @@ def test_join_mixed_dtypes_give_grads_in_each_dtype():
     assert a.grad.dtype == np.float32 and b.grad.dtype == np.float64
 
 
+@covers("Gather", twice=True)
 def test_gather_matches_take_along_axis_and_scatters_its_gradient():
     a = np.random.default_rng(0).standard_normal((3, 4, 2))
     idx = np.array([[[0, 1], [3, 3]], [[2, 0], [1, 1]], [[3, 2], [0, 3]]])  # (3, 2, 2), along dim 1
@@ -616,6 +617,22 @@ def test_gather_matches_take_along_axis_and_scatters_its_gradient():
     check_grads(lambda t: t.gather(-1, mg.tensor(idx[:, :, :1] % 2)), a)
     with pytest.raises(ValueError, match="gather: index must be an integer tensor with 3 dimensions"):
         x.gather(1, mg.tensor([0, 1]))
+
+
+@pytest.mark.torch
+def test_gather_matches_torch_forward_and_backward():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((3, 4, 2))
+    g = rng.standard_normal((3, 5, 2))
+    idx = rng.integers(0, 4, (3, 5, 2))  # repeats: their gradients add up
+    x, tx = leaf(a.copy()), torch.tensor(a, requires_grad=True)
+    out, theirs = x.gather(1, mg.tensor(idx)), torch.gather(tx, 1, torch.tensor(idx))
+    np.testing.assert_array_equal(out.numpy(), theirs.detach().numpy())
+    out.backward(mg.tensor(g))
+    theirs.backward(torch.tensor(g))
+    # a position picked k times gets a sum of k values, added in either library's order
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=0, atol=10 * 2.0 ** -53 * np.abs(g).sum())
 
 
 PAD_CASES = [(1, 2), (2, 1, 1, 2), (-1, 2), (1, -2, 0, 1), (0, 0), (3, 0, 0, 0, 1, 1)]

@@ -388,7 +388,7 @@ if numba is not None:
                     if not adjoint:
                         b[y * ow + xo] = s / divisor
 
-    def _cross_entropy_forward_py(x, target, weight, has_weight, ignore_index, e, losses, lse):
+    def _cross_entropy_forward_py(x, target, weight, has_weight, ignore_index, e, losses, sumexp):
         """reference.cross_entropy_forward, one row per iteration (sums in float64)."""
         n, c = x.shape
         w_sum = 0.0
@@ -404,7 +404,7 @@ if numba is not None:
             for j in range(c):
                 s += math.exp(x[i, j] - m)
             log_s = math.log(s)
-            lse[i] = m + log_s
+            sumexp[i] = s
             t = target[i]
             if t == ignore_index:
                 losses[i] = 0
@@ -419,8 +419,9 @@ if numba is not None:
                     loss = (1 - e) * loss - (e / c) * (smooth - log_s * w_sum)
                 losses[i] = loss
 
-    def _cross_entropy_backward_py(x, target, lse, grow, weight, has_weight, ignore_index, e, dx):
-        """reference.cross_entropy_backward, one row per iteration."""
+    def _cross_entropy_backward_py(x, target, sumexp, grow, weight, has_weight, ignore_index, e, dx):
+        """reference.cross_entropy_backward, one row per iteration: p = exp(x - m) / sumexp
+        with m the row max (recomputed: it is exact), never exp(x - lse)."""
         n, c = x.shape
         w_sum = 0.0
         for j in range(c):
@@ -435,8 +436,13 @@ if numba is not None:
             onehot = (1 - e) * (weight[t] if has_weight else 1.0)
             p_coef = onehot + (e / c) * w_sum if has_weight else 1.0
             g = grow[i]
+            m = x[i, 0]
+            for j in range(1, c):
+                v = x[i, j]
+                m = v if v > m else m  # (a NaN in the row makes sumexp NaN: every p is NaN anyway)
+            scale = p_coef / sumexp[i]  # p = exp(x - m) / sumexp, times p_coef: one multiply
             for j in range(c):
-                v = math.exp(x[i, j] - lse[i]) * p_coef
+                v = math.exp(x[i, j] - m) * scale
                 if j == t:
                     v -= onehot
                 if e != 0:
@@ -720,19 +726,19 @@ def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
     w = _ce_weight(x, target, weight) if x.ndim == 2 and x.shape[1] <= _CE_LOOP_MAX_CLASSES else None
     if w is None:
         return _ref.cross_entropy_forward(x, target, weight, ignore_index, label_smoothing)
-    losses, lse = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
+    losses, sumexp = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
     kernel = _ce_forward_par_nb if x.size >= _PARALLEL_MIN else _ce_forward_nb
-    kernel(x, target, w, weight is not None, int(ignore_index), float(label_smoothing), losses, lse)
-    return losses, lse
+    kernel(x, target, w, weight is not None, int(ignore_index), float(label_smoothing), losses, sumexp)
+    return losses, sumexp
 
 
-def cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing):
-    w = _ce_weight(x, target, weight, lse, grow)
+def cross_entropy_backward(x, target, sumexp, grow, weight, ignore_index, label_smoothing):
+    w = _ce_weight(x, target, weight, sumexp, grow)
     if w is None:
-        return _ref.cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing)
+        return _ref.cross_entropy_backward(x, target, sumexp, grow, weight, ignore_index, label_smoothing)
     dx = np.empty_like(x)
     kernel = _ce_backward_par_nb if x.size >= _PARALLEL_MIN else _ce_backward_nb
-    kernel(x, target, lse, grow, w, weight is not None, int(ignore_index), float(label_smoothing), dx)
+    kernel(x, target, sumexp, grow, w, weight is not None, int(ignore_index), float(label_smoothing), dx)
     return dx
 
 

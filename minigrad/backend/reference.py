@@ -154,10 +154,14 @@ def gelu_backward(g, x, approximate="none"):
     _same_shape("gelu_backward", g=g, x=x)
     xp = array_module(x)
     if approximate == "tanh":
-        x2 = x * x
-        t = xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * (x2 * x)))
-        du = _SQRT_2_OVER_PI * (1 + (3 * _GELU_C) * x2)
-        return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+        with np.errstate(over="ignore", invalid="ignore"):  # x^2 may overflow: handled below
+            x2 = x * x
+            t = xp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * (x2 * x)))
+            du = _SQRT_2_OVER_PI * (1 + (3 * _GELU_C) * x2)
+            s = 1 - t * t
+            # where tanh has saturated (s = 0) the second term is 0: x^2 in du may have
+            # overflowed to inf there (float32 x = 1e20), and 0 * inf would be NaN
+            return g * (0.5 * (1 + t) + xp.where(s == 0, 0, 0.5 * x * s * du))
     cdf = 0.5 * (1 + _erf(x * _INV_SQRT_2))
     pdf = _INV_SQRT_2PI * xp.exp(-0.5 * (x * x))
     return g * (cdf + x * pdf)
@@ -252,17 +256,19 @@ def _labels(kernel, x, target, weight, ignore_index):
 def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
     """Per-row softmax cross-entropy of logits x (N, C) against int64 labels (N,).
 
-    Returns (losses (N,), lse (N,)), lse = logsumexp of each row, log p = x - lse, and
+    Returns (losses (N,), sumexp (N,)): with m_n the row max, sumexp_n = sum_c exp(x_nc - m_n)
+    (what the backward needs besides x), log p = (x - m) - log sumexp, and
         losses_n = -(1 - e) w_t log p_t - (e / C) sum_c w_c log p_c
     (t = target_n, e = label_smoothing, w = weight or 1).  Rows whose target is ignore_index
-    get 0; a label outside [0, C) (not ignore_index) gives NaN.  log p_t is computed as
-    (x_t - m) - log sum exp(x - m), m the row max, which stays accurate in float32 for huge logits."""
+    get 0; a label outside [0, C) (not ignore_index) gives NaN.  Everything is formed from
+    x - m, never from x - lse: in float32 the logsumexp of logits near 1e4 is rounded to a
+    grid of 1e-3, and x - lse would carry that error into every log p and p."""
     xp = array_module(x)
     safe, valid, bad, w_t = _labels("cross_entropy_forward", x, target, weight, ignore_index)
     n, c = x.shape
-    m = x.max(axis=1, keepdims=True)
-    shifted = x - m
-    log_sum = xp.log(xp.exp(shifted).sum(axis=1))
+    shifted = x - x.max(axis=1, keepdims=True)
+    sumexp = xp.exp(shifted).sum(axis=1)
+    log_sum = xp.log(sumexp)
     losses = log_sum - shifted[xp.arange(n), safe]
     if weight is not None:
         losses *= w_t
@@ -273,21 +279,22 @@ def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
         losses = (1 - e) * losses - (e / c) * smooth
     losses = xp.where(valid, losses, 0)
     losses = xp.where(bad, np.nan, losses).astype(x.dtype, copy=False)
-    return losses, (m[:, 0] + log_sum).astype(x.dtype, copy=False)
+    return losses, sumexp.astype(x.dtype, copy=False)
 
 
-def cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing):
+def cross_entropy_backward(x, target, sumexp, grow, weight, ignore_index, label_smoothing):
     """dL/dx (N, C) of cross_entropy_forward, scaled per row by grow (N,) (the upstream
     gradient with the reduction folded in):
         dx_nc = grow_n [ (1 - e) w_t (p_c - [c = t]) + (e / C) (p_c sum_k w_k - w_c) ]
-    with p = exp(x - lse) (the softmax).  Ignored rows get 0; rows with a bad label NaN."""
+    with p = exp(x - m) / sumexp (the softmax; m the row max, recomputed: it is exact, and
+    sumexp is the forward's).  Ignored rows get 0; rows with a bad label NaN."""
     xp = array_module(x)
     safe, valid, bad, w_t = _labels("cross_entropy_backward", x, target, weight, ignore_index)
     n, c = x.shape
-    if lse.shape != (n,) or grow.shape != (n,):
-        raise _shape_error("cross_entropy_backward", x=x, lse=lse, grow=grow)
+    if sumexp.shape != (n,) or grow.shape != (n,):
+        raise _shape_error("cross_entropy_backward", x=x, sumexp=sumexp, grow=grow)
     e = label_smoothing
-    dx = xp.exp(x - lse[:, None])                               # p
+    dx = xp.exp(x - x.max(axis=1, keepdims=True)) / sumexp[:, None]   # p
     onehot_coef = (1 - e) * w_t                                 # the factor of -[c = t]
     if weight is not None:  # (without weights the factor of p is (1 - e) + (e / C) C = 1)
         dx *= (onehot_coef + (e / c) * weight.sum())[:, None]
@@ -466,15 +473,22 @@ def _check_pool(kernel, x_shape, out):
         raise ValueError(f"{kernel}: array of shape {tuple(out.shape)} does not fit an input of shape {tuple(x_shape)}")
 
 
+def _lowest(dtype):
+    """The smallest value of a dtype: -inf for floats, the minimum of an integer type."""
+    dtype = np.dtype(dtype)
+    return -np.inf if dtype.kind in "fc" else (False if dtype.kind == "b" else np.iinfo(dtype).min)
+
+
 def maxpool2d_forward(x, kernel, stride, padding, dilation, out_size):
     """(out, argmax): out = the max of each window, argmax (int32) = the flat index y*W + x of
-    the winner inside its (n, c) plane.  Padding never wins; the first maximum in row-major
-    window order wins ties; a NaN wins and the first NaN stays."""
+    the winner inside its (n, c) plane.  Padding (the dtype's lowest value: -inf, or an
+    integer type's minimum) never wins; the first maximum in row-major window order wins
+    ties; a NaN wins and the first NaN stays."""
     xp = array_module(x)
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
-    padded = _pool_pad(xp, x, kernel, stride, padding, dilation, out_size, -np.inf)
-    best = xp.full((n, c, oh, ow), -np.inf, dtype=x.dtype)
+    padded = _pool_pad(xp, x, kernel, stride, padding, dilation, out_size, _lowest(x.dtype))
+    best = xp.full((n, c, oh, ow), _lowest(x.dtype), dtype=x.dtype)
     idx = xp.full((n, c, oh, ow), -1, dtype=np.int32)
     for i in range(kh):
         y = _window_positions(xp, oh, sh, ph, dh, i)[:, None]

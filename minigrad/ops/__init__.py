@@ -6,7 +6,7 @@ from ..autograd import REGISTRY, Function  # noqa: F401
 from ..tensor import Tensor
 from .elementwise import (  # noqa: F401
     abs, add, allclose, astype, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, clip, clone, cos,
-    div, eq, equal, exp, floor_divide, ge, gt, isclose, le, lift, log, lt, masked_fill, maximum, minimum,
+    div, eq, equal, exp, floor_divide, ge, gt, isclose, le, lift, log, log1p, lt, masked_fill, maximum, minimum,
     mul, ne, neg, one_hot, pow,
     promote_types, radd, rdiv, result_type, rfloordiv, rmul, rpow, rsub, sign, sin, sqrt, sub,
     to_device, where,
@@ -49,7 +49,7 @@ from ..tensor import linspace, multinomial, rand_like, randn_like, randperm  # n
 __all__ = [
     # elementwise.py
     "abs", "add", "allclose", "bitwise_and", "bitwise_not", "bitwise_or", "bitwise_xor", "clip",
-    "clone", "cos", "div", "eq", "equal", "exp", "floor_divide", "ge", "gt", "isclose", "le", "log", "lt",
+    "clone", "cos", "div", "eq", "equal", "exp", "floor_divide", "ge", "gt", "isclose", "le", "log", "log1p", "lt",
     "masked_fill", "maximum", "minimum", "mul", "ne", "neg", "one_hot", "pow", "promote_types",
     "result_type", "sign", "sin", "sqrt", "sub", "where",
     # reduce.py
@@ -90,7 +90,7 @@ Tensor.__lt__, Tensor.__le__, Tensor.__gt__, Tensor.__ge__ = lt, le, gt, ge
 Tensor.__hash__ = lambda self: id(self)  # defining __eq__ removes the default hash
 
 # -- methods --------------------------------------------------------------------------------
-for _name in ("add", "sub", "mul", "div", "floor_divide", "neg", "pow", "exp", "log", "sqrt", "abs", "sign",
+for _name in ("add", "sub", "mul", "div", "floor_divide", "neg", "pow", "exp", "log", "log1p", "sqrt", "abs", "sign",
               "sin", "cos", "clip", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
               "sum", "mean", "reshape", "view", "expand", "broadcast_to", "sum_to"):
     setattr(Tensor, _name, globals()[_name])

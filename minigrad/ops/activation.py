@@ -10,7 +10,7 @@ import numbers
 
 from .. import backend
 from ..autograd import Function, register
-from .elementwise import exp
+from .elementwise import exp, floating
 from .reduce import normalize_axis, sum
 
 
@@ -116,7 +116,7 @@ class SigmoidGrad(Function):
     def backward(self, gz):
         g, y = self.inputs
         gg = SigmoidGrad.apply(gz, y) if g.requires_grad else None
-        gy = gz * g * (1 - 2 * y) if y.requires_grad else None
+        gy = gz * (g * (1 - 2 * y)) if y.requires_grad else None  # (bounded factor first: gz * g may overflow)
         return gg, gy
 
 
@@ -146,7 +146,7 @@ class TanhGrad(Function):
     def backward(self, gz):
         g, y = self.inputs
         gg = TanhGrad.apply(gz, y) if g.requires_grad else None
-        gy = -2 * gz * g * y if y.requires_grad else None
+        gy = gz * (g * (-2 * y)) if y.requires_grad else None  # (bounded factor first: gz * g may overflow)
         return gg, gy
 
 
@@ -195,9 +195,10 @@ class GELUGrad(Function):
                 du = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x2)
                 d2u = (6 * _GELU_C * _SQRT_2_OVER_PI) * x
                 second = (1 - t * t) * (du + 0.5 * x * (d2u - 2 * t * du * du))
-            else:
-                second = _INV_SQRT_2PI * exp(-0.5 * (x * x)) * (2 - x * x)
-            gx = gz * g * second
+            else:  # phi (2 - x^2) as 2 phi - (x phi) x: x^2 overflows (x = 1e20) where phi is 0
+                pdf = _INV_SQRT_2PI * exp(-0.5 * (x * x))
+                second = 2 * pdf - (x * pdf) * x
+            gx = gz * (g * second)  # (bounded factor first: gz * g may overflow)
         return gg, gx
 
 
@@ -228,7 +229,7 @@ class SiLUGrad(Function):
         gx = None
         if x.requires_grad:
             s = sigmoid(x)
-            gx = gz * g * s * (1 - s) * (2 + x * (1 - 2 * s))
+            gx = gz * (g * (s * (1 - s) * (2 + x * (1 - 2 * s))))  # (gz * g may overflow)
         return gg, gx
 
 
@@ -319,16 +320,21 @@ def relu(x):
     return ReLU.apply(x)
 
 
+# Every activation but relu computes in a floating dtype: an integer or bool tensor is cast to
+# the default dtype first (elementwise.floating, the one promotion rule).  relu keeps integers,
+# as in PyTorch: max(x, 0) of an integer is an integer.
+
+
 def leaky_relu(x, negative_slope=0.01):
-    return LeakyReLU.apply(x, negative_slope=negative_slope)
+    return LeakyReLU.apply(floating(x), negative_slope=negative_slope)
 
 
 def sigmoid(x):
-    return Sigmoid.apply(x)
+    return Sigmoid.apply(floating(x))
 
 
 def tanh(x):
-    return Tanh.apply(x)
+    return Tanh.apply(floating(x))
 
 
 def gelu(x, approximate="none"):
@@ -336,16 +342,12 @@ def gelu(x, approximate="none"):
     tanh approximation used by GPT-2."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"gelu: expected a floating-point tensor, got dtype {x.dtype}")
-    return GELU.apply(x, approximate=approximate)
+    return GELU.apply(floating(x), approximate=approximate)
 
 
 def silu(x):
     """x * sigmoid(x) (also called swish)."""
-    if x.dtype.kind != "f":
-        raise TypeError(f"silu: expected a floating-point tensor, got dtype {x.dtype}")
-    return SiLU.apply(x)
+    return SiLU.apply(floating(x))
 
 
 def _softmax_axis(op, x, axis, dim):
@@ -363,9 +365,9 @@ def _softmax_axis(op, x, axis, dim):
 
 def softmax(x, axis=-1, *, dim=None):
     """exp(x) / sum(exp(x)) along ``axis`` (default: the last), computed without overflow."""
-    return Softmax.apply(x, axis=_softmax_axis("softmax", x, axis, dim))
+    return Softmax.apply(floating(x), axis=_softmax_axis("softmax", x, axis, dim))
 
 
 def log_softmax(x, axis=-1, *, dim=None):
     """log(softmax(x)) along ``axis``, computed stably (finite even for logits like 1e4)."""
-    return LogSoftmax.apply(x, axis=_softmax_axis("log_softmax", x, axis, dim))
+    return LogSoftmax.apply(floating(x), axis=_softmax_axis("log_softmax", x, axis, dim))

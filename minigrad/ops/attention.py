@@ -19,10 +19,10 @@ from .. import autograd, backend
 from ..autograd import Function, register
 from ..tensor import Tensor
 from .activation import softmax
-from .elementwise import where
+from .elementwise import astype, where
 from .matmul import matmul
 from .reduce import sum
-from .shape import transpose
+from .shape import reshape, transpose
 
 
 def _as_batch(a, batch):
@@ -142,8 +142,10 @@ def _weights(q, k, mask, scale):
 
 
 def _additive_mask(op, attn_mask, query, target):
-    """attn_mask as an additive array of query's dtype (bool: True = may attend -> 0,
-    False -> -inf), checked to broadcast to ``target`` (..., Tq, Tk); None stays None."""
+    """attn_mask as an additive tensor of query's dtype (bool: True = may attend -> 0,
+    False -> -inf), checked to broadcast to ``target`` (..., Tq, Tk); None stays None.
+    A floating mask of query's dtype stays the caller's memory (a view sharing its version
+    counter), so the engine refuses a backward after the mask was edited in place."""
     if attn_mask is None:
         return None
     if not isinstance(attn_mask, Tensor):
@@ -166,10 +168,10 @@ def _additive_mask(op, attn_mask, query, target):
     xp = backend.array_module(m)
     dtype = query.dtype
     if m.dtype == bool:
-        m = xp.where(m, dtype.type(0), dtype.type(-np.inf))
+        mask = Tensor._wrap(xp.where(m, dtype.type(0), dtype.type(-np.inf)))  # (a new array)
     else:
-        m = m.astype(dtype, copy=False)
-    return m.reshape((1,) * (2 - m.ndim) + m.shape)
+        mask = attn_mask.detach() if m.dtype == dtype else astype(attn_mask.detach(), dtype)
+    return reshape(mask, (1,) * (2 - m.ndim) + m.shape) if m.ndim < 2 else mask
 
 
 def _check_qkv(op, query, key, value):
@@ -236,6 +238,7 @@ def attention_weights(query, key, attn_mask=None, is_causal=False, scale=None):
     op = "attention_weights"
     target = _check_qkv(op, query, key, key)
     mask = _additive_mask(op, attn_mask, query, target)
+    mask = None if mask is None else mask.array  # (no backward reads it: the softmax keeps its output)
     if is_causal:
         causal = _causal(backend.array_module(query.array), target[-2], target[-1], query.dtype)
         mask = causal if mask is None else mask + causal

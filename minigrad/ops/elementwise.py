@@ -44,7 +44,15 @@ def _binary_shape_check(name, x, y):
         ) from None
 
 
-# -- dtype promotion (PyTorch's rules; docs/differences.md) ----------------------------------
+# -- dtype promotion: the one place that decides result dtypes (docs/differences.md) --------
+#
+# PyTorch's rules, in three functions every op goes through:
+#   lift(value, like)    the dtype of a Python number next to a tensor (above);
+#   result_type(x, y)    the dtype a binary op computes in;
+#   floating(x)          the dtype a float op (exp, sigmoid, softmax, true division, mean
+#                        pooling, ...) computes an integer or bool tensor in: the default dtype
+#                        (get_default_dtype(), float32), never NumPy's float64.
+# ``promote(x, y)`` casts two tensors (on the tape) to their result type.
 #
 # Kinds rank bool < integer < floating.  A dimensioned tensor decides the result dtype; a 0-d
 # tensor or a Python number (``lift`` makes it a 0-d tensor) only matters when its kind is
@@ -67,7 +75,12 @@ def promote_types(a, b):
 
 
 def result_type(x, y):
-    """PyTorch's result dtype of a binary op on tensors x and y (0-d ones count for less)."""
+    """PyTorch's result dtype of a binary op on x and y: tensors (0-d ones count for less) or
+    Python numbers (which count like 0-d tensors)."""
+    if not isinstance(x, Tensor):
+        x = lift(x, y) if isinstance(y, Tensor) else Tensor(x)
+    if not isinstance(y, Tensor):
+        y = lift(y, x)
     if x.dtype == y.dtype:
         return x.dtype
     if bool(x.ndim) != bool(y.ndim):
@@ -77,14 +90,15 @@ def result_type(x, y):
     return promote_types(x.dtype, y.dtype)
 
 
-def _common(x, y):
+def promote(x, y):
     """x and y cast (on the tape) to their result dtype."""
     dtype = result_type(x, y)
     return (x if x.dtype == dtype else astype(x, dtype)), (y if y.dtype == dtype else astype(y, dtype))
 
 
-def _floating(x):
-    """x itself when floating, else cast to the default dtype (exp of an int tensor is float32)."""
+def floating(x):
+    """x itself when floating, else x cast (on the tape) to the default dtype: what every
+    float op computes an integer or bool tensor in (exp of an int tensor is float32)."""
     return x if x.dtype.kind in "fc" else astype(x, backend.get_default_dtype())
 
 
@@ -144,7 +158,10 @@ class Mul(_Binary):
 
 @register
 class Div(_Binary):
-    """z = x / y        dL/dx = g / y,   dL/dy = -g * x / y^2"""
+    """z = x / y        dL/dx = g / y,   dL/dy = -g * x / y^2
+
+    dL/dy is computed as -g ((x / y) / y) (PyTorch's form), never through y * y, which
+    overflows (y = 1e20) or underflows (y = 1e-30) in float32 where x / y^2 does not."""
 
     saves_inputs = {0: (1,), 1: (0, 1)}
 
@@ -153,7 +170,7 @@ class Div(_Binary):
 
     def backward(self, g):
         x, y = self.saved_tensors
-        return g / y, -g * x / (y * y)
+        return g / y, -g * ((x / y) / y)
 
 
 @register
@@ -187,7 +204,7 @@ class PowScalar(Function):
         (x,) = self.saved_tensors
         if self.p == 0:
             return g * 0
-        return g * self.p * x ** (self.p - 1)
+        return g * (self.p * x ** (self.p - 1))  # (PyTorch's order: g * p rounds tiny g away)
 
 
 @register
@@ -209,8 +226,8 @@ class RPowScalar(Function):
             log_a = float(np.log(self.a)) if self.a >= 0 else float("nan")
         if self.a == 0:
             (x,) = self.saved_tensors
-            return where(x >= 0, lift(0, g), g * z * log_a)
-        return g * z * log_a
+            return where(x >= 0, lift(0, g), g * (z * log_a))
+        return g * (z * log_a)  # (the local derivative first: g * z may overflow)
 
 
 @register
@@ -231,11 +248,11 @@ class Pow(_Binary):
     def backward(self, g):
         x, y = self.saved_tensors
         zero = lift(0, g)
-        gx = where(y == 0, zero, g * y * x ** (y - 1)) if x.requires_grad else None
+        gx = where(y == 0, zero, g * (y * x ** (y - 1))) if x.requires_grad else None
         gy = None
         if y.requires_grad:
             with np.errstate(divide="ignore", invalid="ignore"):  # log 0: masked by the where
-                gy = where((x == 0) & (y >= 0), zero, g * self.saved_output * log(x))
+                gy = where((x == 0) & (y >= 0), zero, g * (self.saved_output * log(x)))
         return gx, gy
 
 
@@ -263,6 +280,21 @@ class Log(Function):
     def backward(self, g):
         (x,) = self.saved_tensors
         return g / x
+
+
+@register
+class Log1p(Function):
+    """z = ln(1 + x)    dL/dx = g / (1 + x)
+
+    Accurate for tiny x, where 1 + x rounds to 1 (float32 log(1 - 1e-8) is 0, log1p(-1e-8)
+    is -1e-8): the losses' log(1 - p) needs it."""
+
+    def forward(self, x):
+        return backend.array_module(x).log1p(x)
+
+    def backward(self, g):
+        (x,) = self.saved_tensors
+        return g / (1 + x)
 
 
 @register
@@ -306,7 +338,7 @@ class Sign(Function):
 
 @register
 class DivRounded(_Binary):
-    """z = floor(x / y) ("floor", Python's //) or trunc(x / y) ("trunc")
+    """z = floor(x / y) ("floor", Python's //, of the exact quotient) or trunc(x / y) ("trunc")
 
     dL/dx = dL/dy = 0: piecewise constant in x and y (PyTorch's div with a rounding_mode)."""
 
@@ -318,12 +350,14 @@ class DivRounded(_Binary):
 
     def compute(self, x, y):
         xp = backend.array_module(x)
-        if x.dtype.kind in "iu" and self.mode == "floor":
-            return xp.floor_divide(x, y)
         with np.errstate(divide="ignore", invalid="ignore"):
-            q = x / y
-        q = xp.floor(q) if self.mode == "floor" else xp.trunc(q)
-        return q.astype(x.dtype, copy=False)
+            if self.mode == "floor":
+                # floor of the exact quotient (Python's //, PyTorch's): computed from fmod, not
+                # as floor(x / y), whose rounded quotient can cross an integer (float32
+                # 1 / 0.1 rounds to 10, but 0.1 is slightly above 1/10, so 1 // 0.1 = 9) or
+                # underflow to -0 (1e-45 // -1e30 is -1)
+                return xp.floor_divide(x, y)
+            return xp.trunc(x / y).astype(x.dtype, copy=False)
 
     def backward(self, g):
         return g * 0, g * 0
@@ -564,9 +598,9 @@ def _binary(fn, true_division=False):
     def op(x, y):
         if not isinstance(x, Tensor):
             x = lift(x, y)
-        x, y = _common(x, lift(y, x))
+        x, y = promote(x, lift(y, x))
         if true_division and x.dtype.kind in "biu":  # int / int is a float, as in Python
-            x, y = _floating(x), _floating(y)
+            x, y = floating(x), floating(y)
         return fn.apply(x, y)
 
     op.__name__ = fn.__name__.lower()
@@ -607,7 +641,7 @@ def div(x, y, rounding_mode=None):
         raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', got {rounding_mode!r}")
     if not isinstance(x, Tensor):
         x = lift(x, y)
-    x, y = _common(x, lift(y, x))
+    x, y = promote(x, lift(y, x))
     return DivRounded.apply(x, y, mode=rounding_mode)
 
 
@@ -626,15 +660,15 @@ def pow(x, y):
     a non-integer exponent)."""
     if isinstance(x, Tensor) and isinstance(y, (numbers.Number, np.generic)) and not isinstance(y, bool):
         if x.dtype.kind in "biu" and not isinstance(y, numbers.Integral):
-            x = _floating(x)
+            x = floating(x)
         return PowScalar.apply(x, p=y)
     if not isinstance(x, Tensor) and isinstance(x, (numbers.Number, np.generic)) and not isinstance(x, bool):
         if y.dtype.kind in "biu" and not isinstance(x, numbers.Integral):
-            y = _floating(y)
+            y = floating(y)
         return RPowScalar.apply(y, a=x)
     if not isinstance(x, Tensor):
         x = lift(x, y)
-    x, y = _common(x, lift(y, x))
+    x, y = promote(x, lift(y, x))
     return Pow.apply(x, y)
 
 
@@ -642,9 +676,9 @@ def rpow(x, base):
     return pow(base, x)
 
 
-def _unary(fn, floating=False):
+def _unary(fn, to_float=False):
     def op(x):
-        return fn.apply(_floating(x) if floating else x)
+        return fn.apply(floating(x) if to_float else x)
 
     op.__name__ = fn.__name__.lower()
     op.__doc__ = fn.__doc__
@@ -652,7 +686,7 @@ def _unary(fn, floating=False):
 
 
 neg, abs, sign = _unary(Neg), _unary(Abs), _unary(Sign)
-exp, log, sqrt, sin, cos = (_unary(f, floating=True) for f in (Exp, Log, Sqrt, Sin, Cos))
+exp, log, log1p, sqrt, sin, cos = (_unary(f, to_float=True) for f in (Exp, Log, Log1p, Sqrt, Sin, Cos))
 
 
 def clip(x, min=None, max=None):
@@ -674,8 +708,9 @@ def clip(x, min=None, max=None):
     for bound in (min, max):
         if bound is not None and not isinstance(bound, (numbers.Real, np.generic)):
             raise TypeError(f"clip: min and max must be numbers, tensors or None, got {type(bound).__name__}")
-    if x.dtype.kind in "biu" and any(isinstance(b, (float, np.floating)) for b in (min, max)):
-        x = _floating(x)
+    for bound in (min, max):  # an int tensor clipped at 0.5 is float32, as in PyTorch
+        if bound is not None and result_type(x, bound) != x.dtype:
+            x = astype(x, result_type(x, bound))
     return Clip.apply(x, low=min, high=max)
 
 
@@ -686,8 +721,9 @@ def where(cond, x, y):
     """x where cond is True, else y (numbers are allowed for x or y)."""
     if not isinstance(x, Tensor):
         x = lift(x, y) if isinstance(y, Tensor) else Tensor(x)
-    x, y = _common(x, lift(y, x))
-    cond = cond if isinstance(cond, Tensor) else Tensor._wrap(backend.array_module(x.array).asarray(cond))
+    x, y = promote(x, lift(y, x))
+    # (a condition that is not a Tensor is copied: its owner could edit it, unseen, before backward)
+    cond = cond if isinstance(cond, Tensor) else Tensor._wrap(backend.array_module(x.array).array(cond))
     return Where.apply(cond, x, y)
 
 
@@ -696,7 +732,7 @@ def masked_fill(x, mask, value):
 
     The gradient reaches x where the mask is False, and a tensor ``value`` where it is True."""
     if not isinstance(mask, Tensor):
-        mask = Tensor._wrap(backend.array_module(x.array).asarray(mask))
+        mask = Tensor._wrap(backend.array_module(x.array).array(mask))  # (a copy, as where's condition)
     if mask.dtype != bool:
         raise TypeError(f"masked_fill: the mask must be a bool tensor, got dtype {mask.dtype}")
     try:
@@ -722,7 +758,7 @@ def isclose(a, b, rtol=1e-5, atol=1e-8, equal_nan=False):
     ``equal_nan``).  Not differentiable."""
     if not isinstance(a, Tensor):
         a = lift(a, b)
-    a, b = _common(a, lift(b, a))
+    a, b = promote(a, lift(b, a))
     if a.device != b.device:
         raise RuntimeError(f"isclose: tensors on different devices ({a.device}, {b.device})")
     try:

@@ -12,9 +12,16 @@ from .. import backend
 from ..autograd import Function, is_grad_enabled, register
 from ..tensor import Tensor
 from .activation import log_softmax, relu, sigmoid
-from .elementwise import abs, clip, exp, lift, log, maximum
+from .elementwise import abs, astype, clip, exp, lift, log, log1p, maximum
 from .reduce import mean, sum
 from .shape import permute, reshape
+
+# Targets, class weights and pos_weight reach the ops as tensor *parameters* (Function.apply
+# hands forward their arrays and the engine checks their versions before backward), so an
+# in-place edit between forward and backward raises instead of changing the gradient.  They
+# keep the caller's tensor (or a view of it, which shares its version counter) wherever the
+# array is the caller's memory; a converted copy (dtype, device) is a new tensor nobody else
+# holds.
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -51,7 +58,7 @@ def _host_checks(array):
 
 
 def _class_weight(op, weight, input, c):
-    """The class weights (C,) as an array in the input's dtype, or None."""
+    """The class weights (C,) as a tensor in the input's dtype, or None."""
     if weight is None:
         return None
     if not isinstance(weight, Tensor):
@@ -64,7 +71,14 @@ def _class_weight(op, weight, input, c):
     _no_grad_to(op, "weight", weight)
     if weight.device != input.device:
         raise RuntimeError(f"{op}: input is on {input.device} but weight is on {weight.device}")
-    return weight.array.astype(input.dtype, copy=False)
+    return _constant_in(weight, input.dtype)
+
+
+def _constant_in(t, dtype):
+    """t off the tape, in ``dtype``: t itself (same memory, same version counter) when it has
+    that dtype, else a converted copy."""
+    t = t.detach()
+    return t if t.dtype == dtype else astype(t, dtype)
 
 
 def _no_grad_to(op, name, t):
@@ -91,7 +105,8 @@ def _check_input(op, input):
 
 
 def _labels(op, input, target, c, ignore_index):
-    """The integer labels as an array on the input's device, checked against the input."""
+    """The integer labels as an int64 tensor on the input's device, checked against the input
+    (the caller's tensor itself where it already is one)."""
     t = target.array if isinstance(target, Tensor) else target
     if not hasattr(t, "dtype"):
         t = np.asarray(t)
@@ -107,26 +122,29 @@ def _labels(op, input, target, c, ignore_index):
         batch = " (batch size mismatch)" if t.ndim == len(expected) and t.ndim and t.shape[0] != expected[0] else ""
         raise ValueError(f"{op}: expected target of shape {expected} ({what}), got target shape "
                          f"{tuple(t.shape)} for input shape {input.shape}{batch}")
-    if backend.array_module(t) is not backend.array_module(input.array):
-        t = backend.to_device(t, input.device)
-    t = t.astype(np.int64, copy=False)
+    if not isinstance(target, Tensor) or backend.array_module(t) is not backend.array_module(input.array) \
+            or t.dtype != np.int64:
+        # a copy (to the input's device, in int64): a new tensor, that nobody else can edit
+        t = backend.to_device(t, input.device).astype(np.int64)
+        target = Tensor._wrap(t)
     if t.size and _host_checks(t) and (int(t.min()) < 0 or int(t.max()) >= c):
         wrong = t[(t != ignore_index) & ((t < 0) | (t >= c))]
         if wrong.size:
             label = int(wrong.min()) if int(wrong.min()) < 0 else int(wrong.max())
             raise ValueError(f"{op}: target label {label} is out of range for {c} classes (valid labels are "
                              f"0 to {c - 1}; ignore_index={ignore_index} marks a row to skip)")
-    return t
+    return target.detach()
 
 
 def _rows(input, t):
-    """(x (M, C) as a Tensor, labels (M,)): the class axis moved last and the rest flattened."""
+    """(x (M, C), labels (M,)): the class axis moved last and the rest flattened (the labels
+    reshaped as a view: they keep the caller's version counter)."""
     if input.ndim == 2:
         return input, t
     if input.ndim == 1:
-        return reshape(input, (1, input.shape[0])), t.reshape(1)
+        return reshape(input, (1, input.shape[0])), reshape(t, (1,))
     axes = (0,) + tuple(range(2, input.ndim)) + (1,)
-    return reshape(permute(input, axes), (-1, input.shape[1])), t.reshape(-1)
+    return reshape(permute(input, axes), (-1, input.shape[1])), reshape(t, (-1,))
 
 
 def _total_weight(target, weight, ignore_index, dtype):
@@ -162,7 +180,7 @@ class CrossEntropy(Function):
     def forward(self, x, *, target, weight, ignore_index, label_smoothing, reduction):
         self.args = (target, weight, ignore_index, label_smoothing)
         self.reduction = reduction
-        losses, self.lse = backend.kernels(x).cross_entropy_forward(x, *self.args)
+        losses, self.sumexp = backend.kernels(x).cross_entropy_forward(x, *self.args)
         self.count = _total_weight(target, weight, ignore_index, x.dtype) if reduction == "mean" else None
         return _reduce(losses, reduction, self.count)
 
@@ -174,7 +192,7 @@ class CrossEntropy(Function):
             grow = backend.array_module(x).empty(x.shape[:1], dtype=x.dtype)
             grow[...] = g.array if self.reduction == "sum" else _divide(g.array, self.count)
         target, weight, ignore_index, e = self.args
-        dx = backend.kernels(x).cross_entropy_backward(x, target, self.lse, grow, weight, ignore_index, e)
+        dx = backend.kernels(x).cross_entropy_backward(x, target, self.sumexp, grow, weight, ignore_index, e)
         return Tensor._wrap(dx)
 
 
@@ -262,8 +280,8 @@ def _cross_entropy_probabilities(input, target, weight, reduction, e):
     axis = 1 if input.ndim >= 2 else 0
     w = _class_weight(op, weight, input, c)
     logp = log_softmax(input, dim=axis)
-    if w is not None:
-        logp = logp * Tensor._wrap(w.reshape((c,) + (1,) * (input.ndim - axis - 1)))
+    if w is not None:  # (a view of the weight tensor: Mul then checks its version)
+        logp = logp * reshape(w, (c,) + (1,) * (input.ndim - axis - 1))
     q = target if not e else target * (1 - e) + e / c
     losses = -sum(q * logp, axis=axis)
     if reduction == "none":
@@ -301,7 +319,7 @@ def _same_shape(op, input, target):
 
 
 def _broadcast_weight(op, name, weight, input):
-    """A weight Tensor that broadcasts to the input's shape, as an array in its dtype."""
+    """A weight Tensor that broadcasts to the input's shape, as a tensor in its dtype."""
     if weight is None:
         return None
     if not isinstance(weight, Tensor):
@@ -316,7 +334,7 @@ def _broadcast_weight(op, name, weight, input):
     _no_grad_to(op, name, weight)
     if weight.device != input.device:
         raise RuntimeError(f"{op}: input is on {input.device} but {name} is on {weight.device}")
-    return weight.array.astype(input.dtype, copy=False)
+    return _constant_in(weight, input.dtype)
 
 
 def _constant(array):
@@ -332,23 +350,25 @@ class BinaryCrossEntropy(Function):
         dL/dx = g w (x - y) / max(x (1 - x), 1e-12)        (PyTorch's form: finite at 0 and 1)
         dL/dy = g w (log(1 - x) - log x)                    (the clamped logs)
 
-    The backward is written with ops, so it differentiates again (away from the clamps)."""
+    log(1 - x) is computed as log1p(-x), as in PyTorch: for x = 1e-8, 1 - x rounds to 1 in
+    float32 and the loss would lose its value.  The backward is written with ops, so it
+    differentiates again (away from the clamps)."""
 
     def forward(self, x, y, *, weight, reduction):
         xp = backend.array_module(x)
         self.weight, self.reduction = weight, reduction
         with np.errstate(divide="ignore"):  # log 0 = -inf, clamped just below
-            losses = -(y * xp.maximum(xp.log(x), -100) + (1 - y) * xp.maximum(xp.log(1 - x), -100))
+            losses = -(y * xp.maximum(xp.log(x), -100) + (1 - y) * xp.maximum(xp.log1p(-x), -100))
         return _weigh_and_reduce(losses, weight, reduction)
 
     def backward(self, g):
         x, y = self.saved_tensors
         gw = _elementwise_upstream(g, x, self.reduction, self.weight)
-        gx = gw * (x - y) / maximum(x * (1 - x), 1e-12) if x.requires_grad else None
+        gx = gw * ((x - y) / maximum(x * (1 - x), 1e-12)) if x.requires_grad else None  # (g (x - y) may be subnormal)
         gy = None
         if y.requires_grad:
             with np.errstate(divide="ignore"):  # log 0 = -inf, clamped
-                gy = gw * (clip(log(1 - x), min=-100) - clip(log(x), min=-100))
+                gy = gw * (clip(log1p(-x), min=-100) - clip(log(x), min=-100))
         return gx, gy
 
 
@@ -398,7 +418,7 @@ class BCEWithLogits(Function):
             gx = gw * (s - y) if p is None else gw * ((1 - y) * s - p * y * (1 - s))
         if y.requires_grad:
             # p softplus(-x) - softplus(x) = (p - 1) softplus(x) - p x
-            gy = -gw * x if p is None else gw * ((p - 1) * (relu(x) + log(1 + exp(-abs(x)))) - p * x)
+            gy = -gw * x if p is None else gw * ((p - 1) * (relu(x) + log1p(exp(-abs(x)))) - p * x)
         return gx, gy
 
 

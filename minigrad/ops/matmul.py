@@ -139,19 +139,29 @@ class Linear(Function):
 
 
 def matmul(a, b):
-    """Matrix product with NumPy's rules (1-D, 2-D, batched, broadcast batch dimensions)."""
-    return MatMul.apply(a, b)
+    """Matrix product with NumPy's rules (1-D, 2-D, batched, broadcast batch dimensions);
+    the operands are promoted to their result type first (int @ float32 is float32)."""
+    from .elementwise import promote  # lazily: elementwise.py is written alongside this file
+
+    return MatMul.apply(*promote(a, b)) if a.dtype != b.dtype else MatMul.apply(a, b)
 
 
 def rmatmul(b, a):
     """``a @ b`` for ``a`` not a Tensor (Tensor.__rmatmul__)."""
     from .elementwise import lift
 
-    return MatMul.apply(lift(a, b), b)
+    return matmul(lift(a, b), b)
 
 
 def linear(x, weight, bias=None):
-    """x @ weight^T + bias, with weight of shape (out_features, in_features) (torch.nn.functional.linear)."""
+    """x @ weight^T + bias, with weight of shape (out_features, in_features) (torch.nn.functional.linear).
+    An input of another dtype than the weight is promoted first (int inputs: the weight's)."""
+    if x.dtype != weight.dtype:
+        from .elementwise import astype, promote
+
+        x, weight = promote(x, weight)
+        if bias is not None and bias.dtype != x.dtype:
+            bias = astype(bias, x.dtype)
     if bias is None:
         return Linear.apply(x, weight)
     return Linear.apply(x, weight, bias)

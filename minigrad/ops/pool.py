@@ -10,6 +10,7 @@ in the padding.  The kernels come from the kernel table (``backend.kernels(x)``)
 from .. import backend
 from ..autograd import Function, register
 from .conv import _pair, output_size
+from .elementwise import floating
 
 
 def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, op):
@@ -153,7 +154,8 @@ class AdaptiveAvgPool2d(Function):
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """Max over kernel_size windows (taps ``dilation`` apart) moved by stride (default:
-    kernel_size); padding is -inf.  ceil_mode rounds the output size up (PyTorch's rule).
+    kernel_size); padding is -inf (an integer type's minimum for integer tensors, which keep
+    their dtype).  ceil_mode rounds the output size up (PyTorch's rule).
     With return_indices, also returns the int64 flat index h*W + w of each maximum inside
     its (n, c) plane (as PyTorch)."""
     kernel, stride, padding, dilation, out = _pool_geometry(x, kernel_size, stride, padding, dilation,
@@ -169,9 +171,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
     """Mean over kernel_size windows moved by stride (default: kernel_size); padding counts as 0,
     and in the divisor when count_include_pad (PyTorch's default).  ceil_mode rounds the
-    output size up (PyTorch's rule)."""
+    output size up (PyTorch's rule).  An integer tensor is averaged in the default float dtype."""
     kernel, stride, padding, _, out = _pool_geometry(x, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
-    return AvgPool2d.apply(x, kernel=kernel, stride=stride, padding=padding, out_size=out,
+    return AvgPool2d.apply(floating(x), kernel=kernel, stride=stride, padding=padding, out_size=out,
                            count_include_pad=bool(count_include_pad))
 
 
@@ -182,7 +184,7 @@ def adaptive_avg_pool2d(x, output_size):
         raise ValueError(f"adaptive_avg_pool2d: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"adaptive_avg_pool2d: input of shape {x.shape} has an empty spatial dimension")
-    return AdaptiveAvgPool2d.apply(x, out_size=out)
+    return AdaptiveAvgPool2d.apply(floating(x), out_size=out)
 
 
 from ..tensor import Tensor  # noqa: E402

@@ -186,9 +186,12 @@ class LogSumExp(Function):
     """z = log sum_i exp(x_i) over ``axes``, computed as m + log sum_i exp(x_i - m) with
     m = max_i x_i, so no exp overflows.
 
-    dL/dx_i = g * exp(x_i - z)     (= g * softmax(x)_i)"""
+    dL/dx_i = g * softmax(x)_i = g * exp(x_i - m) / sum_j exp(x_j - m)
 
-    saves_output = True
+    The softmax is rebuilt from the maximum m, never as exp(x_i - z): z is rounded at its
+    own magnitude (float32 z = 1e4 + log 2 carries an error of 5e-4), and exp(x - z) would
+    pass that error on to every gradient; x - m is exact where it matters.  m is a constant
+    for the tape (the softmax does not depend on it), so the backward differentiates again."""
 
     def forward(self, x, axes, keepdims):
         self.in_shape, self.axes = x.shape, axes
@@ -197,8 +200,11 @@ class LogSumExp(Function):
 
     def backward(self, g):
         (x,) = self.saved_tensors
-        z = _unsqueeze_like(self.saved_output, self.in_shape, self.axes)
-        return _unsqueeze_like(g, self.in_shape, self.axes) * exp(x - z)
+        xp = backend.array_module(x.array)
+        m = x.array.max(axis=self.axes, keepdims=True) if x.array.size else xp.zeros((), x.dtype)
+        m = xp.where(xp.isfinite(m), m, 0)  # (as the kernel: an all -inf or +inf slice stays NaN-free)
+        e = exp(x - _constant(m, x))
+        return _unsqueeze_like(g, self.in_shape, self.axes) * (e / sum(e, axis=self.axes, keepdims=True))
 
 
 # -- functional forms ---------------------------------------------------------------------
@@ -324,10 +330,10 @@ def argmin(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
 def logsumexp(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
     """log(sum(exp(x))) over ``axis``, without overflow."""
     axis, keepdims = _resolve("logsumexp", axis, dim, keepdims, keepdim)
-    return LogSumExp.apply(x, axes=normalize_axis(axis, x.ndim, "logsumexp"), keepdims=keepdims)
+    return LogSumExp.apply(floating(x), axes=normalize_axis(axis, x.ndim, "logsumexp"), keepdims=keepdims)
 
 
-from .elementwise import astype, exp, maximum, minimum, sqrt  # noqa: E402
+from .elementwise import astype, exp, floating, maximum, minimum, sqrt  # noqa: E402
 from .shape import gather, squeeze  # noqa: E402
 
 

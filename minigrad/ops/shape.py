@@ -631,12 +631,33 @@ def index_put(x, index, value):
     return IndexPut.apply(x, value, stages=stages, advanced=advanced)
 
 
+@register
+class Gather(Getitem):
+    """z[i][j][k] = x[i][index[i][j][k]][k] for dim = 1 (likewise for any dim): Getitem with
+    the index along ``dim`` and the positions along the other axes.
+
+    dL/dx = scatter_add(g, the gathered positions)   (Getitem's backward, inherited)
+
+    Its own op so that ``index`` comes in as a tensor parameter: the engine then refuses a
+    backward after the index was edited in place (the scatter would go to the new positions)."""
+
+    def forward(self, x, index, dim):
+        xp = backend.array_module(x)
+        grids = [xp.arange(n).reshape((-1,) + (1,) * (index.ndim - 1 - a)) for a, n in enumerate(index.shape)]
+        grids[dim] = index
+        return super().forward(x, stages=(tuple(grids),), advanced=True)
+
+
 def gather(x, dim, index):
     """PyTorch's gather: ``out[i][j][k] = x[i][index[i][j][k]][k]`` for dim = 1 (likewise for
     any dim); ``index`` is an integer tensor with x's number of dimensions, and the result has
     its shape.  The gradient is scattered back onto the gathered positions."""
     xp = backend.array_module(x.array)
-    idx = index.array if isinstance(index, Tensor) else xp.asarray(index)
+    if not isinstance(index, Tensor):
+        index = Tensor._wrap(xp.array(index))  # (a copy: nobody else can edit it)
+    elif index.device != x.device:
+        index = Tensor._wrap(backend.to_device(index.array, x.device))
+    idx = index.array
     if idx.dtype.kind not in "iu" or idx.ndim != x.ndim:
         raise ValueError(f"gather: index must be an integer tensor with {x.ndim} dimensions like the "
                          f"input of shape {x.shape}, got dtype {idx.dtype} and shape {tuple(idx.shape)}")
@@ -647,9 +668,7 @@ def gather(x, dim, index):
         if a != d and n > m:
             raise ValueError(f"gather: index of shape {tuple(idx.shape)} is larger than the input "
                              f"of shape {x.shape} along dimension {a}")
-    grids = [xp.arange(n).reshape((-1,) + (1,) * (idx.ndim - 1 - a)) for a, n in enumerate(idx.shape)]
-    grids[d] = idx
-    return getitem(x, tuple(grids))
+    return Gather.apply(x, index=index, dim=d)
 
 
 def scatter_add(values, index, shape):

@@ -351,18 +351,18 @@ def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
     x = xp.ascontiguousarray(x)
     target = xp.ascontiguousarray(target, dtype=np.int64)
     n, c = x.shape
-    losses, lse = xp.empty(n, dtype=dtype), xp.empty(n, dtype=dtype)
+    losses, sumexp = xp.empty(n, dtype=dtype), xp.empty(n, dtype=dtype)
     w, wsum, has_w = _class_weight(x, weight)
     _row_launch(xp, "softmax", "cross_entropy_forward", dtype, n, c,
                 (x, target, xp.ascontiguousarray(w), wsum, _i32(has_w), _i64(n), _i64(c),
-                 _i64(ignore_index), dtype.type(label_smoothing), losses, lse))
-    return losses, lse
+                 _i64(ignore_index), dtype.type(label_smoothing), losses, sumexp))
+    return losses, sumexp
 
 
-def cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing):
-    if not (_cross_entropy_ok(x, target, weight) and _float_dtype(x, lse, grow) is not None
-            and lse.shape == x.shape[:1] and grow.shape == x.shape[:1]):
-        return _ref.cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing)
+def cross_entropy_backward(x, target, sumexp, grow, weight, ignore_index, label_smoothing):
+    if not (_cross_entropy_ok(x, target, weight) and _float_dtype(x, sumexp, grow) is not None
+            and sumexp.shape == x.shape[:1] and grow.shape == x.shape[:1]):
+        return _ref.cross_entropy_backward(x, target, sumexp, grow, weight, ignore_index, label_smoothing)
     xp, dtype = array_module(x), x.dtype
     x = xp.ascontiguousarray(x)
     target = xp.ascontiguousarray(target, dtype=np.int64)
@@ -370,7 +370,7 @@ def cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smo
     dx = xp.empty((n, c), dtype=dtype)
     w, wsum, has_w = _class_weight(x, weight)
     _row_launch(xp, "softmax", "cross_entropy_backward", dtype, n, c,
-                (x, target, xp.ascontiguousarray(lse), xp.ascontiguousarray(grow),
+                (x, target, xp.ascontiguousarray(sumexp), xp.ascontiguousarray(grow),
                  xp.ascontiguousarray(w), wsum, _i32(has_w), _i64(n), _i64(c),
                  _i64(ignore_index), dtype.type(label_smoothing), dx))
     return dx

@@ -121,7 +121,8 @@ template <typename T> struct GeluTanhBackward {
         T u = T(0.79788456080286535588) * (x + T(0.044715) * x * x * x);
         T t = mg_tanh(u);
         T du = T(0.79788456080286535588) * (T(1) + T(3 * 0.044715) * x * x);
-        return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);
+        T s = T(1) - t * t;  // 0 once tanh saturates: the term is 0 (du may be inf: 0 * inf = NaN)
+        return g * (T(0.5) * (T(1) + t) + (s == T(0) ? T(0) : T(0.5) * x * s * du));
     }
 };
 

@@ -72,12 +72,12 @@ __device__ void logsumexp_rows(Team team, const T* __restrict__ x, T* __restrict
 }
 
 // Cross-entropy forward.  With m the row max and s = sum_c exp(x_c - m) (one pass over x):
-//   lse[r]    = m + log s
+//   sumexp[r] = s                       (what the backward needs besides x)
 //   losses[r] = -(1-e) w_t ((x_t - m) - log s) - (e/C) (sum_c w_c (x_c - m) - W log s)
 // that is -(1-e) w_t logp_t - (e/C) sum_c w_c logp_c with logp = (x - m) - log s, W = sum_c w_c.
 // logp is formed from x - m, never as x - lse: for logits near 500, lse rounds to float32's
-// 3e-5 spacing there, and x_t - lse would lose the loss's low digits.  The smoothing sum needs
-// m, so it takes a second pass over the row (cache-hot), only when e != 0.
+// 3e-5 spacing there (near 1e4 to 1e-3), and x_t - lse would lose the loss's low digits.  The
+// smoothing sum needs m, so it takes a second pass over the row (cache-hot), only when e != 0.
 // w = 1 when has_weight == 0, and then W = C; otherwise *wsum holds W (summed once by the
 // caller, on the device).  Rows whose target is ignore_index get 0; a target outside [0, C)
 // gives NaN (and nothing is read out of bounds).
@@ -87,7 +87,7 @@ __device__ void cross_entropy_forward_rows(Team team, const T* __restrict__ x,
                                            const T* __restrict__ weight, const T* __restrict__ wsum,
                                            int has_weight, index_t M, index_t C,
                                            long long ignore_index, T eps, T* __restrict__ losses,
-                                           T* __restrict__ lse_out) {
+                                           T* __restrict__ sumexp) {
     for (index_t r = team.first_row(); r < M; r += team.row_step()) {
         const T* xr = x + r * C;
         MaxSum<T> acc = MaxSum<T>::identity();
@@ -116,17 +116,33 @@ __device__ void cross_entropy_forward_rows(Team team, const T* __restrict__ x,
             }
         }
         losses[r] = loss;
-        lse_out[r] = acc.lse();
+        sumexp[r] = acc.s;
     }
 }
 
-// Cross-entropy backward: with p = exp(x - lse) (the softmax, from the saved lse),
+// Cross-entropy backward: with p = exp(x - m) / s (the softmax; m the row max, recomputed
+// here by a max-reduction, which is exact, and s the forward's sumexp),
 //   dx[r, c] = grow[r] ( (1-e) w_t (p_c - [c == t]) + (e/C) (p_c W - w_c) )
-// rows with target == ignore_index get 0, rows with an invalid target NaN.
+// rows with target == ignore_index get 0, rows with an invalid target NaN.  Never
+// p = exp(x - lse): lse = m + log s is rounded at m's spacing (1e-3 for float32 logits near
+// 1e4), and that error would scale every p.
+template <typename T> struct RowMax {  // the accumulator of a plain max (NaN sticks)
+    T m;
+    __device__ static RowMax identity() { RowMax r = {-Num<T>::inf()}; return r; }
+    __device__ static RowMax merge(const RowMax& a, const RowMax& b) {
+        RowMax r = {max_nan(a.m, b.m)};
+        return r;
+    }
+    __device__ RowMax shfl_xor(int o) const {
+        RowMax r = {__shfl_xor_sync(MG_FULL_MASK, m, o)};
+        return r;
+    }
+};
+
 template <typename T, typename Team>
 __device__ void cross_entropy_backward_rows(Team team, const T* __restrict__ x,
                                             const long long* __restrict__ target,
-                                            const T* __restrict__ lse, const T* __restrict__ grow,
+                                            const T* __restrict__ sumexp, const T* __restrict__ grow,
                                             const T* __restrict__ weight,
                                             const T* __restrict__ wsum, int has_weight, index_t M,
                                             index_t C, long long ignore_index, T eps,
@@ -140,12 +156,15 @@ __device__ void cross_entropy_backward_rows(Team team, const T* __restrict__ x,
             for (index_t c = team.rank(); c < C; c += team.size()) dr[c] = fill;
             continue;
         }
-        const T l = lse[r];
+        RowMax<T> mx = RowMax<T>::identity();
+        for (index_t c = team.rank(); c < C; c += team.size()) mx.m = max_nan(mx.m, xr[c]);
+        const T m = team.reduce(mx).m;
+        const T inv_s = T(1) / sumexp[r];
         const T a = (T(1) - eps) * grow[r] * (has_weight ? weight[t] : T(1));
         const T b = eps / T(C) * grow[r];
         const T W = has_weight ? *wsum : T(C);
         for (index_t c = team.rank(); c < C; c += team.size()) {
-            const T p = mg_exp(xr[c] - l);
+            const T p = mg_exp(xr[c] - m) * inv_s;
             T d = a * (c == t ? p - T(1) : p);
             if (eps != T(0)) d += b * (p * W - (has_weight ? weight[c] : T(1)));
             dr[c] = d;
@@ -182,23 +201,23 @@ __device__ void cross_entropy_backward_rows(Team team, const T* __restrict__ x,
     }                                                                                           \
     extern "C" __global__ void cross_entropy_forward_##sfx(                                     \
         const T* x, const long long* target, const T* weight, const T* wsum, int has_weight,    \
-        index_t M, index_t C, long long ignore_index, T eps, T* losses, T* lse, int per_block) { \
+        index_t M, index_t C, long long ignore_index, T eps, T* losses, T* sumexp, int per_block) { \
         if (per_block)                                                                          \
             cross_entropy_forward_rows<T>(BlockTeam(), x, target, weight, wsum, has_weight, M,  \
-                                          C, ignore_index, eps, losses, lse);                   \
+                                          C, ignore_index, eps, losses, sumexp);                \
         else                                                                                    \
             cross_entropy_forward_rows<T>(WarpTeam(), x, target, weight, wsum, has_weight, M,   \
-                                          C, ignore_index, eps, losses, lse);                   \
+                                          C, ignore_index, eps, losses, sumexp);                \
     }                                                                                           \
     extern "C" __global__ void cross_entropy_backward_##sfx(                                    \
-        const T* x, const long long* target, const T* lse, const T* grow, const T* weight,      \
+        const T* x, const long long* target, const T* sumexp, const T* grow, const T* weight,   \
         const T* wsum, int has_weight, index_t M, index_t C, long long ignore_index, T eps,     \
         T* dx, int per_block) {                                                                 \
         if (per_block)                                                                          \
-            cross_entropy_backward_rows<T>(BlockTeam(), x, target, lse, grow, weight, wsum,     \
+            cross_entropy_backward_rows<T>(BlockTeam(), x, target, sumexp, grow, weight, wsum,  \
                                            has_weight, M, C, ignore_index, eps, dx);            \
         else                                                                                    \
-            cross_entropy_backward_rows<T>(WarpTeam(), x, target, lse, grow, weight, wsum,      \
+            cross_entropy_backward_rows<T>(WarpTeam(), x, target, sumexp, grow, weight, wsum,   \
                                            has_weight, M, C, ignore_index, eps, dx);            \
     }
 
