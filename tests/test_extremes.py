@@ -51,6 +51,7 @@ from tests.tables import NEEDS_EMULATOR
 
 U = 2.0 ** -24
 TINY = 2.0 ** -149
+FLT_MIN = 2.0 ** -126  # the smallest normal float32: what a flush-to-zero rounding may lose
 F32_MAX = float(np.finfo(np.float32).max)
 LIBM = 8  # a float32 libm call: within 4 ulp = 8 U
 
@@ -80,7 +81,7 @@ class Tol:
                 sub = self.sub(c)
             else:  # (the largest finite |g|: a bound for every element, whatever g's shape)
                 sub = 1.0 if c.g is None else 1.0 + np.abs(np.where(np.isfinite(c.g), c.g, 0)).max(initial=0)
-            tol = self.k * (U * mag + TINY * np.abs(sub))
+            tol = self.k * (U * mag + c.tiny * np.abs(sub))
             free = np.zeros(np.shape(tol), bool)
             if self.mag is not None:
                 free = free | (mag > F32_MAX)
@@ -113,7 +114,7 @@ class Sums(Tol):
     def __call__(self, c, want):
         mag = np.abs(c.magnitude(self))
         with np.errstate(all="ignore"):
-            return np.where(mag * self.divisor > F32_MAX, np.inf, self.k * (U * mag + TINY))
+            return np.where(mag * self.divisor > F32_MAX, np.inf, self.k * (U * mag + c.tiny))
 
 
 EXACT = Tol(1)  # one rounding at most: the op moves, selects or correctly rounds values
@@ -124,8 +125,9 @@ class Case:
     the forward), out (the forward's float64 output), i (the input whose gradient is
     checked; None in the forward)."""
 
-    def __init__(self, sample, xs, out, g=None, i=None):
+    def __init__(self, sample, xs, out, g=None, i=None, tiny=TINY):
         self.sample, self.x, self.out, self.g, self.i = sample, xs, out, g, i
+        self.tiny = tiny  # the absolute error of a rounding in the subnormal range
 
     def magnitude(self, sums):
         """The op on |inputs| with |g| (non-finite values as 0), in float64."""
@@ -162,8 +164,8 @@ def run(sample, arrays, dtype, g=None):
     return out.numpy(), grads
 
 
-def check(got, want, tol, what):
-    """Assert the float32 result against the float64 one (see the module docstring)."""
+def _off(got, want, tol):
+    """The elements where the float32 result breaks the float64 one's bound (see above)."""
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     tol = np.broadcast_to(np.asarray(tol, dtype=np.float64), want.shape)
@@ -177,7 +179,17 @@ def check(got, want, tol, what):
         may_overflow = np.abs(want) + tol >= F32_MAX
         err = np.where(np.isinf(got) & may_overflow & (np.sign(got) == np.sign(want)), 0.0, err)
         bad |= finite & ~(err <= tol)
+    return bad
+
+
+def check(got, want, tol, what, flushed=None):
+    """Assert the float32 result against the float64 one.  ``flushed`` = (want, tol) on
+    flushed inputs: an element may meet either bound (a flush-to-zero table, below)."""
+    bad = _off(got, want, tol)
+    if flushed is not None:
+        bad &= _off(got, *flushed)
     if bad.any():
+        got, want, tol = np.asarray(got), np.asarray(want), np.broadcast_to(tol, np.shape(want))
         i = np.flatnonzero(bad.ravel())[0]
         raise AssertionError(f"{what}: element {np.unravel_index(i, want.shape)}: float32 gives "
                              f"{got.ravel()[i]!r}, float64 {want.ravel()[i]!r}, tolerance "
@@ -233,7 +245,7 @@ sample("Maximum", [(6,), (6,)], mg.maximum)  # the gradient g, 0 or g / 2 (ties)
 sample("Minimum", [(6,), (6,)], mg.minimum)
 sample("Clip", [(6,)], lambda x: mg.clip(x, -2.0, 1e30))
 sample("Clone", [(6,)], mg.clone)
-sample("Cast", [(6,)], lambda x: mg.astype(mg.astype(x, np.float16), x.dtype))  # float16 rounding, both ways
+sample("Cast", [(6,)], lambda x: mg.ops.astype(mg.ops.astype(x, np.float16), x.dtype))  # float16 rounding, both ways
 sample("Where", [(6,), (6,)], lambda x, y: mg.where(mg.tensor([True, False, True, False, True, False]), x, y))
 sample("ReLU", [(6,)], mg.relu)
 sample("ReLUGrad", [(6,), (6,)], lambda g, x: A.ReLUGrad.apply(g, mg.relu(x)))
@@ -246,7 +258,7 @@ sample("Permute", [(2, 3)], lambda x: mg.permute(x, 1, 0))
 sample("Pad", [(2, 3)], lambda x: F.pad(x, (1, 2), value=-1e30))
 sample("Concatenate", [(2,), (3,)], lambda x, y: mg.cat([x, y]))
 sample("Stack", [(3,), (3,)], lambda x, y: mg.stack([x, y]))
-sample("IndexPut", [(4,), (2,)], lambda x, v: mg.index_put(x, mg.tensor([1, 3]), v))
+sample("IndexPut", [(4,), (2,)], lambda x, v: mg.ops.index_put(x, mg.tensor([1, 3]), v))
 sample("Max", [(3, 4)], lambda x: mg.amax(x, 1), bwd=Tol(2))  # ties share g: g / count (two roundings)
 sample("Min", [(3, 4)], lambda x: mg.amin(x, 1), bwd=Tol(2))
 sample("MaxPool2d", [(1, 2, 4, 4)], lambda x: F.max_pool2d(x, 2, padding=1))
@@ -833,17 +845,35 @@ def _big_rows(draw, shape):
     return np.array(rows, dtype=np.float32)
 
 
-def check_sample(s, arrays, g_values):
+def _flush(a):
+    """float32 subnormals set to zero, keeping the sign (what -ftz=true does to an operand)."""
+    a = np.asarray(a)
+    return np.where(np.abs(a) < FLT_MIN, np.copysign(0.0, a), a).astype(a.dtype)
+
+
+def check_sample(s, arrays, g_values, ftz=False):
+    """``ftz``: the table's kernels flush float32 subnormals to zero, as CuPy compiles every
+    CUDA kernel (-ftz=true, docs/emulator.md): an element may instead meet the bound of float64
+    on flushed inputs, where a rounding in the subnormal range loses up to FLT_MIN, not TINY."""
     out32, _ = run(s, arrays, np.float32)
-    out64, _ = run(s, arrays, np.float64)
-    check(out32, out64, s.fwd(Case(s, [a.astype(np.float64) for a in arrays], out64), out64), "forward")
     g = np.resize(np.asarray(g_values, dtype=np.float32), out32.shape)
     _, grads32 = run(s, arrays, np.float32, g)
-    _, grads64 = run(s, arrays, np.float64, g.astype(np.float64))
-    xs = [a.astype(np.float64) for a in arrays]
-    for i, (d32, d64) in enumerate(zip(grads32, grads64)):
-        tol = s.bwd_tol(i)(Case(s, xs, out64, g.astype(np.float64), i), d64)
-        check(d32, d64, tol, f"gradient of input {i}")
+
+    def truth(xs, g, tiny):
+        """(forward value and bound, [(gradient, bound)]) in float64 on inputs xs."""
+        xs = [a.astype(np.float64) for a in xs]
+        out64, _ = run(s, xs, np.float64)
+        _, grads64 = run(s, xs, np.float64, g.astype(np.float64))
+        fwd = (out64, s.fwd(Case(s, xs, out64, tiny=tiny), out64))
+        bwd = [(d64, s.bwd_tol(i)(Case(s, xs, out64, g.astype(np.float64), i, tiny=tiny), d64))
+               for i, d64 in enumerate(grads64)]
+        return fwd, bwd
+
+    fwd, bwd = truth(arrays, g, TINY)
+    ffwd, fbwd = truth([_flush(a) for a in arrays], _flush(g), FLT_MIN) if ftz else (None, [None] * len(bwd))
+    check(out32, *fwd, "forward", ffwd)
+    for i, (d32, exact, flushed) in enumerate(zip(grads32, bwd, fbwd)):
+        check(d32, *exact, f"gradient of input {i}", flushed)
 
 
 def _kernels_used(s):
@@ -895,6 +925,6 @@ def test_op_at_float32_extremes_against_float64(table, name, index, data):
     g = data.draw(st.lists(ELEMENT, min_size=1, max_size=12))
     previous = backend.set_cpu_kernels(table)
     try:
-        check_sample(s, arrays, g)
+        check_sample(s, arrays, g, ftz=table == "cuda")
     finally:
         backend.set_cpu_kernels(previous)

@@ -60,7 +60,7 @@ def test_sum_mean_forward(c):
     """Against NumPy's sums, which add in another order than a GPU's (or another CPU
     kernel's): within 2 gamma_n sum |x| (tests/bounds.py), n the number of terms per sum."""
     x, axis, keepdims = c
-    n = int(np.prod([x.shape[a] for a in mg.normalize_axis(axis, x.ndim, "sum")]))
+    n = int(np.prod([x.shape[a] for a in mg.ops.normalize_axis(axis, x.ndim, "sum")]))
     abs_sum = np.sum(np.abs(x), axis=np_axis(axis), keepdims=keepdims)
     assert_within(mg.sum(t(x), axis, keepdims).numpy(), np.sum(x, axis=np_axis(axis), keepdims=keepdims),
                   sum_error(abs_sum, n), "sum")
