@@ -45,7 +45,7 @@ def main(argv=None):
     previous = os.environ.get("MINIGRAD_DISABLE_NUMBA")
     mg.manual_seed(0)
     model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
-    x, y = mg.randn(128, 784), mg.randint(0, 10, size=128)
+    x, y = mg.randn(128, 784), mg.randint(0, 10, size=(128,))
 
     def forward_backward():
         model.zero_grad()

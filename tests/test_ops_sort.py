@@ -30,7 +30,7 @@ def leaf(a):
     return ON.tensor(np.asarray(a, dtype=np.float64)).requires_grad_(True)
 
 
-@covers("Getitem", twice=True)
+@covers("Gather", twice=True)
 @given(distinct_arrays(), st.data())
 def test_sort_values_indices_and_gradient(a, data):
     dim = data.draw(st.integers(-a.ndim, a.ndim - 1))
@@ -52,7 +52,7 @@ def test_sort_values_indices_and_gradient(a, data):
     assert mg.gradgradcheck(lambda t: mg.sort(t, dim, descending).values ** 2, x)
 
 
-@covers("Getitem", twice=True)
+@covers("Gather", twice=True)
 @given(distinct_arrays(), st.data())
 def test_topk_picks_the_k_largest_or_smallest(a, data):
     dim = data.draw(st.integers(-a.ndim, a.ndim - 1))
