@@ -445,6 +445,19 @@ class Tensor:
         return (self[i] for i in range(self.shape[0]))
 
 
+def clear_grads(params, set_to_none=True):
+    """Forget the gradients of ``params`` (Module.zero_grad and Optimizer.zero_grad): set
+    each ``.grad`` to None (the default: the next backward allocates afresh), or to zeros in
+    place."""
+    for p in params:
+        if p.grad is None:
+            continue
+        if set_to_none:
+            p.grad = None
+        else:
+            p.grad.array[...] = 0
+
+
 class _HookHandle:
     _next = [0]
 

@@ -32,6 +32,20 @@ def test_a_gradient_of_another_shape_never_reaches_the_update(make):
     np.testing.assert_array_equal(p.numpy(), np.ones(1000))
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad", "Adadelta"])
+def test_a_bad_gradient_in_a_later_group_leaves_every_group_untouched(name):
+    """step() checks every gradient before it moves any parameter: a bad one in the second
+    group must not leave the first group updated (a half-applied step)."""
+    a, b = nn.Parameter(mg.ones(4)), nn.Parameter(mg.ones(3))
+    opt = getattr(optim, name)([{"params": [a]}, {"params": [b]}], lr=0.1)
+    a.grad, b.grad = mg.ones(4), mg.ones(3)
+    b.grad.array = np.ones(2, dtype=np.float32)
+    with pytest.raises(RuntimeError, match=rf"{name}.step: parameter 0 has shape \(3,\)"):
+        opt.step()
+    np.testing.assert_array_equal(a.numpy(), np.ones(4))
+    assert not opt.state  # no state was kept for a step that did not happen
+
+
 def _params_with_grads():
     mg.manual_seed(0)
     ps = [nn.Parameter(mg.randn(3, 4)), nn.Parameter(mg.randn(5)), nn.Parameter(mg.randn(2))]

@@ -21,7 +21,8 @@ from .. import backend
 from .._arguments import CheckedArguments
 from ..autograd import no_grad
 from ..tensor import Tensor, device_and_dtype
-from .parameter import Parameter, clear_grads
+from ..tensor import clear_grads
+from .parameter import Parameter
 
 
 class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):

@@ -11,32 +11,25 @@ is what RMSprop and Adadelta (running means instead of a sum) were made to avoid
 ``initial_accumulator_value``.  The update is the kernel table's ``adagrad_step_``.
 """
 from .optimizer import Optimizer
-from .sgd import _batches, _check_lr, _check_nonnegative, _commit, _states, _with_grads, _zeros_like
 
 
 class Adagrad(Optimizer):
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
-        _check_lr("Adagrad", lr)
+        self._check_lr(lr)
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, eps=eps)
         super().__init__(params, defaults)
 
     def _validate(self, group):
-        _check_lr("Adagrad", group["lr"])
-        _check_nonnegative("Adagrad", group, ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"))
+        self._check_lr(group["lr"])
+        self._check_nonnegative(group, ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"))
 
     def _update_group(self, group):
-        params = _with_grads("Adagrad", group)
-        states = _states(self, params, lambda p: {"step": 0, "sum": _full_like(p, group["initial_accumulator_value"])})
+        params = self._with_grads(group)
+        states = self._states(params, lambda p: {"step": 0, "sum": self._zeros(p, group["initial_accumulator_value"])})
         # one fused kernel call per step count (the same for all, unless parameters joined later)
-        for (k, step), batch in _batches(params, [st["step"] + 1 for st in states]):
+        for (k, step), batch in self._batches(params, [st["step"] + 1 for st in states]):
             ps, sts = [params[i] for i in batch], [states[i] for i in batch]
             k.adagrad_step_([p.array for p in ps], [p.grad.array for p in ps], [st["sum"].array for st in sts],
                             group["lr"], group["lr_decay"], group["weight_decay"], group["eps"], step)
-            _commit(self, ps, sts, step)
-
-
-def _full_like(p, value):
-    s = _zeros_like(p)
-    s.array += s.array.dtype.type(value)
-    return s
+            self._commit(ps, sts, step)

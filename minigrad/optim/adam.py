@@ -14,20 +14,19 @@ of v in the denominator.
 """
 from ..tensor import Tensor
 from .optimizer import Optimizer
-from .sgd import _batches, _check_lr, _commit, _states, _with_grads, _zeros_like
 
 
 class Adam(Optimizer):
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
-        _check_lr(type(self).__name__, lr)
+        self._check_lr(lr)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
         super().__init__(params, defaults)
 
     def _validate(self, group):
         name = type(self).__name__
-        _check_lr(name, group["lr"])
+        self._check_lr(group["lr"])
         betas = group["betas"]
         if len(betas) != 2:
             raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
@@ -43,19 +42,19 @@ class Adam(Optimizer):
     def _update_group(self, group):
         lr, (b1, b2), eps = group["lr"], group["betas"], group["eps"]
         wd, amsgrad = group["weight_decay"], group["amsgrad"]
-        params = _with_grads(type(self).__name__, group)
-        states = _states(self, params, lambda p: {"step": 0, "exp_avg": _zeros_like(p), "exp_avg_sq": _zeros_like(p)})
+        params = self._with_grads(group)
+        states = self._states(params, lambda p: {"step": 0, "exp_avg": self._zeros(p), "exp_avg_sq": self._zeros(p)})
         for st in states:
             if amsgrad and "max_exp_avg_sq" not in st:  # (also when amsgrad is switched on later)
                 st["max_exp_avg_sq"] = Tensor._wrap(st["exp_avg_sq"].array.copy())
         # one fused kernel call per step count (the same for all, unless parameters joined later)
-        for (k, step), batch in _batches(params, [st["step"] + 1 for st in states]):
+        for (k, step), batch in self._batches(params, [st["step"] + 1 for st in states]):
             ps, sts = [params[i] for i in batch], [states[i] for i in batch]
             k.adam_step_([p.array for p in ps], [p.grad.array for p in ps],
                          [st["exp_avg"].array for st in sts], [st["exp_avg_sq"].array for st in sts],
                          [st["max_exp_avg_sq"].array for st in sts] if amsgrad else None,
                          lr, b1, b2, eps, step, wd, self._decoupled)
-            _commit(self, ps, sts, step)
+            self._commit(ps, sts, step)
 
 
 class AdamW(Adam):

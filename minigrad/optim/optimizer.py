@@ -1,4 +1,5 @@
-"""Optimizer: the base class of SGD, Adam and AdamW (PyTorch's ``torch.optim.Optimizer``).
+"""Optimizer: the base class of SGD, Adam, AdamW, RMSprop, Adagrad and Adadelta (PyTorch's
+``torch.optim.Optimizer``), and what every update uses (``_states``, ``_commit``, ``_batches``).
 
 An optimizer holds
 
@@ -22,8 +23,7 @@ import numpy as np
 from .. import backend
 from .._arguments import CheckedArguments
 from ..autograd import enable_grad
-from ..nn.parameter import clear_grads
-from ..tensor import Tensor
+from ..tensor import Tensor, clear_grads
 
 
 class _Required:
@@ -99,8 +99,9 @@ class Optimizer(CheckedArguments):
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        for group in self.param_groups:  # every gradient checked before any parameter moves
+            self._check_grads(group["params"])
         for group in self.param_groups:
-            _check_grads(type(self).__name__, group["params"])
             self._state_follows(group["params"])
             self._update_group(group)
         return loss
@@ -118,6 +119,66 @@ class Optimizer(CheckedArguments):
 
     def _update_group(self, group):
         raise NotImplementedError(f"{type(self).__name__}._update_group")
+
+    # -- what every update uses (SGD, Adam, RMSprop, Adagrad, Adadelta) -----------------------
+    def _check_grads(self, params):
+        """Each ``.grad`` must match its parameter: the fused update kernels read them side by
+        side.  (Assigning ``.grad`` checks this too, but ``p.grad.array`` can be replaced; and
+        the kernels check sizes themselves, so that no direct caller reads past an array.)"""
+        for i, p in enumerate(params):
+            g = p._grad
+            if g is not None and (g.array.shape != p.array.shape or g.array.dtype != p.array.dtype
+                                  or g.device != p.device):
+                raise RuntimeError(
+                    f"{type(self).__name__}.step: parameter {i} has shape {p.shape} ({p.dtype}, "
+                    f"{p.device}) but its .grad has shape {g.shape} ({g.dtype}, {g.device}); they must match")
+
+    @staticmethod
+    def _with_grads(group):
+        """The group's parameters that have a gradient (checked by step() beforehand)."""
+        return [p for p in group["params"] if p.grad is not None]
+
+    def _states(self, params, fresh):
+        """Each parameter's state: the one it has, or ``fresh(p)`` before its first step (kept
+        only once that step went through: ``_commit``).  (An empty dict counts as none: state
+        is a defaultdict, so a mere lookup makes one.)"""
+        return [self.state.get(p) or fresh(p) for p in params]
+
+    def _commit(self, params, states, step=None):
+        """After a kernel call updated ``params``: keep their states, count the step (``step``,
+        or one more), and bump each parameter's version (a graph that saved the old value then
+        refuses to backward)."""
+        for p, st in zip(params, states):
+            st["step"] = st["step"] + 1 if step is None else step
+            self.state[p] = st
+            p._version += 1
+
+    @staticmethod
+    def _batches(params, keys):
+        """Group the parameters that one kernel call can take: the same kernel table (device)
+        and the same key (one per parameter); yields ((table, key), indices into params)."""
+        batches = {}
+        for i, (p, key) in enumerate(zip(params, keys)):
+            batches.setdefault((backend.kernels(p.array), key), []).append(i)
+        return batches.items()
+
+    @staticmethod
+    def _zeros(p, value=0):
+        """A state buffer for parameter p (its shape, dtype and device) filled with ``value``."""
+        return Tensor._wrap(backend.array_module(p.array).full(p.shape, value, dtype=p.dtype))
+
+    def _check_lr(self, lr):
+        name = type(self).__name__
+        if not isinstance(lr, (int, float)) or isinstance(lr, bool):
+            raise TypeError(f"{name}: lr must be a number, got {type(lr).__name__}")
+        if lr < 0:
+            raise ValueError(f"{name}: invalid learning rate {lr} (must be >= 0)")
+
+    def _check_nonnegative(self, group, keys):
+        """Each hyper-parameter ``keys`` of ``group`` must be >= 0 (ValueError naming it)."""
+        for key in keys:
+            if group[key] < 0:
+                raise ValueError(f"{type(self).__name__}: invalid {key} {group[key]} (must be >= 0)")
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self):
@@ -204,19 +265,6 @@ class Optimizer(CheckedArguments):
                 lines.append(f"    {key}: {group[key]}")
         lines.append(")")
         return "\n".join(lines)
-
-
-def _check_grads(name, params):
-    """Each ``.grad`` must match its parameter: the fused update kernels read them side by side
-    (``.grad`` assignment checks this too, but ``p.grad.array`` can still be replaced)."""
-    for i, p in enumerate(params):
-        g = p._grad
-        if g is None:
-            continue
-        if g.array.shape != p.array.shape or g.array.dtype != p.array.dtype or g.device != p.device:
-            raise RuntimeError(
-                f"{name}.step: parameter {i} has shape {p.shape} ({p.dtype}, {p.device}) but its "
-                f".grad has shape {g.shape} ({g.dtype}, {g.device}); they must match")
 
 
 def _plain(value):

@@ -12,36 +12,35 @@ moment without the first moment and without bias correction (v starts at 0, so e
 larger than Adam's).  The update is the kernel table's ``rmsprop_step_``.
 """
 from .optimizer import Optimizer
-from .sgd import _batches, _check_lr, _check_nonnegative, _commit, _states, _with_grads, _zeros_like
 
 
 class RMSprop(Optimizer):
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
-        _check_lr("RMSprop", lr)
+        self._check_lr(lr)
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                         centered=centered)
         super().__init__(params, defaults)
 
     def _validate(self, group):
-        _check_lr("RMSprop", group["lr"])
-        _check_nonnegative("RMSprop", group, ("alpha", "eps", "weight_decay", "momentum"))
+        self._check_lr(group["lr"])
+        self._check_nonnegative(group, ("alpha", "eps", "weight_decay", "momentum"))
         if group["alpha"] > 1:
             raise ValueError(f"RMSprop: invalid alpha {group['alpha']} (must be in [0, 1])")
 
     def _update_group(self, group):
         momentum, centered = group["momentum"], group["centered"]
-        params = _with_grads("RMSprop", group)
-        states = _states(self, params, lambda p: {"step": 0, "square_avg": _zeros_like(p)})
+        params = self._with_grads(group)
+        states = self._states(params, lambda p: {"step": 0, "square_avg": self._zeros(p)})
         for p, st in zip(params, states):
             if momentum > 0 and "momentum_buffer" not in st:  # (also when switched on later)
-                st["momentum_buffer"] = _zeros_like(p)
+                st["momentum_buffer"] = self._zeros(p)
             if centered and "grad_avg" not in st:
-                st["grad_avg"] = _zeros_like(p)
-        for (k, _), batch in _batches(params, [None] * len(params)):
+                st["grad_avg"] = self._zeros(p)
+        for (k, _), batch in self._batches(params, [None] * len(params)):
             ps, sts = [params[i] for i in batch], [states[i] for i in batch]
             k.rmsprop_step_([p.array for p in ps], [p.grad.array for p in ps],
                             [st["square_avg"].array for st in sts],
                             [st["grad_avg"].array for st in sts] if centered else None,
                             [st["momentum_buffer"].array for st in sts] if momentum > 0 else None,
                             group["lr"], group["alpha"], group["eps"], group["weight_decay"], momentum)
-            _commit(self, ps, sts)
+            self._commit(ps, sts)
