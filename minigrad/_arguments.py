@@ -11,7 +11,7 @@ raises a TypeError naming the class, the argument and every argument the class a
 import functools
 import inspect
 
-__all__ = ["CheckedArguments", "check_arguments"]
+__all__ = ["CheckedArguments", "check_arguments", "check_probability"]
 
 
 class CheckedArguments:
@@ -42,3 +42,9 @@ def check_arguments(cls, args, kwargs):
                     else "takes no arguments")
         raise TypeError(f"{cls.__name__}: {e}; {cls.__name__} {accepted} (what minigrad leaves out "
                         "of PyTorch's arguments: docs/differences.md)") from None
+
+
+def check_probability(p, op="dropout"):
+    """``p`` must be a number in [0, 1] (a dropout probability); ValueError naming ``op``."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: probability p must be a number in [0, 1], got {p!r}")

@@ -2,11 +2,12 @@
 and loss as a plain function of tensors.  Most are the ops themselves; ``dropout`` is here.
 """
 from .. import backend
-from ..autograd import Function, register
+from .._arguments import check_probability
 from ..ops import (  # noqa: F401  (re-exported: F.relu, F.cross_entropy, ...)
     binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy, flatten, gelu,
     linear, log_softmax, mse_loss, nll_loss, sigmoid, softmax, tanh,
 )
+from ..ops.dropout import DropoutMask
 from ..tensor import Tensor
 from ..ops import (  # noqa: F401,E402  (convolution, pooling, normalization)
     adaptive_avg_pool2d, avg_pool2d, batch_norm, conv2d, layer_norm, max_pool2d, one_hot,
@@ -45,38 +46,11 @@ def normalize(input, p=2.0, dim=1, eps=1e-12):
     return input / _clamp(_norm(input, p, dim, keepdim=True), min=eps)
 
 
-@register
-class DropoutMask(Function):
-    """z = x * m, with m_i = 1 / (1 - p) with probability 1 - p and 0 otherwise (inverted
-    dropout: the expected value of z is x, so evaluation needs no rescaling).
-
-    m comes from the kernel table's counter-based generator (Philox4x32-10): the backend hands
-    out (seed, offset) and advances the offset, so a manual_seed gives the same masks on
-    every device.
-
-    dL/dx = g * m      (m is a constant drawn once in forward, so this differentiates again)"""
-
-    saves_inputs = False  # the mask, drawn in forward
-
-    def forward(self, x, p):
-        seed, offset = backend.philox_seed_offset(x.size)
-        self.mask = backend.kernels(x).dropout_mask(x.shape, p, seed, offset, x.dtype, like=x)
-        return x * self.mask
-
-    def backward(self, g):
-        return g * Tensor._wrap(self.mask)
-
-
-def _check_p(p, op="dropout"):
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-        raise ValueError(f"{op}: probability p must be a number in [0, 1], got {p!r}")
-
-
 def dropout(x, p=0.5, training=True, inplace=False):
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) while
     ``training``; the identity otherwise (random numbers from the seeded generator).
     ``inplace=True`` writes the result into x."""
-    _check_p(p)
+    check_probability(p)
     if not training or p == 0:
         return x
     if x.dtype.kind != "f":
@@ -93,7 +67,7 @@ def dropout(x, p=0.5, training=True, inplace=False):
 def _channel_dropout(op, ranks, x, p, training, inplace):
     """Zero whole channels: dropout of a mask of ones of shape (N, C, 1, ...), broadcast over
     the positions, times x.  The gradient is g times the same mask."""
-    _check_p(p, op)
+    check_probability(p, op)
     if x.ndim not in ranks:
         raise ValueError(f"{op}: expected a {' or '.join(f'{r}-D' for r in ranks)} input "
                          f"(N, C, ...), got shape {x.shape}")

@@ -7,7 +7,8 @@ from .. import backend
 from ..backend import Device
 from ..ops import flatten, gelu, linear, log_softmax, sigmoid, softmax, tanh
 from . import init
-from .functional import (_check_p, dropout, dropout1d, dropout2d, dropout3d, interpolate, leaky_relu, relu,
+from .._arguments import check_probability
+from .functional import (dropout, dropout1d, dropout2d, dropout3d, interpolate, leaky_relu, relu,
                          silu)
 from .module import Module
 from .parameter import Parameter
@@ -178,7 +179,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
-        _check_p(p, type(self).__name__)
+        check_probability(p, type(self).__name__)
         self.p = float(p)
         self.inplace = _inplace_flag(type(self).__name__, inplace)
 

@@ -27,7 +27,8 @@ from ..ops import rnn as cell_ops  # the cell ops (nn's RNNCell & co. are the mo
 from ..ops.rnn import gru_cell, lstm_cell, rnn_cell
 from ..tensor import Tensor, zeros
 from . import init
-from .functional import _check_p, dropout
+from .._arguments import check_probability
+from .functional import dropout
 from .layers import _empty
 from .module import Module
 from .parameter import Parameter
@@ -114,7 +115,7 @@ class RNNBase(Module):
         self.hidden_size = _positive_int(name, "hidden_size", hidden_size)
         self.num_layers = _positive_int(name, "num_layers", num_layers)
         self.proj_size = _positive_int(name, "proj_size", proj_size, 0)
-        _check_p(dropout, f"{name}: dropout")
+        check_probability(dropout, f"{name}: dropout")
         if self.proj_size and mode != "LSTM":
             raise ValueError(f"{name}: proj_size is an LSTM argument only")
         if self.proj_size >= self.hidden_size:
