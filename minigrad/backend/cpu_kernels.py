@@ -100,21 +100,151 @@ _PARALLEL_MIN = 1 << 16
 # on a machine busy with other processes the hand-over itself can take milliseconds.
 _PARALLEL_WORK = 1 << 20  # elements
 _FAST_MATH = {"reassoc", "contract"}  # vectorised sums; inf and NaN keep their meaning
+# Rows per partial sum of the batch-norm statistics on channels-last data: fixed, so the sums
+# are added in the same order whatever the number of threads.
+_BN_CHUNK = 256
 
 
-def _pick(kernels, work, threshold=_PARALLEL_WORK):
-    """The parallel variant of a (serial, parallel) pair when the launch is big and numba
-    has more than one thread."""
+def _pick(kernels, work, threshold=None):
+    """The parallel variant of a (serial, parallel) pair when the launch is big (``work`` >=
+    ``threshold``, default _PARALLEL_WORK) and numba has more than one thread."""
+    threshold = _PARALLEL_WORK if threshold is None else threshold
     return kernels[1] if work >= threshold and numba.get_num_threads() > 1 else kernels[0]
 
 
-def _both(fn):
+def _both(fn, fastmath=_FAST_MATH):
     """(serial, parallel) compilations of ``fn``.  The parallel one compiles a renamed copy:
     numba's on-disk cache is keyed by the function's name and signature, not by its flags,
     so two variants of one function would overwrite each other's cached machine code."""
     twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel", fn.__defaults__, fn.__closure__)
     twin.__qualname__ = fn.__qualname__ + "_parallel"
-    return njit(cache=True, fastmath=_FAST_MATH)(fn), njit(parallel=True, cache=True, fastmath=_FAST_MATH)(twin)
+    # error_model="numpy": a float division by zero gives inf/NaN instead of raising; the check
+    # numba otherwise puts in front of every division keeps LLVM from vectorising the loop
+    return (njit(cache=True, fastmath=fastmath, error_model="numpy")(fn),
+            njit(parallel=True, cache=True, fastmath=fastmath, error_model="numpy")(twin))
+
+
+# ======================================================================================
+# Float32 math that vectorises (issue 19).  numba compiles math.exp to a call of the C
+# library's scalar exp, and a max loop (``m = v if v > m else m``) to a compare-and-branch
+# chain: LLVM turns neither into SIMD code, and at 16 float32 lanes per AVX-512 instruction
+# that is what keeps a kernel from the memory's speed.  The helpers below are written so
+# that it does: exp and expm1 from float32 multiply-adds and two bit operations, and the
+# maximum through LLVM's maxnum.  Kernels call ``_exp`` / ``_max``, which pick these for
+# float32 and the exact library functions for float64 (one kernel source, both dtypes).
+# ======================================================================================
+
+if numba is not None:
+    from llvmlite import ir as _llvm_ir
+    from numba import types as _nbtypes
+    from numba.core.extending import intrinsic as _intrinsic
+    from numba.extending import overload as _overload
+
+    @_intrinsic
+    def _float32_from_bits(typingctx, bits):
+        """The float32 whose IEEE bit pattern is the low 32 bits of the integer ``bits``
+        (what C writes as a union or memcpy; numba has no scalar bit cast)."""
+        if not isinstance(bits, _nbtypes.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            value = args[0]
+            if bits.bitwidth != 32:
+                value = builder.trunc(value, _llvm_ir.IntType(32)) if bits.bitwidth > 32 else \
+                    builder.sext(value, _llvm_ir.IntType(32))
+            return builder.bitcast(value, _llvm_ir.FloatType())
+        return _nbtypes.float32(bits), codegen
+
+    @_intrinsic
+    def _maxnum(typingctx, a, b):
+        """IEEE maxNum(a, b): the larger, and the other one where one is NaN.  LLVM vectorises
+        a loop of these (16 lanes at a time), unlike numba's compare-and-branch max.  A NaN
+        is skipped, so kernels that take a row maximum with it let NaN reach the output
+        through the sum of exponentials instead (exp(NaN - m) is NaN)."""
+        if a != b or not isinstance(a, _nbtypes.Float):
+            return None
+
+        def codegen(context, builder, signature, args):
+            t = args[0].type
+            fn = builder.module.declare_intrinsic("llvm.maxnum", [t], _llvm_ir.FunctionType(t, [t, t]))
+            return builder.call(fn, args)
+        return a(a, b), codegen
+
+    _F32 = np.float32
+    _LOG2E_F32, _HALF_F32, _ONE_F32, _ZERO_F32 = _F32(1 / math.log(2)), _F32(0.5), _F32(1), _F32(0)
+    # ln 2 in two parts (Cody and Waite): k * _LN2_HI is exact for |k| < 2^15, so t - k ln 2
+    # loses nothing to cancellation
+    _LN2_HI_F32 = _F32(0.693359375)
+    _LN2_LO_F32 = _F32(math.log(2) - 0.693359375)
+    _EXP_LOW_F32, _EXP_HIGH_F32 = _F32(-104.0), _F32(100.0)  # exp is 0 below, inf above in float32
+    _EXPM1_LOW_F32 = _F32(-88.0)                                # expm1 is -1 below
+    _T1, _T2, _T3, _T4, _T5, _T6, _T7 = (_F32(1 / math.factorial(i)) for i in range(1, 8))
+
+    @njit(inline="always")
+    def _exp_reduce(t):
+        """(k, r) with t = k ln 2 + r, k an integer (as float32), |r| <= ln 2 / 2."""
+        k = np.floor(t * _LOG2E_F32 + _HALF_F32)
+        return k, (t - k * _LN2_HI_F32) - k * _LN2_LO_F32
+
+    @njit(inline="always")
+    def _exp_f32(t):
+        """exp(t) for float32 t, in float32 arithmetic that vectorises:
+            exp(t) = 2^k exp(r),  t = k ln 2 + r,  |r| <= ln 2 / 2
+        exp(r) by its Taylor polynomial of degree 7 (remainder below 8e-9, a tenth of a
+        float32 ulp); 2^k is built from its bits, as two factors 2^(k//2) 2^(k - k//2) so that
+        results below float32's smallest normal number (t < -87.3) come out as the correctly
+        rounded subnormal instead of 0.  Error within one ulp (tests/test_cpu_kernels.py).
+        Below -104 the result is 0, above 88.7 inf; NaN stays NaN."""
+        tc = t if t > _EXP_LOW_F32 else _EXP_LOW_F32       # (NaN goes here too; restored below)
+        tc = tc if tc < _EXP_HIGH_F32 else _EXP_HIGH_F32
+        kf, r = _exp_reduce(tc)
+        p = _ONE_F32 + r * (_T1 + r * (_T2 + r * (_T3 + r * (_T4 + r * (_T5 + r * (_T6 + r * _T7))))))
+        k = np.int32(kf)
+        half = k >> 1
+        e = (p * _float32_from_bits((half + 127) << 23)) * _float32_from_bits((k - half + 127) << 23)
+        e = e if t > _EXP_LOW_F32 else _ZERO_F32
+        return e if t == t else t
+
+    @njit(inline="always")
+    def _expm1_nonpositive_f32(t):
+        """exp(t) - 1 for float32 t <= 0, accurate also where it is tiny (t near 0, where
+        exp(t) - 1 would cancel):  exp(t) - 1 = 2^k (exp(r) - 1) + (2^k - 1)  with exp(r) - 1
+        by the polynomial without its constant term; for k = 0 that is the polynomial alone.
+        -1 below -88; NaN stays NaN.  (Used by tanh.)"""
+        tc = t if t > _EXPM1_LOW_F32 else _EXPM1_LOW_F32
+        kf, r = _exp_reduce(tc)
+        q = r * (_T1 + r * (_T2 + r * (_T3 + r * (_T4 + r * (_T5 + r * (_T6 + r * _T7))))))
+        s = _float32_from_bits((np.int32(kf) + 127) << 23)   # 2^k, k >= -127 (2^-127 reads as 0: fine here)
+        em = s * q + (s - _ONE_F32)
+        return em if t == t else t
+
+    def _exp(t):
+        """exp(t) inside numba kernels: _exp_f32 for float32, math.exp for float64."""
+        return math.exp(t)
+
+    @_overload(_exp, inline="always")
+    def _exp_for(t):
+        if t == _nbtypes.float32:
+            return lambda t: _exp_f32(t)
+        return lambda t: math.exp(t)
+
+    def _cast_like(value, like):
+        """``value`` converted to the type of ``like`` (float32 kernels keep float32 scalars:
+        one float64 operand would turn a whole float32 loop into float64 arithmetic)."""
+        return type(like)(value)
+
+    @_overload(_cast_like, inline="always")
+    def _cast_like_for(value, like):
+        target = like
+        return lambda value, like: target(value)
+
+    @njit(inline="always")
+    def _row_max(row):
+        """max(row) for a row of >= 1 element, NaN skipped (see _maxnum); vectorised."""
+        m = row[0]
+        for j in range(row.size):
+            m = _maxnum(m, row[j])
+        return m
 
 
 # ======================================================================================
@@ -388,20 +518,18 @@ if numba is not None:
                         b[y * ow + xo] = s / divisor
 
     def _cross_entropy_forward_py(x, target, weight, has_weight, ignore_index, e, losses, lse):
-        """reference.cross_entropy_forward, one row per iteration (sums in float64)."""
+        """reference.cross_entropy_forward, one row per iteration: the row maximum, the sum of
+        exponentials (accumulated in float64), the loss; the row is read from memory once."""
         n, c = x.shape
         w_sum = 0.0
         for j in range(c):
             w_sum += weight[j] if has_weight else 1.0
         for i in prange(n):
-            m = x[i, 0]
-            for j in range(1, c):
-                v = x[i, j]
-                if v > m or v != v:  # a NaN sticks: nothing compares greater than it
-                    m = v
+            row = x[i]
+            m = _row_max(row)  # NaN skipped: it reaches s, lse and the loss through exp
             s = 0.0
             for j in range(c):
-                s += math.exp(x[i, j] - m)
+                s += _exp(row[j] - m)
             log_s = math.log(s)
             lse[i] = m + log_s
             t = target[i]
@@ -410,43 +538,250 @@ if numba is not None:
             elif t < 0 or t >= c:
                 losses[i] = np.nan
             else:
-                loss = (log_s - (x[i, t] - m)) * (weight[t] if has_weight else 1.0)
+                loss = (log_s - (row[t] - m)) * (weight[t] if has_weight else 1.0)
                 if e != 0:
                     smooth = 0.0
-                    for j in range(c):
-                        smooth += (weight[j] if has_weight else 1.0) * (x[i, j] - m)
+                    if has_weight:
+                        for j in range(c):
+                            smooth += weight[j] * (row[j] - m)
+                    else:
+                        for j in range(c):
+                            smooth += row[j] - m
                     loss = (1 - e) * loss - (e / c) * (smooth - log_s * w_sum)
                 losses[i] = loss
 
-    def _cross_entropy_backward_py(x, target, lse, grow, weight, has_weight, ignore_index, e, dx):
-        """reference.cross_entropy_backward, one row per iteration."""
+    def _cross_entropy_backward_py(x, target, grow, weight, has_weight, ignore_index, e, dx):
+        """reference.cross_entropy_backward, one row per iteration.  The softmax is
+        exp(x - m) / s from the row maximum m and s = sum exp(x - m), recomputed here (the row
+        is in cache), never exp(x - lse): lse = m + log s is rounded to the spacing of m,
+        which for logits of 1e4 is an error of 1e-3 in every probability (issue 15)."""
         n, c = x.shape
         w_sum = 0.0
         for j in range(c):
             w_sum += weight[j] if has_weight else 1.0
         for i in prange(n):
             t = target[i]
+            out = dx[i]
             if t == ignore_index or t < 0 or t >= c:
                 fill = 0.0 if t == ignore_index else np.nan
                 for j in range(c):
-                    dx[i, j] = fill
+                    out[j] = fill
                 continue
+            row = x[i]
+            m = _row_max(row)
+            s = 0.0
+            for j in range(c):
+                p = _exp(row[j] - m)
+                out[j] = p
+                s += p
             onehot = (1 - e) * (weight[t] if has_weight else 1.0)
             p_coef = onehot + (e / c) * w_sum if has_weight else 1.0
             g = grow[i]
-            for j in range(c):
-                v = math.exp(x[i, j] - lse[i]) * p_coef
-                if j == t:
-                    v -= onehot
-                if e != 0:
-                    v -= (e / c) * (weight[j] if has_weight else 1.0)
-                dx[i, j] = v * g
+            scale = _cast_like(p_coef * g / s, row[0])    # out = p * p_coef * g, p = out / s
+            if e != 0:
+                smooth = _cast_like((e / c) * g, row[0])
+                if has_weight:
+                    for j in range(c):
+                        out[j] = out[j] * scale - smooth * weight[j]
+                else:
+                    for j in range(c):
+                        out[j] = out[j] * scale - smooth
+            else:
+                for j in range(c):
+                    out[j] = out[j] * scale
+            out[t] -= _cast_like(onehot * g, row[0])
 
     # one thread for small batches (starting the pool costs more), all of them for large ones
-    _ce_forward_nb = njit(cache=True)(_cross_entropy_forward_py)
-    _ce_forward_par_nb = njit(parallel=True, cache=True)(_cross_entropy_forward_py)
-    _ce_backward_nb = njit(cache=True)(_cross_entropy_backward_py)
-    _ce_backward_par_nb = njit(parallel=True, cache=True)(_cross_entropy_backward_py)
+    _ce_forward_nb = _both(_cross_entropy_forward_py)
+    _ce_backward_nb = _both(_cross_entropy_backward_py)
+
+    # -- the softmax family along the last axis of a C-contiguous array, one row per
+    #    iteration: every row is read from memory once (the second and third loops over it
+    #    find it in the cache) and written once
+    def _softmax_rows_py(x, out):
+        for i in prange(x.shape[0]):
+            row, dst = x[i], out[i]
+            m = _row_max(row)
+            s = 0.0
+            for j in range(row.size):
+                p = _exp(row[j] - m)
+                dst[j] = p
+                s += p
+            inv = _cast_like(1.0 / s, row[0])
+            for j in range(row.size):
+                dst[j] *= inv
+
+    def _log_softmax_rows_py(x, out):
+        for i in prange(x.shape[0]):
+            row, dst = x[i], out[i]
+            m = _row_max(row)
+            s = 0.0
+            for j in range(row.size):
+                s += _exp(row[j] - m)
+            log_s = _cast_like(math.log(s), row[0])
+            for j in range(row.size):
+                dst[j] = (row[j] - m) - log_s
+
+    def _softmax_backward_rows_py(g, y, out):
+        for i in prange(g.shape[0]):
+            gr, yr, dst = g[i], y[i], out[i]
+            d = 0.0
+            for j in range(gr.size):
+                d += gr[j] * yr[j]
+            d = _cast_like(d, gr[0])
+            for j in range(gr.size):
+                dst[j] = yr[j] * (gr[j] - d)
+
+    def _log_softmax_backward_rows_py(g, y, out):
+        for i in prange(g.shape[0]):
+            gr, yr, dst = g[i], y[i], out[i]
+            total = 0.0
+            for j in range(gr.size):
+                total += gr[j]
+            total = _cast_like(total, gr[0])
+            for j in range(gr.size):
+                dst[j] = gr[j] - _exp(yr[j]) * total
+
+    _softmax_rows_nb, _log_softmax_rows_nb = _both(_softmax_rows_py), _both(_log_softmax_rows_py)
+    _softmax_backward_rows_nb = _both(_softmax_backward_rows_py)
+    _log_softmax_backward_rows_nb = _both(_log_softmax_backward_rows_py)
+
+    # -- sigmoid and tanh, float32 (float64 keeps reference.py's NumPy code: the library
+    #    exp and tanh are exact to the last bit there, and float32 is what models run in)
+    _TWO_F32, _MINUS_TWO_F32 = _F32(2), _F32(-2)
+
+    def _sigmoid_py(x, out):
+        """1 / (1 + e) for x >= 0, e / (1 + e) for x < 0, e = exp(-|x|) <= 1 (as reference)."""
+        for i in prange(x.size):
+            v = x[i]
+            e = _exp_f32(-abs(v))
+            out[i] = (_ONE_F32 if v >= _ZERO_F32 else e) / (_ONE_F32 + e)
+
+    def _sigmoid_backward_py(g, y, out):
+        for i in prange(g.size):
+            out[i] = g[i] * y[i] * (_ONE_F32 - y[i])
+
+    def _tanh_py(x, out):
+        """tanh |x| = -m / (2 + m) with m = exp(-2|x|) - 1 (no cancellation near 0, where
+        (1 - e) / (1 + e) would lose the digits), the sign of x put back (tanh(-0) = -0)."""
+        for i in prange(x.size):
+            v = x[i]
+            m = _expm1_nonpositive_f32(_MINUS_TWO_F32 * abs(v))
+            out[i] = np.copysign(-m / (_TWO_F32 + m), v)
+
+    def _tanh_backward_py(g, y, out):
+        for i in prange(g.size):
+            out[i] = g[i] * (_ONE_F32 - y[i] * y[i])
+
+    _sigmoid_nb, _sigmoid_backward_nb = _both(_sigmoid_py), _both(_sigmoid_backward_py)
+    _tanh_nb, _tanh_backward_nb = _both(_tanh_py), _both(_tanh_backward_py)
+
+    # -- batch norm (issue 19).  Two layouts, one (N, C, L) view each:
+    #    "planes": an NCHW array, (N, C, H*W) C-contiguous: channel c is N runs of L numbers.
+    #       One task per channel computes its statistics and then its output, so the second
+    #       read of the channel (hundreds of KB) comes from the core's cache, not from memory.
+    #    "columns": channels-last (N, H, W, C) memory or a 2-D (N, C) array, as (M, C) rows:
+    #       the statistics are sums over rows, in chunks of _BN_CHUNK rows per task (partial
+    #       sums added in a fixed order: the result does not depend on the thread count).
+    #    Statistics in float64 from one pass, sum(d) and sum(d^2) of d = x - K, with K the
+    #    channel's first value: the shift keeps sum(d^2)/m - (sum(d)/m)^2 free of the
+    #    cancellation that E[x^2] - E[x]^2 would suffer for a mean far from 0.
+    def _bn_forward_planes_py(x, w, b, eps, training, mean, invstd, y):
+        n, c, l = x.shape
+        m = n * l
+        for ch in prange(c):
+            if training:
+                k = np.float64(x[0, ch, 0])
+                s = 0.0
+                s2 = 0.0
+                for i in range(n):
+                    row = x[i, ch]
+                    for j in range(l):
+                        d = np.float64(row[j]) - k
+                        s += d
+                        s2 += d * d
+                shift = s / m
+                mean[ch] = k + shift
+                invstd[ch] = 1.0 / math.sqrt(max(s2 / m - shift * shift, 0.0) + eps)
+            mu = mean[ch]
+            a = invstd[ch] * w[ch]
+            for i in range(n):
+                row, out = x[i, ch], y[i, ch]
+                for j in range(l):
+                    out[j] = (row[j] - mu) * a + b[ch]
+
+    def _bn_column_sums_py(x, k, s, s2):
+        """Per chunk of _BN_CHUNK rows: s[chunk] = sum(x - k), s2[chunk] = sum((x - k)^2)."""
+        rows = x.shape[0]
+        for chunk in prange(s.shape[0]):
+            sp, s2p = s[chunk], s2[chunk]
+            for r in range(chunk * _BN_CHUNK, min(rows, (chunk + 1) * _BN_CHUNK)):
+                row = x[r]
+                for ch in range(row.size):
+                    d = np.float64(row[ch]) - k[ch]
+                    sp[ch] += d
+                    s2p[ch] += d * d
+
+    def _bn_apply_columns_py(x, mean, a, b, y):
+        """y = (x - mean) a + b per column."""
+        for r in prange(x.shape[0]):
+            row, out = x[r], y[r]
+            for ch in range(row.size):
+                out[ch] = (row[ch] - mean[ch]) * a[ch] + b[ch]
+
+    def _bn_backward_planes_py(g, x, mean, invstd, w, training, dx, dweight, dbias):
+        """dweight = sum g xhat, dbias = sum g; dx = w invstd (g - dbias/m - xhat dweight/m)
+        (training) or g w invstd (eval), per channel task."""
+        n, c, l = x.shape
+        m = n * l
+        for ch in prange(c):
+            mu = mean[ch]
+            sg = 0.0
+            sgx = 0.0
+            for i in range(n):
+                gr, xr = g[i, ch], x[i, ch]
+                for j in range(l):
+                    gv = np.float64(gr[j])
+                    sg += gv
+                    sgx += gv * (np.float64(xr[j]) - mu)
+            dbias[ch] = sg
+            dweight[ch] = sgx * invstd[ch]
+            scale = w[ch] * invstd[ch]
+            if training:  # dx = scale g - scale dbias / m - (x - mu) scale invstd dweight / m
+                c0 = scale * sg / m
+                c1 = scale * invstd[ch] * (sgx * invstd[ch]) / m
+            else:
+                c0 = 0.0
+                c1 = 0.0
+            s32, c032, c132, mu32 = _cast_like(scale, x[0, 0, 0]), _cast_like(c0, x[0, 0, 0]), \
+                _cast_like(c1, x[0, 0, 0]), _cast_like(mu, x[0, 0, 0])
+            for i in range(n):
+                gr, xr, out = g[i, ch], x[i, ch], dx[i, ch]
+                for j in range(l):
+                    out[j] = s32 * gr[j] - c032 - c132 * (xr[j] - mu32)
+
+    def _bn_backward_column_sums_py(g, x, mean, sg, sgx):
+        rows = x.shape[0]
+        for chunk in prange(sg.shape[0]):
+            sp, sxp = sg[chunk], sgx[chunk]
+            for r in range(chunk * _BN_CHUNK, min(rows, (chunk + 1) * _BN_CHUNK)):
+                gr, xr = g[r], x[r]
+                for ch in range(gr.size):
+                    gv = np.float64(gr[ch])
+                    sp[ch] += gv
+                    sxp[ch] += gv * (np.float64(xr[ch]) - mean[ch])
+
+    def _bn_backward_apply_columns_py(g, x, mean, scale, c0, c1, dx):
+        """dx = scale g - c0 - c1 (x - mean) per column (the per-channel constants as above)."""
+        for r in prange(x.shape[0]):
+            gr, xr, out = g[r], x[r], dx[r]
+            for ch in range(gr.size):
+                out[ch] = scale[ch] * gr[ch] - c0[ch] - c1[ch] * (xr[ch] - mean[ch])
+
+    _bn_forward_planes_nb, _bn_column_sums_nb = _both(_bn_forward_planes_py), _both(_bn_column_sums_py)
+    _bn_apply_columns_nb, _bn_backward_planes_nb = _both(_bn_apply_columns_py), _both(_bn_backward_planes_py)
+    _bn_backward_column_sums_nb = _both(_bn_backward_column_sums_py)
+    _bn_backward_apply_columns_nb = _both(_bn_backward_apply_columns_py)
 
     @njit(parallel=True, cache=True)
     def _relu_nb(x, out):
@@ -529,31 +864,44 @@ if numba is not None:
     # step) to the thread pool cost ~90 us, the work itself ~1 us
     _gelu_nb, _gelu_backward_nb = _both(_gelu_py), _both(_gelu_backward_py)
 
-    # Philox4x32-10 as in reference._philox4x32, one 4-word block per loop iteration; every
-    # value is uint64 (mixing in int64 would turn it into float64).
+    # Philox4x32-10 as in reference._philox4x32, one 4-word block per loop iteration.  The
+    # words are uint32 and each round's products are uint32 x uint32 -> uint64: LLVM then
+    # vectorises the rounds over 8 or 16 blocks at a time (vpmuludq; 4x faster than with
+    # every word held in uint64, measured).  An element is kept iff (word >> 8) 2^-24 >= p,
+    # i.e. iff the integer word >> 8 is >= ceil(p 2^24) (exact: p 2^24 is exact in float64).
+    _u32 = np.uint32
     _M0, _M1 = _u(_ref._PHILOX_M0), _u(_ref._PHILOX_M1)
-    _W0, _W1 = _u(_ref._PHILOX_W0), _u(_ref._PHILOX_W1)
-    _LO, _S32, _S8 = _u(_ref._LO32), _u(32), _u(8)
+    _W0, _W1 = _u32(_ref._PHILOX_W0), _u32(_ref._PHILOX_W1)
+    _LO, _S32, _S8 = _u(_ref._LO32), _u(32), _u32(8)
 
-    @njit(parallel=True, cache=True)
-    def _dropout_mask_nb(out, p, scale, k0_, k1_, offset):
+    @njit(inline="always")
+    def _philox4x32_10(block, k0, k1):
+        """The four words of block number ``block`` (uint64) under key (k0, k1) (uint32)."""
+        c0, c1, c2, c3 = _u32(block & _LO), _u32(block >> _S32), _u32(0), _u32(0)
+        for _ in range(10):
+            p0 = _u(c0) * _M0
+            p1 = _u(c2) * _M1
+            c0, c1, c2, c3 = _u32(_u32(p1 >> _S32) ^ c1 ^ k0), _u32(p1), _u32(_u32(p0 >> _S32) ^ c3 ^ k1), _u32(p0)
+            k0, k1 = _u32(k0 + _W0), _u32(k1 + _W1)
+        return c0, c1, c2, c3
+
+    def _dropout_mask_py(out, threshold, scale, k0, k1, offset):
         size = out.size
-        for blk in prange((size + 3) // 4):
-            ctr = offset + _u(blk)
-            c0, c1, c2, c3 = ctr & _LO, ctr >> _S32, _u(0), _u(0)
-            k0, k1 = k0_, k1_
-            for r in range(10):
-                if r:
-                    k0, k1 = (k0 + _W0) & _LO, (k1 + _W1) & _LO
-                p0 = c0 * _M0
-                p1 = c2 * _M1
-                c0, c1, c2, c3 = (p1 >> _S32) ^ c1 ^ k0, p1 & _LO, (p0 >> _S32) ^ c3 ^ k1, p0 & _LO
-            for word in range(4):
-                i = 4 * blk + word
-                if i < size:
-                    v = c0 if word == 0 else (c1 if word == 1 else (c2 if word == 2 else c3))
-                    u = np.float64(v >> _S8) * 2.0 ** -24
-                    out[i] = scale if u >= p else 0
+        zero = scale - scale
+        for blk in prange(size // 4):  # whole blocks: four stores, no branch
+            c0, c1, c2, c3 = _philox4x32_10(offset + _u(blk), k0, k1)
+            i = 4 * blk
+            out[i] = scale if (c0 >> _S8) >= threshold else zero
+            out[i + 1] = scale if (c1 >> _S8) >= threshold else zero
+            out[i + 2] = scale if (c2 >> _S8) >= threshold else zero
+            out[i + 3] = scale if (c3 >> _S8) >= threshold else zero
+        start = size - size % 4
+        if start < size:  # the last block's first 1-3 words
+            words = _philox4x32_10(offset + _u(size // 4), k0, k1)
+            for word in range(size - start):
+                out[start + word] = scale if (words[word] >> _S8) >= threshold else zero
+
+    _dropout_mask_nb = _both(_dropout_mask_py)
 
     @njit(cache=True)
     def _embedding_backward_nb(g, indices, dw):
@@ -565,9 +913,10 @@ if numba is not None:
             for d in range(g.shape[1]):
                 dw[r, d] += g[m, d]
 
-    @njit(cache=True, error_model="numpy")
-    def _sgd_nb(x, g, buf, lr, wd, momentum, undamped, nesterov, first):
-        for i in range(x.size):
+    # The updates: one pass over each parameter's arrays, on all cores for big parameters;
+    # no fast-math, so each element rounds exactly as the reference's sequence of array calls.
+    def _sgd_py(x, g, buf, lr, wd, momentum, undamped, nesterov, first):
+        for i in prange(x.size):
             d = g[i]
             if wd != 0:
                 d = d + wd * x[i]
@@ -583,10 +932,9 @@ if numba is not None:
                     d = b
             x[i] = x[i] - lr * d
 
-    @njit(cache=True, error_model="numpy")
-    def _adam_nb(x, g, m, v, vmax, step_size, b1, c1, b2, c2, eps, inv_sqrt_bc2, wd, decay, amsgrad):
+    def _adam_py(x, g, m, v, vmax, step_size, b1, c1, b2, c2, eps, inv_sqrt_bc2, wd, decay, amsgrad):
         # c1 = 1 - b1 and c2 = 1 - b2 come in already in the array dtype (no float64 promotion)
-        for i in range(x.size):
+        for i in prange(x.size):
             gi = g[i]
             if wd != 0:
                 gi = gi + wd * x[i]
@@ -600,6 +948,8 @@ if numba is not None:
                     vi = vmax[i]
                 vmax[i] = vi
             x[i] = xi - step_size * (mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps))
+
+    _sgd_nb, _adam_nb = _both(_sgd_py, fastmath=False), _both(_adam_py, fastmath=False)
 
 
 # ======================================================================================
@@ -707,32 +1057,182 @@ def _ce_weight(x, target, weight, *rows):
 _NO_WEIGHT = {np.dtype(t).char: np.ones(1, dtype=t) for t in (np.float16, np.float32, np.float64)}  # never read
 
 
-# Rows longer than this go to the reference's forward: NumPy's vectorised exp over a wide row
-# beats the row loop's scalar exp (16384 x 1024 float32: 50 ms against 78 ms on the 2-core
-# machine); up to 64 classes the one-pass loop is 1.2-1.5x faster.  (The backward's loop wins
-# at every width.)
-_CE_LOOP_MAX_CLASSES = 64
-
-
 def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
     """One pass per row (max, sum of exponentials, the loss) instead of a dozen array calls."""
-    w = _ce_weight(x, target, weight) if x.ndim == 2 and x.shape[1] <= _CE_LOOP_MAX_CLASSES else None
+    w = _ce_weight(x, target, weight)
     if w is None:
         return _ref.cross_entropy_forward(x, target, weight, ignore_index, label_smoothing)
     losses, lse = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
-    kernel = _ce_forward_par_nb if x.size >= _PARALLEL_MIN else _ce_forward_nb
-    kernel(x, target, w, weight is not None, int(ignore_index), float(label_smoothing), losses, lse)
+    _pick(_ce_forward_nb, x.size, _PARALLEL_MIN)(x, target, w, weight is not None, int(ignore_index),
+                                                 float(label_smoothing), losses, lse)
     return losses, lse
 
 
 def cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing):
+    """One pass per row, the softmax recomputed from the row maximum (``lse`` is checked for
+    its shape, not read: see _cross_entropy_backward_py)."""
     w = _ce_weight(x, target, weight, lse, grow)
     if w is None:
         return _ref.cross_entropy_backward(x, target, lse, grow, weight, ignore_index, label_smoothing)
     dx = np.empty_like(x)
-    kernel = _ce_backward_par_nb if x.size >= _PARALLEL_MIN else _ce_backward_nb
-    kernel(x, target, lse, grow, w, weight is not None, int(ignore_index), float(label_smoothing), dx)
+    _pick(_ce_backward_nb, x.size, _PARALLEL_MIN)(x, target, grow, w, weight is not None, int(ignore_index),
+                                                  float(label_smoothing), dx)
     return dx
+
+
+def _last_axis_rows(axis, *arrays):
+    """(rows, columns) views of C-contiguous float arrays of one shape and dtype, reduced along
+    their last axis ``axis``, for the row kernels; None when they do not suit (another axis
+    or layout, an empty array, numba off): the reference runs."""
+    first = arrays[0]
+    if (not use_numba() or type(first) is not np.ndarray or first.dtype.kind != "f" or first.ndim == 0
+            or first.size == 0 or axis not in (first.ndim - 1, -1)):
+        return None
+    for a in arrays:
+        if type(a) is not np.ndarray or a.shape != first.shape or a.dtype != first.dtype or not a.flags.c_contiguous:
+            return None
+    return [a.reshape(-1, first.shape[-1]) for a in arrays]
+
+
+def _rows_call(kernels, reference, axis, *arrays):
+    """out = kernel(*arrays) row by row when the arrays suit (see _last_axis_rows), else the
+    reference."""
+    rows = _last_axis_rows(axis, *arrays)
+    if rows is None:
+        return reference(*arrays, axis)
+    out = np.empty_like(arrays[0])
+    _pick(kernels, out.size, _PARALLEL_MIN)(*rows, out.reshape(rows[0].shape))
+    return out
+
+
+def softmax(x, axis):
+    """One pass over each row: its max, exp(x - max) and their sum, the scaling."""
+    return _rows_call(_softmax_rows_nb, _ref.softmax, axis, x)
+
+
+def softmax_backward(g, y, axis):
+    return _rows_call(_softmax_backward_rows_nb, _ref.softmax_backward, axis, g, y)
+
+
+def log_softmax(x, axis):
+    return _rows_call(_log_softmax_rows_nb, _ref.log_softmax, axis, x)
+
+
+def log_softmax_backward(g, y, axis):
+    return _rows_call(_log_softmax_backward_rows_nb, _ref.log_softmax_backward, axis, g, y)
+
+
+def _float32_call(kernels, reference, *arrays):
+    """out = kernel(*arrays) elementwise on float32 arrays of one dense layout (C order or
+    channels-last; out gets that layout too), else the reference."""
+    flats = _same_layout_flats(*arrays) if arrays[0].dtype == np.float32 else None
+    if flats is None:
+        return reference(*arrays)
+    out = np.empty_like(arrays[0])  # same layout
+    _pick(kernels, out.size, _PARALLEL_MIN)(*flats, _dense_flat(out))
+    return out
+
+
+def sigmoid(x):
+    """One pass in float32 (vectorised exp); float64 as the reference."""
+    return _float32_call(_sigmoid_nb, _ref.sigmoid, x)
+
+
+def sigmoid_backward(g, y):
+    return _float32_call(_sigmoid_backward_nb, _ref.sigmoid_backward, g, y)
+
+
+def tanh(x):
+    """One pass in float32 (vectorised expm1); float64 as the reference."""
+    return _float32_call(_tanh_nb, _ref.tanh, x)
+
+
+def tanh_backward(g, y):
+    return _float32_call(_tanh_backward_nb, _ref.tanh_backward, g, y)
+
+
+
+def _bn_view(a):
+    """("planes", (N, C, L) view) for a C-contiguous NCHW array, ("columns", (M, C) view) for a
+    channels-last one or a C-contiguous 2-D (N, C) array, else None."""
+    if type(a) is not np.ndarray or a.dtype.kind != "f":
+        return None
+    if a.ndim == 4 and a.flags.c_contiguous:
+        return "planes", a.reshape(a.shape[0], a.shape[1], -1)
+    if a.ndim == 4 and is_channels_last(a):
+        return "columns", a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1])
+    if a.ndim == 2 and a.flags.c_contiguous:
+        return "columns", a
+    return None
+
+
+def _per_channel(a, c, dtype, fill):
+    """A (C,) contiguous array of ``dtype``: ``a`` converted, or ``fill`` where a is None."""
+    return np.full(c, fill, dtype=dtype) if a is None else np.ascontiguousarray(a, dtype=dtype)
+
+
+def batch_norm_forward(x, weight, bias, eps, mean=None, var=None):
+    """The statistics and the output from one read of x (a channel at a time for NCHW
+    arrays), in x's layout; see _bn_forward_planes_py."""
+    view = _bn_view(x) if use_numba() and x.size and x.shape[1] else None
+    if view is None or any(a is not None and (type(a) is not np.ndarray or a.shape != (x.shape[1],))
+                           for a in (weight, bias, mean, var)):
+        return _ref.batch_norm_forward(x, weight, bias, eps, mean, var)
+    kind, xv = view
+    c, dtype = x.shape[1], x.dtype
+    training = mean is None
+    w, b = _per_channel(weight, c, dtype, 1), _per_channel(bias, c, dtype, 0)
+    if training:
+        mean, invstd = np.empty(c, dtype), np.empty(c, dtype)
+    else:  # as the reference rounds them
+        mean = mean.astype(dtype)
+        invstd = (1 / np.sqrt(var + eps)).astype(dtype, copy=False)
+    y = np.empty_like(x)  # x's layout
+    yv = _bn_view(y)[1]
+    if kind == "planes":
+        _pick(_bn_forward_planes_nb, x.size)(xv, w, b, float(eps), training, mean, invstd, yv)
+        return y, mean, invstd
+    if training:
+        k = xv[0].astype(np.float64)
+        chunks = -(-xv.shape[0] // _BN_CHUNK)
+        s, s2 = np.zeros((chunks, c)), np.zeros((chunks, c))
+        _pick(_bn_column_sums_nb, x.size)(xv, k, s, s2)
+        m = xv.shape[0]
+        shift = s.sum(axis=0) / m
+        mean[...] = k + shift
+        invstd[...] = 1 / np.sqrt(np.maximum(s2.sum(axis=0) / m - shift * shift, 0) + eps)
+    _pick(_bn_apply_columns_nb, x.size)(xv, mean, invstd * w, b, yv)
+    return y, mean, invstd
+
+
+def batch_norm_backward(g, x, weight, mean, invstd, training):
+    """The sums and dx from one read of g and x each (a channel at a time for NCHW arrays)."""
+    gview, xview = _bn_view(g), _bn_view(x)
+    c = x.shape[1] if x.ndim >= 2 else 0
+    if (not use_numba() or gview is None or xview is None or g.shape != x.shape or g.strides != x.strides
+            or g.dtype != x.dtype or not x.size or not c
+            or any(a is not None and (type(a) is not np.ndarray or a.shape != (c,)) for a in (weight, mean, invstd))):
+        return _ref.batch_norm_backward(g, x, weight, mean, invstd, training)
+    (kind, gv), xv = gview, xview[1]
+    dtype = x.dtype
+    w = _per_channel(weight, c, np.float64, 1)
+    mean64, invstd64 = _per_channel(mean, c, np.float64, 0), _per_channel(invstd, c, np.float64, 1)
+    dx = np.empty_like(x)
+    dxv = _bn_view(dx)[1]
+    if kind == "planes":
+        dweight, dbias = np.empty(c), np.empty(c)
+        _pick(_bn_backward_planes_nb, x.size)(gv, xv, mean64, invstd64, w, bool(training), dxv, dweight, dbias)
+        return dx, dweight.astype(dtype), dbias.astype(dtype)
+    chunks = -(-xv.shape[0] // _BN_CHUNK)
+    sg, sgx = np.zeros((chunks, c)), np.zeros((chunks, c))
+    _pick(_bn_backward_column_sums_nb, x.size)(gv, xv, mean64, sg, sgx)
+    dbias, dweight = sg.sum(axis=0), sgx.sum(axis=0) * invstd64
+    scale = w * invstd64
+    m = xv.shape[0]
+    c0 = scale * dbias / m if training else np.zeros(c)
+    c1 = scale * invstd64 * dweight / m if training else np.zeros(c)
+    _pick(_bn_backward_apply_columns_nb, x.size)(gv, xv, *(a.astype(dtype) for a in (mean64, scale, c0, c1)), dxv)
+    return dx, dweight.astype(dtype), dbias.astype(dtype)
 
 
 def relu(x):
@@ -783,8 +1283,10 @@ def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
     if not use_numba() or dtype.kind != "f":
         return _ref.dropout_mask(shape, p, seed, offset, dtype)
     out = np.empty(math.prod(shape), dtype=dtype)
-    scale = 1.0 / (1.0 - p) if p < 1 else 0.0
-    _dropout_mask_nb(out, float(p), scale, _u(seed & _ref._LO32), _u((seed >> 32) & _ref._LO32), _u(offset))
+    scale = dtype.type(1.0 / (1.0 - p) if p < 1 else 0.0)
+    threshold = np.uint32(math.ceil(p * 2.0 ** 24))  # kept iff (word >> 8) >= threshold
+    _pick(_dropout_mask_nb, out.size, _PARALLEL_MIN)(out, threshold, scale, np.uint32(seed & _ref._LO32),
+                                                    np.uint32((seed >> 32) & _ref._LO32), _u(offset))
     return out.reshape(shape)
 
 
@@ -805,8 +1307,8 @@ def sgd_step_(params, grads, bufs, lr, weight_decay, momentum, dampening, nester
         buf = None if bufs is None else bufs[i]
         if _numba_ok(x, g) and (buf is None or _numba_ok(x, buf)):
             t = x.dtype.type
-            _sgd_nb(x.reshape(-1), g.reshape(-1), x.reshape(-1) if buf is None else buf.reshape(-1),
-                    t(lr), t(weight_decay), t(momentum), t(1 - dampening), nesterov, first)
+            _pick(_sgd_nb, x.size)(x.reshape(-1), g.reshape(-1), x.reshape(-1) if buf is None else buf.reshape(-1),
+                                   t(lr), t(weight_decay), t(momentum), t(1 - dampening), nesterov, first)
         else:
             _ref._sgd_one(x, g.reshape(x.shape), None if buf is None else buf.reshape(x.shape),
                           lr, weight_decay, momentum, dampening, nesterov, first)
@@ -829,8 +1331,8 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
             if t not in scalars:
                 scalars[t] = tuple(t(a) for a in (step_size, beta1, 1 - beta1, beta2, 1 - beta2, eps, inv_sqrt_bc2,
                                                   l2, decay))
-            _adam_nb(x.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-                     m.reshape(-1) if vmax is None else vmax.reshape(-1), *scalars[t], vmax is not None)
+            _pick(_adam_nb, x.size)(x.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                                    m.reshape(-1) if vmax is None else vmax.reshape(-1), *scalars[t], vmax is not None)
         else:
             _ref._adam_one(x, g.reshape(x.shape), m.reshape(x.shape), v.reshape(x.shape),
                            None if vmax is None else vmax.reshape(x.shape), beta1, beta2, eps,
@@ -848,33 +1350,32 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
 # sums are added in the same order whatever the number of threads.
 _LN_CHUNK = 64
 if numba is not None:
-    def _layer_norm_fwd_py(x, w, b, eps, y, mean, rstd, affine_w, affine_b):
+    def _layer_norm_fwd_py(x, w, b, eps, y, mean, rstd):
+        """Per row: the mean and the variance (sums in float64, the variance from the
+        centred values: the row is in cache for the second loop), then y = (x - mean) rstd w + b
+        in x's dtype.  w and b are arrays (ones and zeros stand in for absent ones)."""
         m, n = x.shape
         for r in prange(m):
-            row = x[r]
+            row, out = x[r], y[r]
             s = 0.0
             for j in range(n):
                 s += row[j]
-            mu = s / n
+            mu = _cast_like(s / n, row[0])
             s2 = 0.0
             for j in range(n):
                 d = row[j] - mu
                 s2 += d * d
-            rs = 1.0 / math.sqrt(s2 / n + eps)
+            rs = _cast_like(1.0 / math.sqrt(s2 / n + eps), row[0])
             mean[r], rstd[r] = mu, rs
-            out = y[r]
             for j in range(n):
-                v = (row[j] - mu) * rs
-                if affine_w:
-                    v = v * w[j]
-                if affine_b:
-                    v = v + b[j]
-                out[j] = v
+                out[j] = (row[j] - mu) * rs * w[j] + b[j]
 
-    def _layer_norm_bwd_py(g, x, w, mean, rstd, dx, dw_part, db_part, affine_w):
+    def _layer_norm_bwd_py(g, x, w, mean, rstd, dx, dw_part, db_part):
+        """Per row, with xhat = (x - mean) rstd and gw = g w: the row means of gw and gw xhat,
+        then dx; dweight and dbias summed per chunk of _LN_CHUNK rows (added up afterwards
+        in a fixed order, whatever the number of threads)."""
         m, n = x.shape
-        chunks = dw_part.shape[0]
-        for c in prange(chunks):
+        for c in prange(dw_part.shape[0]):
             pw, pb = dw_part[c], db_part[c]
             for r in range(c * _LN_CHUNK, min(m, (c + 1) * _LN_CHUNK)):
                 gr, xr, out = g[r], x[r], dx[r]
@@ -882,17 +1383,18 @@ if numba is not None:
                 s_gw = 0.0
                 s_gwx = 0.0
                 for j in range(n):
-                    xh = (xr[j] - mu) * rs
-                    gw = gr[j] * w[j] if affine_w else gr[j]
+                    gw = gr[j] * w[j]
                     s_gw += gw
-                    s_gwx += gw * xh
-                    pw[j] += gr[j] * xh
-                    pb[j] += gr[j]
-                a, c2 = s_gw / n, s_gwx / n
+                    s_gwx += gw * ((xr[j] - mu) * rs)
+                a, c2 = _cast_like(s_gw / n, mu), _cast_like(s_gwx / n, mu)
+                # three loops, one output array each: a loop that writes several arrays needs
+                # LLVM to prove they do not overlap, and it gave up (measured 1.5x slower)
                 for j in range(n):
-                    xh = (xr[j] - mu) * rs
-                    gw = gr[j] * w[j] if affine_w else gr[j]
-                    out[j] = rs * (gw - a - xh * c2)
+                    out[j] = rs * (gr[j] * w[j] - a - ((xr[j] - mu) * rs) * c2)
+                for j in range(n):
+                    pw[j] += gr[j] * ((xr[j] - mu) * rs)
+                for j in range(n):
+                    pb[j] += gr[j]
 
     _layer_norm_fwd_nb, _layer_norm_bwd_nb = _both(_layer_norm_fwd_py), _both(_layer_norm_bwd_py)
 
@@ -913,8 +1415,9 @@ def layer_norm_forward(x, weight, bias, eps):
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
     mean, rstd = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
-    w, b = (np.empty(0, x.dtype) if a is None else np.ascontiguousarray(a) for a in (weight, bias))
-    _pick(_layer_norm_fwd_nb, x.size)(x, w, b, float(eps), y, mean, rstd, weight is not None, bias is not None)
+    n = x.shape[1]
+    w, b = _per_channel(weight, n, x.dtype, 1), _per_channel(bias, n, x.dtype, 0)
+    _pick(_layer_norm_fwd_nb, x.size)(x, w, b, float(eps), y, mean, rstd)
     return y, mean, rstd
 
 
@@ -927,7 +1430,6 @@ def layer_norm_backward(g, x, weight, mean, rstd):
     dx = np.empty_like(x)
     parts = (-(-x.shape[0] // _LN_CHUNK), x.shape[1])  # per-chunk partial sums of dw and db
     dw, db = np.zeros(parts, dtype=x.dtype), np.zeros(parts, dtype=x.dtype)
-    w = np.empty(0, x.dtype) if weight is None else np.ascontiguousarray(weight)
-    _pick(_layer_norm_bwd_nb, x.size)(g, x, w, np.ascontiguousarray(mean), np.ascontiguousarray(rstd), dx, dw, db,
-                                      weight is not None)
+    w = _per_channel(weight, x.shape[1], x.dtype, 1)
+    _pick(_layer_norm_bwd_nb, x.size)(g, x, w, np.ascontiguousarray(mean), np.ascontiguousarray(rstd), dx, dw, db)
     return dx, dw.sum(axis=0), db.sum(axis=0)
