@@ -34,6 +34,7 @@ dtype and for the kind of op (``EXACT``: elementwise and data movement; ``SUMS``
 whose order of summation may differ).
 """
 import contextlib
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -55,12 +56,14 @@ class Impl:
     """One way to compute a Case: ``setup(inputs)`` (untimed: moves the host inputs to the
     device, copies what the call writes into) returns ``run``, the timed call, which returns
     the outputs.  ``adapt(host_outputs)`` (untimed, on NumPy copies of the outputs) puts them
-    in the reference's layout."""
+    in the reference's layout.  ``compared=False``: outputs that cannot equal the reference's
+    (another random number generator); only their shapes are checked."""
     name: str
     device: str
     setup: Callable
     clock: Callable = cpu_clock
     adapt: Callable = None
+    compared: bool = True
 
 
 @dataclass
@@ -679,6 +682,41 @@ def layer_norm_cases(rows, dtype, devices, cols=1024):
 
 
 # ----------------------------------------------------------------------------------------
+# dropout: what nn.functional.dropout runs (the mask from the kernel table, then x * mask;
+# backward g * mask).  PyTorch draws its own random numbers: its rows are timed, not compared.
+def dropout_cases(sizes, dtype, devices, p=0.5):
+    """x of each size (None: 16M elements, and the MNIST CNN's (128, 128) activation)."""
+    s = np.dtype(dtype).itemsize
+    cases = []
+    for shape in [(n,) for n in sizes] if sizes else [(1 << 24,), (128, 128)]:
+        n = math.prod(shape)
+        label = f"x{shape}, p = {p}"
+
+        def inputs(rng, shape=shape):
+            x, g = _normal(rng, shape, dtype), _normal(rng, shape, dtype)
+            return x, g, reference.dropout_mask(shape, p, 7, 0, dtype)
+
+        def forward(k, x, g, mask):
+            m = k.dropout_mask(x.shape, p, 7, 0, x.dtype)
+            return x * m, m
+
+        impls = table_impls("dropout_mask", forward, devices)
+        impls += [dataclasses.replace(i, compared=False) for i in torch_impls(
+            lambda x, g, mask: _torch().native_dropout(x, p, True), devices,
+            adapt=lambda out: (out[0], out[1].astype(dtype) / (1 - p)))]
+        # forward: read x, write y and the mask; backward: read g and the mask, write dx
+        cases.append(Case("dropout", "fwd", label, n, 2.0 * n, 3.0 * s * n, inputs,
+                          lambda ins: forward(reference, *ins), impls, EXACT[dtype]))
+        backward = _kernel_case(
+            "dropout", "bwd", label, n, float(n), 3.0 * s * n, inputs, "dropout_mask",
+            lambda k, x, g, mask: (g * mask,), devices, EXACT, dtype,
+            torch_fn=lambda x, g, mask: (_torch().ops.aten.native_dropout_backward(g, mask != 0, 1 / (1 - p)),))
+        backward.impls = [i for i in backward.impls if i.name != "numba"]  # g * mask: NumPy's multiply
+        cases.append(backward)
+    return cases
+
+
+# ----------------------------------------------------------------------------------------
 # Adam (one step over a parameter group, in place)
 CNN_PARAMS = [(32, 1, 3, 3), (32,), (64, 32, 3, 3), (64,), (128, 1600), (128,), (10, 128), (10,)]
 ADAM = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8)
@@ -751,6 +789,7 @@ OPS = {
     "cross_entropy": Op(cross_entropy_cases, "rows of 1024 classes", [1, 3], [1 << e for e in range(0, 17, 2)]),
     "batch_norm": Op(batch_norm_cases, "batch size of x(N, 64, 56, 56)", [1], [1, 2, 4, 8, 16, 32, 64]),
     "layer_norm": Op(layer_norm_cases, "rows of 1024", [1, 3], [1 << e for e in range(0, 17, 2)]),
+    "dropout": Op(dropout_cases, "elements", [1000, 70000], [1 << e for e in range(10, 27, 2)]),
     "adam": Op(adam_cases, "parameters (in 4 tensors)", [1000, 4000], [1 << e for e in range(10, 25, 2)]),
 }
 

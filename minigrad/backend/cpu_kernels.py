@@ -783,6 +783,131 @@ if numba is not None:
     _bn_backward_column_sums_nb = _both(_bn_backward_column_sums_py)
     _bn_backward_apply_columns_nb = _both(_bn_backward_apply_columns_py)
 
+    # -- attention (issue 19): softmax(scale Q K^T + mask) V one (batch, head) per task, the
+    #    rows of the scores one at a time (a row of Tk numbers, never the (Tq, Tk) matrix in
+    #    memory).  Loop orders keep every inner loop a contiguous, vectorisable run: the scores
+    #    of row i are sum_d q_id K^T[d, :] (K transposed once per task), the output row is
+    #    sum_j p_j V[j, :].  Same math, masking and dropout stream as reference.attention_*.
+    #    ``mask`` is (Bm, Tqm, Tk) with Bm, Tqm in (1, full); ``keep`` (B, Tq, Tk) the dropout
+    #    multipliers or a (1, 1, 1) dummy (has_keep False).
+    def _attention_forward_py(q, k, v, mask, has_mask, causal, scale, keep, has_keep, out, lse):
+        b_n, tq, d_n = q.shape
+        tk, dv = k.shape[1], v.shape[2]
+        scale_t = _cast_like(scale, q[0, 0, 0])
+        minus_inf = _cast_like(-np.inf, scale_t)
+        for b in prange(b_n):
+            kt = np.ascontiguousarray(k[b].T)                          # (D, Tk)
+            s = np.empty(tk, dtype=q.dtype)
+            acc = np.empty(dv, dtype=q.dtype)
+            for i in range(tq):
+                end = min(i + 1, tk) if causal else tk                 # j > i is masked out
+                for j in range(end):
+                    s[j] = 0
+                for d in range(d_n):
+                    qd = q[b, i, d]
+                    for j in range(end):
+                        s[j] += qd * kt[d, j]
+                if has_mask:
+                    mrow = mask[min(np.int64(b), mask.shape[0] - 1), min(i, mask.shape[1] - 1)]  # (1 or full)
+                    for j in range(end):
+                        s[j] = s[j] * scale_t + mrow[j]
+                else:
+                    for j in range(end):
+                        s[j] = s[j] * scale_t
+                m = _row_max(s[:end]) if end else minus_inf            # (all NaN: NaN, which flows on)
+                for d in range(dv):
+                    acc[d] = 0
+                if m == -np.inf:                                       # masked everywhere: attends to nothing
+                    lse[b, i] = -np.inf
+                    for d in range(dv):
+                        out[b, i, d] = 0
+                    continue
+                total = 0.0
+                for j in range(end):
+                    p = _exp(s[j] - m)
+                    total += p
+                    s[j] = p * keep[b, i, j] if has_keep else p
+                for j in range(end):
+                    pj = s[j]
+                    for d in range(dv):
+                        acc[d] += pj * v[b, j, d]
+                lse[b, i] = m + math.log(total)
+                inv = _cast_like(1.0 / total, acc[0])
+                for d in range(dv):
+                    out[b, i, d] = acc[d] * inv
+
+    def _attention_backward_py(g, q, k, v, out, lse, mask, has_mask, causal, scale, keep, has_keep, dq, dk, dv):
+        """P rebuilt as exp(S - lse) row by row; dK and dV of a task gather over its rows."""
+        b_n, tq, d_n = q.shape
+        tk, dv_n = k.shape[1], v.shape[2]
+        scale_t = _cast_like(scale, q[0, 0, 0])
+        for b in prange(b_n):
+            kt = np.ascontiguousarray(k[b].T)                          # (D, Tk)
+            vt = np.ascontiguousarray(v[b].T)                          # (Dv, Tk)
+            s = np.empty(tk, dtype=q.dtype)
+            dp = np.empty(tk, dtype=q.dtype)
+            dk[b] = 0
+            dv[b] = 0
+            for i in range(tq):
+                end = min(i + 1, tk) if causal else tk
+                lse_i = lse[b, i]
+                for d in range(d_n):
+                    dq[b, i, d] = 0
+                if lse_i == -np.inf or end == 0:                       # attended to nothing
+                    continue
+                for j in range(end):
+                    s[j] = 0
+                    dp[j] = 0
+                for d in range(d_n):
+                    qd = q[b, i, d]
+                    for j in range(end):
+                        s[j] += qd * kt[d, j]
+                for d in range(dv_n):
+                    gd = g[b, i, d]
+                    for j in range(end):
+                        dp[j] += gd * vt[d, j]
+                delta = 0.0                                            # D_i = sum_d g_id out_id
+                for d in range(dv_n):
+                    delta += g[b, i, d] * out[b, i, d]
+                delta_t = _cast_like(delta, s[0])
+                if has_mask:
+                    mrow = mask[min(np.int64(b), mask.shape[0] - 1), min(i, mask.shape[1] - 1)]  # (1 or full)
+                    for j in range(end):
+                        s[j] = s[j] * scale_t + mrow[j]
+                else:
+                    for j in range(end):
+                        s[j] = s[j] * scale_t
+                for j in range(end):
+                    p = _exp(s[j] - lse_i)                             # P_ij
+                    kp = keep[b, i, j] if has_keep else _cast_like(1.0, p)
+                    s[j] = p * kp                                      # now P~_ij (for dV)
+                    dp[j] = p * (dp[j] * kp - delta_t) * scale_t       # now scale dS_ij
+                for j in range(end):
+                    sj, dsj = s[j], dp[j]
+                    for d in range(dv_n):
+                        dv[b, j, d] += sj * g[b, i, d]
+                    for d in range(d_n):
+                        dq[b, i, d] += dsj * k[b, j, d]
+                        dk[b, j, d] += dsj * q[b, i, d]
+
+    _attention_forward_nb, _attention_backward_nb = _both(_attention_forward_py), _both(_attention_backward_py)
+
+    # -- x @ w^T + b for a few rows of x (a sampling step's single position): a dot product per
+    #    output, vectorised along the rows of w.  For such shapes the BLAS call costs more
+    #    than the arithmetic (measured 4.7 us against 3.5 us for (1, 128) x (384, 128)), and a
+    #    BLAS that splits even them over its threads costs far more on a busy machine.
+    def _small_linear_py(x, w, b, has_b, out):
+        for i in range(x.shape[0]):
+            xr = x[i]
+            for j in range(w.shape[0]):
+                wr = w[j]
+                s = xr[0] - xr[0]                                      # 0 in x's dtype
+                for t in range(xr.size):
+                    s += xr[t] * wr[t]
+                out[i, j] = s + b[j] if has_b else s
+
+    _small_linear_nb = njit(cache=True, fastmath=_FAST_MATH, error_model="numpy")(_small_linear_py)
+
     @njit(parallel=True, cache=True)
     def _relu_nb(x, out):
         for i in prange(x.size):
@@ -1152,6 +1277,69 @@ def tanh_backward(g, y):
 
 
 
+def _attention_arrays(q, k, v, mask, dropout_p, seed, offset, *more):
+    """The arrays as the numba attention kernels take them (C-contiguous, one float dtype; the
+    mask broadcast along its last axis only; the dropout multipliers drawn), or None."""
+    arrays = (q, k, v, *more) + (() if mask is None else (mask,))
+    if not use_numba() or any(type(a) is not np.ndarray or a.dtype != q.dtype for a in arrays) or q.dtype.kind != "f":
+        return None
+    b, tq, tk = q.shape[0], q.shape[1], k.shape[1]
+    if not b or not tq or not tk:
+        return None
+    if mask is None:
+        mask_arr = np.zeros((1, 1, 1), dtype=q.dtype)
+    else:
+        mask_arr = np.ascontiguousarray(np.broadcast_to(mask, mask.shape[:2] + (tk,)))
+    keep = (dropout_mask((b, tq, tk), dropout_p, seed, offset, q.dtype) if dropout_p
+            else np.ones((1, 1, 1), dtype=q.dtype))
+    return [np.ascontiguousarray(a) for a in (q, k, v, *more)], mask_arr, keep
+
+
+def attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
+    """One (batch, head) per task, one score row at a time (see _attention_forward_py)."""
+    _ref._check_attention("attention_forward", q, k, v, mask)
+    prepared = _attention_arrays(q, k, v, mask, dropout_p, seed, offset)
+    if prepared is None:
+        return _ref.attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset)
+    (q, k, v), mask_arr, keep = prepared
+    out = np.empty(q.shape[:2] + v.shape[2:], dtype=q.dtype)
+    lse = np.empty(q.shape[:2], dtype=q.dtype)
+    work = q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
+    _pick(_attention_forward_nb, work, _PARALLEL_MIN)(q, k, v, mask_arr, mask is not None, bool(is_causal),
+                                                     float(scale), keep, bool(dropout_p), out, lse)
+    return out, lse
+
+
+def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, seed, offset):
+    _ref._check_attention("attention_backward", q, k, v, mask, g=g, out=out, lse=lse)
+    prepared = _attention_arrays(q, k, v, mask, dropout_p, seed, offset, g, out, lse)
+    if prepared is None:
+        return _ref.attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, seed, offset)
+    (q, k, v, g, out, lse), mask_arr, keep = prepared
+    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
+    work = q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
+    _pick(_attention_backward_nb, work, _PARALLEL_MIN)(g, q, k, v, out, lse, mask_arr, mask is not None,
+                                                      bool(is_causal), float(scale), keep, bool(dropout_p),
+                                                      dq, dk, dv)
+    return dq, dk, dv
+
+
+# Up to this many rows of x, linear runs the numba loop instead of a BLAS call (see
+# _small_linear_py; from about 16 rows the BLAS's blocking wins).
+_SMALL_LINEAR_ROWS = 8
+
+
+def linear(x, w, b):
+    """x @ w^T + b: the numba loop for a few rows of C-contiguous arrays, else the reference."""
+    if (x.ndim == 2 and 0 < x.shape[0] <= _SMALL_LINEAR_ROWS and x.shape[1] and use_numba()
+            and _numba_ok(x, w, *(() if b is None else (b,))) and w.ndim == 2 and x.shape[1] == w.shape[1]
+            and (b is None or b.shape == (w.shape[0],))):
+        out = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+        _small_linear_nb(x, w, x[0] if b is None else b, b is not None, out)
+        return out
+    return _ref.linear(x, w, b)
+
+
 def _bn_view(a):
     """("planes", (N, C, L) view) for a C-contiguous NCHW array, ("columns", (M, C) view) for a
     channels-last one or a C-contiguous 2-D (N, C) array, else None."""
@@ -1168,7 +1356,9 @@ def _bn_view(a):
 
 def _per_channel(a, c, dtype, fill):
     """A (C,) contiguous array of ``dtype``: ``a`` converted, or ``fill`` where a is None."""
-    return np.full(c, fill, dtype=dtype) if a is None else np.ascontiguousarray(a, dtype=dtype)
+    if a is None:
+        return np.full(c, fill, dtype=dtype)
+    return a if a.dtype == dtype and a.flags.c_contiguous else np.ascontiguousarray(a, dtype=dtype)
 
 
 def batch_norm_forward(x, weight, bias, eps, mean=None, var=None):
@@ -1399,18 +1589,14 @@ if numba is not None:
     _layer_norm_fwd_nb, _layer_norm_bwd_nb = _both(_layer_norm_fwd_py), _both(_layer_norm_bwd_py)
 
 
-def _rows_ok(*arrays):
-    """numba on, NumPy arrays of one float dtype (None entries skipped)."""
-    present = [a for a in arrays if a is not None]
-    if not use_numba() or any(type(a) is not np.ndarray for a in present):
-        return False
-    dtype = present[0].dtype
-    return dtype.kind == "f" and all(a.dtype == dtype for a in present)
+def _row_vector_ok(a, x):
+    """``a`` is None or a NumPy vector of x's dtype and last dimension (weight, bias)."""
+    return a is None or (type(a) is np.ndarray and a.dtype == x.dtype and a.shape == x.shape[1:])
 
 
 def layer_norm_forward(x, weight, bias, eps):
-    if (not _rows_ok(x, weight, bias) or x.ndim != 2 or x.shape[1] == 0
-            or any(a is not None and a.shape != x.shape[1:] for a in (weight, bias))):
+    if (type(x) is not np.ndarray or x.ndim != 2 or x.shape[1] == 0 or x.dtype.kind != "f"
+            or not _row_vector_ok(weight, x) or not _row_vector_ok(bias, x) or not use_numba()):
         return _ref.layer_norm_forward(x, weight, bias, eps)
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
@@ -1422,9 +1608,10 @@ def layer_norm_forward(x, weight, bias, eps):
 
 
 def layer_norm_backward(g, x, weight, mean, rstd):
-    if (not _rows_ok(g, x, weight, mean, rstd) or g.shape != x.shape or x.ndim != 2 or x.shape[1] == 0
-            or mean.shape != x.shape[:1] or rstd.shape != x.shape[:1]
-            or (weight is not None and weight.shape != x.shape[1:])):
+    if (type(x) is not np.ndarray or x.ndim != 2 or x.shape[1] == 0 or x.dtype.kind != "f"
+            or any(type(a) is not np.ndarray or a.dtype != x.dtype for a in (g, mean, rstd))
+            or g.shape != x.shape or mean.shape != x.shape[:1] or rstd.shape != x.shape[:1]
+            or not _row_vector_ok(weight, x) or not use_numba()):
         return _ref.layer_norm_backward(g, x, weight, mean, rstd)
     g, x = np.ascontiguousarray(g), np.ascontiguousarray(x)
     dx = np.empty_like(x)
