@@ -785,114 +785,90 @@ if numba is not None:
     _bn_backward_column_sums_nb = _both(_bn_backward_column_sums_py)
     _bn_backward_apply_columns_nb = _both(_bn_backward_apply_columns_py)
 
-    # -- attention (issue 19): softmax(scale Q K^T + mask) V one (batch, head) per task, the
-    #    rows of the scores one at a time (a row of Tk numbers, never the (Tq, Tk) matrix in
-    #    memory).  Loop orders keep every inner loop a contiguous, vectorisable run: the scores
-    #    of row i are sum_d q_id K^T[d, :] (K transposed once per task), the output row is
-    #    sum_j p_j V[j, :].  Same math, masking and dropout stream as reference.attention_*.
-    #    ``mask`` is (Bm, Tqm, Tk) with Bm, Tqm in (1, full); ``keep`` (B, Tq, Tk) the dropout
-    #    multipliers or a (1, 1, 1) dummy (has_keep False).
-    def _attention_forward_py(q, k, v, mask, has_mask, causal, scale, keep, has_keep, out, lse):
-        b_n, tq, d_n = q.shape
-        tk, dv = k.shape[1], v.shape[2]
-        scale_t = _cast_like(scale, q[0, 0, 0])
-        minus_inf = _cast_like(-np.inf, scale_t)
-        for b in prange(b_n):
-            kt = np.ascontiguousarray(k[b].T)                          # (D, Tk)
-            s = np.empty(tk, dtype=q.dtype)
-            acc = np.empty(dv, dtype=q.dtype)
-            for i in range(tq):
-                end = min(i + 1, tk) if causal else tk                 # j > i is masked out
+    # -- attention (issue 19): the products Q K^T, P V, ... stay NumPy's batched matmul (BLAS;
+    #    2.5x faster than numba loops at the char GPT's (64 x 32) heads); everything between
+    #    them, which reference.py does in a dozen array passes, is one numba pass over each
+    #    score row, on all cores: scale, mask, causal -inf, max, exp, sum, normalise, lse.
+    #    ``mask`` is (Bm, Tqm, Tk) with Bm, Tqm in (1, full); ``keep`` (B, Tq, Tk) holds the
+    #    dropout multipliers, or is a (1, 1, 1) dummy when has_keep is False.
+    def _attention_probs_py(s, mask, has_mask, causal, scale, keep, has_keep, lse):
+        """s (B, Tq, Tk) holds Q K^T; overwritten with P * keep, lse filled.  Causal rows work
+        on their first i + 1 entries only and zero the rest."""
+        b_n, tq, tk = s.shape
+        scale_t = _cast_like(scale, s[0, 0, 0])
+        for r in prange(b_n * tq):
+            b, i = r // tq, r % tq
+            row = s[b, i]
+            end = min(i + 1, tk) if causal else tk            # j > i: not allowed
+            m = row[0] * scale_t
+            if has_mask:  # (branches outside the loops: each loop stays one vectorised run)
+                mrow = mask[min(b, mask.shape[0] - 1), min(i, mask.shape[1] - 1)]  # (1 or full)
+                m = m + mrow[0]
                 for j in range(end):
-                    s[j] = 0
-                for d in range(d_n):
-                    qd = q[b, i, d]
-                    for j in range(end):
-                        s[j] += qd * kt[d, j]
-                if has_mask:
-                    mrow = mask[min(np.int64(b), mask.shape[0] - 1), min(i, mask.shape[1] - 1)]  # (1 or full)
-                    for j in range(end):
-                        s[j] = s[j] * scale_t + mrow[j]
-                else:
-                    for j in range(end):
-                        s[j] = s[j] * scale_t
-                m = _row_max(s[:end]) if end else minus_inf            # (all NaN: NaN, which flows on)
-                for d in range(dv):
-                    acc[d] = 0
-                if m == -np.inf:                                       # masked everywhere: attends to nothing
-                    lse[b, i] = -np.inf
-                    for d in range(dv):
-                        out[b, i, d] = 0
-                    continue
-                total = 0.0
+                    row[j] = row[j] * scale_t + mrow[j]
+                    m = _maxnum(m, row[j])
+            else:
                 for j in range(end):
-                    p = _exp(s[j] - m)
-                    total += p
-                    s[j] = p * keep[b, i, j] if has_keep else p
+                    row[j] = row[j] * scale_t
+                    m = _maxnum(m, row[j])                     # (all NaN: NaN, which flows on)
+            for j in range(end, tk):
+                row[j] = 0
+            if m == -np.inf:                                   # masked everywhere: attends to nothing
+                lse[b, i] = -np.inf
                 for j in range(end):
-                    pj = s[j]
-                    for d in range(dv):
-                        acc[d] += pj * v[b, j, d]
-                lse[b, i] = m + math.log(total)
-                inv = _cast_like(1.0 / total, acc[0])
-                for d in range(dv):
-                    out[b, i, d] = acc[d] * inv
+                    row[j] = 0
+                continue
+            total = 0.0
+            for j in range(end):
+                p = _exp(row[j] - m)
+                row[j] = p
+                total += p
+            lse[b, i] = m + math.log(total)
+            inv = _cast_like(1.0 / total, scale_t)
+            if has_keep:
+                krow = keep[b, i]
+                for j in range(end):
+                    row[j] = row[j] * inv * krow[j]
+            else:
+                for j in range(end):
+                    row[j] = row[j] * inv
 
-    def _attention_backward_py(g, q, k, v, out, lse, mask, has_mask, causal, scale, keep, has_keep, dq, dk, dv):
-        """P rebuilt as exp(S - lse) row by row; dK and dV of a task gather over its rows."""
-        b_n, tq, d_n = q.shape
-        tk, dv_n = k.shape[1], v.shape[2]
-        scale_t = _cast_like(scale, q[0, 0, 0])
-        for b in prange(b_n):
-            kt = np.ascontiguousarray(k[b].T)                          # (D, Tk)
-            vt = np.ascontiguousarray(v[b].T)                          # (Dv, Tk)
-            s = np.empty(tk, dtype=q.dtype)
-            dp = np.empty(tk, dtype=q.dtype)
-            dk[b] = 0
-            dv[b] = 0
-            for i in range(tq):
-                end = min(i + 1, tk) if causal else tk
-                lse_i = lse[b, i]
-                for d in range(d_n):
-                    dq[b, i, d] = 0
-                if lse_i == -np.inf or end == 0:                       # attended to nothing
-                    continue
+    def _attention_grad_scores_py(s, dp, g, out, lse, mask, has_mask, causal, scale, keep, has_keep):
+        """s (B, Tq, Tk) holds Q K^T, dp holds g V^T.  Overwrites s with P~ = P * keep and dp
+        with dS scale = P (dP keep - D) scale, D_i = sum_d g_id out_id, P = exp(S - lse)."""
+        b_n, tq, tk = s.shape
+        scale_t = _cast_like(scale, s[0, 0, 0])
+        for r in prange(b_n * tq):
+            b, i = r // tq, r % tq
+            row, drow = s[b, i], dp[b, i]
+            lse_i = lse[b, i]
+            end = min(i + 1, tk) if causal else tk
+            if lse_i == -np.inf:                               # attended to nothing: no gradient
+                end = 0
+            delta = 0.0
+            for d in range(g.shape[2]):
+                delta += g[b, i, d] * out[b, i, d]
+            delta_t = _cast_like(delta, scale_t)
+            if has_mask:
+                mrow = mask[min(b, mask.shape[0] - 1), min(i, mask.shape[1] - 1)]
                 for j in range(end):
-                    s[j] = 0
-                    dp[j] = 0
-                for d in range(d_n):
-                    qd = q[b, i, d]
-                    for j in range(end):
-                        s[j] += qd * kt[d, j]
-                for d in range(dv_n):
-                    gd = g[b, i, d]
-                    for j in range(end):
-                        dp[j] += gd * vt[d, j]
-                delta = 0.0                                            # D_i = sum_d g_id out_id
-                for d in range(dv_n):
-                    delta += g[b, i, d] * out[b, i, d]
-                delta_t = _cast_like(delta, s[0])
-                if has_mask:
-                    mrow = mask[min(np.int64(b), mask.shape[0] - 1), min(i, mask.shape[1] - 1)]  # (1 or full)
-                    for j in range(end):
-                        s[j] = s[j] * scale_t + mrow[j]
-                else:
-                    for j in range(end):
-                        s[j] = s[j] * scale_t
+                    row[j] = _exp(row[j] * scale_t + mrow[j] - lse_i)
+            else:
                 for j in range(end):
-                    p = _exp(s[j] - lse_i)                             # P_ij
-                    kp = keep[b, i, j] if has_keep else _cast_like(1.0, p)
-                    s[j] = p * kp                                      # now P~_ij (for dV)
-                    dp[j] = p * (dp[j] * kp - delta_t) * scale_t       # now scale dS_ij
+                    row[j] = _exp(row[j] * scale_t - lse_i)
+            if has_keep:
+                krow = keep[b, i]
                 for j in range(end):
-                    sj, dsj = s[j], dp[j]
-                    for d in range(dv_n):
-                        dv[b, j, d] += sj * g[b, i, d]
-                    for d in range(d_n):
-                        dq[b, i, d] += dsj * k[b, j, d]
-                        dk[b, j, d] += dsj * q[b, i, d]
+                    drow[j] = row[j] * (drow[j] * krow[j] - delta_t) * scale_t
+                    row[j] = row[j] * krow[j]
+            else:
+                for j in range(end):
+                    drow[j] = row[j] * (drow[j] - delta_t) * scale_t
+            for j in range(end, tk):
+                row[j] = 0
+                drow[j] = 0
 
-    _attention_forward_nb, _attention_backward_nb = _both(_attention_forward_py), _both(_attention_backward_py)
+    _attention_probs_nb, _attention_grad_scores_nb = _both(_attention_probs_py), _both(_attention_grad_scores_py)
 
     # -- x @ w^T + b for a few rows of x (a sampling step's single position): a dot product per
     #    output, vectorised along the rows of w.  For such shapes the BLAS call costs more
@@ -1280,8 +1256,8 @@ def tanh_backward(g, y):
 
 
 def _attention_arrays(q, k, v, mask, dropout_p, seed, offset, *more):
-    """The arrays as the numba attention kernels take them (C-contiguous, one float dtype; the
-    mask broadcast along its last axis only; the dropout multipliers drawn), or None."""
+    """The arrays as the numba attention kernels take them (one float dtype; the mask
+    broadcast along its last axis only; the dropout multipliers drawn), or None."""
     arrays = (q, k, v, *more) + (() if mask is None else (mask,))
     if not use_numba() or any(type(a) is not np.ndarray or a.dtype != q.dtype for a in arrays) or q.dtype.kind != "f":
         return None
@@ -1294,22 +1270,22 @@ def _attention_arrays(q, k, v, mask, dropout_p, seed, offset, *more):
         mask_arr = np.ascontiguousarray(np.broadcast_to(mask, mask.shape[:2] + (tk,)))
     keep = (dropout_mask((b, tq, tk), dropout_p, seed, offset, q.dtype) if dropout_p
             else np.ones((1, 1, 1), dtype=q.dtype))
-    return [np.ascontiguousarray(a) for a in (q, k, v, *more)], mask_arr, keep
+    return mask_arr, keep
 
 
 def attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
-    """One (batch, head) per task, one score row at a time (see _attention_forward_py)."""
+    """reference.attention_forward with its passes between the two products fused into one
+    numba pass per score row (see _attention_probs_py)."""
     _ref._check_attention("attention_forward", q, k, v, mask)
     prepared = _attention_arrays(q, k, v, mask, dropout_p, seed, offset)
     if prepared is None:
         return _ref.attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset)
-    (q, k, v), mask_arr, keep = prepared
-    out = np.empty(q.shape[:2] + v.shape[2:], dtype=q.dtype)
+    mask_arr, keep = prepared
+    p = q @ k.transpose(0, 2, 1)                                # S, turned into P * keep
     lse = np.empty(q.shape[:2], dtype=q.dtype)
-    work = q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
-    _pick(_attention_forward_nb, work, _PARALLEL_MIN)(q, k, v, mask_arr, mask is not None, bool(is_causal),
-                                                     float(scale), keep, bool(dropout_p), out, lse)
-    return out, lse
+    _pick(_attention_probs_nb, p.size, _PARALLEL_MIN)(p, mask_arr, mask is not None, bool(is_causal), float(scale),
+                                                      keep, bool(dropout_p), lse)
+    return p @ v, lse
 
 
 def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, seed, offset):
@@ -1317,13 +1293,12 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
     prepared = _attention_arrays(q, k, v, mask, dropout_p, seed, offset, g, out, lse)
     if prepared is None:
         return _ref.attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, seed, offset)
-    (q, k, v, g, out, lse), mask_arr, keep = prepared
-    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    work = q.shape[0] * q.shape[1] * k.shape[1] * (q.shape[2] + v.shape[2])
-    _pick(_attention_backward_nb, work, _PARALLEL_MIN)(g, q, k, v, out, lse, mask_arr, mask is not None,
-                                                      bool(is_causal), float(scale), keep, bool(dropout_p),
-                                                      dq, dk, dv)
-    return dq, dk, dv
+    mask_arr, keep = prepared
+    p = q @ k.transpose(0, 2, 1)                                # S, turned into P~ = P * keep
+    ds = g @ v.transpose(0, 2, 1)                               # dP, turned into dS scale
+    _pick(_attention_grad_scores_nb, p.size, _PARALLEL_MIN)(p, ds, g, out, lse, mask_arr, mask is not None,
+                                                            bool(is_causal), float(scale), keep, bool(dropout_p))
+    return ds @ k, ds.transpose(0, 2, 1) @ q, p.transpose(0, 2, 1) @ g
 
 
 # Up to this many rows of x, linear runs the numba loop instead of a BLAS call (see
