@@ -377,6 +377,7 @@ def test_dropout_mask_is_the_reference_bit_for_bit(size, p, parallel_kernels):
 
 
 def test_optimizer_updates_parallel_variants_match_the_reference(parallel_kernels):
+    """SGD, Adam and RMSprop: the same operations in the same order as the reference, per element."""
     rng = np.random.default_rng(8)
 
     def lists(k):
@@ -395,3 +396,14 @@ def test_optimizer_updates_parallel_variants_match_the_reference(parallel_kernel
     C.sgd_step_(*ours, 0.1, 0.01, 0.9, 0.1, True, False)
     for a, b in zip(params + bufs, ours[0] + ours[2]):
         np.testing.assert_allclose(b, a, rtol=4 * U, atol=1e-7)
+    for centered, momentum in ((False, 0.0), (True, 0.9)):
+        params, grads, avgs, bufs = lists(4)
+        squares = [0.1 + a * a for a in lists(1)[0]]
+        avgs = [0.05 * a for a in avgs]
+        ref_lists = [params, grads, squares, avgs if centered else None, bufs if momentum else None]
+        ours = [None if lst is None else [a.copy() for a in lst] for lst in ref_lists]
+        R.rmsprop_step_(*ref_lists, 0.01, 0.9, 1e-8, 0.01, momentum)
+        C.rmsprop_step_(*ours, 0.01, 0.9, 1e-8, 0.01, momentum)
+        for ref_list, our_list in zip(ref_lists, ours):
+            for a, b in zip(ref_list or [], our_list or []):
+                np.testing.assert_allclose(b, a, rtol=4 * U, atol=1e-7)

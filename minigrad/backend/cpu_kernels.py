@@ -1054,6 +1054,29 @@ if numba is not None:
 
     _sgd_nb, _adam_nb = _both(_sgd_py, fastmath=False), _both(_adam_py, fastmath=False)
 
+    def _rmsprop_py(x, g, v, a, buf, lr, alpha, c_alpha, eps, wd, momentum, centered, has_momentum):
+        # the scalars come in x's dtype (c_alpha = 1 - alpha), in reference.rmsprop_step_'s order
+        for i in prange(x.size):
+            gi = g[i]
+            if wd != 0:
+                gi = gi + wd * x[i]
+            vi = v[i] * alpha + c_alpha * (gi * gi)
+            v[i] = vi
+            if centered:
+                ai = a[i] * alpha + c_alpha * gi
+                a[i] = ai
+                si = np.sqrt(vi - ai * ai) + eps
+            else:
+                si = np.sqrt(vi) + eps
+            if has_momentum:
+                bi = buf[i] * momentum + gi / si
+                buf[i] = bi
+                x[i] = x[i] - lr * bi
+            else:
+                x[i] = x[i] - lr * (gi / si)
+
+    _rmsprop_nb = _both(_rmsprop_py, fastmath=False)
+
 
 # ======================================================================================
 # The overrides (same signatures and semantics as reference.py)
@@ -1505,6 +1528,20 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
             _ref._adam_one(x, g.reshape(x.shape), m.reshape(x.shape), v.reshape(x.shape),
                            None if vmax is None else vmax.reshape(x.shape), beta1, beta2, eps,
                            step_size, inv_sqrt_bc2, decay, l2)
+
+
+def rmsprop_step_(params, grads, square_avgs, grad_avgs, bufs, lr, alpha, eps, weight_decay, momentum):
+    """One numba pass per parameter (when every array suits; else the reference for all)."""
+    lists = [params, grads, square_avgs] + [lst for lst in (grad_avgs, bufs) if lst is not None]
+    if (not use_numba() or (momentum and bufs is None) or any(len(lst) != len(params) for lst in lists)
+            or not all(_numba_ok(*arrays) and all(a.size == arrays[0].size for a in arrays) for arrays in zip(*lists))):
+        return _ref.rmsprop_step_(params, grads, square_avgs, grad_avgs, bufs, lr, alpha, eps, weight_decay, momentum)
+    for i, x in enumerate(params):
+        t = x.dtype.type
+        flat = [lst[i].reshape(-1) if lst is not None else x.reshape(-1) for lst in (params, grads, square_avgs,
+                                                                                      grad_avgs, bufs)]
+        _pick(_rmsprop_nb, x.size)(*flat, t(lr), t(alpha), t(1 - alpha), t(eps), t(weight_decay), t(momentum),
+                                   grad_avgs is not None, bufs is not None)
 
 
 # ======================================================================================
