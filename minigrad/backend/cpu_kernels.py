@@ -94,13 +94,19 @@ def _same_layout_flats(*arrays):
     return None if any(f is None for f in flats) else flats
 
 
-# Below this many elements a NumPy call is cheaper than starting numba's threads.
-_PARALLEL_MIN = 1 << 16
-
-# Some kernels below are compiled twice, serial and parallel (prange).  A parallel launch hands
-# the work to numba's worker threads and waits for them: worth it for big launches only, and
-# on a machine busy with other processes the hand-over itself can take milliseconds.
-_PARALLEL_WORK = 1 << 20  # elements
+# Most kernels below are compiled twice, serial and parallel (prange).  A parallel launch hands
+# the work to numba's worker threads and waits for them.  With the workqueue layer (chosen
+# above) that hand-over cost ~80 us on the 2-core reference machine (measured: a ReLU of 1M
+# float32 took 119 us on one thread, 199 us on two), and one thread alone already streams
+# memory about as fast as two.  So the parallel variant runs only for big launches:
+# from _PARALLEL_MIN elements for kernels that compute an exp or more per element (sigmoid,
+# the softmax rows, GELU, the dropout mask: twice as fast on two threads from about 2^20),
+# from _PARALLEL_WORK for the memory-light ones (ReLU, the elementwise backwards, the norms,
+# the optimizer updates).
+_PARALLEL_MIN = 1 << 20
+_PARALLEL_WORK = 1 << 22  # elements
+# Below this many elements NumPy's one-pass maximum is as quick as a numba ReLU.
+_NUMBA_MIN = 1 << 16
 _FAST_MATH = {"reassoc", "contract"}  # vectorised sums; inf and NaN keep their meaning
 # Rows per partial sum of the batch-norm statistics on channels-last data: fixed, so the sums
 # are added in the same order whatever the number of threads.
@@ -1227,7 +1233,7 @@ def _rows_call(kernels, reference, axis, *arrays):
     if rows is None:
         return reference(*arrays, axis)
     out = np.empty_like(arrays[0])
-    _pick(kernels, out.size, _PARALLEL_MIN)(*rows, out.reshape(rows[0].shape))
+    _pick(kernels, out.size, _PARALLEL_MIN)(*rows, out.reshape(rows[0].shape))  # (an exp per element)
     return out
 
 
@@ -1248,20 +1254,21 @@ def log_softmax_backward(g, y, axis):
     return _rows_call(_log_softmax_backward_rows_nb, _ref.log_softmax_backward, axis, g, y)
 
 
-def _float32_call(kernels, reference, *arrays):
+def _float32_call(kernels, reference, *arrays, threshold=None):
     """out = kernel(*arrays) elementwise on float32 arrays of one dense layout (C order or
-    channels-last; out gets that layout too), else the reference."""
+    channels-last; out gets that layout too), else the reference.  ``threshold``: from how
+    many elements the parallel variant runs (see _pick)."""
     flats = _same_layout_flats(*arrays) if arrays[0].dtype == np.float32 else None
     if flats is None:
         return reference(*arrays)
     out = np.empty_like(arrays[0])  # same layout
-    _pick(kernels, out.size, _PARALLEL_MIN)(*flats, _dense_flat(out))
+    _pick(kernels, out.size, threshold)(*flats, _dense_flat(out))
     return out
 
 
 def sigmoid(x):
     """One pass in float32 (vectorised exp); float64 as the reference."""
-    return _float32_call(_sigmoid_nb, _ref.sigmoid, x)
+    return _float32_call(_sigmoid_nb, _ref.sigmoid, x, threshold=_PARALLEL_MIN)
 
 
 def sigmoid_backward(g, y):
@@ -1270,7 +1277,7 @@ def sigmoid_backward(g, y):
 
 def tanh(x):
     """One pass in float32 (vectorised expm1); float64 as the reference."""
-    return _float32_call(_tanh_nb, _ref.tanh, x)
+    return _float32_call(_tanh_nb, _ref.tanh, x, threshold=_PARALLEL_MIN)
 
 
 def tanh_backward(g, y):
@@ -1427,12 +1434,12 @@ def batch_norm_backward(g, x, weight, mean, invstd, training):
 
 def relu(x):
     """max(x, 0) in one pass (NaN stays NaN); the output has the input's memory layout.
-    (Below _PARALLEL_MIN elements NumPy's one-pass maximum is as quick.)"""
-    if x.size >= _PARALLEL_MIN:
+    (Below _NUMBA_MIN elements NumPy's one-pass maximum is as quick.)"""
+    if x.size >= _NUMBA_MIN:
         flats = _same_layout_flats(x)
         if flats is not None:
             out = np.empty_like(x)  # same layout as x
-            _pick(_relu_nb, x.size, _PARALLEL_MIN)(flats[0], _dense_flat(out))
+            _pick(_relu_nb, x.size)(flats[0], _dense_flat(out))
             return out
     return _ref.relu(x)
 
@@ -1444,7 +1451,7 @@ def relu_backward(g, y):
     if flats is None:
         return _ref.relu_backward(g, y)
     out = np.empty_like(g)
-    _pick(_relu_backward_nb, g.size, _PARALLEL_MIN)(*flats, _dense_flat(out))
+    _pick(_relu_backward_nb, g.size)(*flats, _dense_flat(out))
     return out
 
 
