@@ -482,33 +482,6 @@ def _max_pool_backward(g, x, k, st, p, indices):
     return torch.ops.aten.max_pool2d_with_indices_backward(g, x, [k, k], [st, st], [p, p], [1, 1], False, indices)
 
 
-# ----------------------------------------------------------------------------------------
-# ReLU
-def relu_cases(sizes, dtype, devices):
-    """Flat arrays of each size in ``sizes`` (None: 16M elements, larger than the caches, and
-    the MNIST CNN's first activation, channels-last)."""
-    s = np.dtype(dtype).itemsize
-    shapes = [(n,) for n in sizes] if sizes else [(1 << 24,), (128, 32, 26, 26)]
-    cases = []
-    for shape in shapes:
-        n = math.prod(shape)
-        layout = _channels_last if len(shape) == 4 else (lambda a: a)
-        label = f"x{shape}" + (" channels-last" if len(shape) == 4 else "")
-
-        def inputs(rng, shape=shape, layout=layout):
-            g = layout(_normal(rng, shape, dtype))
-            return layout(_normal(rng, shape, dtype)), g
-
-        cases.append(_kernel_case("relu", "fwd", label, n, float(n), 2.0 * s * n, inputs, "relu",
-                                  lambda k, x, g: (k.relu(x),), devices, EXACT, dtype,
-                                  torch_fn=lambda x, g: (_torch().relu(x),)))
-        cases.append(_kernel_case("relu", "bwd", label, n, float(n), 3.0 * s * n, inputs, "relu_backward",
-                                  lambda k, y, g: (k.relu_backward(g, y),),
-                                  devices, EXACT, dtype,
-                                  torch_fn=lambda y, g: (_torch().ops.aten.threshold_backward(g, y, 0),)))
-    return cases
-
-
 def _torch():
     import torch
 
@@ -516,16 +489,17 @@ def _torch():
 
 
 # ----------------------------------------------------------------------------------------
-# sigmoid and tanh: forward from x, backward from the output y = f(x)
+# ReLU, sigmoid and tanh: forward from x, backward from the output y = f(x)
 ACTIVATIONS = {
     # name: (forward flops, backward flops per element, torch forward, torch backward(g, y))
+    "relu": (1.0, 1.0, lambda x: _torch().relu(x), lambda g, y: _torch().ops.aten.threshold_backward(g, y, 0)),
     "sigmoid": (4.0, 3.0, lambda x: _torch().sigmoid(x), lambda g, y: _torch().ops.aten.sigmoid_backward(g, y)),
     "tanh": (4.0, 3.0, lambda x: _torch().tanh(x), lambda g, y: _torch().ops.aten.tanh_backward(g, y)),
 }
 
 
 def activation_cases(name):
-    """Cases of the elementwise activation ``name`` (sigmoid, tanh): flat arrays of each size
+    """Cases of the elementwise activation ``name`` (relu, sigmoid, tanh): flat arrays of each size
     (None: 16M elements, larger than the caches, and the MNIST CNN's first activation,
     channels-last)."""
     fwd_flops, bwd_flops, torch_fwd, torch_bwd = ACTIVATIONS[name]
@@ -781,7 +755,7 @@ OPS = {
     "conv2d": Op(conv_cases, "batch size", [1], [1, 2, 4, 8, 16, 32, 64, 128, 256]),
     "im2col": Op(im2col_cases, "batch size", [1], [1, 4, 16, 64, 256]),
     "max_pool2d": Op(pool_cases, "batch size", [1], [1, 4, 16, 64, 256]),
-    "relu": Op(relu_cases, "elements", [1000, 70000], [1 << e for e in range(10, 27, 2)]),
+    "relu": Op(activation_cases("relu"), "elements", [1000, 70000], [1 << e for e in range(10, 27, 2)]),
     "sigmoid": Op(activation_cases("sigmoid"), "elements", [1000, 70000], [1 << e for e in range(10, 27, 2)]),
     "tanh": Op(activation_cases("tanh"), "elements", [1000, 70000], [1 << e for e in range(10, 27, 2)]),
     "softmax": Op(softmax_cases, "rows of 1024 logits", [1, 3], [1 << e for e in range(0, 17, 2)]),

@@ -97,33 +97,30 @@ EXTREMES = np.array([0.0, -0.0, 1e-40, -1e-40, 1e-20, -1e-20, 1e-7, -1e-7, 0.3, 
                      np.inf, -np.inf, np.nan], dtype=np.float32)
 
 
+def _check_within_10u(got, x, exact):
+    """got (float32, x's shape) within 10 u of the float64 ``exact`` (plus 2^-149 where the result
+    is subnormal), NaN exactly where x is NaN and the sign of every result x's or exact's."""
+    assert got.dtype == np.float32 and got.shape == x.shape
+    finite = ~np.isnan(exact)
+    err = np.abs(got.astype(np.float64)[finite] - exact[finite])
+    assert np.all(err <= 10 * U * np.abs(exact[finite]) + TINY)
+    assert np.array_equal(np.signbit(got[finite]), np.signbit(exact[finite]))
+    assert np.array_equal(np.isnan(got), np.isnan(x))
+    return got
+
+
 def _check_sigmoid(x):
     """Against float64: e = exp(-|x|) within 4 u, 1 + e and the division round once each (u),
     and e's error reaches 1 + e scaled by e / (1 + e) <= 1: at most 6 u for x >= 0 and 10 u for
     x < 0 (where e also divides), plus 2^-149 absolute where the result is subnormal."""
-    got = C.sigmoid(x)
-    assert got.dtype == np.float32 and got.shape == x.shape
-    exact = R.sigmoid(x.astype(np.float64))
-    finite = ~np.isnan(exact)
-    err = np.abs(got.astype(np.float64)[finite] - exact[finite])
-    assert np.all(err <= 10 * U * np.abs(exact[finite]) + TINY)
-    assert np.array_equal(np.isnan(got), np.isnan(x))
-    return got
+    return _check_within_10u(C.sigmoid(x), x, R.sigmoid(x.astype(np.float64)))
 
 
 def _check_tanh(x):
     """Against float64: m = expm1(-2|x|) within 4 u, 2 + m rounds once (u) and receives m's
     error scaled by |m| / (2 + m) <= 1, the division rounds once: at most 10 u; the sign is x's
-    (tanh(-0) = -0)."""
-    got = C.tanh(x)
-    assert got.dtype == np.float32 and got.shape == x.shape
-    exact = np.tanh(x.astype(np.float64))
-    finite = ~np.isnan(exact)
-    err = np.abs(got.astype(np.float64)[finite] - exact[finite])
-    assert np.all(err <= 10 * U * np.abs(exact[finite]) + TINY)
-    assert np.array_equal(np.signbit(got[finite]), np.signbit(x[finite]))
-    assert np.array_equal(np.isnan(got), np.isnan(x))
-    return got
+    (tanh(-0) = -0, which np.tanh gives too)."""
+    return _check_within_10u(C.tanh(x), x, np.tanh(x.astype(np.float64)))
 
 
 @pytest.mark.parametrize("check", [_check_sigmoid, _check_tanh])

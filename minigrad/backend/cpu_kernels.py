@@ -254,6 +254,18 @@ if numba is not None:
             m = _maxnum(m, row[j])
         return m
 
+    @njit(inline="always")
+    def _exp_row(row, out):
+        """(m, s): the row maximum m, out = exp(row - m) and s = its sum (in float64), the
+        three passes the softmax family shares (out may be the row's output row)."""
+        m = _row_max(row)
+        s = 0.0
+        for j in range(row.size):
+            p = _exp(row[j] - m)
+            out[j] = p
+            s += p
+        return m, s
+
 
 # ======================================================================================
 # numba kernels
@@ -576,12 +588,7 @@ if numba is not None:
                     out[j] = fill
                 continue
             row = x[i]
-            m = _row_max(row)
-            s = 0.0
-            for j in range(c):
-                p = _exp(row[j] - m)
-                out[j] = p
-                s += p
+            _, s = _exp_row(row, out)                          # out = exp(x - m), s its sum
             onehot = (1 - e) * (weight[t] if has_weight else 1.0)
             p_coef = onehot + (e / c) * w_sum if has_weight else 1.0
             g = grow[i]
@@ -609,12 +616,7 @@ if numba is not None:
     def _softmax_rows_py(x, out):
         for i in prange(x.shape[0]):
             row, dst = x[i], out[i]
-            m = _row_max(row)
-            s = 0.0
-            for j in range(row.size):
-                p = _exp(row[j] - m)
-                dst[j] = p
-                s += p
+            _, s = _exp_row(row, dst)
             inv = _cast_like(1.0 / s, row[0])
             for j in range(row.size):
                 dst[j] *= inv
@@ -622,10 +624,7 @@ if numba is not None:
     def _log_softmax_rows_py(x, out):
         for i in prange(x.shape[0]):
             row, dst = x[i], out[i]
-            m = _row_max(row)
-            s = 0.0
-            for j in range(row.size):
-                s += _exp(row[j] - m)
+            m, s = _exp_row(row, dst)                          # (dst is overwritten below)
             log_s = _cast_like(math.log(s), row[0])
             for j in range(row.size):
                 dst[j] = (row[j] - m) - log_s
