@@ -209,7 +209,7 @@ def test_train_tiny_runs_every_workload(tmp_path):
                          "--json", str(path)])
     got = {(r["workload"], r["impl"]) for r in report["results"]}
     want = {("mlp", "minigrad"), ("mlp", "numpy by hand"), ("cnn", "minigrad"), ("gpt", "minigrad"),
-            ("loader", "minigrad DataLoader"), ("loader", "numpy by hand")}
+            ("loader", "minigrad DataLoader"), ("loader", "numpy by hand"), ("sample", "minigrad")}
     if _torch():
         want |= {("mlp", "pytorch"), ("cnn", "pytorch"), ("gpt", "pytorch")}
     assert got == want
