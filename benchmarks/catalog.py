@@ -527,6 +527,9 @@ def activation_cases(name):
     return build
 
 
+relu_cases = activation_cases("relu")
+
+
 # ----------------------------------------------------------------------------------------
 # softmax and cross-entropy (rows of logits)
 def softmax_cases(rows, dtype, devices, cols=1024, name="softmax"):
@@ -755,7 +758,7 @@ OPS = {
     "conv2d": Op(conv_cases, "batch size", [1], [1, 2, 4, 8, 16, 32, 64, 128, 256]),
     "im2col": Op(im2col_cases, "batch size", [1], [1, 4, 16, 64, 256]),
     "max_pool2d": Op(pool_cases, "batch size", [1], [1, 4, 16, 64, 256]),
-    "relu": Op(activation_cases("relu"), "elements", [1000, 70000], [1 << e for e in range(10, 27, 2)]),
+    "relu": Op(relu_cases, "elements", [1000, 70000], [1 << e for e in range(10, 27, 2)]),
     "sigmoid": Op(activation_cases("sigmoid"), "elements", [1000, 70000], [1 << e for e in range(10, 27, 2)]),
     "tanh": Op(activation_cases("tanh"), "elements", [1000, 70000], [1 << e for e in range(10, 27, 2)]),
     "softmax": Op(softmax_cases, "rows of 1024 logits", [1, 3], [1 << e for e in range(0, 17, 2)]),
