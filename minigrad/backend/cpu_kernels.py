@@ -102,7 +102,9 @@ def _same_layout_flats(*arrays):
 # from _PARALLEL_MIN elements for kernels that compute an exp or more per element (sigmoid,
 # the softmax rows, GELU, the dropout mask: twice as fast on two threads from about 2^20),
 # from _PARALLEL_WORK for the memory-light ones (ReLU, the elementwise backwards, the norms,
-# the optimizer updates).
+# the optimizer updates).  Kernels that do several times an exp's work per element (GELU's
+# erf and exp, attention's score rows: 1.5-2 ns per element on one core) count each element
+# four times.
 _PARALLEL_MIN = 1 << 20
 _PARALLEL_WORK = 1 << 22  # elements
 # Below this many elements NumPy's one-pass maximum is as quick as a numba ReLU.
@@ -968,8 +970,8 @@ if numba is not None:
                 cdf = 0.5 * (1 + _erf(v * _INV_SQRT_2, float32_math))
                 out[i] = g[i] * (cdf + v * _INV_SQRT_2PI * _gauss(v, float32_math))
 
-    # serial below _PARALLEL_MIN elements: handing one token's activations (a GPT sampling
-    # step) to the thread pool cost ~90 us, the work itself ~1 us
+    # serial for small launches (see _PARALLEL_MIN): handing one token's activations (a GPT
+    # sampling step) to the thread pool cost ~90 us, the work itself ~1 us
     _gelu_nb, _gelu_backward_nb = _both(_gelu_py), _both(_gelu_backward_py)
 
     # Philox4x32-10 as in reference._philox4x32, one 4-word block per loop iteration.  The
@@ -1312,7 +1314,7 @@ def attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
     mask_arr, keep = prepared
     p = q @ k.transpose(0, 2, 1)                                # S, turned into P * keep
     lse = np.empty(q.shape[:2], dtype=q.dtype)
-    _pick(_attention_probs_nb, p.size, _PARALLEL_MIN)(p, mask_arr, mask is not None, bool(is_causal), float(scale),
+    _pick(_attention_probs_nb, 4 * p.size, _PARALLEL_MIN)(p, mask_arr, mask is not None, bool(is_causal), float(scale),
                                                       keep, bool(dropout_p), lse)
     return p @ v, lse
 
@@ -1325,7 +1327,7 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
     mask_arr, keep = prepared
     p = q @ k.transpose(0, 2, 1)                                # S, turned into P~ = P * keep
     ds = g @ v.transpose(0, 2, 1)                               # dP, turned into dS scale
-    _pick(_attention_grad_scores_nb, p.size, _PARALLEL_MIN)(p, ds, g, out, lse, mask_arr, mask is not None,
+    _pick(_attention_grad_scores_nb, 4 * p.size, _PARALLEL_MIN)(p, ds, g, out, lse, mask_arr, mask is not None,
                                                             bool(is_causal), float(scale), keep, bool(dropout_p))
     return ds @ k, ds.transpose(0, 2, 1) @ q, p.transpose(0, 2, 1) @ g
 
@@ -1462,7 +1464,7 @@ def gelu(x, approximate="none"):
     if flats is None:
         return _ref.gelu(x, approximate)
     out = np.empty_like(x)
-    _pick(_gelu_nb, x.size, _PARALLEL_MIN)(flats[0], _dense_flat(out), approximate == "tanh", x.dtype == np.float32)
+    _pick(_gelu_nb, 4 * x.size, _PARALLEL_MIN)(flats[0], _dense_flat(out), approximate == "tanh", x.dtype == np.float32)
     return out
 
 
@@ -1471,7 +1473,7 @@ def gelu_backward(g, x, approximate="none"):
     if flats is None:
         return _ref.gelu_backward(g, x, approximate)
     out = np.empty_like(g)
-    _pick(_gelu_backward_nb, x.size, _PARALLEL_MIN)(*flats, _dense_flat(out), approximate == "tanh",
+    _pick(_gelu_backward_nb, 4 * x.size, _PARALLEL_MIN)(*flats, _dense_flat(out), approximate == "tanh",
                                                     x.dtype == np.float32)
     return out
 
