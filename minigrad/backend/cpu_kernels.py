@@ -39,6 +39,7 @@ two layout copies); see benchmarks/conv_ops.py and docs/benchmarks.md.
 import math
 import os
 import types
+import warnings
 
 import numpy as np
 
@@ -54,6 +55,11 @@ try:
 
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "workqueue"
+    # numba's SSA pass reports the selects of the inlined _exp_f32 inside some parallel loops
+    # as a "pedantic" NumbaIRAssumptionWarning: its own internal check, asking for a bug
+    # report, not a problem with the kernel (the contract tests compare every kernel with
+    # the reference).  Compiling happens at first call, inside the user's program: silence it.
+    warnings.filterwarnings("ignore", category=numba.core.errors.NumbaIRAssumptionWarning)
 except Exception:  # numba is a dependency, but the NumPy path must work without it
     numba = None
 
