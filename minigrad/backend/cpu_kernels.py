@@ -238,7 +238,7 @@ if numba is not None:
         """exp(t) inside numba kernels: _exp_f32 for float32, math.exp for float64."""
         return math.exp(t)
 
-    @_overload(_exp, inline="always")
+    @_overload(_exp)
     def _exp_for(t):
         if t == _nbtypes.float32:
             return lambda t: _exp_f32(t)
