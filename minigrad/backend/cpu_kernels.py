@@ -282,7 +282,8 @@ if numba is not None:
 if numba is not None:
     # Why the np.uint64(...) casts: numba checks every signed index for "negative means from
     # the end"; that branch stops LLVM from vectorising the inner loops.  Indices that are
-    # known to be >= 0 are cast to unsigned, which drops the check (measured: col2im 4x faster).
+    # known to be >= 0 are cast to unsigned, which drops the check (measured: col2im 4x faster;
+    # a prange over _u(n) made the parallel ReLU 1.4x and the dropout mask 2x faster).
     # Careful: uint64 mixed with int64 gives float64 in numba, so the casts stay local.
     _u = np.uint64
 
@@ -552,7 +553,7 @@ if numba is not None:
         w_sum = 0.0
         for j in range(c):
             w_sum += weight[j] if has_weight else 1.0
-        for i in prange(n):
+        for i in prange(_u(n)):
             row = x[i]
             m = _row_max(row)  # NaN skipped: it reaches s, lse and the loss through exp
             s = 0.0
@@ -587,7 +588,7 @@ if numba is not None:
         w_sum = 0.0
         for j in range(c):
             w_sum += weight[j] if has_weight else 1.0
-        for i in prange(n):
+        for i in prange(_u(n)):
             t = target[i]
             out = dx[i]
             if t == ignore_index or t < 0 or t >= c:
@@ -622,7 +623,7 @@ if numba is not None:
     #    iteration: every row is read from memory once (the second and third loops over it
     #    find it in the cache) and written once
     def _softmax_rows_py(x, out):
-        for i in prange(x.shape[0]):
+        for i in prange(_u(x.shape[0])):
             row, dst = x[i], out[i]
             _, s = _exp_row(row, dst)
             inv = _cast_like(1.0 / s, row[0])
@@ -630,7 +631,7 @@ if numba is not None:
                 dst[j] *= inv
 
     def _log_softmax_rows_py(x, out):
-        for i in prange(x.shape[0]):
+        for i in prange(_u(x.shape[0])):
             row, dst = x[i], out[i]
             m, s = _exp_row(row, dst)                          # (dst is overwritten below)
             log_s = _cast_like(math.log(s), row[0])
@@ -638,7 +639,7 @@ if numba is not None:
                 dst[j] = (row[j] - m) - log_s
 
     def _softmax_backward_rows_py(g, y, out):
-        for i in prange(g.shape[0]):
+        for i in prange(_u(g.shape[0])):
             gr, yr, dst = g[i], y[i], out[i]
             d = 0.0
             for j in range(gr.size):
@@ -648,7 +649,7 @@ if numba is not None:
                 dst[j] = yr[j] * (gr[j] - d)
 
     def _log_softmax_backward_rows_py(g, y, out):
-        for i in prange(g.shape[0]):
+        for i in prange(_u(g.shape[0])):
             gr, yr, dst = g[i], y[i], out[i]
             total = 0.0
             for j in range(gr.size):
@@ -667,25 +668,25 @@ if numba is not None:
 
     def _sigmoid_py(x, out):
         """1 / (1 + e) for x >= 0, e / (1 + e) for x < 0, e = exp(-|x|) <= 1 (as reference)."""
-        for i in prange(x.size):
+        for i in prange(_u(x.size)):
             v = x[i]
             e = _exp_f32(-abs(v))
             out[i] = (_ONE_F32 if v >= _ZERO_F32 else e) / (_ONE_F32 + e)
 
     def _sigmoid_backward_py(g, y, out):
-        for i in prange(g.size):
+        for i in prange(_u(g.size)):
             out[i] = g[i] * y[i] * (_ONE_F32 - y[i])
 
     def _tanh_py(x, out):
         """tanh |x| = -m / (2 + m) with m = exp(-2|x|) - 1 (no cancellation near 0, where
         (1 - e) / (1 + e) would lose the digits), the sign of x put back (tanh(-0) = -0)."""
-        for i in prange(x.size):
+        for i in prange(_u(x.size)):
             v = x[i]
             m = _expm1_nonpositive_f32(_MINUS_TWO_F32 * abs(v))
             out[i] = np.copysign(-m / (_TWO_F32 + m), v)
 
     def _tanh_backward_py(g, y, out):
-        for i in prange(g.size):
+        for i in prange(_u(g.size)):
             out[i] = g[i] * (_ONE_F32 - y[i] * y[i])
 
     _sigmoid_nb, _sigmoid_backward_nb = _both(_sigmoid_py), _both(_sigmoid_backward_py)
@@ -739,7 +740,7 @@ if numba is not None:
 
     def _bn_apply_columns_py(x, mean, a, b, y):
         """y = (x - mean) a + b per column."""
-        for r in prange(x.shape[0]):
+        for r in prange(_u(x.shape[0])):
             row, out = x[r], y[r]
             for ch in range(row.size):
                 out[ch] = (row[ch] - mean[ch]) * a[ch] + b[ch]
@@ -788,7 +789,7 @@ if numba is not None:
 
     def _bn_backward_apply_columns_py(g, x, mean, scale, c0, c1, dx):
         """dx = scale g - c0 - c1 (x - mean) per column (the per-channel constants as above)."""
-        for r in prange(x.shape[0]):
+        for r in prange(_u(x.shape[0])):
             gr, xr, out = g[r], x[r], dx[r]
             for ch in range(gr.size):
                 out[ch] = scale[ch] * gr[ch] - c0[ch] - c1[ch] * (xr[ch] - mean[ch])
@@ -900,12 +901,12 @@ if numba is not None:
     _small_linear_nb = njit(cache=True, fastmath=_FAST_MATH, error_model="numpy")(_small_linear_py)
 
     def _relu_py(x, out):
-        for i in prange(x.size):
+        for i in prange(_u(x.size)):
             v = x[i]
             out[i] = 0 if v < 0 else v  # NaN stays NaN, like np.maximum
 
     def _relu_backward_py(g, y, out):
-        for i in prange(g.size):
+        for i in prange(_u(g.size)):
             out[i] = g[i] if y[i] > 0 else 0
 
     _relu_nb, _relu_backward_nb = _both(_relu_py), _both(_relu_backward_py)
@@ -958,7 +959,7 @@ if numba is not None:
         return _exp_nonpositive(-0.5 * x * x) if float32_math else math.exp(-0.5 * x * x)
 
     def _gelu_py(x, out, tanh_form, float32_math):
-        for i in prange(x.size):
+        for i in prange(_u(x.size)):
             v = x[i]
             if tanh_form:
                 out[i] = 0.5 * v * (1 + math.tanh(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v)))
@@ -966,7 +967,7 @@ if numba is not None:
                 out[i] = 0.5 * v * (1 + _erf(v * _INV_SQRT_2, float32_math))
 
     def _gelu_backward_py(g, x, out, tanh_form, float32_math):
-        for i in prange(x.size):
+        for i in prange(_u(x.size)):
             v = x[i]
             if tanh_form:
                 t = math.tanh(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v))
@@ -1004,13 +1005,13 @@ if numba is not None:
     def _dropout_mask_py(out, threshold, scale, k0, k1, offset):
         size = out.size
         zero = scale - scale
-        for blk in prange(size // 4):  # whole blocks: four stores, no branch
-            c0, c1, c2, c3 = _philox4x32_10(offset + _u(blk), k0, k1)
-            i = 4 * blk
+        for blk in prange(_u(size // 4)):  # whole blocks: four stores, no branch
+            c0, c1, c2, c3 = _philox4x32_10(offset + blk, k0, k1)
+            i = blk * _u(4)
             out[i] = scale if (c0 >> _S8) >= threshold else zero
-            out[i + 1] = scale if (c1 >> _S8) >= threshold else zero
-            out[i + 2] = scale if (c2 >> _S8) >= threshold else zero
-            out[i + 3] = scale if (c3 >> _S8) >= threshold else zero
+            out[i + _u(1)] = scale if (c1 >> _S8) >= threshold else zero
+            out[i + _u(2)] = scale if (c2 >> _S8) >= threshold else zero
+            out[i + _u(3)] = scale if (c3 >> _S8) >= threshold else zero
         start = size - size % 4
         if start < size:  # the last block's first 1-3 words
             words = _philox4x32_10(offset + _u(size // 4), k0, k1)
@@ -1032,7 +1033,7 @@ if numba is not None:
     # The updates: one pass over each parameter's arrays, on all cores for big parameters;
     # no fast-math, so each element rounds exactly as the reference's sequence of array calls.
     def _sgd_py(x, g, buf, lr, wd, momentum, undamped, nesterov, first):
-        for i in prange(x.size):
+        for i in prange(_u(x.size)):
             d = g[i]
             if wd != 0:
                 d = d + wd * x[i]
@@ -1050,7 +1051,7 @@ if numba is not None:
 
     def _adam_py(x, g, m, v, vmax, step_size, b1, c1, b2, c2, eps, inv_sqrt_bc2, wd, decay, amsgrad):
         # c1 = 1 - b1 and c2 = 1 - b2 come in already in the array dtype (no float64 promotion)
-        for i in prange(x.size):
+        for i in prange(_u(x.size)):
             gi = g[i]
             if wd != 0:
                 gi = gi + wd * x[i]
@@ -1069,7 +1070,7 @@ if numba is not None:
 
     def _rmsprop_py(x, g, v, a, buf, lr, alpha, c_alpha, eps, wd, momentum, centered, has_momentum):
         # the scalars come in x's dtype (c_alpha = 1 - alpha), in reference.rmsprop_step_'s order
-        for i in prange(x.size):
+        for i in prange(_u(x.size)):
             gi = g[i]
             if wd != 0:
                 gi = gi + wd * x[i]
@@ -1575,7 +1576,7 @@ if numba is not None:
         centred values: the row is in cache for the second loop), then y = (x - mean) rstd w + b
         in x's dtype.  w and b are arrays (ones and zeros stand in for absent ones)."""
         m, n = x.shape
-        for r in prange(m):
+        for r in prange(_u(m)):
             row, out = x[r], y[r]
             s = 0.0
             for j in range(n):
