@@ -102,17 +102,16 @@ def _same_layout_flats(*arrays):
 
 # Most kernels below are compiled twice, serial and parallel (prange).  A parallel launch hands
 # the work to numba's worker threads and waits for them.  With the workqueue layer (chosen
-# above) that hand-over cost ~80 us on the 2-core reference machine (measured: a ReLU of 1M
-# float32 took 119 us on one thread, 199 us on two), and one thread alone already streams
-# memory about as fast as two.  So the parallel variant runs only for big launches:
-# from _PARALLEL_MIN elements for kernels that compute an exp or more per element (sigmoid,
-# the softmax rows, GELU, the dropout mask: twice as fast on two threads from about 2^20),
+# above) that hand-over costs 65-80 us on the 2-core reference machine, even when it is quiet
+# (a ReLU of 1M float32: 108 us on one thread, 206 us on two; of 4M: 1.8x faster on two).
+# So the parallel variant runs only for big launches: from _PARALLEL_MIN elements for kernels
+# that compute an exp or more per element (sigmoid, the softmax rows, GELU, the dropout mask),
 # from _PARALLEL_WORK for the memory-light ones (ReLU, the elementwise backwards, the norms,
 # the optimizer updates).  Kernels that do several times an exp's work per element (GELU's
 # erf and exp, attention's score rows: 1.5-2 ns per element on one core) count each element
 # four times.
 _PARALLEL_MIN = 1 << 20
-_PARALLEL_WORK = 1 << 22  # elements
+_PARALLEL_WORK = 1 << 21  # elements
 # Below this many elements NumPy's one-pass maximum is as quick as a numba ReLU.
 _NUMBA_MIN = 1 << 16
 _FAST_MATH = {"reassoc", "contract"}  # vectorised sums; inf and NaN keep their meaning
