@@ -34,6 +34,7 @@ dtype and for the kind of op (``EXACT``: elementwise and data movement; ``SUMS``
 whose order of summation may differ).
 """
 import contextlib
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -56,12 +57,14 @@ class Impl:
     """One way to compute a Case: ``setup(inputs)`` (untimed: moves the host inputs to the
     device, copies what the call writes into) returns ``run``, the timed call, which returns
     the outputs.  ``adapt(host_outputs)`` (untimed, on NumPy copies of the outputs) puts them
-    in the reference's layout."""
+    in the reference's layout.  ``compared=False``: outputs that cannot equal the reference's
+    (another random number generator); only their shapes are checked."""
     name: str
     device: str
     setup: Callable
     clock: Callable = cpu_clock
     adapt: Callable = None
+    compared: bool = True
 
 
 @dataclass
@@ -476,33 +479,6 @@ def _max_pool_backward(g, x, k, st, p, indices):
     return torch.ops.aten.max_pool2d_with_indices_backward(g, x, [k, k], [st, st], [p, p], [1, 1], False, indices)
 
 
-# ----------------------------------------------------------------------------------------
-# ReLU
-def relu_cases(sizes, dtype, devices):
-    """Flat arrays of each size in ``sizes`` (None: 16M elements, larger than the caches, and
-    the MNIST CNN's first activation, channels-last)."""
-    s = np.dtype(dtype).itemsize
-    shapes = [(n,) for n in sizes] if sizes else [(1 << 24,), (128, 32, 26, 26)]
-    cases = []
-    for shape in shapes:
-        n = math.prod(shape)
-        layout = _channels_last if len(shape) == 4 else (lambda a: a)
-        label = f"x{shape}" + (" channels-last" if len(shape) == 4 else "")
-
-        def inputs(rng, shape=shape, layout=layout):
-            g = layout(_normal(rng, shape, dtype))
-            return layout(_normal(rng, shape, dtype)), g
-
-        cases.append(_kernel_case("relu", "fwd", label, n, float(n), 2.0 * s * n, inputs, "relu",
-                                  lambda k, x, g: (k.relu(x),), devices, EXACT, dtype,
-                                  torch_fn=lambda x, g: (_torch().relu(x),)))
-        cases.append(_kernel_case("relu", "bwd", label, n, float(n), 3.0 * s * n, inputs, "relu_backward",
-                                  lambda k, y, g: (k.relu_backward(g, y),),
-                                  devices, EXACT, dtype,
-                                  torch_fn=lambda y, g: (_torch().ops.aten.threshold_backward(g, y, 0),)))
-    return cases
-
-
 def _torch():
     import torch
 
@@ -510,10 +486,57 @@ def _torch():
 
 
 # ----------------------------------------------------------------------------------------
+# ReLU, sigmoid and tanh: forward from x, backward from the output y = f(x)
+ACTIVATIONS = {
+    # name: (forward flops, backward flops per element, torch forward, torch backward(g, y))
+    "relu": (1.0, 1.0, lambda x: _torch().relu(x), lambda g, y: _torch().ops.aten.threshold_backward(g, y, 0)),
+    "sigmoid": (4.0, 3.0, lambda x: _torch().sigmoid(x), lambda g, y: _torch().ops.aten.sigmoid_backward(g, y)),
+    "tanh": (4.0, 3.0, lambda x: _torch().tanh(x), lambda g, y: _torch().ops.aten.tanh_backward(g, y)),
+}
+
+
+def activation_cases(name):
+    """Cases of the elementwise activation ``name`` (relu, sigmoid, tanh): flat arrays of each size
+    (None: 16M elements, larger than the caches, and the MNIST CNN's first activation,
+    channels-last)."""
+    fwd_flops, bwd_flops, torch_fwd, torch_bwd = ACTIVATIONS[name]
+
+    def build(sizes, dtype, devices):
+        s = np.dtype(dtype).itemsize
+        shapes = [(n,) for n in sizes] if sizes else [(1 << 24,), (128, 32, 26, 26)]
+        cases = []
+        for shape in shapes:
+            n = math.prod(shape)
+            layout = _channels_last if len(shape) == 4 else (lambda a: a)
+            label = f"x{shape}" + (" channels-last" if len(shape) == 4 else "")
+
+            def inputs(rng, shape=shape, layout=layout):
+                x = layout(_normal(rng, shape, dtype, 3.0))
+                return x, getattr(reference, name)(x), layout(_normal(rng, shape, dtype))
+
+            cases.append(_kernel_case(name, "fwd", label, n, fwd_flops * n, 2.0 * s * n, inputs, name,
+                                      lambda k, x, y, g: (getattr(k, name)(x),), devices, EXACT, dtype,
+                                      torch_fn=lambda x, y, g: (torch_fwd(x),)))
+            cases.append(_kernel_case(name, "bwd", label, n, bwd_flops * n, 3.0 * s * n, inputs, f"{name}_backward",
+                                      lambda k, x, y, g: (getattr(k, f"{name}_backward")(g, y),),
+                                      devices, EXACT, dtype, torch_fn=lambda x, y, g: (torch_bwd(g, y),)))
+        return cases
+    return build
+
+
+relu_cases = activation_cases("relu")
+
+
+# ----------------------------------------------------------------------------------------
 # softmax and cross-entropy (rows of logits)
-def softmax_cases(rows, dtype, devices, cols=1024):
-    """``rows`` x 1024 logits (None: 16384 rows, 64 MB in float32)."""
+def softmax_cases(rows, dtype, devices, cols=1024, name="softmax"):
+    """``rows`` x 1024 logits (None: 16384 rows, 64 MB in float32), softmax or log_softmax
+    (``name``) along the rows, forward and backward (from the output y)."""
     s = np.dtype(dtype).itemsize
+    fn = getattr(reference, name)
+    torch_fwd = {"softmax": lambda x: _torch().softmax(x, 1), "log_softmax": lambda x: _torch().log_softmax(x, 1)}[name]
+    torch_bwd = {"softmax": lambda g, y: _torch()._softmax_backward_data(g, y, 1, y.dtype),
+                 "log_softmax": lambda g, y: _torch()._log_softmax_backward_data(g, y, 1, y.dtype)}[name]
     cases = []
     for r in rows or [16384]:
         n = r * cols
@@ -521,15 +544,19 @@ def softmax_cases(rows, dtype, devices, cols=1024):
 
         def inputs(rng, r=r):
             x = _normal(rng, (r, cols), dtype, 3.0)
-            return x, reference.softmax(x, 1), _normal(rng, (r, cols), dtype)
+            return x, fn(x, 1), _normal(rng, (r, cols), dtype)
 
-        cases.append(_kernel_case("softmax", "fwd", label, r, 5.0 * n, 2.0 * s * n, inputs, "softmax",
-                                  lambda k, x, y, g: (k.softmax(x, 1),), devices, SUMS, dtype,
-                                  torch_fn=lambda x, y, g: (_torch().softmax(x, 1),)))
-        cases.append(_kernel_case("softmax", "bwd", label, r, 4.0 * n, 3.0 * s * n, inputs, "softmax_backward",
-                                  lambda k, x, y, g: (k.softmax_backward(g, y, 1),), devices, SUMS, dtype,
-                                  torch_fn=lambda x, y, g: (_torch()._softmax_backward_data(g, y, 1, y.dtype),)))
+        cases.append(_kernel_case(name, "fwd", label, r, 5.0 * n, 2.0 * s * n, inputs, name,
+                                  lambda k, x, y, g: (getattr(k, name)(x, 1),), devices, SUMS, dtype,
+                                  torch_fn=lambda x, y, g: (torch_fwd(x),)))
+        cases.append(_kernel_case(name, "bwd", label, r, 4.0 * n, 3.0 * s * n, inputs, f"{name}_backward",
+                                  lambda k, x, y, g: (getattr(k, f"{name}_backward")(g, y, 1),), devices, SUMS, dtype,
+                                  torch_fn=lambda x, y, g: (torch_bwd(g, y),)))
     return cases
+
+
+def log_softmax_cases(rows, dtype, devices):
+    return softmax_cases(rows, dtype, devices, name="log_softmax")
 
 
 def cross_entropy_cases(rows, dtype, devices):
@@ -592,6 +619,75 @@ def batch_norm_cases(batches, dtype, devices, c=64, hw=56):
 
 def dtype_type(dtype):
     return np.dtype(dtype).type
+
+
+# ----------------------------------------------------------------------------------------
+# layer norm (rows of x, with weight and bias)
+LN_SHAPES = [(768, 128), (16384, 1024)]  # the char GPT's activations (12 x 64 tokens, width 128); 64 MB
+
+
+def layer_norm_cases(rows, dtype, devices, cols=1024):
+    """x (M, N) normalised over each row (None: the char GPT's (768, 128) and (16384, 1024);
+    a size gives that many rows of 1024)."""
+    s = np.dtype(dtype).itemsize
+    eps = 1e-5
+    cases = []
+    for m, n in ([(r, cols) for r in rows] if rows else LN_SHAPES):
+        size = m * n
+        label = f"x({m},{n}), weight and bias ({n},)"
+
+        def inputs(rng, m=m, n=n):
+            x = _normal(rng, (m, n), dtype, 2.0) + dtype_type(dtype)(0.5)
+            w, b = _normal(rng, (n,), dtype), _normal(rng, (n,), dtype)
+            _, mean, rstd = reference.layer_norm_forward(x, w, b, eps)
+            return x, w, b, mean, rstd, _normal(rng, (m, n), dtype)
+
+        cases.append(_kernel_case(
+            "layer_norm", "fwd", label, m, 8.0 * size, 2.0 * s * size, inputs, "layer_norm_forward",
+            lambda k, x, w, b, mean, rstd, g: k.layer_norm_forward(x, w, b, eps), devices, SUMS, dtype,
+            torch_fn=lambda x, w, b, mean, rstd, g, n=n: _torch().ops.aten.native_layer_norm(x, [n], w, b, eps),
+            torch_adapt=lambda out: (out[0], out[1].reshape(-1), out[2].reshape(-1))))
+        cases.append(_kernel_case(
+            "layer_norm", "bwd", label, m, 11.0 * size, 3.0 * s * size, inputs, "layer_norm_backward",
+            lambda k, x, w, b, mean, rstd, g: k.layer_norm_backward(g, x, w, mean, rstd), devices, SUMS, dtype,
+            torch_fn=lambda x, w, b, mean, rstd, g, n=n: _torch().ops.aten.native_layer_norm_backward(
+                g, x, [n], mean.reshape(-1, 1), rstd.reshape(-1, 1), w, b, [True, True, True])))
+    return cases
+
+
+# ----------------------------------------------------------------------------------------
+# dropout: what nn.functional.dropout runs (the mask from the kernel table, then x * mask;
+# backward g * mask).  PyTorch draws its own random numbers: its rows are timed, not compared.
+def dropout_cases(sizes, dtype, devices, p=0.5):
+    """x of each size (None: 16M elements, and the MNIST CNN's (128, 128) activation)."""
+    s = np.dtype(dtype).itemsize
+    cases = []
+    for shape in [(n,) for n in sizes] if sizes else [(1 << 24,), (128, 128)]:
+        n = math.prod(shape)
+        label = f"x{shape}, p = {p}"
+
+        def inputs(rng, shape=shape):
+            x, g = _normal(rng, shape, dtype), _normal(rng, shape, dtype)
+            return x, g, reference.dropout_mask(shape, p, 7, 0, dtype)
+
+        def forward(k, x, g, mask):
+            m = k.dropout_mask(x.shape, p, 7, 0, x.dtype)
+            return x * m, m
+
+        impls = table_impls("dropout_mask", forward, devices)
+        impls += [dataclasses.replace(i, compared=False) for i in torch_impls(
+            lambda x, g, mask: _torch().native_dropout(x, p, True), devices,
+            adapt=lambda out: (out[0], out[1].astype(dtype) / (1 - p)))]
+        # forward: read x, write y and the mask; backward: read g and the mask, write dx
+        cases.append(Case("dropout", "fwd", label, n, 2.0 * n, 3.0 * s * n, inputs,
+                          lambda ins: forward(reference, *ins), impls, EXACT[dtype]))
+        backward = _kernel_case(
+            "dropout", "bwd", label, n, float(n), 3.0 * s * n, inputs, "dropout_mask",
+            lambda k, x, g, mask: (g * mask,), devices, EXACT, dtype,
+            torch_fn=lambda x, g, mask: (_torch().ops.aten.native_dropout_backward(g, mask != 0, 1 / (1 - p)),))
+        backward.impls = [i for i in backward.impls if i.name != "numba"]  # g * mask: NumPy's multiply
+        cases.append(backward)
+    return cases
 
 
 # ----------------------------------------------------------------------------------------
@@ -660,9 +756,14 @@ OPS = {
     "im2col": Op(im2col_cases, "batch size", [1], [1, 4, 16, 64, 256]),
     "max_pool2d": Op(pool_cases, "batch size", [1], [1, 4, 16, 64, 256]),
     "relu": Op(relu_cases, "elements", [1000, 70000], [1 << e for e in range(10, 27, 2)]),
+    "sigmoid": Op(activation_cases("sigmoid"), "elements", [1000, 70000], [1 << e for e in range(10, 27, 2)]),
+    "tanh": Op(activation_cases("tanh"), "elements", [1000, 70000], [1 << e for e in range(10, 27, 2)]),
     "softmax": Op(softmax_cases, "rows of 1024 logits", [1, 3], [1 << e for e in range(0, 17, 2)]),
+    "log_softmax": Op(log_softmax_cases, "rows of 1024 logits", [1, 3], [1 << e for e in range(0, 17, 2)]),
     "cross_entropy": Op(cross_entropy_cases, "rows of 1024 classes", [1, 3], [1 << e for e in range(0, 17, 2)]),
     "batch_norm": Op(batch_norm_cases, "batch size of x(N, 64, 56, 56)", [1], [1, 2, 4, 8, 16, 32, 64]),
+    "layer_norm": Op(layer_norm_cases, "rows of 1024", [1, 3], [1 << e for e in range(0, 17, 2)]),
+    "dropout": Op(dropout_cases, "elements", [1000, 70000], [1 << e for e in range(10, 27, 2)]),
     "adam": Op(adam_cases, "parameters (in 4 tensors)", [1000, 4000], [1 << e for e in range(10, 25, 2)]),
 }
 

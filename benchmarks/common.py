@@ -64,7 +64,7 @@ def machine_info():
     try:
         import numba
 
-        info["numba"] = f"{numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads, " \
+        info["numba"] = f"{numba.__version__} ({numba.get_num_threads()} threads, " \
                         f"layer {numba.config.THREADING_LAYER}" + \
                         ("" if cpu_kernels.use_numba() else ", disabled") + ")"
     except ImportError:

@@ -8,6 +8,7 @@ interleaved (common.py).
     python -m benchmarks.train --model cnn --per-layer          # where a step's time goes, vs PyTorch
     python -m benchmarks.train --model gpt --repeat 7           # the small GPT, ms per step
     python -m benchmarks.train --model rnn --repeat 7           # the BiLSTM of examples/mnist_rnn.py, ms per step
+    python -m benchmarks.train --model sample --repeat 7        # 500 characters from the GPT
     python -m benchmarks.train --device cpu cuda --json train.json --markdown train.md
 
 Workloads (``WORKLOADS``):
@@ -26,6 +27,9 @@ Workloads (``WORKLOADS``):
   LSTM is oneDNN's fused RNN (all steps of a direction in one primitive); time per step.
 * ``loader``: one shuffled epoch of the DataLoader over 60,000 uint8 MNIST images at batch 32
   with ToFloat (what a training loop waits for between steps), against NumPy indexing by hand.
+* ``sample``: 500 characters sampled from the char GPT with its key/value cache (``generate``
+  of examples/char_gpt.py, an untrained model): about 80 small ops per character, so this
+  times the framework's per-op cost (no PyTorch contender: nanoGPT's sampling has no cache).
 
 Adding a model (a GPT, a ResNet): write a function ``contenders(x, y, batch, device)`` that
 returns {name: run} where ``run()`` does one timed pass (and synchronises the GPU before it
@@ -401,6 +405,28 @@ def loader_contenders(x, y, batch, device):
 
 
 # ----------------------------------------------------------------------------------------
+# sample: 500 characters from the char GPT with its key/value cache (examples/char_gpt.py's
+# generate): about 80 small ops per character, so the per-op cost of the framework is the time
+SAMPLE_CHARS = 500
+
+
+def sample_chars(limit):
+    """(characters to sample, unused, source): the run samples len(x) characters."""
+    n = limit or SAMPLE_CHARS
+    return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64), "an untrained model (the time does not depend on it)"
+
+
+def sample_contenders(x, y, batch, device):
+    import minigrad as mg
+
+    char_gpt = _example("char_gpt")
+    mg.manual_seed(0)
+    model = _minigrad_model(lambda: char_gpt.GPT(**GPT_CONFIG), device)
+    prompt = mg.tensor([[1]], device=device)
+    return {"minigrad": lambda: model.generate(prompt, len(x), generator=0)}
+
+
+# ----------------------------------------------------------------------------------------
 # The workloads
 @dataclass
 class Workload:
@@ -409,7 +435,7 @@ class Workload:
     batches: list               # default batch sizes
     images: int = None          # default samples (images, text blocks) per timed run (None: all)
     baseline: str = "pytorch"   # the ratio column compares with this contender
-    unit: str = "epoch"         # what the time column counts: "epoch", "10k images" or "step"
+    unit: str = "epoch"         # what the time column counts: "epoch", "10k images", "step", "500 characters"
     models: tuple = field(default=None)  # (minigrad builder, torch builder) of an nn.Sequential
 
 
@@ -422,6 +448,7 @@ WORKLOADS = {
     "rnn": Workload(rnn_contenders, lambda limit: mnist_arrays(limit, image_shape=(28, 28)), [128], images=1280,
                     unit="step"),
     "loader": Workload(loader_contenders, mnist_uint8, [32], baseline="numpy by hand"),
+    "sample": Workload(sample_contenders, sample_chars, [1], baseline="minigrad", unit="500 characters"),
 }
 
 
@@ -437,7 +464,8 @@ def run_workload(name, workload, batch, images, device, repeat, threads=(None,),
             calls[label] = (_under(run, spec), clock)
     results = []
     for label, stats in measure(calls, repeat).items():  # warm-up first: compilation, caches
-        per_unit = stats["median"] * {"epoch": 1, "10k images": 10000 / len(x), "step": 1 / steps}[workload.unit]
+        per_unit = stats["median"] * {"epoch": 1, "10k images": 10000 / len(x), "step": 1 / steps,
+                                      "500 characters": SAMPLE_CHARS / len(x)}[workload.unit]
         results.append(dict(workload=name, device=device, batch=batch, images=len(x), steps=steps, data=source,
                             impl=label, unit=workload.unit, per_unit=per_unit,
                             step_ms=1e3 * stats["median"] / steps, samples_per_s=len(x) / stats["median"], **stats))

@@ -258,12 +258,12 @@ class Function:
             params = {k: v.array if isinstance(v, Tensor) else v for k, v in params.items()}
         ctx = cls()
         out = ctx.forward(*data, **params)
-        xp = backend.array_module(data[0]) if data else np
         if type(out) is not np.ndarray and not isinstance(out, backend.array_module(out).ndarray):
-            out = xp.asarray(out)  # a NumPy scalar from a reduction: a 0-d array on x's device
+            # a NumPy scalar from a reduction: a 0-d array on x's device
+            out = (backend.array_module(data[0]) if data else np).asarray(out)
         result = Tensor.__new__(Tensor)
         result._init(out)
-        if cls.returns_view and data and out.base is not None and xp.may_share_memory(out, data[0]):
+        if cls.returns_view and data and out.base is not None and _shares_memory(out, data[0]):
             # a view shares its base's memory, so it shares its version counter: an in-place
             # write through either is seen by records that saved the other
             result._vc = inputs[0]._vc
@@ -561,6 +561,13 @@ def _stale_view_error(fn, t):
         "its recorded history no longer describes its values. Compute it again after the "
         "in-place operation (or clone() it before)."
     )
+
+
+def _shares_memory(out, x):
+    """True when ``out`` (an array with a base) may share memory with ``x``; the identity
+    checks answer the common case (a view of x, or of x's base) without the bounds test."""
+    base = out.base
+    return base is x or base is x.base or backend.array_module(x).may_share_memory(out, x)
 
 
 def _check_same_device(fn, inputs, data):

@@ -213,7 +213,8 @@ case("gelu_backward", *SHAPES)(
 case("gelu_backward", "tanh")(lambda put, rng, v: (put(normal(rng, (7, 33))), put(normal(rng, (7, 33), 3)), "tanh"))
 
 ROWWISE = {"rows": ((7, 13), 1, "C"), "cols": ((7, 13), 0, "F"), "3d": ((3, 4, 5), 1, "strided"),
-           "long": ((3, 1025), 1, "C"), "empty": ((0, 5), 1, "C"), "huge": ((4, 6), 1, "huge")}
+           "long": ((3, 1025), 1, "C"), "many": ((70, 1001), 1, "C"), "empty": ((0, 5), 1, "C"),
+           "huge": ((4, 6), 1, "huge")}
 
 
 def _rowwise_input(put, rng, v):
@@ -250,7 +251,7 @@ def _logsumexp(put, rng, v):
 
 def _ce_inputs(put, rng, v):
     """(x, target, weight, ignore_index, smoothing) for a cross-entropy variant."""
-    n, c = {"empty": (0, 5), "one": (1, 1)}.get(v.split("-")[0], (9, 7))
+    n, c = {"empty": (0, 5), "one": (1, 1), "wide": (70, 1000)}.get(v.split("-")[0], (9, 7))
     x = normal(rng, (n, c), 4)
     t = rng.integers(0, c, n)
     if n > 3:
@@ -262,7 +263,7 @@ def _ce_inputs(put, rng, v):
 
 
 CE_VARIANTS = ("plain", "weight", "ignore", "smooth", "weight-ignore-smooth", "bad", "bad-weight-smooth",
-               "strided", "empty", "one")
+               "strided", "empty", "one", "wide-weight-ignore-smooth")
 case("cross_entropy_forward", *CE_VARIANTS)(lambda put, rng, v: _ce_inputs(put, rng, v))
 
 

@@ -2,9 +2,11 @@
 
 Every name of reference.py is here with the same semantics (``from .reference import *``);
 the functions below override some of them with numba kernels: im2col / col2im, max and
-average pooling, ReLU, GELU, cross-entropy (forward and backward), the dropout mask, the
-embedding gradient, the gates of the recurrent cells and the fused optimizer updates.  Each override runs its numba kernel when numba imports, is not disabled
-(MINIGRAD_DISABLE_NUMBA=1) and the input suits it (dtype, memory layout, size); otherwise it
+average pooling, ReLU, GELU, sigmoid, tanh, the softmax family and cross-entropy, batch and
+layer norm, attention, the gates of the recurrent cells, ``linear`` of a few rows, the dropout mask, the embedding gradient and
+the fused optimizer updates (docs/kernels.md, "The CPU kernels").  Each override runs its
+numba kernel when numba imports, is not disabled (MINIGRAD_DISABLE_NUMBA=1) and the input
+suits it (dtype, memory layout, size); otherwise it
 calls the reference function, which also raises the error for inconsistent inputs.
 tests/test_kernels_contract.py checks both give the same numbers.
 
@@ -37,6 +39,7 @@ two layout copies); see benchmarks/conv_ops.py and docs/benchmarks.md.
 import math
 import os
 import types
+import warnings
 
 import numpy as np
 
@@ -53,6 +56,11 @@ try:
 
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "workqueue"
+    # numba's SSA pass reports the selects of the inlined _exp_f32 inside some parallel loops
+    # as a "pedantic" NumbaIRAssumptionWarning: its own internal check, asking for a bug
+    # report, not a problem with the kernel (the contract tests compare every kernel with
+    # the reference).  Compiling happens at first call, inside the user's program: silence it.
+    warnings.filterwarnings("ignore", category=numba.core.errors.NumbaIRAssumptionWarning)
 except Exception:  # numba is a dependency, but the NumPy path must work without it
     numba = None
 
@@ -93,29 +101,178 @@ def _same_layout_flats(*arrays):
     return None if any(f is None for f in flats) else flats
 
 
-# Below this many elements a NumPy call is cheaper than starting numba's threads.
-_PARALLEL_MIN = 1 << 16
-
-# Some kernels below are compiled twice, serial and parallel (prange).  A parallel launch hands
-# the work to numba's worker threads and waits for them: worth it for big launches only, and
-# on a machine busy with other processes the hand-over itself can take milliseconds.
-_PARALLEL_WORK = 1 << 20  # elements
+# Most kernels below are compiled twice, serial and parallel (prange).  A parallel launch hands
+# the work to numba's worker threads and waits for them.  With the workqueue layer (chosen
+# above) that hand-over costs 65-80 us on the 2-core reference machine, even when it is quiet
+# (a ReLU of 1M float32: 108 us on one thread, 206 us on two; of 4M: 1.8x faster on two).
+# So the parallel variant runs only for big launches: from _PARALLEL_MIN elements for kernels
+# that compute an exp or more per element (sigmoid, the softmax rows, GELU, the dropout mask),
+# from _PARALLEL_WORK for the memory-light ones (ReLU, the elementwise backwards, the norms,
+# the optimizer updates).  Kernels that do several times an exp's work per element (GELU's
+# erf and exp, attention's score rows: 1.5-2 ns per element on one core) count each element
+# four times.
+_PARALLEL_MIN = 1 << 20
+_PARALLEL_WORK = 1 << 21  # elements
+# Below this many elements NumPy's one-pass maximum is as quick as a numba ReLU.
+_NUMBA_MIN = 1 << 16
 _FAST_MATH = {"reassoc", "contract"}  # vectorised sums; inf and NaN keep their meaning
+# Rows per partial sum of the batch-norm statistics on channels-last data: fixed, so the sums
+# are added in the same order whatever the number of threads.
+_BN_CHUNK = 256
 
 
-def _pick(kernels, work, threshold=_PARALLEL_WORK):
-    """The parallel variant of a (serial, parallel) pair when the launch is big and numba
-    has more than one thread."""
+def _pick(kernels, work, threshold=None):
+    """The parallel variant of a (serial, parallel) pair when the launch is big (``work`` >=
+    ``threshold``, default _PARALLEL_WORK) and numba has more than one thread."""
+    threshold = _PARALLEL_WORK if threshold is None else threshold
     return kernels[1] if work >= threshold and numba.get_num_threads() > 1 else kernels[0]
 
 
-def _both(fn):
+def _both(fn, fastmath=_FAST_MATH):
     """(serial, parallel) compilations of ``fn``.  The parallel one compiles a renamed copy:
     numba's on-disk cache is keyed by the function's name and signature, not by its flags,
     so two variants of one function would overwrite each other's cached machine code."""
     twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel", fn.__defaults__, fn.__closure__)
     twin.__qualname__ = fn.__qualname__ + "_parallel"
-    return njit(cache=True, fastmath=_FAST_MATH)(fn), njit(parallel=True, cache=True, fastmath=_FAST_MATH)(twin)
+    # error_model="numpy": a float division by zero gives inf/NaN instead of raising; the check
+    # numba otherwise puts in front of every division keeps LLVM from vectorising the loop
+    return (njit(cache=True, fastmath=fastmath, error_model="numpy")(fn),
+            njit(parallel=True, cache=True, fastmath=fastmath, error_model="numpy")(twin))
+
+
+# ======================================================================================
+# Float32 math that vectorises (issue 19).  numba compiles math.exp to a call of the C
+# library's scalar exp, and a max loop (``m = v if v > m else m``) to a compare-and-branch
+# chain: LLVM turns neither into SIMD code, and at 16 float32 lanes per AVX-512 instruction
+# that is what keeps a kernel from the memory's speed.  The helpers below are written so
+# that it does: exp and expm1 from float32 multiply-adds and two bit operations, and the
+# maximum through LLVM's maxnum.  Kernels call ``_exp`` / ``_max``, which pick these for
+# float32 and the exact library functions for float64 (one kernel source, both dtypes).
+# ======================================================================================
+
+if numba is not None:
+    from llvmlite import ir as _llvm_ir
+    from numba import types as _nbtypes
+    from numba.core.extending import intrinsic as _intrinsic
+    from numba.extending import overload as _overload
+
+    @_intrinsic
+    def _float32_from_bits(typingctx, bits):
+        """The float32 whose IEEE bit pattern is the low 32 bits of the integer ``bits``
+        (what C writes as a union or memcpy; numba has no scalar bit cast)."""
+        if not isinstance(bits, _nbtypes.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            value = args[0]
+            if bits.bitwidth != 32:
+                value = builder.trunc(value, _llvm_ir.IntType(32)) if bits.bitwidth > 32 else \
+                    builder.sext(value, _llvm_ir.IntType(32))
+            return builder.bitcast(value, _llvm_ir.FloatType())
+        return _nbtypes.float32(bits), codegen
+
+    @_intrinsic
+    def _maxnum(typingctx, a, b):
+        """IEEE maxNum(a, b): the larger, and the other one where one is NaN.  LLVM vectorises
+        a loop of these (16 lanes at a time), unlike numba's compare-and-branch max.  A NaN
+        is skipped, so kernels that take a row maximum with it let NaN reach the output
+        through the sum of exponentials instead (exp(NaN - m) is NaN)."""
+        if a != b or not isinstance(a, _nbtypes.Float):
+            return None
+
+        def codegen(context, builder, signature, args):
+            t = args[0].type
+            fn = builder.module.declare_intrinsic("llvm.maxnum", [t], _llvm_ir.FunctionType(t, [t, t]))
+            return builder.call(fn, args)
+        return a(a, b), codegen
+
+    _F32 = np.float32
+    _LOG2E_F32, _HALF_F32, _ONE_F32, _ZERO_F32 = _F32(1 / math.log(2)), _F32(0.5), _F32(1), _F32(0)
+    # ln 2 in two parts (Cody and Waite): k * _LN2_HI is exact for |k| < 2^15, so t - k ln 2
+    # loses nothing to cancellation
+    _LN2_HI_F32 = _F32(0.693359375)
+    _LN2_LO_F32 = _F32(math.log(2) - 0.693359375)
+    _EXP_LOW_F32, _EXP_HIGH_F32 = _F32(-104.0), _F32(100.0)  # exp is 0 below, inf above in float32
+    _EXPM1_LOW_F32 = _F32(-88.0)                                # expm1 is -1 below
+    _T1, _T2, _T3, _T4, _T5, _T6, _T7 = (_F32(1 / math.factorial(i)) for i in range(1, 8))
+
+    @njit(inline="always")
+    def _exp_reduce(t):
+        """(k, r) with t = k ln 2 + r, k an integer (as float32), |r| <= ln 2 / 2."""
+        k = np.floor(t * _LOG2E_F32 + _HALF_F32)
+        return k, (t - k * _LN2_HI_F32) - k * _LN2_LO_F32
+
+    @njit(inline="always")
+    def _exp_f32(t):
+        """exp(t) for float32 t, in float32 arithmetic that vectorises:
+            exp(t) = 2^k exp(r),  t = k ln 2 + r,  |r| <= ln 2 / 2
+        exp(r) by its Taylor polynomial of degree 7 (remainder below 8e-9, a tenth of a
+        float32 ulp); 2^k is built from its bits, as two factors 2^(k//2) 2^(k - k//2) so that
+        results below float32's smallest normal number (t < -87.3) come out as the correctly
+        rounded subnormal instead of 0.  Error within one ulp (tests/test_cpu_kernels.py).
+        Below -104 the result is 0, above 88.7 inf; NaN stays NaN."""
+        tc = t if t > _EXP_LOW_F32 else _EXP_LOW_F32       # (NaN goes here too; restored below)
+        tc = tc if tc < _EXP_HIGH_F32 else _EXP_HIGH_F32
+        kf, r = _exp_reduce(tc)
+        p = _ONE_F32 + r * (_T1 + r * (_T2 + r * (_T3 + r * (_T4 + r * (_T5 + r * (_T6 + r * _T7))))))
+        k = np.int32(kf)
+        half = k >> 1
+        e = (p * _float32_from_bits((half + 127) << 23)) * _float32_from_bits((k - half + 127) << 23)
+        e = e if t > _EXP_LOW_F32 else _ZERO_F32
+        return e if t == t else t
+
+    @njit(inline="always")
+    def _expm1_nonpositive_f32(t):
+        """exp(t) - 1 for float32 t <= 0, accurate also where it is tiny (t near 0, where
+        exp(t) - 1 would cancel):  exp(t) - 1 = 2^k (exp(r) - 1) + (2^k - 1)  with exp(r) - 1
+        by the polynomial without its constant term; for k = 0 that is the polynomial alone.
+        -1 below -88; NaN stays NaN.  (Used by tanh.)"""
+        tc = t if t > _EXPM1_LOW_F32 else _EXPM1_LOW_F32
+        kf, r = _exp_reduce(tc)
+        q = r * (_T1 + r * (_T2 + r * (_T3 + r * (_T4 + r * (_T5 + r * (_T6 + r * _T7))))))
+        s = _float32_from_bits((np.int32(kf) + 127) << 23)   # 2^k, k >= -127 (2^-127 reads as 0: fine here)
+        em = s * q + (s - _ONE_F32)
+        return em if t == t else t
+
+    def _exp(t):
+        """exp(t) inside numba kernels: _exp_f32 for float32, math.exp for float64."""
+        return math.exp(t)
+
+    @_overload(_exp)
+    def _exp_for(t):
+        if t == _nbtypes.float32:
+            return lambda t: _exp_f32(t)
+        return lambda t: math.exp(t)
+
+    def _cast_like(value, like):
+        """``value`` converted to the type of ``like`` (float32 kernels keep float32 scalars:
+        one float64 operand would turn a whole float32 loop into float64 arithmetic)."""
+        return type(like)(value)
+
+    @_overload(_cast_like, inline="always")
+    def _cast_like_for(value, like):
+        target = like
+        return lambda value, like: target(value)
+
+    @njit(inline="always")
+    def _row_max(row):
+        """max(row) for a row of >= 1 element, NaN skipped (see _maxnum); vectorised."""
+        m = row[0]
+        for j in range(row.size):
+            m = _maxnum(m, row[j])
+        return m
+
+    @njit(inline="always")
+    def _exp_row(row, out):
+        """(m, s): the row maximum m, out = exp(row - m) and s = its sum (in float64), the
+        three passes the softmax family shares (out may be the row's output row)."""
+        m = _row_max(row)
+        s = 0.0
+        for j in range(row.size):
+            p = _exp(row[j] - m)
+            out[j] = p
+            s += p
+        return m, s
 
 
 # ======================================================================================
@@ -125,7 +282,8 @@ def _both(fn):
 if numba is not None:
     # Why the np.uint64(...) casts: numba checks every signed index for "negative means from
     # the end"; that branch stops LLVM from vectorising the inner loops.  Indices that are
-    # known to be >= 0 are cast to unsigned, which drops the check (measured: col2im 4x faster).
+    # known to be >= 0 are cast to unsigned, which drops the check (measured: col2im 4x faster;
+    # a prange over _u(n) made the parallel ReLU 1.4x and the dropout mask 2x faster).
     # Careful: uint64 mixed with int64 gives float64 in numba, so the casts stay local.
     _u = np.uint64
 
@@ -389,20 +547,18 @@ if numba is not None:
                         b[y * ow + xo] = s / divisor
 
     def _cross_entropy_forward_py(x, target, weight, has_weight, ignore_index, e, losses, sumexp):
-        """reference.cross_entropy_forward, one row per iteration (sums in float64)."""
+        """reference.cross_entropy_forward, one row per iteration: the row maximum, the sum of
+        exponentials (accumulated in float64), the loss; the row is read from memory once."""
         n, c = x.shape
         w_sum = 0.0
         for j in range(c):
             w_sum += weight[j] if has_weight else 1.0
-        for i in prange(n):
-            m = x[i, 0]
-            for j in range(1, c):
-                v = x[i, j]
-                if v > m or v != v:  # a NaN sticks: nothing compares greater than it
-                    m = v
+        for i in prange(_u(n)):
+            row = x[i]
+            m = _row_max(row)  # NaN skipped: it reaches s, lse and the loss through exp
             s = 0.0
             for j in range(c):
-                s += math.exp(x[i, j] - m)
+                s += _exp(row[j] - m)
             log_s = math.log(s)
             sumexp[i] = s
             t = target[i]
@@ -411,60 +567,349 @@ if numba is not None:
             elif t < 0 or t >= c:
                 losses[i] = np.nan
             else:
-                loss = (log_s - (x[i, t] - m)) * (weight[t] if has_weight else 1.0)
+                loss = (log_s - (row[t] - m)) * (weight[t] if has_weight else 1.0)
                 if e != 0:
                     smooth = 0.0
-                    for j in range(c):
-                        smooth += (weight[j] if has_weight else 1.0) * (x[i, j] - m)
+                    if has_weight:
+                        for j in range(c):
+                            smooth += weight[j] * (row[j] - m)
+                    else:
+                        for j in range(c):
+                            smooth += row[j] - m
                     loss = (1 - e) * loss - (e / c) * (smooth - log_s * w_sum)
                 losses[i] = loss
 
-    def _cross_entropy_backward_py(x, target, sumexp, grow, weight, has_weight, ignore_index, e, dx):
-        """reference.cross_entropy_backward, one row per iteration: p = exp(x - m) / sumexp
-        with m the row max (recomputed: it is exact), never exp(x - lse)."""
+    def _cross_entropy_backward_py(x, target, grow, weight, has_weight, ignore_index, e, dx):
+        """reference.cross_entropy_backward, one row per iteration.  The softmax is
+        exp(x - m) / s from the row maximum m and s = sum exp(x - m), recomputed here (the row
+        is in cache), never exp(x - lse): lse = m + log s is rounded to the spacing of m,
+        which for logits of 1e4 is an error of 1e-3 in every probability (issue 15)."""
         n, c = x.shape
         w_sum = 0.0
         for j in range(c):
             w_sum += weight[j] if has_weight else 1.0
-        for i in prange(n):
+        for i in prange(_u(n)):
             t = target[i]
+            out = dx[i]
             if t == ignore_index or t < 0 or t >= c:
                 fill = 0.0 if t == ignore_index else np.nan
                 for j in range(c):
-                    dx[i, j] = fill
+                    out[j] = fill
                 continue
+            row = x[i]
+            _, s = _exp_row(row, out)                          # out = exp(x - m), s its sum
             onehot = (1 - e) * (weight[t] if has_weight else 1.0)
             p_coef = onehot + (e / c) * w_sum if has_weight else 1.0
             g = grow[i]
-            m = x[i, 0]
-            for j in range(1, c):
-                v = x[i, j]
-                m = v if v > m else m  # (a NaN in the row makes sumexp NaN: every p is NaN anyway)
-            scale = p_coef / sumexp[i]  # p = exp(x - m) / sumexp, times p_coef: one multiply
-            for j in range(c):
-                v = math.exp(x[i, j] - m) * scale
-                if j == t:
-                    v -= onehot
-                if e != 0:
-                    v -= (e / c) * (weight[j] if has_weight else 1.0)
-                dx[i, j] = v * g
+            scale = _cast_like(p_coef * g / s, row[0])    # out = p * p_coef * g, p = out / s
+            if e != 0:
+                smooth = _cast_like((e / c) * g, row[0])
+                if has_weight:
+                    for j in range(c):
+                        out[j] = out[j] * scale - smooth * weight[j]
+                else:
+                    for j in range(c):
+                        out[j] = out[j] * scale - smooth
+            else:
+                for j in range(c):
+                    out[j] = out[j] * scale
+            out[t] -= _cast_like(onehot * g, row[0])
 
     # one thread for small batches (starting the pool costs more), all of them for large ones
-    _ce_forward_nb = njit(cache=True)(_cross_entropy_forward_py)
-    _ce_forward_par_nb = njit(parallel=True, cache=True)(_cross_entropy_forward_py)
-    _ce_backward_nb = njit(cache=True)(_cross_entropy_backward_py)
-    _ce_backward_par_nb = njit(parallel=True, cache=True)(_cross_entropy_backward_py)
+    _ce_forward_nb = _both(_cross_entropy_forward_py)
+    _ce_backward_nb = _both(_cross_entropy_backward_py)
 
-    @njit(parallel=True, cache=True)
-    def _relu_nb(x, out):
-        for i in prange(x.size):
+    # -- the softmax family along the last axis of a C-contiguous array, one row per
+    #    iteration: every row is read from memory once (the second and third loops over it
+    #    find it in the cache) and written once
+    def _softmax_rows_py(x, out):
+        for i in prange(_u(x.shape[0])):
+            row, dst = x[i], out[i]
+            _, s = _exp_row(row, dst)
+            inv = _cast_like(1.0 / s, row[0])
+            for j in range(row.size):
+                dst[j] *= inv
+
+    def _log_softmax_rows_py(x, out):
+        for i in prange(_u(x.shape[0])):
+            row, dst = x[i], out[i]
+            m, s = _exp_row(row, dst)                          # (dst is overwritten below)
+            log_s = _cast_like(math.log(s), row[0])
+            for j in range(row.size):
+                dst[j] = (row[j] - m) - log_s
+
+    def _softmax_backward_rows_py(g, y, out):
+        for i in prange(_u(g.shape[0])):
+            gr, yr, dst = g[i], y[i], out[i]
+            d = 0.0
+            for j in range(gr.size):
+                d += gr[j] * yr[j]
+            d = _cast_like(d, gr[0])
+            for j in range(gr.size):
+                dst[j] = yr[j] * (gr[j] - d)
+
+    def _log_softmax_backward_rows_py(g, y, out):
+        for i in prange(_u(g.shape[0])):
+            gr, yr, dst = g[i], y[i], out[i]
+            total = 0.0
+            for j in range(gr.size):
+                total += gr[j]
+            total = _cast_like(total, gr[0])
+            for j in range(gr.size):
+                dst[j] = gr[j] - _exp(yr[j]) * total
+
+    _softmax_rows_nb, _log_softmax_rows_nb = _both(_softmax_rows_py), _both(_log_softmax_rows_py)
+    _softmax_backward_rows_nb = _both(_softmax_backward_rows_py)
+    _log_softmax_backward_rows_nb = _both(_log_softmax_backward_rows_py)
+
+    # -- sigmoid and tanh, float32 (float64 keeps reference.py's NumPy code: the library
+    #    exp and tanh are exact to the last bit there, and float32 is what models run in)
+    _TWO_F32, _MINUS_TWO_F32 = _F32(2), _F32(-2)
+
+    def _sigmoid_py(x, out):
+        """1 / (1 + e) for x >= 0, e / (1 + e) for x < 0, e = exp(-|x|) <= 1 (as reference)."""
+        for i in prange(_u(x.size)):
+            v = x[i]
+            e = _exp_f32(-abs(v))
+            out[i] = (_ONE_F32 if v >= _ZERO_F32 else e) / (_ONE_F32 + e)
+
+    def _sigmoid_backward_py(g, y, out):
+        for i in prange(_u(g.size)):
+            out[i] = g[i] * y[i] * (_ONE_F32 - y[i])
+
+    def _tanh_py(x, out):
+        """tanh |x| = -m / (2 + m) with m = exp(-2|x|) - 1 (no cancellation near 0, where
+        (1 - e) / (1 + e) would lose the digits), the sign of x put back (tanh(-0) = -0)."""
+        for i in prange(_u(x.size)):
+            v = x[i]
+            m = _expm1_nonpositive_f32(_MINUS_TWO_F32 * abs(v))
+            out[i] = np.copysign(-m / (_TWO_F32 + m), v)
+
+    def _tanh_backward_py(g, y, out):
+        for i in prange(_u(g.size)):
+            out[i] = g[i] * (_ONE_F32 - y[i] * y[i])
+
+    _sigmoid_nb, _sigmoid_backward_nb = _both(_sigmoid_py), _both(_sigmoid_backward_py)
+    _tanh_nb, _tanh_backward_nb = _both(_tanh_py), _both(_tanh_backward_py)
+
+    # -- batch norm (issue 19).  Two layouts, one (N, C, L) view each:
+    #    "planes": an NCHW array, (N, C, H*W) C-contiguous: channel c is N runs of L numbers.
+    #       One task per channel computes its statistics and then its output, so the second
+    #       read of the channel (hundreds of KB) comes from the core's cache, not from memory.
+    #    "columns": channels-last (N, H, W, C) memory or a 2-D (N, C) array, as (M, C) rows:
+    #       the statistics are sums over rows, in chunks of _BN_CHUNK rows per task (partial
+    #       sums added in a fixed order: the result does not depend on the thread count).
+    #    Statistics in float64 from one pass, sum(d) and sum(d^2) of d = x - K, with K the
+    #    channel's first value: the shift keeps sum(d^2)/m - (sum(d)/m)^2 free of the
+    #    cancellation that E[x^2] - E[x]^2 would suffer for a mean far from 0.
+    def _bn_forward_planes_py(x, w, b, eps, training, mean, invstd, y):
+        n, c, l = x.shape
+        m = n * l
+        for ch in prange(c):
+            if training:
+                k = np.float64(x[0, ch, 0])
+                s = 0.0
+                s2 = 0.0
+                for i in range(n):
+                    row = x[i, ch]
+                    for j in range(l):
+                        d = np.float64(row[j]) - k
+                        s += d
+                        s2 += d * d
+                shift = s / m
+                mean[ch] = k + shift
+                invstd[ch] = 1.0 / math.sqrt(max(s2 / m - shift * shift, 0.0) + eps)
+            mu = mean[ch]
+            a = invstd[ch] * w[ch]
+            for i in range(n):
+                row, out = x[i, ch], y[i, ch]
+                for j in range(l):
+                    out[j] = (row[j] - mu) * a + b[ch]
+
+    def _bn_column_sums_py(x, k, s, s2):
+        """Per chunk of _BN_CHUNK rows: s[chunk] = sum(x - k), s2[chunk] = sum((x - k)^2)."""
+        rows = x.shape[0]
+        for chunk in prange(s.shape[0]):
+            sp, s2p = s[chunk], s2[chunk]
+            for r in range(chunk * _BN_CHUNK, min(rows, (chunk + 1) * _BN_CHUNK)):
+                row = x[r]
+                for ch in range(row.size):
+                    d = np.float64(row[ch]) - k[ch]
+                    sp[ch] += d
+                    s2p[ch] += d * d
+
+    def _bn_apply_columns_py(x, mean, a, b, y):
+        """y = (x - mean) a + b per column."""
+        for r in prange(_u(x.shape[0])):
+            row, out = x[r], y[r]
+            for ch in range(row.size):
+                out[ch] = (row[ch] - mean[ch]) * a[ch] + b[ch]
+
+    def _bn_backward_planes_py(g, x, mean, invstd, w, training, dx, dweight, dbias):
+        """dweight = sum g xhat, dbias = sum g; dx = w invstd (g - dbias/m - xhat dweight/m)
+        (training) or g w invstd (eval), per channel task."""
+        n, c, l = x.shape
+        m = n * l
+        for ch in prange(c):
+            mu = mean[ch]
+            sg = 0.0
+            sgx = 0.0
+            for i in range(n):
+                gr, xr = g[i, ch], x[i, ch]
+                for j in range(l):
+                    gv = np.float64(gr[j])
+                    sg += gv
+                    sgx += gv * (np.float64(xr[j]) - mu)
+            dbias[ch] = sg
+            dweight[ch] = sgx * invstd[ch]
+            scale = w[ch] * invstd[ch]
+            if training:  # dx = scale g - scale dbias / m - (x - mu) scale invstd dweight / m
+                c0 = scale * sg / m
+                c1 = scale * invstd[ch] * (sgx * invstd[ch]) / m
+            else:
+                c0 = 0.0
+                c1 = 0.0
+            s32, c032, c132, mu32 = _cast_like(scale, x[0, 0, 0]), _cast_like(c0, x[0, 0, 0]), \
+                _cast_like(c1, x[0, 0, 0]), _cast_like(mu, x[0, 0, 0])
+            for i in range(n):
+                gr, xr, out = g[i, ch], x[i, ch], dx[i, ch]
+                for j in range(l):
+                    out[j] = s32 * gr[j] - c032 - c132 * (xr[j] - mu32)
+
+    def _bn_backward_column_sums_py(g, x, mean, sg, sgx):
+        rows = x.shape[0]
+        for chunk in prange(sg.shape[0]):
+            sp, sxp = sg[chunk], sgx[chunk]
+            for r in range(chunk * _BN_CHUNK, min(rows, (chunk + 1) * _BN_CHUNK)):
+                gr, xr = g[r], x[r]
+                for ch in range(gr.size):
+                    gv = np.float64(gr[ch])
+                    sp[ch] += gv
+                    sxp[ch] += gv * (np.float64(xr[ch]) - mean[ch])
+
+    def _bn_backward_apply_columns_py(g, x, mean, scale, c0, c1, dx):
+        """dx = scale g - c0 - c1 (x - mean) per column (the per-channel constants as above)."""
+        for r in prange(_u(x.shape[0])):
+            gr, xr, out = g[r], x[r], dx[r]
+            for ch in range(gr.size):
+                out[ch] = scale[ch] * gr[ch] - c0[ch] - c1[ch] * (xr[ch] - mean[ch])
+
+    _bn_forward_planes_nb, _bn_column_sums_nb = _both(_bn_forward_planes_py), _both(_bn_column_sums_py)
+    _bn_apply_columns_nb, _bn_backward_planes_nb = _both(_bn_apply_columns_py), _both(_bn_backward_planes_py)
+    _bn_backward_column_sums_nb = _both(_bn_backward_column_sums_py)
+    _bn_backward_apply_columns_nb = _both(_bn_backward_apply_columns_py)
+
+    # -- attention (issue 19): the products Q K^T, P V, ... stay NumPy's batched matmul (BLAS;
+    #    2.5x faster than numba loops at the char GPT's (64 x 32) heads); everything between
+    #    them, which reference.py does in a dozen array passes, is one numba pass over each
+    #    score row, on all cores: scale, mask, causal -inf, max, exp, sum, normalise, lse.
+    #    ``mask`` is (Bm, Tqm, Tk) with Bm, Tqm in (1, full); ``keep`` (B, Tq, Tk) holds the
+    #    dropout multipliers, or is a (1, 1, 1) dummy when has_keep is False.
+    def _attention_probs_py(s, mask, has_mask, causal, scale, keep, has_keep, lse):
+        """s (B, Tq, Tk) holds Q K^T; overwritten with P * keep, lse filled.  Causal rows work
+        on their first i + 1 entries only and zero the rest."""
+        b_n, tq, tk = s.shape
+        scale_t = _cast_like(scale, s[0, 0, 0])
+        for r in prange(b_n * tq):
+            b, i = r // tq, r % tq
+            row = s[b, i]
+            end = min(i + 1, tk) if causal else tk            # j > i: not allowed
+            m = row[0] * scale_t
+            if has_mask:  # (branches outside the loops: each loop stays one vectorised run)
+                mrow = mask[min(b, mask.shape[0] - 1), min(i, mask.shape[1] - 1)]  # (1 or full)
+                m = m + mrow[0]
+                for j in range(end):
+                    row[j] = row[j] * scale_t + mrow[j]
+                    m = _maxnum(m, row[j])
+            else:
+                for j in range(end):
+                    row[j] = row[j] * scale_t
+                    m = _maxnum(m, row[j])                     # (all NaN: NaN, which flows on)
+            for j in range(end, tk):
+                row[j] = 0
+            if m == -np.inf:                                   # masked everywhere: attends to nothing
+                lse[b, i] = -np.inf
+                for j in range(end):
+                    row[j] = 0
+                continue
+            total = 0.0
+            for j in range(end):
+                p = _exp(row[j] - m)
+                row[j] = p
+                total += p
+            lse[b, i] = m + math.log(total)
+            inv = _cast_like(1.0 / total, scale_t)
+            if has_keep:
+                krow = keep[b, i]
+                for j in range(end):
+                    row[j] = row[j] * inv * krow[j]
+            else:
+                for j in range(end):
+                    row[j] = row[j] * inv
+
+    def _attention_grad_scores_py(s, dp, g, out, lse, mask, has_mask, causal, scale, keep, has_keep):
+        """s (B, Tq, Tk) holds Q K^T, dp holds g V^T.  Overwrites s with P~ = P * keep and dp
+        with dS scale = P (dP keep - D) scale, D_i = sum_d g_id out_id, P = exp(S - lse)."""
+        b_n, tq, tk = s.shape
+        scale_t = _cast_like(scale, s[0, 0, 0])
+        for r in prange(b_n * tq):
+            b, i = r // tq, r % tq
+            row, drow = s[b, i], dp[b, i]
+            lse_i = lse[b, i]
+            end = min(i + 1, tk) if causal else tk
+            if lse_i == -np.inf:                               # attended to nothing: no gradient
+                end = 0
+            delta = 0.0
+            for d in range(g.shape[2]):
+                delta += g[b, i, d] * out[b, i, d]
+            delta_t = _cast_like(delta, scale_t)
+            if has_mask:
+                mrow = mask[min(b, mask.shape[0] - 1), min(i, mask.shape[1] - 1)]
+                for j in range(end):
+                    row[j] = _exp(row[j] * scale_t + mrow[j] - lse_i)
+            else:
+                for j in range(end):
+                    row[j] = _exp(row[j] * scale_t - lse_i)
+            if has_keep:
+                krow = keep[b, i]
+                for j in range(end):
+                    drow[j] = row[j] * (drow[j] * krow[j] - delta_t) * scale_t
+                    row[j] = row[j] * krow[j]
+            else:
+                for j in range(end):
+                    drow[j] = row[j] * (drow[j] - delta_t) * scale_t
+            for j in range(end, tk):
+                row[j] = 0
+                drow[j] = 0
+
+    _attention_probs_nb, _attention_grad_scores_nb = _both(_attention_probs_py), _both(_attention_grad_scores_py)
+
+    # -- x @ w^T + b for a few rows of x (a sampling step's single position): a dot product per
+    #    output, vectorised along the rows of w.  For such shapes the BLAS call costs more
+    #    than the arithmetic (measured 4.7 us against 3.5 us for (1, 128) x (384, 128)), and a
+    #    BLAS that splits even them over its threads costs far more on a busy machine.
+    def _small_linear_py(x, w, b, has_b, out):
+        for i in range(x.shape[0]):
+            xr = x[i]
+            for j in range(w.shape[0]):
+                wr = w[j]
+                s = xr[0] - xr[0]                                      # 0 in x's dtype
+                for t in range(xr.size):
+                    s += xr[t] * wr[t]
+                out[i, j] = s + b[j] if has_b else s
+
+    _small_linear_nb = njit(cache=True, fastmath=_FAST_MATH, error_model="numpy")(_small_linear_py)
+
+    def _relu_py(x, out):
+        for i in prange(_u(x.size)):
             v = x[i]
             out[i] = 0 if v < 0 else v  # NaN stays NaN, like np.maximum
 
-    @njit(parallel=True, cache=True)
-    def _relu_backward_nb(g, y, out):
-        for i in prange(g.size):
+    def _relu_backward_py(g, y, out):
+        for i in prange(_u(g.size)):
             out[i] = g[i] if y[i] > 0 else 0
+
+    _relu_nb, _relu_backward_nb = _both(_relu_py), _both(_relu_backward_py)
 
     _SQRT_2_OVER_PI, _INV_SQRT_2, _INV_SQRT_2PI = _ref._SQRT_2_OVER_PI, _ref._INV_SQRT_2, _ref._INV_SQRT_2PI
     _GELU_C = _ref._GELU_C
@@ -514,7 +959,7 @@ if numba is not None:
         return _exp_nonpositive(-0.5 * x * x) if float32_math else math.exp(-0.5 * x * x)
 
     def _gelu_py(x, out, tanh_form, float32_math):
-        for i in prange(x.size):
+        for i in prange(_u(x.size)):
             v = x[i]
             if tanh_form:
                 out[i] = 0.5 * v * (1 + math.tanh(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v)))
@@ -522,7 +967,7 @@ if numba is not None:
                 out[i] = 0.5 * v * (1 + _erf(v * _INV_SQRT_2, float32_math))
 
     def _gelu_backward_py(g, x, out, tanh_form, float32_math):
-        for i in prange(x.size):
+        for i in prange(_u(x.size)):
             v = x[i]
             if tanh_form:
                 t = math.tanh(_SQRT_2_OVER_PI * (v + _GELU_C * v * v * v))
@@ -532,35 +977,48 @@ if numba is not None:
                 cdf = 0.5 * (1 + _erf(v * _INV_SQRT_2, float32_math))
                 out[i] = g[i] * (cdf + v * _INV_SQRT_2PI * _gauss(v, float32_math))
 
-    # serial below _PARALLEL_MIN elements: handing one token's activations (a GPT sampling
-    # step) to the thread pool cost ~90 us, the work itself ~1 us
+    # serial for small launches (see _PARALLEL_MIN): handing one token's activations (a GPT
+    # sampling step) to the thread pool cost ~90 us, the work itself ~1 us
     _gelu_nb, _gelu_backward_nb = _both(_gelu_py), _both(_gelu_backward_py)
 
-    # Philox4x32-10 as in reference._philox4x32, one 4-word block per loop iteration; every
-    # value is uint64 (mixing in int64 would turn it into float64).
+    # Philox4x32-10 as in reference._philox4x32, one 4-word block per loop iteration.  The
+    # words are uint32 and each round's products are uint32 x uint32 -> uint64: LLVM then
+    # vectorises the rounds over 8 or 16 blocks at a time (vpmuludq; 4x faster than with
+    # every word held in uint64, measured).  An element is kept iff (word >> 8) 2^-24 >= p,
+    # i.e. iff the integer word >> 8 is >= ceil(p 2^24) (exact: p 2^24 is exact in float64).
+    _u32 = np.uint32
     _M0, _M1 = _u(_ref._PHILOX_M0), _u(_ref._PHILOX_M1)
-    _W0, _W1 = _u(_ref._PHILOX_W0), _u(_ref._PHILOX_W1)
-    _LO, _S32, _S8 = _u(_ref._LO32), _u(32), _u(8)
+    _W0, _W1 = _u32(_ref._PHILOX_W0), _u32(_ref._PHILOX_W1)
+    _LO, _S32, _S8 = _u(_ref._LO32), _u(32), _u32(8)
 
-    @njit(parallel=True, cache=True)
-    def _dropout_mask_nb(out, p, scale, k0_, k1_, offset):
+    @njit(inline="always")
+    def _philox4x32_10(block, k0, k1):
+        """The four words of block number ``block`` (uint64) under key (k0, k1) (uint32)."""
+        c0, c1, c2, c3 = _u32(block & _LO), _u32(block >> _S32), _u32(0), _u32(0)
+        for _ in range(10):
+            p0 = _u(c0) * _M0
+            p1 = _u(c2) * _M1
+            c0, c1, c2, c3 = _u32(_u32(p1 >> _S32) ^ c1 ^ k0), _u32(p1), _u32(_u32(p0 >> _S32) ^ c3 ^ k1), _u32(p0)
+            k0, k1 = _u32(k0 + _W0), _u32(k1 + _W1)
+        return c0, c1, c2, c3
+
+    def _dropout_mask_py(out, threshold, scale, k0, k1, offset):
         size = out.size
-        for blk in prange((size + 3) // 4):
-            ctr = offset + _u(blk)
-            c0, c1, c2, c3 = ctr & _LO, ctr >> _S32, _u(0), _u(0)
-            k0, k1 = k0_, k1_
-            for r in range(10):
-                if r:
-                    k0, k1 = (k0 + _W0) & _LO, (k1 + _W1) & _LO
-                p0 = c0 * _M0
-                p1 = c2 * _M1
-                c0, c1, c2, c3 = (p1 >> _S32) ^ c1 ^ k0, p1 & _LO, (p0 >> _S32) ^ c3 ^ k1, p0 & _LO
-            for word in range(4):
-                i = 4 * blk + word
-                if i < size:
-                    v = c0 if word == 0 else (c1 if word == 1 else (c2 if word == 2 else c3))
-                    u = np.float64(v >> _S8) * 2.0 ** -24
-                    out[i] = scale if u >= p else 0
+        zero = scale - scale
+        for blk in prange(_u(size // 4)):  # whole blocks: four stores, no branch
+            c0, c1, c2, c3 = _philox4x32_10(offset + blk, k0, k1)
+            i = blk * _u(4)
+            out[i] = scale if (c0 >> _S8) >= threshold else zero
+            out[i + _u(1)] = scale if (c1 >> _S8) >= threshold else zero
+            out[i + _u(2)] = scale if (c2 >> _S8) >= threshold else zero
+            out[i + _u(3)] = scale if (c3 >> _S8) >= threshold else zero
+        start = size - size % 4
+        if start < size:  # the last block's first 1-3 words
+            words = _philox4x32_10(offset + _u(size // 4), k0, k1)
+            for word in range(size - start):
+                out[start + word] = scale if (words[word] >> _S8) >= threshold else zero
+
+    _dropout_mask_nb = _both(_dropout_mask_py)
 
     @njit(cache=True)
     def _embedding_backward_nb(g, indices, dw):
@@ -572,9 +1030,10 @@ if numba is not None:
             for d in range(g.shape[1]):
                 dw[r, d] += g[m, d]
 
-    @njit(cache=True, error_model="numpy")
-    def _sgd_nb(x, g, buf, lr, wd, momentum, undamped, nesterov, first):
-        for i in range(x.size):
+    # The updates: one pass over each parameter's arrays, on all cores for big parameters;
+    # no fast-math, so each element rounds exactly as the reference's sequence of array calls.
+    def _sgd_py(x, g, buf, lr, wd, momentum, undamped, nesterov, first):
+        for i in prange(_u(x.size)):
             d = g[i]
             if wd != 0:
                 d = d + wd * x[i]
@@ -590,10 +1049,9 @@ if numba is not None:
                     d = b
             x[i] = x[i] - lr * d
 
-    @njit(cache=True, error_model="numpy")
-    def _adam_nb(x, g, m, v, vmax, step_size, b1, c1, b2, c2, eps, inv_sqrt_bc2, wd, decay, amsgrad):
+    def _adam_py(x, g, m, v, vmax, step_size, b1, c1, b2, c2, eps, inv_sqrt_bc2, wd, decay, amsgrad):
         # c1 = 1 - b1 and c2 = 1 - b2 come in already in the array dtype (no float64 promotion)
-        for i in range(x.size):
+        for i in prange(_u(x.size)):
             gi = g[i]
             if wd != 0:
                 gi = gi + wd * x[i]
@@ -607,6 +1065,31 @@ if numba is not None:
                     vi = vmax[i]
                 vmax[i] = vi
             x[i] = xi - step_size * (mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps))
+
+    _sgd_nb, _adam_nb = _both(_sgd_py, fastmath=False), _both(_adam_py, fastmath=False)
+
+    def _rmsprop_py(x, g, v, a, buf, lr, alpha, c_alpha, eps, wd, momentum, centered, has_momentum):
+        # the scalars come in x's dtype (c_alpha = 1 - alpha), in reference.rmsprop_step_'s order
+        for i in prange(_u(x.size)):
+            gi = g[i]
+            if wd != 0:
+                gi = gi + wd * x[i]
+            vi = v[i] * alpha + c_alpha * (gi * gi)
+            v[i] = vi
+            if centered:
+                ai = a[i] * alpha + c_alpha * gi
+                a[i] = ai
+                si = np.sqrt(vi - ai * ai) + eps
+            else:
+                si = np.sqrt(vi) + eps
+            if has_momentum:
+                bi = buf[i] * momentum + gi / si
+                buf[i] = bi
+                x[i] = x[i] - lr * bi
+            else:
+                x[i] = x[i] - lr * (gi / si)
+
+    _rmsprop_nb = _both(_rmsprop_py, fastmath=False)
 
 
 # ======================================================================================
@@ -714,54 +1197,271 @@ def _ce_weight(x, target, weight, *rows):
 _NO_WEIGHT = {np.dtype(t).char: np.ones(1, dtype=t) for t in (np.float16, np.float32, np.float64)}  # never read
 
 
-# Rows longer than this go to the reference's forward: NumPy's vectorised exp over a wide row
-# beats the row loop's scalar exp (16384 x 1024 float32: 50 ms against 78 ms on the 2-core
-# machine); up to 64 classes the one-pass loop is 1.2-1.5x faster.  (The backward's loop wins
-# at every width.)
-_CE_LOOP_MAX_CLASSES = 64
-
-
 def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
     """One pass per row (max, sum of exponentials, the loss) instead of a dozen array calls."""
-    w = _ce_weight(x, target, weight) if x.ndim == 2 and x.shape[1] <= _CE_LOOP_MAX_CLASSES else None
+    w = _ce_weight(x, target, weight)
     if w is None:
         return _ref.cross_entropy_forward(x, target, weight, ignore_index, label_smoothing)
     losses, sumexp = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
-    kernel = _ce_forward_par_nb if x.size >= _PARALLEL_MIN else _ce_forward_nb
-    kernel(x, target, w, weight is not None, int(ignore_index), float(label_smoothing), losses, sumexp)
+    _pick(_ce_forward_nb, x.size, _PARALLEL_MIN)(x, target, w, weight is not None, int(ignore_index),
+                                                 float(label_smoothing), losses, sumexp)
     return losses, sumexp
 
 
 def cross_entropy_backward(x, target, sumexp, grow, weight, ignore_index, label_smoothing):
+    """One pass per row, the softmax recomputed from the row maximum (``sumexp`` is checked
+    for its shape, not read: the row is in cache, see _cross_entropy_backward_py)."""
     w = _ce_weight(x, target, weight, sumexp, grow)
     if w is None:
         return _ref.cross_entropy_backward(x, target, sumexp, grow, weight, ignore_index, label_smoothing)
     dx = np.empty_like(x)
-    kernel = _ce_backward_par_nb if x.size >= _PARALLEL_MIN else _ce_backward_nb
-    kernel(x, target, sumexp, grow, w, weight is not None, int(ignore_index), float(label_smoothing), dx)
+    _pick(_ce_backward_nb, x.size, _PARALLEL_MIN)(x, target, grow, w, weight is not None, int(ignore_index),
+                                                  float(label_smoothing), dx)
     return dx
 
 
+def _last_axis_rows(axis, *arrays):
+    """(rows, columns) views of C-contiguous float arrays of one shape and dtype, reduced along
+    their last axis ``axis``, for the row kernels; None when they do not suit (another axis
+    or layout, an empty array, numba off): the reference runs."""
+    first = arrays[0]
+    if (not use_numba() or type(first) is not np.ndarray or first.dtype.kind != "f" or first.ndim == 0
+            or first.size == 0 or axis not in (first.ndim - 1, -1)):
+        return None
+    for a in arrays:
+        if type(a) is not np.ndarray or a.shape != first.shape or a.dtype != first.dtype or not a.flags.c_contiguous:
+            return None
+    return [a.reshape(-1, first.shape[-1]) for a in arrays]
+
+
+def _rows_call(kernels, reference, axis, *arrays):
+    """out = kernel(*arrays) row by row when the arrays suit (see _last_axis_rows), else the
+    reference."""
+    rows = _last_axis_rows(axis, *arrays)
+    if rows is None:
+        return reference(*arrays, axis)
+    out = np.empty_like(arrays[0])
+    _pick(kernels, out.size, _PARALLEL_MIN)(*rows, out.reshape(rows[0].shape))  # (an exp per element)
+    return out
+
+
+def softmax(x, axis):
+    """One pass over each row: its max, exp(x - max) and their sum, the scaling."""
+    return _rows_call(_softmax_rows_nb, _ref.softmax, axis, x)
+
+
+def softmax_backward(g, y, axis):
+    return _rows_call(_softmax_backward_rows_nb, _ref.softmax_backward, axis, g, y)
+
+
+def log_softmax(x, axis):
+    return _rows_call(_log_softmax_rows_nb, _ref.log_softmax, axis, x)
+
+
+def log_softmax_backward(g, y, axis):
+    return _rows_call(_log_softmax_backward_rows_nb, _ref.log_softmax_backward, axis, g, y)
+
+
+def _float32_call(kernels, reference, *arrays, threshold=None):
+    """out = kernel(*arrays) elementwise on float32 arrays of one dense layout (C order or
+    channels-last; out gets that layout too), else the reference.  ``threshold``: from how
+    many elements the parallel variant runs (see _pick)."""
+    flats = _same_layout_flats(*arrays) if arrays[0].dtype == np.float32 else None
+    if flats is None:
+        return reference(*arrays)
+    out = np.empty_like(arrays[0])  # same layout
+    _pick(kernels, out.size, threshold)(*flats, _dense_flat(out))
+    return out
+
+
+def sigmoid(x):
+    """One pass in float32 (vectorised exp); float64 as the reference."""
+    return _float32_call(_sigmoid_nb, _ref.sigmoid, x, threshold=_PARALLEL_MIN)
+
+
+def sigmoid_backward(g, y):
+    return _float32_call(_sigmoid_backward_nb, _ref.sigmoid_backward, g, y)
+
+
+def tanh(x):
+    """One pass in float32 (vectorised expm1); float64 as the reference."""
+    return _float32_call(_tanh_nb, _ref.tanh, x, threshold=_PARALLEL_MIN)
+
+
+def tanh_backward(g, y):
+    return _float32_call(_tanh_backward_nb, _ref.tanh_backward, g, y)
+
+
+
+def _attention_arrays(q, k, v, mask, dropout_p, seed, offset, *more):
+    """The arrays as the numba attention kernels take them (one float dtype; the mask
+    broadcast along its last axis only; the dropout multipliers drawn), or None."""
+    arrays = (q, k, v, *more) + (() if mask is None else (mask,))
+    if not use_numba() or any(type(a) is not np.ndarray or a.dtype != q.dtype for a in arrays) or q.dtype.kind != "f":
+        return None
+    b, tq, tk = q.shape[0], q.shape[1], k.shape[1]
+    if not b or not tq or not tk:
+        return None
+    if mask is None:
+        mask_arr = np.zeros((1, 1, 1), dtype=q.dtype)
+    else:
+        mask_arr = np.ascontiguousarray(np.broadcast_to(mask, mask.shape[:2] + (tk,)))
+    keep = (dropout_mask((b, tq, tk), dropout_p, seed, offset, q.dtype) if dropout_p
+            else np.ones((1, 1, 1), dtype=q.dtype))
+    return mask_arr, keep
+
+
+def attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
+    """reference.attention_forward with its passes between the two products fused into one
+    numba pass per score row (see _attention_probs_py)."""
+    _ref._check_attention("attention_forward", q, k, v, mask)
+    prepared = _attention_arrays(q, k, v, mask, dropout_p, seed, offset)
+    if prepared is None:
+        return _ref.attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset)
+    mask_arr, keep = prepared
+    p = q @ k.transpose(0, 2, 1)                                # S, turned into P * keep
+    lse = np.empty(q.shape[:2], dtype=q.dtype)
+    _pick(_attention_probs_nb, 4 * p.size, _PARALLEL_MIN)(p, mask_arr, mask is not None, bool(is_causal), float(scale),
+                                                      keep, bool(dropout_p), lse)
+    return p @ v, lse
+
+
+def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, seed, offset):
+    _ref._check_attention("attention_backward", q, k, v, mask, g=g, out=out, lse=lse)
+    prepared = _attention_arrays(q, k, v, mask, dropout_p, seed, offset, g, out, lse)
+    if prepared is None:
+        return _ref.attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, seed, offset)
+    mask_arr, keep = prepared
+    p = q @ k.transpose(0, 2, 1)                                # S, turned into P~ = P * keep
+    ds = g @ v.transpose(0, 2, 1)                               # dP, turned into dS scale
+    _pick(_attention_grad_scores_nb, 4 * p.size, _PARALLEL_MIN)(p, ds, g, out, lse, mask_arr, mask is not None,
+                                                            bool(is_causal), float(scale), keep, bool(dropout_p))
+    return ds @ k, ds.transpose(0, 2, 1) @ q, p.transpose(0, 2, 1) @ g
+
+
+# Up to this many rows of x, linear runs the numba loop instead of a BLAS call (see
+# _small_linear_py; measured against single-threaded OpenBLAS for (M, 128) x (384, 128):
+# 26 against 34 us at M = 8, even at 16, 102 against 59 us at 32).
+_SMALL_LINEAR_ROWS = 16
+
+
+def linear(x, w, b):
+    """x @ w^T + b: the numba loop for a few rows of C-contiguous arrays, else the reference."""
+    if (x.ndim == 2 and 0 < x.shape[0] <= _SMALL_LINEAR_ROWS and x.shape[1] and use_numba()
+            and _numba_ok(x, w, *(() if b is None else (b,))) and w.ndim == 2 and x.shape[1] == w.shape[1]
+            and (b is None or b.shape == (w.shape[0],))):
+        out = np.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+        _small_linear_nb(x, w, x[0] if b is None else b, b is not None, out)
+        return out
+    return _ref.linear(x, w, b)
+
+
+def _bn_view(a):
+    """("planes", (N, C, L) view) for a C-contiguous NCHW array, ("columns", (M, C) view) for a
+    channels-last one or a C-contiguous 2-D (N, C) array, else None."""
+    if type(a) is not np.ndarray or a.dtype.kind != "f":
+        return None
+    if a.ndim == 4 and a.flags.c_contiguous:
+        return "planes", a.reshape(a.shape[0], a.shape[1], -1)
+    if a.ndim == 4 and is_channels_last(a):
+        return "columns", a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1])
+    if a.ndim == 2 and a.flags.c_contiguous:
+        return "columns", a
+    return None
+
+
+def _per_channel(a, c, dtype, fill):
+    """A (C,) contiguous array of ``dtype``: ``a`` converted, or ``fill`` where a is None."""
+    if a is None:
+        return np.full(c, fill, dtype=dtype)
+    return a if a.dtype == dtype and a.flags.c_contiguous else np.ascontiguousarray(a, dtype=dtype)
+
+
+def batch_norm_forward(x, weight, bias, eps, mean=None, var=None):
+    """The statistics and the output from one read of x (a channel at a time for NCHW
+    arrays), in x's layout; see _bn_forward_planes_py."""
+    view = _bn_view(x) if use_numba() and x.size and x.shape[1] else None
+    if view is None or any(a is not None and (type(a) is not np.ndarray or a.shape != (x.shape[1],))
+                           for a in (weight, bias, mean, var)):
+        return _ref.batch_norm_forward(x, weight, bias, eps, mean, var)
+    kind, xv = view
+    c, dtype = x.shape[1], x.dtype
+    training = mean is None
+    w, b = _per_channel(weight, c, dtype, 1), _per_channel(bias, c, dtype, 0)
+    if training:
+        mean, invstd = np.empty(c, dtype), np.empty(c, dtype)
+    else:  # as the reference rounds them
+        mean = mean.astype(dtype)
+        invstd = (1 / np.sqrt(var + eps)).astype(dtype, copy=False)
+    y = np.empty_like(x)  # x's layout
+    yv = _bn_view(y)[1]
+    if kind == "planes":
+        _pick(_bn_forward_planes_nb, x.size)(xv, w, b, float(eps), training, mean, invstd, yv)
+        return y, mean, invstd
+    if training:
+        k = xv[0].astype(np.float64)
+        chunks = -(-xv.shape[0] // _BN_CHUNK)
+        s, s2 = np.zeros((chunks, c)), np.zeros((chunks, c))
+        _pick(_bn_column_sums_nb, x.size)(xv, k, s, s2)
+        m = xv.shape[0]
+        shift = s.sum(axis=0) / m
+        mean[...] = k + shift
+        invstd[...] = 1 / np.sqrt(np.maximum(s2.sum(axis=0) / m - shift * shift, 0) + eps)
+    _pick(_bn_apply_columns_nb, x.size)(xv, mean, invstd * w, b, yv)
+    return y, mean, invstd
+
+
+def batch_norm_backward(g, x, weight, mean, invstd, training):
+    """The sums and dx from one read of g and x each (a channel at a time for NCHW arrays)."""
+    gview, xview = _bn_view(g), _bn_view(x)
+    c = x.shape[1] if x.ndim >= 2 else 0
+    if (not use_numba() or gview is None or xview is None or g.shape != x.shape or g.strides != x.strides
+            or g.dtype != x.dtype or not x.size or not c
+            or any(a is not None and (type(a) is not np.ndarray or a.shape != (c,)) for a in (weight, mean, invstd))):
+        return _ref.batch_norm_backward(g, x, weight, mean, invstd, training)
+    (kind, gv), xv = gview, xview[1]
+    dtype = x.dtype
+    w = _per_channel(weight, c, np.float64, 1)
+    mean64, invstd64 = _per_channel(mean, c, np.float64, 0), _per_channel(invstd, c, np.float64, 1)
+    dx = np.empty_like(x)
+    dxv = _bn_view(dx)[1]
+    if kind == "planes":
+        dweight, dbias = np.empty(c), np.empty(c)
+        _pick(_bn_backward_planes_nb, x.size)(gv, xv, mean64, invstd64, w, bool(training), dxv, dweight, dbias)
+        return dx, dweight.astype(dtype), dbias.astype(dtype)
+    chunks = -(-xv.shape[0] // _BN_CHUNK)
+    sg, sgx = np.zeros((chunks, c)), np.zeros((chunks, c))
+    _pick(_bn_backward_column_sums_nb, x.size)(gv, xv, mean64, sg, sgx)
+    dbias, dweight = sg.sum(axis=0), sgx.sum(axis=0) * invstd64
+    scale = w * invstd64
+    m = xv.shape[0]
+    c0 = scale * dbias / m if training else np.zeros(c)
+    c1 = scale * invstd64 * dweight / m if training else np.zeros(c)
+    _pick(_bn_backward_apply_columns_nb, x.size)(gv, xv, *(a.astype(dtype) for a in (mean64, scale, c0, c1)), dxv)
+    return dx, dweight.astype(dtype), dbias.astype(dtype)
+
+
 def relu(x):
-    """max(x, 0) in one pass (NaN stays NaN); the output has the input's memory layout."""
-    if x.size >= _PARALLEL_MIN:
+    """max(x, 0) in one pass (NaN stays NaN); the output has the input's memory layout.
+    (Below _NUMBA_MIN elements NumPy's one-pass maximum is as quick.)"""
+    if x.size >= _NUMBA_MIN:
         flats = _same_layout_flats(x)
         if flats is not None:
             out = np.empty_like(x)  # same layout as x
-            _relu_nb(flats[0], _dense_flat(out))
+            _pick(_relu_nb, x.size)(flats[0], _dense_flat(out))
             return out
     return _ref.relu(x)
 
 
 def relu_backward(g, y):
-    """g where y > 0, else 0, in one pass (g and y of one layout)."""
-    if g.size >= _PARALLEL_MIN:
-        flats = _same_layout_flats(g, y)
-        if flats is not None:
-            out = np.empty_like(g)
-            _relu_backward_nb(*flats, _dense_flat(out))
-            return out
-    return _ref.relu_backward(g, y)
+    """g where y > 0, else 0, in one pass (g and y of one layout; the reference's where
+    takes three, which matters at every size: a (128, 128) MLP activation 10x faster)."""
+    flats = _same_layout_flats(g, y) if g.size else None
+    if flats is None:
+        return _ref.relu_backward(g, y)
+    out = np.empty_like(g)
+    _pick(_relu_backward_nb, g.size)(*flats, _dense_flat(out))
+    return out
 
 
 def gelu(x, approximate="none"):
@@ -771,7 +1471,7 @@ def gelu(x, approximate="none"):
     if flats is None:
         return _ref.gelu(x, approximate)
     out = np.empty_like(x)
-    _pick(_gelu_nb, x.size, _PARALLEL_MIN)(flats[0], _dense_flat(out), approximate == "tanh", x.dtype == np.float32)
+    _pick(_gelu_nb, 4 * x.size, _PARALLEL_MIN)(flats[0], _dense_flat(out), approximate == "tanh", x.dtype == np.float32)
     return out
 
 
@@ -780,7 +1480,7 @@ def gelu_backward(g, x, approximate="none"):
     if flats is None:
         return _ref.gelu_backward(g, x, approximate)
     out = np.empty_like(g)
-    _pick(_gelu_backward_nb, x.size, _PARALLEL_MIN)(*flats, _dense_flat(out), approximate == "tanh",
+    _pick(_gelu_backward_nb, 4 * x.size, _PARALLEL_MIN)(*flats, _dense_flat(out), approximate == "tanh",
                                                     x.dtype == np.float32)
     return out
 
@@ -790,8 +1490,10 @@ def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
     if not use_numba() or dtype.kind != "f":
         return _ref.dropout_mask(shape, p, seed, offset, dtype)
     out = np.empty(math.prod(shape), dtype=dtype)
-    scale = 1.0 / (1.0 - p) if p < 1 else 0.0
-    _dropout_mask_nb(out, float(p), scale, _u(seed & _ref._LO32), _u((seed >> 32) & _ref._LO32), _u(offset))
+    scale = dtype.type(1.0 / (1.0 - p) if p < 1 else 0.0)
+    threshold = np.uint32(math.ceil(p * 2.0 ** 24))  # kept iff (word >> 8) >= threshold
+    _pick(_dropout_mask_nb, out.size, _PARALLEL_MIN)(out, threshold, scale, np.uint32(seed & _ref._LO32),
+                                                    np.uint32((seed >> 32) & _ref._LO32), _u(offset))
     return out.reshape(shape)
 
 
@@ -812,8 +1514,8 @@ def sgd_step_(params, grads, bufs, lr, weight_decay, momentum, dampening, nester
         buf = None if bufs is None else bufs[i]
         if _numba_ok(x, g) and (buf is None or _numba_ok(x, buf)):
             t = x.dtype.type
-            _sgd_nb(x.reshape(-1), g.reshape(-1), x.reshape(-1) if buf is None else buf.reshape(-1),
-                    t(lr), t(weight_decay), t(momentum), t(1 - dampening), nesterov, first)
+            _pick(_sgd_nb, x.size)(x.reshape(-1), g.reshape(-1), x.reshape(-1) if buf is None else buf.reshape(-1),
+                                   t(lr), t(weight_decay), t(momentum), t(1 - dampening), nesterov, first)
         else:
             _ref._sgd_one(x, g.reshape(x.shape), None if buf is None else buf.reshape(x.shape),
                           lr, weight_decay, momentum, dampening, nesterov, first)
@@ -836,12 +1538,26 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
             if t not in scalars:
                 scalars[t] = tuple(t(a) for a in (step_size, beta1, 1 - beta1, beta2, 1 - beta2, eps, inv_sqrt_bc2,
                                                   l2, decay))
-            _adam_nb(x.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
-                     m.reshape(-1) if vmax is None else vmax.reshape(-1), *scalars[t], vmax is not None)
+            _pick(_adam_nb, x.size)(x.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                                    m.reshape(-1) if vmax is None else vmax.reshape(-1), *scalars[t], vmax is not None)
         else:
             _ref._adam_one(x, g.reshape(x.shape), m.reshape(x.shape), v.reshape(x.shape),
                            None if vmax is None else vmax.reshape(x.shape), beta1, beta2, eps,
                            step_size, inv_sqrt_bc2, decay, l2)
+
+
+def rmsprop_step_(params, grads, square_avgs, grad_avgs, bufs, lr, alpha, eps, weight_decay, momentum):
+    """One numba pass per parameter (when every array suits; else the reference for all)."""
+    lists = [params, grads, square_avgs] + [lst for lst in (grad_avgs, bufs) if lst is not None]
+    if (not use_numba() or (momentum and bufs is None) or any(len(lst) != len(params) for lst in lists)
+            or not all(_numba_ok(*arrays) and all(a.size == arrays[0].size for a in arrays) for arrays in zip(*lists))):
+        return _ref.rmsprop_step_(params, grads, square_avgs, grad_avgs, bufs, lr, alpha, eps, weight_decay, momentum)
+    for i, x in enumerate(params):
+        t = x.dtype.type
+        flat = [lst[i].reshape(-1) if lst is not None else x.reshape(-1) for lst in (params, grads, square_avgs,
+                                                                                      grad_avgs, bufs)]
+        _pick(_rmsprop_nb, x.size)(*flat, t(lr), t(alpha), t(1 - alpha), t(eps), t(weight_decay), t(momentum),
+                                   grad_avgs is not None, bufs is not None)
 
 
 # ======================================================================================
@@ -855,33 +1571,32 @@ def adam_step_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1,
 # sums are added in the same order whatever the number of threads.
 _LN_CHUNK = 64
 if numba is not None:
-    def _layer_norm_fwd_py(x, w, b, eps, y, mean, rstd, affine_w, affine_b):
+    def _layer_norm_fwd_py(x, w, b, eps, y, mean, rstd):
+        """Per row: the mean and the variance (sums in float64, the variance from the
+        centred values: the row is in cache for the second loop), then y = (x - mean) rstd w + b
+        in x's dtype.  w and b are arrays (ones and zeros stand in for absent ones)."""
         m, n = x.shape
-        for r in prange(m):
-            row = x[r]
+        for r in prange(_u(m)):
+            row, out = x[r], y[r]
             s = 0.0
             for j in range(n):
                 s += row[j]
-            mu = s / n
+            mu = _cast_like(s / n, row[0])
             s2 = 0.0
             for j in range(n):
                 d = row[j] - mu
                 s2 += d * d
-            rs = 1.0 / math.sqrt(s2 / n + eps)
+            rs = _cast_like(1.0 / math.sqrt(s2 / n + eps), row[0])
             mean[r], rstd[r] = mu, rs
-            out = y[r]
             for j in range(n):
-                v = (row[j] - mu) * rs
-                if affine_w:
-                    v = v * w[j]
-                if affine_b:
-                    v = v + b[j]
-                out[j] = v
+                out[j] = (row[j] - mu) * rs * w[j] + b[j]
 
-    def _layer_norm_bwd_py(g, x, w, mean, rstd, dx, dw_part, db_part, affine_w):
+    def _layer_norm_bwd_py(g, x, w, mean, rstd, dx, dw_part, db_part):
+        """Per row, with xhat = (x - mean) rstd and gw = g w: the row means of gw and gw xhat,
+        then dx; dweight and dbias summed per chunk of _LN_CHUNK rows (added up afterwards
+        in a fixed order, whatever the number of threads)."""
         m, n = x.shape
-        chunks = dw_part.shape[0]
-        for c in prange(chunks):
+        for c in prange(dw_part.shape[0]):
             pw, pb = dw_part[c], db_part[c]
             for r in range(c * _LN_CHUNK, min(m, (c + 1) * _LN_CHUNK)):
                 gr, xr, out = g[r], x[r], dx[r]
@@ -889,54 +1604,52 @@ if numba is not None:
                 s_gw = 0.0
                 s_gwx = 0.0
                 for j in range(n):
-                    xh = (xr[j] - mu) * rs
-                    gw = gr[j] * w[j] if affine_w else gr[j]
+                    gw = gr[j] * w[j]
                     s_gw += gw
-                    s_gwx += gw * xh
-                    pw[j] += gr[j] * xh
-                    pb[j] += gr[j]
-                a, c2 = s_gw / n, s_gwx / n
+                    s_gwx += gw * ((xr[j] - mu) * rs)
+                a, c2 = _cast_like(s_gw / n, mu), _cast_like(s_gwx / n, mu)
+                # three loops, one output array each: a loop that writes several arrays needs
+                # LLVM to prove they do not overlap, and it gave up (measured 1.5x slower)
                 for j in range(n):
-                    xh = (xr[j] - mu) * rs
-                    gw = gr[j] * w[j] if affine_w else gr[j]
-                    out[j] = rs * (gw - a - xh * c2)
+                    out[j] = rs * (gr[j] * w[j] - a - ((xr[j] - mu) * rs) * c2)
+                for j in range(n):
+                    pw[j] += gr[j] * ((xr[j] - mu) * rs)
+                for j in range(n):
+                    pb[j] += gr[j]
 
     _layer_norm_fwd_nb, _layer_norm_bwd_nb = _both(_layer_norm_fwd_py), _both(_layer_norm_bwd_py)
 
 
-def _rows_ok(*arrays):
-    """numba on, NumPy arrays of one float dtype (None entries skipped)."""
-    present = [a for a in arrays if a is not None]
-    if not use_numba() or any(type(a) is not np.ndarray for a in present):
-        return False
-    dtype = present[0].dtype
-    return dtype.kind == "f" and all(a.dtype == dtype for a in present)
+def _row_vector_ok(a, x):
+    """``a`` is None or a NumPy vector of x's dtype and last dimension (weight, bias)."""
+    return a is None or (type(a) is np.ndarray and a.dtype == x.dtype and a.shape == x.shape[1:])
 
 
 def layer_norm_forward(x, weight, bias, eps):
-    if (not _rows_ok(x, weight, bias) or x.ndim != 2 or x.shape[1] == 0
-            or any(a is not None and a.shape != x.shape[1:] for a in (weight, bias))):
+    if (type(x) is not np.ndarray or x.ndim != 2 or x.shape[1] == 0 or x.dtype.kind != "f"
+            or not _row_vector_ok(weight, x) or not _row_vector_ok(bias, x) or not use_numba()):
         return _ref.layer_norm_forward(x, weight, bias, eps)
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
     mean, rstd = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
-    w, b = (np.empty(0, x.dtype) if a is None else np.ascontiguousarray(a) for a in (weight, bias))
-    _pick(_layer_norm_fwd_nb, x.size)(x, w, b, float(eps), y, mean, rstd, weight is not None, bias is not None)
+    n = x.shape[1]
+    w, b = _per_channel(weight, n, x.dtype, 1), _per_channel(bias, n, x.dtype, 0)
+    _pick(_layer_norm_fwd_nb, x.size)(x, w, b, float(eps), y, mean, rstd)
     return y, mean, rstd
 
 
 def layer_norm_backward(g, x, weight, mean, rstd):
-    if (not _rows_ok(g, x, weight, mean, rstd) or g.shape != x.shape or x.ndim != 2 or x.shape[1] == 0
-            or mean.shape != x.shape[:1] or rstd.shape != x.shape[:1]
-            or (weight is not None and weight.shape != x.shape[1:])):
+    if (type(x) is not np.ndarray or x.ndim != 2 or x.shape[1] == 0 or x.dtype.kind != "f"
+            or any(type(a) is not np.ndarray or a.dtype != x.dtype for a in (g, mean, rstd))
+            or g.shape != x.shape or mean.shape != x.shape[:1] or rstd.shape != x.shape[:1]
+            or not _row_vector_ok(weight, x) or not use_numba()):
         return _ref.layer_norm_backward(g, x, weight, mean, rstd)
     g, x = np.ascontiguousarray(g), np.ascontiguousarray(x)
     dx = np.empty_like(x)
     parts = (-(-x.shape[0] // _LN_CHUNK), x.shape[1])  # per-chunk partial sums of dw and db
     dw, db = np.zeros(parts, dtype=x.dtype), np.zeros(parts, dtype=x.dtype)
-    w = np.empty(0, x.dtype) if weight is None else np.ascontiguousarray(weight)
-    _pick(_layer_norm_bwd_nb, x.size)(g, x, w, np.ascontiguousarray(mean), np.ascontiguousarray(rstd), dx, dw, db,
-                                      weight is not None)
+    w = _per_channel(weight, x.shape[1], x.dtype, 1)
+    _pick(_layer_norm_bwd_nb, x.size)(g, x, w, np.ascontiguousarray(mean), np.ascontiguousarray(rstd), dx, dw, db)
     return dx, dw.sum(axis=0), db.sum(axis=0)
 
 
@@ -1006,6 +1719,16 @@ def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_
 # ZeroDivisionError) puts a branch in every division, and the loops no longer vectorise
 # (measured: 8 ns instead of 1 ns per sigmoid).
 # ======================================================================================
+
+
+def _rows_ok(*arrays):
+    """numba on, NumPy arrays of one float dtype (None entries skipped)."""
+    present = [a for a in arrays if a is not None]
+    if not use_numba() or any(type(a) is not np.ndarray for a in present):
+        return False
+    dtype = present[0].dtype
+    return dtype.kind == "f" and all(a.dtype == dtype for a in present)
+
 
 if numba is not None:
     # exp(t) - 1 for t <= 0 without libm, vectorisable, accurate also near t = 0 (where

@@ -8,8 +8,8 @@ Two more modules expose exactly these names with the same semantics (the contrac
 docs/architecture.md; tests/test_kernels_contract.py holds them to this file):
 
 * ``cpu_kernels``: this module plus numba kernels for the hot paths (im2col/col2im, pooling,
-  ReLU, GELU, cross-entropy, dropout, embedding, recurrent cells, the optimizer updates); each
-  falls back to the code here
+  the activations, the softmax family, normalisation, attention, dropout, embedding, the
+  recurrent cells, the optimizer updates); each falls back to the code here
   when numba is off (MINIGRAD_DISABLE_NUMBA=1) or the input does not suit it.
 * ``cuda_kernels``: this module plus the project's own CUDA C kernels (backend/cuda/kernels/*.cu).
 

@@ -111,7 +111,11 @@ class Conv2d(Function):
         for gi, (cols, wmat) in enumerate(zip(self.cols, self.wmats)):
             Gg = G if self.groups == 1 else G[:, gi * og:(gi + 1) * og]
             if need_w:
-                dW2 = k.matmul(cols.T, Gg)                           # (taps [+1], og)
+                # (taps [+1], og).  For row-major columns OpenBLAS runs the same product faster
+                # as the transpose of G^T X (MNIST CNN conv2: 7.8 against 8.8 ms); for the
+                # one-channel layout (cols a transposed view) X^T G is the faster (1.5 against
+                # 2.7 ms for conv1)
+                dW2 = k.matmul(Gg.T, cols).T if cols.flags.c_contiguous else k.matmul(cols.T, Gg)
                 gw[gi * og:(gi + 1) * og] = dW2[:taps].reshape(kh, kw, cg, og).transpose(3, 2, 0, 1)
                 if has_b:
                     gb[gi * og:(gi + 1) * og] = dW2[taps]
