@@ -266,8 +266,8 @@ class Function:
         if cls.returns_view and data and out.base is not None and _shares_memory(out, data[0]):
             # a view shares its base's memory, so it shares its version counter: an in-place
             # write through either is seen by records that saved the other
-            result._vc = inputs[0]._vc
-            result._hist = result._vc[1]
+            result._memory = inputs[0]._memory
+            result._rebinds_seen = result._memory.rebinds
         if (
             _GradMode.enabled
             and cls.differentiable
@@ -275,7 +275,7 @@ class Function:
             and any(t.requires_grad for t in inputs)
         ):
             for t in inputs:
-                if t._vc[1] != t._hist and t._hist >= 0:
+                if t._memory.rebinds != t._rebinds_seen and t._rebinds_seen >= 0:
                     raise _stale_view_error(cls, t)
             result.requires_grad = True
             ctx.inputs = inputs
@@ -448,7 +448,7 @@ def _apply_custom(fn, *args, **kwargs):
     for k, start in zip(rec.diff, rec.offsets):
         out = packed if len(rec.diff) == 1 else _Unpack.apply(packed, value=outs[k].array, start=start,
                                                              label=f"{fn.__name__}[{k}]")
-        out._vc, out._hist = outs[k]._vc, outs[k]._hist
+        out._memory, out._rebinds_seen = outs[k]._memory, outs[k]._rebinds_seen
         outs[k] = out
     return tuple(outs) if isinstance(outputs, tuple) else outs[0]
 

@@ -3,7 +3,8 @@ was computed, so gradients can flow back through it.
 
 A tensor holds ``array`` (the NumPy or CuPy array), ``grad`` (a Tensor, filled by backward), ``requires_grad``
 and, when an op produced it while recording, ``_record``: the op's record on the tape
-(see autograd.py).  Operators and methods are thin: each calls one op from ``minigrad.ops``.
+(see autograd.py).  Operators and methods are thin: each is one op from ``minigrad.ops``, attached
+at the end of this file (``x + y`` is ``ops.add(x, y)``).
 """
 import numbers
 import weakref
@@ -14,8 +15,19 @@ from . import backend
 from .backend import Device
 
 
+class MemoryCounts:
+    """Counters shared by every tensor on the same memory (a tensor, its views, ``detach()``):
+    ``writes`` counts in-place writes (``Tensor._version``: a record compares it before its
+    backward), ``rebinds`` the in-place writes that gave one of these tensors a new record."""
+
+    __slots__ = ("writes", "rebinds")
+
+    def __init__(self, writes=0):
+        self.writes, self.rebinds = writes, 0
+
+
 class Tensor:
-    __slots__ = ("array", "_grad", "requires_grad", "_record", "_vc", "_hist", "_hooks",
+    __slots__ = ("array", "_grad", "requires_grad", "_record", "_memory", "_rebinds_seen", "_hooks",
                  "_post_hooks", "_retains_grad", "__weakref__")
 
     # numpy must defer to Tensor in `ndarray * Tensor`, so Tensor.__rmul__ runs.
@@ -58,13 +70,11 @@ class Tensor:
         self._grad = None
         self.requires_grad = False
         self._record = None
-        # [version, rebinds]: a cell shared by every tensor that shares this memory (detach(),
-        # views).  version counts in-place writes (records compare it at backward); rebinds
-        # counts in-place writes that gave one of them a new record, and _hist is its value
-        # when this tensor's own record was made (apply refuses a tensor whose history went
-        # stale; -1: never stale, for detach())
-        self._vc = [0, 0]
-        self._hist = 0
+        # the counters shared by every tensor on this memory (views, detach()), and the
+        # memory's rebind count when this tensor's own record was made: apply refuses a tensor
+        # whose history went stale (-1: never stale, for detach())
+        self._memory = MemoryCounts()
+        self._rebinds_seen = 0
         self._hooks = None
         self._post_hooks = None
         self._retains_grad = False
@@ -210,8 +220,8 @@ class Tensor:
         """The same data, cut off from the tape (shares memory, and so the version counter:
         modifying the detached tensor in place is caught like modifying this one)."""
         t = Tensor._wrap(self.array)
-        t._vc = self._vc
-        t._hist = -1  # a constant by request: an in-place op recorded through self does not make it stale
+        t._memory = self._memory
+        t._rebinds_seen = -1  # a constant by request: an in-place op recorded through self does not make it stale
         return t
 
     @property
@@ -231,17 +241,17 @@ class Tensor:
             raise TypeError(f"data: expected a Tensor or an array for a tensor of shape {self.shape}, "
                             f"got {type(value).__name__}")
         self.array = array
-        self._vc = [self._vc[0] + 1, 0]  # new memory: views of the old array no longer share it
-        self._hist = 0
+        self._memory = MemoryCounts(self._version + 1)  # new memory: views of the old array no longer share it
+        self._rebinds_seen = 0
 
     @property
     def _version(self):
         """How many times the data was modified in place (records compare it at backward)."""
-        return self._vc[0]
+        return self._memory.writes
 
     @_version.setter
     def _version(self, value):
-        self._vc[0] = value
+        self._memory.writes = value
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Compute the gradient of this tensor with respect to every leaf that requires grad,
@@ -334,7 +344,7 @@ class Tensor:
     # involved (grad mode on, and x or an operand requires grad) the write is recorded like any
     # op: the out-of-place op runs on x's old value and x becomes that op's output (a non-leaf),
     # so a value that carries a gradient never silently drops out of the graph.  Methods are
-    # attached in minigrad/ops/__init__.py; they all come through _inplace.
+    # attached at the end of this file; they all come through _inplace.
 
     def _inplace(self, name, compute, operands=(), needs_old=False):
         """Write ``compute(x)`` (an out-of-place op applied to this tensor's current value) into
@@ -355,9 +365,9 @@ class Tensor:
         # the value before the write: the op's input, and the output of this tensor's old record
         old = Tensor._wrap(self.array.copy() if needs_old else self.array)
         if needs_old:
-            old._vc = [self._version, 0]
+            old._memory = MemoryCounts(self._version)
         else:  # shares memory: a backward that still needs these values will see the write
-            old._vc, old._hist = self._vc, self._hist
+            old._memory, old._rebinds_seen = self._memory, self._rebinds_seen
         old.requires_grad, old._record = self.requires_grad, self._record
         if self._record is not None:
             self._record._output_ref = weakref.ref(old)
@@ -369,8 +379,8 @@ class Tensor:
         else:
             rec._output_ref, rec.out_version = weakref.ref(self), self._version
             self._record, self.requires_grad = rec, True
-        self._vc[1] += 1  # tensors sharing this memory now have a stale history
-        self._hist = self._vc[1]
+        self._memory.rebinds += 1  # tensors sharing this memory now have a stale history
+        self._rebinds_seen = self._memory.rebinds
         return self
 
     def _write(self, name, array):
@@ -710,4 +720,88 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
     return Tensor._wrap(picks.reshape(input.shape[:-1] + (k,)).astype(np.int64))
 
 
-from . import autograd, ops  # noqa: E402  (ops attach the operators and methods to Tensor)
+from . import autograd, ops  # noqa: E402  (imported last: the ops need the Tensor class)
+
+
+# -- operators and methods ------------------------------------------------------------------------
+# Each is one op of minigrad.ops, the same function as the functional form: ``x + y`` is
+# ``ops.add(x, y)``, ``x.exp()`` is ``ops.exp(x)``.  (Attached here, after the class, because the
+# ops module needs Tensor to exist first.)
+
+Tensor.__add__, Tensor.__radd__ = ops.add, ops.radd
+Tensor.__sub__, Tensor.__rsub__ = ops.sub, ops.rsub
+Tensor.__mul__, Tensor.__rmul__ = ops.mul, ops.rmul
+Tensor.__truediv__, Tensor.__rtruediv__ = ops.div, ops.rdiv
+Tensor.__floordiv__, Tensor.__rfloordiv__ = ops.floor_divide, ops.rfloordiv
+Tensor.__pow__, Tensor.__rpow__ = ops.pow, ops.rpow
+Tensor.__matmul__, Tensor.__rmatmul__ = ops.matmul, ops.rmatmul
+Tensor.__neg__ = ops.neg
+Tensor.__abs__ = ops.abs
+Tensor.__and__ = Tensor.__rand__ = ops.bitwise_and
+Tensor.__or__ = Tensor.__ror__ = ops.bitwise_or
+Tensor.__xor__ = Tensor.__rxor__ = ops.bitwise_xor
+Tensor.__invert__ = ops.bitwise_not
+Tensor.__eq__, Tensor.__ne__ = ops.eq, ops.ne
+Tensor.__lt__, Tensor.__le__, Tensor.__gt__, Tensor.__ge__ = ops.lt, ops.le, ops.gt, ops.ge
+Tensor.__hash__ = lambda self: id(self)  # defining __eq__ removes the default hash
+Tensor.__getitem__ = ops.getitem
+Tensor.T = property(ops._T)
+
+for _name in (
+        # elementwise.py
+        "add", "sub", "mul", "div", "floor_divide", "neg", "pow", "exp", "log", "log1p", "sqrt", "abs",
+        "sign", "sin", "cos", "clip", "clamp", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
+        "clone", "isclose", "allclose", "equal", "masked_fill", "floor", "ceil", "round", "trunc",
+        "addcmul", "addcdiv",
+        # reduce.py, matmul.py, activation.py, sort.py
+        "sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "logsumexp",
+        "all", "any", "cumsum", "norm", "matmul", "mm", "bmm", "relu", "sigmoid", "tanh", "softmax",
+        "log_softmax", "argsort", "sort", "topk", "multinomial",
+        # shape.py
+        "reshape", "view", "view_as", "expand", "expand_as", "broadcast_to", "sum_to", "flatten",
+        "squeeze", "unsqueeze", "transpose", "permute", "split", "chunk", "tril", "triu", "gather",
+        "index_select", "repeat", "contiguous"):
+    setattr(Tensor, _name, getattr(ops, _name))
+Tensor.swapaxes = ops.transpose
+Tensor.where = lambda self, cond, other: ops.where(cond, self, other)
+Tensor.is_contiguous = lambda self: bool(self.array.flags.c_contiguous)
+Tensor.type_as = lambda self, other: self.to(device=other.device, dtype=other.dtype)
+Tensor.type_as.__doc__ = "This tensor converted to ``other``'s dtype and device."
+
+
+# -- in-place methods ------------------------------------------------------------------------------
+# x.mul_(y) stores mul(x, y) in x's memory (Tensor._inplace); while gradients are recorded the
+# write goes on the tape.  needs_old: the op's backward reads its input's values, which the
+# write overwrites.
+
+def _inplace_method(name, fn, needs_old):
+    def method(self, *args, **kwargs):
+        return self._inplace(name, lambda t: fn(t, *args, **kwargs), args + tuple(kwargs.values()),
+                             needs_old)
+
+    method.__name__ = name
+    method.__doc__ = f"In place: ``x.{name}(...)`` stores ``{fn.__name__}(x, ...)`` in x's memory."
+    return method
+
+
+def _add_scaled(x, other, alpha=1):
+    return ops.add(x, other if alpha == 1 else other * alpha)
+
+
+def _sub_scaled(x, other, alpha=1):
+    return ops.sub(x, other if alpha == 1 else other * alpha)
+
+
+for _name, _fn, _needs_old in (
+        ("add_", _add_scaled, False), ("sub_", _sub_scaled, False), ("mul_", ops.mul, True),
+        ("div_", ops.div, True), ("pow_", ops.pow, True), ("neg_", ops.neg, False),
+        ("exp_", ops.exp, False), ("log_", ops.log, True), ("sqrt_", ops.sqrt, False),
+        ("abs_", ops.abs, True), ("sin_", ops.sin, True), ("cos_", ops.cos, True),
+        ("clamp_", ops.clip, False), ("clip_", ops.clip, False), ("relu_", ops.relu, False),
+        ("sigmoid_", ops.sigmoid, False), ("tanh_", ops.tanh, False), ("leaky_relu_", ops.leaky_relu, True),
+        ("silu_", ops.silu, True), ("masked_fill_", ops.masked_fill, False), ("floor_", ops.floor, False),
+        ("ceil_", ops.ceil, False), ("round_", ops.round, False), ("trunc_", ops.trunc, False),
+        ("addcmul_", ops.addcmul, False), ("addcdiv_", ops.addcdiv, False)):
+    setattr(Tensor, _name, _inplace_method(_name, _fn, _needs_old))
+Tensor.__iadd__, Tensor.__isub__ = Tensor.add_, Tensor.sub_
+Tensor.__imul__, Tensor.__itruediv__ = Tensor.mul_, Tensor.div_

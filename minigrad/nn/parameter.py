@@ -23,7 +23,7 @@ class Parameter(Tensor):
             data = np.empty((0,), dtype=backend.get_default_dtype())
         if isinstance(data, Tensor):
             self._init(data.array)
-            self._vc = data._vc  # the same memory, so the same count of in-place writes
+            self._memory = data._memory  # the same memory, so the same count of in-place writes
         else:
             Tensor.__init__(self, data)
         if requires_grad and self.dtype.kind not in "fc":

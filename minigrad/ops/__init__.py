@@ -1,6 +1,6 @@
 """The op library: one module per family, each op a Function with forward and backward
-side by side.  This file gathers the functional forms and attaches them to Tensor as
-methods and operators, so ``x.exp()``, ``x + y`` and ``ops.exp(x)`` are the same call.
+side by side.  This file gathers the functional forms; tensor.py attaches them to Tensor as
+operators and methods (at its end), so ``x.exp()``, ``x + y`` and ``ops.exp(x)`` are the same call.
 """
 from ..autograd import REGISTRY, Function  # noqa: F401
 from ..tensor import Tensor
@@ -71,91 +71,3 @@ __all__ = [
     "all", "any", "cumsum", "norm", "bmm", "einsum", "mm",
     "argsort", "sort", "topk", "index_select", "conv1d", "group_norm",
 ]
-
-# -- operators ------------------------------------------------------------------------------
-Tensor.__add__, Tensor.__radd__ = add, radd
-Tensor.__sub__, Tensor.__rsub__ = sub, rsub
-Tensor.__mul__, Tensor.__rmul__ = mul, rmul
-Tensor.__truediv__, Tensor.__rtruediv__ = div, rdiv
-Tensor.__neg__ = neg
-Tensor.__pow__, Tensor.__rpow__ = pow, rpow
-Tensor.__abs__ = abs
-Tensor.__floordiv__, Tensor.__rfloordiv__ = floor_divide, rfloordiv
-Tensor.__and__ = Tensor.__rand__ = bitwise_and
-Tensor.__or__ = Tensor.__ror__ = bitwise_or
-Tensor.__xor__ = Tensor.__rxor__ = bitwise_xor
-Tensor.__invert__ = bitwise_not
-Tensor.__eq__, Tensor.__ne__ = eq, ne
-Tensor.__lt__, Tensor.__le__, Tensor.__gt__, Tensor.__ge__ = lt, le, gt, ge
-Tensor.__hash__ = lambda self: id(self)  # defining __eq__ removes the default hash
-
-# -- methods --------------------------------------------------------------------------------
-for _name in ("add", "sub", "mul", "div", "floor_divide", "neg", "pow", "exp", "log", "log1p", "sqrt", "abs", "sign",
-              "sin", "cos", "clip", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
-              "sum", "mean", "reshape", "view", "expand", "broadcast_to", "sum_to"):
-    setattr(Tensor, _name, globals()[_name])
-Tensor.clamp = clip
-Tensor.where = lambda self, cond, other: where(cond, self, other)
-
-# -- shape methods (minigrad/ops/shape.py) ---------------------------------------------------
-for _name in ("flatten", "squeeze", "unsqueeze", "transpose", "permute", "split", "chunk", "tril", "triu"):
-    setattr(Tensor, _name, globals()[_name])
-Tensor.__getitem__ = getitem
-Tensor.swapaxes = transpose
-Tensor.T = property(_T)
-
-# -- reduction, matmul and activation methods (reduce.py, matmul.py, activation.py) ---------
-for _name in ("var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "logsumexp", "matmul",
-              "clone", "gather", "isclose", "allclose", "equal",
-              "relu", "sigmoid", "tanh", "softmax", "log_softmax"):
-    setattr(Tensor, _name, globals()[_name])
-Tensor.__matmul__, Tensor.__rmatmul__ = matmul, rmatmul
-
-# -- in-place methods (tensor.py: Tensor._inplace) ------------------------------------------------
-# x.mul_(y) stores mul(x, y) in x's memory; while gradients are recorded the write goes on the
-# tape.  needs_old: the op's backward reads its input's values, which the write overwrites.
-
-
-def _inplace_method(name, fn, needs_old):
-    def method(self, *args, **kwargs):
-        return self._inplace(name, lambda t: fn(t, *args, **kwargs), args + tuple(kwargs.values()),
-                             needs_old)
-
-    method.__name__ = name
-    method.__doc__ = f"In place: ``x.{name}(...)`` stores ``{fn.__name__}(x, ...)`` in x's memory."
-    return method
-
-
-def _add_scaled(x, other, alpha=1):
-    return add(x, other if alpha == 1 else other * alpha)
-
-
-def _sub_scaled(x, other, alpha=1):
-    return sub(x, other if alpha == 1 else other * alpha)
-
-
-for _name, _fn, _needs_old in (
-        ("add_", _add_scaled, False), ("sub_", _sub_scaled, False), ("mul_", mul, True),
-        ("div_", div, True), ("pow_", pow, True), ("neg_", neg, False), ("exp_", exp, False),
-        ("log_", log, True), ("sqrt_", sqrt, False), ("abs_", abs, True), ("sin_", sin, True),
-        ("cos_", cos, True), ("clamp_", clip, False), ("clip_", clip, False), ("relu_", relu, False),
-        ("sigmoid_", sigmoid, False), ("tanh_", tanh, False), ("masked_fill_", masked_fill, False)):
-    setattr(Tensor, _name, _inplace_method(_name, _fn, _needs_old))
-for _name, _fn, _needs_old in (
-        ("leaky_relu_", leaky_relu, True), ("silu_", silu, True), ("floor_", floor, False),
-        ("ceil_", ceil, False), ("round_", round, False), ("trunc_", trunc, False),
-        ("addcmul_", addcmul, False), ("addcdiv_", addcdiv, False)):
-    setattr(Tensor, _name, _inplace_method(_name, _fn, _needs_old))
-Tensor.__iadd__, Tensor.__isub__ = Tensor.add_, Tensor.sub_
-Tensor.__imul__, Tensor.__itruediv__ = Tensor.mul_, Tensor.div_
-Tensor.masked_fill = masked_fill
-
-
-# -- issue 16: more methods (PyTorch's names) -------------------------------------------------------
-for _name in ("all", "any", "cumsum", "norm", "mm", "bmm", "contiguous", "expand_as", "view_as",
-              "index_select", "repeat", "argsort", "sort", "topk", "floor", "ceil", "round", "trunc",
-              "addcmul", "addcdiv", "multinomial"):
-    setattr(Tensor, _name, globals()[_name])
-Tensor.is_contiguous = lambda self: bool(self.array.flags.c_contiguous)
-Tensor.type_as = lambda self, other: self.to(device=other.device, dtype=other.dtype)
-Tensor.type_as.__doc__ = "This tensor converted to ``other``'s dtype and device."
