@@ -1,4 +1,8 @@
-"""Constructor arguments checked against the signature before ``__init__`` runs.
+"""Argument checks shared by ops and layers: constructor arguments against the signature,
+probabilities, positive integers and int-or-tuple sizes (one message for each kind of mistake,
+whether it reaches ``nn.Conv2d(...)`` or ``F.conv2d(...)`` first).
+
+Constructor arguments are checked against the signature before ``__init__`` runs.
 
 A PyTorch script may pass an argument that minigrad's class does not have (``nn.ReLU(inplace=True)``
 before it had one, ``optim.Adam(..., foreach=True)``, ``DataLoader(..., prefetch_factor=4)``).
@@ -10,8 +14,9 @@ raises a TypeError naming the class, the argument and every argument the class a
 """
 import functools
 import inspect
+import numbers
 
-__all__ = ["CheckedArguments", "check_arguments", "check_probability"]
+__all__ = ["CheckedArguments", "check_arguments", "check_probability", "positive_int", "sizes"]
 
 
 class CheckedArguments:
@@ -48,3 +53,25 @@ def check_probability(p, op="dropout"):
     """``p`` must be a number in [0, 1] (a dropout probability); ValueError naming ``op``."""
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
         raise ValueError(f"{op}: probability p must be a number in [0, 1], got {p!r}")
+
+
+def positive_int(value, name, op):
+    """``value`` as an int >= 1 (a channel count, groups); ValueError naming ``op`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{op}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def sizes(value, n, name, op, minimum):
+    """An int (the same along each of n axes) or a sequence of n ints, each >= minimum, as an
+    n-tuple: a kernel size, stride, padding or dilation."""
+    if isinstance(value, numbers.Integral):
+        each = (value,) * n
+    else:
+        each = tuple(value) if isinstance(value, (tuple, list)) else ()
+    if len(each) != n or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in each):
+        raise TypeError(f"{op}: {name} must be an int or a {'pair' if n == 2 else f'{n}-tuple'} of ints, "
+                        f"got {value!r}")
+    if any(v < minimum for v in each):
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
+    return tuple(int(v) for v in each)

@@ -1,8 +1,7 @@
 """Conv1d and Conv2d: learnable convolution layers (PyTorch's ``nn.Conv1d`` / ``nn.Conv2d``)."""
-import numbers
 
 from ..ops import conv1d, conv2d
-from ..ops.conv import _pair, _single
+from .._arguments import positive_int, sizes
 from ..ops.shape import functional_pad
 from . import init
 from .layers import _weight_and_bias
@@ -15,7 +14,7 @@ _PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "repli
 class _ConvNd(Module):
     """What Conv1d and Conv2d share: the arguments, checked, and PyTorch's initialisation.
     A subclass names its op (``_conv``) and how an int or tuple becomes one entry per spatial
-    dimension (``_tuple``).
+    dimension (``_ndim``: the number of spatial axes).
 
     ``padding`` is an int, a tuple, "valid" (none) or "same" (the output keeps the input's
     length, stride 1 only: d (k - 1) in all, the odd one on the right, as PyTorch);
@@ -26,17 +25,15 @@ class _ConvNd(Module):
                  groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
         super().__init__()
         name = type(self).__name__
-        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                           ("groups", groups)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name}: {arg} must be a positive integer, got {value!r}")
+        in_channels, out_channels, groups = (positive_int(v, arg, name) for arg, v in (
+            ("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)))
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: in_channels={in_channels} and out_channels={out_channels} "
                              f"must both be divisible by groups={groups}")
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = self._tuple(kernel_size, "kernel_size", name, 1)
-        self.stride = self._tuple(stride, "stride", name, 1)
-        self.dilation = self._tuple(dilation, "dilation", name, 1)
+        self.kernel_size = sizes(kernel_size, self._ndim, "kernel_size", name, 1)
+        self.stride = sizes(stride, self._ndim, "stride", name, 1)
+        self.dilation = sizes(dilation, self._ndim, "dilation", name, 1)
         if padding_mode not in _PADDING_MODES:
             raise ValueError(f"{name}: padding_mode must be one of {', '.join(_PADDING_MODES)}, got {padding_mode!r}")
         self.padding_mode = padding_mode
@@ -49,9 +46,9 @@ class _ConvNd(Module):
             total = [d * (k - 1) if padding == "same" else 0 for d, k in zip(self.dilation, self.kernel_size)]
             self._sides = [(t // 2, t - t // 2) for t in total]
         else:
-            self.padding = self._tuple(padding, "padding", name, 0)
+            self.padding = sizes(padding, self._ndim, "padding", name, 0)
             self._sides = [(p, p) for p in self.padding]
-        self.groups = int(groups)
+        self.groups = groups
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         _weight_and_bias(self, shape, bias, device, dtype)
 
@@ -93,7 +90,7 @@ class Conv2d(_ConvNd):
     b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
 
     _conv = staticmethod(conv2d)
-    _tuple = staticmethod(_pair)
+    _ndim = 2
 
 
 class Conv1d(_ConvNd):
@@ -103,4 +100,4 @@ class Conv1d(_ConvNd):
     image of height 1 (ops/conv.py, ``conv1d``)."""
 
     _conv = staticmethod(conv1d)
-    _tuple = staticmethod(lambda value, name, op, minimum: (_single(value, name, op, minimum),))
+    _ndim = 1

@@ -8,25 +8,9 @@ convolution of the batch is ONE matrix product; the backward is two matrix produ
 adjoint of the unrolling (``col2im``).  The kernels come from the kernel table
 (``backend.kernels(x)``: reference.py, with numba versions in cpu_kernels.py).
 """
-import numbers
-
 from .. import backend
+from .._arguments import positive_int, sizes
 from ..autograd import Function, register
-
-
-def _pair(value, name, op, minimum):
-    """An int or a pair of ints, each >= minimum, as a pair."""
-    if isinstance(value, numbers.Integral):
-        pair = (value, value)
-    elif isinstance(value, (tuple, list)):
-        pair = tuple(value)
-    else:
-        pair = ()
-    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
-    if any(v < minimum for v in pair):
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
-    return tuple(int(v) for v in pair)
 
 
 def output_size(size, kernel, stride, padding, dilation=1, ceil_mode=False):
@@ -136,11 +120,10 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation, like PyTorch) of x (N, C, H, W) with weight
     (O, C/groups, kh, kw) plus bias (O,).  stride/padding/dilation: an int or a pair."""
     op = "conv2d"
-    stride = _pair(stride, "stride", op, 1)
-    padding = _pair(padding, "padding", op, 0)
-    dilation = _pair(dilation, "dilation", op, 1)
-    if not isinstance(groups, numbers.Integral) or groups < 1:
-        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    stride = sizes(stride, 2, "stride", op, 1)
+    padding = sizes(padding, 2, "padding", op, 0)
+    dilation = sizes(dilation, 2, "dilation", op, 1)
+    groups = positive_int(groups, "groups", op)
     if x.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if weight.ndim != 4:
@@ -168,18 +151,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                 output_size(w, kw, stride[1], padding[1], dilation[1]))
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation,
-                        groups=int(groups), out_size=out_size)
-
-
-def _single(value, name, op, minimum):
-    """An int or a 1-tuple of ints, >= minimum, as an int (conv1d's stride, padding, ...)."""
-    if isinstance(value, (tuple, list)) and len(value) == 1:
-        value = value[0]
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{op}: {name} must be an int or a 1-tuple of ints, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{op}: {name} must be >= {minimum}, got {value!r}")
-    return int(value)
+                        groups=groups, out_size=out_size)
 
 
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -190,14 +162,15 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     weight (O, C/groups, 1, k), and the height axis is dropped again.  So it runs conv2d's
     kernels (im2col + one GEMM) and its gradient is conv2d's, through the two reshapes."""
     op = "conv1d"
-    stride, padding = _single(stride, "stride", op, 1), _single(padding, "padding", op, 0)
-    dilation = _single(dilation, "dilation", op, 1)
+    (stride,), (padding,) = sizes(stride, 1, "stride", op, 1), sizes(padding, 1, "padding", op, 0)
+    (dilation,) = sizes(dilation, 1, "dilation", op, 1)
+    groups = positive_int(groups, "groups", op)
     if x.ndim not in (2, 3):
         raise ValueError(f"{op}: expected a 3-D input (N, C, L) or an unbatched 2-D one (C, L), got shape {x.shape}")
     if weight.ndim != 3:
         raise ValueError(f"{op}: expected a 3-D weight (O, C/groups, k), got shape {weight.shape}")
     (c, length), (o, cg, k) = x.shape[-2:], weight.shape
-    if isinstance(groups, numbers.Integral) and groups >= 1 and c != cg * groups:
+    if c != cg * groups:
         raise ValueError(f"{op}: input of shape {x.shape} has {c} channels but weight of shape "
                          f"{weight.shape} expects {cg * groups} (= {cg} x groups={groups})")
     if dilation * (k - 1) + 1 > length + 2 * padding:

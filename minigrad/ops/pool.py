@@ -9,15 +9,16 @@ in the padding.  The kernels come from the kernel table (``backend.kernels(x)``)
 """
 from .. import backend
 from ..autograd import Function, register
-from .conv import _pair, output_size
+from .._arguments import sizes
+from .conv import output_size
 from .elementwise import floating
 
 
 def _pool_geometry(x, kernel_size, stride, padding, dilation, ceil_mode, op):
-    kernel = _pair(kernel_size, "kernel_size", op, 1)
-    stride = kernel if stride is None else _pair(stride, "stride", op, 1)
-    padding = _pair(padding, "padding", op, 0)
-    dilation = _pair(dilation, "dilation", op, 1)
+    kernel = sizes(kernel_size, 2, "kernel_size", op, 1)
+    stride = kernel if stride is None else sizes(stride, 2, "stride", op, 1)
+    padding = sizes(padding, 2, "padding", op, 0)
+    dilation = sizes(dilation, 2, "dilation", op, 1)
     if x.ndim != 4:
         raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
@@ -179,7 +180,7 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
 
 def adaptive_avg_pool2d(x, output_size):
     """Average pooling to a fixed output size (an int or a pair); 1 = global average pooling."""
-    out = _pair(output_size, "output_size", "adaptive_avg_pool2d", 1)
+    out = sizes(output_size, 2, "output_size", "adaptive_avg_pool2d", 1)
     if x.ndim != 4:
         raise ValueError(f"adaptive_avg_pool2d: expected a 4-D input (N, C, H, W), got shape {x.shape}")
     if x.shape[2] == 0 or x.shape[3] == 0:
