@@ -10,15 +10,15 @@ Two switches, DeZero style, and nothing here knows about autograd:
   ``kernels(x.array).softmax(...)`` and never pick an implementation themselves.
 """
 import importlib
-import os
 
 import numpy as np
+from .. import _env
 
 # Device "cuda" is CuPy on a GPU, or, with MINIGRAD_CUDA_EMULATOR=1, the CuPy stand-in that runs
 # our CUDA C in the C emulator on any machine (backend/cuda/emulator/cupy_standin: for CI and
 # for students; docs/emulator.md).  The stand-in is bound to the name ``cupy`` at the end of this
 # file (it imports backend.cuda, which needs the functions below); real CuPy is then not imported.
-EMULATED_CUDA = os.environ.get("MINIGRAD_CUDA_EMULATOR", "0") not in ("", "0", "false", "no")
+EMULATED_CUDA = _env.flag("MINIGRAD_CUDA_EMULATOR")
 cupy = None
 _cupy_import_error = None
 if not EMULATED_CUDA:
@@ -131,7 +131,7 @@ _default_device = []  # set_default_device, else $MINIGRAD_DEVICE, else cpu
 def default_device():
     """Where new tensors and parameters go when no device is named."""
     if not _default_device:
-        _default_device.append(Device(os.environ.get("MINIGRAD_DEVICE") or "cpu"))
+        _default_device.append(Device(_env.setting("MINIGRAD_DEVICE", "cpu")))
     return _default_device[0]
 
 
@@ -167,7 +167,7 @@ def to_device(array, device):
 # The kernel table: which module runs the kernels for an array.
 _TABLES = {"cpu": "cpu_kernels", "reference": "reference", "cuda": "cuda"}
 _loaded_tables = {}
-_cpu_choice = {"name": os.environ.get("MINIGRAD_CPU_KERNELS") or "cpu", "table": None}
+_cpu_choice = {"name": _env.setting("MINIGRAD_CPU_KERNELS", "cpu"), "table": None}
 
 
 def kernels(array):
@@ -238,7 +238,7 @@ def check_indices_on_device(indices, low, high, op):
 def debug_checks():
     """True under MINIGRAD_DEBUG=1: ops then also run the input checks that read values back
     from the GPU (label ranges, ...), which a training step otherwise avoids."""
-    return os.environ.get("MINIGRAD_DEBUG", "0") not in ("", "0", "false", "no")
+    return _env.flag("MINIGRAD_DEBUG")
 
 
 # ----------------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def set_default_dtype(dtype):
 
 def numba_enabled():
     """numba kernels are used unless MINIGRAD_DISABLE_NUMBA=1 (then pure-NumPy fallbacks run)."""
-    return os.environ.get("MINIGRAD_DISABLE_NUMBA", "0") not in ("1", "true", "yes")
+    return not _env.flag("MINIGRAD_DISABLE_NUMBA")
 
 
 if EMULATED_CUDA:  # the emulated device (see the top of this file)

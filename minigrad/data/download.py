@@ -18,6 +18,8 @@ import os
 import pathlib
 import tempfile
 
+from .. import _env
+
 __all__ = ["DatasetNotFoundError", "ChecksumError", "cache_dir", "candidate_dirs",
            "download_file", "md5sum"]
 
@@ -31,9 +33,8 @@ class ChecksumError(RuntimeError):
 
 
 def cache_dir():
-    """``$XDG_CACHE_HOME/minigrad``, or ``~/.cache/minigrad``."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return pathlib.Path(base) / "minigrad"
+    """MINIGRAD_CACHE, or ``$XDG_CACHE_HOME/minigrad``, or ``~/.cache/minigrad``."""
+    return _env.cache_dir()
 
 
 def candidate_dirs(root, folder):
@@ -41,7 +42,7 @@ def candidate_dirs(root, folder):
     bases = []
     if root is not None:
         bases.append(pathlib.Path(os.fspath(root)).expanduser())
-    env = os.environ.get("MINIGRAD_DATA")
+    env = _env.setting("MINIGRAD_DATA")
     if env:
         bases.append(pathlib.Path(env).expanduser())
     bases.append(cache_dir())

@@ -14,9 +14,10 @@ dies or stalls, the others would wait for it inside their next collective foreve
 Aborting is ``MPI_Abort``: ``mpiexec`` then kills every rank and exits non-zero.
 """
 import datetime
-import os
 import sys
 import time
+
+from .. import _env
 
 #: seconds a collective may take before the job is aborted (PyTorch's NCCL default, 10 min):
 #: long enough for one rank to evaluate or save a checkpoint while the others wait.
@@ -97,7 +98,7 @@ def get_world_size():
 
 def _seconds(timeout):
     if timeout is None:
-        env = os.environ.get("MINIGRAD_DIST_TIMEOUT")
+        env = _env.setting("MINIGRAD_DIST_TIMEOUT")
         return float(env) if env else DEFAULT_TIMEOUT
     if isinstance(timeout, datetime.timedelta):
         timeout = timeout.total_seconds()

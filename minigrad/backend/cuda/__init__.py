@@ -29,11 +29,11 @@ Inputs a kernel does not cover (other dtypes, inconsistent shapes) go to the ref
 function, which computes the answer or raises the contract's error.
 """
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ... import _env
 from .. import array_module
 from .. import reference as _ref
 from ..reference import *  # noqa: F401,F403  (the whole table; overridden below)
@@ -87,7 +87,7 @@ _SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 
 
 def _sync_each_launch():
-    return os.environ.get("MINIGRAD_CUDA_SYNC", "0") not in ("", "0", "false", "no")
+    return _env.flag("MINIGRAD_CUDA_SYNC")
 
 
 def _launch(xp, family, kernel, dtype, grid, block, args):

@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .... import _env
+
 __all__ = [
     "Module", "Function", "RawKernel", "available",
     "EmulatorError", "CompileError", "DeadlockError", "KernelError", "ResourceError",
@@ -103,7 +105,7 @@ class _Toolchain:
     """The C++ compiler, the flags every module is built with, and the compiled runtime."""
 
     def __init__(self):
-        cxx = os.environ.get("MINIGRAD_EMU_CXX") or os.environ.get("CXX") or shutil.which("g++") \
+        cxx = _env.setting("MINIGRAD_EMU_CXX") or _env.setting("CXX") or shutil.which("g++") \
             or shutil.which("c++") or shutil.which("clang++")
         if not cxx:
             raise EmulatorError("no C++ compiler found (install g++, or set MINIGRAD_EMU_CXX)")
@@ -114,10 +116,10 @@ class _Toolchain:
         except (OSError, subprocess.CalledProcessError) as e:
             raise EmulatorError(f"the C++ compiler {cxx!r} does not run: {e}") from None
         self.version = version.stdout.splitlines()[0] if version.stdout else cxx
-        debug = os.environ.get("MINIGRAD_EMU_DEBUG") == "1"
+        debug = _env.flag("MINIGRAD_EMU_DEBUG")
         self.flags = ("-O0", "-g") + _FLAGS if debug else ("-O2",) + _FLAGS
         self.flags += _fma_flags(machine.stdout)
-        if os.environ.get("MINIGRAD_EMU_UCONTEXT") == "1":  # the portable context switch
+        if _env.flag("MINIGRAD_EMU_UCONTEXT"):  # the portable context switch
             self.flags += ("-DMGEMU_UCONTEXT",)
         self.identity = "\n".join([str(_ABI_VERSION), self.version, machine.stdout.strip(), " ".join(self.flags)]
                                   + [(_EMULATOR_DIR / f).read_text() for f in sorted(os.listdir(_EMULATOR_DIR))
@@ -158,10 +160,7 @@ def _fma_flags(machine):
 
 
 def _cache_dir():
-    root = os.environ.get("MINIGRAD_CACHE")
-    if not root:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "minigrad"
-    path = Path(root) / "emulator"
+    path = _env.cache_dir() / "emulator"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -741,7 +740,7 @@ class Function:
         if len(args) != len(self.parameters):
             raise TypeError(f"kernel '{self.name}' takes {len(self.parameters)} arguments "
                             f"({', '.join(map(str, self.parameters))}), but {len(args)} were given")
-        check = os.environ.get("MINIGRAD_EMU_CHECK") == "1"
+        check = _env.flag("MINIGRAD_EMU_CHECK")
         values, arrays = [], []
         for param, value in zip(self.parameters, args):
             values.append(self._pack(param, value, arrays, check))
@@ -850,7 +849,7 @@ class Function:
 
 
 def _stack_kb():
-    value = os.environ.get("MINIGRAD_EMU_STACK_KB", "64")
+    value = _env.setting("MINIGRAD_EMU_STACK_KB", "64")
     if not value.isdigit() or not 16 <= int(value) <= 65536:
         raise ValueError(f"MINIGRAD_EMU_STACK_KB must be a number of kilobytes from 16 to 65536, got {value!r}")
     return int(value)
