@@ -115,11 +115,15 @@ def test_gradcheck_needs_a_floating_input():
 
 
 def test_gradcheck_records_the_ops_it_saw():
-    from minigrad.gradcheck import CHECKED
+    from minigrad.gradcheck import observers
 
-    CHECKED[1].clear()
-    CHECKED[2].clear()
-    mg.gradcheck(lambda t: mg.exp(t).sum(), mg.tensor([1.0], dtype=mg.float64))
-    assert {"Exp", "Sum"} <= CHECKED[1] and not CHECKED[2]
-    mg.gradgradcheck(lambda t: mg.sin(t), mg.tensor([1.0], dtype=mg.float64))
-    assert "Sin" in CHECKED[2]
+    seen = []
+    observers.append(lambda kind, names: seen.append((kind, names)))
+    try:
+        mg.gradcheck(lambda t: mg.exp(t).sum(), mg.tensor([1.0], dtype=mg.float64))
+        assert ("gradcheck", {"Exp", "Sum"}) in seen and ("inplace", {"Exp", "Sum"}) in seen
+        assert not any(kind == "gradgradcheck" for kind, _ in seen)
+        mg.gradgradcheck(lambda t: mg.sin(t), mg.tensor([1.0], dtype=mg.float64))
+        assert any(kind == "gradgradcheck" and "Sin" in names for kind, names in seen)
+    finally:
+        observers.pop()
