@@ -192,16 +192,17 @@ class Function:
 
         class Mul(Function):
             '''z = x * y      dL/dx = g * y,  dL/dy = g * x'''
-            def forward(ctx, x, y):          # arrays in (numpy or cupy), array out
+            def forward(self, x, y):         # arrays in (numpy or cupy), array out
                 return x * y
-            def backward(ctx, g):            # Tensor in, one Tensor (or None) per input out
-                x, y = ctx.saved_tensors
+            def backward(self, g):           # Tensor in, one Tensor (or None) per input out
+                x, y = self.saved_tensors
                 return g * y, g * x
 
-    ``forward`` may stash arrays it computed on ``ctx`` (a mask, an argmax) for ``backward``.
-    ``ctx.saved_tensors`` gives the input tensors and ``ctx.saved_output`` the output tensor.
-    ``backward`` need not undo broadcasting: the engine sums each gradient back to its input's
-    shape in one place.
+    Each call makes one instance, ``self`` in both methods: it is the op's record on the tape
+    (the node of the graph), and it carries what forward leaves for backward.  ``forward`` may
+    stash arrays it computed on ``self`` (a mask, an argmax); ``self.saved_tensors`` gives the
+    input tensors and ``self.saved_output`` the output tensor.  ``backward`` need not undo
+    broadcasting: the engine sums each gradient back to its input's shape in one place.
 
     That is the ops' protocol.  A subclass whose ``forward`` is a ``@staticmethod`` follows
     PyTorch's instead (tensors in, ``ctx.save_for_backward``; see FunctionCtx below): its
@@ -256,8 +257,8 @@ class Function:
         constants = [(k, v) for k, v in params.items() if isinstance(v, Tensor)] if params else None
         if constants:
             params = {k: v.array if isinstance(v, Tensor) else v for k, v in params.items()}
-        ctx = cls()
-        out = ctx.forward(*data, **params)
+        record = cls()  # this call's record (kept when recording)
+        out = record.forward(*data, **params)
         if type(out) is not np.ndarray and not isinstance(out, backend.array_module(out).ndarray):
             # a NumPy scalar from a reduction: a 0-d array on x's device
             out = (backend.array_module(data[0]) if data else np).asarray(out)
@@ -278,18 +279,18 @@ class Function:
                 if t._memory.rebinds != t._rebinds_seen and t._rebinds_seen >= 0:
                     raise _stale_view_error(cls, t)
             result.requires_grad = True
-            ctx.inputs = inputs
+            record.inputs = inputs
             # the edges of the graph, fixed now: where each input's gradient goes (its producing
             # record, or the leaf itself, or nowhere).  Fixed at record time because an in-place
             # op may later give the same Tensor object a new record.
-            ctx.edges = tuple((t._record or t) if t.requires_grad else None for t in inputs)
-            ctx.versions = tuple(t._version for t in inputs)
+            record.edges = tuple((t._record or t) if t.requires_grad else None for t in inputs)
+            record.versions = tuple(t._version for t in inputs)
             if constants:
-                ctx.constants = tuple((k, t, t._version) for k, t in constants)
-            ctx.seq = next(_sequence)
-            ctx._output_ref = weakref.ref(result)
-            ctx.out_version = result._version
-            result._record = ctx
+                record.constants = tuple((k, t, t._version) for k, t in constants)
+            record.seq = next(_sequence)
+            record._output_ref = weakref.ref(result)
+            record.out_version = result._version
+            result._record = record
         return result
 
     # -- what backward can use --------------------------------------------------------------
