@@ -224,8 +224,13 @@ class Function:
                                       Tensors passed as keyword parameters (an index, a target,
                                       a mask) reach forward as arrays and are always checked.
       ``differentiable = False``      the output never requires grad (comparisons, argmax).
-      ``once_differentiable = True``  backward uses raw arrays / a fused kernel; a double
-                                      backward through it raises instead of being wrong.
+      ``fused_backward(self, g)``     optional: the same gradients as backward from a fused
+                                      kernel on raw arrays; the engine runs it instead of
+                                      backward when the gradient is not recorded (no
+                                      create_graph), so backward stays the math, in ops.
+      ``once_differentiable = True``  the fallback where no backward in ops exists (conv's
+                                      col2im, pooling's scatter): backward uses raw arrays, and
+                                      a double backward through it raises instead of being wrong.
       ``returns_view = True``         forward may return a view of its first input; the output
                                       then shares the input's version counter.
     """
@@ -234,6 +239,7 @@ class Function:
     saves_output = False
     constants = ()  # (name, tensor, version) of the tensors passed as parameters; all checked
     differentiable = True
+    fused_backward = None  # (a method, where an op has one)
     once_differentiable = False
     returns_view = False  # forward may return a view of its first input (reshape, slicing)
 
@@ -814,7 +820,14 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
 
 
 def _call_backward(rec, grad, create_graph):
-    if create_graph and rec.once_differentiable:
+    """One record's gradients.  ``backward`` is written with ops, so under create_graph the
+    gradient is recorded too and can be differentiated again; when nothing records it, an
+    op's ``fused_backward`` (the same gradient from one kernel) runs instead, where it has
+    one.  The fallback: a once_differentiable op has only a backward on raw arrays, whose
+    results then refuse a second differentiation."""
+    if not create_graph and rec.fused_backward is not None:
+        grads = rec.fused_backward(grad)
+    elif create_graph and rec.once_differentiable:
         with no_grad():
             grads = rec.backward(grad)
         grads = grads if isinstance(grads, tuple) else (grads,)
@@ -822,7 +835,8 @@ def _call_backward(rec, grad, create_graph):
             None if g is None else _OnceDifferentiableResult.apply(g, grad, *rec.inputs, op=rec.name)
             for g in grads
         )
-    grads = rec.backward(grad)
+    else:
+        grads = rec.backward(grad)
     if not isinstance(grads, tuple):
         grads = (grads,)
     if len(grads) != len(rec.inputs):

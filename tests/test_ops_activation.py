@@ -1,5 +1,6 @@
 """Activations: relu, leaky_relu, sigmoid, tanh, gelu, silu, softmax, log_softmax
-(minigrad/ops/activation.py), their backward ops (ReLUGrad, SigmoidGrad, ...), and nn.GELU/SiLU."""
+(minigrad/ops/activation.py), GELUDerivative, the fused backward kernels against the backwards
+written with ops, and nn.GELU/SiLU."""
 import math
 
 import numpy as np
@@ -8,9 +9,7 @@ from hypothesis import given, strategies as st
 
 import minigrad as mg
 from minigrad import nn
-from minigrad.ops.activation import (
-    GELUGrad, LeakyReLUGrad, LogSoftmaxGrad, SigmoidGrad, SiLUGrad, SoftmaxGrad, TanhGrad,
-)
+from minigrad.ops.activation import GELUDerivative
 from tests.conftest import DEVICES
 from tests.bounds import LIBM_ULPS, assert_within
 from tests.coverage import covers
@@ -273,19 +272,6 @@ def test_relu_grad(x, slope):
     assert mg.gradgradcheck(fn, t(x))
 
 
-@covers("ReLUGrad", twice=True)
-@given(arrays(shapes(0, 3, max_side=3), **KINK))
-def test_relu_backward_op_grad(x):
-    """ReLU's backward is itself an op (g gated by y > 0), so it must differentiate too."""
-    from minigrad.ops.activation import relu_grad
-
-    y = t(np.maximum(x, 0))  # a constant gate: dL/dy is 0 almost everywhere
-    fn = lambda g: relu_grad(g * g, y)
-    g0 = t(x[::-1].copy()) if x.ndim else t(x)
-    assert mg.gradcheck(fn, g0)
-    assert mg.gradgradcheck(fn, g0)
-
-
 @pytest.mark.parametrize("numba_on", ["0", "1"])
 def test_relu_kernels_large_arrays_match_numpy(monkeypatch, numba_on):
     """Large contiguous arrays take the one-pass numba kernels; they give NumPy's numbers,
@@ -319,34 +305,15 @@ def test_gelu_silu_grad(x, approximate):
     assert mg.gradgradcheck(fn, t(x))
 
 
-@covers("LeakyReLUGrad", "SigmoidGrad", "TanhGrad", "GELUGrad", "SiLUGrad", twice=True)
-@given(st.data(), st.sampled_from(["none", "tanh"]))
-def test_elementwise_backward_ops_grad(data, approximate):
-    """Each activation's backward is an op of (g, x) or (g, y); its own backward (written
-    with ops) is checked here, to second order: third derivatives of the activation."""
-    shape = data.draw(shapes(0, 2, max_side=3))
-    g = t(data.draw(arrays(shape)))
-    x = t(data.draw(arrays(shape, low=-4, high=4, **KINK)))
-    y = t(data.draw(arrays(shape, low=-0.9, high=0.9)))  # any values: the ops need no real output
-    for fn, args in [(lambda a, b: LeakyReLUGrad.apply(a, b, negative_slope=0.2), (g, x)),
-                     (SigmoidGrad.apply, (g, y)), (TanhGrad.apply, (g, y)),
-                     (lambda a, b: GELUGrad.apply(a, b, approximate=approximate), (g, x)),
-                     (SiLUGrad.apply, (g, x))]:
-        assert mg.gradcheck(fn, *args)
-        assert mg.gradgradcheck(fn, *args)
-
-
-@covers("SoftmaxGrad", "LogSoftmaxGrad", twice=True)
-@given(st.data())
-def test_softmax_backward_ops_grad(data):
-    x, axis = data.draw(with_axis(max_side=3))
-    g = t(data.draw(arrays(x.shape)))
-    y = t(x)
-    ax = None if x.ndim == 0 else axis % x.ndim
-    for op in (SoftmaxGrad, LogSoftmaxGrad):
-        fn = lambda a, b: op.apply(a, b, axis=ax)  # noqa: E731
-        assert mg.gradcheck(fn, g, y)
-        assert mg.gradgradcheck(fn, g, y)
+@covers("GELUDerivative", twice=True)
+@given(arrays(shapes(0, 2, max_side=3), low=-4, high=4), st.sampled_from(["none", "tanh"]))
+def test_gelu_derivative_op_grad(x, approximate):
+    """gelu' is an op (its forward is the gelu_backward kernel with g = 1, since erf is a
+    kernel); its backward gelu'' is written with ops, so it differentiates again: third
+    derivatives of gelu."""
+    fn = lambda v: GELUDerivative.apply(v, approximate=approximate)  # noqa: E731
+    assert mg.gradcheck(fn, t(x))
+    assert mg.gradgradcheck(fn, t(x))
 
 
 def test_third_derivatives_of_sigmoid_and_gelu():

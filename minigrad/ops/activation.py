@@ -1,16 +1,18 @@
 """Activation functions: relu, leaky_relu, sigmoid, tanh, gelu, silu, softmax, log_softmax.
 
-Each forward and each backward is one kernel from the table (``backend.kernels(x)``).  The
-backward is itself an op (ReLUGrad, SigmoidGrad, ...): its forward is the fused backward
-kernel, and its own backward is written with minigrad ops, so every activation can be
-differentiated twice (and more).  Derivations: docs/derivations/activation.md.
+Each forward is one kernel from the table (``backend.kernels(x)``).  Each backward is the
+derivative in the docstring written with minigrad ops, so it can be differentiated again
+(create_graph=True), and ``fused_backward`` computes the same gradient in one kernel, which
+the engine runs instead when the gradient is not recorded (training): docs/autograd.md,
+"Higher derivatives".  Derivations: docs/derivations/activation.md.
 """
 import math
 import numbers
 
 from .. import backend
 from ..autograd import Function, register
-from .elementwise import exp, floating
+from ..tensor import Tensor
+from .elementwise import exp, floating, where
 from .reduce import normalize_axis, sum
 
 
@@ -18,9 +20,30 @@ def _k(array):
     return backend.kernels(array)
 
 
+def _wrap(out):
+    """A fused backward kernel's result as a Tensor (on a 0-d input NumPy gives a scalar)."""
+    return Tensor._wrap(backend.array_module(out).asarray(out))
+
+
+# The three gradients that recur (the recurrent cells use them too), from the output y:
+def relu_grad(g, y):
+    """g * [y > 0]: ReLU's backward (0 where y <= 0, also for an infinite g)."""
+    return where(y > 0, g, 0.0)
+
+
+def sigmoid_grad(g, y):
+    """g * y (1 - y): sigmoid's backward (the bounded factor first: g * y may overflow)."""
+    return g * (y * (1 - y))
+
+
+def tanh_grad(g, y):
+    """g * (1 - y^2): tanh's backward."""
+    return g * (1 - y * y)
+
+
 @register
 class ReLU(Function):
-    """z = max(x, 0)        dL/dx = g * [x > 0]  (= relu_grad(g, z): z > 0 exactly where x > 0)
+    """z = max(x, 0)        dL/dx = g * [x > 0]  (= g * [z > 0]: z > 0 exactly where x > 0)
 
     At x == 0 the derivative is taken as 0 (PyTorch's choice; any value in [0, 1] is a
     valid subgradient there).  On the CPU both directions are single-pass numba kernels:
@@ -35,26 +58,8 @@ class ReLU(Function):
     def backward(self, g):
         return relu_grad(g, self.saved_output)
 
-
-@register
-class ReLUGrad(Function):
-    """z = g * [y > 0]: the gradient ReLU passes back, given its output y.
-
-    dL/dg = gz * [y > 0] (the same gate again, so ReLU differentiates twice);
-    dL/dy = 0 (the gate is piecewise constant in y)."""
-
-    saves_inputs = (1,)  # y
-
-    def forward(self, g, y):
-        return _k(g).relu_backward(g, y)
-
-    def backward(self, gz):
-        return relu_grad(gz, self.inputs[1]), None
-
-
-def relu_grad(g, y):
-    """g gated by y > 0 (ReLU's backward; differentiable in g)."""
-    return ReLUGrad.apply(g, y)
+    def fused_backward(self, g):
+        return _wrap(_k(g.array).relu_backward(g.array, self.saved_output.array))
 
 
 @register
@@ -68,23 +73,10 @@ class LeakyReLU(Function):
         return _k(x).leaky_relu(x, negative_slope)
 
     def backward(self, g):
-        return LeakyReLUGrad.apply(g, self.inputs[0], negative_slope=self.slope)
+        return where(self.inputs[0] > 0, g, g * self.slope)
 
-
-@register
-class LeakyReLUGrad(Function):
-    """z = g * (1 if x > 0 else s): LeakyReLU's backward.
-
-    dL/dg = gz * (1 if x > 0 else s) (the same op again);  dL/dx = 0 (piecewise constant)."""
-
-    saves_inputs = (1,)  # x
-
-    def forward(self, g, x, negative_slope):
-        self.slope = negative_slope
-        return _k(g).leaky_relu_backward(g, x, negative_slope)
-
-    def backward(self, gz):
-        return LeakyReLUGrad.apply(gz, self.inputs[1], negative_slope=self.slope), None
+    def fused_backward(self, g):
+        return _wrap(_k(g.array).leaky_relu_backward(g.array, self.inputs[0].array, self.slope))
 
 
 @register
@@ -101,23 +93,10 @@ class Sigmoid(Function):
         return _k(x).sigmoid(x)
 
     def backward(self, g):
-        return SigmoidGrad.apply(g, self.saved_output)
+        return sigmoid_grad(g, self.saved_output)
 
-
-@register
-class SigmoidGrad(Function):
-    """z = g * y * (1 - y): Sigmoid's backward, from its output y.
-
-    dL/dg = gz * y * (1 - y) (the same op again);   dL/dy = gz * g * (1 - 2 y)."""
-
-    def forward(self, g, y):
-        return _k(g).sigmoid_backward(g, y)
-
-    def backward(self, gz):
-        g, y = self.inputs
-        gg = SigmoidGrad.apply(gz, y) if g.requires_grad else None
-        gy = gz * (g * (1 - 2 * y)) if y.requires_grad else None  # (bounded factor first: gz * g may overflow)
-        return gg, gy
+    def fused_backward(self, g):
+        return _wrap(_k(g.array).sigmoid_backward(g.array, self.saved_output.array))
 
 
 @register
@@ -131,23 +110,10 @@ class Tanh(Function):
         return _k(x).tanh(x)
 
     def backward(self, g):
-        return TanhGrad.apply(g, self.saved_output)
+        return tanh_grad(g, self.saved_output)
 
-
-@register
-class TanhGrad(Function):
-    """z = g * (1 - y^2): Tanh's backward, from its output y.
-
-    dL/dg = gz * (1 - y^2) (the same op again);   dL/dy = -2 gz g y."""
-
-    def forward(self, g, y):
-        return _k(g).tanh_backward(g, y)
-
-    def backward(self, gz):
-        g, y = self.inputs
-        gg = TanhGrad.apply(gz, y) if g.requires_grad else None
-        gy = gz * (g * (-2 * y)) if y.requires_grad else None  # (bounded factor first: gz * g may overflow)
-        return gg, gy
+    def fused_backward(self, g):
+        return _wrap(_k(g.array).tanh_backward(g.array, self.saved_output.array))
 
 
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
@@ -161,45 +127,45 @@ class GELU(Function):
         z = 0.5 x (1 + erf(x / sqrt 2)),       dL/dx = g (Phi(x) + x phi(x)),  phi = Phi'
     or its tanh approximation (approximate="tanh", as in GPT-2):
         z = 0.5 x (1 + tanh u),  u = sqrt(2/pi) (x + 0.044715 x^3)
-        dL/dx = g (0.5 (1 + t) + 0.5 x (1 - t^2) u'),   t = tanh u"""
+        dL/dx = g (0.5 (1 + t) + 0.5 x (1 - t^2) u'),   t = tanh u
+    (gelu' is an op of its own, GELUDerivative: Phi needs erf, which is a kernel.)"""
 
     def forward(self, x, approximate):
         self.approximate = approximate
         return _k(x).gelu(x, approximate)
 
     def backward(self, g):
-        return GELUGrad.apply(g, self.inputs[0], approximate=self.approximate)
+        return g * GELUDerivative.apply(self.inputs[0], approximate=self.approximate)
+
+    def fused_backward(self, g):
+        return _wrap(_k(g.array).gelu_backward(g.array, self.inputs[0].array, self.approximate))
 
 
 @register
-class GELUGrad(Function):
-    """z = g * gelu'(x): GELU's backward.
+class GELUDerivative(Function):
+    """z = gelu'(x) (the kernel gelu_backward with g = 1), so that GELU's backward is ops.
 
-    dL/dg = gz * gelu'(x) (the same op again);   dL/dx = gz * g * gelu''(x), with
+    dL/dx = g * gelu''(x), with
         "none":  gelu'' = phi(x) (2 - x^2)
         "tanh":  gelu'' = (1 - t^2) (u' + 0.5 x (u'' - 2 t u'^2)),  u'' = 6 * 0.044715 sqrt(2/pi) x
     written with minigrad ops, so it differentiates again."""
 
-    def forward(self, g, x, approximate):
+    def forward(self, x, approximate):
         self.approximate = approximate
-        return _k(g).gelu_backward(g, x, approximate)
+        return _k(x).gelu_backward(backend.array_module(x).ones_like(x), x, approximate)
 
-    def backward(self, gz):
-        g, x = self.inputs
-        gg = GELUGrad.apply(gz, x, approximate=self.approximate) if g.requires_grad else None
-        gx = None
-        if x.requires_grad:
-            if self.approximate == "tanh":
-                x2 = x * x
-                t = tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x2 * x))
-                du = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x2)
-                d2u = (6 * _GELU_C * _SQRT_2_OVER_PI) * x
-                second = (1 - t * t) * (du + 0.5 * x * (d2u - 2 * t * du * du))
-            else:  # phi (2 - x^2) as 2 phi - (x phi) x: x^2 overflows (x = 1e20) where phi is 0
-                pdf = _INV_SQRT_2PI * exp(-0.5 * (x * x))
-                second = 2 * pdf - (x * pdf) * x
-            gx = gz * (g * second)  # (bounded factor first: gz * g may overflow)
-        return gg, gx
+    def backward(self, g):
+        x = self.inputs[0]
+        if self.approximate == "tanh":
+            x2 = x * x
+            t = tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x2 * x))
+            du = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x2)
+            d2u = (6 * _GELU_C * _SQRT_2_OVER_PI) * x
+            second = (1 - t * t) * (du + 0.5 * x * (d2u - 2 * t * du * du))
+        else:  # phi (2 - x^2) as 2 phi - (x phi) x: x^2 overflows (x = 1e20) where phi is 0
+            pdf = _INV_SQRT_2PI * exp(-0.5 * (x * x))
+            second = 2 * pdf - (x * pdf) * x
+        return g * second
 
 
 @register
@@ -210,27 +176,12 @@ class SiLU(Function):
         return _k(x).silu(x)
 
     def backward(self, g):
-        return SiLUGrad.apply(g, self.inputs[0])
+        x = self.inputs[0]
+        s = sigmoid(x)
+        return g * (s * (1 + x * (1 - s)))
 
-
-@register
-class SiLUGrad(Function):
-    """z = g s (1 + x (1 - s)): SiLU's backward (s = sigmoid(x)).
-
-    dL/dg = gz s (1 + x (1 - s)) (the same op again);
-    dL/dx = gz g s (1 - s) (2 + x (1 - 2 s))   (the second derivative of x s)."""
-
-    def forward(self, g, x):
-        return _k(g).silu_backward(g, x)
-
-    def backward(self, gz):
-        g, x = self.inputs
-        gg = SiLUGrad.apply(gz, x) if g.requires_grad else None
-        gx = None
-        if x.requires_grad:
-            s = sigmoid(x)
-            gx = gz * (g * (s * (1 - s) * (2 + x * (1 - 2 * s))))  # (gz * g may overflow)
-        return gg, gx
+    def fused_backward(self, g):
+        return _wrap(_k(g.array).silu_backward(g.array, self.inputs[0].array))
 
 
 def _rowwise(kernel, axis, *arrays):
@@ -254,27 +205,12 @@ class Softmax(Function):
         return _rowwise(_k(x).softmax, axis, x)
 
     def backward(self, g):
-        return SoftmaxGrad.apply(g, self.saved_output, axis=self.axis)
+        z = self.saved_output
+        return z * (g - sum(g * z, axis=self.axis, keepdims=True))
 
-
-@register
-class SoftmaxGrad(Function):
-    """z = y * (g - S),  S = sum(g * y) along the axis: Softmax's backward, from its output y.
-
-    dL/dg = y * (gz - sum(gz * y)) (the same op again: the Jacobian is symmetric);
-    dL/dy = gz * (g - S) - g * sum(gz * y)."""
-
-    def forward(self, g, y, axis):
-        self.axis = axis
-        return _rowwise(_k(g).softmax_backward, axis, g, y)
-
-    def backward(self, gz):
-        g, y = self.inputs
-        gg = SoftmaxGrad.apply(gz, y, axis=self.axis) if g.requires_grad else None
-        gy = None
-        if y.requires_grad:
-            gy = gz * (g - sum(g * y, axis=self.axis, keepdims=True)) - g * sum(gz * y, axis=self.axis, keepdims=True)
-        return gg, gy
+    def fused_backward(self, g):
+        z = self.saved_output.array
+        return _wrap(_rowwise(_k(z).softmax_backward, self.axis, g.array, z))
 
 
 @register
@@ -291,26 +227,11 @@ class LogSoftmax(Function):
         return _rowwise(_k(x).log_softmax, axis, x)
 
     def backward(self, g):
-        return LogSoftmaxGrad.apply(g, self.saved_output, axis=self.axis)
+        return g - exp(self.saved_output) * sum(g, axis=self.axis, keepdims=True)
 
-
-@register
-class LogSoftmaxGrad(Function):
-    """z = g - exp(y) * sum(g) along the axis: LogSoftmax's backward, from its output y.
-
-    dL/dg = gz - sum(gz * exp(y))   (the transposed Jacobian);
-    dL/dy = -gz * exp(y) * sum(g)."""
-
-    def forward(self, g, y, axis):
-        self.axis = axis
-        return _rowwise(_k(g).log_softmax_backward, axis, g, y)
-
-    def backward(self, gz):
-        g, y = self.inputs
-        p = exp(y)
-        gg = gz - sum(gz * p, axis=self.axis, keepdims=True) if g.requires_grad else None
-        gy = -gz * p * sum(g, axis=self.axis, keepdims=True) if y.requires_grad else None
-        return gg, gy
+    def fused_backward(self, g):
+        z = self.saved_output.array
+        return _wrap(_rowwise(_k(z).log_softmax_backward, self.axis, g.array, z))
 
 
 # -- functional forms ---------------------------------------------------------------------

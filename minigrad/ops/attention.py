@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from .. import autograd, backend
+from .. import backend
 from ..autograd import Function, register
 from ..tensor import Tensor
 from .activation import softmax
@@ -65,9 +65,9 @@ class ScaledDotProductAttention(Function):
         dQ = scale dS K,     dK = scale dS^T Q
 
     A row masked everywhere attends to nothing (O = 0, no gradient), as in PyTorch.
-    Both directions are kernels of the table.  Under create_graph the backward runs these
-    formulas as minigrad ops, with P recomputed from Q and K on the tape, so second
-    derivatives are exact (gradgradcheck covers it)."""
+    backward runs these formulas as minigrad ops, with P recomputed from Q and K on the tape,
+    so second derivatives are exact (gradgradcheck covers it); fused_backward is the kernel
+    (attention_backward) the engine runs when the gradient is not recorded."""
 
     saves_output = True
 
@@ -84,10 +84,8 @@ class ScaledDotProductAttention(Function):
             q3, k3, v3, self.mask, is_causal, scale, dropout_p, self.seed, self.offset)
         return out.reshape(batch + out.shape[1:])
 
-    def backward(self, g):
-        q, k, v = self.saved_tensors
-        if autograd.is_grad_enabled():
-            return self._backward_ops(g, q, k, v)
+    def fused_backward(self, g):
+        q, k, v = self.inputs
         out = self.saved_output.array
         args = [_as_batch(a, self.batch) for a in (g.array, q.array, k.array, v.array, out)]
         grads = backend.kernels(g.array).attention_backward(
@@ -95,9 +93,10 @@ class ScaledDotProductAttention(Function):
         return tuple(Tensor._wrap(d.reshape(self.batch + d.shape[1:])) if t.requires_grad else None
                      for d, t in zip(grads, (q, k, v)))
 
-    def _backward_ops(self, g, q, k, v):
-        """The backward formulas with minigrad ops (create_graph); the engine sums each
-        gradient back over the batch dimensions its input was broadcast along."""
+    def backward(self, g):
+        """(The engine sums each gradient back over the batch dimensions its input was
+        broadcast along.)"""
+        q, k, v = self.inputs
         tq, tk = q.shape[-2], k.shape[-2]
         mask = None if self.mask is None else _unbatch(self.mask, self.batch)
         if self.is_causal:

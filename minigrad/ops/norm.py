@@ -4,7 +4,7 @@ and layer norm over the last axes of each sample.
 """
 import math
 
-from .. import autograd, backend
+from .. import backend
 from ..autograd import Function, register
 from ..tensor import Tensor
 
@@ -20,9 +20,9 @@ class BatchNorm(Function):
         dw = sum_R(g * xhat),   db = sum_R(g)
     Backward, eval (mu and sigma are constants):  dx = g * w / sigma.
 
-    Both directions are kernels (batch_norm_forward / batch_norm_backward).  Under
-    create_graph the backward is written with minigrad ops instead, recomputing xhat and
-    sigma from x on the tape, so second derivatives are exact (gradgradcheck covers it).
+    backward writes these formulas with minigrad ops, recomputing xhat and sigma from x on
+    the tape, so second derivatives are exact (gradgradcheck covers it); fused_backward is the
+    kernel (batch_norm_backward) the engine runs when the gradient is not recorded.
     """
 
     def forward(self, x, *wb, has_weight, has_bias, running, training, momentum, eps):
@@ -47,26 +47,15 @@ class BatchNorm(Function):
             y, self.mean, self.invstd = k.batch_norm_forward(x, w, b, eps, running[0].array, running[1].array)
         return y
 
-    def backward(self, g):
-        x = self.saved_tensors[0]
-        has_w = self.has_weight
-        w = self.inputs[1] if has_w else None
-        if autograd.is_grad_enabled():
-            dx, dw, db = self._backward_ops(g, x, w)
-        else:
-            k = backend.kernels(g.array)
-            dx, dw, db = (Tensor._wrap(a) for a in k.batch_norm_backward(
-                g.array, x.array, None if w is None else w.array, self.mean, self.invstd, self.training))
-        grads = [dx if x.requires_grad else None]
-        if has_w:
-            grads.append(dw if w.requires_grad else None)
-        if self.has_bias:
-            grads.append(db if self.inputs[-1].requires_grad else None)
-        return tuple(grads)
+    def fused_backward(self, g):
+        x, w = self.inputs[0], (self.inputs[1] if self.has_weight else None)
+        grads = backend.kernels(g.array).batch_norm_backward(
+            g.array, x.array, None if w is None else w.array, self.mean, self.invstd, self.training)
+        return _wanted(self, *(Tensor._wrap(a) for a in grads))
 
-    def _backward_ops(self, g, x, w):
-        """The backward formulas with minigrad ops (create_graph): in training, xhat and
-        1/sigma are recomputed from x on the tape, since they depend on x."""
+    def backward(self, g):
+        """In training, xhat and 1/sigma are recomputed from x on the tape (they depend on x)."""
+        x, w = self.inputs[0], (self.inputs[1] if self.has_weight else None)
         axes = (0,) if x.ndim == 2 else (0, 2, 3)
         shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
         if self.training:
@@ -82,7 +71,18 @@ class BatchNorm(Function):
                           - xhat * (g * xhat).mean(axis=axes, keepdims=True))
         else:
             dx = g * scale
-        return dx, (g * xhat).sum(axis=axes), g.sum(axis=axes)
+        return _wanted(self, dx, (g * xhat).sum(axis=axes), g.sum(axis=axes))
+
+
+def _wanted(record, dx, dw, db):
+    """(dx, dw, db) as the gradients of a norm's inputs (x, then weight and bias when given),
+    None for those that need none."""
+    grads = [dx]
+    if record.has_weight:
+        grads.append(dw)
+    if record.has_bias:
+        grads.append(db)
+    return tuple(d if t.requires_grad else None for d, t in zip(grads, record.inputs))
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False,
@@ -130,9 +130,9 @@ class LayerNorm(Function):
         dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat))
         dw = sum over rows of g * xhat,   db = sum over rows of g
 
-    Both directions are kernels (layer_norm_forward / layer_norm_backward) on the (rows, N)
-    matrix; under create_graph the backward is written with minigrad ops instead, recomputing
-    xhat and rstd from x on the tape, so second derivatives are exact."""
+    backward writes these formulas with minigrad ops, recomputing xhat and rstd from x on the
+    tape, so second derivatives are exact; fused_backward is the kernel (layer_norm_backward,
+    on the (rows, N) matrix) the engine runs when the gradient is not recorded."""
 
     def forward(self, x, *wb, has_weight, has_bias, eps, shape):
         self.has_weight, self.has_bias, self.eps, self.shape = has_weight, has_bias, eps, shape
@@ -142,27 +142,17 @@ class LayerNorm(Function):
         y, self.mean, self.rstd = backend.kernels(x).layer_norm_forward(x.reshape(-1, size), w, b, eps)
         return y.reshape(x.shape)
 
-    def backward(self, g):
-        x = self.saved_tensors[0]
-        w = self.inputs[1] if self.has_weight else None
-        if autograd.is_grad_enabled():
-            dx, dw, db = self._backward_ops(g, x, w)
-        else:
-            size = math.prod(self.shape)
-            dx, dw, db = backend.kernels(g.array).layer_norm_backward(
-                g.array.reshape(-1, size), x.array.reshape(-1, size), None if w is None else w.array.reshape(size),
-                self.mean, self.rstd)
-            dx, dw, db = Tensor._wrap(dx.reshape(x.shape)), Tensor._wrap(dw.reshape(self.shape)), \
-                Tensor._wrap(db.reshape(self.shape))
-        grads = [dx if x.requires_grad else None]
-        if self.has_weight:
-            grads.append(dw if w.requires_grad else None)
-        if self.has_bias:
-            grads.append(db if self.inputs[-1].requires_grad else None)
-        return tuple(grads)
+    def fused_backward(self, g):
+        x, w = self.inputs[0], (self.inputs[1] if self.has_weight else None)
+        size = math.prod(self.shape)
+        dx, dw, db = backend.kernels(g.array).layer_norm_backward(
+            g.array.reshape(-1, size), x.array.reshape(-1, size), None if w is None else w.array.reshape(size),
+            self.mean, self.rstd)
+        return _wanted(self, Tensor._wrap(dx.reshape(x.shape)), Tensor._wrap(dw.reshape(self.shape)),
+                       Tensor._wrap(db.reshape(self.shape)))
 
-    def _backward_ops(self, g, x, w):
-        """The backward formulas with minigrad ops (create_graph)."""
+    def backward(self, g):
+        x, w = self.inputs[0], (self.inputs[1] if self.has_weight else None)
         axes = tuple(range(x.ndim - len(self.shape), x.ndim))
         xc = x - x.mean(axis=axes, keepdims=True)
         rstd = ((xc * xc).mean(axis=axes, keepdims=True) + self.eps) ** -0.5
@@ -170,7 +160,7 @@ class LayerNorm(Function):
         gw = g if w is None else g * w
         dx = rstd * (gw - gw.mean(axis=axes, keepdims=True) - xhat * (gw * xhat).mean(axis=axes, keepdims=True))
         rows = tuple(range(x.ndim - len(axes)))
-        return dx, (g * xhat).sum(axis=rows), g.sum(axis=rows)
+        return _wanted(self, dx, (g * xhat).sum(axis=rows), g.sum(axis=rows))
 
 
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):

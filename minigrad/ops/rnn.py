@@ -13,13 +13,15 @@ Shapes (PyTorch's): x (B, I), h (B, P), weight_ih (G*H, I), weight_hh (G*H, P), 
 (G*H,), with G = 1, 3, 4 gates (RNN, GRU, LSTM) in PyTorch's order (GRU: r, z, n; LSTM: i, f,
 g, o).  P = H, except for an LSTM with a projection, whose state h is projected to P < H.
 
-Second derivatives: under ``create_graph=True`` each backward runs its formulas as minigrad
-ops (the gates recomputed from the inputs on the tape), so gradgradcheck holds too.
+Each ``backward`` writes the formulas with minigrad ops (the gates recomputed from the inputs
+on the tape), so second derivatives hold (gradgradcheck); ``fused_backward`` is the kernel that
+the engine runs instead when the gradient is not recorded (docs/autograd.md, "Higher
+derivatives").
 """
-from .. import autograd, backend
+from .. import backend
 from ..autograd import Function, register
 from ..tensor import Tensor
-from .activation import SigmoidGrad, TanhGrad, relu_grad, sigmoid, tanh
+from .activation import relu_grad, sigmoid, sigmoid_grad, tanh, tanh_grad
 from .matmul import linear
 from .reduce import sum
 from .shape import concatenate
@@ -55,14 +57,15 @@ class RNNCell(Function):
     def backward(self, g):
         x, h, w_ih, w_hh = self.inputs[:4]
         h_new = self.saved_output
-        if autograd.is_grad_enabled():  # create_graph: the same formulas as ops
-            da = TanhGrad.apply(g, h_new) if self.nonlinearity == "tanh" else relu_grad(g, h_new)
-            grads = _weight_grads(da, da, x, h, w_ih, w_hh)
-        else:
-            dx, dh, dw_ih, dw_hh, db = _wrap_all(backend.kernels(g.array).rnn_cell_backward(
-                g.array, x.array, h.array, h_new.array, w_ih.array, w_hh.array, self.nonlinearity, x.requires_grad))
-            grads = (dx, dh, dw_ih, dw_hh, db, db)
-        return grads[:len(self.inputs)]  # (no bias gradients without biases)
+        da = tanh_grad(g, h_new) if self.nonlinearity == "tanh" else relu_grad(g, h_new)
+        return _weight_grads(da, da, x, h, w_ih, w_hh)[:len(self.inputs)]  # (none for absent biases)
+
+    def fused_backward(self, g):
+        x, h, w_ih, w_hh = self.inputs[:4]
+        dx, dh, dw_ih, dw_hh, db = _wrap_all(backend.kernels(g.array).rnn_cell_backward(
+            g.array, x.array, h.array, self.saved_output.array, w_ih.array, w_hh.array, self.nonlinearity,
+            x.requires_grad))
+        return (dx, dh, dw_ih, dw_hh, db, db)[:len(self.inputs)]
 
 
 @register
@@ -87,25 +90,25 @@ class LSTMCell(Function):
         hc, self.saved = backend.kernels(x).lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
         return hc
 
-    def backward(self, ghc):
+    def fused_backward(self, ghc):
         x, h, c, w_ih, w_hh = self.inputs[:5]
-        if autograd.is_grad_enabled():
-            return self._backward_ops(ghc, x, h, c, w_ih, w_hh, *self.inputs[5:])
         dx, dh, dc, dw_ih, dw_hh, db = _wrap_all(backend.kernels(ghc.array).lstm_cell_backward(
             ghc.array, x.array, h.array, c.array, self.saved, w_ih.array, w_hh.array, x.requires_grad))
         return (dx, dh, dc, dw_ih, dw_hh, db, db)[:len(self.inputs)]
 
-    def _backward_ops(self, ghc, x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
-        """The backward formulas as minigrad ops, the gates recomputed on the tape."""
+    def backward(self, ghc):
+        """The formulas as minigrad ops, the gates recomputed on the tape."""
+        x, h, c, w_ih, w_hh = self.inputs[:5]
+        b_ih, b_hh = (self.inputs[5:] + (None, None))[:2]
         a = linear(x, w_ih, b_ih) + linear(h, w_hh, b_hh)
         n = c.shape[1]
         i, f, o = (sigmoid(a[:, k * n:(k + 1) * n]) for k in (0, 1, 3))
         g = tanh(a[:, 2 * n:3 * n])
         gh, gc = ghc[0], ghc[1]
         tc = tanh(f * c + i * g)
-        dc_new = gc + TanhGrad.apply(gh * o, tc)
-        da = concatenate([SigmoidGrad.apply(dc_new * g, i), SigmoidGrad.apply(dc_new * c, f),
-                          TanhGrad.apply(dc_new * i, g), SigmoidGrad.apply(gh * tc, o)], axis=1)
+        dc_new = gc + tanh_grad(gh * o, tc)
+        da = concatenate([sigmoid_grad(dc_new * g, i), sigmoid_grad(dc_new * c, f),
+                          tanh_grad(dc_new * i, g), sigmoid_grad(gh * tc, o)], axis=1)
         dx, dh, dw_ih, dw_hh, db, _ = _weight_grads(da, da, x, h, w_ih, w_hh)
         return (dx, dh, dc_new * f, dw_ih, dw_hh, db, db)[:len(self.inputs)]
 
@@ -130,24 +133,24 @@ class GRUCell(Function):
         h_new, self.saved = backend.kernels(x).gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
         return h_new
 
-    def backward(self, g):
+    def fused_backward(self, g):
         x, h, w_ih, w_hh = self.inputs[:4]
-        if autograd.is_grad_enabled():
-            return self._backward_ops(g, x, h, w_ih, w_hh, *self.inputs[4:])
         grads = backend.kernels(g.array).gru_cell_backward(g.array, x.array, h.array, self.saved,
                                                             w_ih.array, w_hh.array, x.requires_grad)
         return _wrap_all(grads)[:len(self.inputs)]
 
-    def _backward_ops(self, g, x, h, w_ih, w_hh, b_ih=None, b_hh=None):
-        """The backward formulas as minigrad ops, the gates recomputed on the tape."""
+    def backward(self, g):
+        """The formulas as minigrad ops, the gates recomputed on the tape."""
+        x, h, w_ih, w_hh = self.inputs[:4]
+        b_ih, b_hh = (self.inputs[4:] + (None, None))[:2]
         gi, gh = linear(x, w_ih, b_ih), linear(h, w_hh, b_hh)
         n_ = h.shape[1]
         r, z = (sigmoid(gi[:, k * n_:(k + 1) * n_] + gh[:, k * n_:(k + 1) * n_]) for k in (0, 1))
         ghn = gh[:, 2 * n_:]
         n = tanh(gi[:, 2 * n_:] + r * ghn)
-        da_n = TanhGrad.apply(g * (1 - z), n)
-        da_r = SigmoidGrad.apply(da_n * ghn, r)
-        da_z = SigmoidGrad.apply(g * (h - n), z)
+        da_n = tanh_grad(g * (1 - z), n)
+        da_r = sigmoid_grad(da_n * ghn, r)
+        da_z = sigmoid_grad(g * (h - n), z)
         dgi = concatenate([da_r, da_z, da_n], axis=1)
         dgh = concatenate([da_r, da_z, da_n * r], axis=1)
         dx, dh, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(dgi, dgh, x, h, w_ih, w_hh)
