@@ -844,3 +844,20 @@ def test_an_input_read_only_for_another_inputs_gradient_may_be_edited_when_that_
         x.mul_(2)                      # dL/dw reads x: refused
     with pytest.raises(RuntimeError, match="input 0 of Mul"):
         z.sum().backward()
+
+
+@pytest.mark.parametrize("make_index", [mg.tensor, np.array])
+def test_an_index_edited_in_place_after_getitem_does_not_move_the_gradient(make_index):
+    """x[idx] keeps its own copy of the positions: editing idx (a tensor or a NumPy array) in
+    place before backward must give the gradient of the graph as it was built, not scatter to
+    the new positions."""
+    x = mg.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+    idx = make_index([0, 2, 2])
+    y = x[idx]
+    if isinstance(idx, mg.Tensor):
+        with mg.no_grad():
+            idx.fill_(3)
+    else:
+        idx[:] = 3
+    y.backward(mg.tensor([1.0, 10.0, 100.0]))
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 0.0, 110.0, 0.0])

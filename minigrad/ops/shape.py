@@ -415,9 +415,13 @@ def _T(x):
 
 
 def _index_item(i, xp, op):
-    """One entry of an index as NumPy understands it; returns (item, is_integer_array)."""
+    """One entry of an index as NumPy understands it; returns (item, is_integer_array).
+    Index arrays are copied: the backward scatters to these positions later, and an in-place
+    edit of the caller's tensor or array meanwhile must not move them."""
     if isinstance(i, Tensor):
-        i = i.array
+        i = i.array.copy()
+    elif isinstance(i, (np.ndarray, xp.ndarray)):
+        i = i.copy()
     elif isinstance(i, (list, tuple)):  # x[[0, 1], [2, 3]], x[(0,), ...]: sequences are index arrays
         i = xp.asarray(i)
         if i.size == 0:  # [] is float64 to NumPy, but as an index it means "no positions"
