@@ -9,10 +9,7 @@ import pytest
 import minigrad as mg
 from minigrad import nn
 from minigrad.nn import functional as F
-
-
-def leaf(a, device="cpu"):
-    return mg.tensor(np.asarray(a, dtype=np.float64), device=device, requires_grad=True)
+from tests.helpers import leaf
 
 
 def same_as_torch(torch, ours_fn, theirs_fn, arrays, rtol, atol):

@@ -8,23 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minigrad as mg
-from tests.conftest import ON
 from tests.strategies import arrays, shapes
 
 from .coverage import covers
+from tests.helpers import check_grads, leaf, t
 
 pytestmark = pytest.mark.usefixtures("on_device")  # every test on every device
-
-
-def leaf(a):
-    t = ON.tensor(np.asarray(a, dtype=np.float64))
-    return t.requires_grad_(True)
-
-
-def check_grads(fn, *arrays_):
-    xs = [leaf(a) for a in arrays_]
-    assert mg.gradcheck(fn, *xs)
-    assert mg.gradgradcheck(fn, *xs)
 
 
 # -- cumsum -------------------------------------------------------------------------------------
@@ -38,7 +27,7 @@ def test_cumsum_matches_numpy_and_its_gradient_is_the_reversed_cumsum(a, data):
     np.testing.assert_allclose(x.cumsum(dim).numpy(), np.cumsum(a, axis=dim), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(mg.cumsum(x, dim=dim).numpy(), np.cumsum(a, axis=dim), rtol=1e-12, atol=1e-12)
     g = np.random.default_rng(0).standard_normal(a.shape)
-    x.cumsum(dim).backward(ON.tensor(g))
+    x.cumsum(dim).backward(t(g))
     expected = np.flip(np.cumsum(np.flip(g, dim), axis=dim), dim)  # sum_{i >= j} g_i
     np.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-12, atol=1e-12)
     check_grads(lambda t: mg.cumsum(t, dim) * t, a)  # a product: the second derivative is not 0
@@ -147,7 +136,7 @@ def test_norm_matches_torch(p, dim, keepdim):
 @pytest.mark.parametrize("dim", [None, 0, 1, -1, (0, 1)])
 def test_all_and_any_match_numpy(dim):
     a = np.array([[1.0, 0.0, 2.0], [3.0, 4.0, 5.0]])
-    x = ON.tensor(a)
+    x = t(a)
     for keepdim in (False, True):
         for name in ("all", "any"):
             got = getattr(x, name)(dim, keepdim)

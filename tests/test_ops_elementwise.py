@@ -13,10 +13,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
-from tests.conftest import ON
-from minigrad.ops import elementwise as E
 from tests.coverage import covers
 from tests.strategies import arrays, broadcast_pair, relayout, separated_pair, shapes
+from tests.helpers import check_grads, t
 
 SMALL = dict(max_dims=3, max_side=3)  # gradgradcheck cost grows with the element count
 
@@ -24,26 +23,14 @@ SMALL = dict(max_dims=3, max_side=3)  # gradgradcheck cost grows with the elemen
 pytestmark = pytest.mark.usefixtures("on_device")  # every test on every device
 
 
-def T(a):
-    """A float64 tensor with ``a``'s values on the device under test (on the CPU sharing ``a``,
-    memory layout included)."""
-    return ON.tensor(a)
-
-
 def check_forward(fn, ref, *arrays, rtol=1e-12, **params):
     """minigrad's result equals NumPy's, in value, shape and dtype."""
-    out = fn(*[T(a) for a in arrays], **params)
+    out = fn(*[t(a) for a in arrays], **params)
     expected = np.asarray(ref(*arrays, **params))
     assert out.shape == expected.shape
     assert out.dtype == expected.dtype, (out.dtype, expected.dtype)
     np.testing.assert_allclose(out.numpy(), expected, rtol=rtol, atol=0)
     return out
-
-
-def check_grads(fn, *arrays, **kwargs):
-    inputs = [T(a) for a in arrays]
-    assert mg.gradcheck(fn, *inputs, **kwargs)
-    assert mg.gradgradcheck(fn, *inputs, **kwargs)
 
 
 @st.composite
@@ -274,7 +261,7 @@ def where_inputs(draw):
 def test_where(inputs):
     cond, x, y = inputs
     check_forward(mg.where, np.where, cond, x, y)
-    check_grads(lambda x, y: mg.where(T(cond), x, y), x, y)
+    check_grads(lambda x, y: mg.where(t(cond), x, y), x, y)
 
 
 def test_where_rejects_a_non_bool_condition_and_accepts_numbers():
@@ -358,7 +345,7 @@ def test_unary_noncontiguous_views(name):
     for view in (base.T, base[::2, 1::2], base[:, ::-3]):
         assert not view.flags.c_contiguous
         check_forward(fn, ref, view)
-        assert mg.gradcheck(fn, T(view), eps=eps)
+        assert mg.gradcheck(fn, t(view), eps=eps)
 
 
 @pytest.mark.parametrize("name", sorted(BINARY))
@@ -369,7 +356,7 @@ def test_binary_noncontiguous_views_and_0d(name):
     for x, y in ((base.T, other), (base[::2, ::2], other.T[1::2, ::2]), (base.T, np.array(1.7)),
                  (np.array(0.9), np.array(1.3))):
         check_forward(fn, ref, x, y)
-        assert mg.gradcheck(fn, T(x), T(y))
+        assert mg.gradcheck(fn, t(x), t(y))
 
 
 def test_zero_dim_results_are_zero_dim_tensors():
@@ -394,8 +381,8 @@ def test_comparisons_return_bool_without_grad(name, data):
     # small integers make equal elements common, so == and <= are really exercised
     x = data.draw(hnp.arrays(np.float64, sx, elements=st.integers(-2, 2).map(float)))
     y = data.draw(hnp.arrays(np.float64, sy, elements=st.integers(-2, 2).map(float)))
-    xt = T(x).requires_grad_()
-    out = getattr(mg, name)(xt, T(y))
+    xt = t(x).requires_grad_()
+    out = getattr(mg, name)(xt, t(y))
     assert out.dtype == np.bool_
     assert not out.requires_grad and out.is_leaf
     np.testing.assert_array_equal(out.numpy(), COMPARE[name](x, y))

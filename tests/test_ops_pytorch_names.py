@@ -10,10 +10,7 @@ import pytest
 import minigrad as mg
 
 from .coverage import covers
-
-
-def leaf(a, device="cpu"):
-    return mg.tensor(np.asarray(a, dtype=np.float64), device=device, requires_grad=True)
+from tests.helpers import leaf
 
 
 # -- rounding -------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ from hypothesis import given, strategies as st
 
 import minigrad as mg
 from tests.bounds import assert_within, sum_error
-from tests.conftest import ON
 from tests.coverage import covers
 from tests.strategies import arrays, layouts, relayout, shapes
+from tests.helpers import t
 
 
 @st.composite
@@ -46,10 +46,6 @@ def np_axis(axis):
 
 
 pytestmark = pytest.mark.usefixtures("on_device")  # every test on every device
-
-
-def t(a, **kw):
-    return ON.tensor(a).requires_grad_(kw.get("requires_grad", False))
 
 
 # -- forward against NumPy -------------------------------------------------------------------

@@ -7,11 +7,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
-from tests.conftest import ON
 from minigrad.ops import shape as shape_ops
 from minigrad.ops.shape import index_put, scatter_add
 
 from .coverage import covers
+from tests.helpers import check_grads, leaf, t
 
 # -- strategies -------------------------------------------------------------------------------
 
@@ -36,21 +36,6 @@ def float_arrays(draw, min_dims=0, max_dims=3, min_side=0, max_side=3, shape=Non
 
 
 pytestmark = pytest.mark.usefixtures("on_device")  # every test on every device
-
-
-def leaf(a):
-    """A float64 leaf with ``a``'s values on the device under test (on the CPU sharing ``a``'s
-    memory, and so its strides)."""
-    t = ON.tensor(a)
-    t.requires_grad_(True)
-    return t
-
-
-def check_grads(fn, *arrays, twice=True):
-    xs = [leaf(a) for a in arrays]
-    assert mg.gradcheck(fn, *xs)
-    if twice:
-        assert mg.gradgradcheck(fn, *xs)
 
 
 # -- reshape family ---------------------------------------------------------------------------
@@ -205,14 +190,14 @@ def advanced_indices(draw, shape):
         if wrap == "list":
             idx = tuple(i.tolist() for i in idx)
         elif wrap == "tensor":
-            idx = tuple(ON.tensor(i) for i in idx)
+            idx = tuple(t(i) for i in idx)
         return idx if len(idx) > 1 else idx[0]
     if kind == "ints-after-slice" and len(shape) >= 2:
         (idx,) = draw(hnp.integer_array_indices(shape[1:2]))
         return (slice(None, None, -1), idx)
     if kind == "mask":
         mask = draw(hnp.arrays(np.bool_, shape))
-        return ON.tensor(mask) if draw(st.booleans()) else mask
+        return t(mask) if draw(st.booleans()) else mask
     if kind == "mask-prefix" and len(shape) >= 1:
         return (draw(hnp.arrays(np.bool_, shape[:1])), Ellipsis)
     if len(shape) >= 2:
@@ -237,7 +222,7 @@ def test_getitem_advanced(a, data):
     np.testing.assert_array_equal(x[index].numpy(), a[ref])
     # the gradient is NumPy's add.at of the upstream gradient: repeated picks add up
     g = np.random.default_rng(0).standard_normal(np.shape(a[ref]))
-    x[index].backward(ON.tensor(g))
+    x[index].backward(t(g))
     expected = np.zeros_like(a)
     np.add.at(expected, ref, g)
     np.testing.assert_allclose(x.grad.numpy(), expected, atol=1e-12)
@@ -250,7 +235,7 @@ def test_scatter_add(a, data):
     index = data.draw(st.one_of(advanced_indices(a.shape), hnp.basic_indices(a.shape)))
     ref = _as_numpy_index(index)
     picked = np.array(a[ref], dtype=np.float64)  # a copy; keeps 0-d as 0-d
-    out = scatter_add(ON.tensor(picked), index, a.shape)
+    out = scatter_add(t(picked), index, a.shape)
     expected = np.zeros_like(a)
     np.add.at(expected, ref, picked)
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-12)
@@ -273,7 +258,7 @@ def test_index_put(a, data):
     assume(_unique_positions(a.shape, ref))
     broadcast = data.draw(st.booleans()) and len(picked_shape) >= 1
     v = np.random.default_rng(1).standard_normal(picked_shape[1:] if broadcast else picked_shape)
-    out = index_put(ON.tensor(a), index, ON.tensor(v))
+    out = index_put(t(a), index, t(v))
     expected = a.copy()
     expected[ref] = v
     np.testing.assert_array_equal(out.numpy(), expected)

@@ -1,0 +1,45 @@
+"""Small helpers the op tests share: making tensors from NumPy arrays and checking gradients.
+
+    from tests.helpers import t, leaf, check_grads
+
+* ``t(a)``: a tensor with ``a``'s values, on the device under test (sharing ``a``'s memory on
+  the CPU) or on the device you name.
+* ``leaf(a)``: the same in float64 and requiring grad: the input of a gradient check.
+* ``check_grads(fn, *arrays)``: gradcheck and gradgradcheck of ``fn`` at leaves made from
+  ``arrays``.
+
+"The device under test" is conftest's ``ON``: the CPU, or, in a module that uses the
+``on_device`` fixture, each device in turn.
+"""
+import numpy as np
+
+import minigrad as mg
+from tests.conftest import ON
+
+
+def t(a, requires_grad=False, device=None):
+    """A tensor with the values of the NumPy array ``a``.
+
+    Without ``device``: on the device under test (``ON``); on the CPU it shares ``a``'s memory,
+    so ``a``'s layout (transposed, a strided slice) reaches the op as it is.  With ``device``: a
+    C-contiguous copy on that device.
+    """
+    x = ON.tensor(a) if device is None else mg.tensor(np.array(a, order="C"), device=device)
+    return x.requires_grad_(requires_grad)
+
+
+def leaf(a, device=None, requires_grad=True):
+    """A float64 leaf with the values of ``a`` (an array, a list or a number) that requires grad:
+    the input of a gradient check.  ``device`` as in ``t``: without it the device under test,
+    sharing the memory of a float64 array on the CPU."""
+    return t(np.asarray(a, dtype=np.float64), requires_grad, device)
+
+
+def check_grads(fn, *arrays, twice=True, **kwargs):
+    """``fn``'s first derivatives (gradcheck) and, with ``twice``, its second (gradgradcheck)
+    agree with finite differences at float64 leaves made from ``arrays`` (``leaf``); ``kwargs``
+    (``eps``, ``atol``, ...) go to both checks."""
+    xs = [leaf(a) for a in arrays]
+    assert mg.gradcheck(fn, *xs, **kwargs)
+    if twice:
+        assert mg.gradgradcheck(fn, *xs, **kwargs)
