@@ -1,5 +1,5 @@
 """nn: Module (registration, tree walks, state_dict, modes, to(), repr), Parameter, init,
-Linear, activations, Flatten, Dropout, containers (minigrad/nn)."""
+Linear, activations, Flatten, Dropout, containers, gradient clipping (minigrad/nn)."""
 import math
 from collections import OrderedDict
 
@@ -552,3 +552,61 @@ def test_module_list():
     assert isinstance(blocks[1:], nn.ModuleList) and len(blocks[1:]) == 3
     with pytest.raises(NotImplementedError, match="iterate over it"):
         blocks(mg.ones(2))
+
+
+# -- nn.utils: gradient clipping ---------------------------------------------------------------------
+
+
+def _params_with_grads():
+    mg.manual_seed(0)
+    ps = [nn.Parameter(mg.randn(3, 4)), nn.Parameter(mg.randn(5)), nn.Parameter(mg.randn(2))]
+    for p, scale in zip(ps, (1.0, 3.0, 0.5)):
+        p.grad = mg.randn(*p.shape) * scale
+    ps[2].grad = None  # parameters without a gradient are skipped
+    return ps
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
+def test_clip_grad_norm_scales_all_gradients_together(norm_type):
+    ps = _params_with_grads()
+    grads = [p.grad.numpy().astype(np.float64).ravel() for p in ps[:2]]
+    flat = np.concatenate(grads)
+    total = np.abs(flat).max() if norm_type == math.inf else (np.abs(flat) ** norm_type).sum() ** (1 / norm_type)
+    out = nn.utils.clip_grad_norm_(ps, max_norm=1.0, norm_type=norm_type)
+    assert out.item() == pytest.approx(total, rel=1e-5)
+    scale = min(1.0, 1.0 / (total + 1e-6))
+    for p, g in zip(ps[:2], grads):
+        np.testing.assert_allclose(p.grad.numpy().ravel(), g * scale, rtol=1e-5)
+    assert ps[2].grad is None
+    # below the limit nothing changes
+    before = [p.grad.numpy().copy() for p in ps[:2]]
+    nn.utils.clip_grad_norm_(ps, max_norm=1e6, norm_type=norm_type)
+    for p, b in zip(ps[:2], before):
+        np.testing.assert_array_equal(p.grad.numpy(), b)
+
+
+def test_clip_grad_norm_nonfinite_and_clip_grad_value():
+    ps = _params_with_grads()
+    ps[0].grad.array[0, 0] = np.nan
+    with pytest.raises(RuntimeError, match="total norm of order 2.0 of the gradients is nan"):
+        nn.utils.clip_grad_norm_(ps, 1.0, error_if_nonfinite=True)
+    assert math.isnan(nn.utils.clip_grad_norm_(ps, 1.0).item())  # NaN stays visible
+    ps = _params_with_grads()
+    nn.utils.clip_grad_value_(ps, 0.5)
+    for p in ps[:2]:
+        assert np.abs(p.grad.numpy()).max() <= 0.5
+    assert nn.utils.clip_grad_norm_([], 1.0).item() == 0.0
+
+
+@pytest.mark.torch
+def test_clip_grad_norm_matches_torch():
+    torch = pytest.importorskip("torch")
+    ps = _params_with_grads()
+    tps = [torch.nn.Parameter(torch.tensor(p.numpy())) for p in ps[:2]]
+    for tp, p in zip(tps, ps):
+        tp.grad = torch.tensor(p.grad.numpy())
+    ours = nn.utils.clip_grad_norm_(ps, 2.0)
+    theirs = torch.nn.utils.clip_grad_norm_(tps, 2.0)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
+    for tp, p in zip(tps, ps):
+        np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-6)
