@@ -445,6 +445,15 @@ def test_norm_matches_torch(p, dim, keepdim):
         np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
+def test_normalize_makes_unit_vectors_and_guards_zero():
+    F = mg.nn.functional
+    a = np.array([[3.0, 4.0], [0.0, 0.0]])
+    x = leaf(a)
+    y = F.normalize(x, dim=1)
+    np.testing.assert_allclose(y.numpy(), [[0.6, 0.8], [0.0, 0.0]], rtol=1e-15)  # 0 / max(0, eps) = 0
+    y.sum().backward()
+    assert np.isfinite(x.grad.numpy()).all()
+    assert mg.gradgradcheck(lambda t: F.normalize(t, p=3, dim=0), leaf([[1.0, -2.0], [0.5, 3.0]]))
 # -- all / any ----------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from hypothesis.extra import numpy as hnp
 import minigrad as mg
 from minigrad.ops import shape as shape_ops
 from minigrad.ops.shape import index_put, scatter_add
+from tests.conftest import ON
 
 from .coverage import covers
 from tests.helpers import check_grads, leaf, t
@@ -390,6 +391,63 @@ def test_bounds_check_used_for_cupy_arrays():
         check((3, 4), (Ellipsis, np.array([3]), slice(None)))
 
 
+# -- repeat, index_select -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape, sizes", [((2, 3), (2, 1)), ((3,), (2, 2)), ((2, 1, 3), (1, 4, 2)), ((), (3,)),
+                                          ((2, 3), (0, 2))])
+def test_repeat_is_numpy_tile_and_sums_the_gradient_of_the_copies(shape, sizes):
+    a = np.random.default_rng(4).standard_normal(shape)
+    x = leaf(a)
+    out = x.repeat(*sizes)
+    np.testing.assert_array_equal(out.numpy(), np.tile(a, sizes))
+    np.testing.assert_array_equal(mg.ops.repeat(x, sizes).numpy(), np.tile(a, sizes))
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(shape, float(np.prod(sizes))))
+    assert mg.gradgradcheck(lambda t: t.repeat(*sizes) ** 2, leaf(a))
+    with pytest.raises(ValueError, match="repeat: needs one non-negative int per dimension"):
+        mg.ones(2, 3).repeat(2)
+    same = x.repeat(*(1,) * x.ndim)  # nothing repeated: a copy all the same, as PyTorch's
+    assert not np.shares_memory(same.array, x.array)
+def test_index_select_gathers_and_accumulates(monkeypatch):
+    a = np.random.default_rng(5).standard_normal((3, 4))
+    x = leaf(a)
+    idx = t(np.array([2, 0, 2]))
+    np.testing.assert_array_equal(x.index_select(1, idx).numpy(), a[:, [2, 0, 2]])
+    np.testing.assert_array_equal(mg.index_select(x, 0, [1]).numpy(), a[[1]])
+    x.index_select(-1, idx).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.tile([1.0, 0.0, 2.0, 0.0], (3, 1)))
+    assert mg.gradgradcheck(lambda t: t.index_select(0, mg.tensor([2, 2, 1])) ** 2, leaf(a))
+    with pytest.raises(ValueError, match="index_select: index must be a 0-d or 1-D integer tensor"):
+        x.index_select(0, mg.tensor([[0]]))
+    if ON.name != "cpu":  # the GPU checks indices in a kernel (traps at the next sync); the host at once under
+        monkeypatch.setenv("MINIGRAD_DEBUG", "1")  # MINIGRAD_DEBUG (tests/test_cuda_device.py has the trap)
+    with pytest.raises(IndexError, match="3"):
+        x.index_select(0, t(np.array([3])))
+# -- indexing with lists and tuples -------------------------------------------------------------
+
+
+@pytest.mark.torch
+def test_list_and_tuple_indices_as_pytorch():
+    torch = pytest.importorskip("torch")
+    a = np.arange(24.0).reshape(2, 3, 4)
+    x, theirs = t(a), torch.tensor(a)
+    for index in [([0, 1], [2, 0]), ((0,), Ellipsis), ((1, 0), slice(None), [3, 3]), (Ellipsis, (0, 2)),
+                  ([[0, 1], [1, 0]],), (0, [True, False, True]), [1, 0], ([0], 1, (2, 3))]:
+        np.testing.assert_array_equal(x[index].numpy(), theirs[index].numpy(), err_msg=repr(index))
+def test_list_and_tuple_indices_without_torch():
+    a = np.arange(16.0).reshape(4, 4)
+    x = leaf(a)
+    np.testing.assert_array_equal(x[[0, 1], [2, 3]].numpy(), [2.0, 7.0])
+    assert x[(0,), ...].shape == (1, 4) and x[(0, 2), :].shape == (2, 4)
+    x[(0, 0), (1, 1)].sum().backward()  # a repeated position collects both gradients
+    assert x.grad.numpy()[0, 1] == 2.0 and x.grad.numpy().sum() == 2.0
+    y = t(np.zeros((3, 3)))
+    y[[0, 2], (1, 2)] = 5.0
+    assert y.numpy()[0, 1] == 5.0 and y.numpy()[2, 2] == 5.0 and y.numpy().sum() == 10.0
+    for ambiguous in ([[0, 1], [2, 3]], [0, slice(None)], [mg.tensor(0), mg.tensor(1)]):
+        with pytest.raises(TypeError, match="a list holding sequences, tensors, slices or None as the whole index is ambiguous"):
+            x[ambiguous]
 # -- joining, splitting, padding ----------------------------------------------------------------
 
 
