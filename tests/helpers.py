@@ -43,3 +43,24 @@ def check_grads(fn, *arrays, twice=True, **kwargs):
     assert mg.gradcheck(fn, *xs, **kwargs)
     if twice:
         assert mg.gradgradcheck(fn, *xs, **kwargs)
+
+
+def torch_installed():
+    """Whether PyTorch (an optional reference, never required) imports here."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def real_mnist_dir():
+    """The data root holding real MNIST where minigrad looks without downloading
+    ($MINIGRAD_DATA, then the cache), to pass as a script's MINIGRAD_DATA; None where it is not
+    there (the tests that train on it skip)."""
+    from minigrad.data.download import candidate_dirs
+
+    for path, direct in candidate_dirs(None, "mnist"):
+        if (path / "t10k-labels-idx1-ubyte.gz").exists() and (path / "train-images-idx3-ubyte.gz").exists():
+            return str(path if direct else path.parent)
+    return None
