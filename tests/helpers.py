@@ -7,6 +7,7 @@
 * ``leaf(a)``: the same in float64 and requiring grad: the input of a gradient check.
 * ``check_grads(fn, *arrays)``: gradcheck and gradgradcheck of ``fn`` at leaves made from
   ``arrays``.
+* ``torch_installed()``, ``real_mnist_dir()``: whether the optional references are here.
 
 "The device under test" is conftest's ``ON``: the CPU, or, in a module that uses the
 ``on_device`` fixture, each device in turn.

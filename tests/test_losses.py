@@ -7,11 +7,11 @@ from hypothesis import given, strategies as st
 import minigrad as mg
 from minigrad import nn
 from minigrad.nn import functional as F
-from tests.conftest import DEVICES
 from tests.bounds import LIBM_ULPS, assert_within, sum_error
+from tests.conftest import DEVICES
 from tests.coverage import covers
-from tests.strategies import arrays, relayout
 from tests.helpers import t
+from tests.strategies import arrays, relayout
 
 REDUCTIONS = ["mean", "sum", "none"]
 

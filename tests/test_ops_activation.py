@@ -11,11 +11,11 @@ from minigrad import nn
 from minigrad.ops.activation import (
     GELUGrad, LeakyReLUGrad, LogSoftmaxGrad, SigmoidGrad, SiLUGrad, SoftmaxGrad, TanhGrad,
 )
-from tests.conftest import DEVICES
 from tests.bounds import LIBM_ULPS, assert_within
+from tests.conftest import DEVICES
 from tests.coverage import covers
-from tests.strategies import arrays, shapes
 from tests.helpers import t
+from tests.strategies import arrays, shapes
 
 
 np_erf = np.vectorize(math.erf, otypes=[np.float64])

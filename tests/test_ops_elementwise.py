@@ -14,8 +14,8 @@ from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
 from tests.coverage import covers
-from tests.strategies import arrays, broadcast_pair, relayout, separated_pair, shapes
 from tests.helpers import check_grads, leaf, t
+from tests.strategies import arrays, broadcast_pair, relayout, separated_pair, shapes
 
 SMALL = dict(max_dims=3, max_side=3)  # gradgradcheck cost grows with the element count
 

@@ -7,8 +7,8 @@ import minigrad as mg
 from tests.bounds import assert_within, sum_error
 from tests.conftest import DEVICES
 from tests.coverage import covers
-from tests.strategies import arrays
 from tests.helpers import t
+from tests.strategies import arrays
 
 # (a shape, b shape) for every rank combination NumPy's matmul allows, with broadcast batches
 RANK_CASES = [

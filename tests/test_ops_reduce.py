@@ -11,8 +11,8 @@ from hypothesis import given, strategies as st
 import minigrad as mg
 from tests.bounds import assert_within, sum_error
 from tests.coverage import covers
-from tests.strategies import arrays, layouts, relayout, shapes
 from tests.helpers import check_grads, leaf, t
+from tests.strategies import arrays, layouts, relayout, shapes
 
 
 @st.composite

@@ -10,8 +10,7 @@ import minigrad as mg
 from minigrad.ops import shape as shape_ops
 from minigrad.ops.shape import index_put, scatter_add
 from tests.conftest import ON
-
-from .coverage import covers
+from tests.coverage import covers
 from tests.helpers import check_grads, leaf, t
 
 # -- strategies -------------------------------------------------------------------------------

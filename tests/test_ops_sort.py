@@ -8,10 +8,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
-from tests.strategies import relayout
-
-from .coverage import covers
+from tests.coverage import covers
 from tests.helpers import leaf, t
+from tests.strategies import relayout
 
 pytestmark = pytest.mark.usefixtures("on_device")
 
