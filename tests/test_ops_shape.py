@@ -669,9 +669,9 @@ def test_gather_matches_torch_forward_and_backward():
     g = rng.standard_normal((3, 5, 2))
     idx = rng.integers(0, 4, (3, 5, 2))  # repeats: their gradients add up
     x, tx = leaf(a.copy()), torch.tensor(a, requires_grad=True)
-    out, theirs = x.gather(1, mg.tensor(idx)), torch.gather(tx, 1, torch.tensor(idx))
+    out, theirs = x.gather(1, t(idx)), torch.gather(tx, 1, torch.tensor(idx))
     np.testing.assert_array_equal(out.numpy(), theirs.detach().numpy())
-    out.backward(mg.tensor(g))
+    out.backward(t(g))
     theirs.backward(torch.tensor(g))
     # a position picked k times gets a sum of k values, added in either library's order
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=0, atol=10 * 2.0 ** -53 * np.abs(g).sum())
