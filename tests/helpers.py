@@ -65,3 +65,22 @@ def real_mnist_dir():
         if (path / "t10k-labels-idx1-ubyte.gz").exists() and (path / "train-images-idx3-ubyte.gz").exists():
             return str(path if direct else path.parent)
     return None
+
+
+def assert_matches_torch(ours_fn, theirs_fn, arrays, rtol, atol, seed=9):
+    """``ours_fn`` at float64 leaves made from ``arrays`` and ``theirs_fn`` (PyTorch's) at torch
+    leaves with the same values agree within ``rtol``/``atol``: the value, and each input's
+    gradient for a random upstream gradient (drawn from ``seed``).  An input PyTorch gives no
+    gradient is not compared.  The caller has checked that torch imports (importorskip)."""
+    import torch
+
+    ours = [leaf(a) for a in arrays]
+    theirs = [torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=True) for a in arrays]
+    y1, y2 = ours_fn(*ours), theirs_fn(*theirs)
+    np.testing.assert_allclose(y1.numpy(), y2.detach().numpy(), rtol=rtol, atol=atol)
+    g = np.random.default_rng(seed).standard_normal(y1.shape)
+    y1.backward(t(g))
+    y2.backward(torch.tensor(g))
+    for x, tx in zip(ours, theirs):
+        if tx.grad is not None:
+            np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=rtol, atol=atol)

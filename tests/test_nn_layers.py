@@ -15,22 +15,8 @@ from minigrad.nn import functional as F
 from tests.bounds import assert_within, sum_error
 from tests.conftest import DEVICES
 from tests.coverage import covers
-from tests.helpers import leaf
+from tests.helpers import assert_matches_torch, leaf
 from tests.strategies import arrays, shapes
-
-
-def same_as_torch(torch, ours_fn, theirs_fn, arrays, rtol, atol):
-    """ours_fn and theirs_fn (PyTorch's) agree on ``arrays`` (float64), value and gradients
-    for a random upstream gradient."""
-    ours = [leaf(v) for v in arrays]
-    theirs = [torch.tensor(v, requires_grad=True) for v in arrays]
-    y1, y2 = ours_fn(*ours), theirs_fn(*theirs)
-    np.testing.assert_allclose(y1.numpy(), y2.detach().numpy(), rtol=rtol, atol=atol)
-    g = np.random.default_rng(9).standard_normal(y1.shape)
-    y1.backward(mg.tensor(g))
-    y2.backward(torch.tensor(g))
-    for o, t in zip(ours, theirs):
-        np.testing.assert_allclose(o.grad.numpy(), t.grad.numpy(), rtol=rtol, atol=atol)
 
 
 # -- Linear ---------------------------------------------------------------------------------------------------
@@ -351,8 +337,8 @@ def test_conv1d_matches_torch(kw):
     groups = kw.get("groups", 1)
     rng = np.random.default_rng(1)
     a, w, b = rng.standard_normal((3, 4, 11)), rng.standard_normal((6, 4 // groups, 3)), rng.standard_normal(6)
-    same_as_torch(torch, lambda *ts: F.conv1d(*ts, **kw), lambda *ts: torch.nn.functional.conv1d(*ts, **kw),
-                  (a, w, b), rtol=1e-12, atol=1e-12)
+    assert_matches_torch(lambda *ts: F.conv1d(*ts, **kw), lambda *ts: torch.nn.functional.conv1d(*ts, **kw),
+                         (a, w, b), rtol=1e-12, atol=1e-12)
 
 
 # -- padding strings and modes ----------------------------------------------------------------------
@@ -574,8 +560,8 @@ def test_group_norm_matches_torch():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(3)
     a, w, b = rng.standard_normal((2, 6, 4, 3)), rng.standard_normal(6), rng.standard_normal(6)
-    same_as_torch(torch, lambda x, u, v: F.group_norm(x, 3, u, v),
-                  lambda x, u, v: torch.nn.functional.group_norm(x, 3, u, v), (a, w, b), rtol=1e-9, atol=1e-11)
+    assert_matches_torch(lambda x, u, v: F.group_norm(x, 3, u, v),
+                         lambda x, u, v: torch.nn.functional.group_norm(x, 3, u, v), (a, w, b), rtol=1e-9, atol=1e-11)
 
 
 # -- a small CNN ------------------------------------------------------------------------------------

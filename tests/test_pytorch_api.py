@@ -14,7 +14,7 @@ import minigrad as mg
 from minigrad import nn, optim
 from minigrad.autograd import Function
 
-from tests.helpers import leaf
+from tests.helpers import assert_matches_torch
 from tests.idx_files import make_dataset_dir
 from tests.test_pytorch_scripts import load_script
 
@@ -389,18 +389,9 @@ def test_compositions_match_torch():
         (lambda m, t: t[0].T.contiguous().view_as(t[1]), lambda t: t[0].T.contiguous().view_as(t[1])),
         (lambda m, t: t[2][None].expand_as(t[0]) * t[0], lambda t: t[2][None].expand_as(t[0]) * t[0]),
     ]
-    g = rng.standard_normal
-    for ours_fn, theirs_fn in cases:
-        ours = [leaf(v) for v in (a, b, c)]
-        theirs = [torch.tensor(v, requires_grad=True) for v in (a, b, c)]
-        y1, y2 = ours_fn(mg, ours), theirs_fn(theirs)
-        np.testing.assert_allclose(y1.numpy(), y2.detach().numpy(), rtol=1e-13, atol=1e-14)
-        up = g(y1.shape)
-        y1.backward(mg.tensor(up))
-        y2.backward(torch.tensor(up))
-        for o, t in zip(ours, theirs):
-            if t.grad is not None:
-                np.testing.assert_allclose(o.grad.numpy(), t.grad.numpy(), rtol=1e-13, atol=1e-14)
+    for k, (ours_fn, theirs_fn) in enumerate(cases):
+        assert_matches_torch(lambda *ts: ours_fn(mg, ts), lambda *ts: theirs_fn(ts), (a, b, c),
+                             rtol=1e-13, atol=1e-14, seed=k)
     for name in ("all", "any"):
         for dim in (None, 0, 1):
             m = a > 0.5
