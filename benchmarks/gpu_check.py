@@ -501,7 +501,8 @@ item_mnist_mlp, item_mnist_cnn = _example_item("mlp"), _example_item("cnn")
 # compiling the CUDA C (NVRTC, nvcc) needs no GPU: CI does it, and a GPU machine may lack the compilers
 NOT_ON_A_GPU = ("tests/test_cuda_sources.py",)
 CORE_TESTS = ("tests/test_devices.py", "tests/test_tensor.py", "tests/test_autograd.py", "tests/test_cuda_kernels.py",
-              "tests/test_kernels_contract.py", "tests/test_losses.py", "tests/test_nn.py", "tests/test_optim.py")
+              "tests/test_kernels_contract.py", "tests/test_losses.py", "tests/test_nn.py", "tests/test_nn_layers.py",
+              "tests/test_optim.py")
 _TEST_LINE = re.compile(r"^(tests/\S+::\S+) (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)", re.M)
 _COLLECTED = re.compile(r"collected (\d+) items?(?: / (\d+) deselected)?")
 _SKIP_REASON = re.compile(r"^\s*(\d+)\s+(\S.*?)\s*$")

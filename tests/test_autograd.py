@@ -8,17 +8,14 @@ import pytest
 
 import minigrad as mg
 from minigrad.autograd import Function
-
-
-def f64(values, requires_grad=True):
-    return mg.tensor(values, dtype=mg.float64, requires_grad=requires_grad)
+from tests.helpers import leaf
 
 
 # -- accumulation, basic errors -------------------------------------------------------------
 
 
 def test_gradients_accumulate_across_backward_calls():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     (x * x).sum().backward()
     (x * 3.0).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [2 + 3, 4 + 3])
@@ -28,7 +25,7 @@ def test_gradients_accumulate_across_backward_calls():
 
 
 def test_a_tensor_used_twice_gets_the_sum_of_both_paths():
-    x = f64([1.0, -2.0])
+    x = leaf([1.0, -2.0])
     y = x * x + x.exp() * x  # x reaches the loss through four uses
     y.sum().backward()
     xv = np.array([1.0, -2.0])
@@ -38,7 +35,7 @@ def test_a_tensor_used_twice_gets_the_sum_of_both_paths():
 def test_backward_through_a_result_that_only_its_consumer_holds():
     # exp's backward reads its output; the output is referenced only by Mul's record, which
     # is released before exp's backward runs. The engine must keep it alive until then.
-    x = f64(2.0)
+    x = leaf(2.0)
     (mg.exp(x) * 3.0).backward()
     assert x.grad.item() == pytest.approx(3 * np.exp(2.0))
 
@@ -55,7 +52,7 @@ def test_integer_and_bool_tensors_cannot_require_grad(make):
 
 
 def test_backward_of_a_non_scalar_needs_a_gradient():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     y = x * 2
     with pytest.raises(RuntimeError, match=r"only for a scalar output.*shape \(2,\)"):
         y.backward()
@@ -69,7 +66,7 @@ def test_backward_on_a_tensor_that_does_not_require_grad():
     x = mg.tensor([1.0, 2.0])
     with pytest.raises(RuntimeError, match="does not require grad"):
         (x * 2).sum().backward()
-    w = f64([1.0])
+    w = leaf([1.0])
     with mg.no_grad():
         loss = (w * 2).sum()
     with pytest.raises(RuntimeError, match="does not require grad"):
@@ -77,7 +74,7 @@ def test_backward_on_a_tensor_that_does_not_require_grad():
 
 
 def test_second_backward_through_freed_records_mentions_retain_graph():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     y = (x.exp() * x).sum()
     y.backward()
     with pytest.raises(RuntimeError, match="retain_graph=True"):
@@ -85,7 +82,7 @@ def test_second_backward_through_freed_records_mentions_retain_graph():
 
 
 def test_retain_graph_allows_a_second_backward():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     y = (x.exp() * x).sum()
     y.backward(retain_graph=True)
     first = x.grad.numpy().copy()
@@ -99,7 +96,7 @@ def test_retain_graph_allows_a_second_backward():
 
 
 def test_no_grad_and_enable_grad_as_nested_context_managers():
-    x = f64([1.0])
+    x = leaf([1.0])
     assert mg.is_grad_enabled()
     with mg.no_grad():
         assert not mg.is_grad_enabled()
@@ -116,7 +113,7 @@ def test_no_grad_and_enable_grad_as_nested_context_managers():
 
 
 def test_no_grad_and_enable_grad_as_decorators():
-    x = f64([1.0])
+    x = leaf([1.0])
 
     @mg.no_grad()
     def inference(t):
@@ -146,7 +143,7 @@ def test_grad_mode_is_restored_when_the_body_raises():
 
 
 def test_detach_cuts_the_tape_and_shares_memory():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     y = x * 3
     d = y.detach()
     assert not d.requires_grad and d.is_leaf and d.grad_fn is None
@@ -160,7 +157,7 @@ def test_requires_grad_():
     assert x.requires_grad_() is x and x.requires_grad and x.is_leaf
     x.requires_grad_(False)
     assert not x.requires_grad
-    y = f64([1.0]) * 2
+    y = leaf([1.0]) * 2
     with pytest.raises(RuntimeError, match="non-leaf.*detach"):
         y.requires_grad_(False)
 
@@ -169,7 +166,7 @@ def test_requires_grad_():
 
 
 def test_saved_values_are_released_after_backward():
-    x = f64(np.linspace(-1, 1, 5))
+    x = leaf(np.linspace(-1, 1, 5))
     h = x.exp()
     y = (h * h).sum()
     mul = y.grad_fn.inputs[0].grad_fn
@@ -184,7 +181,7 @@ def test_saved_values_are_released_after_backward():
 
 
 def test_retain_graph_keeps_saved_values():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     y = (x * x).sum()
     y.backward(retain_graph=True)
     assert y.grad_fn.inputs is not None
@@ -240,8 +237,8 @@ def test_memory_stays_flat_over_many_training_steps():
 
 @pytest.mark.parametrize("modify", ["iadd", "setitem", "mul_", "copy_", "detached"])
 def test_modifying_a_saved_tensor_in_place_then_backward_raises(modify):
-    x = f64([1.0, 2.0])
-    w = f64([3.0, 4.0], requires_grad=False)
+    x = leaf([1.0, 2.0])
+    w = leaf([3.0, 4.0], requires_grad=False)
     y = x * w  # Mul saves w for dL/dx = g * w
     if modify == "iadd":
         w += 1
@@ -258,7 +255,7 @@ def test_modifying_a_saved_tensor_in_place_then_backward_raises(modify):
 
 
 def test_in_place_under_no_grad_on_a_saved_leaf_is_caught_at_backward():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     y = x * x
     with mg.no_grad():
         x.add_(1)  # allowed (a weight update), but y's record saw the old x
@@ -267,7 +264,7 @@ def test_in_place_under_no_grad_on_a_saved_leaf_is_caught_at_backward():
 
 
 def test_in_place_on_a_saved_output_is_caught():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     y = x.exp()  # exp's backward uses its output
     with mg.no_grad():
         y.mul_(2)
@@ -285,7 +282,7 @@ F = mg.nn.functional
 @pytest.mark.parametrize("op", [F.gelu, F.silu, F.leaky_relu, lambda x: F.gelu(x, approximate="tanh"),
                                 lambda x: x.exp(), lambda x: x.sigmoid(), lambda x: F.softmax(x, -1)])
 def test_editing_an_input_or_output_a_backward_reads_raises(op):
-    x = f64([1.0, -2.0, 0.5])
+    x = leaf([1.0, -2.0, 0.5])
     y = op(x)
     with mg.no_grad():
         x.mul_(3)  # a leaf edited between forward and backward, as an optimizer step would
@@ -308,7 +305,7 @@ def test_editing_the_weight_of_a_1x1_convolution_raises():
 
 def test_editing_an_index_tensor_argument_raises():
     """Tensors passed as parameters (here embedding's indices) are checked like inputs."""
-    w = f64(np.ones((5, 2)))
+    w = leaf(np.ones((5, 2)))
     i = mg.tensor([0, 1, 1])
     y = F.embedding(i, w)
     i[0] = 4
@@ -319,7 +316,7 @@ def test_editing_an_index_tensor_argument_raises():
 def test_an_op_that_reads_nothing_gives_the_unedited_gradient_after_an_edit():
     """add and reshape read no values in backward (saves_inputs = False): no error, and the
     gradient is that of the graph as it was run, as in PyTorch."""
-    x, b = f64([1.0, 2.0]), f64([3.0, 4.0])
+    x, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
     y = (x + b).reshape(2, 1) * 2.0
     with mg.no_grad():
         x.add_(5)
@@ -342,7 +339,7 @@ class _UndeclaredSquare(Function):
 
 
 def test_gradcheck_catches_an_op_that_reads_an_undeclared_input():
-    x = f64([0.5, -1.5])
+    x = leaf([0.5, -1.5])
     assert mg.gradcheck(lambda t: _UndeclaredSquare.apply(t), x, check_inplace=False)  # values are right
     with pytest.raises(mg.GradcheckError, match=r"after input 0 of _UndeclaredSquare .* was edited in place.*"
                                                 r"reads a value its class does not declare"):
@@ -356,11 +353,11 @@ def test_reading_saved_tensors_without_declaring_them_is_a_programming_error():
             return 2 * g * x
 
     with pytest.raises(TypeError, match="Sneaky.backward reads saved_tensors, so the class must declare"):
-        Sneaky.apply(f64([1.0])).sum().backward()
+        Sneaky.apply(leaf([1.0])).sum().backward()
 
 
 def test_in_place_on_a_leaf_that_requires_grad_outside_no_grad_raises():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     for op in (lambda: x.add_(1), lambda: x.__setitem__(0, 3.0), lambda: x.zero_(),
                lambda: x.__imul__(2), lambda: x.copy_(mg.zeros(2, dtype=np.float64))):
         with pytest.raises(RuntimeError, match="a leaf tensor that requires grad .* cannot be modified in place"):
@@ -376,7 +373,7 @@ def test_in_place_on_a_leaf_that_requires_grad_outside_no_grad_raises():
 
 def test_setitem_of_a_value_that_carries_a_gradient_is_recorded():
     # the issue's example: PyTorch gives [6, 0]
-    w = f64([1.0, 2.0])
+    w = leaf([1.0, 2.0])
     buf = mg.zeros(2, dtype=np.float64)
     buf[0] = w[0] * 3
     assert buf.requires_grad and buf.grad_fn.name == "IndexPut"
@@ -391,7 +388,7 @@ def test_setitem_of_a_value_that_carries_a_gradient_is_recorded():
     lambda acc, w: acc.sub_(w * -2),
 ])
 def test_accumulating_and_copying_in_place_keep_the_gradient(write):
-    w = f64([1.0, 2.0])
+    w = leaf([1.0, 2.0])
     acc = mg.zeros(2, dtype=np.float64)
     acc = write(acc, w)
     (acc * w).sum().backward()  # acc = 2w:  d/dw sum(2 w^2) = 4 w
@@ -413,12 +410,12 @@ def test_accumulating_and_copying_in_place_keep_the_gradient(write):
 ])
 def test_each_in_place_op_gives_the_gradients_of_its_out_of_place_twin(name, method, fn):
     xv, wv = np.array([0.7, 1.3, 2.1]), np.array([1.5, -0.5, 2.0])
-    x, w = f64(xv), f64(wv)
+    x, w = leaf(xv), leaf(wv)
     t = x * 1.0                       # a non-leaf, so it may be written in place
     out = method(t, w)
     assert out is t and t.grad_fn is not None
     (t * t).sum().backward()
-    x2, w2 = f64(xv), f64(wv)
+    x2, w2 = leaf(xv), leaf(wv)
     ref = fn(x2 * 1.0, w2)
     (ref * ref).sum().backward()
     np.testing.assert_allclose(t.numpy(), ref.numpy())
@@ -455,7 +452,7 @@ def test_in_place_writes_without_gradients_stay_raw_and_fast():
 
 
 def test_a_view_written_in_place_makes_its_base_stale_instead_of_silently_wrong():
-    w = f64([1.0, 2.0])
+    w = leaf([1.0, 2.0])
     h = w * 2
     v = h[0:1]        # a view: shares h's memory
     v.mul_(3)         # changes h[0] through the view; h's own record knows nothing of it
@@ -473,7 +470,7 @@ def test_a_view_written_in_place_makes_its_base_stale_instead_of_silently_wrong(
 
 
 def test_a_detached_copy_is_a_constant_and_never_goes_stale():
-    w = f64([1.0, 2.0])
+    w = leaf([1.0, 2.0])
     h = w * 2
     d = h.detach()
     h.add_(w)                 # recorded; d sees the new values but is a constant by request
@@ -482,7 +479,7 @@ def test_a_detached_copy_is_a_constant_and_never_goes_stale():
 
 
 def test_an_op_that_saved_a_tensor_written_in_place_later_still_raises():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     y = x * 1.0
     z = y * y                 # Mul saved y
     y.add_(1)
@@ -494,8 +491,8 @@ def test_an_op_that_saved_a_tensor_written_in_place_later_still_raises():
 
 
 def test_a_chain_of_100000_ops_backpropagates_without_recursion():
-    x = f64(1.0)
-    c = f64(1.00001, requires_grad=False)
+    x = leaf(1.0)
+    c = leaf(1.00001, requires_grad=False)
     y = x
     for _ in range(100_000):
         y = y * c
@@ -505,7 +502,7 @@ def test_a_chain_of_100000_ops_backpropagates_without_recursion():
 
 
 def test_dropping_an_unreplayed_100000_op_chain_does_not_crash():
-    x = f64(1.0)
+    x = leaf(1.0)
     y = x
     for _ in range(100_000):
         y = -y
@@ -525,7 +522,7 @@ def _f(x):
 
 def test_hessian_vector_product_matches_the_analytic_hessian():
     xv = np.array([0.5, -1.0, 2.0])
-    x = f64(xv)
+    x = leaf(xv)
     hessian = np.diag(6 * xv) + 2.0
     (g,) = mg.grad(_f(x), x, create_graph=True)
     assert g.requires_grad
@@ -536,7 +533,7 @@ def test_hessian_vector_product_matches_the_analytic_hessian():
 
 
 def test_backward_with_create_graph_records_the_gradient():
-    x = f64([0.5, -1.0, 2.0])
+    x = leaf([0.5, -1.0, 2.0])
     _f(x).backward(create_graph=True)
     g = x.grad
     assert g.requires_grad and g.grad_fn is not None
@@ -549,7 +546,7 @@ def test_gradient_penalty():
     """L(w) = |d/dx sum(sin(w x))|^2 = sum(w^2 cos^2(w x));
     dL/dw = 2 w cos^2(w x) - 2 w^2 x sin(w x) cos(w x)."""
     xv, wv = np.array([0.3, -1.2, 2.0]), np.array([1.5, 0.5, -0.7])
-    x, w = f64(xv), f64(wv)
+    x, w = leaf(xv), leaf(wv)
     (gx,) = mg.grad(mg.sin(w * x).sum(), x, create_graph=True)
     penalty = (gx * gx).sum()
     penalty.backward()
@@ -565,7 +562,7 @@ def test_gradient_penalty():
 
 
 def test_grad_returns_gradients_without_touching_dot_grad():
-    x, y = f64([1.0, 2.0]), f64([3.0, 4.0])
+    x, y = leaf([1.0, 2.0]), leaf([3.0, 4.0])
     gx, gy = mg.grad((x * y).sum(), [x, y])
     np.testing.assert_array_equal(gx.numpy(), [3, 4])
     np.testing.assert_array_equal(gy.numpy(), [1, 2])
@@ -573,7 +570,7 @@ def test_grad_returns_gradients_without_touching_dot_grad():
 
 
 def test_allow_unused():
-    x, unused = f64([1.0]), f64([2.0])
+    x, unused = leaf([1.0]), leaf([2.0])
     with pytest.raises(RuntimeError, match=r"grad: input 1 \(shape \(1,\)\) was not used.*allow_unused=True"):
         mg.grad((x * 2).sum(), [x, unused])
     gx, gu = mg.grad((x * 2).sum(), [x, unused], allow_unused=True)
@@ -581,7 +578,7 @@ def test_allow_unused():
 
 
 def test_grad_frees_the_graph_by_default_unless_retained_or_create_graph():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     y = (x * x).sum()
     mg.grad(y, x)
     with pytest.raises(RuntimeError, match="retain_graph=True"):
@@ -609,7 +606,7 @@ class _FusedSquare(Function):
 
 
 def test_once_differentiable_op_raises_on_double_backward():
-    x = f64([1.0, -3.0])
+    x = leaf([1.0, -3.0])
     (g,) = mg.grad(_FusedSquare.apply(x).sum(), x, create_graph=True)
     np.testing.assert_array_equal(g.numpy(), [2.0, -6.0])  # the first derivative is right
     with pytest.raises(RuntimeError, match="_FusedSquare is once-differentiable"):
@@ -619,15 +616,15 @@ def test_once_differentiable_op_raises_on_double_backward():
     with pytest.raises(RuntimeError, match="once-differentiable"):
         x.grad.sum().backward()
     with pytest.raises(RuntimeError, match="once-differentiable"):
-        mg.gradgradcheck(lambda t: _FusedSquare.apply(t), f64([1.0, 2.0]))
-    assert mg.gradcheck(lambda t: _FusedSquare.apply(t), f64([1.0, 2.0]))
+        mg.gradgradcheck(lambda t: _FusedSquare.apply(t), leaf([1.0, 2.0]))
+    assert mg.gradcheck(lambda t: _FusedSquare.apply(t), leaf([1.0, 2.0]))
 
 
 # -- hooks, retain_grad ------------------------------------------------------------------------
 
 
 def test_register_hook_modifies_the_gradient_and_can_be_removed():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     handle = x.register_hook(lambda g: g * 10)
     (x * x).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [20, 40])
@@ -638,7 +635,7 @@ def test_register_hook_modifies_the_gradient_and_can_be_removed():
 
 
 def test_hook_on_an_intermediate_changes_what_flows_further():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     h = x * 3
     seen = []
     h.register_hook(lambda g: seen.append(g.numpy().copy()))  # returns None: only observes
@@ -651,7 +648,7 @@ def test_hook_on_an_intermediate_changes_what_flows_further():
 
 
 def test_retain_grad_on_an_intermediate():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     h = x * 3
     kept = h.retain_grad()
     assert kept is h and h.retains_grad
@@ -666,7 +663,7 @@ def test_retain_grad_on_an_intermediate():
 
 def test_a_leaf_hook_runs_once_on_the_gradient_summed_over_all_uses():
     # x is used twice; a clipping hook must see (and clip) the sum, as in PyTorch: [1, 1]
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     calls = []
 
     def clip(g):
@@ -681,26 +678,26 @@ def test_a_leaf_hook_runs_once_on_the_gradient_summed_over_all_uses():
 
 
 def test_a_hook_must_return_none_or_a_tensor_of_the_same_shape_dtype_and_device():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     x.register_hook(lambda g: g.sum())  # wrong shape
     with pytest.raises(RuntimeError, match=r"shape \(2,\).*returned a gradient of shape \(\)"):
         (x * x).sum().backward()
-    y = f64([1.0, 2.0])
+    y = leaf([1.0, 2.0])
     y.register_hook(lambda g: g.numpy())  # not a Tensor
     with pytest.raises(TypeError, match="returned a ndarray"):
         (y * y).sum().backward()
-    z = f64([1.0, 2.0])
+    z = leaf([1.0, 2.0])
     z.register_hook(lambda g: g.float())  # other dtype
     with pytest.raises(RuntimeError, match="float32"):
         (z * z).sum().backward()
-    h = f64([1.0, 2.0]) * 2  # hooks on intermediates are checked the same way
+    h = leaf([1.0, 2.0]) * 2  # hooks on intermediates are checked the same way
     h.register_hook(lambda g: g[:1])
     with pytest.raises(RuntimeError, match=r"shape \(1,\)"):
         h.sum().backward()
 
 
 def test_post_accumulate_grad_hooks_run_once_per_leaf_as_soon_as_its_gradient_is_final():
-    w1, w2 = f64([1.0, 2.0]), f64([3.0])
+    w1, w2 = leaf([1.0, 2.0]), leaf([3.0])
     events = []
     w1.register_post_accumulate_grad_hook(lambda p: events.append(("w1", p.grad.numpy().copy())))
     handle = w2.register_post_accumulate_grad_hook(lambda p: events.append(("w2", p.grad.numpy().copy())))
@@ -723,7 +720,7 @@ def test_post_accumulate_grad_hooks_run_once_per_leaf_as_soon_as_its_gradient_is
 
 
 def test_post_accumulate_hooks_do_not_run_for_minigrad_grad():
-    w = f64([1.0, 2.0])
+    w = leaf([1.0, 2.0])
     w.register_post_accumulate_grad_hook(lambda p: pytest.fail("grad() accumulates nothing"))
     (g,) = mg.grad((w * w).sum(), w)
     np.testing.assert_array_equal(g.numpy(), [2, 4])
@@ -770,7 +767,7 @@ def test_mixing_devices_raises_a_clear_error(device):
 
 
 def test_log_at_zero_gives_an_inf_gradient_that_propagates():
-    x = f64([0.0, 2.0])
+    x = leaf([0.0, 2.0])
     with np.errstate(divide="ignore"):
         (mg.log(x * 3) * 2).sum().backward()
     assert np.isposinf(x.grad.numpy()[0])  # never hidden or clipped
@@ -780,14 +777,14 @@ def test_log_at_zero_gives_an_inf_gradient_that_propagates():
 def test_nan_from_the_where_trap_is_not_masked():
     # where(x > 0, log(x), 0) at x = 0: the unselected branch gets gradient 0, and
     # log's backward computes 0 / 0 = NaN there. It reaches x.grad as NaN (as in PyTorch).
-    x = f64([0.0, 1.0])
+    x = leaf([0.0, 1.0])
     with np.errstate(divide="ignore", invalid="ignore"):
         mg.where(x > 0, mg.log(x), 0.0).sum().backward()
     assert np.isnan(x.grad.numpy()[0]) and x.grad.numpy()[1] == 1.0
 
 
 def test_detect_anomaly_names_the_op_that_made_the_first_non_finite_gradient():
-    x = f64([0.0, 2.0])
+    x = leaf([0.0, 2.0])
     with np.errstate(divide="ignore"):
         y = (mg.log(x * 3) * 2).sum()
         log_seq = y.grad_fn.inputs[0].grad_fn.inputs[0].grad_fn.seq
@@ -800,7 +797,7 @@ def test_detect_anomaly_names_the_op_that_made_the_first_non_finite_gradient():
 
 
 def test_detect_anomaly_as_decorator_and_quiet_when_finite():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
 
     @mg.detect_anomaly()
     def train_step():
@@ -813,7 +810,7 @@ def test_detect_anomaly_as_decorator_and_quiet_when_finite():
 
 
 def test_detect_anomaly_does_not_blame_an_op_for_a_nan_it_was_given():
-    x = f64([1.0, 2.0])
+    x = leaf([1.0, 2.0])
     with mg.detect_anomaly():
         mg.exp(x).backward(mg.tensor([np.nan, 1.0], dtype=mg.float64))
     assert np.isnan(x.grad.numpy()[0])
@@ -822,8 +819,8 @@ def test_detect_anomaly_does_not_blame_an_op_for_a_nan_it_was_given():
 def test_detect_anomaly_ignores_gradients_of_constants():
     # Mul also computes g * x for the constant c; with x = inf that is inf, but the engine
     # drops gradients of tensors that do not require grad, so it is no anomaly
-    x = f64([np.inf, 2.0])
-    c = f64([3.0, 1.0], requires_grad=False)
+    x = leaf([np.inf, 2.0])
+    c = leaf([3.0, 1.0], requires_grad=False)
     with mg.detect_anomaly():
         (x * c).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 1.0])
@@ -832,13 +829,13 @@ def test_detect_anomaly_ignores_gradients_of_constants():
 def test_an_input_read_only_for_another_inputs_gradient_may_be_edited_when_that_one_wants_none():
     """x * w reads w for dL/dx and x for dL/dw (Mul.saves_inputs = {0: (1,), 1: (0,)}): with
     only w requiring grad, editing x would matter; editing w would not (PyTorch saves the same)."""
-    d = f64([1.0, 2.0])
+    d = leaf([1.0, 2.0])
     y = 3 * d                          # dL/dd = 3 reads the constant 3, never d
     with mg.no_grad():
         d.add_(1)
     y.sum().backward()
     assert d.grad.tolist() == [3.0, 3.0]
-    x, w = f64([1.0, 2.0], requires_grad=False), f64([3.0, 4.0])
+    x, w = leaf([1.0, 2.0], requires_grad=False), leaf([3.0, 4.0])
     z = x * w
     with mg.no_grad():
         x.mul_(2)                      # dL/dw reads x: refused

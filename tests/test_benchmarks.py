@@ -13,15 +13,8 @@ import pytest
 from benchmarks import catalog, gpu_check, ops, optim_steps, train
 from benchmarks.catalog import Impl
 from minigrad.backend import cpu_kernels
+from tests.helpers import torch_installed
 from tests.tables import NEEDS_EMULATOR
-
-
-def _torch():
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +41,7 @@ def test_tiny_lab_checks_and_times_every_op(tiny_report):
             assert r["speedup"] == pytest.approx(1.0)
     impls = {r["impl"] for r in results}
     assert ("numba" in impls) == cpu_kernels.use_numba()
-    assert ("torch" in impls) == _torch()
+    assert ("torch" in impls) == torch_installed()
     assert report["gpu"] is False or report["gpu"] is True
     assert set(report["peaks"]) == {"cpu"} and report["peaks"]["cpu"]["gflops"] > 0
 
@@ -202,7 +195,7 @@ def test_train_tiny_runs_every_workload(tmp_path):
     got = {(r["workload"], r["impl"]) for r in report["results"]}
     want = {("mlp", "minigrad"), ("mlp", "numpy by hand"), ("cnn", "minigrad"), ("gpt", "minigrad"),
             ("rnn", "minigrad"), ("loader", "minigrad DataLoader"), ("loader", "numpy by hand"), ("sample", "minigrad")}
-    if _torch():
+    if torch_installed():
         want |= {("mlp", "pytorch"), ("cnn", "pytorch"), ("gpt", "pytorch"), ("rnn", "pytorch")}
     assert got == want
     for r in report["results"]:
@@ -223,7 +216,7 @@ def test_train_per_layer_takes_a_step_apart():
     assert parts[-2:] == ["loss: cross_entropy", "optimizer: Adam step"]
     for r in report["results"]:
         assert r["minigrad_total"] > 0
-        assert (r.get("pytorch_total", 0) > 0) == _torch()
+        assert (r.get("pytorch_total", 0) > 0) == torch_installed()
 
 
 def test_documented_commands_use_real_options():

@@ -364,6 +364,26 @@ def test_layer_norm_against_float64(shape, parallel_kernels):
         np.testing.assert_allclose(got, exact, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(exact).max()))
 
 
+@numba_only
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("affine", [True, False])
+def test_numba_layer_norm_kernels_match_reference(monkeypatch, parallel, dtype, affine):
+    monkeypatch.setattr(C, "_PARALLEL_WORK", 0 if parallel else 1 << 62)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((150, 37)) * 3 + 2).astype(dtype)  # 150 rows: three partial-sum chunks
+    w, b = (rng.standard_normal(37).astype(dtype) for _ in range(2)) if affine else (None, None)
+    tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    got, ref = C.layer_norm_forward(x, w, b, 1e-5), R.layer_norm_forward(x, w, b, 1e-5)
+    for a, r in zip(got, ref):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, r, **tol)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    for a, r in zip(C.layer_norm_backward(g, x, w, *ref[1:]), R.layer_norm_backward(g, x, w, *ref[1:])):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, r, **tol)
+
+
 # -- dropout and the optimizer updates -----------------------------------------------------------
 
 

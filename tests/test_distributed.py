@@ -24,6 +24,7 @@ import minigrad as mg
 import minigrad.distributed as dist
 from minigrad import nn
 from minigrad.data import DataLoader, DistributedSampler, TensorDataset
+from tests.helpers import real_mnist_dir
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "tests" / "distributed"
@@ -160,13 +161,6 @@ def test_example_trains_on_two_ranks_and_rank0_alone_saves(tmp_path):
                              env=dict(os.environ, MINIGRAD_DATA=str(tmp_path / "data")))
     assert predict.returncode == 0, predict.stderr
     assert f"accuracy on all 100 test images: {accuracy:.4f}" in predict.stdout
-
-
-def real_mnist_dir():
-    root = os.environ.get("MINIGRAD_DATA")
-    if root and (pathlib.Path(root) / "mnist" / "t10k-labels-idx1-ubyte.gz").exists():
-        return root
-    return None
 
 
 @pytest.mark.slow

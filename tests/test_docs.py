@@ -67,3 +67,23 @@ def _run_page(page):
         except Exception as e:
             raise AssertionError(f"{page.relative_to(ROOT)}, python block {i + 1} failed: "
                                  f"{type(e).__name__}: {e}\n---\n{code}") from e
+
+
+TEST_PATH = re.compile(r"\btests/([\w/]+\.py)(?:::(\w+))?")
+MADE_UP_NAMES = {"tests/test_gpu_check.py"}  # parses pytest output with made-up test names
+
+
+def test_every_test_file_named_in_the_docs_and_the_code_exists():
+    """Tests get merged and moved (one file per module or family of the package): a test file,
+    or ``file::test``, that README, docs/, the tests, the package or the benchmarks name must be
+    there."""
+    sources = PAGES + sorted(p for folder in ("tests", "minigrad", "benchmarks", "examples")
+                             for p in (ROOT / folder).rglob("*.py")
+                             if str(p.relative_to(ROOT)) not in MADE_UP_NAMES)
+    stale = []
+    for source in sources:
+        for m in TEST_PATH.finditer(source.read_text()):
+            target = ROOT / "tests" / m.group(1)
+            if not target.is_file() or (m.group(2) and f"def {m.group(2)}(" not in target.read_text()):
+                stale.append(f"{source.relative_to(ROOT)}: {m.group(0)}")
+    assert not stale, "named but not there:\n" + "\n".join(stale)

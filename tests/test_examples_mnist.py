@@ -12,19 +12,10 @@ import sys
 
 import pytest
 
+from tests.helpers import real_mnist_dir
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
-
-
-def real_mnist_dir():
-    """The folder holding real MNIST where minigrad would look without downloading
-    ($MINIGRAD_DATA, then the cache), or None."""
-    from minigrad.data.download import candidate_dirs
-
-    for path, direct in candidate_dirs(None, "mnist"):
-        if (path / "t10k-labels-idx1-ubyte.gz").exists() and (path / "train-images-idx3-ubyte.gz").exists():
-            return str(path if direct else path.parent)
-    return None
 
 
 def run_example(script, *args, data=None, timeout=1500, **env_vars):

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tests.test_examples_mnist import EXAMPLES, ROOT, final_accuracy, real_mnist_dir, run_example
+from tests.helpers import real_mnist_dir
+from tests.test_examples_mnist import EXAMPLES, ROOT, final_accuracy, run_example
 
 
 @pytest.mark.slow

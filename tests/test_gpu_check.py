@@ -27,10 +27,6 @@ from benchmarks.common import cpu_clock
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _torch():
-    return importlib.util.find_spec("torch") is not None
-
-
 def _ctx(tmp_path, preset=gpu_check.TINY, name="cpu", torch=None, data=None, seconds=300):
     device = gpu_check.Device(name, np, cpu_clock, torch)
     return gpu_check.Context(preset, device, data, tmp_path, time.monotonic() + seconds)

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import minigrad as mg
-from minigrad import io as mgio
+from minigrad import io as mgio, nn, optim
 
 
 def _same(a, b, path="root"):
@@ -108,10 +108,6 @@ def test_path_is_used_exactly_and_compression_works(tmp_path):
 
 
 def test_state_dicts_of_real_modules_round_trip(tmp_path):
-    nn = pytest.importorskip("minigrad.nn")
-    optim = pytest.importorskip("minigrad.optim")
-    if not hasattr(nn, "Linear") or not hasattr(optim, "Adam"):
-        pytest.skip("nn.Linear / optim.Adam not available yet")
     model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     opt = optim.Adam(model.parameters(), lr=1e-2)
     loss = (model(mg.randn(5, 4)) ** 2).sum()

@@ -27,17 +27,12 @@ from minigrad.backend import reference as R
 
 
 def _import_cuda_kernels():
-    try:
-        return importlib.import_module("minigrad.backend.cuda")
-    except ImportError as e:
-        pytest.skip(f"minigrad.backend.cuda does not import here ({e})")
+    """The CUDA kernel table; it imports without CuPy (and must: it is part of the package)."""
+    return importlib.import_module("minigrad.backend.cuda")
 
 
 def _emulated_cuda():
-    try:
-        importlib.import_module("minigrad.backend.cuda.emulator")
-    except ImportError as e:
-        pytest.skip(f"the CUDA emulator (minigrad.backend.cuda.emulator) does not import here ({e})")
+    importlib.import_module("minigrad.backend.cuda.emulator")  # part of the package: no skip
     if not any(shutil.which(cc) for cc in ("c++", "g++", "clang++")):
         pytest.skip("the CUDA emulator needs a C++ compiler (c++, g++ or clang++); none found")
     return _import_cuda_kernels()

@@ -7,20 +7,13 @@ from hypothesis import given, strategies as st
 import minigrad as mg
 from minigrad import nn
 from minigrad.nn import functional as F
-from tests.conftest import DEVICES
 from tests.bounds import LIBM_ULPS, assert_within, sum_error
+from tests.conftest import DEVICES
 from tests.coverage import covers
+from tests.helpers import t
 from tests.strategies import arrays, relayout
 
 REDUCTIONS = ["mean", "sum", "none"]
-
-
-def t(a, requires_grad=False):
-    return mg.from_numpy(a).requires_grad_(requires_grad)
-
-
-def on(device, a, requires_grad=False):
-    return mg.tensor(np.array(a, order="C"), device=device, requires_grad=requires_grad)
 
 
 @st.composite
@@ -78,7 +71,7 @@ def weighted_case(draw, max_n=5, max_c=4):
 @given(c=logits_and_labels(), reduction=st.sampled_from(REDUCTIONS), smoothing=st.sampled_from([0.0, 0.1, 1.0]))
 def test_cross_entropy_forward(device, c, reduction, smoothing):
     x, y = c
-    out = F.cross_entropy(on(device, x), on(device, y), reduction=reduction, label_smoothing=smoothing)
+    out = F.cross_entropy(t(x, device=device), t(y, device=device), reduction=reduction, label_smoothing=smoothing)
     expected = np_cross_entropy(x, y, reduction, smoothing)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-14)
     assert out.shape == ((x.shape[0],) if reduction == "none" else ())
@@ -145,16 +138,16 @@ def test_cross_entropy_label_smoothing_one_is_uniform_target():
 @given(case=weighted_case(), reduction=st.sampled_from(REDUCTIONS), smoothing=st.sampled_from([0.0, 0.3]))
 def test_cross_entropy_weight_and_ignore_index(device, case, reduction, smoothing):
     x, y, w, ignore = case
-    xt = on(device, x, requires_grad=True)
-    wt = None if w is None else on(device, w)
-    out = F.cross_entropy(xt, on(device, y), wt, ignore_index=ignore, reduction=reduction, label_smoothing=smoothing)
+    xt = t(x, requires_grad=True, device=device)
+    wt = None if w is None else t(w, device=device)
+    out = F.cross_entropy(xt, t(y, device=device), wt, ignore_index=ignore, reduction=reduction, label_smoothing=smoothing)
     expected = np_cross_entropy(x, y, reduction, smoothing, w, ignore)
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-14)
     # the gradient against nll_loss(log_softmax): the same function from twice-differentiable ops
     if x.shape[0] and reduction != "none" and not smoothing:
         out.backward()
-        x2 = on(device, x, requires_grad=True)
-        F.nll_loss(F.log_softmax(x2, dim=1), on(device, y), wt, ignore_index=ignore, reduction=reduction).backward()
+        x2 = t(x, requires_grad=True, device=device)
+        F.nll_loss(F.log_softmax(x2, dim=1), t(y, device=device), wt, ignore_index=ignore, reduction=reduction).backward()
         np.testing.assert_allclose(xt.grad.numpy(), x2.grad.numpy(), rtol=1e-12, atol=1e-14)
 
 
@@ -211,17 +204,17 @@ def test_cross_entropy_spatial_and_unbatched_inputs(device, reduction):
     w = rng.uniform(0.5, 2, 4)
     flat_x = x.transpose(0, 2, 3, 1).reshape(-1, 4)
     for fn in (F.cross_entropy, F.nll_loss):
-        xt = on(device, x, requires_grad=True)
-        out = fn(xt, on(device, y), on(device, w), reduction=reduction)
-        ft = on(device, flat_x, requires_grad=True)
-        ref = fn(ft, on(device, y.reshape(-1)), on(device, w), reduction=reduction)
+        xt = t(x, requires_grad=True, device=device)
+        out = fn(xt, t(y, device=device), t(w, device=device), reduction=reduction)
+        ft = t(flat_x, requires_grad=True, device=device)
+        ref = fn(ft, t(y.reshape(-1), device=device), t(w, device=device), reduction=reduction)
         assert out.shape == ((2, 3, 5) if reduction == "none" else ())
         np.testing.assert_allclose(out.numpy().reshape(-1), ref.numpy().reshape(-1), rtol=1e-13)
         g = rng.standard_normal(out.shape)
-        out.backward(on(device, g))
-        ref.backward(on(device, g.reshape(ref.shape)))
+        out.backward(t(g, device=device))
+        ref.backward(t(g.reshape(ref.shape), device=device))
         np.testing.assert_allclose(xt.grad.numpy().transpose(0, 2, 3, 1).reshape(-1, 4), ft.grad.numpy(), rtol=1e-13)
-    single = F.cross_entropy(on(device, x[0, :, 0, 0]), on(device, np.array(2)), reduction=reduction)
+    single = F.cross_entropy(t(x[0, :, 0, 0], device=device), t(np.array(2), device=device), reduction=reduction)
     assert single.shape == ()
     np.testing.assert_allclose(single.item(), -np_log_softmax(x[0, :, 0, 0][None])[0, 2], rtol=1e-13)
 
@@ -234,7 +227,7 @@ def test_cross_entropy_probability_targets(device, reduction):
     q = rng.uniform(size=(3, 4, 2))
     q /= q.sum(axis=1, keepdims=True)
     w = rng.uniform(0.5, 2, 4)
-    out = F.cross_entropy(on(device, x), on(device, q), on(device, w), reduction=reduction, label_smoothing=0.2)
+    out = F.cross_entropy(t(x, device=device), t(q, device=device), t(w, device=device), reduction=reduction, label_smoothing=0.2)
     logp = x - x.max(1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(1, keepdims=True))
     qs = q * 0.8 + 0.2 / 4
@@ -283,7 +276,7 @@ def test_bad_labels_give_nan_where_the_check_is_skipped(monkeypatch):
 @given(c=logits_and_labels(), reduction=st.sampled_from(REDUCTIONS))
 def test_nll_loss_forward(device, c, reduction):
     x, y = c
-    out = F.nll_loss(on(device, x), on(device, y), reduction=reduction)
+    out = F.nll_loss(t(x, device=device), t(y, device=device), reduction=reduction)
     picked = -x[np.arange(len(y)), y]
     # a sum (or mean) of n picked values, in whatever order the device adds: 2 gamma sum |terms|
     n = max(len(y), 1)
@@ -318,8 +311,8 @@ def test_nll_loss_weighted_gradcheck(case, reduction):
 def test_nll_loss_empty_batch(device):
     """The mean over no rows: a NaN loss and a (0, C) gradient, as PyTorch (it used to raise
     ZeroDivisionError in backward)."""
-    x = on(device, np.zeros((0, 5)), requires_grad=True)
-    y = on(device, np.zeros(0, dtype=np.int64))
+    x = t(np.zeros((0, 5)), requires_grad=True, device=device)
+    y = t(np.zeros(0, dtype=np.int64), device=device)
     for fn in (F.nll_loss, F.cross_entropy):
         x.grad = None
         loss = fn(x, y)
@@ -382,8 +375,8 @@ def test_bce_with_logits_weight_and_pos_weight(device, data, reduction):
     p = data.draw(arrays(shape[-1:], low=0.1, high=5))           # one per class (the last axis)
     s = 1 / (1 + np.exp(-x))
     naive = -w * (p * y * np.log(s) + (1 - y) * np.log(1 - s))
-    out = F.binary_cross_entropy_with_logits(on(device, x), on(device, y), on(device, w), reduction=reduction,
-                                             pos_weight=on(device, p))
+    out = F.binary_cross_entropy_with_logits(t(x, device=device), t(y, device=device), t(w, device=device), reduction=reduction,
+                                             pos_weight=t(p, device=device))
     np.testing.assert_allclose(out.numpy(), np_reduce(naive, reduction), rtol=1e-7, atol=1e-12)
 
 
@@ -411,7 +404,7 @@ def test_binary_cross_entropy_forward(device, data, reduction):
     x = data.draw(arrays(shape, low=0, high=1))
     y = data.draw(arrays(shape, low=0, high=1))
     w = data.draw(arrays(shape, low=0, high=2)) if data.draw(st.booleans()) else None
-    out = F.binary_cross_entropy(on(device, x), on(device, y), None if w is None else on(device, w), reduction=reduction)
+    out = F.binary_cross_entropy(t(x, device=device), t(y, device=device), None if w is None else t(w, device=device), reduction=reduction)
     np.testing.assert_allclose(out.numpy(), np_reduce(np_bce(x, y, 1.0 if w is None else w), reduction),
                                rtol=1e-12, atol=1e-14)
 

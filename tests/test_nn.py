@@ -1,19 +1,16 @@
-"""nn: Module (registration, tree walks, state_dict, modes, to(), repr), Parameter, init,
-Linear, activations, Flatten, Dropout, containers (minigrad/nn)."""
+"""nn's machinery (minigrad/nn: module.py, parameter.py, init.py, containers.py, utils): Module
+(registration, tree walks, state_dict, modes, to(), repr), Parameter, init, the containers
+(Sequential, ModuleList, ModuleDict, ParameterList), gradient clipping.  The layers:
+tests/test_nn_layers.py."""
 import math
 from collections import OrderedDict
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
 
 import minigrad as mg
-from tests.bounds import assert_within, sum_error
 from minigrad import nn
-from minigrad.nn import functional as F
 from minigrad.nn import init
-from tests.coverage import covers
-from tests.strategies import arrays, shapes
 
 
 class Block(nn.Module):
@@ -359,155 +356,29 @@ def test_init_works_on_parameters_that_require_grad():
     assert p.requires_grad and p.is_leaf and np.all(np.abs(p.numpy()) <= math.sqrt(1.0))
 
 
-# -- Linear ---------------------------------------------------------------------------------------------------
-
-
-def test_linear_default_init_and_shapes():
-    lin = nn.Linear(50, 20)
-    assert lin.weight.shape == (20, 50) and lin.bias.shape == (20,)
-    bound = 1 / math.sqrt(50)
-    assert np.abs(lin.weight.numpy()).max() <= bound and np.abs(lin.bias.numpy()).max() <= bound
-    assert np.abs(lin.weight.numpy()).max() > 0.9 * bound
-    assert nn.Dense is nn.Linear
-    assert nn.Linear(3, 2, bias=False).bias is None
-    assert nn.Linear(3, 2, dtype=np.float64).weight.dtype == np.float64
-    empty = nn.Linear(0, 4)  # in_features 0 is allowed: the output is just the bias, whose bound is 0
-    assert empty(mg.zeros(2, 0)).numpy().tolist() == [[0.0] * 4] * 2
-    with pytest.raises(ValueError, match="out_features must be a non-negative integer, got -1"):
-        nn.Linear(3, -1)
-
-
-@given(st.integers(0, 4), st.integers(1, 4), st.integers(1, 4), st.booleans(), st.data())
-def test_linear_forward_matches_numpy(n, fin, fout, bias, data):
-    x = data.draw(arrays((n, fin)))  # C, transposed or strided layout
-    lin = nn.Linear(fin, fout, bias=bias, dtype=np.float64)
-    out = lin(mg.from_numpy(x))
-    w, b = lin.weight.numpy(), (lin.bias.numpy() if bias else 0)
-    # GEMMs of other shapes (or another BLAS) add in other orders: within the bound of a
-    # sum of fin + 1 terms, 2 gamma (|x| |W|^T + |b|) (tests/bounds.py)
-    assert_within(out.numpy(), x @ w.T + b, sum_error(np.abs(x) @ np.abs(w).T + np.abs(b), fin + 1))
-    # a batch of sequences: all leading dimensions are batch dimensions
-    x3 = data.draw(arrays((2, n, fin)))
-    assert_within(lin(mg.from_numpy(x3)).numpy(), x3 @ w.T + b, sum_error(np.abs(x3) @ np.abs(w).T + np.abs(b), fin + 1))
-
-
-def test_linear_gradients():
-    lin = nn.Linear(4, 3, dtype=np.float64)
-    x = mg.randn(5, 4, dtype=np.float64, requires_grad=True)
-    assert mg.gradcheck(lambda x, w, b: F.linear(x, w, b), x, lin.weight, lin.bias)
-    lin(x).sum().backward()
-    np.testing.assert_allclose(lin.bias.grad.numpy(), np.full(3, 5.0))
-    # dW = g^T x with g = 1: column sums of x, by a GEMM here and by NumPy's sum there
-    assert_within(lin.weight.grad.numpy(), np.tile(x.numpy().sum(0), (3, 1)), sum_error(np.abs(x.numpy()).sum(0), 5))
-
-
-def test_linear_shape_error():
-    with pytest.raises(ValueError, match=r"linear: input of shape \(2, 5\), weight of shape \(3, 4\)"):
-        nn.Linear(4, 3)(mg.randn(2, 5))
-
-
-@pytest.mark.torch
-def test_linear_torch_parity():
-    torch = pytest.importorskip("torch")
-    lin = nn.Linear(6, 4)
-    tl = torch.nn.Linear(6, 4)
-    with torch.no_grad():
-        tl.weight.copy_(torch.from_numpy(lin.weight.numpy()))
-        tl.bias.copy_(torch.from_numpy(lin.bias.numpy()))
-    x = np.random.default_rng(0).standard_normal((8, 6)).astype(np.float32)
-    g = np.random.default_rng(1).standard_normal((8, 4)).astype(np.float32)
-    xo, xt = mg.from_numpy(x.copy()).requires_grad_(), torch.tensor(x, requires_grad=True)
-    yo, yt = lin(xo), tl(xt)
-    np.testing.assert_allclose(yo.numpy(), yt.detach().numpy(), rtol=1e-5, atol=1e-6)
-    yo.backward(mg.from_numpy(g))
-    yt.backward(torch.from_numpy(g))
-    np.testing.assert_allclose(xo.grad.numpy(), xt.grad.numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(lin.weight.grad.numpy(), tl.weight.grad.numpy(), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(lin.bias.grad.numpy(), tl.bias.grad.numpy(), rtol=1e-5, atol=1e-6)
-    # same init distribution as PyTorch: both bounded by 1/sqrt(fan_in)
-    assert tl.weight.abs().max().item() <= 1 / math.sqrt(6) and np.abs(lin.weight.numpy()).max() <= 1 / math.sqrt(6)
-
-
-# -- activations, Flatten, Identity ----------------------------------------------------------------------------
-
-
-def test_activation_modules_match_functional():
-    x = mg.randn(3, 5)
-    for module, fn in [(nn.ReLU(), F.relu), (nn.Sigmoid(), F.sigmoid), (nn.Tanh(), F.tanh),
-                       (nn.LeakyReLU(0.2), lambda v: F.leaky_relu(v, 0.2)),
-                       (nn.Softmax(dim=0), lambda v: F.softmax(v, 0)),
-                       (nn.LogSoftmax(dim=1), lambda v: F.log_softmax(v, 1))]:
-        np.testing.assert_array_equal(module(x).numpy(), fn(x).numpy())
-    assert nn.Identity(3, k=4)(x) is x
-    assert repr(nn.LeakyReLU(0.2)) == "LeakyReLU(negative_slope=0.2)"
-    assert repr(nn.Softmax(dim=1)) == "Softmax(dim=1)"
-
-
-@given(shapes(2, 4, allow_empty=True))
-def test_flatten(shape):
-    x = mg.zeros(*shape)
-    assert nn.Flatten()(x).shape == (shape[0], int(np.prod(shape[1:])))
-    assert nn.Flatten(0, -1)(x).shape == (int(np.prod(shape)),)
-    assert F.flatten(x, 1).shape == nn.Flatten()(x).shape
-
-
-# -- Dropout ----------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("p", [-0.1, 1.5, True, "0.5", None])
-def test_dropout_validates_p(p):
-    with pytest.raises(ValueError, match="probability p must be a number in"):
-        nn.Dropout(p)
-    with pytest.raises(ValueError, match="dropout: probability p"):
-        F.dropout(mg.ones(2), p)
-
-
-def test_dropout_training_statistics_and_eval_identity():
-    p = 0.3
-    n = 100_000
-    drop = nn.Dropout(p)
-    x = mg.ones(n)
-    y = drop(x).numpy()
-    kept = y != 0
-    # the dropped fraction is Binomial(n, p)/n: standard error sqrt(p(1-p)/n) = 0.0014; allow 5 of them
-    assert abs((1 - kept.mean()) - p) < 5 * math.sqrt(p * (1 - p) / n)
-    np.testing.assert_allclose(y[kept], 1 / (1 - p), rtol=1e-6)  # inverted dropout: E[y] = x
-    assert abs(y.mean() - 1) < 5 * math.sqrt(p / (1 - p) / n)
-    drop.eval()
-    assert drop(x) is x
-    assert F.dropout(x, 0.0) is x and F.dropout(x, 0.9, training=False) is x
-    assert not F.dropout(mg.ones(5), 1.0).numpy().any()
-
-
-def test_dropout_backward_uses_the_same_mask_and_is_seeded():
-    mg.manual_seed(3)
-    x = mg.randn(50, dtype=np.float64, requires_grad=True)
-    y = F.dropout(x, 0.5)
-    y.sum().backward()
-    mask = y.numpy() / x.numpy()
-    np.testing.assert_allclose(x.grad.numpy(), mask, rtol=1e-12)
-    assert set(np.round(mask, 12)) <= {0.0, 2.0}
-    mg.manual_seed(3)
-    x2 = mg.randn(50, dtype=np.float64)
-    np.testing.assert_array_equal(F.dropout(x2, 0.5).numpy(), y.numpy())
-
-
-@covers("DropoutMask", twice=True)
-@given(arrays(shapes(0, 3)))
-def test_dropout_gradcheck(x):
-    def fn(a):
-        mg.manual_seed(11)  # the same mask on every evaluation
-        return F.dropout(a, 0.4)
-
-    xt = mg.from_numpy(x).requires_grad_()
-    assert mg.gradcheck(fn, xt)
-    assert mg.gradgradcheck(fn, xt)
-
-
-def test_dropout_float32_stays_float32():
-    assert F.dropout(mg.ones(10), 0.5).dtype == np.float32
-    with pytest.raises(TypeError, match="floating-point"):
-        F.dropout(mg.tensor([1, 2]), 0.5)
+def test_trunc_normal_is_the_normal_conditioned_on_the_interval():
+    mg.manual_seed(0)
+    w = nn.init.trunc_normal_(mg.empty(200, 100, dtype=np.float64), mean=0.5, std=1.0, a=0.0, b=2.0)
+    v = w.numpy().ravel()
+    assert v.min() >= 0.0 and v.max() <= 2.0
+    # the conditional mean and variance of N(0.5, 1) on [0, 2]: with alpha, beta the standardized
+    # bounds, Z = Phi(beta) - Phi(alpha),  mean = mu + (phi(alpha) - phi(beta)) / Z * sigma, ...
+    phi = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
+    Phi = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))  # noqa: E731
+    al, be = -0.5, 1.5
+    Z = Phi(be) - Phi(al)
+    mean = 0.5 + (phi(al) - phi(be)) / Z
+    var = 1 + (al * phi(al) - be * phi(be)) / Z - ((phi(al) - phi(be)) / Z) ** 2
+    n = v.size
+    assert abs(v.mean() - mean) < 5 * math.sqrt(var / n)
+    assert abs(v.var() - var) < 5 * var * math.sqrt(2 / n)
+    small = nn.init.trunc_normal_(mg.empty(1000), std=0.02)  # the usual call: bounds far away
+    assert small.dtype == np.float32 and abs(small.numpy().std() - 0.02) < 0.002
+    assert nn.init.trunc_normal_(mg.empty(3), mean=5.0, std=0.0).tolist() == [2.0, 2.0, 2.0]
+    with pytest.raises(ValueError, match="trunc_normal_: needs std >= 0 and a < b"):
+        nn.init.trunc_normal_(mg.empty(3), a=1.0, b=0.0)
+    with pytest.raises(ValueError, match="holds a fraction .* rejection sampling needs at least 1e-6"):
+        nn.init.trunc_normal_(mg.empty(3), a=8.0, b=9.0)
 
 
 # -- containers ---------------------------------------------------------------------------------------------------
@@ -552,3 +423,108 @@ def test_module_list():
     assert isinstance(blocks[1:], nn.ModuleList) and len(blocks[1:]) == 3
     with pytest.raises(NotImplementedError, match="iterate over it"):
         blocks(mg.ones(2))
+
+
+def test_module_dict():
+    d = nn.ModuleDict({"enc": nn.Linear(2, 3), "act": nn.ReLU()})
+    d["dec"] = nn.Linear(3, 2)
+    assert list(d) == ["enc", "act", "dec"] and len(d) == 3 and "act" in d
+    assert [n for n, _ in d.named_parameters()] == ["enc.weight", "enc.bias", "dec.weight", "dec.bias"]
+    assert list(d.state_dict()) == ["enc.weight", "enc.bias", "dec.weight", "dec.bias"]
+    assert isinstance(d.pop("act"), nn.ReLU) and list(d.keys()) == ["enc", "dec"]
+    d.update([("act", nn.Tanh())])
+    assert list(d) == ["enc", "dec", "act"] and isinstance(d["act"], nn.Tanh)
+    x = mg.randn(4, 2)
+    assert d["dec"](d["act"](d["enc"](x))).shape == (4, 2)
+    with pytest.raises(KeyError, match="ModuleDict has no module 'nope'"):
+        d["nope"]
+    with pytest.raises(TypeError, match="must be an nn.Module, got int"):
+        d["x"] = 3
+    with pytest.raises(KeyError, match="'keys' is the name of a ModuleDict attribute"):
+        d["keys"] = nn.ReLU()
+    with pytest.raises(NotImplementedError, match="ModuleDict has no forward"):
+        d(x)
+    d.clear()
+    assert len(d) == 0 and list(d.parameters()) == []
+
+
+def test_parameter_list_registers_its_parameters_with_the_optimizer():
+    class Mixture(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weights = nn.ParameterList([nn.Parameter(mg.ones(2)) for _ in range(3)])
+
+        def forward(self, x):
+            return sum(w * x for w in self.weights)
+
+    m = Mixture()
+    assert [n for n, _ in m.named_parameters()] == ["weights.0", "weights.1", "weights.2"]
+    m.weights.append(mg.zeros(2))  # a plain tensor becomes a Parameter
+    assert isinstance(m.weights[3], nn.Parameter) and m.weights[3].requires_grad and len(m.weights) == 4
+    opt = mg.optim.SGD(m.parameters(), lr=0.5)
+    m(mg.tensor([1.0, 2.0])).sum().backward()
+    opt.step()
+    assert m.weights[0].tolist() == [0.5, 0.0] and m.weights[-1].tolist() == [-0.5, -1.0]
+    m.weights[1] = nn.Parameter(mg.full((2,), 7.0))
+    assert m.state_dict()["weights.1"].tolist() == [7.0, 7.0]
+    assert len(m.weights[1:3]) == 2
+    with pytest.raises(TypeError, match="ParameterList: expected a Parameter or a Tensor, got float"):
+        m.weights.append(1.0)
+
+
+# -- nn.utils: gradient clipping ---------------------------------------------------------------------
+
+
+def _params_with_grads():
+    mg.manual_seed(0)
+    ps = [nn.Parameter(mg.randn(3, 4)), nn.Parameter(mg.randn(5)), nn.Parameter(mg.randn(2))]
+    for p, scale in zip(ps, (1.0, 3.0, 0.5)):
+        p.grad = mg.randn(*p.shape) * scale
+    ps[2].grad = None  # parameters without a gradient are skipped
+    return ps
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
+def test_clip_grad_norm_scales_all_gradients_together(norm_type):
+    ps = _params_with_grads()
+    grads = [p.grad.numpy().astype(np.float64).ravel() for p in ps[:2]]
+    flat = np.concatenate(grads)
+    total = np.abs(flat).max() if norm_type == math.inf else (np.abs(flat) ** norm_type).sum() ** (1 / norm_type)
+    out = nn.utils.clip_grad_norm_(ps, max_norm=1.0, norm_type=norm_type)
+    assert out.item() == pytest.approx(total, rel=1e-5)
+    scale = min(1.0, 1.0 / (total + 1e-6))
+    for p, g in zip(ps[:2], grads):
+        np.testing.assert_allclose(p.grad.numpy().ravel(), g * scale, rtol=1e-5)
+    assert ps[2].grad is None
+    # below the limit nothing changes
+    before = [p.grad.numpy().copy() for p in ps[:2]]
+    nn.utils.clip_grad_norm_(ps, max_norm=1e6, norm_type=norm_type)
+    for p, b in zip(ps[:2], before):
+        np.testing.assert_array_equal(p.grad.numpy(), b)
+
+
+def test_clip_grad_norm_nonfinite_and_clip_grad_value():
+    ps = _params_with_grads()
+    ps[0].grad.array[0, 0] = np.nan
+    with pytest.raises(RuntimeError, match="total norm of order 2.0 of the gradients is nan"):
+        nn.utils.clip_grad_norm_(ps, 1.0, error_if_nonfinite=True)
+    assert math.isnan(nn.utils.clip_grad_norm_(ps, 1.0).item())  # NaN stays visible
+    ps = _params_with_grads()
+    nn.utils.clip_grad_value_(ps, 0.5)
+    for p in ps[:2]:
+        assert np.abs(p.grad.numpy()).max() <= 0.5
+    assert nn.utils.clip_grad_norm_([], 1.0).item() == 0.0
+
+
+@pytest.mark.torch
+def test_clip_grad_norm_matches_torch():
+    torch = pytest.importorskip("torch")
+    ps = _params_with_grads()
+    tps = [torch.nn.Parameter(torch.tensor(p.numpy())) for p in ps[:2]]
+    for tp, p in zip(tps, ps):
+        tp.grad = torch.tensor(p.grad.numpy())
+    ours = nn.utils.clip_grad_norm_(ps, 2.0)
+    theirs = torch.nn.utils.clip_grad_norm_(tps, 2.0)
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
+    for tp, p in zip(tps, ps):
+        np.testing.assert_allclose(p.grad.numpy(), tp.grad.numpy(), rtol=1e-6)

@@ -8,17 +8,13 @@ import minigrad as mg
 from minigrad import nn
 
 
-def _torch():
-    return pytest.importorskip("torch")
-
-
 def _copy_to_torch(ours, theirs):
-    torch = _torch()
+    torch = pytest.importorskip("torch")
     theirs.load_state_dict({k: torch.tensor(v.numpy()) for k, v in ours.state_dict().items()})
 
 
 def test_embedding_layer():
-    torch = _torch()
+    torch = pytest.importorskip("torch")
     mg.manual_seed(0)
     emb = nn.Embedding(10, 4, padding_idx=2)
     assert repr(emb).startswith("Embedding(10, 4, padding_idx=2)")
@@ -40,7 +36,7 @@ def test_embedding_layer():
 
 @pytest.mark.parametrize("kwargs", [{}, {"elementwise_affine": False}, {"bias": False}, {"eps": 0.1}])
 def test_layer_norm_layer(kwargs):
-    torch = _torch()
+    torch = pytest.importorskip("torch")
     ln = nn.LayerNorm((3, 4), dtype=np.float64, **kwargs)
     tln = torch.nn.LayerNorm((3, 4), dtype=torch.float64, **kwargs)
     assert sorted(ln.state_dict()) == sorted(tln.state_dict())
@@ -81,7 +77,7 @@ MHA_CASES = {
 
 @pytest.mark.parametrize("name", sorted(MHA_CASES))
 def test_multihead_attention_matches_torch(name):
-    torch = _torch()
+    torch = pytest.importorskip("torch")
     c = dict(MHA_CASES[name])
     e, h, n, lq, s = 8, 2, 3, 4, 5
     rng = np.random.default_rng(0)

@@ -1,6 +1,5 @@
 """Activations: relu, leaky_relu, sigmoid, tanh, gelu, silu, softmax, log_softmax
-(minigrad/ops/activation.py), GELUDerivative, the fused backward kernels against the backwards
-written with ops, and nn.GELU/SiLU."""
+(minigrad/ops/activation.py), GELUDerivative (gelu' as an op), and nn.GELU/SiLU."""
 import math
 
 import numpy as np
@@ -10,18 +9,11 @@ from hypothesis import given, strategies as st
 import minigrad as mg
 from minigrad import nn
 from minigrad.ops.activation import GELUDerivative
-from tests.conftest import DEVICES
 from tests.bounds import LIBM_ULPS, assert_within
+from tests.conftest import DEVICES
 from tests.coverage import covers
+from tests.helpers import t
 from tests.strategies import arrays, shapes
-
-
-def t(a, requires_grad=False):
-    return mg.from_numpy(a).requires_grad_(requires_grad)
-
-
-def on(device, a, requires_grad=False):
-    return mg.tensor(np.array(a, order="C"), device=device, requires_grad=requires_grad)
 
 
 np_erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -58,7 +50,7 @@ def test_elementwise_forward(device, x):
     """Against NumPy and math.erf, which need not be the libm the device uses (NumPy's SIMD
     exp, glibc's, CUDA's): the bounds allow two libm-grade results (8 ulp apart) plus the
     formula's roundings, relative to the magnitude of its terms."""
-    v = on(device, x)
+    v = t(x, device=device)
     np.testing.assert_array_equal(mg.relu(v).numpy(), np.maximum(x, 0))
     np.testing.assert_allclose(mg.leaky_relu(v, 0.2).numpy(), np.where(x > 0, x, 0.2 * x), rtol=U64)  # one product
     # sigmoid, silu: exp and up to three roundings on each side (no cancellation)
@@ -99,8 +91,8 @@ def test_elementwise_backward_values(device, name):
     fn = {"relu": mg.relu, "leaky_relu": lambda v: mg.leaky_relu(v, 0.1), "sigmoid": mg.sigmoid,
           "tanh": mg.tanh, "gelu": mg.gelu, "gelu_tanh": lambda v: mg.gelu(v, approximate="tanh"),
           "silu": mg.silu}[name]
-    v = on(device, x, requires_grad=True)
-    fn(v).backward(on(device, g))
+    v = t(x, requires_grad=True, device=device)
+    fn(v).backward(t(g, device=device))
     np.testing.assert_allclose(v.grad.numpy(), g * derivative, rtol=1e-12, atol=1e-14)
 
 

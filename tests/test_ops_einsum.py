@@ -6,6 +6,7 @@ import pytest
 
 import minigrad as mg
 from minigrad.ops.matmul import _parse_einsum
+from tests.helpers import assert_matches_torch
 
 from .coverage import covers
 
@@ -106,16 +107,8 @@ def test_mm_and_bmm(device):
 @pytest.mark.parametrize("eq, shapes", EQUATIONS, ids=[e for e, _ in EQUATIONS])
 def test_einsum_matches_torch(eq, shapes):
     torch = pytest.importorskip("torch")
-    arrays = _operands(shapes, seed=2)
-    xs = [mg.tensor(a, requires_grad=True) for a in arrays]
-    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
-    ours, theirs = mg.einsum(eq, *xs), torch.einsum(eq, *ts)
-    np.testing.assert_allclose(ours.numpy(), theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
-    g = np.random.default_rng(3).standard_normal(ours.shape)
-    ours.backward(mg.tensor(g))
-    theirs.backward(torch.tensor(g))
-    for x, t in zip(xs, ts):
-        np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), rtol=1e-12, atol=1e-12)
+    assert_matches_torch(lambda *xs: mg.einsum(eq, *xs), lambda *ts: torch.einsum(eq, *ts), _operands(shapes, seed=2),
+                         rtol=1e-12, atol=1e-12, seed=3)
 
 
 def test_einsum_output_owns_its_memory():

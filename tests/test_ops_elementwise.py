@@ -13,9 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
-from tests.conftest import ON
-from minigrad.ops import elementwise as E
 from tests.coverage import covers
+from tests.helpers import check_grads, leaf, t
 from tests.strategies import arrays, broadcast_pair, relayout, separated_pair, shapes
 
 SMALL = dict(max_dims=3, max_side=3)  # gradgradcheck cost grows with the element count
@@ -24,26 +23,14 @@ SMALL = dict(max_dims=3, max_side=3)  # gradgradcheck cost grows with the elemen
 pytestmark = pytest.mark.usefixtures("on_device")  # every test on every device
 
 
-def T(a):
-    """A float64 tensor with ``a``'s values on the device under test (on the CPU sharing ``a``,
-    memory layout included)."""
-    return ON.tensor(a)
-
-
 def check_forward(fn, ref, *arrays, rtol=1e-12, **params):
     """minigrad's result equals NumPy's, in value, shape and dtype."""
-    out = fn(*[T(a) for a in arrays], **params)
+    out = fn(*[t(a) for a in arrays], **params)
     expected = np.asarray(ref(*arrays, **params))
     assert out.shape == expected.shape
     assert out.dtype == expected.dtype, (out.dtype, expected.dtype)
     np.testing.assert_allclose(out.numpy(), expected, rtol=rtol, atol=0)
     return out
-
-
-def check_grads(fn, *arrays, **kwargs):
-    inputs = [T(a) for a in arrays]
-    assert mg.gradcheck(fn, *inputs, **kwargs)
-    assert mg.gradgradcheck(fn, *inputs, **kwargs)
 
 
 @st.composite
@@ -274,7 +261,7 @@ def where_inputs(draw):
 def test_where(inputs):
     cond, x, y = inputs
     check_forward(mg.where, np.where, cond, x, y)
-    check_grads(lambda x, y: mg.where(T(cond), x, y), x, y)
+    check_grads(lambda x, y: mg.where(t(cond), x, y), x, y)
 
 
 def test_where_rejects_a_non_bool_condition_and_accepts_numbers():
@@ -285,6 +272,105 @@ def test_where_rejects_a_non_bool_condition_and_accepts_numbers():
     assert out.dtype == np.float32 and out.tolist() == [1.0, 0.0]
 
 
+# -- rounding -----------------------------------------------------------------------------------
+
+
+@covers("Floor", "Ceil", "Round", "Trunc", twice=True)
+def test_rounding_matches_numpy_and_passes_zero_gradient():
+    a = np.array([-2.5, -1.5, -0.7, -0.5, 0.0, 0.3, 0.5, 1.5, 2.5, 2.7])
+    x = leaf(a)
+    for name, ref in (("floor", np.floor), ("ceil", np.ceil), ("trunc", np.trunc), ("round", np.round)):
+        out = getattr(mg, name)(x)
+        np.testing.assert_array_equal(out.numpy(), ref(a))  # round: halves to even, as PyTorch
+        np.testing.assert_array_equal(getattr(x, name)().numpy(), ref(a))
+        (g,) = mg.grad(out.sum(), x)
+        np.testing.assert_array_equal(g.numpy(), np.zeros_like(a))  # piecewise constant
+    np.testing.assert_array_equal(x.round(decimals=1).numpy(), np.round(a, 1))
+    b = np.array([0.26, 1.11, -3.77])  # away from the jumps: finite differences see 0 too
+    for fn in (mg.floor, mg.ceil, mg.trunc, mg.round, lambda t: mg.round(t, decimals=1)):
+        assert mg.gradcheck(lambda t: fn(t) * t, leaf(b))
+        assert mg.gradgradcheck(lambda t: fn(t) * t, leaf(b))
+def test_rounding_integers_dtypes_and_in_place():
+    i = t(np.array([1, -2, 3]))
+    for fn in (mg.floor, mg.ceil, mg.round, mg.trunc):
+        out = fn(i)
+        assert out.dtype == np.int64 and out.tolist() == [1, -2, 3]
+        assert not np.shares_memory(out.array, i.array)
+    assert mg.floor(t(np.array([1.5], dtype=np.float32))).dtype == np.float32
+    x = t(np.array([1.7, -1.2], dtype=np.float32))
+    assert x.floor_() is x and x.tolist() == [1.0, -2.0]
+    with pytest.raises(TypeError, match="round: decimals must be an int"):
+        mg.round(x, 1.5)
+@pytest.mark.torch
+def test_rounding_matches_torch():
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(0).standard_normal(50) * 4
+    a[:4] = [0.5, 1.5, -2.5, 2.5]
+    for name in ("floor", "ceil", "round", "trunc"):
+        np.testing.assert_array_equal(getattr(mg, name)(t(a)).numpy(), getattr(torch, name)(torch.tensor(a)).numpy())
+    np.testing.assert_array_equal(mg.round(t(a), decimals=2).numpy(),
+                                  torch.round(torch.tensor(a), decimals=2).numpy())
+# -- clamp with tensor bounds -------------------------------------------------------------------
+
+
+def test_clamp_with_tensor_bounds_sends_the_gradient_where_each_value_came_from():
+    x = leaf([-1.0, 0.5, 2.0, 0.3, 0.7])
+    lo = leaf([0.0, 0.5, 0.0, 0.4, 0.0])
+    hi = leaf([1.0, 1.0, 1.0, 0.2, 1.0])
+    z = mg.clamp(x, lo, hi)
+    np.testing.assert_array_equal(z.numpy(), [0.0, 0.5, 1.0, 0.2, 0.7])  # min > max: max
+    z.backward(t(np.array([1.0, 2.0, 3.0, 4.0, 5.0])))
+    np.testing.assert_array_equal(x.grad.numpy(), [0, 2, 0, 0, 5])   # a tie with a bound: x's
+    np.testing.assert_array_equal(lo.grad.numpy(), [1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(hi.grad.numpy(), [0, 0, 3, 4, 0])
+    rng = np.random.default_rng(1)
+    a, b, c = rng.standard_normal((3, 4)), rng.standard_normal(4) - 1, rng.standard_normal((3, 1)) + 1
+    assert mg.gradcheck(lambda t, u, v: mg.clamp(t, u, v), leaf(a), leaf(b), leaf(c))  # broadcast
+    assert mg.gradgradcheck(lambda t, u, v: mg.clamp(t, min=u, max=v) ** 2, leaf(a), leaf(b), leaf(c))
+    np.testing.assert_array_equal(t(a).clamp(max=t(np.array(0.0))).numpy(), np.minimum(a, 0.0))
+def test_clamp_numbers_dtypes_and_errors():
+    assert mg.clamp(t(np.array([1, 2, 3])), min=1.5).dtype == np.float32  # as PyTorch
+    assert mg.clamp(t(np.array([1, 2, 3])), min=2).tolist() == [2, 2, 3]
+    assert mg.clamp is mg.clip and t(np.array([5.0])).clamp(0, 1).item() == 1.0
+    with pytest.raises(ValueError, match="clip: at least one of min and max"):
+        mg.clamp(t(np.ones(2)))
+    with pytest.raises(TypeError, match="clip: min and max must be numbers, tensors or None, got str"):
+        mg.clamp(t(np.ones(2)), min="0")
+@pytest.mark.torch
+def test_clamp_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    a, b, c = rng.standard_normal((3, 4)), rng.standard_normal((3, 4)) - 0.5, rng.standard_normal(4) + 0.5
+    ours = [leaf(v) for v in (a, b, c)]
+    theirs = [torch.tensor(v, requires_grad=True) for v in (a, b, c)]
+    z1, z2 = mg.clamp(*ours), torch.clamp(*theirs)
+    np.testing.assert_array_equal(z1.numpy(), z2.detach().numpy())
+    g = rng.standard_normal((3, 4))
+    z1.backward(t(g))
+    z2.backward(torch.tensor(g))
+    for o, th in zip(ours, theirs):
+        np.testing.assert_allclose(o.grad.numpy(), th.grad.numpy(), rtol=1e-15)
+# -- addcmul / addcdiv --------------------------------------------------------------------------
+
+
+def test_addcmul_and_addcdiv():
+    rng = np.random.default_rng(3)
+    a, b, c = rng.standard_normal((2, 3)), rng.standard_normal((2, 3)), rng.standard_normal(3) + 3
+    x, t1, t2 = t(a), t(b), t(c)
+    np.testing.assert_allclose(mg.addcmul(x, t1, t2, value=0.5).numpy(), a + 0.5 * b * c, rtol=1e-15)
+    np.testing.assert_allclose(x.addcdiv(t1, t2, value=-2).numpy(), a - 2 * b / c, rtol=1e-15)
+    assert mg.gradgradcheck(lambda u, v, w: mg.addcdiv(u, v, w, value=0.3), leaf(a), leaf(b), leaf(c))
+    v = t(a.copy())
+    assert v.mul_(0.9).addcmul_(t1, t1, value=0.1) is v  # Adam's second moment, PyTorch style
+    np.testing.assert_allclose(v.numpy(), 0.9 * a + 0.1 * b * b, rtol=1e-15)
+    v.addcdiv_(t1, t2)
+    np.testing.assert_allclose(v.numpy(), 0.9 * a + 0.1 * b * b + b / c, rtol=1e-14)
+def test_in_place_addcmul_is_recorded_when_gradients_flow():
+    w = leaf([1.0, 2.0])
+    h = w * 1.0
+    h.addcmul_(w, w, value=3.0)  # h = w + 3 w^2: dh/dw = 1 + 6 w
+    h.sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [7.0, 13.0])
 # -- dtype --------------------------------------------------------------------------------
 
 
@@ -358,7 +444,7 @@ def test_unary_noncontiguous_views(name):
     for view in (base.T, base[::2, 1::2], base[:, ::-3]):
         assert not view.flags.c_contiguous
         check_forward(fn, ref, view)
-        assert mg.gradcheck(fn, T(view), eps=eps)
+        assert mg.gradcheck(fn, t(view), eps=eps)
 
 
 @pytest.mark.parametrize("name", sorted(BINARY))
@@ -369,7 +455,7 @@ def test_binary_noncontiguous_views_and_0d(name):
     for x, y in ((base.T, other), (base[::2, ::2], other.T[1::2, ::2]), (base.T, np.array(1.7)),
                  (np.array(0.9), np.array(1.3))):
         check_forward(fn, ref, x, y)
-        assert mg.gradcheck(fn, T(x), T(y))
+        assert mg.gradcheck(fn, t(x), t(y))
 
 
 def test_zero_dim_results_are_zero_dim_tensors():
@@ -394,8 +480,8 @@ def test_comparisons_return_bool_without_grad(name, data):
     # small integers make equal elements common, so == and <= are really exercised
     x = data.draw(hnp.arrays(np.float64, sx, elements=st.integers(-2, 2).map(float)))
     y = data.draw(hnp.arrays(np.float64, sy, elements=st.integers(-2, 2).map(float)))
-    xt = T(x).requires_grad_()
-    out = getattr(mg, name)(xt, T(y))
+    xt = t(x).requires_grad_()
+    out = getattr(mg, name)(xt, t(y))
     assert out.dtype == np.bool_
     assert not out.requires_grad and out.is_leaf
     np.testing.assert_array_equal(out.numpy(), COMPARE[name](x, y))

@@ -7,6 +7,7 @@ import minigrad as mg
 from tests.bounds import assert_within, sum_error
 from tests.conftest import DEVICES
 from tests.coverage import covers
+from tests.helpers import t
 from tests.strategies import arrays
 
 # (a shape, b shape) for every rank combination NumPy's matmul allows, with broadcast batches
@@ -35,10 +36,6 @@ def matmul_pair(draw):
     sa = sa[:-2] + (m, n) if len(sa) >= 2 else (n,)
     sb = sb[:-2] + (n, p) if len(sb) >= 2 else (n,)
     return draw(arrays(sa)), draw(arrays(sb))
-
-
-def t(a):
-    return mg.from_numpy(a)
 
 
 def np_sum_to(g, shape):

@@ -1,11 +1,15 @@
-"""batch_norm: training and eval forward against NumPy, running-stat updates, the fused
-backward by gradcheck and gradgradcheck, PyTorch parity, errors."""
+"""batch_norm and layer_norm (minigrad/ops/norm.py): training and eval forward against NumPy,
+running-stat updates, the fused backward by gradcheck and gradgradcheck, PyTorch parity (on
+random shapes and memory layouts for layer_norm), errors.  The numba kernels against
+reference.py: tests/test_cpu_kernels.py."""
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import minigrad as mg
+
+from minigrad.nn import functional as F
 
 from .conftest import DEVICES
 from .coverage import covers
@@ -46,6 +50,7 @@ def reference(x, w, b, rm, rv, training, momentum=0.1, eps=1e-5):
 
 
 def _t(a, grad=False, device="cpu"):
+    """A tensor with ``a``'s values, or None for an absent weight or bias."""
     return None if a is None else mg.tensor(a, requires_grad=grad, device=device)
 
 
@@ -215,6 +220,46 @@ def test_layer_norm_matches_torch():
     ty.backward(torch.tensor(g))
     for a, t_ in zip(ours, theirs):
         np.testing.assert_allclose(a.grad.numpy(), t_.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@st.composite
+def ln_torch_cases(draw):
+    """(x, normalized_shape, weight or None, bias or None, eps) in a random layout, for the
+    comparison with PyTorch (float64, tight tolerances)."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    lead = draw(st.sampled_from([(), (3,), (2, 3)]))
+    norm = draw(st.sampled_from([(4,), (1,), (2, 3), (5,)]))
+    x = relayout(rng.standard_normal(lead + norm) * 2 + 1, draw(st.sampled_from(["C", "F", "strided"])))
+    affine = draw(st.sampled_from(["both", "weight", "none"]))
+    w = rng.standard_normal(norm) if affine != "none" else None
+    b = rng.standard_normal(norm) if affine == "both" else None
+    return x, norm, w, b, draw(st.sampled_from([1e-5, 0.1]))
+
+
+@given(ln_torch_cases())
+def test_layer_norm_matches_torch_on_random_shapes_and_layouts(case):
+    torch = pytest.importorskip("torch")
+    x, norm, w, b, eps = case
+    ours = [_t(a, True) for a in (x, w, b)]
+    theirs = [None if a is None else torch.tensor(np.ascontiguousarray(a), requires_grad=True) for a in (x, w, b)]
+    y = F.layer_norm(ours[0], norm, ours[1], ours[2], eps)
+    ty = torch.nn.functional.layer_norm(theirs[0], norm, theirs[1], theirs[2], eps)
+    g = np.random.default_rng(0).standard_normal(y.shape)
+    y.backward(mg.tensor(g))
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for a, t in zip(ours, theirs):
+        if a is not None:
+            np.testing.assert_allclose(a.grad.numpy(), t.grad.numpy(), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_layer_norm_float32_rows_are_normalized(device):
+    x = mg.tensor(np.random.default_rng(0).standard_normal((4, 6, 32)).astype(np.float32) * 5 + 3, device=device)
+    y = F.layer_norm(x, 32).numpy()
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.mean(-1), 0, atol=1e-5)
+    np.testing.assert_allclose(y.var(-1), 1, rtol=1e-3)
 
 
 def test_layer_norm_module_and_errors():

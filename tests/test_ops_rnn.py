@@ -146,28 +146,28 @@ def test_the_op_through_every_kernel_table(kind, dtype, table):
 # -- errors ----------------------------------------------------------------------------------
 
 
-def _t(*shape, dtype="float64"):
+def _zeros(*shape, dtype="float64"):
     return mg.zeros(shape, dtype=dtype)
 
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda: rnn_cell(_t(2, 3, 1), _t(2, 4), _t(4, 3), _t(4, 4)), ValueError,
+    (lambda: rnn_cell(_zeros(2, 3, 1), _zeros(2, 4), _zeros(4, 3), _zeros(4, 4)), ValueError,
      r"rnn_cell: shapes do not fit .* input \(2, 3, 1\)"),
-    (lambda: rnn_cell(_t(2, 3), _t(2, 4), _t(4, 5), _t(4, 4)), ValueError, r"rnn_cell: .*w_ih \(4, 5\)"),
-    (lambda: rnn_cell(_t(2, 3), _t(3, 4), _t(4, 3), _t(4, 4)), ValueError, r"rnn_cell: .*hx \(3, 4\)"),
-    (lambda: rnn_cell(_t(2, 3), _t(2, 4), _t(4, 3), _t(4, 4), _t(4)), ValueError, "both biases"),
-    (lambda: rnn_cell(_t(2, 3), _t(2, 4), _t(4, 3), _t(4, 4), nonlinearity="sigmoid"), ValueError,
+    (lambda: rnn_cell(_zeros(2, 3), _zeros(2, 4), _zeros(4, 5), _zeros(4, 4)), ValueError, r"rnn_cell: .*w_ih \(4, 5\)"),
+    (lambda: rnn_cell(_zeros(2, 3), _zeros(3, 4), _zeros(4, 3), _zeros(4, 4)), ValueError, r"rnn_cell: .*hx \(3, 4\)"),
+    (lambda: rnn_cell(_zeros(2, 3), _zeros(2, 4), _zeros(4, 3), _zeros(4, 4), _zeros(4)), ValueError, "both biases"),
+    (lambda: rnn_cell(_zeros(2, 3), _zeros(2, 4), _zeros(4, 3), _zeros(4, 4), nonlinearity="sigmoid"), ValueError,
      "nonlinearity must be 'tanh' or 'relu'"),
-    (lambda: lstm_cell(_t(2, 3), _t(2, 4), _t(16, 3), _t(16, 4)), TypeError, r"lstm_cell: hx must be a pair"),
-    (lambda: lstm_cell(_t(2, 3), (_t(2, 4), _t(2, 5)), _t(16, 3), _t(16, 4)), ValueError,
+    (lambda: lstm_cell(_zeros(2, 3), _zeros(2, 4), _zeros(16, 3), _zeros(16, 4)), TypeError, r"lstm_cell: hx must be a pair"),
+    (lambda: lstm_cell(_zeros(2, 3), (_zeros(2, 4), _zeros(2, 5)), _zeros(16, 3), _zeros(16, 4)), ValueError,
      r"lstm_cell: .*cx \(2, 5\)"),
-    (lambda: lstm_cell(_t(2, 3), (_t(2, 4), _t(2, 4)), _t(15, 3), _t(15, 4)), ValueError,
+    (lambda: lstm_cell(_zeros(2, 3), (_zeros(2, 4), _zeros(2, 4)), _zeros(15, 3), _zeros(15, 4)), ValueError,
      r"lstm_cell: .*4 gate\(s\).*w_ih \(15, 3\)"),
-    (lambda: gru_cell(_t(2, 3), _t(2, 4), _t(12, 3), _t(12, 4, dtype="float32")), TypeError,
+    (lambda: gru_cell(_zeros(2, 3), _zeros(2, 4), _zeros(12, 3), _zeros(12, 4, dtype="float32")), TypeError,
      "gru_cell: .*one floating dtype.*w_hh float32"),
-    (lambda: gru_cell(_t(2, 3), np.zeros((2, 4)), _t(12, 3), _t(12, 4)), TypeError,
+    (lambda: gru_cell(_zeros(2, 3), np.zeros((2, 4)), _zeros(12, 3), _zeros(12, 4)), TypeError,
      "gru_cell: hx must be a Tensor, got ndarray"),
-    (lambda: gru_cell(_t(2, 3), _t(2, 4), _t(12, 3), _t(12, 4), _t(12), _t(11), ), ValueError,
+    (lambda: gru_cell(_zeros(2, 3), _zeros(2, 4), _zeros(12, 3), _zeros(12, 4), _zeros(12), _zeros(11), ), ValueError,
      r"gru_cell: .*b_hh \(11,\)"),
 ])
 def test_bad_arguments_raise_naming_the_op_and_shapes(call, error, message):

@@ -7,11 +7,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
-from tests.conftest import ON
 from minigrad.ops import shape as shape_ops
 from minigrad.ops.shape import index_put, scatter_add
-
-from .coverage import covers
+from tests.conftest import ON
+from tests.coverage import covers
+from tests.helpers import check_grads, leaf, t
 
 # -- strategies -------------------------------------------------------------------------------
 
@@ -36,21 +36,6 @@ def float_arrays(draw, min_dims=0, max_dims=3, min_side=0, max_side=3, shape=Non
 
 
 pytestmark = pytest.mark.usefixtures("on_device")  # every test on every device
-
-
-def leaf(a):
-    """A float64 leaf with ``a``'s values on the device under test (on the CPU sharing ``a``'s
-    memory, and so its strides)."""
-    t = ON.tensor(a)
-    t.requires_grad_(True)
-    return t
-
-
-def check_grads(fn, *arrays, twice=True):
-    xs = [leaf(a) for a in arrays]
-    assert mg.gradcheck(fn, *xs)
-    if twice:
-        assert mg.gradgradcheck(fn, *xs)
 
 
 # -- reshape family ---------------------------------------------------------------------------
@@ -205,14 +190,14 @@ def advanced_indices(draw, shape):
         if wrap == "list":
             idx = tuple(i.tolist() for i in idx)
         elif wrap == "tensor":
-            idx = tuple(ON.tensor(i) for i in idx)
+            idx = tuple(t(i) for i in idx)
         return idx if len(idx) > 1 else idx[0]
     if kind == "ints-after-slice" and len(shape) >= 2:
         (idx,) = draw(hnp.integer_array_indices(shape[1:2]))
         return (slice(None, None, -1), idx)
     if kind == "mask":
         mask = draw(hnp.arrays(np.bool_, shape))
-        return ON.tensor(mask) if draw(st.booleans()) else mask
+        return t(mask) if draw(st.booleans()) else mask
     if kind == "mask-prefix" and len(shape) >= 1:
         return (draw(hnp.arrays(np.bool_, shape[:1])), Ellipsis)
     if len(shape) >= 2:
@@ -237,7 +222,7 @@ def test_getitem_advanced(a, data):
     np.testing.assert_array_equal(x[index].numpy(), a[ref])
     # the gradient is NumPy's add.at of the upstream gradient: repeated picks add up
     g = np.random.default_rng(0).standard_normal(np.shape(a[ref]))
-    x[index].backward(ON.tensor(g))
+    x[index].backward(t(g))
     expected = np.zeros_like(a)
     np.add.at(expected, ref, g)
     np.testing.assert_allclose(x.grad.numpy(), expected, atol=1e-12)
@@ -250,7 +235,7 @@ def test_scatter_add(a, data):
     index = data.draw(st.one_of(advanced_indices(a.shape), hnp.basic_indices(a.shape)))
     ref = _as_numpy_index(index)
     picked = np.array(a[ref], dtype=np.float64)  # a copy; keeps 0-d as 0-d
-    out = scatter_add(ON.tensor(picked), index, a.shape)
+    out = scatter_add(t(picked), index, a.shape)
     expected = np.zeros_like(a)
     np.add.at(expected, ref, picked)
     np.testing.assert_allclose(out.numpy(), expected, atol=1e-12)
@@ -273,7 +258,7 @@ def test_index_put(a, data):
     assume(_unique_positions(a.shape, ref))
     broadcast = data.draw(st.booleans()) and len(picked_shape) >= 1
     v = np.random.default_rng(1).standard_normal(picked_shape[1:] if broadcast else picked_shape)
-    out = index_put(ON.tensor(a), index, ON.tensor(v))
+    out = index_put(t(a), index, t(v))
     expected = a.copy()
     expected[ref] = v
     np.testing.assert_array_equal(out.numpy(), expected)
@@ -405,6 +390,63 @@ def test_bounds_check_used_for_cupy_arrays():
         check((3, 4), (Ellipsis, np.array([3]), slice(None)))
 
 
+# -- repeat, index_select -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape, sizes", [((2, 3), (2, 1)), ((3,), (2, 2)), ((2, 1, 3), (1, 4, 2)), ((), (3,)),
+                                          ((2, 3), (0, 2))])
+def test_repeat_is_numpy_tile_and_sums_the_gradient_of_the_copies(shape, sizes):
+    a = np.random.default_rng(4).standard_normal(shape)
+    x = leaf(a)
+    out = x.repeat(*sizes)
+    np.testing.assert_array_equal(out.numpy(), np.tile(a, sizes))
+    np.testing.assert_array_equal(mg.ops.repeat(x, sizes).numpy(), np.tile(a, sizes))
+    out.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(shape, float(np.prod(sizes))))
+    assert mg.gradgradcheck(lambda t: t.repeat(*sizes) ** 2, leaf(a))
+    with pytest.raises(ValueError, match="repeat: needs one non-negative int per dimension"):
+        mg.ones(2, 3).repeat(2)
+    same = x.repeat(*(1,) * x.ndim)  # nothing repeated: a copy all the same, as PyTorch's
+    assert not np.shares_memory(same.array, x.array)
+def test_index_select_gathers_and_accumulates(monkeypatch):
+    a = np.random.default_rng(5).standard_normal((3, 4))
+    x = leaf(a)
+    idx = t(np.array([2, 0, 2]))
+    np.testing.assert_array_equal(x.index_select(1, idx).numpy(), a[:, [2, 0, 2]])
+    np.testing.assert_array_equal(mg.index_select(x, 0, [1]).numpy(), a[[1]])
+    x.index_select(-1, idx).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.tile([1.0, 0.0, 2.0, 0.0], (3, 1)))
+    assert mg.gradgradcheck(lambda t: t.index_select(0, mg.tensor([2, 2, 1])) ** 2, leaf(a))
+    with pytest.raises(ValueError, match="index_select: index must be a 0-d or 1-D integer tensor"):
+        x.index_select(0, mg.tensor([[0]]))
+    if ON.name != "cpu":  # the GPU checks indices in a kernel (traps at the next sync); the host at once under
+        monkeypatch.setenv("MINIGRAD_DEBUG", "1")  # MINIGRAD_DEBUG (tests/test_cuda_device.py has the trap)
+    with pytest.raises(IndexError, match="3"):
+        x.index_select(0, t(np.array([3])))
+# -- indexing with lists and tuples -------------------------------------------------------------
+
+
+@pytest.mark.torch
+def test_list_and_tuple_indices_as_pytorch():
+    torch = pytest.importorskip("torch")
+    a = np.arange(24.0).reshape(2, 3, 4)
+    x, theirs = t(a), torch.tensor(a)
+    for index in [([0, 1], [2, 0]), ((0,), Ellipsis), ((1, 0), slice(None), [3, 3]), (Ellipsis, (0, 2)),
+                  ([[0, 1], [1, 0]],), (0, [True, False, True]), [1, 0], ([0], 1, (2, 3))]:
+        np.testing.assert_array_equal(x[index].numpy(), theirs[index].numpy(), err_msg=repr(index))
+def test_list_and_tuple_indices_without_torch():
+    a = np.arange(16.0).reshape(4, 4)
+    x = leaf(a)
+    np.testing.assert_array_equal(x[[0, 1], [2, 3]].numpy(), [2.0, 7.0])
+    assert x[(0,), ...].shape == (1, 4) and x[(0, 2), :].shape == (2, 4)
+    x[(0, 0), (1, 1)].sum().backward()  # a repeated position collects both gradients
+    assert x.grad.numpy()[0, 1] == 2.0 and x.grad.numpy().sum() == 2.0
+    y = t(np.zeros((3, 3)))
+    y[[0, 2], (1, 2)] = 5.0
+    assert y.numpy()[0, 1] == 5.0 and y.numpy()[2, 2] == 5.0 and y.numpy().sum() == 10.0
+    for ambiguous in ([[0, 1], [2, 3]], [0, slice(None)], [mg.tensor(0), mg.tensor(1)]):
+        with pytest.raises(TypeError, match="a list holding sequences, tensors, slices or None as the whole index is ambiguous"):
+            x[ambiguous]
 # -- joining, splitting, padding ----------------------------------------------------------------
 
 
@@ -627,9 +669,9 @@ def test_gather_matches_torch_forward_and_backward():
     g = rng.standard_normal((3, 5, 2))
     idx = rng.integers(0, 4, (3, 5, 2))  # repeats: their gradients add up
     x, tx = leaf(a.copy()), torch.tensor(a, requires_grad=True)
-    out, theirs = x.gather(1, mg.tensor(idx)), torch.gather(tx, 1, torch.tensor(idx))
+    out, theirs = x.gather(1, t(idx)), torch.gather(tx, 1, torch.tensor(idx))
     np.testing.assert_array_equal(out.numpy(), theirs.detach().numpy())
-    out.backward(mg.tensor(g))
+    out.backward(t(g))
     theirs.backward(torch.tensor(g))
     # a position picked k times gets a sum of k values, added in either library's order
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=0, atol=10 * 2.0 ** -53 * np.abs(g).sum())

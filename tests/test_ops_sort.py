@@ -8,10 +8,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import minigrad as mg
-from tests.conftest import ON
+from tests.coverage import covers
+from tests.helpers import leaf, t
 from tests.strategies import relayout
-
-from .coverage import covers
 
 pytestmark = pytest.mark.usefixtures("on_device")
 
@@ -24,10 +23,6 @@ def distinct_arrays(draw, min_dims=1, max_dims=3):
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     a = rng.permutation(n).reshape(shape) * 0.01 + rng.uniform(-1, 1)
     return relayout(a, draw(st.sampled_from(["C", "F", "strided"])))
-
-
-def leaf(a):
-    return ON.tensor(np.asarray(a, dtype=np.float64)).requires_grad_(True)
 
 
 @covers("Gather", twice=True)
@@ -44,7 +39,7 @@ def test_sort_values_indices_and_gradient(a, data):
     np.testing.assert_array_equal(x.argsort(dim, descending).numpy(), order)
     # the gradient of a permutation: each g goes back to where its value came from
     g = np.random.default_rng(0).standard_normal(a.shape)
-    values.backward(ON.tensor(g))
+    values.backward(t(g))
     expected = np.zeros_like(a)
     np.put_along_axis(expected, order, g, dim)
     np.testing.assert_array_equal(x.grad.numpy(), expected)
@@ -70,31 +65,31 @@ def test_topk_picks_the_k_largest_or_smallest(a, data):
 
 def test_ties_keep_their_order_and_nan_is_largest():
     a = np.array([2.0, 1.0, 2.0, np.nan, 1.0, 2.0])
-    x = ON.tensor(a)
+    x = t(a)
     assert x.argsort().tolist() == [1, 4, 0, 2, 5, 3]                   # NaN last ascending
     assert x.argsort(descending=True).tolist() == [3, 0, 2, 5, 1, 4]    # first descending, ties in order
     assert x.topk(3).indices.tolist() == [3, 0, 2]
-    assert mg.sort(ON.tensor(np.array([3, 1, 2]))).values.tolist() == [1, 2, 3]  # integers too
-    assert mg.sort(ON.tensor(np.array([True, False, True]))).indices.tolist() == [1, 0, 2]
-    assert mg.sort(ON.tensor(np.array([3, 1, 2], dtype=np.uint8)), descending=True).values.tolist() == [3, 2, 1]
+    assert mg.sort(t(np.array([3, 1, 2]))).values.tolist() == [1, 2, 3]  # integers too
+    assert mg.sort(t(np.array([True, False, True]))).indices.tolist() == [1, 0, 2]
+    assert mg.sort(t(np.array([3, 1, 2], dtype=np.uint8)), descending=True).values.tolist() == [3, 2, 1]
 
 
 def test_tied_values_share_nothing_each_copy_gets_its_own_gradient():
     x = leaf([1.0, 1.0, 0.0])
     v, i = mg.sort(x, descending=True)
-    (v * ON.tensor(np.array([10.0, 20.0, 30.0]))).sum().backward()
+    (v * t(np.array([10.0, 20.0, 30.0]))).sum().backward()
     assert i.tolist() == [0, 1, 2] and x.grad.tolist() == [10.0, 20.0, 30.0]
 
 
 def test_sort_and_topk_errors_and_0d():
-    x = ON.tensor(np.ones((2, 3)))
+    x = t(np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"topk: k must be an int in \[0, 3\]"):
         x.topk(4)
     with pytest.raises(ValueError, match="sort: axis 2 is out of range"):
         mg.sort(x, 2)
-    v, i = mg.sort(ON.tensor(np.array(5.0)))
+    v, i = mg.sort(t(np.array(5.0)))
     assert v.shape == () and v.item() == 5.0 and i.item() == 0
-    assert mg.topk(ON.tensor(np.array(5.0)), 1).values.item() == 5.0
+    assert mg.topk(t(np.array(5.0)), 1).values.item() == 5.0
 
 
 @pytest.mark.torch

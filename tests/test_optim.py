@@ -1,7 +1,8 @@
-"""Optimizers and LR schedulers (minigrad/optim): each update against the published rule written
-out plainly, checkpoint/resume, validation, and parity with torch.optim when torch is installed."""
-import math
-
+"""Optimizers (minigrad/optim): SGD, Adam and AdamW, RMSprop, Adagrad and Adadelta, each update
+against the published rule written out plainly; gradients that do not match their parameter
+never reach the fused kernels; param groups, validation, state dtype and device,
+checkpoint/resume, and parity with torch.optim when torch is installed.  The learning-rate
+schedulers: tests/test_optim_lr_scheduler.py."""
 import numpy as np
 import pytest
 
@@ -338,10 +339,15 @@ def test_one_fused_call_per_group_and_a_first_momentum_step_of_its_own(monkeypat
     assert [opt.state[p]["step"] for p in (a, b, c)] == [2, 2, 1]
 
 
+# -- a gradient that does not match its parameter ---------------------------------------------
+
+
 @pytest.mark.parametrize("opt_cls", [optim.SGD, optim.Adam, optim.RMSprop])
 def test_a_gradient_that_does_not_match_its_parameter_raises_before_any_update(opt_cls):
     """A fused kernel must never read past the end of a gradient: checked before anything is
-    written, so the parameters and the optimizer state stay as they were."""
+    written, so the parameters and the optimizer state (of an earlier step) stay as they were.
+    Assigning such a gradient is refused already (as PyTorch does); a raw swap of ``.grad.array``
+    is what reaches step()."""
     params = make_params()
     opt = opt_cls(params, lr=0.1, momentum=0.9) if opt_cls is optim.SGD else opt_cls(params, lr=0.1)
     run(opt, params, grad_sequence(1))
@@ -350,20 +356,132 @@ def test_a_gradient_that_does_not_match_its_parameter_raises_before_any_update(o
     for p in params:
         p.grad = mg.ones_like(p)
     params[2].grad = None
-    for bad, message in [(mg.ones(1000, dtype=np.float64), r"\(1000,\) \(float64, cpu\)"),  # for a (5,) parameter
-                         (mg.ones(5, dtype=np.float32), r"\(5,\) \(float32, cpu\)")]:
-        try:
-            params[1].grad = bad
-        except (ValueError, RuntimeError, TypeError):
-            continue  # refused when assigned (as PyTorch does): the optimizer never sees it
-        with pytest.raises(ValueError, match=r"parameter 1 of shape \(5,\) \(float64, cpu\) has a gradient of "
-                                             r"shape " + message + "; they must match"):
+    for bad, message in [(np.ones(1000), r"\(1000,\) \(float64, cpu\)"),  # for a (5,) parameter
+                         (np.ones(5, dtype=np.float32), r"\(5,\) \(float32, cpu\)")]:
+        with pytest.raises(RuntimeError, match="cannot be assigned"):
+            params[1].grad = mg.from_numpy(bad)
+        params[1].grad.array = bad
+        with pytest.raises(RuntimeError, match=r"step: parameter 1 has shape \(5,\) \(float64, cpu\) but its \.grad "
+                                               r"has shape " + message + "; they must match"):
             opt.step()
+        params[1].grad.array = np.ones(5)
     for p, b in zip(params, before):
         np.testing.assert_array_equal(p.numpy(), b)
     for k, st in opt.state.items():
         for n, v in st.items():
             np.testing.assert_array_equal(v.numpy() if hasattr(v, "numpy") else v, state[k][n])
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1), lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: optim.Adam(ps), lambda ps: optim.AdamW(ps),
+                                  lambda ps: optim.RMSprop(ps, momentum=0.9, centered=True),
+                                  lambda ps: optim.Adagrad(ps, lr=0.1), lambda ps: optim.Adadelta(ps)])
+def test_a_gradient_of_another_shape_never_reaches_the_update(make):
+    p = nn.Parameter(mg.ones(1000))
+    opt = make([p])
+    with pytest.raises(RuntimeError, match=r"shape \(1,\).*shape \(1000,\)"):
+        p.grad = mg.ones(1)          # the assignment is refused...
+    p.grad = mg.ones(1000)
+    p.grad.array = np.ones(1, dtype=np.float32)  # ...and a raw swap is caught by step()
+    with pytest.raises(RuntimeError, match=r"step: parameter 0 has shape \(1000,\).*\.grad has shape \(1,\)"):
+        opt.step()
+    np.testing.assert_array_equal(p.numpy(), np.ones(1000))  # untouched
+    assert p not in opt.state
+    p.grad.array = np.ones((10, 100), dtype=np.float32)      # same size, another shape
+    with pytest.raises(RuntimeError, match=r"\(10, 100\)"):
+        opt.step()
+    p.grad.array = np.ones(1000, dtype=np.float64)           # another dtype
+    with pytest.raises(RuntimeError, match="float64"):
+        opt.step()
+    np.testing.assert_array_equal(p.numpy(), np.ones(1000))
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adagrad", "Adadelta"])
+def test_a_bad_gradient_in_a_later_group_leaves_every_group_untouched(name):
+    """step() checks every gradient before it moves any parameter: a bad one in the second
+    group must not leave the first group updated (a half-applied step)."""
+    a, b = nn.Parameter(mg.ones(4)), nn.Parameter(mg.ones(3))
+    opt = getattr(optim, name)([{"params": [a]}, {"params": [b]}], lr=0.1)
+    a.grad, b.grad = mg.ones(4), mg.ones(3)
+    b.grad.array = np.ones(2, dtype=np.float32)
+    with pytest.raises(RuntimeError, match=rf"{name}.step: parameter 0 has shape \(3,\)"):
+        opt.step()
+    np.testing.assert_array_equal(a.numpy(), np.ones(4))
+    assert not opt.state  # no state was kept for a step that did not happen
+
+
+@pytest.mark.parametrize("name, kernel, args", [
+    ("adagrad_step_", "adagrad_step_", lambda P: ([P(3)], [P(3)], [P(4)], 0.1, 0.0, 0.0, 1e-10, 1)),
+    ("adadelta_step_", "adadelta_step_", lambda P: ([P(3)], [P(3)], [P(3)], [P(2)], 1.0, 0.9, 1e-6, 0.0))])
+def test_kernels_refuse_inconsistent_lists_before_writing(name, kernel, args):
+    arrays = args(lambda n: np.ones(n))
+    with pytest.raises(ValueError, match=name):
+        getattr(cpu_kernels, kernel)(*arrays)
+    assert np.all(arrays[0][0] == 1)
+
+
+# -- Adagrad and Adadelta ------------------------------------------------------------------
+
+
+def adagrad_reference(x0, grads, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
+    """Adagrad as in PyTorch's documentation."""
+    x, s, out = x0.copy(), np.full_like(x0, initial_accumulator_value), []
+    for t, g in enumerate(grads, start=1):
+        g = g + weight_decay * x
+        s = s + g * g
+        x = x - lr / (1 + (t - 1) * lr_decay) * g / (np.sqrt(s) + eps)
+        out.append(x.copy())
+    return out
+
+
+def adadelta_reference(x0, grads, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
+    """Adadelta as in PyTorch's documentation (Zeiler 2012 with a learning rate)."""
+    x, v, u, out = x0.copy(), np.zeros_like(x0), np.zeros_like(x0), []
+    for g in grads:
+        g = g + weight_decay * x
+        v = rho * v + (1 - rho) * g * g
+        d = np.sqrt(u + eps) / np.sqrt(v + eps) * g
+        u = rho * u + (1 - rho) * d * d
+        x = x - lr * d
+        out.append(x.copy())
+    return out
+
+
+ADAGRAD_CASES = [dict(), dict(lr=0.1, lr_decay=0.05), dict(lr=0.05, weight_decay=0.1),
+                 dict(lr=0.1, initial_accumulator_value=0.5, eps=1e-6)]
+ADADELTA_CASES = [dict(), dict(lr=0.5, rho=0.5), dict(weight_decay=0.1, eps=1e-4), dict(lr=2.0, rho=0.99)]
+_ids = lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()) or "defaults"  # noqa: E731
+
+
+RULES = {"Adagrad": adagrad_reference, "Adadelta": adadelta_reference}
+CASES = [("Adagrad", kw) for kw in ADAGRAD_CASES] + [("Adadelta", kw) for kw in ADADELTA_CASES]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("name, kw", CASES, ids=[f"{n}-{_ids(kw)}" for n, kw in CASES])
+def test_adagrad_and_adadelta_match_update_rule_step_by_step(name, kw, order, kernel_path, device):
+    opt, params = assert_follows_rule(lambda ps: getattr(optim, name)(ps, **kw),
+                                      lambda x, gs: RULES[name](x, gs, **kw), order, device, rtol=1e-12, atol=1e-13)
+    assert opt.state[params[0]]["step"] == STEPS
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name, kw", CASES, ids=[f"{n}-{_ids(kw)}" for n, kw in CASES])
+def test_adagrad_and_adadelta_match_torch(name, kw):
+    assert_matches_torch(name, kw)
+
+
+def test_adagrad_parameters_joining_later_take_their_own_step_count():
+    a, b = make_params()[:2]
+    opt = optim.Adagrad([a], lr=0.1, lr_decay=0.5)
+    run(opt, [a], [[np.ones((3, 4))]])
+    opt.add_param_group({"params": [b], "lr": 0.1, "lr_decay": 0.5})
+    b0 = b.numpy().copy()
+    a.grad, b.grad = mg.ones(3, 4, dtype=np.float64), mg.ones(5, dtype=np.float64)
+    opt.step()
+    assert opt.state[a]["step"] == 2 and opt.state[b]["step"] == 1
+    np.testing.assert_allclose(b.numpy(), b0 - 0.1 * 1 / (1 + 1e-10), rtol=1e-12)  # its first step: no decay
 
 
 # -- param groups ----------------------------------------------------------------------------
@@ -417,6 +535,11 @@ def test_optimizer_input_errors():
     (lambda p: optim.RMSprop(p, lr=-1.0), "RMSprop: invalid learning rate"),
     (lambda p: optim.AdamW(p, weight_decay=-0.01), "AdamW: invalid weight_decay"),
     (lambda p: optim.Adam([{"params": p, "lr": -2.0}]), "invalid learning rate -2.0"),
+    (lambda p: optim.Adagrad(p, lr=-0.1), "Adagrad: invalid learning rate -0.1"),
+    (lambda p: optim.Adagrad(p, lr_decay=-1), "Adagrad: invalid lr_decay -1"),
+    (lambda p: optim.Adagrad(p, eps=-1e-3), "Adagrad: invalid eps"),
+    (lambda p: optim.Adadelta(p, rho=1.5), r"Adadelta: invalid rho 1.5 \(must be in \[0, 1\]\)"),
+    (lambda p: optim.Adadelta(p, weight_decay=-0.1), "Adadelta: invalid weight_decay -0.1"),
 ])
 def test_hyperparameter_validation(make, match):
     with pytest.raises(ValueError, match=match):
@@ -426,6 +549,25 @@ def test_hyperparameter_validation(make, match):
 def test_lr_must_be_a_number():
     with pytest.raises(TypeError, match="lr must be a number"):
         optim.SGD(make_params(), lr="0.1")
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), lambda ps: optim.Adam(ps, lr=0.1),
+                                  lambda ps: optim.RMSprop(ps, lr=0.1, momentum=0.9, centered=True)])
+def test_optimizer_state_follows_the_parameters_dtype_and_device(make, device):
+    mg.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = make(model.parameters())
+    x = mg.randn(4, 3)
+    for dtype in (np.float32, np.float64):
+        model.to(device=device, dtype=dtype)
+        loss = model(x.to(device=device, dtype=dtype)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()  # the state made in float32 (on the CPU) follows the parameters
+        for p in model.parameters():
+            for v in opt.state[p].values():
+                if isinstance(v, mg.Tensor):
+                    assert v.dtype == np.dtype(dtype) and v.device == p.device
 
 
 # -- state_dict: stop, save, resume --------------------------------------------------------------
@@ -535,74 +677,6 @@ def test_load_state_dict_casts_buffers_to_parameter_dtype():
                                            "weight_decay": 0.0, "nesterov": False, "params": [0]}]})
     assert opt.state[p32[0]]["momentum_buffer"].dtype == np.float32
     assert opt.param_groups[0]["lr"] == 0.2
-
-
-# -- schedulers ------------------------------------------------------------------------------------
-
-
-def _sgd(lr=1.0):
-    return optim.SGD(make_params()[:1], lr=lr)
-
-
-def _lrs(sched, n):
-    out = [sched.get_last_lr()[0]]
-    for _ in range(n):
-        sched.optimizer.step()
-        sched.step()
-        out.append(sched.get_last_lr()[0])
-    return out
-
-
-def test_step_lr():
-    sched = lr_scheduler.StepLR(_sgd(0.8), step_size=3, gamma=0.5)
-    expected = [0.8 * 0.5 ** (t // 3) for t in range(10)]
-    np.testing.assert_allclose(_lrs(sched, 9), expected, rtol=1e-15)
-    assert sched.optimizer.param_groups[0]["lr"] == sched.get_last_lr()[0]
-
-
-def test_cosine_annealing_lr():
-    base, eta_min, T = 0.5, 0.01, 6
-    sched = lr_scheduler.CosineAnnealingLR(_sgd(base), T_max=T, eta_min=eta_min)
-    expected = [eta_min + (base - eta_min) * (1 + math.cos(math.pi * t / T)) / 2 for t in range(13)]
-    got = _lrs(sched, 12)
-    np.testing.assert_allclose(got, expected, rtol=1e-14)
-    assert got[T] == pytest.approx(eta_min) and got[2 * T] == pytest.approx(base)
-
-
-def test_lambda_lr_per_group():
-    a, b = make_params()[:2]
-    opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 2.0}], lr=1.0)
-    sched = lr_scheduler.LambdaLR(opt, [lambda e: 0.9 ** e, lambda e: 1 / (e + 1)])
-    for _ in range(4):
-        opt.step()
-        sched.step()
-    assert sched.get_last_lr() == [pytest.approx(0.9 ** 4), pytest.approx(2.0 / 5)]
-
-
-def test_scheduler_state_dict_round_trip():
-    sched = lr_scheduler.StepLR(_sgd(1.0), step_size=2, gamma=0.1)
-    _lrs(sched, 5)
-    state = sched.state_dict()
-    assert "optimizer" not in state and state["last_epoch"] == 5
-    other = lr_scheduler.StepLR(_sgd(1.0), step_size=7, gamma=0.3)
-    other.load_state_dict(state)
-    assert (other.step_size, other.gamma, other.last_epoch) == (2, 0.1, 5)
-    assert other.get_last_lr() == sched.get_last_lr()
-
-
-def test_scheduler_errors():
-    with pytest.raises(ValueError, match="step_size must be a positive integer"):
-        lr_scheduler.StepLR(_sgd(), step_size=0)
-    with pytest.raises(ValueError, match="T_max must be a positive integer"):
-        lr_scheduler.CosineAnnealingLR(_sgd(), T_max=0)
-    with pytest.raises(ValueError, match="expected 1 lr_lambdas"):
-        lr_scheduler.LambdaLR(_sgd(), [lambda e: 1, lambda e: 1])
-    with pytest.raises(TypeError, match="lr_lambda must be callable"):
-        lr_scheduler.LambdaLR(_sgd(), 0.5)
-    with pytest.raises(TypeError, match="expected an Optimizer"):
-        lr_scheduler.StepLR(object(), step_size=1)
-    with pytest.raises(KeyError, match="initial_lr"):
-        lr_scheduler.StepLR(_sgd(), step_size=1, last_epoch=3)
 
 
 # -- parity with torch.optim ---------------------------------------------------------------------

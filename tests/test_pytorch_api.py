@@ -14,6 +14,7 @@ import minigrad as mg
 from minigrad import nn, optim
 from minigrad.autograd import Function
 
+from tests.helpers import assert_matches_torch
 from tests.idx_files import make_dataset_dir
 from tests.test_pytorch_scripts import load_script
 
@@ -370,6 +371,33 @@ def test_custom_function_matches_pytorch():
     np.testing.assert_allclose(g2.numpy(), t2.numpy(), rtol=1e-12)
 
 
+# -- compositions of the smaller PyTorch names, against PyTorch ---------------------------------
+
+
+@pytest.mark.torch
+def test_compositions_match_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    a, b, c = rng.standard_normal((3, 4)), rng.standard_normal((3, 4)), rng.standard_normal(4) + 3
+    cases = [
+        (lambda m, t: m.cumsum(t[0], 1), lambda t: torch.cumsum(t[0], 1)),
+        (lambda m, t: t[0].repeat(2, 1, 3), lambda t: t[0].repeat(2, 1, 3)),
+        (lambda m, t: t[0].index_select(1, m.tensor([3, 0, 3])), lambda t: t[0].index_select(1, torch.tensor([3, 0, 3]))),
+        (lambda m, t: m.addcmul(t[0], t[1], t[2], value=0.5), lambda t: torch.addcmul(t[0], t[1], t[2], value=0.5)),
+        (lambda m, t: m.addcdiv(t[0], t[1], t[2], value=-2), lambda t: torch.addcdiv(t[0], t[1], t[2], value=-2)),
+        (lambda m, t: m.nn.functional.normalize(t[0], dim=0), lambda t: torch.nn.functional.normalize(t[0], dim=0)),
+        (lambda m, t: t[0].T.contiguous().view_as(t[1]), lambda t: t[0].T.contiguous().view_as(t[1])),
+        (lambda m, t: t[2][None].expand_as(t[0]) * t[0], lambda t: t[2][None].expand_as(t[0]) * t[0]),
+    ]
+    for k, (ours_fn, theirs_fn) in enumerate(cases):
+        assert_matches_torch(lambda *ts: ours_fn(mg, ts), lambda *ts: theirs_fn(ts), (a, b, c),
+                             rtol=1e-13, atol=1e-14, seed=k)
+    for name in ("all", "any"):
+        for dim in (None, 0, 1):
+            m = a > 0.5
+            ours = getattr(mg.tensor(m), name)() if dim is None else getattr(mg.tensor(m), name)(dim)
+            theirs = getattr(torch.tensor(m), name)() if dim is None else getattr(torch.tensor(m), name)(dim)
+            np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 # -- optimizers ---------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""PyTorch scripts run on minigrad with only their import lines changed (issue 16).
+"""PyTorch scripts run on minigrad with only their import lines changed.
 
 tests/pytorch_scripts/ holds PyTorch scripts of the kinds users bring, written as PyTorch code:
 pytorch/examples' MNIST main.py style, the "Learning PyTorch with Examples" polynomial fits
@@ -12,10 +12,8 @@ it to succeed: every script checks itself (gradients against differences, a resu
 an uninterrupted one, the loss going down).  Where PyTorch is installed the original script runs
 under PyTorch too, from the same starting weights (the minigrad run saves them with
 --save-init, converted to a .pt file for the PyTorch run's --init) on the same data, and the
-results must agree within the bound stated for that script.
-
-Some scripts use names another branch adds (``linspace``, ``optim.Adadelta``, ...); SCRIPTS lists
-them under ``needs`` and those tests skip, naming what is missing, until they exist.
+results must agree within the bound stated for that script.  A script that uses a name minigrad
+lacks fails (it never skips: every name they use is part of the package).
 """
 import json
 import os
@@ -138,7 +136,6 @@ def load_script(script, framework="minigrad"):
 @dataclass
 class Script:
     args: tuple                 # a short run
-    needs: tuple = ()           # names another branch adds: the tests skip until they exist
     init: bool = False          # --save-init / --init: the PyTorch run starts from minigrad's weights
     save: bool = False          # --save: the final weights are compared too
     mnist: bool = False         # reads MNIST (synthetic IDX files, 256 + 64 images) from --data
@@ -149,41 +146,15 @@ SCRIPTS_RUN = {
     "cnn_batchnorm_checkpoint.py": Script(
         args=("--epochs", "3", "--resume-at", "1", "--n-train", "128", "--n-test", "64"),
         init=True, save=True),
-    "polynomial_legendre.py": Script(args=("--steps", "300"), needs=("linspace",)),
-    "polynomial_nn.py": Script(args=("--steps", "300"), needs=("linspace",), init=True, save=True),
+    "polynomial_legendre.py": Script(args=("--steps", "300")),
+    "polynomial_nn.py": Script(args=("--steps", "300"), init=True, save=True),
     "mnist_main.py": Script(
         args=("--epochs", "2", "--batch-size", "32", "--test-batch-size", "64", "--log-interval", "2",
-              "--dropout", "0", "--lr", "0.1"),
-        needs=("optim.Adadelta", "Tensor.view_as"), init=True, save=True, mnist=True),
+              "--dropout", "0", "--lr", "0.1"), init=True, save=True, mnist=True),
     "nanogpt.py": Script(
         args=("--max-iters", "8", "--eval-interval", "4", "--eval-iters", "2", "--sample", "20"),
-        needs=("nn.ModuleDict", "Tensor.contiguous", "topk", "multinomial", "indexing with lists"),
         init=True, save=True),
 }
-
-
-def _indexes_with_lists():
-    try:
-        return mg.arange(6).reshape(2, 3)[:, [-1]].tolist() == [[2], [5]]
-    except Exception:  # not supported yet
-        return False
-
-
-def missing_names(names):
-    """The names (``linspace``, ``optim.Adadelta``, ``Tensor.view_as``, "indexing with lists")
-    that minigrad does not have yet."""
-    missing = []
-    for name in names:
-        if name == "indexing with lists":
-            if not _indexes_with_lists():
-                missing.append(name)
-            continue
-        obj = mg
-        for part in name.split("."):
-            obj = getattr(obj, part, None)
-        if obj is None:
-            missing.append(name)
-    return missing
 
 
 def _torchvision_installed():
@@ -237,9 +208,6 @@ _RUNS = {}  # script -> (folder, results): each script runs once under minigrad 
 def minigrad_run(script, tmp_path_factory):
     """The minigrad run of ``script`` (saving its starting and final weights where it can)."""
     if script not in _RUNS:
-        missing = missing_names(SCRIPTS_RUN[script].needs)
-        if missing:
-            pytest.skip(f"{script} needs {', '.join(missing)} (added on another branch of issue 16)")
         spec = SCRIPTS_RUN[script]
         base = tmp_path_factory.mktemp(script.removesuffix(".py"))
         if spec.mnist:

@@ -1,4 +1,8 @@
-"""Tensor: creation functions, dtypes, conversions, seeding, attributes."""
+"""Tensor (minigrad/tensor.py): creation functions (linspace too), dtypes, conversions, seeding
+and the random functions (randperm, rand_like, randn_like, multinomial), attributes, contiguous,
+view_as, expand_as, type_as."""
+import math
+
 import numpy as np
 import pytest
 
@@ -62,6 +66,22 @@ def test_tensor_copies_but_from_numpy_shares():
     assert u.tolist() == [1.0, 2.0]
 
 
+def test_linspace(device):
+    np.testing.assert_allclose(mg.linspace(-1, 2, 7, device=device).numpy(), np.linspace(-1, 2, 7), rtol=1e-7)
+    assert mg.linspace(0, 1, 5).dtype == np.float32
+    assert mg.linspace(0, 1, 5, dtype=np.float64).tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert mg.linspace(3, 3, 1).tolist() == [3.0] and mg.linspace(0, 1, 0).shape == (0,)
+    with pytest.raises(ValueError, match="linspace: steps must be a non-negative int"):
+        mg.linspace(0, 1, -1)
+@pytest.mark.torch
+def test_linspace_matches_torch_to_float32_rounding():
+    """PyTorch computes start + i * step in float32: each value is off by at most about one
+    rounding at the scale of the endpoints (ours are the exact values, rounded once)."""
+    torch = pytest.importorskip("torch")
+    for start, end, steps in [(0, 1, 11), (-3.5, 7.25, 100), (1e3, -1e3, 7)]:
+        ours, theirs = mg.linspace(start, end, steps).numpy(), torch.linspace(start, end, steps).numpy()
+        ulp = np.spacing(np.float32(max(abs(start), abs(end))))
+        assert np.all(np.abs(ours - theirs) <= 2 * ulp)
 # -- dtypes -----------------------------------------------------------------------------------
 
 
@@ -167,6 +187,69 @@ def test_random_distributions_and_dtypes():
     assert mg.randint(3, 4, ()).shape == () and mg.randint(3, 4, ()).item() == 3
 
 
+def test_randperm_is_a_seeded_permutation_with_uniform_positions(device):
+    mg.manual_seed(0)
+    p = mg.randperm(10, device=device)
+    assert p.dtype == np.int64 and sorted(p.tolist()) == list(range(10))
+    mg.manual_seed(0)
+    assert mg.randperm(10, device=device).tolist() == p.tolist()
+    assert mg.randperm(0).shape == (0,)
+    # where does 0 land, over 4000 permutations of 4: each place with probability 1/4
+    counts = np.bincount([mg.randperm(4).tolist().index(0) for _ in range(4000)], minlength=4)
+    sigma = math.sqrt(4000 * 0.25 * 0.75)
+    assert np.all(np.abs(counts - 1000) < 5 * sigma)
+    with pytest.raises(ValueError, match="randperm: n must be a non-negative int"):
+        mg.randperm(-2)
+def test_rand_like_and_randn_like(device):
+    t = mg.zeros(2000, 3, dtype=np.float64, device=device)
+    u, z = mg.rand_like(t), mg.randn_like(t)
+    assert u.shape == z.shape == t.shape and u.dtype == z.dtype == np.float64 and u.device == t.device
+    assert 0 <= u.numpy().min() and u.numpy().max() < 1
+    assert abs(z.numpy().mean()) < 5 / math.sqrt(6000) and abs(z.numpy().std() - 1) < 0.05
+    assert mg.randn_like(t, dtype=np.float32).dtype == np.float32
+    assert mg.rand_like(t, requires_grad=True).requires_grad
+    with pytest.raises(TypeError, match="randn_like: random values need a floating dtype, got int64"):
+        mg.randn_like(mg.tensor([1, 2]))
+@pytest.mark.parametrize("replacement", [True, False])
+def test_multinomial_frequencies(replacement, device):
+    """With replacement: each draw is category i with probability w_i / sum(w).  Without: the
+    first draw is too; the second is proportional to the weights left (checked for one pair)."""
+    mg.manual_seed(1)
+    w = np.array([[1.0, 0.0, 3.0, 4.0], [0.0, 0.0, 2.0, 2.0]])
+    n = 4000
+    if replacement:
+        draws = mg.multinomial(mg.tensor(w, device=device), n, replacement=True).numpy()
+        assert draws.shape == (2, n) and draws.dtype == np.int64
+        for row, weights in zip(draws, w):
+            p = weights / weights.sum()
+            counts = np.bincount(row, minlength=4)
+            assert np.all(np.abs(counts - n * p) <= 5 * np.sqrt(n * p * (1 - p)) + 1e-9)
+        return
+    firsts, pairs = [], 0
+    for _ in range(n):
+        d = mg.multinomial(mg.tensor(w[0], device=device), 2).tolist()
+        assert d[0] != d[1] and 1 not in d  # no repeats, and a zero weight is never drawn
+        firsts.append(d[0])
+        pairs += d == [3, 2]
+    p = w[0] / w[0].sum()
+    counts = np.bincount(firsts, minlength=4)
+    assert np.all(np.abs(counts - n * p) <= 5 * np.sqrt(n * p * (1 - p)) + 1e-9)
+    q = (4 / 8) * (3 / 4)  # P(first 3, then 2) = w3 / 8 * w2 / (8 - w3)
+    assert abs(pairs - n * q) <= 5 * math.sqrt(n * q * (1 - q))
+def test_multinomial_errors_and_method():
+    w = mg.tensor([0.2, 0.8])
+    assert w.multinomial(3, replacement=True).shape == (3,)
+    assert sorted(mg.multinomial(w, 2).tolist()) == [0, 1]
+    with pytest.raises(ValueError, match="cannot draw 3 samples without replacement"):
+        mg.multinomial(w, 3)
+    with pytest.raises(ValueError, match="multinomial: invalid distribution"):
+        mg.multinomial(mg.tensor([0.0, 0.0]), 1)
+    with pytest.raises(ValueError, match="multinomial: invalid distribution"):
+        mg.multinomial(mg.tensor([1.0, -1.0, 2.0]), 1)
+    with pytest.raises(TypeError, match="multinomial: expected a 1-D or 2-D floating-point tensor"):
+        mg.multinomial(mg.tensor([1, 2]), 1)
+    with pytest.raises(ValueError, match="num_samples must be a positive int"):
+        mg.multinomial(w, 0)
 # -- attributes -------------------------------------------------------------------------------
 
 
@@ -225,3 +308,18 @@ def test_assigning_data_replaces_the_values_and_invalidates_saved_records():
         y.backward()
     with pytest.raises(TypeError, match="data: expected a Tensor or an array"):
         w.data = [1, 2]
+
+
+def test_contiguous_view_as_expand_as_type_as():
+    x = mg.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    t = x.T
+    assert not t.is_contiguous() and x.is_contiguous()
+    c = t.contiguous()
+    assert c.is_contiguous() and c.array.flags.c_contiguous and x.contiguous() is x
+    np.testing.assert_array_equal(c.view(-1).numpy(), np.arange(6.0).reshape(2, 3).T.reshape(-1))
+    (c * mg.tensor(np.arange(6.0).reshape(3, 2))).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.arange(6.0).reshape(3, 2).T)
+    assert x.view_as(mg.zeros(3, 2)).shape == (3, 2)
+    assert mg.ones(3, 1).expand_as(mg.zeros(2, 3, 4)).shape == (2, 3, 4)
+    y = mg.tensor([1, 2]).type_as(mg.zeros(1, dtype=np.float64))
+    assert y.dtype == np.float64 and y.device == mg.zeros(1).device
