@@ -75,9 +75,9 @@ MADE_UP_NAMES = {"tests/test_gpu_check.py"}  # parses pytest output with made-up
 
 def test_every_test_file_named_in_the_docs_and_the_code_exists():
     """Tests get merged and moved (one file per module or family of the package): a test file,
-    or ``file::test``, that README, docs/, the tests, the package or the benchmarks name must be
-    there."""
-    sources = PAGES + sorted(p for folder in ("tests", "minigrad", "benchmarks", "examples")
+    or ``file::test``, that README, docs/, CI's script, the tests, the package or the benchmarks
+    name must be there."""
+    sources = PAGES + [ROOT / ".ci" / "run"] + sorted(p for folder in ("tests", "minigrad", "benchmarks", "examples")
                              for p in (ROOT / folder).rglob("*.py")
                              if str(p.relative_to(ROOT)) not in MADE_UP_NAMES)
     stale = []
