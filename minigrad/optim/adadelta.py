@@ -16,11 +16,9 @@ from .optimizer import Optimizer
 
 class Adadelta(Optimizer):
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
-        self._check_lr(lr)
         super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
 
     def _validate(self, group):
-        self._check_lr(group["lr"])
         if not 0.0 <= group["rho"] <= 1.0:
             raise ValueError(f"Adadelta: invalid rho {group['rho']} (must be in [0, 1])")
         self._check_nonnegative(group, ("eps", "weight_decay"))

@@ -15,13 +15,11 @@ from .optimizer import Optimizer
 
 class Adagrad(Optimizer):
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
-        self._check_lr(lr)
         defaults = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, eps=eps)
         super().__init__(params, defaults)
 
     def _validate(self, group):
-        self._check_lr(group["lr"])
         self._check_nonnegative(group, ("lr_decay", "weight_decay", "initial_accumulator_value", "eps"))
 
     def _update_group(self, group):

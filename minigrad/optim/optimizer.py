@@ -36,6 +36,7 @@ required = _Required()
 
 class Optimizer(CheckedArguments):
     def __init__(self, params, defaults):
+        self._check_group(defaults)  # the hyper-parameters first (PyTorch's order), then the params
         self.defaults = defaults
         self.state = defaultdict(dict)
         self.param_groups = []
@@ -78,15 +79,23 @@ class Optimizer(CheckedArguments):
             if default is required and key not in group:
                 raise ValueError(f"{name}: parameter group didn't specify a value of required optimization parameter {key}")
             group.setdefault(key, default)
-        self._validate(group)
+        self._check_group(group)
         existing = {id(p) for g in self.param_groups for p in g["params"]}
         ids = [id(p) for p in params]
         if len(set(ids)) != len(ids) or existing & set(ids):
             raise ValueError(f"{name}: some parameters appear in more than one parameter group (or twice in one)")
         self.param_groups.append(group)
 
+    def _check_group(self, group):
+        """The hyper-parameters of ``group`` (or of the defaults): lr here, the rest in
+        ``_validate``."""
+        if group.get("lr", required) is not required:
+            self._check_lr(group["lr"])
+        self._validate(group)
+
     def _validate(self, group):
-        """Check a group's hyper-parameters (subclasses raise ValueError with a clear message)."""
+        """Check a group's hyper-parameters other than lr (subclasses raise ValueError with a
+        clear message)."""
 
     def zero_grad(self, set_to_none=True):
         """Clear the ``.grad`` of every parameter (to None, or to zeros in place)."""

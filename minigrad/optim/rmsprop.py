@@ -16,13 +16,11 @@ from .optimizer import Optimizer
 
 class RMSprop(Optimizer):
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
-        self._check_lr(lr)
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                         centered=centered)
         super().__init__(params, defaults)
 
     def _validate(self, group):
-        self._check_lr(group["lr"])
         self._check_nonnegative(group, ("alpha", "eps", "weight_decay", "momentum"))
         if group["alpha"] > 1:
             raise ValueError(f"RMSprop: invalid alpha {group['alpha']} (must be in [0, 1])")

@@ -15,14 +15,11 @@ from .optimizer import Optimizer, required
 
 class SGD(Optimizer):
     def __init__(self, params, lr=required, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
-        if lr is not required:
-            self._check_lr(lr)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov)
         super().__init__(params, defaults)
 
     def _validate(self, group):
-        self._check_lr(group["lr"])
         if group["momentum"] < 0:
             raise ValueError(f"SGD: invalid momentum {group['momentum']} (must be >= 0)")
         if group["weight_decay"] < 0:
