@@ -624,7 +624,7 @@ def randint(*args, low=None, high=None, size=None, dtype=np.int64, device=None, 
     return out.requires_grad_(True) if requires_grad else out
 
 
-# -- more creation functions (issue 16) -----------------------------------------------------------
+# -- more creation functions (PyTorch's) ------------------------------------------------------------
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):

@@ -34,7 +34,7 @@ minigrad starts no threads.)
 
 Measured on the 2-core reference machine (float32, the MNIST CNN's second conv layer, the
 kernel alone): im2col 0.6 ms, col2im 1.0 ms (the NCHW layout this replaced: 2.0 and 4.5 ms plus
-two layout copies); see benchmarks/conv_ops.py and docs/benchmarks.md.
+two layout copies); `python -m benchmarks.ops --op im2col conv2d` times them (docs/benchmarks.md).
 """
 import math
 import os
@@ -140,7 +140,7 @@ def _both(fn, fastmath=_FAST_MATH):
 
 
 # ======================================================================================
-# Float32 math that vectorises (issue 19).  numba compiles math.exp to a call of the C
+# Float32 math that vectorises (for the memory-bound kernels).  numba compiles math.exp to a call of the C
 # library's scalar exp, and a max loop (``m = v if v > m else m``) to a compare-and-branch
 # chain: LLVM turns neither into SIMD code, and at 16 float32 lanes per AVX-512 instruction
 # that is what keeps a kernel from the memory's speed.  The helpers below are written so
@@ -633,7 +633,7 @@ if numba is not None:
         """reference.cross_entropy_backward, one row per iteration.  The softmax is
         exp(x - m) / s from the row maximum m and s = sum exp(x - m), recomputed here (the row
         is in cache), never exp(x - lse): lse = m + log s is rounded to the spacing of m,
-        which for logits of 1e4 is an error of 1e-3 in every probability (issue 15)."""
+        which for logits of 1e4 is an error of 1e-3 in every probability (tests/test_numerics.py)."""
         n, c = x.shape
         w_sum = 0.0
         for j in range(c):
@@ -734,7 +734,7 @@ if numba is not None:
     _sigmoid_nb, _sigmoid_backward_nb = _both(_sigmoid_py), _both(_sigmoid_backward_py)
     _tanh_nb, _tanh_backward_nb = _both(_tanh_py), _both(_tanh_backward_py)
 
-    # -- batch norm (issue 19).  Two layouts, one (N, C, L) view each:
+    # -- batch norm.  Two layouts, one (N, C, L) view each:
     #    "planes": an NCHW array, (N, C, H*W) C-contiguous: channel c is N runs of L numbers.
     #       One task per channel computes its statistics and then its output, so the second
     #       read of the channel (hundreds of KB) comes from the core's cache, not from memory.
@@ -841,7 +841,7 @@ if numba is not None:
     _bn_backward_column_sums_nb = _both(_bn_backward_column_sums_py)
     _bn_backward_apply_columns_nb = _both(_bn_backward_apply_columns_py)
 
-    # -- attention (issue 19): the products Q K^T, P V, ... stay NumPy's batched matmul (BLAS;
+    # -- attention: the products Q K^T, P V, ... stay NumPy's batched matmul (BLAS;
     #    2.5x faster than numba loops at the char GPT's (64 x 32) heads); everything between
     #    them, which reference.py does in a dozen array passes, is one numba pass over each
     #    score row, on all cores: scale, mask, causal -inf, max, exp, sum, normalise, lse.
@@ -1603,10 +1603,9 @@ def rmsprop_step_(params, grads, square_avgs, grad_avgs, bufs, lr, alpha, eps, w
 
 
 # ======================================================================================
-# Layer norm rows (issue 10): numba versions of reference.layer_norm_* (same math;
+# Layer norm rows: numba versions of reference.layer_norm_* (same math;
 # docs/derivations/layernorm.md), one pass over each row for the statistics and one for the
-# output.  (Attention stays reference.attention_*: its products are BLAS calls and its exp a
-# vectorised NumPy call, which measured faster on the CPU than numba loops with scalar exp.)
+# output.
 # ======================================================================================
 
 # Rows per partial sum of the layer-norm weight gradients: fixed (not per thread), so the
@@ -1696,7 +1695,7 @@ def layer_norm_backward(g, x, weight, mean, rstd):
 
 
 # ======================================================================================
-# Adagrad and Adadelta (issue 16): one fused pass per parameter, as sgd_step_ / adam_step_.
+# Adagrad and Adadelta: one fused pass per parameter, as sgd_step_ / adam_step_.
 # Hot enough to fuse: on the MNIST MLP the reference's NumPy passes took a fifth of a
 # training step (docs/optim.md has the numbers).  Same arithmetic, in the same order, as
 # reference.adagrad_step_ / adadelta_step_, scalars in the array dtype.
@@ -1752,7 +1751,7 @@ def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_
             _ref.adadelta_step_([x], [g], [v], [u], lr, rho, eps, weight_decay)
 
 
-# Recurrent cells (issue 18): each step's matrix products are BLAS calls, as in reference.py;
+# Recurrent cells: each step's matrix products are BLAS calls, as in reference.py;
 # what follows them (adding the products and biases, the gates' nonlinearities, the cell
 # update; backward: the gates' gradients) is one numba pass over the (B, H) units instead of
 # a dozen NumPy passes.  Serial: a step is ~10^5 elements, less than a thread hand-over costs

@@ -806,8 +806,8 @@ def _adam_one(x, g, m, v, vmax, b1, b2, eps, step_size, inv_sqrt_bc2, decay, l2)
 
 
 # ======================================================================================
-# Attention: softmax(Q K^T scale + mask) V as one kernel pair (issue 10; the derivation,
-# step by step, is docs/derivations/attention.md)
+# Attention: softmax(Q K^T scale + mask) V as one kernel pair (the derivation, step by
+# step, is docs/derivations/attention.md)
 # ======================================================================================
 
 __all__ += ["attention_forward", "attention_backward"]
@@ -911,7 +911,7 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
 
 
 # ======================================================================================
-# More optimizer updates (issue 16): Adagrad and Adadelta, one call per parameter group
+# More optimizer updates: Adagrad and Adadelta, one call per parameter group
 # (numba in cpu_kernels.py, one multi-tensor launch of kernels/optim.cu on the GPU).
 # ======================================================================================
 
@@ -954,7 +954,7 @@ def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_
         x -= t(lr) * d
 
 
-# Recurrent cells (issue 18): one time step of an Elman RNN, an LSTM and a GRU, forward and
+# Recurrent cells: one time step of an Elman RNN, an LSTM and a GRU, forward and
 # backward.  The time loop is Python (nn/rnn.py); each step is two matrix products (the
 # input's and the hidden state's) and the gates' elementwise math, fused here.  Derivation,
 # with a worked example: docs/derivations/rnn.md.
