@@ -158,6 +158,20 @@ def test_readme_states_the_cupy_requirement_of_the_gpu_extra():
     assert claimed <= {int(version)}, f"README names CuPy versions {sorted(claimed)}; the extra pins >= {version}"
 
 
+def _module_level(statements):
+    """The functions and classes a module defines, also inside a module-level ``if`` or ``try``
+    (cpu_kernels.py defines its numba kernels under ``if numba is not None:``)."""
+    import ast
+
+    for s in statements:
+        if isinstance(s, (ast.FunctionDef, ast.ClassDef)):
+            yield s
+        elif isinstance(s, ast.If):
+            yield from _module_level(s.body + s.orelse)
+        elif isinstance(s, ast.Try):
+            yield from _module_level(s.body + [x for h in s.handlers for x in h.body] + s.orelse)
+
+
 def test_no_module_defines_a_name_twice():
     """A second ``def kernel_source`` silently replaces the first, and a reader who finds the
     first reads the wrong one: each module-level function and class is defined once (also
@@ -165,18 +179,89 @@ def test_no_module_defines_a_name_twice():
     import ast
     from collections import Counter
 
-    def names(statements):
-        for s in statements:
-            if isinstance(s, (ast.FunctionDef, ast.ClassDef)):
-                yield s.name
-            elif isinstance(s, ast.If):
-                yield from names(s.body + s.orelse)
-            elif isinstance(s, ast.Try):
-                yield from names(s.body + [x for h in s.handlers for x in h.body] + s.orelse)
-
     twice = {}
     for path in sorted((ROOT / "minigrad").rglob("*.py")):
-        counts = Counter(names(ast.parse(path.read_text()).body))
+        counts = Counter(d.name for d in _module_level(ast.parse(path.read_text()).body))
         if any(c > 1 for c in counts.values()):
             twice[str(path.relative_to(ROOT))] = sorted(n for n, c in counts.items() if c > 1)
     assert not twice, f"defined more than once: {twice}"
+
+
+# -- the reading path of docs/architecture.md -------------------------------------------------------
+
+READING_PATH = ROOT / "docs" / "architecture.md"
+AFTERNOON_MINUTES = 240      # "an afternoon": at most 4 hours
+READING_SPEED = (200, 300)   # lines of real code a student reads (and follows) per hour
+DRIFT = 0.10                 # a stated count may be off by this much before the doc must change
+
+
+def count_lines(path, units):
+    """Non-blank lines (docstrings and comments included: they are the explanation) of the
+    whole file (``units`` empty) or of the named functions and classes, ``Class.method`` for a
+    method (a property's getter and setter both count), decorators included."""
+    import ast
+
+    lines = path.read_text().splitlines()
+    if not units:
+        return sum(1 for line in lines if line.strip())
+    top = list(_module_level(ast.parse("\n".join(lines)).body))
+    total = 0
+    for unit in units:
+        owner, _, name = unit.rpartition(".")
+        scope = [n for c in top if isinstance(c, ast.ClassDef) and c.name == owner for n in c.body] if owner else top
+        found = [n for n in scope if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == name]
+        assert found, f"the reading path names {unit} in {path.relative_to(ROOT)}, which has no such definition"
+        for node in found:
+            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            total += sum(1 for line in lines[first - 1:node.end_lineno] if line.strip())
+    return total
+
+
+def reading_path():
+    """{table title: [(file, units, stated lines, stated minutes), ...]} of each table of the
+    reading path, and the stated totals of the first (the afternoon)."""
+    text = READING_PATH.read_text()
+    section = text[text.index("## Reading path"):]
+    section = section[:section.index("\n## ", 1)]
+    tables = {}
+    for title, body in re.findall(r"^### (.+?)\n(.*?)(?=^### |\Z)", section, re.S | re.M):
+        rows = []
+        for line in body.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 6 and cells[0].isdigit():
+                path = re.fullmatch(r"`([^`]+)`", cells[1]).group(1)
+                units = [] if cells[2] == "all" else re.findall(r"`([^`]+)`", cells[2])
+                minutes = re.fullmatch(r"(\d+) min", cells[5])
+                rows.append((path, units, int(cells[3]), int(minutes.group(1)) if minutes else None))
+        tables[title] = rows
+    return tables
+
+
+def test_the_reading_path_counts_are_measured():
+    tables = reading_path()
+    assert len(tables) >= 2 and all(tables.values()), "docs/architecture.md: ## Reading path has its tables"
+    for title, rows in tables.items():
+        for path, units, stated, _ in rows:
+            measured = count_lines(ROOT / path, units)
+            assert abs(stated - measured) <= DRIFT * measured, (
+                f"docs/architecture.md, reading path ({title}): {path} {units or '(all)'} is stated as "
+                f"{stated} lines but has {measured} non-blank lines now: update the count (and the times)")
+
+
+def test_the_core_fits_an_afternoon_and_the_readme_says_what_it_is():
+    text = READING_PATH.read_text()
+    (title, core), *_ = reading_path().items()
+    lines = sum(count_lines(ROOT / path, units) for path, units, _, _ in core)
+    minutes = sum(m for *_, m in core)
+    assert all(m is not None for *_, m in core), "every step of the afternoon has a time"
+    assert minutes <= AFTERNOON_MINUTES, f"the afternoon's steps add up to {minutes} min"
+    slow, fast = READING_SPEED
+    assert slow <= lines / (minutes / 60) <= fast, (
+        f"{lines} lines in {minutes} min is not a student's {slow}-{fast} lines an hour")
+    total = re.search(r"\*\*total\*\* \| \| \*\*(\d+)\*\* \| \| \*\*(\d+) min\*\*", text)
+    assert total and int(total.group(2)) == minutes, "the afternoon's total row adds its times"
+    assert abs(int(total.group(1)) - lines) <= DRIFT * lines
+    readme = (ROOT / "README.md").read_text()
+    claim = re.search(r"about (\d+) lines[^.]*\]\(docs/architecture\.md#reading-path\)", readme.replace("\n", " "))
+    assert claim, "README says what can be read in an afternoon, with a link to the reading path"
+    assert abs(int(claim.group(1)) - lines) <= DRIFT * lines
