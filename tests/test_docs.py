@@ -265,3 +265,40 @@ def test_the_core_fits_an_afternoon_and_the_readme_says_what_it_is():
     claim = re.search(r"about (\d+) lines[^.]*\]\(docs/architecture\.md#reading-path\)", readme.replace("\n", " "))
     assert claim, "README says what can be read in an afternoon, with a link to the reading path"
     assert abs(int(claim.group(1)) - lines) <= DRIFT * lines
+
+
+def test_kernels_md_says_which_table_overrides_which_kernel():
+    """docs/kernels.md, "Which op runs on which kernel": a CPU column that says numba names at
+    least one function cpu_kernels.py overrides, one that says only NumPy / BLAS names none
+    (the reference's code runs); a CUDA column that says "(reference)" names no CUDA kernel."""
+    import fnmatch
+
+    from minigrad.backend import cpu_kernels, cuda, reference
+
+    text = (ROOT / "docs" / "kernels.md").read_text()
+    table = text[text.index("## Which op runs on which kernel"):]
+    table = table[:table.index("\n\n", table.index("| op |"))]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()[4:]]
+    assert len(rows) >= 15
+    for op, functions, cpu, gpu, _ in rows:
+        names = set()
+        for token in re.findall(r"`([^`]+)`", functions):
+            for concrete in ([token.replace("<name>", o) for o in re.findall(r"`([^`]+)`", op)]
+                             if "<name>" in token else [token]):
+                names |= set(fnmatch.filter(reference.__all__, concrete))
+        assert names, f"docs/kernels.md: the row {op!r} names no kernel-table function"
+        own_cpu = sorted(n for n in names if getattr(cpu_kernels, n) is not getattr(reference, n))
+        own_gpu = sorted(n for n in names if getattr(cuda, n) is not getattr(reference, n))
+        if "numba" in cpu:
+            assert own_cpu, f"docs/kernels.md says {op} runs numba on the CPU; cpu_kernels overrides none of {sorted(names)}"
+        else:
+            assert not own_cpu, f"docs/kernels.md says {op} runs {cpu!r} on the CPU; cpu_kernels overrides {own_cpu}"
+        assert bool(own_gpu) != ("(reference)" in gpu), f"docs/kernels.md, {op}: CUDA column {gpu!r}, own kernels {own_gpu}"
+
+
+def test_architecture_md_counts_the_kernel_table():
+    from minigrad.backend import reference
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    stated = re.search(r"Three modules expose the same (\d+) names", text)
+    assert stated and int(stated.group(1)) == len(reference.__all__)
