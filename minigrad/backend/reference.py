@@ -1,6 +1,7 @@
 """The kernel table, readable: every kernel minigrad's ops call, as plain array code.
 
-This is the file to read first.  Each function takes arrays and returns arrays (nothing here
+This is the kernel file to read first (docs/architecture.md, "Reading path", reads it
+after the ops that call it).  Each function takes arrays and returns arrays (nothing here
 knows about Tensors or autograd), states its math in the docstring, and is written once
 against ``xp = array_module(x)``, so the same lines run on NumPy (CPU) and CuPy (GPU).
 
@@ -11,7 +12,8 @@ docs/architecture.md; tests/test_kernels_contract.py holds them to this file):
   the activations, the softmax family, normalisation, attention, dropout, embedding, the
   recurrent cells, the optimizer updates); each falls back to the code here
   when numba is off (MINIGRAD_DISABLE_NUMBA=1) or the input does not suit it.
-* ``cuda_kernels``: this module plus the project's own CUDA C kernels (backend/cuda/kernels/*.cu).
+* ``cuda_kernels`` (the package ``minigrad/backend/cuda``): this module plus the project's own
+  CUDA C kernels (backend/cuda/kernels/*.cu).
 
 ``backend.kernels(array)`` picks the module for an array's device; ops call only that.
 
