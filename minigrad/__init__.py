@@ -1,4 +1,5 @@
-"""minigrad: a from-scratch deep-learning framework you can read in an afternoon.
+"""minigrad: a from-scratch deep-learning framework whose core reads in an afternoon
+(docs/architecture.md, "Reading path").
 
     import minigrad as mg
     x = mg.tensor([1.0, 2.0], requires_grad=True)

@@ -634,7 +634,7 @@ def randint(*args, low=None, high=None, size=None, dtype=np.int64, device=None, 
     return out.requires_grad_(True) if requires_grad else out
 
 
-# -- more creation functions (issue 16) -----------------------------------------------------------
+# -- more creation functions (PyTorch's) ------------------------------------------------------------
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
@@ -724,57 +724,11 @@ from . import autograd, ops  # noqa: E402  (imported last: the ops need the Tens
 
 
 # -- operators and methods ------------------------------------------------------------------------
-# Each is one op of minigrad.ops, the same function as the functional form: ``x + y`` is
-# ``ops.add(x, y)``, ``x.exp()`` is ``ops.exp(x)``.  (Attached here, after the class, because the
-# ops module needs Tensor to exist first.)
-
-Tensor.__add__, Tensor.__radd__ = ops.add, ops.radd
-Tensor.__sub__, Tensor.__rsub__ = ops.sub, ops.rsub
-Tensor.__mul__, Tensor.__rmul__ = ops.mul, ops.rmul
-Tensor.__truediv__, Tensor.__rtruediv__ = ops.div, ops.rdiv
-Tensor.__floordiv__, Tensor.__rfloordiv__ = ops.floor_divide, ops.rfloordiv
-Tensor.__pow__, Tensor.__rpow__ = ops.pow, ops.rpow
-Tensor.__matmul__, Tensor.__rmatmul__ = ops.matmul, ops.rmatmul
-Tensor.__neg__ = ops.neg
-Tensor.__abs__ = ops.abs
-Tensor.__and__ = Tensor.__rand__ = ops.bitwise_and
-Tensor.__or__ = Tensor.__ror__ = ops.bitwise_or
-Tensor.__xor__ = Tensor.__rxor__ = ops.bitwise_xor
-Tensor.__invert__ = ops.bitwise_not
-Tensor.__eq__, Tensor.__ne__ = ops.eq, ops.ne
-Tensor.__lt__, Tensor.__le__, Tensor.__gt__, Tensor.__ge__ = ops.lt, ops.le, ops.gt, ops.ge
-Tensor.__hash__ = lambda self: id(self)  # defining __eq__ removes the default hash
-Tensor.__getitem__ = ops.getitem
-Tensor.T = property(ops._T)
-
-for _name in (
-        # elementwise.py
-        "add", "sub", "mul", "div", "floor_divide", "neg", "pow", "exp", "log", "log1p", "sqrt", "abs",
-        "sign", "sin", "cos", "clip", "clamp", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
-        "clone", "isclose", "allclose", "equal", "masked_fill", "floor", "ceil", "round", "trunc",
-        "addcmul", "addcdiv",
-        # reduce.py, matmul.py, activation.py, sort.py
-        "sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "logsumexp",
-        "all", "any", "cumsum", "norm", "matmul", "mm", "bmm", "relu", "sigmoid", "tanh", "softmax",
-        "log_softmax", "argsort", "sort", "topk", "multinomial",
-        # shape.py
-        "reshape", "view", "view_as", "expand", "expand_as", "broadcast_to", "sum_to", "flatten",
-        "squeeze", "unsqueeze", "transpose", "permute", "split", "chunk", "tril", "triu", "gather",
-        "index_select", "repeat", "contiguous"):
-    setattr(Tensor, _name, getattr(ops, _name))
-Tensor.swapaxes = ops.transpose
-Tensor.where = lambda self, cond, other: ops.where(cond, self, other)
-Tensor.is_contiguous = lambda self: bool(self.array.flags.c_contiguous)
-Tensor.type_as = lambda self, other: self.to(device=other.device, dtype=other.dtype)
-Tensor.type_as.__doc__ = "This tensor converted to ``other``'s dtype and device."
-
-
-# -- in-place methods ------------------------------------------------------------------------------
-# x.mul_(y) stores mul(x, y) in x's memory (Tensor._inplace); while gradients are recorded the
-# write goes on the tape.  needs_old: the op's backward reads its input's values, which the
-# write overwrites.
 
 def _inplace_method(name, fn, needs_old):
+    """``x.name(...)`` storing ``fn(x, ...)`` in x's memory (Tensor._inplace; while gradients
+    are recorded the write goes on the tape).  needs_old: fn's backward reads its input's
+    values, which the write overwrites."""
     def method(self, *args, **kwargs):
         return self._inplace(name, lambda t: fn(t, *args, **kwargs), args + tuple(kwargs.values()),
                              needs_old)
@@ -792,16 +746,64 @@ def _sub_scaled(x, other, alpha=1):
     return ops.sub(x, other if alpha == 1 else other * alpha)
 
 
-for _name, _fn, _needs_old in (
-        ("add_", _add_scaled, False), ("sub_", _sub_scaled, False), ("mul_", ops.mul, True),
-        ("div_", ops.div, True), ("pow_", ops.pow, True), ("neg_", ops.neg, False),
-        ("exp_", ops.exp, False), ("log_", ops.log, True), ("sqrt_", ops.sqrt, False),
-        ("abs_", ops.abs, True), ("sin_", ops.sin, True), ("cos_", ops.cos, True),
-        ("clamp_", ops.clip, False), ("clip_", ops.clip, False), ("relu_", ops.relu, False),
-        ("sigmoid_", ops.sigmoid, False), ("tanh_", ops.tanh, False), ("leaky_relu_", ops.leaky_relu, True),
-        ("silu_", ops.silu, True), ("masked_fill_", ops.masked_fill, False), ("floor_", ops.floor, False),
-        ("ceil_", ops.ceil, False), ("round_", ops.round, False), ("trunc_", ops.trunc, False),
-        ("addcmul_", ops.addcmul, False), ("addcdiv_", ops.addcdiv, False)):
-    setattr(Tensor, _name, _inplace_method(_name, _fn, _needs_old))
-Tensor.__iadd__, Tensor.__isub__ = Tensor.add_, Tensor.sub_
-Tensor.__imul__, Tensor.__itruediv__ = Tensor.mul_, Tensor.div_
+def _attach_operators_and_methods():
+    """Each operator and method of Tensor is one op of minigrad.ops, the same function as the
+    functional form: ``x + y`` is ``ops.add(x, y)``, ``x.exp()`` is ``ops.exp(x)``, and
+    ``x.mul_(y)`` stores ``ops.mul(x, y)`` in x's memory (``Tensor._inplace``).  Attached here,
+    after the class, because the ops module needs Tensor to exist first."""
+    Tensor.__add__, Tensor.__radd__ = ops.add, ops.radd
+    Tensor.__sub__, Tensor.__rsub__ = ops.sub, ops.rsub
+    Tensor.__mul__, Tensor.__rmul__ = ops.mul, ops.rmul
+    Tensor.__truediv__, Tensor.__rtruediv__ = ops.div, ops.rdiv
+    Tensor.__floordiv__, Tensor.__rfloordiv__ = ops.floor_divide, ops.rfloordiv
+    Tensor.__pow__, Tensor.__rpow__ = ops.pow, ops.rpow
+    Tensor.__matmul__, Tensor.__rmatmul__ = ops.matmul, ops.rmatmul
+    Tensor.__neg__ = ops.neg
+    Tensor.__abs__ = ops.abs
+    Tensor.__and__ = Tensor.__rand__ = ops.bitwise_and
+    Tensor.__or__ = Tensor.__ror__ = ops.bitwise_or
+    Tensor.__xor__ = Tensor.__rxor__ = ops.bitwise_xor
+    Tensor.__invert__ = ops.bitwise_not
+    Tensor.__eq__, Tensor.__ne__ = ops.eq, ops.ne
+    Tensor.__lt__, Tensor.__le__, Tensor.__gt__, Tensor.__ge__ = ops.lt, ops.le, ops.gt, ops.ge
+    Tensor.__hash__ = lambda self: id(self)  # defining __eq__ removes the default hash
+    Tensor.__getitem__ = ops.getitem
+    Tensor.T = property(ops._T)
+
+    for name in (
+            # elementwise.py
+            "add", "sub", "mul", "div", "floor_divide", "neg", "pow", "exp", "log", "log1p", "sqrt", "abs",
+            "sign", "sin", "cos", "clip", "clamp", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
+            "clone", "isclose", "allclose", "equal", "masked_fill", "floor", "ceil", "round", "trunc",
+            "addcmul", "addcdiv",
+            # reduce.py, matmul.py, activation.py, sort.py
+            "sum", "mean", "var", "std", "max", "min", "amax", "amin", "argmax", "argmin", "logsumexp",
+            "all", "any", "cumsum", "norm", "matmul", "mm", "bmm", "relu", "sigmoid", "tanh", "softmax",
+            "log_softmax", "argsort", "sort", "topk", "multinomial",
+            # shape.py
+            "reshape", "view", "view_as", "expand", "expand_as", "broadcast_to", "sum_to", "flatten",
+            "squeeze", "unsqueeze", "transpose", "permute", "split", "chunk", "tril", "triu", "gather",
+            "index_select", "repeat", "contiguous"):
+        setattr(Tensor, name, getattr(ops, name))
+    Tensor.swapaxes = ops.transpose
+    Tensor.where = lambda self, cond, other: ops.where(cond, self, other)
+    Tensor.is_contiguous = lambda self: bool(self.array.flags.c_contiguous)
+    Tensor.type_as = lambda self, other: self.to(device=other.device, dtype=other.dtype)
+    Tensor.type_as.__doc__ = "This tensor converted to ``other``'s dtype and device."
+
+    for name, fn, needs_old in (
+            ("add_", _add_scaled, False), ("sub_", _sub_scaled, False), ("mul_", ops.mul, True),
+            ("div_", ops.div, True), ("pow_", ops.pow, True), ("neg_", ops.neg, False),
+            ("exp_", ops.exp, False), ("log_", ops.log, True), ("sqrt_", ops.sqrt, False),
+            ("abs_", ops.abs, True), ("sin_", ops.sin, True), ("cos_", ops.cos, True),
+            ("clamp_", ops.clip, False), ("clip_", ops.clip, False), ("relu_", ops.relu, False),
+            ("sigmoid_", ops.sigmoid, False), ("tanh_", ops.tanh, False), ("leaky_relu_", ops.leaky_relu, True),
+            ("silu_", ops.silu, True), ("masked_fill_", ops.masked_fill, False), ("floor_", ops.floor, False),
+            ("ceil_", ops.ceil, False), ("round_", ops.round, False), ("trunc_", ops.trunc, False),
+            ("addcmul_", ops.addcmul, False), ("addcdiv_", ops.addcdiv, False)):
+        setattr(Tensor, name, _inplace_method(name, fn, needs_old))
+    Tensor.__iadd__, Tensor.__isub__ = Tensor.add_, Tensor.sub_
+    Tensor.__imul__, Tensor.__itruediv__ = Tensor.mul_, Tensor.div_
+
+
+_attach_operators_and_methods()

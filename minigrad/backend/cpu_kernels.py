@@ -34,7 +34,7 @@ minigrad starts no threads.)
 
 Measured on the 2-core reference machine (float32, the MNIST CNN's second conv layer, the
 kernel alone): im2col 0.6 ms, col2im 1.0 ms (the NCHW layout this replaced: 2.0 and 4.5 ms plus
-two layout copies); see benchmarks/conv_ops.py and docs/benchmarks.md.
+two layout copies); `python -m benchmarks.ops --op im2col conv2d` times them (docs/benchmarks.md).
 """
 import math
 import os
@@ -52,7 +52,6 @@ from .reference import is_channels_last
 try:
     import numba
     from numba import njit, prange
-    from numba.extending import overload
 
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "workqueue"
@@ -141,7 +140,7 @@ def _both(fn, fastmath=_FAST_MATH):
 
 
 # ======================================================================================
-# Float32 math that vectorises (issue 19).  numba compiles math.exp to a call of the C
+# Float32 math that vectorises (for the memory-bound kernels).  numba compiles math.exp to a call of the C
 # library's scalar exp, and a max loop (``m = v if v > m else m``) to a compare-and-branch
 # chain: LLVM turns neither into SIMD code, and at 16 float32 lanes per AVX-512 instruction
 # that is what keeps a kernel from the memory's speed.  The helpers below are written so
@@ -226,11 +225,14 @@ if numba is not None:
         """exp(t) - 1 for float32 t <= 0, accurate also where it is tiny (t near 0, where
         exp(t) - 1 would cancel):  exp(t) - 1 = 2^k (exp(r) - 1) + (2^k - 1)  with exp(r) - 1
         by the polynomial without its constant term; for k = 0 that is the polynomial alone.
-        -1 below -88; NaN stays NaN.  (Used by tanh.)"""
+        -1 below -88; NaN stays NaN.  (Used by tanh.)  A float64 t gets float64 arithmetic
+        throughout (2^k - 1 included): then the Taylor remainder, up to 2e-8 relative near
+        t = -0.35, is all that is left (float32 results within 0.75 ulp)."""
         tc = t if t > _EXPM1_LOW_F32 else _EXPM1_LOW_F32
         kf, r = _exp_reduce(tc)
         q = r * (_T1 + r * (_T2 + r * (_T3 + r * (_T4 + r * (_T5 + r * (_T6 + r * _T7))))))
-        s = _float32_from_bits((np.int32(kf) + 127) << 23)   # 2^k, k >= -127 (2^-127 reads as 0: fine here)
+        # 2^k, k >= -127 (2^-127 reads as 0: fine here), in t's type
+        s = _cast_like(_float32_from_bits((np.int32(kf) + 127) << 23), r)
         em = s * q + (s - _ONE_F32)
         return em if t == t else t
 
@@ -243,6 +245,54 @@ if numba is not None:
         if t == _nbtypes.float32:
             return lambda t: _exp_f32(t)
         return lambda t: math.exp(t)
+
+    # sigmoid and tanh of one number from the two helpers above, in the arithmetic of v:
+    # float32 for the elementwise kernels (16 lanes per AVX-512 instruction; within 10 u,
+    # tests/test_cpu_kernels.py), float64 for the recurrent cells (_sigmoid1, _tanh1 below).
+    # With float64 arithmetic only the polynomial's Taylor remainder (2e-8 relative at most) is
+    # left, and a float32 result is within 0.75 ulp (measured: sigmoid 0.58, tanh 0.72; NumPy's
+    # float32 tanh 1.4): the cells' gradients take 1 - y^2 and y (1 - y) of these results, which
+    # turn a few ulps of y near 1 into relative errors of 1e-5 (tests/test_ops_rnn.py).
+    @njit(inline="always")
+    def _sigmoid_poly(v):
+        """1 / (1 + e) for v >= 0, e / (1 + e) for v < 0, e = exp(-|v|) <= 1 (reference.sigmoid's
+        formula: e never overflows)."""
+        e = _exp_f32(-abs(v))
+        return (_ONE_F32 if v >= _ZERO_F32 else e) / (_ONE_F32 + e)
+
+    @njit(inline="always")
+    def _tanh_poly(v):
+        """tanh |v| = -m / (2 + m) with m = exp(-2|v|) - 1 (no cancellation near 0, where
+        (1 - e) / (1 + e) would lose the digits), the sign of v put back (tanh(-0) = -0)."""
+        m = _expm1_nonpositive_f32(_F32(-2) * abs(v))
+        return np.copysign(-m / (_F32(2) + m), v)
+
+    def _sigmoid1(v):
+        """sigmoid(v) in the recurrent cells: float32 by _sigmoid_poly in float64 arithmetic,
+        float64 by the library's exp."""
+        e = math.exp(-abs(v))
+        return (1.0 if v >= 0 else e) / (1.0 + e)
+
+    @_overload(_sigmoid1)
+    def _sigmoid1_for(v):
+        if v == _nbtypes.float32:
+            return lambda v: _sigmoid_poly(np.float64(v))
+
+        def sigmoid(v):
+            e = math.exp(-abs(v))
+            return (1.0 if v >= 0 else e) / (1.0 + e)
+        return sigmoid
+
+    def _tanh1(v):
+        """tanh(v) in the recurrent cells: float32 by _tanh_poly in float64 arithmetic,
+        float64 by the library's tanh."""
+        return math.tanh(v)
+
+    @_overload(_tanh1)
+    def _tanh1_for(v):
+        if v == _nbtypes.float32:
+            return lambda v: _tanh_poly(np.float64(v))
+        return lambda v: math.tanh(v)
 
     def _cast_like(value, like):
         """``value`` converted to the type of ``like`` (float32 kernels keep float32 scalars:
@@ -583,7 +633,7 @@ if numba is not None:
         """reference.cross_entropy_backward, one row per iteration.  The softmax is
         exp(x - m) / s from the row maximum m and s = sum exp(x - m), recomputed here (the row
         is in cache), never exp(x - lse): lse = m + log s is rounded to the spacing of m,
-        which for logits of 1e4 is an error of 1e-3 in every probability (issue 15)."""
+        which for logits of 1e4 is an error of 1e-3 in every probability (tests/test_numerics.py)."""
         n, c = x.shape
         w_sum = 0.0
         for j in range(c):
@@ -664,26 +714,18 @@ if numba is not None:
 
     # -- sigmoid and tanh, float32 (float64 keeps reference.py's NumPy code: the library
     #    exp and tanh are exact to the last bit there, and float32 is what models run in)
-    _TWO_F32, _MINUS_TWO_F32 = _F32(2), _F32(-2)
 
     def _sigmoid_py(x, out):
-        """1 / (1 + e) for x >= 0, e / (1 + e) for x < 0, e = exp(-|x|) <= 1 (as reference)."""
         for i in prange(_u(x.size)):
-            v = x[i]
-            e = _exp_f32(-abs(v))
-            out[i] = (_ONE_F32 if v >= _ZERO_F32 else e) / (_ONE_F32 + e)
+            out[i] = _sigmoid_poly(x[i])
 
     def _sigmoid_backward_py(g, y, out):
         for i in prange(_u(g.size)):
             out[i] = g[i] * y[i] * (_ONE_F32 - y[i])
 
     def _tanh_py(x, out):
-        """tanh |x| = -m / (2 + m) with m = exp(-2|x|) - 1 (no cancellation near 0, where
-        (1 - e) / (1 + e) would lose the digits), the sign of x put back (tanh(-0) = -0)."""
         for i in prange(_u(x.size)):
-            v = x[i]
-            m = _expm1_nonpositive_f32(_MINUS_TWO_F32 * abs(v))
-            out[i] = np.copysign(-m / (_TWO_F32 + m), v)
+            out[i] = _tanh_poly(x[i])
 
     def _tanh_backward_py(g, y, out):
         for i in prange(_u(g.size)):
@@ -692,7 +734,7 @@ if numba is not None:
     _sigmoid_nb, _sigmoid_backward_nb = _both(_sigmoid_py), _both(_sigmoid_backward_py)
     _tanh_nb, _tanh_backward_nb = _both(_tanh_py), _both(_tanh_backward_py)
 
-    # -- batch norm (issue 19).  Two layouts, one (N, C, L) view each:
+    # -- batch norm.  Two layouts, one (N, C, L) view each:
     #    "planes": an NCHW array, (N, C, H*W) C-contiguous: channel c is N runs of L numbers.
     #       One task per channel computes its statistics and then its output, so the second
     #       read of the channel (hundreds of KB) comes from the core's cache, not from memory.
@@ -799,7 +841,7 @@ if numba is not None:
     _bn_backward_column_sums_nb = _both(_bn_backward_column_sums_py)
     _bn_backward_apply_columns_nb = _both(_bn_backward_apply_columns_py)
 
-    # -- attention (issue 19): the products Q K^T, P V, ... stay NumPy's batched matmul (BLAS;
+    # -- attention: the products Q K^T, P V, ... stay NumPy's batched matmul (BLAS;
     #    2.5x faster than numba loops at the char GPT's (64 x 32) heads); everything between
     #    them, which reference.py does in a dozen array passes, is one numba pass over each
     #    score row, on all cores: scale, mask, causal -inf, max, exp, sum, normalise, lse.
@@ -1076,20 +1118,31 @@ if numba is not None:
                 gi = gi + wd * x[i]
             vi = v[i] * alpha + c_alpha * (gi * gi)
             v[i] = vi
+            var = vi
             if centered:
                 ai = a[i] * alpha + c_alpha * gi
                 a[i] = ai
-                si = np.sqrt(vi - ai * ai) + eps
-            else:
-                si = np.sqrt(vi) + eps
+                var = vi - ai * ai
+            d = gi / (np.sqrt(var) + eps)
             if has_momentum:
-                bi = buf[i] * momentum + gi / si
-                buf[i] = bi
-                x[i] = x[i] - lr * bi
-            else:
-                x[i] = x[i] - lr * (gi / si)
+                d = buf[i] * momentum + d
+                buf[i] = d
+            x[i] = x[i] - lr * d
+
+    def _rmsprop_plain_py(x, g, v, lr, alpha, c_alpha, eps, wd):
+        """_rmsprop_py without averages and momentum (the defaults).  Its own loop because
+        _rmsprop_py must then be given x for a and buf, and a loop that may write them fails
+        LLVM's run-time overlap check and runs scalar (measured 8x slower)."""
+        for i in prange(_u(x.size)):
+            gi = g[i]
+            if wd != 0:
+                gi = gi + wd * x[i]
+            vi = v[i] * alpha + c_alpha * (gi * gi)
+            v[i] = vi
+            x[i] = x[i] - lr * (gi / (np.sqrt(vi) + eps))
 
     _rmsprop_nb = _both(_rmsprop_py, fastmath=False)
+    _rmsprop_plain_nb = _both(_rmsprop_plain_py, fastmath=False)
 
 
 # ======================================================================================
@@ -1556,15 +1609,17 @@ def rmsprop_step_(params, grads, square_avgs, grad_avgs, bufs, lr, alpha, eps, w
         t = x.dtype.type
         flat = [lst[i].reshape(-1) if lst is not None else x.reshape(-1) for lst in (params, grads, square_avgs,
                                                                                       grad_avgs, bufs)]
-        _pick(_rmsprop_nb, x.size)(*flat, t(lr), t(alpha), t(1 - alpha), t(eps), t(weight_decay), t(momentum),
-                                   grad_avgs is not None, bufs is not None)
+        if grad_avgs is None and bufs is None:
+            _pick(_rmsprop_plain_nb, x.size)(*flat[:3], t(lr), t(alpha), t(1 - alpha), t(eps), t(weight_decay))
+        else:
+            _pick(_rmsprop_nb, x.size)(*flat, t(lr), t(alpha), t(1 - alpha), t(eps), t(weight_decay), t(momentum),
+                                       grad_avgs is not None, bufs is not None)
 
 
 # ======================================================================================
-# Layer norm rows (issue 10): numba versions of reference.layer_norm_* (same math;
+# Layer norm rows: numba versions of reference.layer_norm_* (same math;
 # docs/derivations/layernorm.md), one pass over each row for the statistics and one for the
-# output.  (Attention stays reference.attention_*: its products are BLAS calls and its exp a
-# vectorised NumPy call, which measured faster on the CPU than numba loops with scalar exp.)
+# output.
 # ======================================================================================
 
 # Rows per partial sum of the layer-norm weight gradients: fixed (not per thread), so the
@@ -1654,7 +1709,7 @@ def layer_norm_backward(g, x, weight, mean, rstd):
 
 
 # ======================================================================================
-# Adagrad and Adadelta (issue 16): one fused pass per parameter, as sgd_step_ / adam_step_.
+# Adagrad and Adadelta: one fused pass per parameter, as sgd_step_ / adam_step_.
 # Hot enough to fuse: on the MNIST MLP the reference's NumPy passes took a fifth of a
 # training step (docs/optim.md has the numbers).  Same arithmetic, in the same order, as
 # reference.adagrad_step_ / adadelta_step_, scalars in the array dtype.
@@ -1710,11 +1765,12 @@ def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_
             _ref.adadelta_step_([x], [g], [v], [u], lr, rho, eps, weight_decay)
 
 
-# Recurrent cells (issue 18): each step's matrix products are BLAS calls, as in reference.py;
+# Recurrent cells: each step's matrix products are BLAS calls, as in reference.py;
 # what follows them (adding the products and biases, the gates' nonlinearities, the cell
 # update; backward: the gates' gradients) is one numba pass over the (B, H) units instead of
 # a dozen NumPy passes.  Serial: a step is ~10^5 elements, less than a thread hand-over costs
-# on a busy machine.  float32 uses vectorisable sigmoid and tanh (below), float64 libm's.
+# on a busy machine.  The gates use _sigmoid1 and _tanh1 (the elementwise kernels' formulas,
+# evaluated in float64 for float32 cells: see there; float64 cells use libm's).
 # error_model="numpy": a division by zero gives inf as in NumPy; numba's default (Python's
 # ZeroDivisionError) puts a branch in every division, and the loops no longer vectorise
 # (measured: 8 ns instead of 1 ns per sigmoid).
@@ -1731,47 +1787,6 @@ def _rows_ok(*arrays):
 
 
 if numba is not None:
-    # exp(t) - 1 for t <= 0 without libm, vectorisable, accurate also near t = 0 (where
-    # exp(t) - 1 would cancel): expm1(t / 256) by its Taylor polynomial of degree 10, then
-    # doubled 8 times with expm1(2s) = expm1(s) (expm1(s) + 2).  Relative error below 1e-9.
-    @njit(inline="always")
-    def _expm1_nonpositive(t):
-        r = max(t, -100.0) * (1 / 256)
-        m = r * (1.0 + r * (1 / 2 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120 + r * (1 / 720 + r * (
-            1 / 5040 + r * (1 / 40320 + r * (1 / 362880 + r * (1 / 3628800))))))))))
-        for _ in range(8):
-            m = m * (m + 2.0)
-        return -1.0 if t < -100.0 else m
-
-    # sigmoid and tanh of one number, chosen by its type when numba compiles the caller:
-    # float32 by the vectorisable formulas (within one float32 ulp), float64 by libm.
-    def _sigmoid1(v):
-        """1 / (1 + e^-v) from e = exp(-|v|) <= 1 (reference.sigmoid's formula)."""
-        e = math.exp(-abs(v))
-        return (1.0 if v >= 0 else e) / (1.0 + e)
-
-    def _tanh1(v):
-        return math.tanh(v)
-
-    @overload(_sigmoid1)
-    def _sigmoid1_typed(v):
-        exp = _exp_nonpositive if v == numba.types.float32 else math.exp
-
-        def sigmoid1(v):
-            e = exp(-abs(v))
-            return (1.0 if v >= 0 else e) / (1.0 + e)
-        return sigmoid1
-
-    @overload(_tanh1)
-    def _tanh1_typed(v):
-        if v != numba.types.float32:
-            return lambda v: math.tanh(v)
-
-        def tanh1(v):  # sign(v) (1 - e) / (1 + e), e = exp(-2|v|), from expm1: no cancellation at 0
-            m = _expm1_nonpositive(-2.0 * abs(v))
-            return math.copysign(-m / (2.0 + m), v)
-        return tanh1
-
     # The loops are written for LLVM's vectoriser: each runs from 0 over one gate's H units of
     # one row (slices of the row, unit stride) and touches few arrays.  (One loop per row over
     # all gates and outputs stayed scalar: measured 2-8x slower.)

@@ -1,6 +1,7 @@
 """The kernel table, readable: every kernel minigrad's ops call, as plain array code.
 
-This is the file to read first.  Each function takes arrays and returns arrays (nothing here
+This is the kernel file to read first (docs/architecture.md, "Reading path", reads it
+after the ops that call it).  Each function takes arrays and returns arrays (nothing here
 knows about Tensors or autograd), states its math in the docstring, and is written once
 against ``xp = array_module(x)``, so the same lines run on NumPy (CPU) and CuPy (GPU).
 
@@ -11,7 +12,8 @@ docs/architecture.md; tests/test_kernels_contract.py holds them to this file):
   the activations, the softmax family, normalisation, attention, dropout, embedding, the
   recurrent cells, the optimizer updates); each falls back to the code here
   when numba is off (MINIGRAD_DISABLE_NUMBA=1) or the input does not suit it.
-* ``cuda_kernels``: this module plus the project's own CUDA C kernels (backend/cuda/kernels/*.cu).
+* ``cuda_kernels`` (the package ``minigrad/backend/cuda``): this module plus the project's own
+  CUDA C kernels (backend/cuda/kernels/*.cu).
 
 ``backend.kernels(array)`` picks the module for an array's device; ops call only that.
 
@@ -806,8 +808,8 @@ def _adam_one(x, g, m, v, vmax, b1, b2, eps, step_size, inv_sqrt_bc2, decay, l2)
 
 
 # ======================================================================================
-# Attention: softmax(Q K^T scale + mask) V as one kernel pair (issue 10; the derivation,
-# step by step, is docs/derivations/attention.md)
+# Attention: softmax(Q K^T scale + mask) V as one kernel pair (the derivation, step by
+# step, is docs/derivations/attention.md)
 # ======================================================================================
 
 __all__ += ["attention_forward", "attention_backward"]
@@ -911,7 +913,7 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
 
 
 # ======================================================================================
-# More optimizer updates (issue 16): Adagrad and Adadelta, one call per parameter group
+# More optimizer updates: Adagrad and Adadelta, one call per parameter group
 # (numba in cpu_kernels.py, one multi-tensor launch of kernels/optim.cu on the GPU).
 # ======================================================================================
 
@@ -954,7 +956,7 @@ def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_
         x -= t(lr) * d
 
 
-# Recurrent cells (issue 18): one time step of an Elman RNN, an LSTM and a GRU, forward and
+# Recurrent cells: one time step of an Elman RNN, an LSTM and a GRU, forward and
 # backward.  The time loop is Python (nn/rnn.py); each step is two matrix products (the
 # input's and the hidden state's) and the gates' elementwise math, fused here.  Derivation,
 # with a worked example: docs/derivations/rnn.md.

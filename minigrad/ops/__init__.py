@@ -32,7 +32,7 @@ from .shape import (  # noqa: F401
     _T, cat, chunk, concatenate, flatten, gather, getitem, pad, permute, split, squeeze, stack,
     transpose, tril, triu, unsqueeze,
 )
-# -- issue 16: the names PyTorch scripts reach for ------------------------------------------------
+# -- the names PyTorch scripts reach for (tests/test_pytorch_scripts.py runs such scripts) --------
 from .elementwise import addcdiv, addcmul, ceil, clamp, floor, round, trunc  # noqa: F401,E402
 from .reduce import all, any, cumsum, norm  # noqa: F401,E402
 from .matmul import bmm, einsum, mm  # noqa: F401,E402

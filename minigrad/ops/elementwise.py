@@ -813,7 +813,7 @@ def to_device(x, device):
     return ToDevice.apply(x, device=device)
 
 
-# -- rounding, and the fused multiply-adds of optimizer code (issue 16) ------------------------
+# -- rounding, and the fused multiply-adds of optimizer code (PyTorch's names) -----------------
 
 
 class _Rounding(Function):

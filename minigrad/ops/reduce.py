@@ -337,7 +337,7 @@ from .elementwise import astype, exp, floating, maximum, minimum, sqrt  # noqa: 
 from .shape import gather, squeeze  # noqa: E402
 
 
-# -- cumulative sums, norms, logical reductions (issue 16) ------------------------------------
+# -- cumulative sums, norms, logical reductions (PyTorch's names, for ported scripts) -------
 
 
 @register

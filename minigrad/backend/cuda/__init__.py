@@ -45,14 +45,23 @@ from ..reference import channels_last, is_channels_last
 # ======================================================================================
 
 KERNEL_DIR = Path(__file__).with_name("kernels")
-FAMILIES = ("elementwise", "softmax", "norm", "conv", "pool", "dropout", "embedding", "optim", "gemm")
+FAMILIES = ("elementwise", "softmax", "norm", "conv", "pool", "dropout", "embedding", "optim", "gemm",
+            "attention", "rnn")
 NVRTC_OPTIONS = ("--std=c++17",)
 
 
 def kernel_source(family):
-    """The CUDA C of one kernel family, with common.cuh pasted where it is included, so
-    NVRTC and the emulator get one self-contained text (no include path)."""
+    """The CUDA C of one kernel family as one self-contained text (no include path), for NVRTC
+    and the emulator: common.cuh pasted where it is included, and each ``#include "<other>.cu"``
+    of another family replaced by that file without its copy of common.cuh (a family may use
+    another's device functions: attention.cu takes the Philox generator of the dropout mask
+    from dropout.cu)."""
     text = (KERNEL_DIR / f"{family}.cu").read_text()
+    for other in FAMILIES:
+        line = f'#include "{other}.cu"\n'
+        if line in text:
+            body = (KERNEL_DIR / f"{other}.cu").read_text().replace('#include "common.cuh"\n', "", 1)
+            text = text.replace(line, body, 1)
     common = (KERNEL_DIR / "common.cuh").read_text().replace("#pragma once\n", "")
     return text.replace('#include "common.cuh"\n', common, 1)
 
@@ -978,24 +987,9 @@ def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_
 
 
 # ======================================================================================
-# Attention (attention.cu): the fused forward and the two backward kernels (issue 10)
+# Attention (attention.cu): the fused forward and the two backward kernels (derivation:
+# docs/derivations/attention.md)
 # ======================================================================================
-
-FAMILIES += ("attention",)
-_family_source = kernel_source
-
-
-def kernel_source(family):  # noqa: F811  (extends the one-family version above)
-    """The family's source as above; and a family may use another family's device functions
-    through ``#include "<other>.cu"``, pasted in without its copy of common.cuh (attention.cu
-    takes the Philox generator of the dropout mask from dropout.cu)."""
-    text = _family_source(family)
-    for other in FAMILIES:
-        line = f'#include "{other}.cu"\n'
-        if line in text:
-            body = (KERNEL_DIR / f"{other}.cu").read_text().replace('#include "common.cuh"\n', "", 1)
-            text = text.replace(line, body, 1)
-    return text
 
 
 _ATTN_THREADS = 256  # ATT_WARPS (8) rows per block, one warp each (attention.cu)
@@ -1068,10 +1062,8 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
 
 # ======================================================================================
 # Recurrent cells (rnn.cu): a step's two matrix products on cuBLAS (``@``), the gates' math
-# in one kernel, one thread per unit of the (B, H) state (issue 18)
+# in one kernel, one thread per unit of the (B, H) state (derivation: docs/derivations/rnn.md)
 # ======================================================================================
-
-FAMILIES += ("rnn",)
 
 
 def _cell_launch(kernel, dtype, units, args):

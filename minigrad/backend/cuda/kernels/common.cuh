@@ -52,7 +52,7 @@ template <typename T> __device__ __forceinline__ T max_nan(T a, T b) {
 
 // ---- 16-byte vector access ------------------------------------------------------------------
 // One 16-byte load or store moves 4 floats or 2 doubles; a warp then moves 512 contiguous
-// bytes per instruction, the widest access the memory system serves.  VEC<T> is how many
+// bytes per instruction, the widest access the memory system serves.  Vec<T>::n is how many
 // elements one access holds; the caller checks alignment (16 bytes) before using these.
 template <typename T> struct Vec;
 template <> struct Vec<float> { static const int n = 4; };

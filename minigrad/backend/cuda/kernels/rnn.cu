@@ -1,5 +1,5 @@
 // rnn.cu: one time step of an Elman RNN, an LSTM and a GRU: the gates' elementwise math,
-// forward and backward (issue 18; derivation: docs/derivations/rnn.md).
+// forward and backward (derivation: docs/derivations/rnn.md).
 //
 // A step is two matrix products, xw = x W_ih^T and hw = h W_hh^T (B rows, G*H columns, G gates
 // of H units in PyTorch's order: LSTM i, f, g, o; GRU r, z, n), which the wrapper in
