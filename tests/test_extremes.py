@@ -120,6 +120,19 @@ class Sums(Tol):
 EXACT = Tol(1)  # one rounding at most: the op moves, selects or correctly rounds values
 
 
+class Bound(Tol):
+    """tol = fn(c): an absolute bound that the sample derives step by step (the norms, the
+    recurrent cells' running error analysis below); inf where there is none."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, c, want):
+        with np.errstate(all="ignore"):
+            tol = np.broadcast_to(np.asarray(self.fn(c), dtype=np.float64), np.shape(want))
+            return np.where(np.isnan(tol), np.inf, tol)
+
+
 class Case:
     """The float64 values a bound reads: x (the inputs), g (the upstream gradient; None in
     the forward), out (the forward's float64 output), i (the input whose gradient is
@@ -286,6 +299,39 @@ sample("Conv2d", [(1, 2, 4, 4), (3, 2, 3, 3), (3,)], lambda x, w, b: F.conv2d(x,
 sample("AvgPool2d", [(1, 2, 4, 4)], lambda x: F.avg_pool2d(x, 2, padding=1), fwd=Sums(5, divisor=4), bwd=Sums(2))
 sample("AdaptiveAvgPool2d", [(1, 2, 5, 5)], lambda x: F.adaptive_avg_pool2d(x, 2), fwd=Sums(10, divisor=9), bwd=Sums(5))
 sample("NLLLoss", [(4, 5)], lambda x: F.nll_loss(x, mg.tensor(LABELS)), fwd=Sums(5, divisor=4), bwd=Tol(2))
+sample("CumSum", [(3, 4)], lambda x: mg.cumsum(x, 1), fwd=Sums(4), bwd=Sums(4))  # (backward: the reversed running sums of g)
+sample("Einsum", [(2, 2, 3), (2, 3, 2)], lambda a, b: mg.einsum("bij,bjk->bik", a, b), fwd=Sums(3), bwd=Sums(2))
+sample("Einsum", [(3, 4), (3, 4)], lambda a, b: mg.einsum("ij,ij->i", a, b), fwd=Sums(4), bwd=Sums(1))
+# the diagonal is a copy; its gradient g placed on the diagonal by products with the identity's
+# exact ones and zeros (g * 0 is NaN for an infinite g in both precisions)
+sample("Einsum", [(3, 3)], lambda a: mg.einsum("ii->i", a))
+# (three operands: NumPy contracts them pairwise, and an intermediate pair may overflow where the
+# result does not: not sampled without a bound on those intermediates)
+
+# Rounding to integers: exact, and a zero gradient (g * 0)
+sample("Floor", [(6,)], mg.floor)
+sample("Ceil", [(6,)], mg.ceil)
+sample("Trunc", [(6,)], mg.trunc)
+sample("Round", [(6,)], mg.round)
+
+
+def _round_tol(d):
+    """round(x, d) = rint(x / s) s with the step s = 10^-d (NumPy multiplies by 10^d for d > 0,
+    as PyTorch does): x / s rounds (U |x| / s, or TINY / 2 if subnormal) in each precision, and
+    rint of two values that far apart differs by at most that plus one step; the last operation
+    rounds once more (U |z|, TINY / 2).  Where |x| / s exceeds float32's range it overflows to
+    inf in float32 (PyTorch's float32 round too): no bound."""
+    s = 10.0 ** -d
+
+    def bound(c):
+        x = np.nan_to_num(np.abs(c.x[0]), nan=0.0, posinf=0.0)  # (inf and NaN: the same in both)
+        tol = s * (1 + 2 * U * x / s + c.tiny) + 2 * U * np.abs(c.out) + c.tiny
+        return np.where(x / s > F32_MAX, np.inf, tol)
+    return Bound(bound)
+
+
+for _d in (1, 2, -1):
+    sample("Round", [(6,)], lambda x, d=_d: mg.round(x, d), fwd=_round_tol(_d))
 
 
 # libm-grade elementwise functions and their derivatives (grad_tol: g times a local derivative)
