@@ -804,6 +804,69 @@ def _var_bwd(c):
 sample("Var", ROWS, lambda x: mg.var(x, 1), fwd=Tol(8, mag=_var_fwd), bwd=Tol(8, mag=_var_bwd))
 
 
+# -- p-norms of rows of 4: z = S^(1/p), S = sum |x|^p ------------------------------------------
+# Each |x|^p rounds (x * x for p = 2: U; pow: LIBM U), or errs by up to TINY / 2 per rounding
+# where it is subnormal (squares of x below 1e-19 are, or become 0); the sum adds (n - 1) U S:
+#   |S32 - S| <= eS = (n - 1 + r) U S + n r TINY / 2          (r = 1 for p = 2, LIBM for pow)
+# so eS / S is not small where S is tiny.  For q = 1/p <= 1, by the mean value theorem and the
+# concavity of t^q:  |S32^q - S^q| <= min(q (S - eS)^(q-1) eS, eS^q); then sqrt rounds once,
+# pow is LIBM U and also sees 1/p rounded to float32 (S^(q (1 + U)) moves z by |ln z| U).
+# Where S exceeds float32's range it overflows (any float32 evaluation's, PyTorch's too, as
+# the two-pass scaled norms of LAPACK do not): no bound.  Infinities and NaNs pass to z
+# exactly: S counts the finite elements only, so that their propagation stays checked.
+
+def _norm_parts(c, p):
+    x = np.nan_to_num(np.abs(c.x[0]), nan=0.0, posinf=0.0)
+    n, q, r = x.shape[1], 1 / p, (1 if p == 2 else LIBM)
+    with np.errstate(all="ignore"):
+        S = (x ** p).sum(1, keepdims=True)
+        z = S ** q
+        eS = (n - 1 + r) * U * S + n * r * c.tiny / 2
+        dz = np.minimum(q * np.maximum(S - eS, 0) ** (q - 1) * eS, eS ** q)
+        dz = dz + (1 if p == 2 else LIBM + np.abs(np.log(z))) * U * (z + dz) + c.tiny
+        return x, n, S, z, eS, np.where(S > F32_MAX, np.inf, dz)
+
+
+def _norm_fwd(p):
+    return Bound(lambda c: _norm_parts(c, p)[-1][:, 0])
+
+
+def _norm_bwd(p):
+    """dL/dx = g sign(x) A / B with A = |x|^(p-1) and B = z^(p-1) (each a pow: LIBM U, and
+    LIBM TINY / 2 where subnormal; for p = 2, A = |x| is exact), B from float32's z, within dz
+    of z.  Where B's lower end is positive the quotient lies in [A_lo / B_hi, A_hi / B_lo].
+    It is bounded anyway: float32's local factor A / B is 0 where its z is 0 (masked), and
+    otherwise its S32 >= fl(|x|^p) (1 - (n + LIBM) U) >= (|x|^p - r TINY / 2) (1 - ...) and
+    S32 >= TINY, so |x|^p / S32 <= rho = (1 + r / 2) / (1 - (n + LIBM) U), and A / B <=
+    rho^((p-1)/p) (1 + (3 LIBM + 2) U) + LIBM TINY^(1/p) (a subnormal A over B >= TINY^((p-1)/p));
+    the exact local factor is (|x|^p / S)^((p-1)/p) <= 1.  Then / and * g round (2 U, or TINY / 2
+    in the subnormal range: the quotient's is multiplied by g).
+    No bound where S or B = z^(p-1) exceeds float32's range (float32 gives 0 there)."""
+
+    def bound(c):
+        x, n, S, z, _, dz = _norm_parts(c, p)
+        a, r = (0, 1) if p == 2 else (LIBM, LIBM)
+        with np.errstate(all="ignore"):
+            A = x ** (p - 1)
+            local = np.where(z > 0, A / z ** (p - 1), 0.0)
+            a_lo, a_hi = A * (1 - a * U) - a * c.tiny / 2, A * (1 + a * U) + a * c.tiny / 2
+            b_lo = np.maximum(z - dz, 0) ** (p - 1) * (1 - LIBM * U) - LIBM * c.tiny / 2
+            b_hi = (z + dz) ** (p - 1) * (1 + LIBM * U) + LIBM * c.tiny / 2
+            interval = np.where(b_lo > 0, np.maximum(a_hi / b_lo - local, local - np.maximum(a_lo, 0) / b_hi),
+                                np.inf)
+            rho = (1 + r / 2) / (1 - (n + LIBM) * U)
+            crude = local + rho ** ((p - 1) / p) * (1 + (3 * LIBM + 2) * U) + LIBM * c.tiny ** (1 / p)
+            err = np.minimum(interval, crude)
+            g = np.abs(c.g)[:, None]
+            tol = g * (err + 2 * U * (local + err) + c.tiny) + c.tiny  # (a subnormal quotient, times g)
+            return np.where((S > F32_MAX) | ((z + dz) ** (p - 1) > F32_MAX), np.inf, tol)
+    return Bound(bound)
+
+
+for _p in (2, 3):
+    sample("Norm", ROWS, lambda x, p=_p: mg.norm(x, p, dim=1), fwd=_norm_fwd(_p), bwd=_norm_bwd(_p))
+
+
 # -- attention: softmax(q k^T scale) v, batch 1, 3 queries and keys of width 4 ----------------
 # S = scale q k^T errs by (D + 2) U scale |q| |k|^T (a sum of D products); P = softmax(S) then
 # by that absolute error in its exponent plus the softmax's own (n + LIBM + 2) U; O = P v by
