@@ -46,6 +46,7 @@ from minigrad import backend
 from minigrad.autograd import REGISTRY
 from minigrad.ops import activation as A
 from minigrad.ops.embedding import EmbeddingBackward
+from minigrad.ops.rnn import LSTMCell, gru_cell, rnn_cell
 from minigrad.ops.shape import scatter_add
 from tests.tables import NEEDS_EMULATOR
 
@@ -912,6 +913,245 @@ def _attention_bwd(c):
 
 sample("ScaledDotProductAttention", [(1, 3, 4)] * 3, lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
        fwd=Tol(1, mag=_attention_fwd), bwd=Tol(1, mag=_attention_bwd))
+
+
+# -- recurrent cells: a running error analysis -----------------------------------------------
+# The cells chain a dozen operations, so their bounds are not written out by hand: ``Run``
+# follows float32's evaluation of the documented formulas step by step, carrying the exact
+# value v (float64) and a bound e on how far float32's value can be from it, each step adding
+# its own rounding to the errors its operands bring (Higham's running error analysis):
+#   * a sum of n products (a matrix product with the biases): (n + 2) U sum |terms|, plus each
+#     operand's error times the other factor, plus a TINY per product (a subnormal product);
+#   * a product of k factors: (k - 1) U |v|, plus prod(|v_i| + e_i) - prod |v_i|, plus a TINY
+#     per rounding times the factors above 1 that may follow it (any order: the tables differ);
+#   * a sum of k terms: (k - 1) U sum |terms| plus their errors (sums landing in the subnormal
+#     range are exact);
+#   * a libm-grade function f (sigmoid, tanh) of a value within e of v: k U |f| (k = LIBM + 3
+#     for sigmoid's exp, add and divide; LIBM for tanh), plus e max |f'| over [v - e, v + e],
+#     plus TINY.
+# No bound (e = inf) where an intermediate may leave float32's range: a sum's terms or a
+# product's factors above 1 (a partial product) beyond it.  A value that is inf or NaN in
+# float64 is the same in float32 when it came out of operands float32 holds exactly (e = 0);
+# otherwise there is no bound either.
+
+class Run:
+    """A value of a float32 evaluation: v exact (float64 array), float32's within e of it."""
+
+    def __init__(self, v, e=0.0, tiny=TINY):
+        self.v = np.asarray(v, dtype=np.float64)
+        self.e = np.broadcast_to(np.asarray(e, dtype=np.float64), self.v.shape)
+        self.tiny = tiny
+
+    def __getitem__(self, index):
+        return Run(self.v[index], self.e[index], self.tiny)
+
+    @property
+    def T(self):
+        return Run(self.v.T, self.e.T, self.tiny)
+
+    def __neg__(self):
+        return Run(-self.v, self.e, self.tiny)
+
+    def __add__(self, other):
+        return _add(self, other)
+
+    def __sub__(self, other):
+        return _add(self, -other)
+
+    def __rsub__(self, other):  # 1 - x
+        return _add(Run(other, tiny=self.tiny), -self)
+
+    def __mul__(self, other):
+        return _mul(self, other)
+
+
+def _settled(v, e, exact, big, tiny):
+    """The step's Run: e, inf where it is NaN or an intermediate is ``big``; a non-finite v is
+    exact where its operands were (``exact``), else unbounded."""
+    with np.errstate(all="ignore"):
+        e = np.where(np.isnan(e) | big, np.inf, e)
+        return Run(v, np.where(np.isfinite(v), e, np.where(exact, 0.0, np.inf)), tiny)
+
+
+def _cross(factors):
+    """prod(|v_i| + e_i) - prod |v_i| (how far float32's operands can move the product), 0
+    where they are all exact."""
+    with np.errstate(all="ignore"):
+        hi = functools.reduce(np.multiply, [np.abs(f.v) + f.e for f in factors])
+        lo = functools.reduce(np.multiply, [np.abs(f.v) for f in factors])
+        exact = functools.reduce(np.logical_and, [f.e == 0 for f in factors])
+        return np.where(exact, 0.0, hi - lo), exact
+
+
+def _mul(*factors):
+    with np.errstate(all="ignore"):
+        v = functools.reduce(np.multiply, [f.v for f in factors])
+        cross, exact = _cross(factors)
+        above = functools.reduce(np.multiply, [np.maximum(np.abs(f.v) + f.e, 1) for f in factors])
+        k = len(factors) - 1
+        e = k * U * (np.abs(v) + cross) + cross + k * factors[0].tiny * above
+        return _settled(v, e, exact, above > F32_MAX, factors[0].tiny)
+
+
+def _add(*terms):
+    with np.errstate(all="ignore"):
+        v = functools.reduce(np.add, [t.v for t in terms])
+        mag = functools.reduce(np.add, [np.nan_to_num(np.abs(t.v), posinf=0.0) + t.e for t in terms])
+        exact = functools.reduce(np.logical_and, [t.e == 0 for t in terms])
+        k = len(terms) - 1
+        e = k * U * mag + functools.reduce(np.add, [t.e for t in terms])
+        return _settled(v, e, exact, mag * (1 + (k + 1) * U) > F32_MAX, terms[0].tiny)
+
+
+def _dot(a, b):
+    """a @ b (2-D): each element a sum of n products."""
+    n = a.v.shape[1]
+    with np.errstate(all="ignore"):
+        terms = _mul(Run(a.v[:, :, None], a.e[:, :, None], a.tiny), Run(b.v[None], b.e[None], a.tiny))
+        v = terms.v.sum(1)
+        mag = np.nan_to_num(np.abs(terms.v), posinf=0.0).sum(1)
+        e = (n + 2) * U * mag + np.where(np.isfinite(terms.v), terms.e, 0).sum(1)
+        big = (mag + terms.e.sum(1)) * (1 + (n + 2) * U) > F32_MAX
+        exact = (terms.e == 0).all(1)
+        return _settled(v, e, exact, big | np.isinf(terms.e).any(1), a.tiny)
+
+
+def _ones(n, like):
+    return Run(np.ones((n, 1)), tiny=like.tiny)
+
+
+def _nearest_zero(x):
+    """The points of [v - e, v + e] nearest 0, where |f'| is largest for sigmoid and tanh."""
+    with np.errstate(all="ignore"):
+        lo, hi = x.v - x.e, x.v + x.e
+        return np.where(lo > 0, lo, np.where(hi < 0, hi, 0.0))
+
+
+def _libm(x, f, dmax, k):
+    with np.errstate(all="ignore"):
+        v = f(x.v)
+        slope = np.where(x.e == 0, 0.0, x.e * dmax(_nearest_zero(x)))
+        e = slope + k * U * (np.abs(v) + slope) + x.tiny
+        return _settled(v, e, x.e == 0, False, x.tiny)
+
+
+def _r_sigmoid(x):
+    return _libm(x, _sig, lambda t: _sig(t) * (1 - _sig(t)), LIBM + 3)
+
+
+def _r_tanh(x):
+    return _libm(x, np.tanh, lambda t: 1 - np.tanh(t) ** 2, LIBM)
+
+
+def _r_relu(x):
+    """max(x, 0), exact; float32's is 0 where x + e <= 0, within e elsewhere (1-Lipschitz)."""
+    with np.errstate(all="ignore"):
+        v = np.where(np.isnan(x.v) | (x.v > 0), x.v, 0.0)
+        return Run(v, np.where(x.v + x.e <= 0, 0.0, x.e), x.tiny)
+
+
+def _r_relu_backward(g, y):
+    """g [y > 0]: float32 may decide otherwise where y is within its error of 0 (error |g|)."""
+    with np.errstate(all="ignore"):
+        unsure = (y.e > 0) & (y.v <= y.e)
+        return Run(np.where(y.v > 0, g.v, 0.0), np.where(unsure, np.abs(g.v) + g.e, np.where(y.v > 0, g.e, 0.0)), g.tiny)
+
+
+def _cat(runs, axis=1):
+    return Run(np.concatenate([r.v for r in runs], axis), np.concatenate([r.e for r in runs], axis), runs[0].tiny)
+
+
+def _products(x, h, w_ih, w_hh, b_ih, b_hh, together):
+    """The pre-activations x W_ih^T + b_ih + h W_hh^T + b_hh, summed ``together`` in any order
+    (every table's RNN and LSTM), or the two sums gi, gh apart (the GRU's)."""
+    b = x.v.shape[0]
+    bias = lambda v: Run(v.v[None], v.e[None], v.tiny)  # noqa: E731
+    if together:
+        return _dot(_cat([x, h, _ones(b, x), _ones(b, x)]), _cat([w_ih.T, w_hh.T, bias(b_ih), bias(b_hh)], 0))
+    return _dot(_cat([x, _ones(b, x)]), _cat([w_ih.T, bias(b_ih)], 0)), _dot(_cat([h, _ones(b, x)]), _cat([w_hh.T, bias(b_hh)], 0))
+
+
+def _weight_grads(dgi, dgh, x, h, w_ih, w_hh):
+    """dx = dgi W_ih, dh = dgh W_hh, dW_ih = dgi^T x, dW_hh = dgh^T h, and the bias gradients
+    (the column sums of dgi and dgh)."""
+    b = x.v.shape[0]
+    colsum = lambda d: _dot(d.T, _ones(b, d))[:, 0]  # noqa: E731
+    return [_dot(dgi, w_ih), _dot(dgh, w_hh), _dot(dgi.T, x), _dot(dgh.T, h), colsum(dgi), colsum(dgh)]
+
+
+def _rnn_step(relu_cell):
+    def step(ins, g):
+        x, h, w_ih, w_hh, b_ih, b_hh = ins
+        a = _products(x, h, w_ih, w_hh, b_ih, b_hh, together=True)
+        out = _r_relu(a) if relu_cell else _r_tanh(a)
+        if g is None:
+            return out, None
+        da = _r_relu_backward(g, out) if relu_cell else g * (1 - out * out)
+        return out, _weight_grads(da, da, x, h, w_ih, w_hh)
+    return step
+
+
+def _lstm_step(ins, ghc):
+    x, h, c, w_ih, w_hh, b_ih, b_hh = ins
+    a = _products(x, h, w_ih, w_hh, b_ih, b_hh, together=True)
+    n = c.v.shape[1]
+    i, f, gg, o = _r_sigmoid(a[:, :n]), _r_sigmoid(a[:, n:2 * n]), _r_tanh(a[:, 2 * n:3 * n]), _r_sigmoid(a[:, 3 * n:])
+    c_new = f * c + i * gg
+    tc = _r_tanh(c_new)
+    h_new = o * tc
+    out = Run(np.stack([h_new.v, c_new.v]), np.stack([h_new.e, c_new.e]), x.tiny)
+    if ghc is None:
+        return out, None
+    gh, gc = ghc[0], ghc[1]
+    dc_new = gc + _mul(gh, o, 1 - tc * tc)
+    da = _cat([_mul(dc_new, gg, i, 1 - i), _mul(dc_new, c, f, 1 - f), _mul(dc_new, i, 1 - gg * gg),
+               _mul(gh, tc, o, 1 - o)])
+    dx, dh, dw_ih, dw_hh, db, _ = _weight_grads(da, da, x, h, w_ih, w_hh)
+    return out, [dx, dh, dc_new * f, dw_ih, dw_hh, db, db]
+
+
+def _gru_step(ins, g):
+    x, h, w_ih, w_hh, b_ih, b_hh = ins
+    gi, gh = _products(x, h, w_ih, w_hh, b_ih, b_hh, together=False)
+    n = h.v.shape[1]
+    r, z = _r_sigmoid(gi[:, :n] + gh[:, :n]), _r_sigmoid(gi[:, n:2 * n] + gh[:, n:2 * n])
+    ghn = gh[:, 2 * n:]
+    nn = _r_tanh(gi[:, 2 * n:] + r * ghn)
+    out = (1 - z) * nn + z * h
+    if g is None:
+        return out, None
+    da_n = _mul(g, 1 - z, 1 - nn * nn)
+    da_r = _mul(da_n, ghn, r, 1 - r)
+    da_z = _mul(g, h - nn, z, 1 - z)
+    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(_cat([da_r, da_z, da_n]), _cat([da_r, da_z, da_n * r]),
+                                                       x, h, w_ih, w_hh)
+    return out, [dx, dh + g * z, dw_ih, dw_hh, db_ih, db_hh]
+
+
+def _cell_bound(step):
+    """The Bound of a cell sample: ``step`` run on the Case's inputs (and upstream gradient)."""
+
+    def bound(c):
+        ins = [Run(x, tiny=c.tiny) for x in c.x]
+        out, grads = step(ins, None if c.g is None else Run(c.g, tiny=c.tiny))
+        return out.e if c.g is None else grads[c.i].e
+    return Bound(bound)
+
+
+B_, I_, H_ = 2, 3, 2  # small shapes keep hypothesis fast
+# (ELEMENT alone makes nearly every pre-activation overflow, which leaves nothing to check:
+# half the elements are moderate, so that some rows stay in range next to the extremes)
+CELL = st.one_of(ELEMENT, st.floats(-8, 8, width=32))
+for _nl in ("tanh", "relu"):
+    _b = _cell_bound(_rnn_step(_nl == "relu"))
+    sample("RNNCell", [(B_, I_), (B_, H_), (H_, I_), (H_, H_), (H_,), (H_,)],
+           lambda *t, nl=_nl: rnn_cell(*t, nonlinearity=nl), fwd=_b, bwd=_b, elements=CELL)
+_b = _cell_bound(_lstm_step)
+sample("LSTMCell", [(B_, I_), (B_, H_), (B_, H_), (4 * H_, I_), (4 * H_, H_), (4 * H_,), (4 * H_,)],
+       LSTMCell.apply, fwd=_b, bwd=_b, elements=CELL)
+_b = _cell_bound(_gru_step)
+sample("GRUCell", [(B_, I_), (B_, H_), (3 * H_, I_), (3 * H_, H_), (3 * H_,), (3 * H_,)], gru_cell, fwd=_b, bwd=_b,
+       elements=CELL)
 
 
 # -- the tests ---------------------------------------------------------------------------------
