@@ -927,8 +927,8 @@ sample("ScaledDotProductAttention", [(1, 3, 4)] * 3, lambda q, k, v: F.scaled_do
 #   * a sum of k terms: (k - 1) U sum |terms| plus their errors (sums landing in the subnormal
 #     range are exact);
 #   * a libm-grade function f (sigmoid, tanh) of a value within e of v: k U |f| (k = LIBM + 3
-#     for sigmoid's exp, add and divide; LIBM for tanh), plus e max |f'| over [v - e, v + e],
-#     plus TINY.
+#     for sigmoid's exp, add and divide; LIBM for tanh), or k TINY / 2 in the subnormal range,
+#     plus e max |f'| over [v - e, v + e];
 # No bound (e = inf) where an intermediate may leave float32's range: a sum's terms or a
 # product's factors above 1 (a partial product) beyond it.  A value that is inf or NaN in
 # float64 is the same in float32 when it came out of operands float32 holds exactly (e = 0);
@@ -1031,7 +1031,7 @@ def _libm(x, f, dmax, k):
     with np.errstate(all="ignore"):
         v = f(x.v)
         slope = np.where(x.e == 0, 0.0, x.e * dmax(_nearest_zero(x)))
-        e = slope + k * U * (np.abs(v) + slope) + x.tiny
+        e = slope + k * (U * (np.abs(v) + slope) + x.tiny / 2)
         return _settled(v, e, x.e == 0, False, x.tiny)
 
 
