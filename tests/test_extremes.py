@@ -726,15 +726,20 @@ def _norm_tol(axes, waxis):
         shape[waxis] = -1
         xhat, err, overflow = _xhat_err(x, axes)
         w, b = np.abs(w).reshape(shape), np.abs(b).reshape(shape)
-        return np.where(overflow, np.inf, w * err + 2 * (w * xhat + b))
+        # (a kernel that folds w / sigma into one factor overflows where it exceeds float32's
+        # range, and 0 * inf is NaN: PyTorch's CPU batch_norm gives NaN there too)
+        folded = w / _moments(x, axes)[3] > F32_MAX
+        return np.where(overflow | folded, np.inf, w * err + 2 * (w * xhat + b))
 
-    def sub(c):  # a subnormal mean or deviation (error TINY / 2) is scaled by n |w| / sigma
+    def sub(c):  # a subnormal mean or deviation (error TINY / 2) is scaled by n |w| / sigma;
+        # a kernel that folds w / sigma into one factor (as PyTorch's does) rounds it, subnormal
+        # for a subnormal w, and multiplies the deviation x - mu by it
         x, w, _ = c.x
         shape = [1] * x.ndim
         shape[waxis] = -1
         with np.errstate(all="ignore"):
-            n, _, _, sigma, _ = _moments(x, axes)
-            return 1 + 2 * n * np.abs(w).reshape(shape) / sigma
+            n, dev, _, sigma, _ = _moments(x, axes)
+            return 1 + 2 * n * np.abs(w).reshape(shape) / sigma + np.abs(dev)
 
     return Tol(1, mag=fwd, sub=sub)
 
@@ -760,14 +765,21 @@ def _norm_bwd_tol(axes, waxis):
                 / sigma * (3 * n + 20 + err)
             dx = np.where(overflow | (sums > F32_MAX) | (g.sum(axis=axes, keepdims=True) > F32_MAX)
                           | ((g * xhat).sum(axis=axes, keepdims=True) > F32_MAX)
+                          | ((gw * xhat).sum(axis=axes, keepdims=True) > F32_MAX)  # mean(gw xhat)'s sum
                           | (np.abs(w).reshape(shape) / sigma > F32_MAX), np.inf, dx)
-            dw = (g * (xhat + err * U)).sum(axis=other) * (n + 4 + err.max(axis=other))
+            # (plus |g| times xhat's absolute error err U, which does not shrink with xhat: x - mu
+            # cancels where x is near the mean)
+            dw = (g * (xhat + err * U)).sum(axis=other) * (n + 4 + err.max(axis=other)) + (g * err).sum(axis=other)
             dw = np.where(overflow.any(axis=other) | (g.sum(axis=other) > F32_MAX), np.inf, dw)
             db = g.sum(axis=other) * (n + 2)
             return [dx, dw, db][c.i]
 
     def sub(c):  # subnormal means, deviations or w / sigma (error TINY / 2 each), scaled by
-        # what multiplies them: sum |g| n (2 + |xhat|) (1 + (1 + |w|) / sigma)
+        # what multiplies them: sum |g| n (2 + |xhat|) (1 + (1 + |w|) / sigma); and the
+        # subnormal products and means on g's side (g w, g xhat, their means: up to n of them
+        # in a sum, each TINY / 2, or FLT_MIN where flushed), scaled by the same factors but g;
+        # and a kernel's folded per-channel coefficients (w / sigma, and those of dx = scale
+        # (g - c0 - (x - mu) c1)), rounded subnormal where small, times g or x - mu
         x, w, _ = c.x
         with np.errstate(all="ignore"):
             n, _, _, sigma, _ = _moments(x, axes)
@@ -775,7 +787,8 @@ def _norm_bwd_tol(axes, waxis):
             g = np.abs(np.nan_to_num(c.g, posinf=0, neginf=0)).sum()
             wmax = np.nan_to_num(np.abs(w), posinf=0).max()
             xmax = np.nan_to_num(xhat, nan=0, posinf=0).max()
-            return 1 + g * n * (2 + xmax) * (1 + (1 + wmax) / np.nan_to_num(sigma, nan=1).min())
+            dmax = np.abs(np.nan_to_num(x - x.mean(axis=axes, keepdims=True), nan=0, posinf=0, neginf=0)).max()
+            return (1 + g + dmax) * n * (2 + xmax) * (1 + (1 + wmax) / np.nan_to_num(sigma, nan=1).min())
 
     return Tol(1, mag=bound, sub=sub)
 
