@@ -31,7 +31,11 @@ where sum |terms| is the op itself evaluated on |inputs| (exact for multilinear 
 Where that magnitude, or an intermediate value a formula forms, exceeds float32's range,
 any float32 evaluation (PyTorch's too) may overflow there: there is no bound, and nothing
 is asserted for those elements (each sample says which intermediates it watches).
-Each sample states its bound next to it.
+Each sample states its bound next to it.  Where a formula chains many steps (the norms, the
+recurrent cells), the bound is an absolute one derived step by step (``Bound``); for the cells
+by a running error analysis (``Run``, above the cell samples): float64 values carried with
+a bound on float32's error through each elementary step of the documented forward and backward
+formulas, each step adding its own rounding (in U and TINY as above) to its operands' errors.
 """
 import functools
 import math
@@ -300,7 +304,8 @@ sample("Conv2d", [(1, 2, 4, 4), (3, 2, 3, 3), (3,)], lambda x, w, b: F.conv2d(x,
 sample("AvgPool2d", [(1, 2, 4, 4)], lambda x: F.avg_pool2d(x, 2, padding=1), fwd=Sums(5, divisor=4), bwd=Sums(2))
 sample("AdaptiveAvgPool2d", [(1, 2, 5, 5)], lambda x: F.adaptive_avg_pool2d(x, 2), fwd=Sums(10, divisor=9), bwd=Sums(5))
 sample("NLLLoss", [(4, 5)], lambda x: F.nll_loss(x, mg.tensor(LABELS)), fwd=Sums(5, divisor=4), bwd=Tol(2))
-sample("CumSum", [(3, 4)], lambda x: mg.cumsum(x, 1), fwd=Sums(4), bwd=Sums(4))  # (backward: the reversed running sums of g)
+# (CumSum's backward: the running sums of g from the far end)
+sample("CumSum", [(3, 4)], lambda x: mg.cumsum(x, 1), fwd=Sums(4), bwd=Sums(4))
 sample("Einsum", [(2, 2, 3), (2, 3, 2)], lambda a, b: mg.einsum("bij,bjk->bik", a, b), fwd=Sums(3), bwd=Sums(2))
 sample("Einsum", [(3, 4), (3, 4)], lambda a, b: mg.einsum("ij,ij->i", a, b), fwd=Sums(4), bwd=Sums(1))
 # the diagonal is a copy; its gradient g placed on the diagonal by products with the identity's
@@ -1067,7 +1072,8 @@ def _r_relu_backward(g, y):
     """g [y > 0]: float32 may decide otherwise where y is within its error of 0 (error |g|)."""
     with np.errstate(all="ignore"):
         unsure = (y.e > 0) & (y.v <= y.e)
-        return Run(np.where(y.v > 0, g.v, 0.0), np.where(unsure, np.abs(g.v) + g.e, np.where(y.v > 0, g.e, 0.0)), g.tiny)
+        e = np.where(unsure, np.abs(g.v) + g.e, np.where(y.v > 0, g.e, 0.0))
+        return Run(np.where(y.v > 0, g.v, 0.0), e, g.tiny)
 
 
 def _cat(runs, axis=1):
@@ -1081,7 +1087,8 @@ def _products(x, h, w_ih, w_hh, b_ih, b_hh, together):
     bias = lambda v: Run(v.v[None], v.e[None], v.tiny)  # noqa: E731
     if together:
         return _dot(_cat([x, h, _ones(b, x), _ones(b, x)]), _cat([w_ih.T, w_hh.T, bias(b_ih), bias(b_hh)], 0))
-    return _dot(_cat([x, _ones(b, x)]), _cat([w_ih.T, bias(b_ih)], 0)), _dot(_cat([h, _ones(b, x)]), _cat([w_hh.T, bias(b_hh)], 0))
+    return (_dot(_cat([x, _ones(b, x)]), _cat([w_ih.T, bias(b_ih)], 0)),
+            _dot(_cat([h, _ones(b, x)]), _cat([w_hh.T, bias(b_hh)], 0)))
 
 
 def _weight_grads(dgi, dgh, x, h, w_ih, w_hh):
@@ -1108,7 +1115,8 @@ def _lstm_step(ins, ghc):
     x, h, c, w_ih, w_hh, b_ih, b_hh = ins
     a = _products(x, h, w_ih, w_hh, b_ih, b_hh, together=True)
     n = c.v.shape[1]
-    i, f, gg, o = _r_sigmoid(a[:, :n]), _r_sigmoid(a[:, n:2 * n]), _r_tanh(a[:, 2 * n:3 * n]), _r_sigmoid(a[:, 3 * n:])
+    i, f, o = (_r_sigmoid(a[:, k * n:(k + 1) * n]) for k in (0, 1, 3))
+    gg = _r_tanh(a[:, 2 * n:3 * n])
     c_new = f * c + i * gg
     tc = _r_tanh(c_new)
     h_new = o * tc
