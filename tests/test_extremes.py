@@ -824,8 +824,14 @@ def _attention(c):
         big = np.abs(q) @ np.abs(k).T * max(scale, 1)  # (q k^T is formed before the scale)
         p = np.exp(s - s.max(1, keepdims=True))
         p /= p.sum(1, keepdims=True)
-        r = (q.shape[-1] + 2) * big.max(1, keepdims=True) + 3 * 2 + LIBM + 8
-        over = (big > F32_MAX).any(1, keepdims=True) | ~np.isfinite(r)
+        # the exponent s - m errs by E (absolute), so p = exp(s - m) / l by up to
+        # exp(2 E) - 1 relative (numerator and denominator), plus its own roundings.  Where that
+        # reaches 1, p may be any weight (two scores 4e27 apart may round equal near 1e35):
+        # no bound, in any float32 evaluation
+        exponent = U * ((q.shape[-1] + 2) * big.max(1, keepdims=True) + 2)
+        rel = np.expm1(2 * exponent)
+        r = rel / U + 3 * 2 + LIBM + 8
+        over = (big > F32_MAX).any(1, keepdims=True) | ~(rel < 0.5)
         return s, p, np.abs(v), r, over, scale
 
 
@@ -852,8 +858,21 @@ def _attention_bwd(c):
         return [dq, dk, dv][c.i][None]
 
 
+def _finite_sum(a):
+    return 1 + np.nan_to_num(np.abs(a), nan=0.0, posinf=0.0).sum()
+
+
+def _attention_sub(c):
+    """A weight p that lands in the subnormal range errs by TINY / 2 absolute, and multiplies
+    v: up to sum_j |v_j| per output column (infinite v left out: those columns are inf/NaN)."""
+    v = np.nan_to_num(np.abs(c.x[2][0]), nan=0.0, posinf=0.0)
+    return 1 + v.sum(0)[None, None, :]
+
+
 sample("ScaledDotProductAttention", [(1, 3, 4)] * 3, lambda q, k, v: F.scaled_dot_product_attention(q, k, v),
-       fwd=Tol(1, mag=_attention_fwd), bwd=Tol(1, mag=_attention_bwd))
+       fwd=Tol(1, mag=_attention_fwd, sub=_attention_sub),
+       bwd=Tol(1, mag=_attention_bwd, sub=lambda c: _finite_sum(c.g) * _finite_sum(c.x[2]) * (
+           _finite_sum(c.x[0]) + _finite_sum(c.x[1]))))  # (a subnormal p times g, v and q or k)
 
 
 # -- recurrent cells: a running error analysis -----------------------------------------------
