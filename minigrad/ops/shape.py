@@ -475,6 +475,15 @@ def _check_bounds(shape, index, op="getitem"):
                              f"(tensor of shape {tuple(shape)})")
 
 
+def _check_bounds_on_gpu(shape, index, op):
+    """CuPy wraps a bad index around: check first, on the host under MINIGRAD_DEBUG=1, else on
+    the device (a kernel that traps, surfacing at the next synchronisation)."""
+    if backend.debug_checks():
+        _check_bounds(shape, index, op)
+    else:
+        _check_bounds_on_device(shape, index, op)
+
+
 def _check_bounds_on_device(shape, index, op):
     """The same check on the GPU without reading the indices back: a kernel per index array,
     which stops with an error naming ``op`` on a bad index; the error comes out of the next
@@ -529,11 +538,8 @@ def _index_stages(shape, index, xp, op):
         item, is_int_array = _index_item(i, xp, op)
         advanced |= is_int_array
         normalized.append(item)
-    if advanced and xp is not np:  # CuPy wraps a bad index around: check first
-        if backend.debug_checks():
-            _check_bounds(shape, normalized, op)
-        else:
-            _check_bounds_on_device(shape, normalized, op)
+    if advanced and xp is not np:
+        _check_bounds_on_gpu(shape, normalized, op)
     arrays = [i for i in normalized if hasattr(i, "ndim")]
     if not arrays or not any(_is_int(i) for i in normalized):
         return (tuple(normalized),), advanced
@@ -672,6 +678,8 @@ def gather(x, dim, index):
         if a != d and n > m:
             raise ValueError(f"gather: index of shape {tuple(idx.shape)} is larger than the input "
                              f"of shape {x.shape} along dimension {a}")
+    if xp is not np:
+        _check_bounds_on_gpu(x.shape, (slice(None),) * d + (idx,), "getitem")
     return Gather.apply(x, index=index, dim=d)
 
 
