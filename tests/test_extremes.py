@@ -69,6 +69,12 @@ UNIT = st.one_of(st.sampled_from([0.0, 1.0, 0.5, 1e-30, 1.4e-45, 1e-8, 0.9999999
                  st.floats(0, 1, width=32))  # probabilities (binary_cross_entropy's input)
 
 
+def _finite_abs(a):
+    """|a| with infinities and NaNs as 0: the magnitudes a bound may use (an infinite or NaN
+    value propagates the same in both precisions, and stays checked as such)."""
+    return np.nan_to_num(np.abs(a), nan=0.0, posinf=0.0)
+
+
 class Tol:
     """tol = k (U mag + TINY sub), mag and sub functions of the Case (float64 values); by
     default mag = |w| and sub = 1, or 1 + max |g| in a backward.  An explicit ``mag`` beyond
@@ -149,10 +155,10 @@ class Case:
 
     def magnitude(self, sums):
         """The op on |inputs| with |g| (non-finite values as 0), in float64."""
-        xs = [np.nan_to_num(np.abs(x), nan=0.0, posinf=0.0) for x in self.x] if not sums.in_g else self.x
+        xs = [_finite_abs(x) for x in self.x] if not sums.in_g else self.x
         if self.g is None:
             return run(self.sample, xs, np.float64)[0]
-        g = np.nan_to_num(np.abs(self.g), nan=0.0, posinf=0.0)
+        g = _finite_abs(self.g)
         return run(self.sample, xs, np.float64, g)[1][self.i]
 
 
@@ -327,7 +333,7 @@ def _round_tol(d):
     s = 10.0 ** -d
 
     def bound(c):
-        x = np.nan_to_num(np.abs(c.x[0]), nan=0.0, posinf=0.0)  # (inf and NaN: the same in both)
+        x = _finite_abs(c.x[0])  # (inf and NaN: the same in both)
         tol = s * (1 + 2 * U * x / s + c.tiny) + 2 * U * np.abs(c.out) + c.tiny
         return np.where(x / s > F32_MAX, np.inf, tol)
     return Bound(bound)
@@ -489,7 +495,7 @@ ROWS = [(3, 4)]
 
 
 def _row_sum(v):
-    return np.abs(np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)).sum(axis=1, keepdims=True)
+    return _finite_abs(v).sum(axis=1, keepdims=True)
 
 
 # (a product g y with y = p rounded to a subnormal errs by |g| TINY / 2, and those add up in
@@ -758,7 +764,7 @@ sample("Var", ROWS, lambda x: mg.var(x, 1), fwd=Tol(8, mag=_var_fwd), bwd=Tol(8,
 # exactly: S counts the finite elements only, so that their propagation stays checked.
 
 def _norm_parts(c, p):
-    x = np.nan_to_num(np.abs(c.x[0]), nan=0.0, posinf=0.0)
+    x = _finite_abs(c.x[0])
     n, q, r = x.shape[1], 1 / p, (1 if p == 2 else LIBM)
     with np.errstate(all="ignore"):
         S = (x ** p).sum(1, keepdims=True)
@@ -859,13 +865,13 @@ def _attention_bwd(c):
 
 
 def _finite_sum(a):
-    return 1 + np.nan_to_num(np.abs(a), nan=0.0, posinf=0.0).sum()
+    return 1 + _finite_abs(a).sum()
 
 
 def _attention_sub(c):
     """A weight p that lands in the subnormal range errs by TINY / 2 absolute, and multiplies
     v: up to sum_j |v_j| per output column (infinite v left out: those columns are inf/NaN)."""
-    v = np.nan_to_num(np.abs(c.x[2][0]), nan=0.0, posinf=0.0)
+    v = _finite_abs(c.x[2][0])
     return 1 + v.sum(0)[None, None, :]
 
 
