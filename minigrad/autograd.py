@@ -825,8 +825,9 @@ def _call_backward(rec, grad, create_graph):
     op's ``fused_backward`` (the same gradient from one kernel) runs instead, where it has
     one.  The fallback: a once_differentiable op has only a backward on raw arrays, whose
     results then refuse a second differentiation."""
-    if not create_graph and rec.fused_backward is not None:
-        grads = rec.fused_backward(grad)
+    fused = None if create_graph else rec.fused_backward
+    if fused is not None:
+        grads = fused(grad)
     elif create_graph and rec.once_differentiable:
         with no_grad():
             grads = rec.backward(grad)
