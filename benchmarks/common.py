@@ -30,13 +30,12 @@ import numpy as np
 
 # ----------------------------------------------------------------------------------------
 # The machine
-_allocator_setting = None
-
-
 def prepare_process():
-    """What every benchmark does first: a steady C allocator (see steady_allocator)."""
-    global _allocator_setting
-    _allocator_setting = steady_allocator()
+    """What every benchmark does first: import minigrad, which keeps freed memory for reuse
+    (minigrad/backend/host_memory.py; MINIGRAD_SYSTEM_MALLOC=1 times malloc as it comes).
+    Two frameworks timed in turn in one process would otherwise push each other's large
+    temporaries into fresh mmaps, and each step would pay thousands of page faults."""
+    import minigrad  # noqa: F401
 
 
 def machine_info():
@@ -44,7 +43,7 @@ def machine_info():
     library versions and thread counts, the GPU and its driver when there is one."""
     import minigrad as mg
     from minigrad import diagnostics
-    from minigrad.backend import cpu_kernels
+    from minigrad.backend import cpu_kernels, host_memory
 
     info = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -75,7 +74,7 @@ def machine_info():
         info["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
     except ImportError:
         info["torch"] = "not installed"
-    info["allocator"] = _allocator_setting or "as the process started"
+    info["allocator"] = host_memory.setting or "as the process started"
     usable, gpu = mg.backend.cuda_status()
     info["gpu"] = gpu if usable else f"none ({gpu})"
     if usable:
@@ -237,32 +236,6 @@ def machine_line(info):
 def machine():
     """The machine in one line (kept for scripts that print it above their table)."""
     return machine_line(machine_info())
-
-
-# ----------------------------------------------------------------------------------------
-# The C allocator
-MMAP_THRESHOLD, TRIM_THRESHOLD = 256 << 20, 1 << 30
-
-
-def steady_allocator():
-    """Make glibc's malloc keep freed memory for reuse: blocks under 256 MB come from the heap
-    (not fresh mmaps), and the heap is given back to the system only beyond 1 GB free.
-
-    Why: by default large blocks are mmapped and freed back, and the thresholds move with the
-    allocation history.  Two frameworks timed in turn in one process then push each other's
-    large temporaries (11-18 MB activations and column matrices of the MNIST CNN) over the
-    edge, and a step pays thousands of page faults that it does not pay in a training process
-    of its own (measured: up to 4,600 faults and +30% per minigrad step, none with this).
-    Returns a description of the setting, or None where it does not apply (not glibc)."""
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(-3, MMAP_THRESHOLD) == 1 and libc.mallopt(-1, TRIM_THRESHOLD) == 1  # M_MMAP_/M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        return None
-    return (f"glibc malloc: mmap threshold {MMAP_THRESHOLD >> 20} MB, trim threshold {TRIM_THRESHOLD >> 20} MB"
-            if ok else None)
 
 
 # ----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ A flag is off when unset, empty, "0", "false", "no" or "off" (any case), and on 
   MINIGRAD_EMU_CXX, MINIGRAD_EMU_DEBUG (flag), MINIGRAD_EMU_UCONTEXT (flag),
   MINIGRAD_EMU_CHECK (flag), MINIGRAD_EMU_STACK_KB: the emulator's compiler and checks
   MINIGRAD_DIST_TIMEOUT    seconds a distributed collective waits (minigrad.distributed)
+  MINIGRAD_SYSTEM_MALLOC   flag: leave glibc malloc's thresholds as they are (backend/host_memory.py)
 """
 import os
 from pathlib import Path

@@ -13,6 +13,9 @@ import importlib
 
 import numpy as np
 from .. import _env
+from . import host_memory
+
+host_memory.configure()  # keep freed memory for the next step (host_memory.py says why)
 
 # Device "cuda" is CuPy on a GPU, or, with MINIGRAD_CUDA_EMULATOR=1, the CuPy stand-in that runs
 # our CUDA C in the C emulator on any machine (backend/cuda/emulator/cupy_standin: for CI and
