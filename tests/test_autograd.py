@@ -372,7 +372,7 @@ def test_in_place_on_a_leaf_that_requires_grad_outside_no_grad_raises():
 
 
 def test_setitem_of_a_value_that_carries_a_gradient_is_recorded():
-    # the example: PyTorch gives [6, 0]
+    # a value computed from w written into a plain buffer: PyTorch gives [6, 0]
     w = leaf([1.0, 2.0])
     buf = mg.zeros(2, dtype=np.float64)
     buf[0] = w[0] * 3

@@ -238,10 +238,10 @@ def test_softmax_other_axes_and_layouts_use_the_reference(layout):
         np.testing.assert_allclose(C.log_softmax(x, axis), R.log_softmax(x, axis), rtol=1e-6, atol=1e-6)
 
 
-@numba_only  # (reference.py's version of the fix is issue 15's, with its own test)
+@numba_only  # (reference.py's version: tests/test_numerics.py)
 @pytest.mark.parametrize("magnitude", [1e4, 1e20, 3e38])
 def test_cross_entropy_gradient_from_the_row_maximum(magnitude):
-    """Issue 15: logits [-a, a, a], target 0: p = (0, 1/2, 1/2) exactly, so the gradient row is
+    """Logits [-a, a, a], target 0: p = (0, 1/2, 1/2) exactly, so the gradient row is
     (-1, 1/2, 1/2) / N.  exp(x - lse) with lse rounded at a's spacing got 0.16663 (for a = 1e4
     and N = 3) instead of 1/6: the kernel uses exp(x - max) / sum."""
     x = np.array([[-magnitude, magnitude, magnitude]] * 3, dtype=np.float32)

@@ -167,7 +167,7 @@ def test_example_trains_on_two_ranks_and_rank0_alone_saves(tmp_path):
 @needs_mpi
 @pytest.mark.skipif(real_mnist_dir() is None, reason="real MNIST not found (set MINIGRAD_DATA)")
 def test_mlp_example_on_two_ranks_reaches_97_5_percent():
-    """The issue's target: 2-rank MPI training of the MNIST MLP (global batch 32, 16 per rank)
+    """The target of data-parallel training: 2-rank MPI training of the MNIST MLP (global batch 32, 16 per rank)
     reaches the single-process accuracy."""
     proc = mpiexec(EXAMPLES / "mnist_mlp.py", "--distributed", "--no-progress", timeout=900,
                    env={"MINIGRAD_DATA": real_mnist_dir()})

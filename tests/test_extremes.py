@@ -451,7 +451,7 @@ sample("Pow", [(6,), (6,)], lambda x, y: x ** y, fwd=Tol(LIBM),
 #   p carries the relative error (|d| + n + LIBM + 2) U (d's rounding moves exp(d) by |d| U);
 #   log p = d - L carries the absolute error (|d| + (LIBM + 1) |L| + n + 2) U.
 # A softmax computed from exp(x - lse) instead carries |lse| U: 1e-3 for logits near 1e4,
-# which these bounds reject (the defect of issue 15).
+# which these bounds reject (tests/test_numerics.py holds that defect's own regression).
 
 def _rows(c, v=None):
     v = c.x[-1] if v is None else v
@@ -529,7 +529,7 @@ for _name, _args in [("Softmax", dict(fwd=Tol(1, mag=_softmax_fwd), bwd=Tol(1, m
                      ("LogSoftmax", dict(fwd=Tol(1, mag=_logsoftmax_err),
                                          bwd=Tol(1, mag=lambda c: _logsoftmax_bwd(c.g, c), sub=lambda c: _g_sub(c.g),
                                                  inner=lambda c: _g_inner(c.g, c, weighted=False))))]:
-    # rows of magnitude 1e4 .. 3e38 (issue 15: a backward through exp(x - lse) fails these)
+    # rows of magnitude 1e4 .. 3e38 (a backward through exp(x - lse) fails these)
     sample(_name, ROWS, SAMPLES[_name][0].fn, elements=BIG_ROWS, **_args)
 sample("LogSumExp", ROWS, lambda x: mg.logsumexp(x, 1), elements=BIG_ROWS,
        fwd=SAMPLES["LogSumExp"][0].fwd, bwd=SAMPLES["LogSumExp"][0].bwd)

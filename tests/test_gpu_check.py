@@ -75,7 +75,7 @@ def test_presets_cover_every_item():
         assert set(preset.budgets) == set(gpu_check.ITEMS)
         assert set(preset.examples) == {"mlp", "cnn"}
     full = gpu_check.FULL
-    assert full.judge_speed and full.deadline <= 8 * 60 - 30  # the 8 minutes, with room to start
+    assert full.judge_speed and full.deadline <= 8 * 60 - 30  # 8 minutes of GPU time, with room to start (docs/benchmarks.md)
     assert (full.gemm_n, full.elementwise_n, full.xent_shape) == (4096, 1 << 26, (65536, 1000))
     assert full.mlp_batches == (32, 128) and full.cnn_batch == 128
 

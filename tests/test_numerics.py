@@ -1,4 +1,4 @@
-"""Numerical regressions of issue 15, on every kernel table (numba "cpu", the readable
+"""Numerical regressions, on every kernel table (numba "cpu", the readable
 "reference", and the CUDA C under its CPU emulator): the softmax family computed from the row
 maximum, integer max pooling, and the siblings the extreme-value test (tests/test_extremes.py)
 found.  Each test failed before its fix."""
@@ -22,7 +22,7 @@ def table(request):
 
 
 def test_cross_entropy_gradient_at_huge_equal_logits(table):
-    """Issue 15: the row [-1e4, 1e4, 1e4] in float32 with target 0 (three such rows, mean):
+    """The row [-1e4, 1e4, 1e4] in float32 with target 0 (three such rows, mean):
     softmax = [0, 1/2, 1/2], so dL/dx = [-1, 1/2, 1/2] / 3 = [-0.33333, 0.16667, 0.16667], as
     PyTorch gives.  exp(x - lse) with lse = 1e4 + log 2 rounded to float32's spacing there
     (2^-10 ~ 1e-3) gave 0.16663; exp(x - max) / sum is exact up to a few roundings: the

@@ -1,4 +1,4 @@
-"""einsum, mm, bmm (issue 16): einsum against NumPy on many equations (implicit and explicit
+"""einsum, mm, bmm: einsum against NumPy on many equations (implicit and explicit
 outputs, "...", traces and diagonals, letters only one operand has, size-1 broadcasting), first
 and second derivatives against finite differences, errors, and PyTorch parity."""
 import numpy as np

@@ -1,4 +1,4 @@
-"""F.interpolate and nn.Upsample (issue 16): nearest, nearest-exact and (bi/tri)linear with
+"""F.interpolate and nn.Upsample: nearest, nearest-exact and (bi/tri)linear with
 align_corners both ways, against a per-pixel loop of PyTorch's formulas and against PyTorch
 itself; first and second derivatives against finite differences; errors."""
 import itertools

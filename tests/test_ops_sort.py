@@ -1,4 +1,4 @@
-"""sort, argsort, topk (issue 16): stable orders (ties keep their positions, ascending and
+"""sort, argsort, topk: stable orders (ties keep their positions, ascending and
 descending), NaN placement, the gradient of a permutation (first and second derivatives
 against finite differences), errors, and PyTorch parity."""
 import numpy as np

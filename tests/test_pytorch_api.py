@@ -1,4 +1,4 @@
-"""PyTorch's API where minigrad has the concept (issue 16): the namespace, names that used to mean
+"""PyTorch's API where minigrad has the concept: the namespace, names that used to mean
 something else (randint, Tensor(2, 3)), the custom autograd.Function protocol, PyTorch's
 arguments (backward(gradient=), gradcheck(fn, (x,)), DataLoader(num_workers=)), Optimizer.state,
 the thin namespaces (utils.data, vision, backends, accelerator), the transforms, and the errors

@@ -679,7 +679,7 @@ def gather(x, dim, index):
             raise ValueError(f"gather: index of shape {tuple(idx.shape)} is larger than the input "
                              f"of shape {x.shape} along dimension {a}")
     if xp is not np:
-        _check_bounds_on_gpu(x.shape, (slice(None),) * d + (idx,), "getitem")
+        _check_bounds_on_gpu(x.shape, (slice(None),) * d + (idx,), "gather")
     return Gather.apply(x, index=index, dim=d)
 
 

@@ -681,7 +681,7 @@ def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
 
 _EMBEDDING_CHUNKS = 32       # position chunks of the counting sort (its histogram is chunks x E) ...
 _EMBEDDING_HIST = 2 ** 24    # ... and fewer chunks when E is large, so it stays within ~max(E, this)
-INDEX_CHECKS = ("embedding", "embedding_backward", "getitem", "setitem", "scatter_add", "one_hot", "index")
+INDEX_CHECKS = ("embedding", "embedding_backward", "getitem", "setitem", "scatter_add", "one_hot", "gather", "index")
 
 
 def check_indices(indices, low, high, op):

@@ -67,6 +67,7 @@ MG_CHECK_INDICES(getitem)
 MG_CHECK_INDICES(setitem)
 MG_CHECK_INDICES(scatter_add)
 MG_CHECK_INDICES(one_hot)
+MG_CHECK_INDICES(gather)
 MG_CHECK_INDICES(index)  // any other op
 
 extern "C" __global__ void embedding_count(const long long* __restrict__ indices, index_t M,
