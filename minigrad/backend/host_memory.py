@@ -6,10 +6,10 @@ the next step.  glibc's malloc, as it comes, hands blocks above its mmap thresho
 raised at run time up to 32 MB) to the kernel on every free and gives the top of the heap back
 once more than twice that threshold is free.  Whether a step's big arrays then land in
 fresh mappings, whose every page the kernel zeroes on first touch, depends on what else happens
-to sit on the heap: a script training the MNIST CNN on one fixed batch paid 14,000 page faults
-per step and 63-74 ms instead of 31-34 ms (PyTorch's own allocations in such a script: 38
-against 31 ms); examples/mnist_cnn.py (a data loader, new batches) ran at 34 ms a step either
-way (docs/benchmarks.md, "The allocator").  Speed should not hang on that.
+to sit on the heap: a script training the MNIST CNN on one fixed batch paid 14,000 page
+faults per step and 61 ms instead of 28 ms; examples/mnist_cnn.py (a data loader, new
+batches) ran at 34 ms a step either way (docs/benchmarks.md, "The allocator").  Speed should
+not hang on that.
 
 ``keep_freed_memory()`` sets the two thresholds so that blocks under 256 MB come from the heap
 and freed memory goes back to the system only beyond 1 GB free: after the first step every
