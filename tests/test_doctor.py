@@ -21,6 +21,7 @@ def test_doctor_lists_the_libraries_and_says_why_there_is_no_gpu():
     doctor.report(full=True, file=buf)
     text = buf.getvalue()
     assert f"NumPy {np.__version__}" in text and "numba" in text and "CuPy" in text
+    assert f"allocator: {mg.backend.host_memory.setting or 'as the process started'}" in text
     usable, why = mg.backend.cuda_status()
     assert usable == mg.cuda_available()
     if not usable:  # a reason a user can act on, not a traceback
