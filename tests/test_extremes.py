@@ -50,7 +50,7 @@ from minigrad import backend
 from minigrad.autograd import REGISTRY
 from minigrad.ops.activation import GELUDerivative
 from minigrad.ops.embedding import EmbeddingBackward
-from minigrad.ops.rnn import LSTMCell, gru_cell, rnn_cell
+from minigrad.ops.rnn import LSTMCell, LSTMSequence, gru_cell, rnn_cell
 from minigrad.ops.shape import scatter_add
 from tests.tables import NEEDS_EMULATOR
 
@@ -1059,7 +1059,8 @@ def _rnn_step(relu_cell):
     return step
 
 
-def _lstm_step(ins, ghc):
+def _lstm_gates(ins, ghc):
+    """An LSTM step: (out = [h', c'], and given ghc, the gates' gradient da and dc)."""
     x, h, c, w_ih, w_hh, b_ih, b_hh = ins
     a = _products(x, h, w_ih, w_hh, b_ih, b_hh, together=True)
     n = c.v.shape[1]
@@ -1070,13 +1071,55 @@ def _lstm_step(ins, ghc):
     h_new = o * tc
     out = Run(np.stack([h_new.v, c_new.v]), np.stack([h_new.e, c_new.e]), x.tiny)
     if ghc is None:
-        return out, None
+        return out, None, None
     gh, gc = ghc[0], ghc[1]
     dc_new = gc + _mul(gh, o, 1 - tc * tc)
     da = _cat([_mul(dc_new, gg, i, 1 - i), _mul(dc_new, c, f, 1 - f), _mul(dc_new, i, 1 - gg * gg),
                _mul(gh, tc, o, 1 - o)])
-    dx, dh, dw_ih, dw_hh, db, _ = _weight_grads(da, da, x, h, w_ih, w_hh)
-    return out, [dx, dh, dc_new * f, dw_ih, dw_hh, db, db]
+    return out, da, dc_new * f
+
+
+def _lstm_step(ins, ghc):
+    out, da, dc = _lstm_gates(ins, ghc)
+    if ghc is None:
+        return out, None
+    dx, dh, dw_ih, dw_hh, db, _ = _weight_grads(da, da, *ins[:2], *ins[3:5])
+    return out, [dx, dh, dc, dw_ih, dw_hh, db, db]
+
+
+def _stacked(runs, axis=0):
+    return Run(np.stack([r.v for r in runs], axis), np.stack([r.e for r in runs], axis), runs[0].tiny)
+
+
+def _lstm_sequence(reverse):
+    """LSTMSequence: the steps in order; backward the reverse loop carrying dh = da W_hh and
+    dc, then dX, dW_ih, dW_hh and db as one product each over all steps' rows."""
+
+    def seq(ins, g):
+        x, h, c, w_ih, w_hh, b_ih, b_hh = ins
+        steps = x.v.shape[0]
+        order = range(steps - 1, -1, -1) if reverse else range(steps)
+        prev, outs = {}, {}
+        for t in order:
+            prev[t] = (h, c)
+            outs[t], _, _ = _lstm_gates([x[t], h, c, w_ih, w_hh, b_ih, b_hh], None)
+            h, c = outs[t][0], outs[t][1]
+        out = _stacked([outs[t] for t in range(steps)], 1)  # (2, T, B, H)
+        if g is None:
+            return out, None
+        das, dh, dc = {}, None, None
+        for t in reversed(order):
+            ghc = g[:, t] if dh is None else _stacked([g[0, t] + dh, g[1, t] + dc])
+            _, das[t], dc = _lstm_gates([x[t], *prev[t], w_ih, w_hh, b_ih, b_hh], ghc)
+            dh = _dot(das[t], w_hh)
+        rows = lambda runs: _cat(runs, 0)  # noqa: E731  (T*B rows, in time order)
+        da = rows([das[t] for t in range(steps)])
+        dx = _dot(da, w_ih)
+        dx = Run(dx.v.reshape(x.v.shape), dx.e.reshape(x.v.shape), x.tiny)
+        db = _dot(da.T, _ones(da.v.shape[0], da))[:, 0]
+        return out, [dx, dh, dc, _dot(da.T, rows([x[t] for t in range(steps)])),
+                     _dot(da.T, rows([prev[t][0] for t in range(steps)])), db, db]
+    return seq
 
 
 def _gru_step(ins, g):
@@ -1118,6 +1161,10 @@ for _nl in ("tanh", "relu"):
 _b = _cell_bound(_lstm_step)
 sample("LSTMCell", [(B_, I_), (B_, H_), (B_, H_), (4 * H_, I_), (4 * H_, H_), (4 * H_,), (4 * H_,)],
        LSTMCell.apply, fwd=_b, bwd=_b, elements=CELL)
+for _reverse in (False, True):
+    _b = _cell_bound(_lstm_sequence(_reverse))
+    sample("LSTMSequence", [(3, B_, I_), (B_, H_), (B_, H_), (4 * H_, I_), (4 * H_, H_), (4 * H_,), (4 * H_,)],
+           lambda *t, r=_reverse: LSTMSequence.apply(*t, reverse=r), fwd=_b, bwd=_b, elements=CELL)
 _b = _cell_bound(_gru_step)
 sample("GRUCell", [(B_, I_), (B_, H_), (3 * H_, I_), (3 * H_, H_), (3 * H_,), (3 * H_,)], gru_cell, fwd=_b, bwd=_b,
        elements=CELL)

@@ -1,13 +1,22 @@
-"""Recurrent cells: one time step of an Elman RNN, an LSTM and a GRU, each ONE op.
+"""Recurrent networks' ops: one time step of an Elman RNN, an LSTM and a GRU (RNNCell,
+LSTMCell, GRUCell), and a whole LSTM layer in one direction (LSTMSequence).
 
 A recurrent layer applies the same cell at every time step, feeding each step's state to the
-next.  The time loop is plain Python (minigrad/nn/rnn.py); what is fused is one step: the two
-matrix products (the input's, x W_ih^T, and the state's, h W_hh^T) and the gates' elementwise
-math, forward and backward, are one kernel of the table each (``lstm_cell_forward`` /
-``lstm_cell_backward`` ...; BLAS or cuBLAS for the products).  Backpropagation through time is
-then nothing special: the tape holds one record per step, and the engine replays them newest
-first, each handing dL/dh (and, for the LSTM, dL/dc) to the step before.  The derivation, with
-a 2-step LSTM worked by hand: docs/derivations/rnn.md.
+next.  A cell op fuses one step: the two matrix products (the input's, x W_ih^T, and the
+state's, h W_hh^T) and the gates' elementwise math, forward and backward, are one kernel of the
+table each (``lstm_cell_forward`` / ``lstm_cell_backward`` ...; BLAS or cuBLAS for the
+products).  Written as a Python loop over cell ops (nn/rnn.py does so for the GRU, the Elman
+RNN, a projected LSTM and packed sequences), backpropagation through time is nothing special:
+the tape holds one record per step, and the engine replays them newest first, each handing
+dL/dh (and, for the LSTM, dL/dc) to the step before.
+
+LSTMSequence is the same recurrence as ONE record: its ``forward`` is the time loop, its
+``backward`` is backpropagation through time written out as the reverse loop (the place to
+read BPTT).  What does not depend on the previous step leaves the loops: the input's product
+for all T steps is one matrix product before the forward loop, and dX, dW_ih, dW_hh and the
+biases' gradients are one matrix product each after the backward loop; each step is then
+h W_hh^T and a gate kernel of the table (``lstm_step_forward`` / ``lstm_step_backward``).
+The derivation, with a 2-step LSTM worked by hand: docs/derivations/rnn.md.
 
 Shapes (PyTorch's): x (B, I), h (B, P), weight_ih (G*H, I), weight_hh (G*H, P), biases
 (G*H,), with G = 1, 3, 4 gates (RNN, GRU, LSTM) in PyTorch's order (GRU: r, z, n; LSTM: i, f,
@@ -24,7 +33,7 @@ from ..tensor import Tensor
 from .activation import relu_grad, sigmoid, sigmoid_grad, tanh, tanh_grad
 from .matmul import linear
 from .reduce import sum
-from .shape import concatenate
+from .shape import concatenate, stack
 
 
 def _weight_grads(da_i, da_h, x, h, w_ih, w_hh):
@@ -98,19 +107,113 @@ class LSTMCell(Function):
 
     def backward(self, ghc):
         """The formulas as minigrad ops, the gates recomputed on the tape."""
-        x, h, c, w_ih, w_hh = self.inputs[:5]
-        b_ih, b_hh = (self.inputs[5:] + (None, None))[:2]
-        a = linear(x, w_ih, b_ih) + linear(h, w_hh, b_hh)
-        n = c.shape[1]
-        i, f, o = (sigmoid(a[:, k * n:(k + 1) * n]) for k in (0, 1, 3))
-        g = tanh(a[:, 2 * n:3 * n])
-        gh, gc = ghc[0], ghc[1]
-        tc = tanh(f * c + i * g)
-        dc_new = gc + tanh_grad(gh * o, tc)
-        da = concatenate([sigmoid_grad(dc_new * g, i), sigmoid_grad(dc_new * c, f),
-                          tanh_grad(dc_new * i, g), sigmoid_grad(gh * tc, o)], axis=1)
-        dx, dh, dw_ih, dw_hh, db, _ = _weight_grads(da, da, x, h, w_ih, w_hh)
-        return (dx, dh, dc_new * f, dw_ih, dw_hh, db, db)[:len(self.inputs)]
+        dx, dh, dc, dw_ih, dw_hh, db = _lstm_step_grads(*self.inputs[:5], self.inputs[5:], ghc[0], ghc[1])
+        return (dx, dh, dc, dw_ih, dw_hh, db, db)[:len(self.inputs)]
+
+
+def _lstm_step_grads(x, h, c, w_ih, w_hh, biases, gh, gc):
+    """(dx, dh, dc, dW_ih, dW_hh, db) of one LSTM step given gh = dL/dh' and gc = dL/dc', as
+    minigrad ops (LSTMCell's docstring has the formulas; the gates recomputed on the tape)."""
+    b_ih, b_hh = (tuple(biases) + (None, None))[:2]
+    a = linear(x, w_ih, b_ih) + linear(h, w_hh, b_hh)
+    n = c.shape[1]
+    i, f, o = (sigmoid(a[:, k * n:(k + 1) * n]) for k in (0, 1, 3))
+    g = tanh(a[:, 2 * n:3 * n])
+    tc = tanh(f * c + i * g)
+    dc_new = gc + tanh_grad(gh * o, tc)
+    da = concatenate([sigmoid_grad(dc_new * g, i), sigmoid_grad(dc_new * c, f),
+                      tanh_grad(dc_new * i, g), sigmoid_grad(gh * tc, o)], axis=1)
+    dx, dh, dw_ih, dw_hh, db, _ = _weight_grads(da, da, x, h, w_ih, w_hh)
+    return dx, dh, dc_new * f, dw_ih, dw_hh, db
+
+
+@register
+class LSTMSequence(Function):
+    """A whole LSTM layer in one direction: the LSTM step (LSTMCell's formulas) at t = 0, 1,
+    ..., T-1 (reverse=True: T-1, ..., 0), each from the state the step before left, starting
+    from (h_0, c_0).  Inputs x (T, B, I), h_0 and c_0 (B, H), the weights and biases; the
+    output is every step's state, out (2, T, B, H): out[0, t] = h_t, out[1, t] = c_t, the state
+    after reading x_t.
+
+    Forward, with X the T inputs stacked (T*B, I):
+        A = X W_ih^T + b_ih + b_hh                          one matrix product for all steps
+        for each t in order:  a = A_t + h W_hh^T,   (h, c) = gates(a, c)    (LSTMCell)
+
+    Backward: backpropagation through time, the steps in reverse order, carrying dh and dc
+    from each step to the one before (G = dL/dout, zero at the start):
+        for each t in reverse order:
+            gh = G[0, t] + dh,   gc = G[1, t] + dc       (h_t reaches the loss directly and
+                                                          through step t+1; c_t likewise)
+            da_t, dc = the gates' gradients (LSTMCell),  dh = da_t W_hh
+        dX = dA W_ih,   dW_ih = dA^T X,   dW_hh = sum_t da_t^T h_(t-1),   db_ih = db_hh = sum(dA)
+        dh_0 = dh,  dc_0 = dc                              (what the first step sends back)
+    with dA all steps' da stacked: after the loop, one matrix product each."""
+
+    saves_output = True  # the states: each step's backward starts from the state before it
+
+    def forward(self, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
+        xp, kernels = backend.array_module(x), backend.kernels(x)
+        steps, batch, hidden = x.shape[0], x.shape[1], c0.shape[1]
+        self.reverse = reverse
+        xw = (x.reshape(steps * batch, x.shape[2]) @ w_ih.T).reshape(steps, batch, 4 * hidden)
+        if b_ih is not None:
+            xw += b_ih + b_hh
+        w_hh_t = xp.ascontiguousarray(w_hh.T)  # every step reads it: contiguous once, not per product
+        out = xp.empty((2, steps, batch, hidden), dtype=xw.dtype)
+        self.saved = xp.empty((steps, batch, 5 * hidden), dtype=xw.dtype)  # [i, f, g, o, tanh(c)]
+        hw = xp.empty((batch, 4 * hidden), dtype=xw.dtype)
+        h, c = h0, c0
+        for t in _order(steps, reverse):
+            xp.matmul(h, w_hh_t, out=hw)
+            kernels.lstm_step_forward(xw[t], hw, c, out[0, t], out[1, t], self.saved[t])
+            h, c = out[0, t], out[1, t]
+        return out
+
+    def backward(self, g):
+        """BPTT with minigrad ops: each step's gradients by LSTMCell's formulas (the gates
+        recomputed on the tape), so that the gradient is differentiable again."""
+        x, h0, c0, w_ih, w_hh = self.inputs[:5]
+        out, order = self.saved_output, _order(x.shape[0], self.reverse)
+        dxs, dh, dc, sums = [None] * x.shape[0], None, None, None
+        for k in range(len(order) - 1, -1, -1):
+            t = order[k]
+            h, c = (h0, c0) if k == 0 else (out[0, order[k - 1]], out[1, order[k - 1]])
+            gh, gc = (g[0, t], g[1, t]) if dh is None else (g[0, t] + dh, g[1, t] + dc)
+            dxs[t], dh, dc, *grads = _lstm_step_grads(x[t], h, c, w_ih, w_hh, self.inputs[5:], gh, gc)
+            sums = grads if sums is None else [s + d for s, d in zip(sums, grads)]
+        dw_ih, dw_hh, db = sums
+        return (stack(dxs), dh, dc, dw_ih, dw_hh, db, db)[:len(self.inputs)]
+
+    def fused_backward(self, g):
+        """The same loop on arrays: the table's gate kernel and one product per step."""
+        x, h0, c0, w_ih, w_hh = (t.array for t in self.inputs[:5])
+        xp, kernels = backend.array_module(x), backend.kernels(x)
+        g, out, order = g.array, self.saved_output.array, _order(x.shape[0], self.reverse)
+        steps, batch, hidden = x.shape[0], x.shape[1], c0.shape[1]
+        da = xp.empty((steps, batch, 4 * hidden), dtype=out.dtype)
+        dh, dc = xp.zeros((batch, hidden), dtype=out.dtype), xp.zeros((batch, hidden), dtype=out.dtype)
+        gh, gc = xp.empty_like(dh), xp.empty_like(dc)
+        for k in range(steps - 1, -1, -1):
+            t = order[k]
+            xp.add(g[0, t], dh, out=gh)
+            xp.add(g[1, t], dc, out=gc)
+            kernels.lstm_step_backward(gh, gc, c0 if k == 0 else out[1, order[k - 1]], self.saved[t], da[t], dc)
+            xp.matmul(da[t], w_hh, out=dh)
+        # dW_hh = sum_t da_t^T h_(t-1): the step that started from h_0, plus one product over
+        # the others (their h_(t-1) are the states out[0] shifted by one step)
+        first, rest_da, rest_h = (order[0], da[:-1], out[0, 1:]) if self.reverse else (0, da[1:], out[0, :-1])
+        # (computed as (H^T dA)^T: OpenBLAS runs that order ~10% faster for these shapes)
+        dw_hh = xp.ascontiguousarray((h0.T @ da[first] + rest_h.reshape(-1, hidden).T @ rest_da.reshape(-1, 4 * hidden)).T)
+        da_all = da.reshape(steps * batch, 4 * hidden)
+        dw_ih = da_all.T @ x.reshape(steps * batch, x.shape[2])
+        dx = (da_all @ w_ih).reshape(x.shape) if self.inputs[0].requires_grad else None
+        db = da_all.sum(axis=0)
+        return _wrap_all((dx, dh, dc, dw_ih, dw_hh, db, db))[:len(self.inputs)]
+
+
+def _order(steps, reverse):
+    """The time steps in the order a direction reads them."""
+    return range(steps - 1, -1, -1) if reverse else range(steps)
 
 
 @register
