@@ -1113,18 +1113,24 @@ def gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx=True):
 # state's (a GRU keeps b_hh on the state's side: r multiplies gh_n + b_hn).
 
 
+_GATE_WIDTHS = {"BH": 1, "B4H": 4, "B5H": 5}  # widths in units of H; "BGH": the gates' (a_in's)
+
+
 def _check_gates(kernel, gates, a_in, a_h, **more):
     """Raise ValueError unless a_in and a_h are (B, gates*H) and each array of ``more`` has
-    the shape its key ends in ("_BH" (B, H), "_BGH" (B, gates*H), "_B4H", "_B5H")."""
-    b, width = a_in.shape if a_in.ndim == 2 else (-1, -1)
-    hidden = width // gates
-    shapes = {"BH": (b, hidden), "BGH": (b, width), "B4H": (b, 4 * hidden), "B5H": (b, 5 * hidden)}
-    ok = a_in.ndim == 2 and width % gates == 0 and tuple(a_h.shape) == (b, width) and all(
-        tuple(a.shape) == shapes[name.rsplit("_", 1)[1]] for name, a in more.items())
-    if not ok:
-        raise _shape_error(kernel, **{"input product": a_in, "state product": a_h},
-                           **{name.rsplit("_", 1)[0]: a for name, a in more.items()})
-    return b, hidden
+    the shape its key ends in ("_BH" (B, H), "_BGH" (B, gates*H), "_B4H", "_B5H").  Returns
+    (B, H).  (Called once per time step: plain comparisons, no temporaries.)"""
+    shape = a_in.shape
+    if len(shape) == 2 and shape[1] % gates == 0 and a_h.shape == shape:
+        b, hidden = shape[0], shape[1] // gates
+        for name, a in more.items():
+            width = _GATE_WIDTHS.get(name[name.rfind("_") + 1:], gates)
+            if a.shape != (b, width * hidden):
+                break
+        else:
+            return b, hidden
+    raise _shape_error(kernel, **{"input product": a_in, "state product": a_h},
+                       **{name.rsplit("_", 1)[0]: a for name, a in more.items()})
 
 
 def rnn_step_forward(xw, hw, nonlinearity, out):

@@ -191,13 +191,15 @@ class LSTMSequence(Function):
         g, out, order = g.array, self.saved_output.array, _order(x.shape[0], self.reverse)
         steps, batch, hidden = x.shape[0], x.shape[1], c0.shape[1]
         da = xp.empty((steps, batch, 4 * hidden), dtype=out.dtype)
-        dh, dc = xp.zeros((batch, hidden), dtype=out.dtype), xp.zeros((batch, hidden), dtype=out.dtype)
+        dh, dc = xp.empty((batch, hidden), dtype=out.dtype), xp.empty((batch, hidden), dtype=out.dtype)
         gh, gc = xp.empty_like(dh), xp.empty_like(dc)
         for k in range(steps - 1, -1, -1):
             t = order[k]
-            xp.add(g[0, t], dh, out=gh)
-            xp.add(g[1, t], dc, out=gc)
-            kernels.lstm_step_backward(gh, gc, c0 if k == 0 else out[1, order[k - 1]], self.saved[t], da[t], dc)
+            if k == steps - 1:  # the last step: nothing comes back from a step after it
+                gh_t, gc_t = g[0, t], g[1, t]
+            else:
+                gh_t, gc_t = xp.add(g[0, t], dh, out=gh), xp.add(g[1, t], dc, out=gc)
+            kernels.lstm_step_backward(gh_t, gc_t, c0 if k == 0 else out[1, order[k - 1]], self.saved[t], da[t], dc)
             xp.matmul(da[t], w_hh, out=dh)
         # dW_hh = sum_t da_t^T h_(t-1): the step that started from h_0, plus one product over
         # the others (their h_(t-1) are the states out[0] shifted by one step)
