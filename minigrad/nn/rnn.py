@@ -9,16 +9,16 @@ from each step to the next:
 
 Two ways to run a layer's time loop, with the same results:
 
-- An LSTM without a projection, on a padded batch, runs each layer and direction as ONE op,
-  ops.rnn.LSTMSequence: its forward is the time loop and its backward is backpropagation
-  through time written out as the reverse loop, with everything that does not depend on the
-  previous step (the inputs' products, the weights' gradients) taken out of the loops as one
-  matrix product each.  The tape holds one record per layer and direction.
-- Everything else (the GRU, the Elman RNN, an LSTM with proj_size, any PackedSequence) runs
-  the plain Python loop of ``_run_direction`` below, one cell op per step (minigrad/ops/rnn.py:
-  the step's two matrix products and its gates, fused).  The tape then holds one record per
-  step, and ``loss.backward()`` replays them newest first, each step handing dL/dh_t to the
-  step before: backpropagation through time, with nothing to add (docs/derivations/rnn.md).
+- A padded batch runs each layer and direction as ONE op, ops.rnn.LSTMSequence (GRUSequence,
+  RNNSequence): its forward is the time loop and its backward is backpropagation through time
+  written out as the reverse loop, with everything that does not depend on the previous step
+  (the inputs' products, the weights' gradients) taken out of the loops as one matrix product
+  each.  The tape holds one record per layer and direction.
+- A PackedSequence, and an LSTM with proj_size, run the plain Python loop of
+  ``_run_direction`` below, one cell op per step (minigrad/ops/rnn.py: the step's two matrix
+  products and its gates, fused).  The tape then holds one record per step, and
+  ``loss.backward()`` replays them newest first, each step handing dL/dh_t to the step before:
+  backpropagation through time, with nothing to add (docs/derivations/rnn.md).
 
 Stacking and directions: layer k > 0 reads the outputs of layer k - 1 (through dropout while
 training, if ``dropout`` > 0).  A bidirectional layer runs a second cell from the last step
@@ -235,7 +235,7 @@ class RNNBase(Module):
         """(output, h_n, c_n or None) in the layout of ``input``."""
         x, batch, batch_sizes, sorted_indices, unsorted_indices, unbatched = self._steps(input)
         h0, c0 = self._states(hx, batch, unbatched, sorted_indices)
-        if self.mode == "LSTM" and not self.proj_size and batch_sizes is None:
+        if not self.proj_size and batch_sizes is None:
             output, h_n, c_n = self._run_sequences(x, h0, c0)
         else:
             output, h_n, c_n = self._run_steps(x, h0, c0, batch_sizes)
@@ -250,8 +250,8 @@ class RNNBase(Module):
         return (transpose(output, 0, 1) if self.batch_first else output), h_n, c_n
 
     def _run_sequences(self, x, h0, c0):
-        """An LSTM's layers on a padded batch x (T, B, I), one LSTMSequence op per layer and
-        direction: (output (T, B, D * H), h_n, c_n)."""
+        """The layers on a padded batch x (T, B, I), one sequence op (LSTMSequence,
+        GRUSequence, RNNSequence) per layer and direction: (output (T, B, D * H), h_n, c_n or None)."""
         directions = (False, True) if self.bidirectional else (False,)
         h_n, c_n = [], []
         for layer in range(self.num_layers):
@@ -261,13 +261,20 @@ class RNNBase(Module):
             for reverse in directions:
                 k = layer * len(directions) + reverse
                 weights, _ = self._weights(layer, reverse)
-                states = cell_ops.LSTMSequence.apply(x, h0[k], c0[k], *weights, reverse=reverse)
                 last = 0 if reverse else -1  # the step each direction reads last
-                outputs.append(states[0])
-                h_n.append(states[0, last])
-                c_n.append(states[1, last])
+                if self.mode == "LSTM":  # states [h_t, c_t] of every step, (2, T, B, H)
+                    states = cell_ops.LSTMSequence.apply(x, h0[k], c0[k], *weights, reverse=reverse)
+                    hs = states[0]
+                    c_n.append(states[1, last])
+                elif self.mode == "GRU":
+                    hs = cell_ops.GRUSequence.apply(x, h0[k], *weights, reverse=reverse)
+                else:
+                    hs = cell_ops.RNNSequence.apply(x, h0[k], *weights, reverse=reverse,
+                                                    nonlinearity="relu" if self.mode == "RNN_RELU" else "tanh")
+                outputs.append(hs)
+                h_n.append(hs[last])
             x = outputs[0] if len(outputs) == 1 else concatenate(outputs, axis=2)
-        return x, stack(h_n), stack(c_n)
+        return x, stack(h_n), stack(c_n) if c_n else None
 
     def _run_steps(self, x, h0, c0, batch_sizes):
         """The layers as a loop of cell ops, one per step (x: a (T, B, I) Tensor, or the steps'

@@ -65,8 +65,7 @@ class RNNCell(Function):
 
     def backward(self, g):
         x, h, w_ih, w_hh = self.inputs[:4]
-        h_new = self.saved_output
-        da = tanh_grad(g, h_new) if self.nonlinearity == "tanh" else relu_grad(g, h_new)
+        da = _rnn_da(g, self.saved_output, self.nonlinearity)
         return _weight_grads(da, da, x, h, w_ih, w_hh)[:len(self.inputs)]  # (none for absent biases)
 
     def fused_backward(self, g):
@@ -155,9 +154,7 @@ class LSTMSequence(Function):
         xp, kernels = backend.array_module(x), backend.kernels(x)
         steps, batch, hidden = x.shape[0], x.shape[1], c0.shape[1]
         self.reverse = reverse
-        xw = (x.reshape(steps * batch, x.shape[2]) @ w_ih.T).reshape(steps, batch, 4 * hidden)
-        if b_ih is not None:
-            xw += b_ih + b_hh
+        xw = _input_products(x, w_ih, None if b_ih is None else b_ih + b_hh)
         w_hh_t = xp.ascontiguousarray(w_hh.T)  # every step reads it: contiguous once, not per product
         out = xp.empty((2, steps, batch, hidden), dtype=xw.dtype)
         self.saved = xp.empty((steps, batch, 5 * hidden), dtype=xw.dtype)  # [i, f, g, o, tanh(c)]
@@ -180,7 +177,7 @@ class LSTMSequence(Function):
             h, c = (h0, c0) if k == 0 else (out[0, order[k - 1]], out[1, order[k - 1]])
             gh, gc = (g[0, t], g[1, t]) if dh is None else (g[0, t] + dh, g[1, t] + dc)
             dxs[t], dh, dc, *grads = _lstm_step_grads(x[t], h, c, w_ih, w_hh, self.inputs[5:], gh, gc)
-            sums = grads if sums is None else [s + d for s, d in zip(sums, grads)]
+            sums = grads if sums is None else _summed(sums, grads)
         dw_ih, dw_hh, db = sums
         return (stack(dxs), dh, dc, dw_ih, dw_hh, db, db)[:len(self.inputs)]
 
@@ -201,21 +198,173 @@ class LSTMSequence(Function):
                 gh_t, gc_t = xp.add(g[0, t], dh, out=gh), xp.add(g[1, t], dc, out=gc)
             kernels.lstm_step_backward(gh_t, gc_t, c0 if k == 0 else out[1, order[k - 1]], self.saved[t], da[t], dc)
             xp.matmul(da[t], w_hh, out=dh)
-        # dW_hh = sum_t da_t^T h_(t-1): the step that started from h_0, plus one product over
-        # the others (their h_(t-1) are the states out[0] shifted by one step)
-        first, rest_da, rest_h = (order[0], da[:-1], out[0, 1:]) if self.reverse else (0, da[1:], out[0, :-1])
-        # (computed as (H^T dA)^T: OpenBLAS runs that order ~10% faster for these shapes)
-        dw_hh = xp.ascontiguousarray((h0.T @ da[first] + rest_h.reshape(-1, hidden).T @ rest_da.reshape(-1, 4 * hidden)).T)
-        da_all = da.reshape(steps * batch, 4 * hidden)
-        dw_ih = da_all.T @ x.reshape(steps * batch, x.shape[2])
-        dx = (da_all @ w_ih).reshape(x.shape) if self.inputs[0].requires_grad else None
-        db = da_all.sum(axis=0)
+        dx, dw_ih, dw_hh, db, _ = _hoisted_grads(x, h0, out[0], da, da, w_ih, self.reverse,
+                                                 self.inputs[0].requires_grad)
         return _wrap_all((dx, dh, dc, dw_ih, dw_hh, db, db))[:len(self.inputs)]
+
+
+@register
+class GRUSequence(Function):
+    """A whole GRU layer in one direction: the GRU step (GRUCell's formulas) at every step in
+    order (reverse=True: last to first) from h_0.  Inputs x (T, B, I), h_0 (B, H), the weights
+    and biases; the output is every step's state, out (T, B, H): out[t] = h_t.
+
+    Forward:   GI = X W_ih^T + b_ih for all steps at once (one matrix product), then per step
+               gh = h W_hh^T + b_hh and the gates (GRUCell) from GI_t and gh.
+    Backward (backpropagation through time, LSTMSequence's loop with one state):
+        for each t in reverse order:
+            g_t = G[t] + dh,   dgi_t, dgh_t, g z = the gates' gradients (GRUCell),
+            dh = dgh_t W_hh + g z
+        dX = dGI W_ih,  dW_ih = dGI^T X,  dW_hh = sum_t dgh_t^T h_(t-1),
+        db_ih = sum(dGI),  db_hh = sum(dGH)          (after the loop: one product each)"""
+
+    saves_output = True  # the states: each step's backward starts from the state before it
+
+    def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
+        xp, kernels = backend.array_module(x), backend.kernels(x)
+        steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
+        self.reverse = reverse
+        gi = _input_products(x, w_ih, b_ih)  # (b_hh stays on the state's side: r multiplies it)
+        w_hh_t = xp.ascontiguousarray(w_hh.T)
+        out = xp.empty((steps, batch, hidden), dtype=gi.dtype)
+        self.saved = xp.empty((steps, batch, 4 * hidden), dtype=gi.dtype)  # [r, z, n, gh_n]
+        gh = xp.empty((batch, 3 * hidden), dtype=gi.dtype)
+        h = h0
+        for t in _order(steps, reverse):
+            xp.matmul(h, w_hh_t, out=gh)
+            if b_hh is not None:
+                gh += b_hh
+            kernels.gru_step_forward(gi[t], gh, h, out[t], self.saved[t])
+            h = out[t]
+        return out
+
+    def backward(self, g):
+        """BPTT with minigrad ops (GRUCell's formulas, the gates recomputed on the tape)."""
+        x, h0, w_ih, w_hh = self.inputs[:4]
+        out, order = self.saved_output, _order(x.shape[0], self.reverse)
+        dxs, dh, sums = [None] * x.shape[0], None, None
+        for k in range(len(order) - 1, -1, -1):
+            t = order[k]
+            g_t = g[t] if dh is None else g[t] + dh
+            dxs[t], dh, *grads = _gru_step_grads(x[t], h0 if k == 0 else out[order[k - 1]], w_ih, w_hh,
+                                                 self.inputs[4:], g_t)
+            sums = grads if sums is None else _summed(sums, grads)
+        return (stack(dxs), dh, *sums)[:len(self.inputs)]
+
+    def fused_backward(self, g):
+        """The same loop on arrays: the table's gate kernel and one product per step."""
+        x, h0, w_ih, w_hh = (t.array for t in self.inputs[:4])
+        xp, kernels = backend.array_module(x), backend.kernels(x)
+        g, out, order = g.array, self.saved_output.array, _order(x.shape[0], self.reverse)
+        steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
+        dgi, dgh = (xp.empty((steps, batch, 3 * hidden), dtype=out.dtype) for _ in range(2))
+        dh, g_z, buffer = (xp.empty((batch, hidden), dtype=out.dtype) for _ in range(3))
+        for k in range(steps - 1, -1, -1):
+            t = order[k]
+            g_t = g[t] if k == steps - 1 else xp.add(g[t], dh, out=buffer)
+            kernels.gru_step_backward(g_t, h0 if k == 0 else out[order[k - 1]], self.saved[t], dgi[t], dgh[t], g_z)
+            xp.matmul(dgh[t], w_hh, out=dh)
+            dh += g_z
+        dx, dw_ih, dw_hh, db_ih, db_hh = _hoisted_grads(x, h0, out, dgi, dgh, w_ih, self.reverse,
+                                                        self.inputs[0].requires_grad)
+        return _wrap_all((dx, dh, dw_ih, dw_hh, db_ih, db_hh))[:len(self.inputs)]
+
+
+@register
+class RNNSequence(Function):
+    """A whole Elman RNN layer in one direction (nonlinearity tanh or relu): RNNCell's step at
+    every step in order (reverse=True: last to first) from h_0.  Inputs x (T, B, I), h_0 (B, H),
+    the weights and biases; the output is every step's state, out (T, B, H): out[t] = h_t.
+
+    Forward:   A = X W_ih^T + b_ih + b_hh for all steps at once, then h_t = tanh(A_t + h_(t-1) W_hh^T)
+               (or relu).
+    Backward (BPTT):  for each t in reverse order:  da_t = (G[t] + dh) (1 - h_t^2)  (relu: [h_t > 0]),
+                      dh = da_t W_hh;
+               then dX = dA W_ih,  dW_ih = dA^T X,  dW_hh = sum_t da_t^T h_(t-1),  db = sum(dA)."""
+
+    saves_output = True  # h_t: the nonlinearity's derivative, and the next step's h_(t-1)
+
+    def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity, reverse=False):
+        xp, kernels = backend.array_module(x), backend.kernels(x)
+        steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
+        self.nonlinearity, self.reverse = nonlinearity, reverse
+        xw = _input_products(x, w_ih, None if b_ih is None else b_ih + b_hh)
+        w_hh_t = xp.ascontiguousarray(w_hh.T)
+        out = xp.empty((steps, batch, hidden), dtype=xw.dtype)
+        hw = xp.empty((batch, hidden), dtype=xw.dtype)
+        h = h0
+        for t in _order(steps, reverse):
+            xp.matmul(h, w_hh_t, out=hw)
+            kernels.rnn_step_forward(xw[t], hw, nonlinearity, out[t])
+            h = out[t]
+        return out
+
+    def backward(self, g):
+        """BPTT with minigrad ops (RNNCell's formulas)."""
+        x, h0, w_ih, w_hh = self.inputs[:4]
+        out, order = self.saved_output, _order(x.shape[0], self.reverse)
+        dxs, dh, sums = [None] * x.shape[0], None, None
+        for k in range(len(order) - 1, -1, -1):
+            t = order[k]
+            da = _rnn_da(g[t] if dh is None else g[t] + dh, out[t], self.nonlinearity)
+            dxs[t], dh, *grads = _weight_grads(da, da, x[t], h0 if k == 0 else out[order[k - 1]], w_ih, w_hh)
+            sums = grads if sums is None else _summed(sums, grads)
+        return (stack(dxs), dh, *sums)[:len(self.inputs)]
+
+    def fused_backward(self, g):
+        """The same loop on arrays: the table's kernel and one product per step."""
+        x, h0, w_ih, w_hh = (t.array for t in self.inputs[:4])
+        xp, kernels = backend.array_module(x), backend.kernels(x)
+        g, out, order = g.array, self.saved_output.array, _order(x.shape[0], self.reverse)
+        da = xp.empty(out.shape, dtype=out.dtype)
+        dh, buffer = xp.empty_like(out[0]), xp.empty_like(out[0])
+        for k in range(x.shape[0] - 1, -1, -1):
+            t = order[k]
+            g_t = g[t] if k == x.shape[0] - 1 else xp.add(g[t], dh, out=buffer)
+            kernels.rnn_step_backward(g_t, out[t], self.nonlinearity, da[t])
+            xp.matmul(da[t], w_hh, out=dh)
+        dx, dw_ih, dw_hh, db, _ = _hoisted_grads(x, h0, out, da, da, w_ih, self.reverse, self.inputs[0].requires_grad)
+        return _wrap_all((dx, dh, dw_ih, dw_hh, db, db))[:len(self.inputs)]
+
+
+# -- what the sequence ops share ---------------------------------------------------------
 
 
 def _order(steps, reverse):
     """The time steps in the order a direction reads them."""
     return range(steps - 1, -1, -1) if reverse else range(steps)
+
+
+def _summed(sums, grads):
+    return [a + b for a, b in zip(sums, grads)]
+
+
+def _input_products(x, w_ih, bias):
+    """X W_ih^T (+ bias) for all T steps of x (T, B, I) as one matrix product: (T, B, G*H)."""
+    steps, batch = x.shape[0], x.shape[1]
+    xw = (x.reshape(steps * batch, x.shape[2]) @ w_ih.T).reshape(steps, batch, w_ih.shape[0])
+    if bias is not None:
+        xw += bias
+    return xw
+
+
+def _hoisted_grads(x, h0, hs, da_in, da_state, w_ih, reverse, need_dx):
+    """After a backward loop, from the gradients of every step's two products stacked
+    (da_in = dL/d(x_t W_ih^T + b_ih), da_state = dL/d(h_(t-1) W_hh^T + b_hh), (T, B, G*H); the
+    same array unless GRU) and the states hs (T, B, H): (dX or None, dW_ih, dW_hh, db_ih, db_hh),
+    one matrix product each over all T*B rows.  dW_hh = sum_t da_state_t^T h_(t-1): the step
+    that started from h_0, plus one product over the others, whose h_(t-1) are hs shifted by
+    one step; computed as (H^T dA)^T, which OpenBLAS runs ~10% faster for these shapes."""
+    steps, batch, width, hidden = x.shape[0], x.shape[1], da_in.shape[2], hs.shape[2]
+    first, rest_da, rest_h = (steps - 1, da_state[:-1], hs[1:]) if reverse else (0, da_state[1:], hs[:-1])
+    xp = backend.array_module(x)
+    dw_hh = xp.ascontiguousarray((h0.T @ da_state[first] + rest_h.reshape(-1, hidden).T @ rest_da.reshape(-1, width)).T)
+    flat_in = da_in.reshape(steps * batch, width)
+    dw_ih = flat_in.T @ x.reshape(steps * batch, x.shape[2])
+    dx = (flat_in @ w_ih).reshape(x.shape) if need_dx else None
+    db_ih = flat_in.sum(axis=0)
+    db_hh = db_ih if da_state is da_in else da_state.reshape(steps * batch, width).sum(axis=0)
+    return dx, dw_ih, dw_hh, db_ih, db_hh
 
 
 @register
@@ -246,20 +395,30 @@ class GRUCell(Function):
 
     def backward(self, g):
         """The formulas as minigrad ops, the gates recomputed on the tape."""
-        x, h, w_ih, w_hh = self.inputs[:4]
-        b_ih, b_hh = (self.inputs[4:] + (None, None))[:2]
-        gi, gh = linear(x, w_ih, b_ih), linear(h, w_hh, b_hh)
-        n_ = h.shape[1]
-        r, z = (sigmoid(gi[:, k * n_:(k + 1) * n_] + gh[:, k * n_:(k + 1) * n_]) for k in (0, 1))
-        ghn = gh[:, 2 * n_:]
-        n = tanh(gi[:, 2 * n_:] + r * ghn)
-        da_n = tanh_grad(g * (1 - z), n)
-        da_r = sigmoid_grad(da_n * ghn, r)
-        da_z = sigmoid_grad(g * (h - n), z)
-        dgi = concatenate([da_r, da_z, da_n], axis=1)
-        dgh = concatenate([da_r, da_z, da_n * r], axis=1)
-        dx, dh, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(dgi, dgh, x, h, w_ih, w_hh)
-        return (dx, dh + g * z, dw_ih, dw_hh, db_ih, db_hh)[:len(self.inputs)]
+        return _gru_step_grads(*self.inputs[:4], self.inputs[4:], g)[:len(self.inputs)]
+
+
+def _gru_step_grads(x, h, w_ih, w_hh, biases, g):
+    """(dx, dh, dW_ih, dW_hh, db_ih, db_hh) of one GRU step given g = dL/dh', as minigrad ops
+    (GRUCell's docstring has the formulas; the gates recomputed on the tape)."""
+    b_ih, b_hh = (tuple(biases) + (None, None))[:2]
+    gi, gh = linear(x, w_ih, b_ih), linear(h, w_hh, b_hh)
+    n_ = h.shape[1]
+    r, z = (sigmoid(gi[:, k * n_:(k + 1) * n_] + gh[:, k * n_:(k + 1) * n_]) for k in (0, 1))
+    ghn = gh[:, 2 * n_:]
+    n = tanh(gi[:, 2 * n_:] + r * ghn)
+    da_n = tanh_grad(g * (1 - z), n)
+    da_r = sigmoid_grad(da_n * ghn, r)
+    da_z = sigmoid_grad(g * (h - n), z)
+    dgi = concatenate([da_r, da_z, da_n], axis=1)
+    dgh = concatenate([da_r, da_z, da_n * r], axis=1)
+    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(dgi, dgh, x, h, w_ih, w_hh)
+    return dx, dh + g * z, dw_ih, dw_hh, db_ih, db_hh
+
+
+def _rnn_da(g, h_new, nonlinearity):
+    """dL/da of an Elman step from g = dL/dh' and h' itself (ops): g (1 - h'^2) or g [h' > 0]."""
+    return tanh_grad(g, h_new) if nonlinearity == "tanh" else relu_grad(g, h_new)
 
 
 # -- the functional forms ------------------------------------------------------------------
