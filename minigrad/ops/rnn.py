@@ -1,21 +1,22 @@
 """Recurrent networks' ops: one time step of an Elman RNN, an LSTM and a GRU (RNNCell,
-LSTMCell, GRUCell), and a whole LSTM layer in one direction (LSTMSequence).
+LSTMCell, GRUCell), and a whole layer in one direction (LSTMSequence, GRUSequence, RNNSequence).
 
 A recurrent layer applies the same cell at every time step, feeding each step's state to the
 next.  A cell op fuses one step: the two matrix products (the input's, x W_ih^T, and the
 state's, h W_hh^T) and the gates' elementwise math, forward and backward, are one kernel of the
 table each (``lstm_cell_forward`` / ``lstm_cell_backward`` ...; BLAS or cuBLAS for the
-products).  Written as a Python loop over cell ops (nn/rnn.py does so for the GRU, the Elman
-RNN, a projected LSTM and packed sequences), backpropagation through time is nothing special:
+products).  Written as a Python loop over cell ops (nn/rnn.py does so for a projected LSTM
+and packed sequences), backpropagation through time is nothing special:
 the tape holds one record per step, and the engine replays them newest first, each handing
 dL/dh (and, for the LSTM, dL/dc) to the step before.
 
-LSTMSequence is the same recurrence as ONE record: its ``forward`` is the time loop, its
+LSTMSequence (and GRUSequence, RNNSequence, the same with one state) is the same recurrence
+as ONE record: its ``forward`` is the time loop, its
 ``backward`` is backpropagation through time written out as the reverse loop (the place to
 read BPTT).  What does not depend on the previous step leaves the loops: the input's product
 for all T steps is one matrix product before the forward loop, and dX, dW_ih, dW_hh and the
 biases' gradients are one matrix product each after the backward loop; each step is then
-h W_hh^T and a gate kernel of the table (``lstm_step_forward`` / ``lstm_step_backward``).
+h W_hh^T and a gate kernel of the table (``lstm_step_forward`` / ``lstm_step_backward`` ...).
 The derivation, with a 2-step LSTM worked by hand: docs/derivations/rnn.md.
 
 Shapes (PyTorch's): x (B, I), h (B, P), weight_ih (G*H, I), weight_hh (G*H, P), biases
@@ -240,16 +241,8 @@ class GRUSequence(Function):
 
     def backward(self, g):
         """BPTT with minigrad ops (GRUCell's formulas, the gates recomputed on the tape)."""
-        x, h0, w_ih, w_hh = self.inputs[:4]
-        out, order = self.saved_output, _order(x.shape[0], self.reverse)
-        dxs, dh, sums = [None] * x.shape[0], None, None
-        for k in range(len(order) - 1, -1, -1):
-            t = order[k]
-            g_t = g[t] if dh is None else g[t] + dh
-            dxs[t], dh, *grads = _gru_step_grads(x[t], h0 if k == 0 else out[order[k - 1]], w_ih, w_hh,
-                                                 self.inputs[4:], g_t)
-            sums = grads if sums is None else _summed(sums, grads)
-        return (stack(dxs), dh, *sums)[:len(self.inputs)]
+        x, _, w_ih, w_hh = self.inputs[:4]
+        return _bptt_one_state(self, g, lambda t, h, g_t: _gru_step_grads(x[t], h, w_ih, w_hh, self.inputs[4:], g_t))
 
     def fused_backward(self, g):
         """The same loop on arrays: the table's gate kernel and one product per step."""
@@ -301,15 +294,12 @@ class RNNSequence(Function):
 
     def backward(self, g):
         """BPTT with minigrad ops (RNNCell's formulas)."""
-        x, h0, w_ih, w_hh = self.inputs[:4]
-        out, order = self.saved_output, _order(x.shape[0], self.reverse)
-        dxs, dh, sums = [None] * x.shape[0], None, None
-        for k in range(len(order) - 1, -1, -1):
-            t = order[k]
-            da = _rnn_da(g[t] if dh is None else g[t] + dh, out[t], self.nonlinearity)
-            dxs[t], dh, *grads = _weight_grads(da, da, x[t], h0 if k == 0 else out[order[k - 1]], w_ih, w_hh)
-            sums = grads if sums is None else _summed(sums, grads)
-        return (stack(dxs), dh, *sums)[:len(self.inputs)]
+        x, _, w_ih, w_hh = self.inputs[:4]
+
+        def step_grads(t, h, g_t):
+            da = _rnn_da(g_t, self.saved_output[t], self.nonlinearity)
+            return _weight_grads(da, da, x[t], h, w_ih, w_hh)
+        return _bptt_one_state(self, g, step_grads)
 
     def fused_backward(self, g):
         """The same loop on arrays: the table's kernel and one product per step."""
@@ -337,6 +327,20 @@ def _order(steps, reverse):
 
 def _summed(sums, grads):
     return [a + b for a, b in zip(sums, grads)]
+
+
+def _bptt_one_state(op, g, step_grads):
+    """GRUSequence's and RNNSequence's backward with minigrad ops: the steps in reverse order,
+    each given g_t = dL/dh_t (direct, plus what the step after sends back) and the state h
+    it started from; ``step_grads(t, h, g_t)`` -> (dx_t, dh, dW_ih, dW_hh, db_ih, db_hh)."""
+    x, h0 = op.inputs[:2]
+    out, order = op.saved_output, _order(x.shape[0], op.reverse)
+    dxs, dh, sums = [None] * x.shape[0], None, None
+    for k in range(len(order) - 1, -1, -1):
+        t = order[k]
+        dxs[t], dh, *grads = step_grads(t, h0 if k == 0 else out[order[k - 1]], g[t] if dh is None else g[t] + dh)
+        sums = grads if sums is None else _summed(sums, grads)
+    return (stack(dxs), dh, *sums)[:len(op.inputs)]
 
 
 def _input_products(x, w_ih, bias):
