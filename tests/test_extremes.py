@@ -50,7 +50,7 @@ from minigrad import backend
 from minigrad.autograd import REGISTRY
 from minigrad.ops.activation import GELUDerivative
 from minigrad.ops.embedding import EmbeddingBackward
-from minigrad.ops.rnn import LSTMCell, gru_cell, rnn_cell
+from minigrad.ops.rnn import GRUSequence, LSTMCell, LSTMSequence, RNNSequence, gru_cell, rnn_cell
 from minigrad.ops.shape import scatter_add
 from tests.tables import NEEDS_EMULATOR
 
@@ -1047,19 +1047,26 @@ def _weight_grads(dgi, dgh, x, h, w_ih, w_hh):
     return [_dot(dgi, w_ih), _dot(dgh, w_hh), _dot(dgi.T, x), _dot(dgh.T, h), colsum(dgi), colsum(dgh)]
 
 
+def _rnn_gates(relu_cell, ins, g):
+    """An Elman step: (h', and given g: dL/d of its two products (the same da), no direct dh)."""
+    x, h, w_ih, w_hh, b_ih, b_hh = ins
+    a = _products(x, h, w_ih, w_hh, b_ih, b_hh, together=True)
+    out = _r_relu(a) if relu_cell else _r_tanh(a)
+    if g is None:
+        return out, None, None, None
+    da = _r_relu_backward(g, out) if relu_cell else g * (1 - out * out)
+    return out, da, da, None
+
+
 def _rnn_step(relu_cell):
     def step(ins, g):
-        x, h, w_ih, w_hh, b_ih, b_hh = ins
-        a = _products(x, h, w_ih, w_hh, b_ih, b_hh, together=True)
-        out = _r_relu(a) if relu_cell else _r_tanh(a)
-        if g is None:
-            return out, None
-        da = _r_relu_backward(g, out) if relu_cell else g * (1 - out * out)
-        return out, _weight_grads(da, da, x, h, w_ih, w_hh)
+        out, da, _, _ = _rnn_gates(relu_cell, ins, g)
+        return out, None if g is None else _weight_grads(da, da, *ins[:4])
     return step
 
 
-def _lstm_step(ins, ghc):
+def _lstm_gates(ins, ghc):
+    """An LSTM step: (out = [h', c'], and given ghc, the gates' gradient da and dc)."""
     x, h, c, w_ih, w_hh, b_ih, b_hh = ins
     a = _products(x, h, w_ih, w_hh, b_ih, b_hh, together=True)
     n = c.v.shape[1]
@@ -1070,16 +1077,60 @@ def _lstm_step(ins, ghc):
     h_new = o * tc
     out = Run(np.stack([h_new.v, c_new.v]), np.stack([h_new.e, c_new.e]), x.tiny)
     if ghc is None:
-        return out, None
+        return out, None, None
     gh, gc = ghc[0], ghc[1]
     dc_new = gc + _mul(gh, o, 1 - tc * tc)
     da = _cat([_mul(dc_new, gg, i, 1 - i), _mul(dc_new, c, f, 1 - f), _mul(dc_new, i, 1 - gg * gg),
                _mul(gh, tc, o, 1 - o)])
-    dx, dh, dw_ih, dw_hh, db, _ = _weight_grads(da, da, x, h, w_ih, w_hh)
-    return out, [dx, dh, dc_new * f, dw_ih, dw_hh, db, db]
+    return out, da, dc_new * f
 
 
-def _gru_step(ins, g):
+def _lstm_step(ins, ghc):
+    out, da, dc = _lstm_gates(ins, ghc)
+    if ghc is None:
+        return out, None
+    dx, dh, dw_ih, dw_hh, db, _ = _weight_grads(da, da, *ins[:2], *ins[3:5])
+    return out, [dx, dh, dc, dw_ih, dw_hh, db, db]
+
+
+def _stacked(runs, axis=0):
+    return Run(np.stack([r.v for r in runs], axis), np.stack([r.e for r in runs], axis), runs[0].tiny)
+
+
+def _lstm_sequence(reverse):
+    """LSTMSequence: the steps in order; backward the reverse loop carrying dh = da W_hh and
+    dc, then dX, dW_ih, dW_hh and db as one product each over all steps' rows."""
+
+    def seq(ins, g):
+        x, h, c, w_ih, w_hh, b_ih, b_hh = ins
+        steps = x.v.shape[0]
+        order = range(steps - 1, -1, -1) if reverse else range(steps)
+        prev, outs = {}, {}
+        for t in order:
+            prev[t] = (h, c)
+            outs[t], _, _ = _lstm_gates([x[t], h, c, w_ih, w_hh, b_ih, b_hh], None)
+            h, c = outs[t][0], outs[t][1]
+        out = _stacked([outs[t] for t in range(steps)], 1)  # (2, T, B, H)
+        if g is None:
+            return out, None
+        das, dh, dc = {}, None, None
+        for t in reversed(order):
+            ghc = g[:, t] if dh is None else _stacked([g[0, t] + dh, g[1, t] + dc])
+            _, das[t], dc = _lstm_gates([x[t], *prev[t], w_ih, w_hh, b_ih, b_hh], ghc)
+            dh = _dot(das[t], w_hh)
+        rows = lambda runs: _cat(runs, 0)  # noqa: E731  (T*B rows, in time order)
+        da = rows([das[t] for t in range(steps)])
+        dx = _dot(da, w_ih)
+        dx = Run(dx.v.reshape(x.v.shape), dx.e.reshape(x.v.shape), x.tiny)
+        db = _dot(da.T, _ones(da.v.shape[0], da))[:, 0]
+        return out, [dx, dh, dc, _dot(da.T, rows([x[t] for t in range(steps)])),
+                     _dot(da.T, rows([prev[t][0] for t in range(steps)])), db, db]
+    return seq
+
+
+def _gru_gates(relu_cell, ins, g):
+    """A GRU step: (h', and given g: dgi, dgh (dL/d of its two products) and g z, h's direct
+    share of dh).  (relu_cell: unused, the signature of _rnn_gates.)"""
     x, h, w_ih, w_hh, b_ih, b_hh = ins
     gi, gh = _products(x, h, w_ih, w_hh, b_ih, b_hh, together=False)
     n = h.v.shape[1]
@@ -1088,13 +1139,49 @@ def _gru_step(ins, g):
     nn = _r_tanh(gi[:, 2 * n:] + r * ghn)
     out = (1 - z) * nn + z * h
     if g is None:
-        return out, None
+        return out, None, None, None
     da_n = _mul(g, 1 - z, 1 - nn * nn)
     da_r = _mul(da_n, ghn, r, 1 - r)
     da_z = _mul(g, h - nn, z, 1 - z)
-    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(_cat([da_r, da_z, da_n]), _cat([da_r, da_z, da_n * r]),
-                                                       x, h, w_ih, w_hh)
-    return out, [dx, dh + g * z, dw_ih, dw_hh, db_ih, db_hh]
+    return out, _cat([da_r, da_z, da_n]), _cat([da_r, da_z, da_n * r]), g * z
+
+
+def _gru_step(ins, g):
+    out, dgi, dgh, g_z = _gru_gates(False, ins, g)
+    if g is None:
+        return out, None
+    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _weight_grads(dgi, dgh, *ins[:4])
+    return out, [dx, dh + g_z, dw_ih, dw_hh, db_ih, db_hh]
+
+
+def _one_state_sequence(gates, relu_cell, reverse):
+    """GRUSequence and RNNSequence: the steps in order; backward the reverse loop carrying
+    dh = dgh W_hh (+ g z), then dX, dW_ih, dW_hh and the biases' gradients as one product
+    each over all steps' rows (as _lstm_sequence, with one state)."""
+
+    def seq(ins, g):
+        x, h, w_ih, w_hh, b_ih, b_hh = ins
+        steps = x.v.shape[0]
+        order = range(steps - 1, -1, -1) if reverse else range(steps)
+        prev, outs = {}, {}
+        for t in order:
+            prev[t] = h
+            h = outs[t] = gates(relu_cell, [x[t], h, w_ih, w_hh, b_ih, b_hh], None)[0]
+        out = _stacked([outs[t] for t in range(steps)])
+        if g is None:
+            return out, None
+        dgis, dghs, dh = {}, {}, None
+        for t in reversed(order):
+            g_t = g[t] if dh is None else g[t] + dh
+            _, dgis[t], dghs[t], direct = gates(relu_cell, [x[t], prev[t], w_ih, w_hh, b_ih, b_hh], g_t)
+            dh = _dot(dghs[t], w_hh) if direct is None else _dot(dghs[t], w_hh) + direct
+        rows = lambda runs: _cat([runs[t] for t in range(steps)], 0)  # noqa: E731  (T*B rows)
+        dgi, dgh = rows(dgis), rows(dghs)
+        dx = _dot(dgi, w_ih)
+        colsum = lambda d: _dot(d.T, _ones(d.v.shape[0], d))[:, 0]  # noqa: E731
+        return out, [Run(dx.v.reshape(x.v.shape), dx.e.reshape(x.v.shape), x.tiny), dh, _dot(dgi.T, rows(x)),
+                     _dot(dgh.T, rows(prev)), colsum(dgi), colsum(dgh)]
+    return seq
 
 
 def _cell_bound(step):
@@ -1118,6 +1205,19 @@ for _nl in ("tanh", "relu"):
 _b = _cell_bound(_lstm_step)
 sample("LSTMCell", [(B_, I_), (B_, H_), (B_, H_), (4 * H_, I_), (4 * H_, H_), (4 * H_,), (4 * H_,)],
        LSTMCell.apply, fwd=_b, bwd=_b, elements=CELL)
+for _reverse in (False, True):
+    _b = _cell_bound(_lstm_sequence(_reverse))
+    sample("LSTMSequence", [(3, B_, I_), (B_, H_), (B_, H_), (4 * H_, I_), (4 * H_, H_), (4 * H_,), (4 * H_,)],
+           lambda *t, r=_reverse: LSTMSequence.apply(*t, reverse=r), fwd=_b, bwd=_b, elements=CELL)
+for _reverse in (False, True):
+    _b = _cell_bound(_one_state_sequence(_gru_gates, False, _reverse))
+    sample("GRUSequence", [(3, B_, I_), (B_, H_), (3 * H_, I_), (3 * H_, H_), (3 * H_,), (3 * H_,)],
+           lambda *t, r=_reverse: GRUSequence.apply(*t, reverse=r), fwd=_b, bwd=_b, elements=CELL)
+    for _nl in ("tanh", "relu"):
+        _b = _cell_bound(_one_state_sequence(_rnn_gates, _nl == "relu", _reverse))
+        sample("RNNSequence", [(3, B_, I_), (B_, H_), (H_, I_), (H_, H_), (H_,), (H_,)],
+               lambda *t, r=_reverse, nl=_nl: RNNSequence.apply(*t, nonlinearity=nl, reverse=r), fwd=_b, bwd=_b,
+               elements=CELL)
 _b = _cell_bound(_gru_step)
 sample("GRUCell", [(B_, I_), (B_, H_), (3 * H_, I_), (3 * H_, H_), (3 * H_,), (3 * H_,)], gru_cell, fwd=_b, bwd=_b,
        elements=CELL)

@@ -16,7 +16,7 @@ import minigrad as mg
 import minigrad.nn.functional as F
 from minigrad import backend
 from minigrad.autograd import REGISTRY
-from minigrad.ops.rnn import LSTMCell
+from minigrad.ops.rnn import GRUSequence, LSTMCell, LSTMSequence, RNNSequence
 from tests.tables import TABLES
 
 
@@ -44,6 +44,11 @@ CALLS = {
     "RNNCell": _cell(lambda x, h, *w: mg.ops.rnn_cell(x, h, *w), 1),
     "LSTMCell": _cell(LSTMCell.apply, 4, lstm=True),  # (the op itself: its output is [h', c'])
     "GRUCell": _cell(mg.ops.gru_cell, 3),
+    # x (T=3, B=2, I=4), h_0, c_0, the weights and biases of an LSTM layer of H=3 units
+    "LSTMSequence": ([(3, 2, 4), (2, 3), (2, 3), (12, 4), (12, 3), (12,), (12,)], LSTMSequence.apply),
+    "GRUSequence": ([(3, 2, 4), (2, 3), (9, 4), (9, 3), (9,), (9,)], GRUSequence.apply),
+    "RNNSequence": ([(3, 2, 4), (2, 3), (3, 4), (3, 3), (3,), (3,)],
+                    lambda *ts: RNNSequence.apply(*ts, nonlinearity="tanh")),
 }
 MORE = {  # the other branches of the same ops
     "GELU": ([(3, 4)], lambda x: mg.gelu(x, approximate="tanh")),
@@ -51,6 +56,9 @@ MORE = {  # the other branches of the same ops
         x, mg.zeros(3, dtype=x.dtype), mg.ones(3, dtype=x.dtype), w, b, training=False)),
     "ScaledDotProductAttention": ([(1, 4, 3)] * 3, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)),
     "RNNCell": _cell(lambda x, h, *w: mg.ops.rnn_cell(x, h, *w, nonlinearity="relu"), 1),
+    "LSTMSequence": (CALLS["LSTMSequence"][0], lambda *ts: LSTMSequence.apply(*ts, reverse=True)),
+    "GRUSequence": (CALLS["GRUSequence"][0], lambda *ts: GRUSequence.apply(*ts, reverse=True)),
+    "RNNSequence": (CALLS["RNNSequence"][0], lambda *ts: RNNSequence.apply(*ts, nonlinearity="relu", reverse=True)),
 }
 
 

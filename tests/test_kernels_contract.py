@@ -68,7 +68,7 @@ def _public_functions(module):
 
 
 def test_reference_lists_every_kernel_it_defines():
-    assert len(R.__all__) == len(set(R.__all__)) == 48
+    assert len(R.__all__) == len(set(R.__all__)) == 54
     assert _public_functions(R) == set(R.__all__)
     for name in R.__all__:
         assert callable(getattr(R, name)) and getattr(R, name).__doc__, f"{name} needs a docstring with its math"
@@ -601,6 +601,64 @@ def _gru_backward(put, rng, v):
     return put(normal(rng, h_new.shape)), x, h, put(saved), w_ih, w_hh, v != "no-dx"
 
 
+# The step kernels write into their last arguments (compared after the call): "strided" reads
+# strided inputs, "strided-out" also writes into strided outputs (numba follows the strides,
+# the CUDA table falls back to the reference), "nan": a NaN among the products, "empty": no rows.
+STEP = ("plain", "strided", "strided-out", "nan", "empty")
+
+
+def _step_arrays(put, rng, v, inputs, outputs):
+    """Inputs of the given shapes (normal, in ``v``'s layout; a NaN in the first for "nan") and
+    zero-filled outputs of the given shapes; rows B = 5 (0 for "empty") replace the 'B's."""
+    b = 0 if v == "empty" else 5
+    fix = lambda shape: tuple(b if d == "B" else d for d in shape)  # noqa: E731
+    ins = [normal(rng, fix(s)) for s in inputs]
+    if v == "nan" and b:
+        ins[0][0, 1] = np.nan
+    layout = "strided" if v.startswith("strided") else "C"
+    outs = [put(np.zeros(fix(s)), "strided" if v == "strided-out" else "C") for s in outputs]
+    return [put(a, layout) for a in ins], outs
+
+
+@case("rnn_step_forward", *(f"{v}-{nl}" for v in STEP for nl in ("tanh", "relu")))
+def _rnn_step_forward(put, rng, v):
+    v, nonlinearity = v.rsplit("-", 1)
+    (xw, hw), (out,) = _step_arrays(put, rng, v, [("B", 4), ("B", 4)], [("B", 4)])
+    return xw, hw, nonlinearity, out
+
+
+@case("rnn_step_backward", *(f"{v}-{nl}" for v in STEP for nl in ("tanh", "relu")))
+def _rnn_step_backward(put, rng, v):
+    v, nonlinearity = v.rsplit("-", 1)
+    (g, h_new), (da,) = _step_arrays(put, rng, v, [("B", 4), ("B", 4)], [("B", 4)])
+    return g, h_new, nonlinearity, da
+
+
+@case("lstm_step_forward", *STEP)
+def _lstm_step_forward(put, rng, v):
+    (xw, hw, c), outs = _step_arrays(put, rng, v, [("B", 16), ("B", 16), ("B", 4)], [("B", 4), ("B", 4), ("B", 20)])
+    return (xw, hw, c, *outs)
+
+
+@case("lstm_step_backward", *STEP)
+def _lstm_step_backward(put, rng, v):
+    (gh, gc, c, saved), (da, dc) = _step_arrays(put, rng, v, [("B", 4), ("B", 4), ("B", 4), ("B", 20)],
+                                                [("B", 16), ("B", 4)])
+    return gh, gc, c, saved, da, dc
+
+
+@case("gru_step_forward", *STEP)
+def _gru_step_forward(put, rng, v):
+    (gi, gh, h), outs = _step_arrays(put, rng, v, [("B", 12), ("B", 12), ("B", 4)], [("B", 4), ("B", 16)])
+    return (gi, gh, h, *outs)
+
+
+@case("gru_step_backward", *STEP)
+def _gru_step_backward(put, rng, v):
+    (g, h, saved), outs = _step_arrays(put, rng, v, [("B", 4), ("B", 4), ("B", 16)], [("B", 12), ("B", 12), ("B", 4)])
+    return (g, h, saved, *outs)
+
+
 def test_every_kernel_has_cases():
     assert {name for name, _, _ in CASES.values()} == set(R.__all__)
 
@@ -772,6 +830,15 @@ BAD_CALLS = {
                                                         P((11,))),
     "gru_cell_backward": lambda k, P: k.gru_cell_backward(P((2, 4)), P((2, 3)), P((2, 4)), P((2, 12)), P((12, 3)),
                                                           P((12, 4))),
+    "rnn_step_forward": lambda k, P: k.rnn_step_forward(P((2, 4)), P((2, 4)), "tanh", P((2, 3))),
+    "rnn_step_backward": lambda k, P: k.rnn_step_backward(P((2, 4)), P((3, 4)), "relu", P((2, 4))),
+    "lstm_step_forward": lambda k, P: k.lstm_step_forward(P((2, 16)), P((2, 16)), P((2, 4)), P((2, 4)), P((2, 4)),
+                                                          P((2, 16))),
+    "lstm_step_backward": lambda k, P: k.lstm_step_backward(P((2, 4)), P((2, 4)), P((2, 5)), P((2, 20)),
+                                                            P((2, 16)), P((2, 4))),
+    "gru_step_forward": lambda k, P: k.gru_step_forward(P((2, 12)), P((2, 9)), P((2, 4)), P((2, 4)), P((2, 16))),
+    "gru_step_backward": lambda k, P: k.gru_step_backward(P((2, 4)), P((2, 4)), P((2, 16)), P((2, 12)),
+                                                          P((2, 12)), P((2, 3))),
     "matmul": lambda k, P: k.matmul(P((2, 3)), P((4, 5))),
     "linear": lambda k, P: k.linear(P((2, 3)), P((4, 5)), None),
     "sgd_step_": lambda k, P: k.sgd_step_([P((1000,))], [P((1,))], None, 0.1, 0.0, 0.0, 0.0, False, False),

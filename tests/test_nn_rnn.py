@@ -204,22 +204,25 @@ def test_repr_is_pytorchs():
     assert nn.GRUCell(3, 4).extra_repr() == "3, 4"
 
 
-def test_dropout_acts_between_layers_only():
+@pytest.mark.parametrize("cls", ["GRU", "LSTM"])  # (the LSTM: one LSTMSequence op per layer)
+def test_dropout_acts_between_layers_only(cls):
     """dropout=1 zeroes what layer 0 hands to layer 1 (while training): the output is then
     layer 1 run on zeros; in eval mode there is no dropout (the output of the full stack)."""
     mg.manual_seed(0)
-    stacked = nn.GRU(I, H, num_layers=2, dropout=1.0).double()
-    second = nn.GRU(H, H).double()
+    layer = getattr(nn, cls)
+    stacked = layer(I, H, num_layers=2, dropout=1.0).double()
+    second = layer(H, H).double()
     second.load_state_dict({k.replace("_l1", "_l0"): v for k, v in stacked.state_dict().items() if "_l1" in k})
     x = mg.tensor(np.random.default_rng(5).standard_normal((T, B, I)))
     out, h_n = stacked(x)
     expected, h1 = second(mg.zeros((T, B, H), dtype="float64"))
+    h_n, h1 = (h_n[0], h1[0]) if cls == "LSTM" else (h_n, h1)
     np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(h_n.numpy()[1], h1.numpy()[0], rtol=1e-12, atol=1e-14)
     stacked.eval()
     out_eval, _ = stacked(x)
     assert not np.allclose(out_eval.numpy(), expected.numpy())
-    first = nn.GRU(I, H).double()
+    first = layer(I, H).double()
     first.load_state_dict({k: v for k, v in stacked.state_dict().items() if "_l0" in k})
     np.testing.assert_allclose(out_eval.numpy(), second(first(x)[0])[0].numpy(), rtol=1e-12, atol=1e-14)
 

@@ -1,5 +1,5 @@
-"""The recurrent cells of minigrad/ops/rnn.py (RNNCell, LSTMCell, GRUCell): gradcheck and
-gradgradcheck of each op in float64 (with and without biases, an LSTM whose state h is
+"""The recurrent ops of minigrad/ops/rnn.py (RNNCell, LSTMCell, GRUCell, and LSTMSequence,
+GRUSequence, RNNSequence: a whole layer in one direction): gradcheck and gradgradcheck of each op in float64 (with and without biases, an LSTM whose state h is
 narrower than c, non-contiguous inputs); the two backward paths (fused kernel, and the ops
 used under create_graph) giving the same gradients; one step against PyTorch's cell
 functions on every device; the op through each kernel table; the functional forms' errors.
@@ -10,7 +10,7 @@ import pytest
 
 import minigrad as mg
 from minigrad import backend
-from minigrad.ops.rnn import gru_cell, lstm_cell, rnn_cell
+from minigrad.ops.rnn import GRUSequence, LSTMSequence, RNNSequence, gru_cell, lstm_cell, rnn_cell
 from tests.coverage import covers
 from tests.strategies import relayout
 
@@ -77,6 +77,93 @@ def test_fused_backward_and_backward_as_ops_agree(kind):
     as_ops = mg.grad(outs, inputs, seeds, create_graph=True)
     for a, b in zip(fused, as_ops):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-12)
+
+
+SEQUENCES = {"lstm": LSTMSequence, "gru": GRUSequence, "tanh": RNNSequence, "relu": RNNSequence}
+
+
+def _sequence_arrays(kind, t=3, b=2, i=3, h=2, bias=True, seed=0, layout="C"):
+    """x (T, B, I), h_0 (B, H) (and c_0 for an LSTM), w_ih (G*H, I), w_hh (G*H, H), (b_ih, b_hh)."""
+    rng = np.random.default_rng(seed)
+    g = GATES[kind]
+    shapes = [(t, b, i), (b, h)] + ([(b, h)] if kind == "lstm" else []) + [(g * h, i), (g * h, h)]
+    shapes += [(g * h,), (g * h,)] if bias else []
+    return [relayout(rng.standard_normal(s), layout) for s in shapes]
+
+
+def _sequence(kind, reverse):
+    """The sequence op of ``kind`` as a function of the tensors _sequence_arrays makes."""
+    params = {"nonlinearity": kind} if kind in ("tanh", "relu") else {}
+    return lambda *ts: SEQUENCES[kind].apply(*ts, reverse=reverse, **params)
+
+
+def _by_cells(kind, reverse):
+    """The definition: the cell op applied step by step; every step's state stacked as the
+    sequence op stacks it ((2, T, B, H) for an LSTM, (T, B, H) otherwise)."""
+    def run(x, h, *rest):
+        c, w = (rest[0], rest[1:]) if kind == "lstm" else (None, rest)
+        states = [None] * x.shape[0]
+        for t in (range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])):
+            if kind == "lstm":
+                h, c = lstm_cell(x[t], (h, c), *w)
+                states[t] = mg.stack([h, c])
+            else:
+                h = _cell(kind)(x[t], h, *w)
+                states[t] = h
+        return mg.stack(states, 1 if kind == "lstm" else 0)
+    return run
+
+
+def _gradcheck_twice(kind, reverse, bias=True, layout="C", seed=0):
+    inputs = [mg.tensor(a, requires_grad=True) for a in _sequence_arrays(kind, bias=bias, layout=layout, seed=seed)]
+    assert mg.gradcheck(_sequence(kind, reverse), *inputs)
+    assert mg.gradgradcheck(_sequence(kind, reverse), *inputs)
+
+
+SEQUENCE_CASES = pytest.mark.parametrize("reverse, bias, layout", [
+    (False, True, "C"), (True, True, "C"), (False, False, "strided"), (True, False, "C"), (True, True, "strided")])
+
+
+@covers("LSTMSequence", twice=True)
+@SEQUENCE_CASES
+def test_lstm_sequence_gradcheck_and_gradgradcheck(reverse, bias, layout):
+    _gradcheck_twice("lstm", reverse, bias, layout)
+
+
+@covers("GRUSequence", twice=True)
+@SEQUENCE_CASES
+def test_gru_sequence_gradcheck_and_gradgradcheck(reverse, bias, layout):
+    _gradcheck_twice("gru", reverse, bias, layout)
+
+
+@covers("RNNSequence", twice=True)
+@SEQUENCE_CASES
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_rnn_sequence_gradcheck_and_gradgradcheck(nonlinearity, reverse, bias, layout):
+    # (relu: random pre-activations lie within eps = 1e-6 of the kink at 0 with probability ~1e-6)
+    _gradcheck_twice(nonlinearity, reverse, bias, layout)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("kind", sorted(SEQUENCES))
+def test_sequence_op_is_the_cell_loop(device, kind, reverse):
+    """The sequence op against its cell op applied step by step (the definition), outputs and
+    every gradient, with the fused kernel loop and with the ops of ``backward`` (create_graph):
+    float64, the same formulas summed in another order (one product over all steps instead
+    of one per step), so they agree to a few hundred roundings of 2^-53: 1e-12 is loose."""
+    arrays = _sequence_arrays(kind, t=4, b=3, i=2, h=3, seed=4)
+
+    def grads(fn, **kwargs):
+        ts = [mg.tensor(a, requires_grad=True, device=device) for a in arrays]
+        out = fn(*ts)
+        seed = mg.tensor(np.random.default_rng(5).standard_normal(out.shape), device=device)
+        return [out] + list(mg.grad(out, ts, seed, **kwargs))
+
+    want = grads(_by_cells(kind, reverse))
+    for kwargs in ({}, {"create_graph": True}):
+        got = grads(_sequence(kind, reverse), **kwargs)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-12)
 
 
 _TORCH_CELLS = {"tanh": "rnn_tanh_cell", "relu": "rnn_relu_cell", "lstm": "lstm_cell", "gru": "gru_cell"}

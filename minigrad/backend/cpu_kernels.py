@@ -1795,26 +1795,26 @@ if numba is not None:
     _CELL = dict(cache=True, fastmath=_FAST_MATH, error_model="numpy")
 
     @njit(inline="always", **_CELL)
-    def _activate(out, a, aw, b, tanh):
-        """out = sigmoid (or tanh) of a + aw + b, elementwise over one gate's units."""
+    def _activate(out, a, aw, tanh):
+        """out = sigmoid (or tanh) of a + aw, elementwise over one gate's units."""
         if tanh:
             for j in range(out.size):
-                out[j] = _tanh1(a[j] + aw[j] + b[j])
+                out[j] = _tanh1(a[j] + aw[j])
         else:
             for j in range(out.size):
-                out[j] = _sigmoid1(a[j] + aw[j] + b[j])
+                out[j] = _sigmoid1(a[j] + aw[j])
 
     @njit(**_CELL)
-    def _rnn_forward_nb(xw, hw, b, relu, out):
+    def _rnn_forward_nb(xw, hw, relu, out):
         for r in range(xw.shape[0]):
             a, aw, o = xw[r], hw[r], out[r]
             if relu:
                 for j in range(o.size):
-                    v = a[j] + aw[j] + b[j]
+                    v = a[j] + aw[j]
                     o[j] = v if v > 0 or v != v else 0.0
             else:
                 for j in range(o.size):
-                    o[j] = _tanh1(a[j] + aw[j] + b[j])
+                    o[j] = _tanh1(a[j] + aw[j])
 
     @njit(**_CELL)
     def _rnn_backward_nb(g, h_new, relu, da):
@@ -1828,15 +1828,15 @@ if numba is not None:
                     d[j] = gr[j] * (1 - y[j] * y[j])
 
     @njit(**_CELL)
-    def _lstm_forward_nb(xw, hw, b, c, hc, saved):
+    def _lstm_forward_nb(xw, hw, c, h_out, c_out, saved):
         n = c.shape[1]
         for r in range(c.shape[0]):
             s = saved[r]
             for k in range(4):  # i, f, g (tanh), o
                 part = slice(k * n, (k + 1) * n)
-                _activate(s[part], xw[r, part], hw[r, part], b[part], k == 2)
+                _activate(s[part], xw[r, part], hw[r, part], k == 2)
             i, f, g, o, tc = s[:n], s[n:2 * n], s[2 * n:3 * n], s[3 * n:4 * n], s[4 * n:]
-            h_new, c_new, c_old = hc[0, r], hc[1, r], c[r]
+            h_new, c_new, c_old = h_out[r], c_out[r], c[r]
             for j in range(n):
                 c_new[j] = f[j] * c_old[j] + i[j] * g[j]
             for j in range(n):
@@ -1845,10 +1845,10 @@ if numba is not None:
                 h_new[j] = o[j] * tc[j]
 
     @njit(**_CELL)
-    def _lstm_backward_nb(ghc, c, saved, da, dc):
+    def _lstm_backward_nb(g_h, g_c, c, saved, da, dc):
         n = c.shape[1]
         for r in range(c.shape[0]):
-            s, d, gh, gc, c_old, dcr = saved[r], da[r], ghc[0, r], ghc[1, r], c[r], dc[r]
+            s, d, gh, gc, c_old, dcr = saved[r], da[r], g_h[r], g_c[r], c[r], dc[r]
             i, f, g, o, tc = s[:n], s[n:2 * n], s[2 * n:3 * n], s[3 * n:4 * n], s[4 * n:]
             di, df, dg, do = d[:n], d[n:2 * n], d[2 * n:3 * n], d[3 * n:]
             for j in range(n):
@@ -1863,10 +1863,9 @@ if numba is not None:
     @njit(**_CELL)
     def _gru_forward_nb(gi, gh, h, h_new, saved):
         n = h.shape[1]
-        zero = np.zeros(2 * n, dtype=gi.dtype)
         for r in range(h.shape[0]):
             s, a, aw = saved[r], gi[r], gh[r]
-            _activate(s[:2 * n], a[:2 * n], aw[:2 * n], zero, False)  # r, z
+            _activate(s[:2 * n], a[:2 * n], aw[:2 * n], False)  # r, z
             rr, z, nn, ghn = s[:n], s[n:2 * n], s[2 * n:3 * n], s[3 * n:]
             a_n, aw_n, hr, out = a[2 * n:], aw[2 * n:], h[r], h_new[r]
             for j in range(n):
@@ -1891,24 +1890,30 @@ if numba is not None:
             dh[:2 * n] = di[:2 * n]
 
 
-def _summed_bias(b_ih, b_hh, like):
-    """b_ih + b_hh (one add per step instead of one per element), zeros without biases."""
-    if b_ih is None:
-        return np.zeros(like.shape[1], dtype=like.dtype)
-    return b_ih + b_hh
-
-
 def _c(a):
     return np.ascontiguousarray(a)
+
+
+def _products(x, h, w_ih, w_hh, b_ih, b_hh, gru=False):
+    """A cell's two products x w_ih^T and h w_hh^T with its biases: both on the input's side
+    (one add per element fewer), except b_hh of a GRU (r multiplies gh_n + b_hn)."""
+    xw, hw = x @ w_ih.T, h @ w_hh.T
+    if b_ih is not None:
+        if gru:
+            xw += b_ih
+            hw += b_hh
+        else:
+            xw += b_ih + b_hh
+    return xw, hw
 
 
 def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     if not _rows_ok(x, h, w_ih, w_hh, b_ih, b_hh) or nonlinearity not in ("tanh", "relu"):
         return _ref.rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity)
     _ref._check_cell("rnn_cell_forward", 1, x, h, w_ih, w_hh, b_ih, b_hh, h_BH=h)
-    xw, hw = x @ w_ih.T, h @ w_hh.T
+    xw, hw = _products(x, h, w_ih, w_hh, b_ih, b_hh)
     out = np.empty_like(xw)
-    _rnn_forward_nb(xw, hw, _summed_bias(b_ih, b_hh, xw), nonlinearity == "relu", out)
+    rnn_step_forward(xw, hw, nonlinearity, out)
     return out
 
 
@@ -1917,7 +1922,7 @@ def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx=True):
         return _ref.rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx)
     _ref._check_cell("rnn_cell_backward", 1, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, h_new_BH=h_new)
     da = np.empty(g.shape, dtype=g.dtype)
-    _rnn_backward_nb(_c(g), _c(h_new), nonlinearity == "relu", da)
+    rnn_step_backward(g, h_new, nonlinearity, da)
     return _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)[:5]
 
 
@@ -1925,9 +1930,9 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     if not _rows_ok(x, h, c, w_ih, w_hh, b_ih, b_hh):
         return _ref.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
     b, hidden = _ref._check_cell("lstm_cell_forward", 4, x, h, w_ih, w_hh, b_ih, b_hh, c_BH=c)
-    xw, hw = x @ w_ih.T, h @ w_hh.T
+    xw, hw = _products(x, h, w_ih, w_hh, b_ih, b_hh)
     hc, saved = np.empty((2, b, hidden), dtype=xw.dtype), np.empty((b, 5 * hidden), dtype=xw.dtype)
-    _lstm_forward_nb(xw, hw, _summed_bias(b_ih, b_hh, xw), _c(c), hc, saved)
+    lstm_step_forward(xw, hw, c, hc[0], hc[1], saved)
     return hc, saved
 
 
@@ -1937,7 +1942,7 @@ def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx=True):
     b, hidden = _ref._check_cell("lstm_cell_backward", 4, x, h, w_ih, w_hh, None, None, c_BH=c, ghc_2BH=ghc,
                                  saved_B5H=saved)
     da, dc = np.empty((b, 4 * hidden), dtype=saved.dtype), np.empty((b, hidden), dtype=saved.dtype)
-    _lstm_backward_nb(_c(ghc), _c(c), _c(saved), da, dc)
+    lstm_step_backward(ghc[0], ghc[1], c, saved, da, dc)
     dx, dh, dw_ih, dw_hh, db, _ = _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)
     return dx, dh, dc, dw_ih, dw_hh, db
 
@@ -1946,9 +1951,9 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     if not _rows_ok(x, h, w_ih, w_hh, b_ih, b_hh):
         return _ref.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
     b, hidden = _ref._check_cell("gru_cell_forward", 3, x, h, w_ih, w_hh, b_ih, b_hh, h_BH=h)
-    gi, gh = _ref._gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh)
+    gi, gh = _products(x, h, w_ih, w_hh, b_ih, b_hh, gru=True)
     h_new, saved = np.empty((b, hidden), dtype=gi.dtype), np.empty((b, 4 * hidden), dtype=gi.dtype)
-    _gru_forward_nb(gi, gh, _c(h), h_new, saved)
+    gru_step_forward(gi, gh, h, h_new, saved)
     return h_new, saved
 
 
@@ -1958,7 +1963,54 @@ def gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx=True):
     _ref._check_cell("gru_cell_backward", 3, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, saved_B4H=saved)
     b, hidden = g.shape
     dgi, dgh, g_z = (np.empty(shape, dtype=g.dtype) for shape in ((b, 3 * hidden), (b, 3 * hidden), (b, hidden)))
-    _gru_backward_nb(_c(g), _c(h), _c(saved), dgi, dgh, g_z)
+    gru_step_backward(g, h, saved, dgi, dgh, g_z)
     dx, dh, dw_ih, dw_hh, db_ih, db_hh = _ref._cell_weight_grads(dgi, dgh, x, h, w_ih, w_hh, need_dx)
     dh += g_z
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+
+
+# The step kernels (reference.py: "the gates of one step"): the numba loops above on rows of
+# the given arrays.  Inputs are read through _c (no copy when contiguous, as a layer's buffers
+# are); the outputs are written where they are (numba follows their strides).
+
+
+def rnn_step_forward(xw, hw, nonlinearity, out):
+    if not _rows_ok(xw, hw, out) or nonlinearity not in ("tanh", "relu"):
+        return _ref.rnn_step_forward(xw, hw, nonlinearity, out)
+    _ref._check_gates("rnn_step_forward", 1, xw, hw, out_BH=out)
+    _rnn_forward_nb(_c(xw), _c(hw), nonlinearity == "relu", out)
+
+
+def rnn_step_backward(g, h_new, nonlinearity, da):
+    if not _rows_ok(g, h_new, da) or nonlinearity not in ("tanh", "relu"):
+        return _ref.rnn_step_backward(g, h_new, nonlinearity, da)
+    _ref._check_gates("rnn_step_backward", 1, g, h_new, da_BH=da)
+    _rnn_backward_nb(_c(g), _c(h_new), nonlinearity == "relu", da)
+
+
+def lstm_step_forward(xw, hw, c, h_new, c_new, saved):
+    if not _rows_ok(xw, hw, c, h_new, c_new, saved):
+        return _ref.lstm_step_forward(xw, hw, c, h_new, c_new, saved)
+    _ref._check_gates("lstm_step_forward", 4, xw, hw, c_BH=c, h_new_BH=h_new, c_new_BH=c_new, saved_B5H=saved)
+    _lstm_forward_nb(_c(xw), _c(hw), _c(c), h_new, c_new, saved)
+
+
+def lstm_step_backward(gh, gc, c, saved, da, dc):
+    if not _rows_ok(gh, gc, c, saved, da, dc):
+        return _ref.lstm_step_backward(gh, gc, c, saved, da, dc)
+    _ref._check_gates("lstm_step_backward", 4, da, da, gh_BH=gh, gc_BH=gc, c_BH=c, saved_B5H=saved, dc_BH=dc)
+    _lstm_backward_nb(_c(gh), _c(gc), _c(c), _c(saved), da, dc)
+
+
+def gru_step_forward(gi, gh, h, h_new, saved):
+    if not _rows_ok(gi, gh, h, h_new, saved):
+        return _ref.gru_step_forward(gi, gh, h, h_new, saved)
+    _ref._check_gates("gru_step_forward", 3, gi, gh, h_BH=h, h_new_BH=h_new, saved_B4H=saved)
+    _gru_forward_nb(_c(gi), _c(gh), _c(h), h_new, saved)
+
+
+def gru_step_backward(g, h, saved, dgi, dgh, g_z):
+    if not _rows_ok(g, h, saved, dgi, dgh, g_z):
+        return _ref.gru_step_backward(g, h, saved, dgi, dgh, g_z)
+    _ref._check_gates("gru_step_backward", 3, dgi, dgh, g_BH=g, h_BH=h, saved_B4H=saved, g_z_BH=g_z)
+    _gru_backward_nb(_c(g), _c(h), _c(saved), dgi, dgh, g_z)

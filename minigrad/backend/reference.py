@@ -967,7 +967,8 @@ def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_
 # ======================================================================================
 
 __all__ += ["rnn_cell_forward", "rnn_cell_backward", "lstm_cell_forward", "lstm_cell_backward",
-            "gru_cell_forward", "gru_cell_backward"]
+            "gru_cell_forward", "gru_cell_backward", "rnn_step_forward", "rnn_step_backward",
+            "lstm_step_forward", "lstm_step_backward", "gru_step_forward", "gru_step_backward"]
 
 
 def _check_cell(kernel, gates, x, h, w_ih, w_hh, b_ih, b_hh, **more):
@@ -1021,8 +1022,9 @@ def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     _check_nonlinearity("rnn_cell_forward", nonlinearity)
     _check_cell("rnn_cell_forward", 1, x, h, w_ih, w_hh, b_ih, b_hh, h_BH=h)
     gi, gh = _gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh)
-    gi += gh
-    return array_module(x).tanh(gi) if nonlinearity == "tanh" else relu(gi)
+    out = array_module(x).empty_like(gi)
+    rnn_step_forward(gi, gh, nonlinearity, out)
+    return out
 
 
 def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx=True):
@@ -1033,7 +1035,8 @@ def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx=True):
     (db is the gradient of b_ih and of b_hh alike: both are added to a)."""
     _check_nonlinearity("rnn_cell_backward", nonlinearity)
     _check_cell("rnn_cell_backward", 1, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, h_new_BH=h_new)
-    da = tanh_backward(g, h_new) if nonlinearity == "tanh" else relu_backward(g, h_new)
+    da = array_module(g).empty(g.shape, dtype=g.dtype)
+    rnn_step_backward(g, h_new, nonlinearity, da)
     return _cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)[:5]  # (db_ih = db_hh: one of them)
 
 
@@ -1046,15 +1049,8 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     b, hidden = _check_cell("lstm_cell_forward", 4, x, h, w_ih, w_hh, b_ih, b_hh, c_BH=c)
     xp = array_module(x)
     gi, gh = _gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh)
-    gi += gh
-    saved = xp.empty((b, 5 * hidden), dtype=gi.dtype)
-    saved[:, :4 * hidden] = sigmoid(gi)
-    saved[:, 2 * hidden:3 * hidden] = xp.tanh(gi[:, 2 * hidden:3 * hidden])
-    i, f, g, o, tc = (saved[:, k * hidden:(k + 1) * hidden] for k in range(5))
-    hc = xp.empty((2, b, hidden), dtype=gi.dtype)
-    hc[1] = f * c + i * g
-    tc[...] = xp.tanh(hc[1])
-    hc[0] = o * tc
+    hc, saved = xp.empty((2, b, hidden), dtype=gi.dtype), xp.empty((b, 5 * hidden), dtype=gi.dtype)
+    lstm_step_forward(gi, gh, c, hc[0], hc[1], saved)
     return hc, saved
 
 
@@ -1070,13 +1066,10 @@ def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx=True):
     _, hidden = _check_cell("lstm_cell_backward", 4, x, h, w_ih, w_hh, None, None, c_BH=c, ghc_2BH=ghc,
                             saved_B5H=saved)
     xp = array_module(x)
-    gh, gc = ghc[0], ghc[1]
-    i, f, g, o, tc = (saved[:, k * hidden:(k + 1) * hidden] for k in range(5))
-    dc_new = gc + gh * o * (1 - tc * tc)
-    da = xp.concatenate([dc_new * g * i * (1 - i), dc_new * c * f * (1 - f),
-                         dc_new * i * (1 - g * g), gh * tc * o * (1 - o)], axis=1)
+    da, dc = xp.empty((x.shape[0], 4 * hidden), dtype=saved.dtype), xp.empty(c.shape, dtype=saved.dtype)
+    lstm_step_backward(ghc[0], ghc[1], c, saved, da, dc)
     dx, dh, dw_ih, dw_hh, db, _ = _cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)
-    return dx, dh, dc_new * f, dw_ih, dw_hh, db
+    return dx, dh, dc, dw_ih, dw_hh, db
 
 
 def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
@@ -1088,12 +1081,9 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     b, hidden = _check_cell("gru_cell_forward", 3, x, h, w_ih, w_hh, b_ih, b_hh, h_BH=h)
     xp = array_module(x)
     gi, gh = _gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh)
-    saved = xp.empty((b, 4 * hidden), dtype=gi.dtype)
-    saved[:, :2 * hidden] = sigmoid(gi[:, :2 * hidden] + gh[:, :2 * hidden])
-    r, z = saved[:, :hidden], saved[:, hidden:2 * hidden]
-    saved[:, 3 * hidden:] = gh[:, 2 * hidden:]
-    saved[:, 2 * hidden:3 * hidden] = n = xp.tanh(gi[:, 2 * hidden:] + r * gh[:, 2 * hidden:])
-    return (1 - z) * n + z * h, saved
+    h_new, saved = xp.empty((b, hidden), dtype=gi.dtype), xp.empty((b, 4 * hidden), dtype=gi.dtype)
+    gru_step_forward(gi, gh, h, h_new, saved)
+    return h_new, saved
 
 
 def gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx=True):
@@ -1107,11 +1097,117 @@ def gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx=True):
         db_ih = sum_rows(dgi),  db_hh = sum_rows(dgh)"""
     _, hidden = _check_cell("gru_cell_backward", 3, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, saved_B4H=saved)
     xp = array_module(x)
+    dgi, dgh = (xp.empty((g.shape[0], 3 * hidden), dtype=g.dtype) for _ in range(2))
+    g_z = xp.empty(g.shape, dtype=g.dtype)
+    gru_step_backward(g, h, saved, dgi, dgh, g_z)
+    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(dgi, dgh, x, h, w_ih, w_hh, need_dx)
+    return dx, dh + g_z, dw_ih, dw_hh, db_ih, db_hh
+
+
+# -- the gates of one step, from the step's two products ------------------------------------
+# What the cell kernels above and a whole-sequence op (ops/rnn.py: LSTMSequence) share.  A
+# layer computes the input's product x_t W_ih^T + b for ALL its steps as one matrix product
+# before its time loop; each step then only multiplies the state, h W_hh^T, and calls one of
+# these.  They write into the arrays given (slices of a layer's (T, ...) buffers) and return
+# None.  ``xw`` / ``gi`` hold the input's product with its bias(es) added, ``hw`` / ``gh`` the
+# state's (a GRU keeps b_hh on the state's side: r multiplies gh_n + b_hn).
+
+
+_GATE_WIDTHS = {"BH": 1, "B4H": 4, "B5H": 5}  # widths in units of H; "BGH": the gates' (a_in's)
+
+
+def _check_gates(kernel, gates, a_in, a_h, **more):
+    """Raise ValueError unless a_in and a_h are (B, gates*H) and each array of ``more`` has
+    the shape its key ends in ("_BH" (B, H), "_BGH" (B, gates*H), "_B4H", "_B5H").  Returns
+    (B, H).  (Called once per time step: plain comparisons, no temporaries.)"""
+    shape = a_in.shape
+    if len(shape) == 2 and shape[1] % gates == 0 and a_h.shape == shape:
+        b, hidden = shape[0], shape[1] // gates
+        for name, a in more.items():
+            width = _GATE_WIDTHS.get(name[name.rfind("_") + 1:], gates)
+            if a.shape != (b, width * hidden):
+                break
+        else:
+            return b, hidden
+    raise _shape_error(kernel, **{"input product": a_in, "state product": a_h},
+                       **{name.rsplit("_", 1)[0]: a for name, a in more.items()})
+
+
+def rnn_step_forward(xw, hw, nonlinearity, out):
+    """out = tanh(xw + hw) or relu(xw + hw) (B, H): an Elman RNN step's new state."""
+    _check_nonlinearity("rnn_step_forward", nonlinearity)
+    _check_gates("rnn_step_forward", 1, xw, hw, out_BH=out)
+    a = xw + hw
+    out[...] = array_module(a).tanh(a) if nonlinearity == "tanh" else relu(a)
+
+
+def rnn_step_backward(g, h_new, nonlinearity, da):
+    """da = g (1 - h'^2) (tanh) or g [h' > 0] (relu): dL/da of a step from g = dL/dh' and h'."""
+    _check_nonlinearity("rnn_step_backward", nonlinearity)
+    _check_gates("rnn_step_backward", 1, g, h_new, da_BH=da)
+    da[...] = tanh_backward(g, h_new) if nonlinearity == "tanh" else relu_backward(g, h_new)
+
+
+def lstm_step_forward(xw, hw, c, h_new, c_new, saved):
+    """An LSTM step's gates from a = xw + hw = [a_i, a_f, a_g, a_o] (B, 4H) and the cell state c:
+        i = sigmoid(a_i),  f = sigmoid(a_f),  g = tanh(a_g),  o = sigmoid(a_o)
+        c' = f c + i g,    h' = o tanh(c')
+    written to h_new, c_new (B, H) and saved = [i, f, g, o, tanh(c')] (B, 5H)."""
+    _, hidden = _check_gates("lstm_step_forward", 4, xw, hw, c_BH=c, h_new_BH=h_new, c_new_BH=c_new,
+                            saved_B5H=saved)
+    a = xw + hw
+    saved[:, :4 * hidden] = sigmoid(a)
+    saved[:, 2 * hidden:3 * hidden] = array_module(a).tanh(a[:, 2 * hidden:3 * hidden])
+    i, f, g, o, tc = (saved[:, k * hidden:(k + 1) * hidden] for k in range(5))
+    c_new[...] = f * c + i * g
+    tc[...] = array_module(a).tanh(c_new)
+    h_new[...] = o * tc
+
+
+def lstm_step_backward(gh, gc, c, saved, da, dc):
+    """The gates' gradients of an LSTM step, given gh = dL/dh' and gc = dL/dc' (B, H) (each
+    what the loss sends directly plus what the next step sends back), from c and
+    saved = [i, f, g, o, tanh(c')]:
+        dc' = gc + gh o (1 - tanh(c')^2)            (c' reaches the loss along both paths)
+        da = [dc' g i (1 - i),  dc' c f (1 - f),  dc' i (1 - g^2),  gh tanh(c') o (1 - o)]
+        dc = dc' f
+    written to da (B, 4H) and dc (B, H)."""
+    _, hidden = _check_gates("lstm_step_backward", 4, da, da, gh_BH=gh, gc_BH=gc, c_BH=c, saved_B5H=saved, dc_BH=dc)
+    i, f, g, o, tc = (saved[:, k * hidden:(k + 1) * hidden] for k in range(5))
+    dc_new = gc + gh * o * (1 - tc * tc)
+    da[:, :hidden] = dc_new * g * i * (1 - i)
+    da[:, hidden:2 * hidden] = dc_new * c * f * (1 - f)
+    da[:, 2 * hidden:3 * hidden] = dc_new * i * (1 - g * g)
+    da[:, 3 * hidden:] = gh * tc * o * (1 - o)
+    dc[...] = dc_new * f
+
+
+def gru_step_forward(gi, gh, h, h_new, saved):
+    """A GRU step's gates from gi = [gi_r, gi_z, gi_n] and gh = [gh_r, gh_z, gh_n] (B, 3H):
+        r = sigmoid(gi_r + gh_r),   z = sigmoid(gi_z + gh_z),   n = tanh(gi_n + r gh_n)
+        h' = (1 - z) n + z h
+    written to h_new (B, H) and saved = [r, z, n, gh_n] (B, 4H)."""
+    _, hidden = _check_gates("gru_step_forward", 3, gi, gh, h_BH=h, h_new_BH=h_new, saved_B4H=saved)
+    saved[:, :2 * hidden] = sigmoid(gi[:, :2 * hidden] + gh[:, :2 * hidden])
+    r, z = saved[:, :hidden], saved[:, hidden:2 * hidden]
+    saved[:, 3 * hidden:] = gh[:, 2 * hidden:]
+    saved[:, 2 * hidden:3 * hidden] = n = array_module(gi).tanh(gi[:, 2 * hidden:] + r * gh[:, 2 * hidden:])
+    h_new[...] = (1 - z) * n + z * h
+
+
+def gru_step_backward(g, h, saved, dgi, dgh, g_z):
+    """The gates' gradients of a GRU step given g = dL/dh', from h and saved = [r, z, n, gh_n]:
+        dn = g (1 - z),   dz = g (h - n),   da_n = dn (1 - n^2)          (a_n = gi_n + r gh_n)
+        da_r = da_n gh_n r (1 - r),   da_z = dz z (1 - z)
+        dgi = [da_r, da_z, da_n],     dgh = [da_r, da_z, da_n r]        (gh_n enters times r)
+        g_z = g z                                                       (h's direct share of dh)
+    written to dgi, dgh (B, 3H) and g_z (B, H)."""
+    _, hidden = _check_gates("gru_step_backward", 3, dgi, dgh, g_BH=g, h_BH=h, saved_B4H=saved, g_z_BH=g_z)
     r, z, n, ghn = (saved[:, k * hidden:(k + 1) * hidden] for k in range(4))
     da_n = g * (1 - z) * (1 - n * n)
-    da_r = da_n * ghn * r * (1 - r)
-    da_z = g * (h - n) * z * (1 - z)
-    dgi = xp.concatenate([da_r, da_z, da_n], axis=1)
-    dgh = xp.concatenate([da_r, da_z, da_n * r], axis=1)
-    dx, dh, dw_ih, dw_hh, db_ih, db_hh = _cell_weight_grads(dgi, dgh, x, h, w_ih, w_hh, need_dx)
-    return dx, dh + g * z, dw_ih, dw_hh, db_ih, db_hh
+    dgi[:, :hidden] = da_n * ghn * r * (1 - r)
+    dgi[:, hidden:2 * hidden] = g * (h - n) * z * (1 - z)
+    dgi[:, 2 * hidden:] = da_n
+    dgh[:, :2 * hidden] = dgi[:, :2 * hidden]
+    dgh[:, 2 * hidden:] = da_n * r
+    g_z[...] = g * z

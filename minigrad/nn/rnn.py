@@ -7,11 +7,18 @@ from each step to the next:
 
     h_t = cell(x_t, h_{t-1})                 (an LSTM also carries a cell state c_t)
 
-The cell is one op (minigrad/ops/rnn.py: the step's two matrix products and its gates, fused);
-the loop over time is the plain Python of ``_run_direction`` below.  So the tape holds one
-record per step, and ``loss.backward()`` replays them newest first, each step handing dL/dh_t
-to the step before: that is backpropagation through time, with nothing to add
-(docs/derivations/rnn.md).
+Two ways to run a layer's time loop, with the same results:
+
+- A padded batch runs each layer and direction as ONE op, ops.rnn.LSTMSequence (GRUSequence,
+  RNNSequence): its forward is the time loop and its backward is backpropagation through time
+  written out as the reverse loop, with everything that does not depend on the previous step
+  (the inputs' products, the weights' gradients) taken out of the loops as one matrix product
+  each.  The tape holds one record per layer and direction.
+- A PackedSequence, and an LSTM with proj_size, run the plain Python loop of
+  ``_run_direction`` below, one cell op per step (minigrad/ops/rnn.py: the step's two matrix
+  products and its gates, fused).  The tape then holds one record per step, and
+  ``loss.backward()`` replays them newest first, each step handing dL/dh_t to the step before:
+  backpropagation through time, with nothing to add (docs/derivations/rnn.md).
 
 Stacking and directions: layer k > 0 reads the outputs of layer k - 1 (through dropout while
 training, if ``dropout`` > 0).  A bidirectional layer runs a second cell from the last step
@@ -163,7 +170,8 @@ class RNNBase(Module):
 
     # -- the input and the initial states --------------------------------------------------------
     def _steps(self, input):
-        """(per-step inputs, batch size, batch_sizes or None, sorted/unsorted indices, unbatched)."""
+        """(inputs, batch size, batch_sizes or None, sorted/unsorted indices, unbatched); the
+        inputs are one (T, B, I) Tensor for a padded batch, a list of the steps' for a packed one."""
         name, weight = self._name, self.weight_ih_l0
         if isinstance(input, PackedSequence):
             data, batch_sizes, sorted_indices, unsorted_indices = input
@@ -189,7 +197,7 @@ class RNNBase(Module):
         x = input[:, None] if unbatched else (transpose(input, 0, 1) if self.batch_first else input)
         if x.shape[0] == 0:
             raise ValueError(f"{name}: the input has no time steps (shape {input.shape})")
-        return [x[t] for t in range(x.shape[0])], x.shape[1], None, None, None, unbatched
+        return x, x.shape[1], None, None, None, unbatched
 
     def _initial(self, what, given, batch, width, unbatched, sorted_indices):
         """The initial state ``what`` (h_0 or c_0): given (checked, in the batch's sorted order)
@@ -225,8 +233,53 @@ class RNNBase(Module):
     # -- the layers ------------------------------------------------------------------------------
     def _run(self, input, hx):
         """(output, h_n, c_n or None) in the layout of ``input``."""
-        xs, batch, batch_sizes, sorted_indices, unsorted_indices, unbatched = self._steps(input)
+        x, batch, batch_sizes, sorted_indices, unsorted_indices, unbatched = self._steps(input)
         h0, c0 = self._states(hx, batch, unbatched, sorted_indices)
+        if not self.proj_size and batch_sizes is None:
+            output, h_n, c_n = self._run_sequences(x, h0, c0)
+        else:
+            output, h_n, c_n = self._run_steps(x, h0, c0, batch_sizes)
+        if batch_sizes is not None:
+            output = PackedSequence(output, input.batch_sizes, sorted_indices, unsorted_indices)
+            if unsorted_indices is not None:
+                h_n = h_n[:, unsorted_indices]
+                c_n = None if c_n is None else c_n[:, unsorted_indices]
+            return output, h_n, c_n
+        if unbatched:
+            return output[:, 0], h_n[:, 0], None if c_n is None else c_n[:, 0]
+        return (transpose(output, 0, 1) if self.batch_first else output), h_n, c_n
+
+    def _run_sequences(self, x, h0, c0):
+        """The layers on a padded batch x (T, B, I), one sequence op (LSTMSequence,
+        GRUSequence, RNNSequence) per layer and direction: (output (T, B, D * H), h_n, c_n or None)."""
+        directions = (False, True) if self.bidirectional else (False,)
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            if layer and self.dropout and self.training:  # between layers, not after the last
+                x = dropout(x, self.dropout)
+            outputs = []
+            for reverse in directions:
+                k = layer * len(directions) + reverse
+                weights, _ = self._weights(layer, reverse)
+                last = 0 if reverse else -1  # the step each direction reads last
+                if self.mode == "LSTM":  # states [h_t, c_t] of every step, (2, T, B, H)
+                    states = cell_ops.LSTMSequence.apply(x, h0[k], c0[k], *weights, reverse=reverse)
+                    hs = states[0]
+                    c_n.append(states[1, last])
+                elif self.mode == "GRU":
+                    hs = cell_ops.GRUSequence.apply(x, h0[k], *weights, reverse=reverse)
+                else:
+                    hs = cell_ops.RNNSequence.apply(x, h0[k], *weights, reverse=reverse,
+                                                    nonlinearity="relu" if self.mode == "RNN_RELU" else "tanh")
+                outputs.append(hs)
+                h_n.append(hs[last])
+            x = outputs[0] if len(outputs) == 1 else concatenate(outputs, axis=2)
+        return x, stack(h_n), stack(c_n) if c_n else None
+
+    def _run_steps(self, x, h0, c0, batch_sizes):
+        """The layers as a loop of cell ops, one per step (x: a (T, B, I) Tensor, or the steps'
+        inputs of a packed batch): (output (T, B, D * H), or the packed data, h_n, c_n or None)."""
+        xs = [x[t] for t in range(x.shape[0])] if isinstance(x, Tensor) else x
         directions = (False, True) if self.bidirectional else (False,)
         h_n, c_n = [], []
         for layer in range(self.num_layers):
@@ -242,18 +295,8 @@ class RNNBase(Module):
                 c_n.append(results[-1][2])
             xs = results[0][0] if len(results) == 1 else [
                 concatenate([f, b], axis=1) for f, b in zip(results[0][0], results[1][0])]
-        h_n = stack(h_n)
-        c_n = None if c0 is None else stack(c_n)
-        if batch_sizes is not None:
-            output = PackedSequence(concatenate(xs), input.batch_sizes, sorted_indices, unsorted_indices)
-            if unsorted_indices is not None:
-                h_n = h_n[:, unsorted_indices]
-                c_n = None if c_n is None else c_n[:, unsorted_indices]
-            return output, h_n, c_n
-        output = stack(xs)
-        if unbatched:
-            return output[:, 0], h_n[:, 0], None if c_n is None else c_n[:, 0]
-        return (transpose(output, 0, 1) if self.batch_first else output), h_n, c_n
+        output = stack(xs) if batch_sizes is None else concatenate(xs)
+        return output, stack(h_n), None if c0 is None else stack(c_n)
 
     def forward(self, input, hx=None):
         output, h_n, _ = self._run(input, hx)

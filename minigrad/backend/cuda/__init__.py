@@ -1098,10 +1098,8 @@ def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx=True):
     if dtype is None or nonlinearity not in ("tanh", "relu"):
         return _ref.rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx)
     _ref._check_cell("rnn_cell_backward", 1, x, h, w_ih, w_hh, None, None, h_BH=h, g_BH=g, h_new_BH=h_new)
-    xp = array_module(g)
-    da = xp.empty(g.shape, dtype=dtype)
-    _cell_launch("rnn_backward", dtype, g.size, (xp.ascontiguousarray(g), xp.ascontiguousarray(h_new),
-                                                 _i32(nonlinearity == "relu"), da, _i64(g.size)))
+    da = array_module(g).empty(g.shape, dtype=dtype)
+    rnn_step_backward(g, h_new, nonlinearity, da)
     return _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)[:5]
 
 
@@ -1114,7 +1112,7 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     xw, hw = _cell_products(x, h, w_ih, w_hh)
     hc, saved = xp.empty((2, b, hidden), dtype=dtype), xp.empty((b, 5 * hidden), dtype=dtype)
     _cell_launch("lstm_forward", dtype, b * hidden, (xw, hw, *_bias_args(b_ih, b_hh, xw), xp.ascontiguousarray(c),
-                                                    hc, saved, _i64(b), _i64(hidden)))
+                                                    hc[0], hc[1], saved, _i64(b), _i64(hidden)))
     return hc, saved
 
 
@@ -1126,8 +1124,7 @@ def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx=True):
                                  saved_B5H=saved)
     xp = array_module(x)
     da, dc = xp.empty((b, 4 * hidden), dtype=dtype), xp.empty((b, hidden), dtype=dtype)
-    _cell_launch("lstm_backward", dtype, b * hidden, (*(xp.ascontiguousarray(a) for a in (ghc, c, saved)),
-                                                     da, dc, _i64(b), _i64(hidden)))
+    lstm_step_backward(ghc[0], ghc[1], c, saved, da, dc)
     dx, dh, dw_ih, dw_hh, db, _ = _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)
     return dx, dh, dc, dw_ih, dw_hh, db
 
@@ -1154,7 +1151,76 @@ def gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx=True):
     xp = array_module(x)
     dgi, dgh = xp.empty((b, 3 * hidden), dtype=dtype), xp.empty((b, 3 * hidden), dtype=dtype)
     g_z = xp.empty((b, hidden), dtype=dtype)
-    _cell_launch("gru_backward", dtype, b * hidden, (*(xp.ascontiguousarray(a) for a in (g, h, saved)),
-                                                    dgi, dgh, g_z, _i64(b), _i64(hidden)))
+    gru_step_backward(g, h, saved, dgi, dgh, g_z)
     dx, dh, dw_ih, dw_hh, db_ih, db_hh = _ref._cell_weight_grads(dgi, dgh, x, h, w_ih, w_hh, need_dx)
     return dx, dh + g_z, dw_ih, dw_hh, db_ih, db_hh
+
+
+# The step kernels (reference.py, "the gates of one step"): the same .cu kernels, given the
+# products with their biases already added (has_bias = 0).  They write into the arrays given,
+# so those must be contiguous (a layer's (T, ...) buffers are, step by step); anything else,
+# and other dtypes, go to the reference.
+
+
+def _step_dtype(inputs, outputs):
+    """The common float dtype when every output is contiguous (the kernels write flat), else None."""
+    dtype = _float_dtype(*inputs, *outputs)
+    return dtype if dtype is not None and all(a.flags.c_contiguous for a in outputs) else None
+
+
+def _contiguous(*arrays):
+    return tuple(array_module(a).ascontiguousarray(a) for a in arrays)
+
+
+def rnn_step_forward(xw, hw, nonlinearity, out):
+    dtype = _step_dtype((xw, hw), (out,))
+    if dtype is None or nonlinearity not in ("tanh", "relu"):
+        return _ref.rnn_step_forward(xw, hw, nonlinearity, out)
+    b, hidden = _ref._check_gates("rnn_step_forward", 1, xw, hw, out_BH=out)
+    _cell_launch("rnn_forward", dtype, b * hidden, (*_contiguous(xw, hw), *_bias_args(None, None, out),
+                                                   _i32(nonlinearity == "relu"), out, _i64(b), _i64(hidden)))
+
+
+def rnn_step_backward(g, h_new, nonlinearity, da):
+    dtype = _step_dtype((g, h_new), (da,))
+    if dtype is None or nonlinearity not in ("tanh", "relu"):
+        return _ref.rnn_step_backward(g, h_new, nonlinearity, da)
+    _ref._check_gates("rnn_step_backward", 1, g, h_new, da_BH=da)
+    _cell_launch("rnn_backward", dtype, g.size, (*_contiguous(g, h_new), _i32(nonlinearity == "relu"), da,
+                                                 _i64(g.size)))
+
+
+def lstm_step_forward(xw, hw, c, h_new, c_new, saved):
+    dtype = _step_dtype((xw, hw, c), (h_new, c_new, saved))
+    if dtype is None:
+        return _ref.lstm_step_forward(xw, hw, c, h_new, c_new, saved)
+    b, hidden = _ref._check_gates("lstm_step_forward", 4, xw, hw, c_BH=c, h_new_BH=h_new, c_new_BH=c_new,
+                                 saved_B5H=saved)
+    _cell_launch("lstm_forward", dtype, b * hidden, (*_contiguous(xw, hw), *_bias_args(None, None, saved),
+                                                    *_contiguous(c), h_new, c_new, saved, _i64(b), _i64(hidden)))
+
+
+def lstm_step_backward(gh, gc, c, saved, da, dc):
+    dtype = _step_dtype((gh, gc, c, saved), (da, dc))
+    if dtype is None:
+        return _ref.lstm_step_backward(gh, gc, c, saved, da, dc)
+    b, hidden = _ref._check_gates("lstm_step_backward", 4, da, da, gh_BH=gh, gc_BH=gc, c_BH=c, saved_B5H=saved,
+                                 dc_BH=dc)
+    _cell_launch("lstm_backward", dtype, b * hidden, (*_contiguous(gh, gc, c, saved), da, dc, _i64(b), _i64(hidden)))
+
+
+def gru_step_forward(gi, gh, h, h_new, saved):
+    dtype = _step_dtype((gi, gh, h), (h_new, saved))
+    if dtype is None:
+        return _ref.gru_step_forward(gi, gh, h, h_new, saved)
+    b, hidden = _ref._check_gates("gru_step_forward", 3, gi, gh, h_BH=h, h_new_BH=h_new, saved_B4H=saved)
+    _cell_launch("gru_forward", dtype, b * hidden, (*_contiguous(gi, gh), *_bias_args(None, None, saved),
+                                                   *_contiguous(h), h_new, saved, _i64(b), _i64(hidden)))
+
+
+def gru_step_backward(g, h, saved, dgi, dgh, g_z):
+    dtype = _step_dtype((g, h, saved), (dgi, dgh, g_z))
+    if dtype is None:
+        return _ref.gru_step_backward(g, h, saved, dgi, dgh, g_z)
+    b, hidden = _ref._check_gates("gru_step_backward", 3, dgi, dgh, g_BH=g, h_BH=h, saved_B4H=saved, g_z_BH=g_z)
+    _cell_launch("gru_backward", dtype, b * hidden, (*_contiguous(g, h, saved), dgi, dgh, g_z, _i64(b), _i64(hidden)))
