@@ -409,6 +409,25 @@ def _dgelu_tanh(v):
 sample("GELU", [(6,)], lambda x: mg.gelu(x, approximate="tanh"),
        fwd=Tol(LIBM + 6, mag=lambda c: _gelu_tanh_mag(c.x[0])),
        bwd=grad_tol(2 * LIBM + 8, lambda c: _dgelu_tanh(c.x[0])))
+
+
+def _d2gelu_tanh(v):
+    """gelu'' = A B with A = 1 - t^2 and B = u' + 0.5 x (u'' - 2 t u'^2), in units of U, for x
+    clipped to [-10, 10] as the op does: A from t carries the absolute error 2 (LIBM + 1) +
+    8 A |u| (t's own and u's rounding, times 2|t|) and multiplies |B|'s terms; B's terms carry
+    ~12 roundings, and t's error moves its 2 t u'^2 term."""
+    x = np.clip(v, -10.0, 10.0)
+    t, u, du = _gelu_tanh_terms(x)
+    a = 1 - t * t
+    terms = du + 0.5 * np.abs(x) * (6 * 0.044715 * math.sqrt(2 / math.pi) * np.abs(x) + 2 * du * du)
+    return terms * (2 * LIBM + 2 + 8 * a * u) + a * (12 * terms + np.abs(x) * du * du * (LIBM + 4 * a * u))
+
+
+# the tanh form's gelu' as an op (the kernel with g = 1; the same bound as GELU's backward at
+# g = 1) and its derivative gelu'' in ops, which once overflowed to NaN for |x| > 7e12
+sample("GELUDerivative", [(6,)], lambda x: GELUDerivative.apply(x, approximate="tanh"),
+       fwd=Tol(2 * LIBM + 8, mag=lambda c: _dgelu_tanh(c.x[0]), sub=lambda c: 1 + np.maximum(1, _dgelu_tanh(c.x[0]))),
+       bwd=grad_tol(1, lambda c: _d2gelu_tanh(c.x[0])))
 # silu = x s: its derivative s (1 + x (1 - s)) has terms s, s |x|, s^2 |x|.  s rounds to a
 # subnormal for x < -87 (error TINY / 2), and x multiplies that: sub = 1 + |x| (|g| ...)
 _dsilu = lambda v: _sig(v) * (1 + np.abs(v) + np.abs(v) * _sig(v))  # noqa: E731

@@ -12,7 +12,7 @@ import numbers
 from .. import backend
 from ..autograd import Function, register
 from ..tensor import Tensor
-from .elementwise import exp, floating, where
+from .elementwise import clip, exp, floating, where
 from .reduce import normalize_axis, sum
 
 
@@ -157,6 +157,10 @@ class GELUDerivative(Function):
     def backward(self, g):
         x = self.inputs[0]
         if self.approximate == "tanh":
+            # From |x| = 10 on, u >= 43.6 and t rounds to exactly +-1 (float32 and float64), so
+            # gelu'' = 0 there; x is clipped so that x^3 and u'^2 stay finite (at |x| = 1e13 in
+            # float32 they overflow, and (1 - t^2) * inf would be NaN instead of that 0)
+            x = clip(x, -10.0, 10.0)
             x2 = x * x
             t = tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x2 * x))
             du = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x2)
