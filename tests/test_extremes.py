@@ -116,16 +116,24 @@ class Sums(Tol):
     propagation stays checked.  A mean (or average pool) divides a sum of up to ``divisor``
     terms: where divisor sum|terms| exceeds float32's range, partial sums may overflow.
     ``in_g``: the op is linear in g only (max pooling's scatter): the magnitude is its
-    backward with |g| at the inputs as they are."""
+    backward with |g| at the inputs as they are.  ``intermediates``: (a bound on the values the
+    op forms on the way, a bound on what multiplies them afterwards), functions of the Case:
+    where the first exceeds float32's range, no bound; a subnormal intermediate's error (TINY)
+    is scaled by the second."""
 
-    def __init__(self, n, divisor=1, in_g=False):
+    def __init__(self, n, divisor=1, in_g=False, intermediates=None):
         super().__init__(n + 2)
-        self.divisor, self.in_g = divisor, in_g
+        self.divisor, self.in_g, self.intermediates = divisor, in_g, intermediates
 
     def __call__(self, c, want):
         mag = np.abs(c.magnitude(self))
         with np.errstate(all="ignore"):
-            return np.where(mag * self.divisor > F32_MAX, np.inf, self.k * (U * mag + c.tiny))
+            free, tiny = mag * self.divisor > F32_MAX, c.tiny
+            if self.intermediates is not None:
+                values, later = (f(c) for f in self.intermediates)
+                free = free | (values > F32_MAX)
+                tiny = c.tiny * max(1.0, later)
+            return np.where(free, np.inf, self.k * (U * mag + tiny))
 
 
 EXACT = Tol(1)  # one rounding at most: the op moves, selects or correctly rounds values
@@ -314,8 +322,34 @@ sample("Einsum", [(3, 4), (3, 4)], lambda a, b: mg.einsum("ij,ij->i", a, b), fwd
 # the diagonal is a copy; its gradient g placed on the diagonal by products with the identity's
 # exact ones and zeros (g * 0 is NaN for an infinite g in both precisions)
 sample("Einsum", [(3, 3)], lambda a: mg.einsum("ii->i", a))
-# (three operands: NumPy contracts them pairwise, and an intermediate pair may overflow where the
-# result does not: not sampled without a bound on those intermediates)
+
+
+def _tops(c):
+    return [float(_finite_abs(x).max(initial=0)) for x in list(c.x) + ([] if c.g is None else [c.g])]
+
+
+def _largest_pair(c):
+    """max |x| |y| over two operands; inf (no bound) where a product of two finite operands
+    can round to 0 in float32 while a third is infinite: 0 * inf is NaN there, inf in float64."""
+    arrays = list(c.x) + ([] if c.g is None else [c.g])
+    tops = _tops(c)
+    if any(np.isinf(a).any() for a in arrays):
+        lows = [float(np.min(np.abs(a[np.isfinite(a) & (a != 0)]), initial=np.inf)) for a in arrays]
+        if any(p * q < 2.0 ** -149 for i, p in enumerate(lows) for q in lows[i + 1:]):
+            return np.inf
+    return max(p * q for i, p in enumerate(tops) for q in tops[i + 1:])
+
+
+# NumPy contracts three operands two at a time (g among them in a backward): an intermediate
+# may overflow where the result does not (|a||b| huge, c tiny), and a subnormal one carries an
+# absolute error (TINY) that the third operand then scales (sums of at most 3 terms each).
+_PAIRWISE = (lambda c: 3 * _largest_pair(c), lambda c: 3 * max(_tops(c)))
+
+
+# three operands, a chain: z_il = sum_jk a_ij b_jk c_kl, contracted pairwise (3 terms, then 2):
+# forward (3 + 2) U of sum|terms|; each gradient also sums over two letters (at most 3 + 2)
+sample("Einsum", [(2, 3), (3, 2), (2, 2)], lambda a, b, c: mg.einsum("ij,jk,kl->il", a, b, c),
+       fwd=Sums(4, intermediates=_PAIRWISE), bwd=Sums(4, intermediates=_PAIRWISE))
 
 # Rounding to integers: exact, and a zero gradient (g * 0)
 sample("Floor", [(6,)], mg.floor)
