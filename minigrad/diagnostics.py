@@ -51,8 +51,7 @@ def _lines(full):
         numba, text = _version("numba")
         on = backend.numba_enabled() if hasattr(backend, "numba_enabled") else True
         yield f"numba {text}" + ("" if numba is None else ("" if on else " (disabled: MINIGRAD_DISABLE_NUMBA)"))
-        from .backend import host_memory
-        yield f"allocator: {host_memory.setting or 'as the process started (MINIGRAD_SYSTEM_MALLOC, or not glibc)'}"
+        yield f"allocator: {backend.host_memory.setting or 'as the process started (MINIGRAD_SYSTEM_MALLOC, or not glibc)'}"
         if backend.EMULATED_CUDA:  # the stand-in is bound to backend.cupy; real CuPy is not imported
             cupy, text = None, "not used: MINIGRAD_CUDA_EMULATOR=1 puts minigrad's CuPy stand-in in its place"
         else:

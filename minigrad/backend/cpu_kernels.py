@@ -1894,17 +1894,10 @@ def _c(a):
     return np.ascontiguousarray(a)
 
 
-def _products(x, h, w_ih, w_hh, b_ih, b_hh, gru=False):
-    """A cell's two products x w_ih^T and h w_hh^T with its biases: both on the input's side
-    (one add per element fewer), except b_hh of a GRU (r multiplies gh_n + b_hn)."""
-    xw, hw = x @ w_ih.T, h @ w_hh.T
-    if b_ih is not None:
-        if gru:
-            xw += b_ih
-            hw += b_hh
-        else:
-            xw += b_ih + b_hh
-    return xw, hw
+def _products(x, h, w_ih, w_hh, b_ih, b_hh):
+    """reference._gate_inputs with both biases on the input's side (one add per element fewer;
+    not for a GRU, whose r multiplies gh_n + b_hn)."""
+    return _ref._gate_inputs(x, h, w_ih, w_hh, None if b_ih is None else b_ih + b_hh, None)
 
 
 def rnn_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
@@ -1951,7 +1944,7 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh):
     if not _rows_ok(x, h, w_ih, w_hh, b_ih, b_hh):
         return _ref.gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh)
     b, hidden = _ref._check_cell("gru_cell_forward", 3, x, h, w_ih, w_hh, b_ih, b_hh, h_BH=h)
-    gi, gh = _products(x, h, w_ih, w_hh, b_ih, b_hh, gru=True)
+    gi, gh = _ref._gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh)
     h_new, saved = np.empty((b, hidden), dtype=gi.dtype), np.empty((b, 4 * hidden), dtype=gi.dtype)
     gru_step_forward(gi, gh, h, h_new, saved)
     return h_new, saved
