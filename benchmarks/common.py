@@ -16,6 +16,7 @@ Timing rules (why the numbers can be trusted, and how far):
   medians are what compare contenders; a spread above ~10% says the machine was busy.
 """
 import contextlib
+import ctypes
 import datetime
 import importlib.util
 import math
@@ -26,6 +27,9 @@ import sys
 import time
 
 import numpy as np
+
+from minigrad.backend import cpu_threads
+from minigrad.backend.cpu_threads import blas_threads  # noqa: F401  (the benchmarks' thread settings)
 
 
 # ----------------------------------------------------------------------------------------
@@ -121,56 +125,12 @@ def _caches():
 
 
 # ----------------------------------------------------------------------------------------
-# Thread pools: the BLAS (OpenBLAS as NumPy ships it), numba, PyTorch
-_blas = {}
-
-
-def _openblas():
-    """(library, symbol prefix, suffix) of the OpenBLAS NumPy loaded, or None (another BLAS)."""
-    if "lib" not in _blas:
-        import ctypes
-        import re
-
-        _blas["lib"] = None
-        try:
-            with open("/proc/self/maps") as f:
-                paths = sorted(set(re.findall(r"(/\S*openblas\S*\.so\S*)", f.read())))
-        except OSError:
-            paths = []
-        for path in paths:
-            lib = ctypes.CDLL(path)
-            for prefix, suffix in (("scipy_openblas_", "64_"), ("openblas_", "64_"), ("openblas_", "")):
-                if hasattr(lib, f"{prefix}set_num_threads{suffix}"):
-                    _blas["lib"] = (lib, prefix, suffix)
-                    break
-    return _blas["lib"]
-
-
-def _blas_call(name, *args, restype=None):
-    lib, prefix, suffix = _openblas()
-    fn = getattr(lib, f"{prefix}{name}{suffix}")
-    fn.restype = restype
-    return fn(*args)
-
-
+# Thread pools: the BLAS (OpenBLAS as NumPy ships it: minigrad/backend/cpu_threads.py), numba, PyTorch
 def _blas_line(name):
-    if _openblas() is None:
+    if cpu_threads.openblas() is None:
         return name
-    import ctypes
-
-    core = _blas_call("get_corename", restype=ctypes.c_char_p).decode()
-    return f"{name} ({core} kernels, {_blas_call('get_num_threads', restype=ctypes.c_int)} threads)"
-
-
-def blas_threads(n=None):
-    """The BLAS's thread count (OpenBLAS only; None elsewhere); with ``n``, set it first."""
-    if _openblas() is None:
-        return None
-    import ctypes
-
-    if n is not None:
-        _blas_call("set_num_threads", ctypes.c_int(int(n)))
-    return _blas_call("get_num_threads", restype=ctypes.c_int)
+    core = cpu_threads.openblas_call("get_corename", restype=ctypes.c_char_p).decode()
+    return f"{name} ({core} kernels, {blas_threads()} threads)"
 
 
 @contextlib.contextmanager
@@ -178,7 +138,7 @@ def thread_settings(blas=None, numba=None, torch=None):
     """Run the block with these thread counts (None: leave that pool alone), then restore.
     A pool whose library is absent (no OpenBLAS symbols, no PyTorch) is left alone too."""
     before = {}
-    if blas is not None and _openblas() is not None:
+    if blas is not None and cpu_threads.openblas() is not None:
         before["blas"] = blas_threads()
         blas_threads(blas)
     if numba is not None:

@@ -1237,6 +1237,20 @@ def _one_state_sequence(gates, relu_cell, reverse):
     return seq
 
 
+def _both_directions(forward, backward):
+    """A sequence op with reverse=(False, True): x, then each direction's own inputs; the two
+    directions' outputs stacked, x's gradient the sum of what each sends it."""
+
+    def seq(ins, g):
+        x, own = ins[0], ins[1:]
+        n = len(own) // 2
+        (out_f, grads_f), (out_b, grads_b) = (
+            run([x] + own[d * n:(d + 1) * n], None if g is None else g[d]) for d, run in enumerate((forward, backward)))
+        out = _stacked([out_f, out_b])
+        return out, None if g is None else [grads_f[0] + grads_b[0]] + grads_f[1:] + grads_b[1:]
+    return seq
+
+
 def _cell_bound(step):
     """The Bound of a cell sample: ``step`` run on the Case's inputs (and upstream gradient)."""
 
@@ -1258,17 +1272,25 @@ for _nl in ("tanh", "relu"):
 _b = _cell_bound(_lstm_step)
 sample("LSTMCell", [(B_, I_), (B_, H_), (B_, H_), (4 * H_, I_), (4 * H_, H_), (4 * H_,), (4 * H_,)],
        LSTMCell.apply, fwd=_b, bwd=_b, elements=CELL)
-for _reverse in (False, True):
-    _b = _cell_bound(_lstm_sequence(_reverse))
-    sample("LSTMSequence", [(3, B_, I_), (B_, H_), (B_, H_), (4 * H_, I_), (4 * H_, H_), (4 * H_,), (4 * H_,)],
+# each sequence op one way, the other way, and both ways in one op (a bidirectional layer)
+_LSTM_OWN = [(B_, H_), (B_, H_), (4 * H_, I_), (4 * H_, H_), (4 * H_,), (4 * H_,)]
+_GRU_OWN = [(B_, H_), (3 * H_, I_), (3 * H_, H_), (3 * H_,), (3 * H_,)]
+_RNN_OWN = [(B_, H_), (H_, I_), (H_, H_), (H_,), (H_,)]
+for _reverse in (False, True, (False, True)):
+    _directions = len(_reverse) if isinstance(_reverse, tuple) else 1
+
+    def _seq_bound(make, *args, r=_reverse):
+        return _cell_bound(_both_directions(make(*args, False), make(*args, True)) if isinstance(r, tuple)
+                           else make(*args, r))
+    _b = _seq_bound(_lstm_sequence)
+    sample("LSTMSequence", [(3, B_, I_)] + _LSTM_OWN * _directions,
            lambda *t, r=_reverse: LSTMSequence.apply(*t, reverse=r), fwd=_b, bwd=_b, elements=CELL)
-for _reverse in (False, True):
-    _b = _cell_bound(_one_state_sequence(_gru_gates, False, _reverse))
-    sample("GRUSequence", [(3, B_, I_), (B_, H_), (3 * H_, I_), (3 * H_, H_), (3 * H_,), (3 * H_,)],
+    _b = _seq_bound(_one_state_sequence, _gru_gates, False)
+    sample("GRUSequence", [(3, B_, I_)] + _GRU_OWN * _directions,
            lambda *t, r=_reverse: GRUSequence.apply(*t, reverse=r), fwd=_b, bwd=_b, elements=CELL)
     for _nl in ("tanh", "relu"):
-        _b = _cell_bound(_one_state_sequence(_rnn_gates, _nl == "relu", _reverse))
-        sample("RNNSequence", [(3, B_, I_), (B_, H_), (H_, I_), (H_, H_), (H_,), (H_,)],
+        _b = _seq_bound(_one_state_sequence, _rnn_gates, _nl == "relu")
+        sample("RNNSequence", [(3, B_, I_)] + _RNN_OWN * _directions,
                lambda *t, r=_reverse, nl=_nl: RNNSequence.apply(*t, nonlinearity=nl, reverse=r), fwd=_b, bwd=_b,
                elements=CELL)
 _b = _cell_bound(_gru_step)

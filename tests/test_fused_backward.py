@@ -50,15 +50,24 @@ CALLS = {
     "RNNSequence": ([(3, 2, 4), (2, 3), (3, 4), (3, 3), (3,), (3,)],
                     lambda *ts: RNNSequence.apply(*ts, nonlinearity="tanh")),
 }
+
+
+def _both_directions(name):
+    x, *own = CALLS[name][0]
+    return [x] + own + own
+
+
 MORE = {  # the other branches of the same ops
     "GELU": ([(3, 4)], lambda x: mg.gelu(x, approximate="tanh")),
     "BatchNorm": ([(5, 3), (3,), (3,)], lambda x, w, b: F.batch_norm(
         x, mg.zeros(3, dtype=x.dtype), mg.ones(3, dtype=x.dtype), w, b, training=False)),
     "ScaledDotProductAttention": ([(1, 4, 3)] * 3, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)),
     "RNNCell": _cell(lambda x, h, *w: mg.ops.rnn_cell(x, h, *w, nonlinearity="relu"), 1),
-    "LSTMSequence": (CALLS["LSTMSequence"][0], lambda *ts: LSTMSequence.apply(*ts, reverse=True)),
-    "GRUSequence": (CALLS["GRUSequence"][0], lambda *ts: GRUSequence.apply(*ts, reverse=True)),
-    "RNNSequence": (CALLS["RNNSequence"][0], lambda *ts: RNNSequence.apply(*ts, nonlinearity="relu", reverse=True)),
+    # both directions of a layer in one op: x, then the forward direction's inputs, then the reverse one's
+    "LSTMSequence": (_both_directions("LSTMSequence"), lambda *ts: LSTMSequence.apply(*ts, reverse=(False, True))),
+    "GRUSequence": (_both_directions("GRUSequence"), lambda *ts: GRUSequence.apply(*ts, reverse=(False, True))),
+    "RNNSequence": (_both_directions("RNNSequence"),
+                    lambda *ts: RNNSequence.apply(*ts, nonlinearity="relu", reverse=(False, True))),
 }
 
 

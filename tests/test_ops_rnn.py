@@ -1,15 +1,20 @@
 """The recurrent ops of minigrad/ops/rnn.py (RNNCell, LSTMCell, GRUCell, and LSTMSequence,
-GRUSequence, RNNSequence: a whole layer in one direction): gradcheck and gradgradcheck of each op in float64 (with and without biases, an LSTM whose state h is
+GRUSequence, RNNSequence: a whole layer, in one direction or both): gradcheck and
+gradgradcheck of each op in float64 (with and without biases, an LSTM whose state h is
 narrower than c, non-contiguous inputs); the two backward paths (fused kernel, and the ops
-used under create_graph) giving the same gradients; one step against PyTorch's cell
-functions on every device; the op through each kernel table; the functional forms' errors.
+used under create_graph) giving the same gradients; a layer's two directions run at once
+giving the same bits; one step against PyTorch's cell functions on every device; the op
+through each kernel table; the functional forms' errors.
 (The layers: tests/test_nn_rnn.py; the kernels against reference.py:
 tests/test_kernels_contract.py and tests/test_cuda_rnn.py.)"""
+import threading
+
 import numpy as np
 import pytest
 
 import minigrad as mg
 from minigrad import backend
+from minigrad.backend import cpu_threads
 from minigrad.ops.rnn import GRUSequence, LSTMSequence, RNNSequence, gru_cell, lstm_cell, rnn_cell
 from tests.coverage import covers
 from tests.strategies import relayout
@@ -82,13 +87,18 @@ def test_fused_backward_and_backward_as_ops_agree(kind):
 SEQUENCES = {"lstm": LSTMSequence, "gru": GRUSequence, "tanh": RNNSequence, "relu": RNNSequence}
 
 
-def _sequence_arrays(kind, t=3, b=2, i=3, h=2, bias=True, seed=0, layout="C"):
-    """x (T, B, I), h_0 (B, H) (and c_0 for an LSTM), w_ih (G*H, I), w_hh (G*H, H), (b_ih, b_hh)."""
+def _directions(reverse):
+    return len(reverse) if isinstance(reverse, tuple) else 1
+
+
+def _sequence_arrays(kind, t=3, b=2, i=3, h=2, bias=True, seed=0, layout="C", directions=1):
+    """x (T, B, I), then per direction h_0 (B, H) (and c_0 for an LSTM), w_ih (G*H, I),
+    w_hh (G*H, H), (b_ih, b_hh)."""
     rng = np.random.default_rng(seed)
     g = GATES[kind]
-    shapes = [(t, b, i), (b, h)] + ([(b, h)] if kind == "lstm" else []) + [(g * h, i), (g * h, h)]
-    shapes += [(g * h,), (g * h,)] if bias else []
-    return [relayout(rng.standard_normal(s), layout) for s in shapes]
+    own = [(b, h)] + ([(b, h)] if kind == "lstm" else []) + [(g * h, i), (g * h, h)]
+    own += [(g * h,), (g * h,)] if bias else []
+    return [relayout(rng.standard_normal(s), layout) for s in [(t, b, i)] + own * directions]
 
 
 def _sequence(kind, reverse):
@@ -99,8 +109,9 @@ def _sequence(kind, reverse):
 
 def _by_cells(kind, reverse):
     """The definition: the cell op applied step by step; every step's state stacked as the
-    sequence op stacks it ((2, T, B, H) for an LSTM, (T, B, H) otherwise)."""
-    def run(x, h, *rest):
+    sequence op stacks it ((2, T, B, H) for an LSTM, (T, B, H) otherwise); with a tuple of
+    directions, each direction so from its own inputs, stacked on a new first axis."""
+    def one_direction(reverse, x, h, *rest):
         c, w = (rest[0], rest[1:]) if kind == "lstm" else (None, rest)
         states = [None] * x.shape[0]
         for t in (range(x.shape[0] - 1, -1, -1) if reverse else range(x.shape[0])):
@@ -111,17 +122,25 @@ def _by_cells(kind, reverse):
                 h = _cell(kind)(x[t], h, *w)
                 states[t] = h
         return mg.stack(states, 1 if kind == "lstm" else 0)
+
+    def run(x, *own):
+        if not isinstance(reverse, tuple):
+            return one_direction(reverse, x, *own)
+        n = len(own) // len(reverse)
+        return mg.stack([one_direction(r, x, *own[d * n:(d + 1) * n]) for d, r in enumerate(reverse)])
     return run
 
 
 def _gradcheck_twice(kind, reverse, bias=True, layout="C", seed=0):
-    inputs = [mg.tensor(a, requires_grad=True) for a in _sequence_arrays(kind, bias=bias, layout=layout, seed=seed)]
+    arrays = _sequence_arrays(kind, bias=bias, layout=layout, seed=seed, directions=_directions(reverse))
+    inputs = [mg.tensor(a, requires_grad=True) for a in arrays]
     assert mg.gradcheck(_sequence(kind, reverse), *inputs)
     assert mg.gradgradcheck(_sequence(kind, reverse), *inputs)
 
 
 SEQUENCE_CASES = pytest.mark.parametrize("reverse, bias, layout", [
-    (False, True, "C"), (True, True, "C"), (False, False, "strided"), (True, False, "C"), (True, True, "strided")])
+    (False, True, "C"), (True, True, "C"), (False, False, "strided"), (True, False, "C"), (True, True, "strided"),
+    ((False, True), True, "C"), ((False, True), False, "strided")])  # both directions of a layer in one op
 
 
 @covers("LSTMSequence", twice=True)
@@ -144,14 +163,14 @@ def test_rnn_sequence_gradcheck_and_gradgradcheck(nonlinearity, reverse, bias, l
     _gradcheck_twice(nonlinearity, reverse, bias, layout)
 
 
-@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("reverse", [False, True, (False, True)])
 @pytest.mark.parametrize("kind", sorted(SEQUENCES))
 def test_sequence_op_is_the_cell_loop(device, kind, reverse):
     """The sequence op against its cell op applied step by step (the definition), outputs and
     every gradient, with the fused kernel loop and with the ops of ``backward`` (create_graph):
     float64, the same formulas summed in another order (one product over all steps instead
     of one per step), so they agree to a few hundred roundings of 2^-53: 1e-12 is loose."""
-    arrays = _sequence_arrays(kind, t=4, b=3, i=2, h=3, seed=4)
+    arrays = _sequence_arrays(kind, t=4, b=3, i=2, h=3, seed=4, directions=_directions(reverse))
 
     def grads(fn, **kwargs):
         ts = [mg.tensor(a, requires_grad=True, device=device) for a in arrays]
@@ -164,6 +183,43 @@ def test_sequence_op_is_the_cell_loop(device, kind, reverse):
         got = grads(_sequence(kind, reverse), **kwargs)
         for a, b in zip(got, want):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(cpu_threads.openblas() is None, reason="NumPy's BLAS is not OpenBLAS: its thread count cannot be set")
+@pytest.mark.parametrize("kind", sorted(SEQUENCES))
+def test_both_directions_at_once_give_the_same_bits(kind, monkeypatch):
+    """A bidirectional sequence op runs its two directions on two threads, forward and
+    backward, when the BLAS has two to give (backend/cpu_threads.py), and one after the other
+    when it has one.  Each direction computes the same thing either way (its products on one
+    BLAS thread, the same kernels), so the output and every gradient agree bit for bit."""
+    threads = {"_run": set(), "_fused_bptt": set()}
+    for name in threads:
+        def traced(self, *args, _name=name, _method=getattr(SEQUENCES[kind], name), **kwargs):
+            threads[_name].add(threading.get_ident())
+            return _method(self, *args, **kwargs)
+        monkeypatch.setattr(SEQUENCES[kind], name, traced)
+    arrays = [a.astype(np.float32) for a in _sequence_arrays(kind, t=5, b=4, i=3, h=6, seed=8, directions=2)]
+    seed = None
+
+    def run(blas):
+        nonlocal seed
+        before = cpu_threads.blas_threads()
+        cpu_threads.blas_threads(blas)
+        try:
+            ts = [mg.tensor(a, requires_grad=True) for a in arrays]
+            out = _sequence(kind, (False, True))(*ts)
+            seed = np.random.default_rng(6).standard_normal(out.shape).astype(np.float32) if seed is None else seed
+            return [out.numpy()] + [g.numpy() for g in mg.grad(out, ts, mg.tensor(seed))]
+        finally:
+            cpu_threads.blas_threads(before)
+
+    one_after_another = run(1)
+    assert all(len(ids) == 1 for ids in threads.values())
+    threads["_run"].clear(), threads["_fused_bptt"].clear()
+    at_once = run(2)
+    assert all(len(ids) == 2 for ids in threads.values()), threads
+    for a, b in zip(at_once, one_after_another):
+        np.testing.assert_array_equal(a, b)
 
 
 _TORCH_CELLS = {"tanh": "rnn_tanh_cell", "relu": "rnn_relu_cell", "lstm": "lstm_cell", "gru": "gru_cell"}

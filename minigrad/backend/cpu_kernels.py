@@ -1771,7 +1771,8 @@ def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_
 # what follows them (adding the products and biases, the gates' nonlinearities, the cell
 # update; backward: the gates' gradients) is one numba pass over the (B, H) units instead of
 # a dozen NumPy passes.  Serial: a step is ~10^5 elements, less than a thread hand-over costs
-# on a busy machine.  The gates use _sigmoid1 and _tanh1 (the elementwise kernels' formulas,
+# on a busy machine.  nogil: the two directions of a bidirectional layer call them from two
+# threads at once (ops/rnn.py, backend/cpu_threads.py).  The gates use _sigmoid1 and _tanh1 (the elementwise kernels' formulas,
 # evaluated in float64 for float32 cells: see there; float64 cells use libm's).
 # error_model="numpy": a division by zero gives inf as in NumPy; numba's default (Python's
 # ZeroDivisionError) puts a branch in every division, and the loops no longer vectorise
@@ -1792,7 +1793,7 @@ if numba is not None:
     # The loops are written for LLVM's vectoriser: each runs from 0 over one gate's H units of
     # one row (slices of the row, unit stride) and touches few arrays.  (One loop per row over
     # all gates and outputs stayed scalar: measured 2-8x slower.)
-    _CELL = dict(cache=True, fastmath=_FAST_MATH, error_model="numpy")
+    _CELL = dict(cache=True, nogil=True, fastmath=_FAST_MATH, error_model="numpy")
 
     @njit(inline="always", **_CELL)
     def _activate(out, a, aw, tanh):

@@ -9,11 +9,12 @@ from each step to the next:
 
 Two ways to run a layer's time loop, with the same results:
 
-- A padded batch runs each layer and direction as ONE op, ops.rnn.LSTMSequence (GRUSequence,
+- A padded batch runs each layer as ONE op, ops.rnn.LSTMSequence (GRUSequence,
   RNNSequence): its forward is the time loop and its backward is backpropagation through time
   written out as the reverse loop, with everything that does not depend on the previous step
   (the inputs' products, the weights' gradients) taken out of the loops as one matrix product
-  each.  The tape holds one record per layer and direction.
+  each.  The tape holds one record per layer; a bidirectional layer's two directions are in
+  it, and on a CPU with two cores they run at once, one per core.
 - A PackedSequence, and an LSTM with proj_size, run the plain Python loop of
   ``_run_direction`` below, one cell op per step (minigrad/ops/rnn.py: the step's two matrix
   products and its gates, fused).  The tape then holds one record per step, and
@@ -251,29 +252,31 @@ class RNNBase(Module):
 
     def _run_sequences(self, x, h0, c0):
         """The layers on a padded batch x (T, B, I), one sequence op (LSTMSequence,
-        GRUSequence, RNNSequence) per layer and direction: (output (T, B, D * H), h_n, c_n or None)."""
-        directions = (False, True) if self.bidirectional else (False,)
+        GRUSequence, RNNSequence) per layer, both directions in it if bidirectional:
+        (output (T, B, D * H), h_n, c_n or None)."""
+        both = self.bidirectional
+        directions = (False, True) if both else (False,)
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:  # between layers, not after the last
                 x = dropout(x, self.dropout)
-            outputs = []
+            inputs = []  # each direction's initial state(s), weights and biases, one after the other
             for reverse in directions:
                 k = layer * len(directions) + reverse
-                weights, _ = self._weights(layer, reverse)
-                last = 0 if reverse else -1  # the step each direction reads last
-                if self.mode == "LSTM":  # states [h_t, c_t] of every step, (2, T, B, H)
-                    states = cell_ops.LSTMSequence.apply(x, h0[k], c0[k], *weights, reverse=reverse)
-                    hs = states[0]
-                    c_n.append(states[1, last])
-                elif self.mode == "GRU":
-                    hs = cell_ops.GRUSequence.apply(x, h0[k], *weights, reverse=reverse)
-                else:
-                    hs = cell_ops.RNNSequence.apply(x, h0[k], *weights, reverse=reverse,
-                                                    nonlinearity="relu" if self.mode == "RNN_RELU" else "tanh")
-                outputs.append(hs)
-                h_n.append(hs[last])
-            x = outputs[0] if len(outputs) == 1 else concatenate(outputs, axis=2)
+                inputs += [h0[k]] + ([c0[k]] if self.mode == "LSTM" else []) + list(self._weights(layer, reverse)[0])
+            reverse = directions if both else False  # (a direction axis in front of the output with both)
+            if self.mode == "LSTM":  # every step's [h_t, c_t]
+                states = cell_ops.LSTMSequence.apply(x, *inputs, reverse=reverse)
+                hs = states[:, 0] if both else states[0]
+                c_n += [states[0, 1, -1], states[1, 1, 0]] if both else [states[1, -1]]
+            elif self.mode == "GRU":
+                hs = cell_ops.GRUSequence.apply(x, *inputs, reverse=reverse)
+            else:
+                hs = cell_ops.RNNSequence.apply(x, *inputs, reverse=reverse,
+                                                nonlinearity="relu" if self.mode == "RNN_RELU" else "tanh")
+            # h_n: the state each direction left after the step it read last
+            h_n += [hs[0, -1], hs[1, 0]] if both else [hs[-1]]
+            x = concatenate([hs[0], hs[1]], axis=2) if both else hs
         return x, stack(h_n), stack(c_n) if c_n else None
 
     def _run_steps(self, x, h0, c0, batch_sizes):

@@ -1,5 +1,6 @@
 """Recurrent networks' ops: one time step of an Elman RNN, an LSTM and a GRU (RNNCell,
-LSTMCell, GRUCell), and a whole layer in one direction (LSTMSequence, GRUSequence, RNNSequence).
+LSTMCell, GRUCell), and a whole layer, in one direction or both (LSTMSequence, GRUSequence,
+RNNSequence).
 
 A recurrent layer applies the same cell at every time step, feeding each step's state to the
 next.  A cell op fuses one step: the two matrix products (the input's, x W_ih^T, and the
@@ -17,7 +18,8 @@ read BPTT).  What does not depend on the previous step leaves the loops: the inp
 for all T steps is one matrix product before the forward loop, and dX, dW_ih, dW_hh and the
 biases' gradients are one matrix product each after the backward loop; each step is then
 h W_hh^T and a gate kernel of the table (``lstm_step_forward`` / ``lstm_step_backward`` ...).
-The derivation, with a 2-step LSTM worked by hand: docs/derivations/rnn.md.
+A bidirectional layer's two directions are one record too; they share only the input, and on
+the CPU they run at once, one per core (_Sequence).  The derivation, with a 2-step LSTM worked by hand: docs/derivations/rnn.md.
 
 Shapes (PyTorch's): x (B, I), h (B, P), weight_ih (G*H, I), weight_hh (G*H, P), biases
 (G*H,), with G = 1, 3, 4 gates (RNN, GRU, LSTM) in PyTorch's order (GRU: r, z, n; LSTM: i, f,
@@ -28,7 +30,12 @@ on the tape), so second derivatives hold (gradgradcheck); ``fused_backward`` is 
 the engine runs instead when the gradient is not recorded (docs/autograd.md, "Higher
 derivatives").
 """
+from functools import partial
+
+import numpy as np
+
 from .. import backend
+from ..backend import cpu_threads
 from ..autograd import Function, register
 from ..tensor import Tensor
 from .activation import relu_grad, sigmoid, sigmoid_grad, tanh, tanh_grad
@@ -128,250 +135,6 @@ def _lstm_step_grads(x, h, c, w_ih, w_hh, biases, gh, gc):
 
 
 @register
-class LSTMSequence(Function):
-    """A whole LSTM layer in one direction: the LSTM step (LSTMCell's formulas) at t = 0, 1,
-    ..., T-1 (reverse=True: T-1, ..., 0), each from the state the step before left, starting
-    from (h_0, c_0).  Inputs x (T, B, I), h_0 and c_0 (B, H), the weights and biases; the
-    output is every step's state, out (2, T, B, H): out[0, t] = h_t, out[1, t] = c_t, the state
-    after reading x_t.
-
-    Forward, with X the T inputs stacked (T*B, I):
-        A = X W_ih^T + b_ih + b_hh                          one matrix product for all steps
-        for each t in order:  a = A_t + h W_hh^T,   (h, c) = gates(a, c)    (LSTMCell)
-
-    Backward: backpropagation through time, the steps in reverse order, carrying dh and dc
-    from each step to the one before (G = dL/dout, zero at the start):
-        for each t in reverse order:
-            gh = G[0, t] + dh,   gc = G[1, t] + dc       (h_t reaches the loss directly and
-                                                          through step t+1; c_t likewise)
-            da_t, dc = the gates' gradients (LSTMCell),  dh = da_t W_hh
-        dX = dA W_ih,   dW_ih = dA^T X,   dW_hh = sum_t da_t^T h_(t-1),   db_ih = db_hh = sum(dA)
-        dh_0 = dh,  dc_0 = dc                              (what the first step sends back)
-    with dA all steps' da stacked: after the loop, one matrix product each."""
-
-    saves_output = True  # the states: each step's backward starts from the state before it
-
-    def forward(self, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
-        xp, kernels = backend.array_module(x), backend.kernels(x)
-        steps, batch, hidden = x.shape[0], x.shape[1], c0.shape[1]
-        self.reverse = reverse
-        xw = _input_products(x, w_ih, None if b_ih is None else b_ih + b_hh)
-        w_hh_t = xp.ascontiguousarray(w_hh.T)  # every step reads it: contiguous once, not per product
-        out = xp.empty((2, steps, batch, hidden), dtype=xw.dtype)
-        self.saved = xp.empty((steps, batch, 5 * hidden), dtype=xw.dtype)  # [i, f, g, o, tanh(c)]
-        hw = xp.empty((batch, 4 * hidden), dtype=xw.dtype)
-        h, c = h0, c0
-        for t in _order(steps, reverse):
-            xp.matmul(h, w_hh_t, out=hw)
-            kernels.lstm_step_forward(xw[t], hw, c, out[0, t], out[1, t], self.saved[t])
-            h, c = out[0, t], out[1, t]
-        return out
-
-    def backward(self, g):
-        """BPTT with minigrad ops: each step's gradients by LSTMCell's formulas (the gates
-        recomputed on the tape), so that the gradient is differentiable again."""
-        x, h0, c0, w_ih, w_hh = self.inputs[:5]
-        out, order = self.saved_output, _order(x.shape[0], self.reverse)
-        dxs, dh, dc, sums = [None] * x.shape[0], None, None, None
-        for k in range(len(order) - 1, -1, -1):
-            t = order[k]
-            h, c = (h0, c0) if k == 0 else (out[0, order[k - 1]], out[1, order[k - 1]])
-            gh, gc = (g[0, t], g[1, t]) if dh is None else (g[0, t] + dh, g[1, t] + dc)
-            dxs[t], dh, dc, *grads = _lstm_step_grads(x[t], h, c, w_ih, w_hh, self.inputs[5:], gh, gc)
-            sums = grads if sums is None else _summed(sums, grads)
-        dw_ih, dw_hh, db = sums
-        return (stack(dxs), dh, dc, dw_ih, dw_hh, db, db)[:len(self.inputs)]
-
-    def fused_backward(self, g):
-        """The same loop on arrays: the table's gate kernel and one product per step."""
-        x, h0, c0, w_ih, w_hh = (t.array for t in self.inputs[:5])
-        xp, kernels = backend.array_module(x), backend.kernels(x)
-        g, out, order = g.array, self.saved_output.array, _order(x.shape[0], self.reverse)
-        steps, batch, hidden = x.shape[0], x.shape[1], c0.shape[1]
-        da = xp.empty((steps, batch, 4 * hidden), dtype=out.dtype)
-        dh, dc = xp.empty((batch, hidden), dtype=out.dtype), xp.empty((batch, hidden), dtype=out.dtype)
-        gh, gc = xp.empty_like(dh), xp.empty_like(dc)
-        for k in range(steps - 1, -1, -1):
-            t = order[k]
-            if k == steps - 1:  # the last step: nothing comes back from a step after it
-                gh_t, gc_t = g[0, t], g[1, t]
-            else:
-                gh_t, gc_t = xp.add(g[0, t], dh, out=gh), xp.add(g[1, t], dc, out=gc)
-            kernels.lstm_step_backward(gh_t, gc_t, c0 if k == 0 else out[1, order[k - 1]], self.saved[t], da[t], dc)
-            xp.matmul(da[t], w_hh, out=dh)
-        dx, dw_ih, dw_hh, db, _ = _hoisted_grads(x, h0, out[0], da, da, w_ih, self.reverse,
-                                                 self.inputs[0].requires_grad)
-        return _wrap_all((dx, dh, dc, dw_ih, dw_hh, db, db))[:len(self.inputs)]
-
-
-@register
-class GRUSequence(Function):
-    """A whole GRU layer in one direction: the GRU step (GRUCell's formulas) at every step in
-    order (reverse=True: last to first) from h_0.  Inputs x (T, B, I), h_0 (B, H), the weights
-    and biases; the output is every step's state, out (T, B, H): out[t] = h_t.
-
-    Forward:   GI = X W_ih^T + b_ih for all steps at once (one matrix product), then per step
-               gh = h W_hh^T + b_hh and the gates (GRUCell) from GI_t and gh.
-    Backward (backpropagation through time, LSTMSequence's loop with one state):
-        for each t in reverse order:
-            g_t = G[t] + dh,   dgi_t, dgh_t, g z = the gates' gradients (GRUCell),
-            dh = dgh_t W_hh + g z
-        dX = dGI W_ih,  dW_ih = dGI^T X,  dW_hh = sum_t dgh_t^T h_(t-1),
-        db_ih = sum(dGI),  db_hh = sum(dGH)          (after the loop: one product each)"""
-
-    saves_output = True  # the states: each step's backward starts from the state before it
-
-    def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse=False):
-        xp, kernels = backend.array_module(x), backend.kernels(x)
-        steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
-        self.reverse = reverse
-        gi = _input_products(x, w_ih, b_ih)  # (b_hh stays on the state's side: r multiplies it)
-        w_hh_t = xp.ascontiguousarray(w_hh.T)
-        out = xp.empty((steps, batch, hidden), dtype=gi.dtype)
-        self.saved = xp.empty((steps, batch, 4 * hidden), dtype=gi.dtype)  # [r, z, n, gh_n]
-        gh = xp.empty((batch, 3 * hidden), dtype=gi.dtype)
-        h = h0
-        for t in _order(steps, reverse):
-            xp.matmul(h, w_hh_t, out=gh)
-            if b_hh is not None:
-                gh += b_hh
-            kernels.gru_step_forward(gi[t], gh, h, out[t], self.saved[t])
-            h = out[t]
-        return out
-
-    def backward(self, g):
-        """BPTT with minigrad ops (GRUCell's formulas, the gates recomputed on the tape)."""
-        x, _, w_ih, w_hh = self.inputs[:4]
-        return _bptt_one_state(self, g, lambda t, h, g_t: _gru_step_grads(x[t], h, w_ih, w_hh, self.inputs[4:], g_t))
-
-    def fused_backward(self, g):
-        """The same loop on arrays: the table's gate kernel and one product per step."""
-        x, h0, w_ih, w_hh = (t.array for t in self.inputs[:4])
-        xp, kernels = backend.array_module(x), backend.kernels(x)
-        g, out, order = g.array, self.saved_output.array, _order(x.shape[0], self.reverse)
-        steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
-        dgi, dgh = (xp.empty((steps, batch, 3 * hidden), dtype=out.dtype) for _ in range(2))
-        dh, g_z, buffer = (xp.empty((batch, hidden), dtype=out.dtype) for _ in range(3))
-        for k in range(steps - 1, -1, -1):
-            t = order[k]
-            g_t = g[t] if k == steps - 1 else xp.add(g[t], dh, out=buffer)
-            kernels.gru_step_backward(g_t, h0 if k == 0 else out[order[k - 1]], self.saved[t], dgi[t], dgh[t], g_z)
-            xp.matmul(dgh[t], w_hh, out=dh)
-            dh += g_z
-        dx, dw_ih, dw_hh, db_ih, db_hh = _hoisted_grads(x, h0, out, dgi, dgh, w_ih, self.reverse,
-                                                        self.inputs[0].requires_grad)
-        return _wrap_all((dx, dh, dw_ih, dw_hh, db_ih, db_hh))[:len(self.inputs)]
-
-
-@register
-class RNNSequence(Function):
-    """A whole Elman RNN layer in one direction (nonlinearity tanh or relu): RNNCell's step at
-    every step in order (reverse=True: last to first) from h_0.  Inputs x (T, B, I), h_0 (B, H),
-    the weights and biases; the output is every step's state, out (T, B, H): out[t] = h_t.
-
-    Forward:   A = X W_ih^T + b_ih + b_hh for all steps at once, then h_t = tanh(A_t + h_(t-1) W_hh^T)
-               (or relu).
-    Backward (BPTT):  for each t in reverse order:  da_t = (G[t] + dh) (1 - h_t^2)  (relu: [h_t > 0]),
-                      dh = da_t W_hh;
-               then dX = dA W_ih,  dW_ih = dA^T X,  dW_hh = sum_t da_t^T h_(t-1),  db = sum(dA)."""
-
-    saves_output = True  # h_t: the nonlinearity's derivative, and the next step's h_(t-1)
-
-    def forward(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity, reverse=False):
-        xp, kernels = backend.array_module(x), backend.kernels(x)
-        steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
-        self.nonlinearity, self.reverse = nonlinearity, reverse
-        xw = _input_products(x, w_ih, None if b_ih is None else b_ih + b_hh)
-        w_hh_t = xp.ascontiguousarray(w_hh.T)
-        out = xp.empty((steps, batch, hidden), dtype=xw.dtype)
-        hw = xp.empty((batch, hidden), dtype=xw.dtype)
-        h = h0
-        for t in _order(steps, reverse):
-            xp.matmul(h, w_hh_t, out=hw)
-            kernels.rnn_step_forward(xw[t], hw, nonlinearity, out[t])
-            h = out[t]
-        return out
-
-    def backward(self, g):
-        """BPTT with minigrad ops (RNNCell's formulas)."""
-        x, _, w_ih, w_hh = self.inputs[:4]
-
-        def step_grads(t, h, g_t):
-            da = _rnn_da(g_t, self.saved_output[t], self.nonlinearity)
-            return _weight_grads(da, da, x[t], h, w_ih, w_hh)
-        return _bptt_one_state(self, g, step_grads)
-
-    def fused_backward(self, g):
-        """The same loop on arrays: the table's kernel and one product per step."""
-        x, h0, w_ih, w_hh = (t.array for t in self.inputs[:4])
-        xp, kernels = backend.array_module(x), backend.kernels(x)
-        g, out, order = g.array, self.saved_output.array, _order(x.shape[0], self.reverse)
-        da = xp.empty(out.shape, dtype=out.dtype)
-        dh, buffer = xp.empty_like(out[0]), xp.empty_like(out[0])
-        for k in range(x.shape[0] - 1, -1, -1):
-            t = order[k]
-            g_t = g[t] if k == x.shape[0] - 1 else xp.add(g[t], dh, out=buffer)
-            kernels.rnn_step_backward(g_t, out[t], self.nonlinearity, da[t])
-            xp.matmul(da[t], w_hh, out=dh)
-        dx, dw_ih, dw_hh, db, _ = _hoisted_grads(x, h0, out, da, da, w_ih, self.reverse, self.inputs[0].requires_grad)
-        return _wrap_all((dx, dh, dw_ih, dw_hh, db, db))[:len(self.inputs)]
-
-
-# -- what the sequence ops share ---------------------------------------------------------
-
-
-def _order(steps, reverse):
-    """The time steps in the order a direction reads them."""
-    return range(steps - 1, -1, -1) if reverse else range(steps)
-
-
-def _summed(sums, grads):
-    return [a + b for a, b in zip(sums, grads)]
-
-
-def _bptt_one_state(op, g, step_grads):
-    """GRUSequence's and RNNSequence's backward with minigrad ops: the steps in reverse order,
-    each given g_t = dL/dh_t (direct, plus what the step after sends back) and the state h
-    it started from; ``step_grads(t, h, g_t)`` -> (dx_t, dh, dW_ih, dW_hh, db_ih, db_hh)."""
-    x, h0 = op.inputs[:2]
-    out, order = op.saved_output, _order(x.shape[0], op.reverse)
-    dxs, dh, sums = [None] * x.shape[0], None, None
-    for k in range(len(order) - 1, -1, -1):
-        t = order[k]
-        dxs[t], dh, *grads = step_grads(t, h0 if k == 0 else out[order[k - 1]], g[t] if dh is None else g[t] + dh)
-        sums = grads if sums is None else _summed(sums, grads)
-    return (stack(dxs), dh, *sums)[:len(op.inputs)]
-
-
-def _input_products(x, w_ih, bias):
-    """X W_ih^T (+ bias) for all T steps of x (T, B, I) as one matrix product: (T, B, G*H)."""
-    steps, batch = x.shape[0], x.shape[1]
-    xw = (x.reshape(steps * batch, x.shape[2]) @ w_ih.T).reshape(steps, batch, w_ih.shape[0])
-    if bias is not None:
-        xw += bias
-    return xw
-
-
-def _hoisted_grads(x, h0, hs, da_in, da_state, w_ih, reverse, need_dx):
-    """After a backward loop, from the gradients of every step's two products stacked
-    (da_in = dL/d(x_t W_ih^T + b_ih), da_state = dL/d(h_(t-1) W_hh^T + b_hh), (T, B, G*H); the
-    same array unless GRU) and the states hs (T, B, H): (dX or None, dW_ih, dW_hh, db_ih, db_hh),
-    one matrix product each over all T*B rows.  dW_hh = sum_t da_state_t^T h_(t-1): the step
-    that started from h_0, plus one product over the others, whose h_(t-1) are hs shifted by
-    one step; computed as (H^T dA)^T, which OpenBLAS runs ~10% faster for these shapes."""
-    steps, batch, width, hidden = x.shape[0], x.shape[1], da_in.shape[2], hs.shape[2]
-    first, rest_da, rest_h = (steps - 1, da_state[:-1], hs[1:]) if reverse else (0, da_state[1:], hs[:-1])
-    xp = backend.array_module(x)
-    dw_hh = xp.ascontiguousarray((h0.T @ da_state[first] + rest_h.reshape(-1, hidden).T @ rest_da.reshape(-1, width)).T)
-    flat_in = da_in.reshape(steps * batch, width)
-    dw_ih = flat_in.T @ x.reshape(steps * batch, x.shape[2])
-    dx = (flat_in @ w_ih).reshape(x.shape) if need_dx else None
-    db_ih = flat_in.sum(axis=0)
-    db_hh = db_ih if da_state is da_in else da_state.reshape(steps * batch, width).sum(axis=0)
-    return dx, dw_ih, dw_hh, db_ih, db_hh
-
-
-@register
 class GRUCell(Function):
     """One step of a GRU (PyTorch's formulation; the reset gate multiplies h W_hn^T + b_hn):
 
@@ -423,6 +186,311 @@ def _gru_step_grads(x, h, w_ih, w_hh, biases, g):
 def _rnn_da(g, h_new, nonlinearity):
     """dL/da of an Elman step from g = dL/dh' and h' itself (ops): g (1 - h'^2) or g [h' > 0]."""
     return tanh_grad(g, h_new) if nonlinearity == "tanh" else relu_grad(g, h_new)
+
+
+# -- a whole layer: the sequence ops ----------------------------------------------------------
+
+
+class _Sequence(Function):
+    """What LSTMSequence, GRUSequence and RNNSequence share: a layer in one direction, or in
+    both (a bidirectional layer) as one record.
+
+    Inputs: x (T, B, I), then each direction's own inputs (its initial state(s), weights and
+    biases), one direction after the other.  ``reverse``: a bool (one direction; True reads
+    the steps last to first), or a tuple with one bool per direction ((False, True): both
+    directions of a bidirectional layer), which puts a direction axis in front of the output.
+
+    The directions share only x, so they are independent: on the CPU they run at once, one per
+    core, forward and backward (backend/cpu_threads.py's ``concurrently``; one after the other on
+    a GPU or on one core).  Each direction's arithmetic is the same either way.
+
+    A subclass writes one direction: ``_shape`` (its output's), ``_run`` (the time loop),
+    ``_bptt`` (backpropagation through time with minigrad ops) and ``_fused_bptt`` (the same on
+    arrays, with the table's step kernels)."""
+
+    saves_output = True  # the states: each step's backward starts from the state before it
+
+    def forward(self, x, *inputs, reverse=False):
+        self.single = not isinstance(reverse, tuple)
+        self.reverse = (reverse,) if self.single else reverse
+        dtype = np.result_type(*(a.dtype for a in (x,) + inputs))
+        out = backend.array_module(x).empty((len(self.reverse),) + self._shape(x, inputs[0]), dtype=dtype)
+        self.saved = [None] * len(self.reverse)  # what each direction's backward reads besides out
+
+        def run(d):
+            self.saved[d] = self._run(x, *self._own(inputs, d), reverse=self.reverse[d], out=out[d])
+        cpu_threads.concurrently([partial(run, d) for d in range(len(self.reverse))], like=x)
+        return out[0] if self.single else out
+
+    def backward(self, g):
+        """Each direction's BPTT with minigrad ops (so the gradient is differentiable again);
+        x's gradient is the sum of what the directions send it."""
+        x, out = self.inputs[0], self.saved_output
+        dx, grads = None, []
+        for d, reverse in enumerate(self.reverse):
+            g_d, out_d = (g, out) if self.single else (g[d], out[d])
+            dx_d, *own = self._bptt(x, *self._own(self.inputs[1:], d), out=out_d, g=g_d, reverse=reverse)
+            dx = dx_d if dx is None else dx + dx_d
+            grads += own
+        return (dx, *grads)
+
+    def fused_backward(self, g):
+        """Each direction's BPTT on arrays, the directions at once on the CPU's cores."""
+        x, need_dx = self.inputs[0].array, self.inputs[0].requires_grad
+        g, out = g.array, self.saved_output.array
+        own = [t.array for t in self.inputs[1:]]
+
+        def bptt(d):
+            g_d, out_d = (g, out) if self.single else (g[d], out[d])
+            return self._fused_bptt(x, *self._own(own, d), out=out_d, g=g_d, saved=self.saved[d],
+                                    reverse=self.reverse[d], need_dx=need_dx)
+        per_direction = cpu_threads.concurrently([partial(bptt, d) for d in range(len(self.reverse))], like=x)
+        dx = per_direction[0][0]
+        for grads in per_direction[1:]:
+            dx = None if dx is None else dx + grads[0]
+        return _wrap_all((dx,) + tuple(a for grads in per_direction for a in grads[1:]))
+
+    def _own(self, inputs, d):
+        """Direction d's own inputs (states, weights, biases) among ``inputs`` (all but x)."""
+        n = len(inputs) // len(self.reverse)
+        return inputs[d * n:(d + 1) * n]
+
+
+@register
+class LSTMSequence(_Sequence):
+    """A whole LSTM layer: the LSTM step (LSTMCell's formulas) at t = 0, 1, ..., T-1
+    (reverse=True: T-1, ..., 0), each from the state the step before left, starting from
+    (h_0, c_0).  Inputs x (T, B, I), then per direction h_0 and c_0 (B, H), the weights and
+    biases; the output is every step's state, out (2, T, B, H): out[0, t] = h_t, out[1, t] = c_t,
+    the state after reading x_t ((D, 2, T, B, H) for D directions: _Sequence).
+
+    Forward, with X the T inputs stacked (T*B, I):
+        A = X W_ih^T + b_ih + b_hh                          one matrix product for all steps
+        for each t in order:  a = A_t + h W_hh^T,   (h, c) = gates(a, c)    (LSTMCell)
+
+    Backward: backpropagation through time, the steps in reverse order, carrying dh and dc
+    from each step to the one before (G = dL/dout, zero at the start):
+        for each t in reverse order:
+            gh = G[0, t] + dh,   gc = G[1, t] + dc       (h_t reaches the loss directly and
+                                                          through step t+1; c_t likewise)
+            da_t, dc = the gates' gradients (LSTMCell),  dh = da_t W_hh
+        dX = dA W_ih,   dW_ih = dA^T X,   dW_hh = sum_t da_t^T h_(t-1),   db_ih = db_hh = sum(dA)
+        dh_0 = dh,  dc_0 = dc                              (what the first step sends back)
+    with dA all steps' da stacked: after the loop, one matrix product each."""
+
+    def _shape(self, x, h0):
+        return (2, x.shape[0], x.shape[1], h0.shape[1])
+
+    def _run(self, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse, out):
+        """The time loop; writes every step's (h, c) into out, returns the gates it saved."""
+        xp, kernels = backend.array_module(x), backend.kernels(x)
+        steps, batch, hidden = x.shape[0], x.shape[1], c0.shape[1]
+        xw = _input_products(x, w_ih, None if b_ih is None else b_ih + b_hh)
+        w_hh_t = xp.ascontiguousarray(w_hh.T)  # every step reads it: contiguous once, not per product
+        saved = xp.empty((steps, batch, 5 * hidden), dtype=out.dtype)  # [i, f, g, o, tanh(c)]
+        hw = xp.empty((batch, 4 * hidden), dtype=out.dtype)
+        h, c = h0, c0
+        for t in _order(steps, reverse):
+            xp.matmul(h, w_hh_t, out=hw)
+            kernels.lstm_step_forward(xw[t], hw, c, out[0, t], out[1, t], saved[t])
+            h, c = out[0, t], out[1, t]
+        return saved
+
+    def _bptt(self, x, h0, c0, w_ih, w_hh, *biases, out, g, reverse):
+        """BPTT with minigrad ops: each step's gradients by LSTMCell's formulas (the gates
+        recomputed on the tape).  (dx, dh_0, dc_0, dW_ih, dW_hh[, db_ih, db_hh])."""
+        order = _order(x.shape[0], reverse)
+        dxs, dh, dc, sums = [None] * x.shape[0], None, None, None
+        for k in range(len(order) - 1, -1, -1):
+            t = order[k]
+            h, c = (h0, c0) if k == 0 else (out[0, order[k - 1]], out[1, order[k - 1]])
+            gh, gc = (g[0, t], g[1, t]) if dh is None else (g[0, t] + dh, g[1, t] + dc)
+            dxs[t], dh, dc, *grads = _lstm_step_grads(x[t], h, c, w_ih, w_hh, biases, gh, gc)
+            sums = grads if sums is None else _summed(sums, grads)
+        dw_ih, dw_hh, db = sums
+        return (stack(dxs), dh, dc, dw_ih, dw_hh) + ((db, db) if biases else ())
+
+    def _fused_bptt(self, x, h0, c0, w_ih, w_hh, *biases, out, g, saved, reverse, need_dx):
+        """The same loop on arrays: the table's gate kernel and one product per step."""
+        xp, kernels = backend.array_module(x), backend.kernels(x)
+        order, steps, batch, hidden = _order(x.shape[0], reverse), x.shape[0], x.shape[1], c0.shape[1]
+        da = xp.empty((steps, batch, 4 * hidden), dtype=out.dtype)
+        dh, dc = xp.empty((batch, hidden), dtype=out.dtype), xp.empty((batch, hidden), dtype=out.dtype)
+        gh, gc = xp.empty_like(dh), xp.empty_like(dc)
+        for k in range(steps - 1, -1, -1):
+            t = order[k]
+            if k == steps - 1:  # the last step: nothing comes back from a step after it
+                gh_t, gc_t = g[0, t], g[1, t]
+            else:
+                gh_t, gc_t = xp.add(g[0, t], dh, out=gh), xp.add(g[1, t], dc, out=gc)
+            kernels.lstm_step_backward(gh_t, gc_t, c0 if k == 0 else out[1, order[k - 1]], saved[t], da[t], dc)
+            xp.matmul(da[t], w_hh, out=dh)
+        dx, dw_ih, dw_hh, db, _ = _hoisted_grads(x, h0, out[0], da, da, w_ih, reverse, need_dx)
+        return (dx, dh, dc, dw_ih, dw_hh) + ((db, db) if biases else ())
+
+
+@register
+class GRUSequence(_Sequence):
+    """A whole GRU layer: the GRU step (GRUCell's formulas) at every step in order
+    (reverse=True: last to first) from h_0.  Inputs x (T, B, I), then per direction h_0 (B, H),
+    the weights and biases; the output is every step's state, out (T, B, H): out[t] = h_t
+    ((D, T, B, H) for D directions: _Sequence).
+
+    Forward:   GI = X W_ih^T + b_ih for all steps at once (one matrix product), then per step
+               gh = h W_hh^T + b_hh and the gates (GRUCell) from GI_t and gh.
+    Backward (backpropagation through time, LSTMSequence's loop with one state):
+        for each t in reverse order:
+            g_t = G[t] + dh,   dgi_t, dgh_t, g z = the gates' gradients (GRUCell),
+            dh = dgh_t W_hh + g z
+        dX = dGI W_ih,  dW_ih = dGI^T X,  dW_hh = sum_t dgh_t^T h_(t-1),
+        db_ih = sum(dGI),  db_hh = sum(dGH)          (after the loop: one product each)"""
+
+    def _shape(self, x, h0):
+        return (x.shape[0], x.shape[1], h0.shape[1])
+
+    def _run(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse, out):
+        xp, kernels = backend.array_module(x), backend.kernels(x)
+        steps, batch, hidden = x.shape[0], x.shape[1], h0.shape[1]
+        gi = _input_products(x, w_ih, b_ih)  # (b_hh stays on the state's side: r multiplies it)
+        w_hh_t = xp.ascontiguousarray(w_hh.T)
+        saved = xp.empty((steps, batch, 4 * hidden), dtype=out.dtype)  # [r, z, n, gh_n]
+        gh = xp.empty((batch, 3 * hidden), dtype=out.dtype)
+        h = h0
+        for t in _order(steps, reverse):
+            xp.matmul(h, w_hh_t, out=gh)
+            if b_hh is not None:
+                gh += b_hh
+            kernels.gru_step_forward(gi[t], gh, h, out[t], saved[t])
+            h = out[t]
+        return saved
+
+    def _bptt(self, x, h0, w_ih, w_hh, *biases, out, g, reverse):
+        """BPTT with minigrad ops (GRUCell's formulas, the gates recomputed on the tape)."""
+        return _bptt_one_state(x, h0, out, g, reverse, lambda t, h, g_t: _gru_step_grads(x[t], h, w_ih, w_hh, biases, g_t),
+                               len(biases))
+
+    def _fused_bptt(self, x, h0, w_ih, w_hh, *biases, out, g, saved, reverse, need_dx):
+        """The same loop on arrays: the table's gate kernel and one product per step."""
+        xp, kernels = backend.array_module(x), backend.kernels(x)
+        order, steps, batch, hidden = _order(x.shape[0], reverse), x.shape[0], x.shape[1], h0.shape[1]
+        dgi, dgh = (xp.empty((steps, batch, 3 * hidden), dtype=out.dtype) for _ in range(2))
+        dh, g_z, buffer = (xp.empty((batch, hidden), dtype=out.dtype) for _ in range(3))
+        for k in range(steps - 1, -1, -1):
+            t = order[k]
+            g_t = g[t] if k == steps - 1 else xp.add(g[t], dh, out=buffer)
+            kernels.gru_step_backward(g_t, h0 if k == 0 else out[order[k - 1]], saved[t], dgi[t], dgh[t], g_z)
+            xp.matmul(dgh[t], w_hh, out=dh)
+            dh += g_z
+        dx, dw_ih, dw_hh, db_ih, db_hh = _hoisted_grads(x, h0, out, dgi, dgh, w_ih, reverse, need_dx)
+        return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if biases else ())
+
+
+@register
+class RNNSequence(_Sequence):
+    """A whole Elman RNN layer (nonlinearity tanh or relu): RNNCell's step at every step in
+    order (reverse=True: last to first) from h_0.  Inputs x (T, B, I), then per direction
+    h_0 (B, H), the weights and biases; the output is every step's state, out (T, B, H):
+    out[t] = h_t ((D, T, B, H) for D directions: _Sequence).
+
+    Forward:   A = X W_ih^T + b_ih + b_hh for all steps at once, then h_t = tanh(A_t + h_(t-1) W_hh^T)
+               (or relu).
+    Backward (BPTT):  for each t in reverse order:  da_t = (G[t] + dh) (1 - h_t^2)  (relu: [h_t > 0]),
+                      dh = da_t W_hh;
+               then dX = dA W_ih,  dW_ih = dA^T X,  dW_hh = sum_t da_t^T h_(t-1),  db = sum(dA)."""
+
+    def forward(self, x, *inputs, nonlinearity, reverse=False):
+        self.nonlinearity = nonlinearity
+        return super().forward(x, *inputs, reverse=reverse)
+
+    def _shape(self, x, h0):
+        return (x.shape[0], x.shape[1], h0.shape[1])
+
+    def _run(self, x, h0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse, out):
+        xp, kernels = backend.array_module(x), backend.kernels(x)
+        xw = _input_products(x, w_ih, None if b_ih is None else b_ih + b_hh)
+        w_hh_t = xp.ascontiguousarray(w_hh.T)
+        hw = xp.empty((x.shape[1], h0.shape[1]), dtype=out.dtype)
+        h = h0
+        for t in _order(x.shape[0], reverse):
+            xp.matmul(h, w_hh_t, out=hw)
+            kernels.rnn_step_forward(xw[t], hw, self.nonlinearity, out[t])
+            h = out[t]
+        return None  # backward reads only the states
+
+    def _bptt(self, x, h0, w_ih, w_hh, *biases, out, g, reverse):
+        """BPTT with minigrad ops (RNNCell's formulas)."""
+        def step_grads(t, h, g_t):
+            da = _rnn_da(g_t, out[t], self.nonlinearity)
+            return _weight_grads(da, da, x[t], h, w_ih, w_hh)
+        return _bptt_one_state(x, h0, out, g, reverse, step_grads, len(biases))
+
+    def _fused_bptt(self, x, h0, w_ih, w_hh, *biases, out, g, saved, reverse, need_dx):
+        """The same loop on arrays: the table's kernel and one product per step."""
+        xp, kernels = backend.array_module(x), backend.kernels(x)
+        order, steps = _order(x.shape[0], reverse), x.shape[0]
+        da = xp.empty(out.shape, dtype=out.dtype)
+        dh, buffer = xp.empty_like(out[0]), xp.empty_like(out[0])
+        for k in range(steps - 1, -1, -1):
+            t = order[k]
+            g_t = g[t] if k == steps - 1 else xp.add(g[t], dh, out=buffer)
+            kernels.rnn_step_backward(g_t, out[t], self.nonlinearity, da[t])
+            xp.matmul(da[t], w_hh, out=dh)
+        dx, dw_ih, dw_hh, db, _ = _hoisted_grads(x, h0, out, da, da, w_ih, reverse, need_dx)
+        return (dx, dh, dw_ih, dw_hh) + ((db, db) if biases else ())
+
+
+# -- what the sequence ops share ---------------------------------------------------------
+
+
+def _order(steps, reverse):
+    """The time steps in the order a direction reads them."""
+    return range(steps - 1, -1, -1) if reverse else range(steps)
+
+
+def _summed(sums, grads):
+    return [a + b for a, b in zip(sums, grads)]
+
+
+def _bptt_one_state(x, h0, out, g, reverse, step_grads, n_biases):
+    """GRUSequence's and RNNSequence's backward with minigrad ops: the steps in reverse order,
+    each given g_t = dL/dh_t (direct, plus what the step after sends back) and the state h
+    it started from; ``step_grads(t, h, g_t)`` -> (dx_t, dh, dW_ih, dW_hh, db_ih, db_hh).
+    Returns (dx, dh_0, dW_ih, dW_hh) and the biases' two gradients if there are biases."""
+    order = _order(x.shape[0], reverse)
+    dxs, dh, sums = [None] * x.shape[0], None, None
+    for k in range(len(order) - 1, -1, -1):
+        t = order[k]
+        dxs[t], dh, *grads = step_grads(t, h0 if k == 0 else out[order[k - 1]], g[t] if dh is None else g[t] + dh)
+        sums = grads if sums is None else _summed(sums, grads)
+    return (stack(dxs), dh, *sums)[:4 + n_biases]
+
+
+def _input_products(x, w_ih, bias):
+    """X W_ih^T (+ bias) for all T steps of x (T, B, I) as one matrix product: (T, B, G*H)."""
+    steps, batch = x.shape[0], x.shape[1]
+    xw = (x.reshape(steps * batch, x.shape[2]) @ w_ih.T).reshape(steps, batch, w_ih.shape[0])
+    if bias is not None:
+        xw += bias
+    return xw
+
+
+def _hoisted_grads(x, h0, hs, da_in, da_state, w_ih, reverse, need_dx):
+    """After a backward loop, from the gradients of every step's two products stacked
+    (da_in = dL/d(x_t W_ih^T + b_ih), da_state = dL/d(h_(t-1) W_hh^T + b_hh), (T, B, G*H); the
+    same array unless GRU) and the states hs (T, B, H): (dX or None, dW_ih, dW_hh, db_ih, db_hh),
+    one matrix product each over all T*B rows.  dW_hh = sum_t da_state_t^T h_(t-1): the step
+    that started from h_0, plus one product over the others, whose h_(t-1) are hs shifted by
+    one step; computed as (H^T dA)^T, which OpenBLAS runs ~10% faster for these shapes."""
+    steps, batch, width, hidden = x.shape[0], x.shape[1], da_in.shape[2], hs.shape[2]
+    first, rest_da, rest_h = (steps - 1, da_state[:-1], hs[1:]) if reverse else (0, da_state[1:], hs[:-1])
+    xp = backend.array_module(x)
+    dw_hh = xp.ascontiguousarray((h0.T @ da_state[first] + rest_h.reshape(-1, hidden).T @ rest_da.reshape(-1, width)).T)
+    flat_in = da_in.reshape(steps * batch, width)
+    dw_ih = flat_in.T @ x.reshape(steps * batch, x.shape[2])
+    dx = (flat_in @ w_ih).reshape(x.shape) if need_dx else None
+    db_ih = flat_in.sum(axis=0)
+    db_hh = db_ih if da_state is da_in else da_state.reshape(steps * batch, width).sum(axis=0)
+    return dx, dw_ih, dw_hh, db_ih, db_hh
 
 
 # -- the functional forms ------------------------------------------------------------------
