@@ -268,14 +268,16 @@ class RNNBase(Module):
             if self.mode == "LSTM":  # every step's [h_t, c_t]
                 states = cell_ops.LSTMSequence.apply(x, *inputs, reverse=reverse)
                 hs = states[:, 0] if both else states[0]
-                c_n += [states[0, 1, -1], states[1, 1, 0]] if both else [states[1, -1]]
+                last = _ends(states) if both else (states[:, -1],)  # each direction's [h, c] after it
+                h_n += [hc[0] for hc in last]
+                c_n += [hc[1] for hc in last]
             elif self.mode == "GRU":
                 hs = cell_ops.GRUSequence.apply(x, *inputs, reverse=reverse)
             else:
                 hs = cell_ops.RNNSequence.apply(x, *inputs, reverse=reverse,
                                                 nonlinearity="relu" if self.mode == "RNN_RELU" else "tanh")
-            # h_n: the state each direction left after the step it read last
-            h_n += [hs[0, -1], hs[1, 0]] if both else [hs[-1]]
+            if self.mode != "LSTM":
+                h_n += list(_ends(hs)) if both else [hs[-1]]
             x = concatenate([hs[0], hs[1]], axis=2) if both else hs
         return x, stack(h_n), stack(c_n) if c_n else None
 
@@ -323,6 +325,15 @@ class RNNBase(Module):
             s += ", bidirectional=True"
         return s
 
+
+
+def _ends(states):
+    """(forward direction's, reverse direction's) state after the step each read last, from
+    states (2, ..., T, B, H) of a bidirectional layer: steps T-1 and 0.  One slice takes both
+    ends of both directions (step T-1 apart), so backward writes into a zero gradient of the
+    states' size once, not once per pick."""
+    ends = states[..., ::max(states.shape[-3] - 1, 1), :, :]
+    return ends[0, ..., -1, :, :], ends[1, ..., 0, :, :]
 
 class RNN(RNNBase):
     """Elman RNN: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh) (or relu).
