@@ -466,12 +466,20 @@ def _bptt_one_state(x, h0, out, g, reverse, step_grads, n_biases):
 
 
 def _input_products(x, w_ih, bias):
-    """X W_ih^T (+ bias) for all T steps of x (T, B, I) as one matrix product: (T, B, G*H)."""
-    steps, batch = x.shape[0], x.shape[1]
-    xw = (x.reshape(steps * batch, x.shape[2]) @ w_ih.T).reshape(steps, batch, w_ih.shape[0])
-    if bias is not None:
-        xw += bias
-    return xw
+    """X W_ih^T (+ bias) for all T steps of x (T, B, I) as one matrix product: (T, B, G*H).
+    The bias rides in the product as the weight of one more input that is always 1,
+    [X, 1] [W_ih, bias]^T: cheaper than a pass over the (T, B, G*H) result to add it (the MNIST
+    BiLSTM's: 1.4 ms instead of 1.6-2.1 on one core), and X is copied anyway when it is a
+    transposed view (batch_first)."""
+    steps, batch, width = x.shape
+    if bias is None:
+        return (x.reshape(steps * batch, width) @ w_ih.T).reshape(steps, batch, w_ih.shape[0])
+    xp = backend.array_module(x)
+    x1 = xp.empty((steps, batch, width + 1), dtype=np.result_type(x.dtype, w_ih.dtype))
+    x1[:, :, :width] = x
+    x1[:, :, width] = 1
+    return (x1.reshape(steps * batch, width + 1) @ xp.concatenate([w_ih.T, bias[None]])).reshape(
+        steps, batch, w_ih.shape[0])
 
 
 def _hoisted_grads(x, h0, hs, da_in, da_state, w_ih, reverse, need_dx):
