@@ -264,19 +264,19 @@ class RNNBase(Module):
             for reverse in directions:
                 k = layer * len(directions) + reverse
                 inputs += [h0[k]] + ([c0[k]] if self.mode == "LSTM" else []) + list(self._weights(layer, reverse)[0])
-            reverse = directions if both else False  # (a direction axis in front of the output with both)
+            order = directions if both else False  # (both: a direction axis in front of the output)
             if self.mode == "LSTM":  # every step's [h_t, c_t]
-                states = cell_ops.LSTMSequence.apply(x, *inputs, reverse=reverse)
+                states = cell_ops.LSTMSequence.apply(x, *inputs, reverse=order)
                 hs = states[:, 0] if both else states[0]
-                last = _ends(states) if both else (states[:, -1],)  # each direction's [h, c] after it
-                h_n += [hc[0] for hc in last]
-                c_n += [hc[1] for hc in last]
-            elif self.mode == "GRU":
-                hs = cell_ops.GRUSequence.apply(x, *inputs, reverse=reverse)
+                finals = _ends(states) if both else (states[:, -1],)  # each direction's last [h, c]
+                h_n += [hc[0] for hc in finals]
+                c_n += [hc[1] for hc in finals]
             else:
-                hs = cell_ops.RNNSequence.apply(x, *inputs, reverse=reverse,
-                                                nonlinearity="relu" if self.mode == "RNN_RELU" else "tanh")
-            if self.mode != "LSTM":
+                if self.mode == "GRU":
+                    hs = cell_ops.GRUSequence.apply(x, *inputs, reverse=order)
+                else:
+                    hs = cell_ops.RNNSequence.apply(x, *inputs, reverse=order,
+                                                    nonlinearity="relu" if self.mode == "RNN_RELU" else "tanh")
                 h_n += list(_ends(hs)) if both else [hs[-1]]
             x = concatenate([hs[0], hs[1]], axis=2) if both else hs
         return x, stack(h_n), stack(c_n) if c_n else None
@@ -326,7 +326,6 @@ class RNNBase(Module):
         return s
 
 
-
 def _ends(states):
     """(forward direction's, reverse direction's) state after the step each read last, from
     states (2, ..., T, B, H) of a bidirectional layer: steps T-1 and 0.  One slice takes both
@@ -334,6 +333,7 @@ def _ends(states):
     states' size once, not once per pick."""
     ends = states[..., ::max(states.shape[-3] - 1, 1), :, :]
     return ends[0, ..., -1, :, :], ends[1, ..., 0, :, :]
+
 
 class RNN(RNNBase):
     """Elman RNN: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh) (or relu).
