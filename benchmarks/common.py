@@ -144,6 +144,11 @@ def thread_settings(blas=None, numba=None, torch=None):
     if numba is not None:
         import numba as nb
 
+        # set_num_threads starts numba's thread pool: the kernel table first, which picks the
+        # pool's layer (cpu_kernels.py: workqueue; started before it, numba takes OpenMP, and a
+        # two-thread GPT step measured 100-140 ms instead of 48-69)
+        from minigrad.backend import cpu_kernels  # noqa: F401
+
         before["numba"] = nb.get_num_threads()
         nb.set_num_threads(numba)
     if torch is not None and importlib.util.find_spec("torch") is not None:

@@ -29,8 +29,11 @@ They run one after the other, never nested.  numba's default OpenMP layer keeps 
 spinning after a kernel, and so does OpenBLAS after a GEMM; on a 2-core machine the two pools
 then fight for the cores (a training step of the MNIST CNN measured ~110 ms with the OpenMP
 layer against ~80 ms with the "workqueue" layer), so workqueue is chosen unless the user set
-NUMBA_THREADING_LAYER.  (workqueue must not be entered from two Python threads at once;
-minigrad starts no threads.)
+NUMBA_THREADING_LAYER.  (workqueue must not be entered from two Python threads at once: the
+threads minigrad starts, backend/cpu_threads.py, call only serial kernels.  The layer is
+chosen when this module is imported, at the first op on a NumPy array; numba's pool started
+before that, by numba.set_num_threads or a parallel function of the user's, takes numba's
+default, OpenMP.)
 
 Measured on the 2-core reference machine (float32, the MNIST CNN's second conv layer, the
 kernel alone): im2col 0.6 ms, col2im 1.0 ms (the NCHW layout this replaced: 2.0 and 4.5 ms plus
