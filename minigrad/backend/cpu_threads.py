@@ -4,18 +4,19 @@ Most of minigrad's CPU work is parallel inside one call: a large matrix product 
 BLAS's threads, a large elementwise kernel on numba's.  Some work is a chain of calls too small
 for that, where the parallelism is between chains: the two directions of a bidirectional
 recurrent layer share only their input, and each is a loop of small matrix products and gate
-kernels (~0.3 ms a step on one core), which a two-thread BLAS splits poorly: a training step
-of one direction of the MNIST BiLSTM takes 25-27 ms on one BLAS thread and 17-18 ms on two,
-both directions one after the other 34-37 ms.  ``concurrently`` runs such chains one per core,
-each on a one-thread BLAS: both directions then take 26-30 ms, about the time of one.
+kernels (~0.3 ms a step on one core), which a two-thread BLAS splits poorly: forward and
+backward of one direction of the MNIST BiLSTM take 25-27 ms on one BLAS thread and 17-18 ms on
+two, both directions one after the other 34-37 ms.  ``concurrently`` runs such chains one per
+core, each on a one-thread BLAS: both directions then take 26-30 ms, about the time of one.
 
-That needs two things from the libraries, and where either is missing the work runs one piece
-after another, as before:
-* a BLAS whose thread count can be set (OpenBLAS, as NumPy's wheels ship it): the pieces'
-  products must not each ask for every core;
+That needs two things from the libraries:
+* a BLAS whose thread count can be set (OpenBLAS, as NumPy's wheels ship it), so that the
+  pieces' products do not each ask for every core; with another BLAS the pieces run one after
+  another, as before;
 * kernels that release the GIL (NumPy's, and numba's declared ``nogil``: the recurrent step
-  kernels).  A piece must not call a numba ``parallel`` kernel: numba's workqueue threading
-  layer cannot be entered from two threads at once (it ends the process).
+  kernels); others make the threads take turns.  A piece must not call a numba ``parallel``
+  kernel: numba's workqueue threading layer cannot be entered from two threads at once (it
+  ends the process).
 """
 import concurrent.futures
 import ctypes
