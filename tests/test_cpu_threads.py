@@ -1,6 +1,7 @@
 """backend/cpu_threads.py: the BLAS's thread count, and ``concurrently``, which runs independent
 pieces of CPU work one per core (the two directions of a bidirectional recurrent layer)."""
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -86,3 +87,18 @@ def test_an_error_is_raised_after_every_piece_has_finished(blas):
     assert sorted(finished) == ["first", "second", "third"]
     assert blas() == 2
     assert cpu_threads.concurrently([lambda: 1, lambda: 2], like=np.zeros(1)) == [1, 2]  # the region was released
+
+
+@needs_openblas
+def test_pieces_see_the_callers_numpy_errstate(blas):
+    """np.errstate is a context variable: a piece on another thread obeys the caller's, so a
+    floating-point error raises (or stays quiet) there as it would in the caller's thread."""
+    blas(2)
+    one, zero = np.ones(3, dtype=np.float32), np.zeros(3, dtype=np.float32)
+    with np.errstate(divide="raise"):
+        with pytest.raises(FloatingPointError):
+            cpu_threads.concurrently([lambda: one + one, lambda: one / zero], like=one)
+    with np.errstate(divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would fail the test
+        results = cpu_threads.concurrently([lambda: one / zero, lambda: one / zero], like=one)
+    assert all(np.isinf(r).all() for r in results)

@@ -1275,25 +1275,24 @@ sample("LSTMCell", [(B_, I_), (B_, H_), (B_, H_), (4 * H_, I_), (4 * H_, H_), (4
        LSTMCell.apply, fwd=_b, bwd=_b, elements=CELL)
 sample("LSTMCell", [(B_, I_), (B_, 1), (B_, H_), (4 * H_, I_), (4 * H_, 1), (4 * H_,), (4 * H_,)],  # h projected to 1
        LSTMCell.apply, fwd=_b, bwd=_b, elements=CELL)
-# each sequence op one way, the other way, and both ways in one op (a bidirectional layer)
+# each sequence op one way and the other way; and the LSTM's both ways in one op (a
+# bidirectional layer: the directions' split and x's summed gradient are _Sequence's, shared
+# by the three ops; tests/test_ops_rnn.py runs all three both ways)
 _LSTM_OWN = [(B_, H_), (B_, H_), (4 * H_, I_), (4 * H_, H_), (4 * H_,), (4 * H_,)]
-_GRU_OWN = [(B_, H_), (3 * H_, I_), (3 * H_, H_), (3 * H_,), (3 * H_,)]
-_RNN_OWN = [(B_, H_), (H_, I_), (H_, H_), (H_,), (H_,)]
-for _reverse in (False, True, (False, True)):
-    _directions = len(_reverse) if isinstance(_reverse, tuple) else 1
-
-    def _seq_bound(make, *args, r=_reverse):
-        return _cell_bound(_both_directions(make(*args, False), make(*args, True)) if isinstance(r, tuple)
-                           else make(*args, r))
-    _b = _seq_bound(_lstm_sequence)
-    sample("LSTMSequence", [(3, B_, I_)] + _LSTM_OWN * _directions,
+for _reverse in (False, True):
+    _b = _cell_bound(_lstm_sequence(_reverse))
+    sample("LSTMSequence", [(3, B_, I_)] + _LSTM_OWN,
            lambda *t, r=_reverse: LSTMSequence.apply(*t, reverse=r), fwd=_b, bwd=_b, elements=CELL)
-    _b = _seq_bound(_one_state_sequence, _gru_gates, False)
-    sample("GRUSequence", [(3, B_, I_)] + _GRU_OWN * _directions,
+_b = _cell_bound(_both_directions(_lstm_sequence(False), _lstm_sequence(True)))
+sample("LSTMSequence", [(3, B_, I_)] + _LSTM_OWN * 2,
+       lambda *t: LSTMSequence.apply(*t, reverse=(False, True)), fwd=_b, bwd=_b, elements=CELL)
+for _reverse in (False, True):
+    _b = _cell_bound(_one_state_sequence(_gru_gates, False, _reverse))
+    sample("GRUSequence", [(3, B_, I_), (B_, H_), (3 * H_, I_), (3 * H_, H_), (3 * H_,), (3 * H_,)],
            lambda *t, r=_reverse: GRUSequence.apply(*t, reverse=r), fwd=_b, bwd=_b, elements=CELL)
     for _nl in ("tanh", "relu"):
-        _b = _seq_bound(_one_state_sequence, _rnn_gates, _nl == "relu")
-        sample("RNNSequence", [(3, B_, I_)] + _RNN_OWN * _directions,
+        _b = _cell_bound(_one_state_sequence(_rnn_gates, _nl == "relu", _reverse))
+        sample("RNNSequence", [(3, B_, I_), (B_, H_), (H_, I_), (H_, H_), (H_,), (H_,)],
                lambda *t, r=_reverse, nl=_nl: RNNSequence.apply(*t, nonlinearity=nl, reverse=r), fwd=_b, bwd=_b,
                elements=CELL)
 _b = _cell_bound(_gru_step)

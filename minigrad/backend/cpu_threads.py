@@ -19,6 +19,7 @@ That needs two things from the libraries:
   ends the process).
 """
 import concurrent.futures
+import contextvars
 import ctypes
 import os
 import re
@@ -91,8 +92,9 @@ def concurrently(tasks, like):
     At once, one thread per task with the BLAS at one thread each, when ``like`` (an array the
     work is on) is a NumPy array, there are at least two tasks and the BLAS has at least two
     threads to hand out; one after another otherwise (a GPU array, one core, a BLAS whose
-    threads cannot be set, or another region already running).  The first error raised by a
-    task is raised here, after every task has finished."""
+    threads cannot be set, or another region already running).  Each task sees the caller's
+    context (``np.errstate`` included).  The first error raised by a task is raised here, after
+    every task has finished."""
     tasks = list(tasks)
     cores = blas_threads() if len(tasks) > 1 and type(like) is np.ndarray else None
     if not cores or cores < 2 or not _region.acquire(blocking=False):
@@ -101,8 +103,10 @@ def concurrently(tasks, like):
         blas_threads(1)
         try:
             width = min(cores, len(tasks))
-            # task k runs on thread k % width: thread 0 is the caller, the others the pool's
-            futures = [_workers(width - 1).submit(_run_every, tasks, k, width) for k in range(1, width)]
+            # task k runs on thread k % width: thread 0 is the caller, the others the pool's, each
+            # in a copy of the caller's context (NumPy's errstate is a context variable)
+            futures = [_workers(width - 1).submit(contextvars.copy_context().run, _run_every, tasks, k, width)
+                       for k in range(1, width)]
             done = _run_every(tasks, 0, width)
             for f in futures:
                 done.update(f.result())
