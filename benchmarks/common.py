@@ -67,8 +67,11 @@ def machine_info():
     try:
         import numba
 
-        info["numba"] = f"{numba.__version__} ({numba.get_num_threads()} threads, " \
-                        f"layer {numba.config.THREADING_LAYER}" + \
+        try:  # the layer numba's pool started with (it can differ from the one configured)
+            layer = numba.threading_layer()
+        except ValueError:  # not started yet: the one it will start with
+            layer = numba.config.THREADING_LAYER
+        info["numba"] = f"{numba.__version__} ({numba.get_num_threads()} threads, layer {layer}" + \
                         ("" if cpu_kernels.use_numba() else ", disabled") + ")"
     except ImportError:
         info["numba"] = "not installed"
