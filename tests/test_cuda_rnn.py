@@ -52,11 +52,17 @@ def _both(dev, kind, arrays, seed=5):
             want_grads = rbwd(g, *state, want, *weights, nl)
             got_grads = bwd(dev.put(g), *dstate, dev.put(want), *dweights, nl)
         else:
-            want_grads = rbwd(g, *state, want[1], *weights)
-            got_grads = bwd(dev.put(g), *dstate, dev.put(want[1]), *dweights)
-    got = [got] if nl else list(got)
-    want = [want] if nl else list(want)
+            saved = want[1]  # an LSTM's is a pair, (gates, tanh(c'))
+            put_saved = tuple(map(dev.put, saved)) if isinstance(saved, tuple) else dev.put(saved)
+            want_grads = rbwd(g, *state, saved, *weights)
+            got_grads = bwd(dev.put(g), *dstate, put_saved, *dweights)
+    got, want = _flat([got] if nl else got), _flat([want] if nl else want)
     return [dev.get(a) for a in got + list(got_grads)], want + list(want_grads)
+
+
+def _flat(values):
+    """The arrays of a forward's results, an LSTM's saved pair unpacked."""
+    return [a for v in values for a in (v if isinstance(v, tuple) else (v,))]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

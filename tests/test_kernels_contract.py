@@ -587,8 +587,8 @@ case("lstm_cell_forward", *CELL, "proj")(lambda put, rng, v: _cell_inputs(put, r
 @case("lstm_cell_backward", *CELL, "proj")
 def _lstm_backward(put, rng, v):
     x, h, c, w_ih, w_hh, b_ih, b_hh = _cell_inputs(put, rng, "lstm", v)
-    hc, saved = _reference("lstm_cell_forward", x, h, c, w_ih, w_hh, b_ih, b_hh)
-    return put(normal(rng, hc.shape)), x, h, c, put(saved), w_ih, w_hh, v != "no-dx"
+    hc, (gates, tanh_c) = _reference("lstm_cell_forward", x, h, c, w_ih, w_hh, b_ih, b_hh)
+    return put(normal(rng, hc.shape)), x, h, c, (put(gates), put(tanh_c)), w_ih, w_hh, v != "no-dx"
 
 
 case("gru_cell_forward", *CELL)(lambda put, rng, v: _cell_inputs(put, rng, "gru", v))
@@ -636,15 +636,21 @@ def _rnn_step_backward(put, rng, v):
 
 @case("lstm_step_forward", *STEP)
 def _lstm_step_forward(put, rng, v):
-    (xw, hw, c), outs = _step_arrays(put, rng, v, [("B", 16), ("B", 16), ("B", 4)], [("B", 4), ("B", 4), ("B", 20)])
-    return (xw, hw, c, *outs)
+    # the first argument is read (the input's product) and written (the gates): strided where
+    # the outputs are, with the NaN of "nan" in the products
+    (hw, c), outs = _step_arrays(put, rng, v, [("B", 16), ("B", 4)], [("B", 16), ("B", 4), ("B", 4), ("B", 4)])
+    gates = outs[0]
+    gates[...] = put(normal(rng, gates.shape))
+    if v == "nan" and gates.shape[0]:
+        gates[0, 1] = np.nan
+    return (gates, hw, c, *outs[1:])
 
 
 @case("lstm_step_backward", *STEP)
 def _lstm_step_backward(put, rng, v):
-    (gh, gc, c, saved), (da, dc) = _step_arrays(put, rng, v, [("B", 4), ("B", 4), ("B", 4), ("B", 20)],
-                                                [("B", 16), ("B", 4)])
-    return gh, gc, c, saved, da, dc
+    (gh, gc, c, gates, tanh_c), (da, dc) = _step_arrays(put, rng, v, [("B", 4), ("B", 4), ("B", 4), ("B", 16),
+                                                                      ("B", 4)], [("B", 16), ("B", 4)])
+    return gh, gc, c, gates, tanh_c, da, dc
 
 
 @case("gru_step_forward", *STEP)
@@ -825,7 +831,7 @@ BAD_CALLS = {
     "lstm_cell_forward": lambda k, P: k.lstm_cell_forward(P((2, 3)), P((2, 4)), P((2, 5)), P((16, 3)), P((16, 4)),
                                                           None, None),
     "lstm_cell_backward": lambda k, P: k.lstm_cell_backward(P((2, 2, 4)), P((2, 3)), P((2, 4)), P((2, 4)),
-                                                            P((2, 16)), P((16, 3)), P((16, 4))),
+                                                            (P((2, 16)), P((2, 5))), P((16, 3)), P((16, 4))),
     "gru_cell_forward": lambda k, P: k.gru_cell_forward(P((2, 3)), P((2, 4)), P((12, 3)), P((12, 4)), P((12,)),
                                                         P((11,))),
     "gru_cell_backward": lambda k, P: k.gru_cell_backward(P((2, 4)), P((2, 3)), P((2, 4)), P((2, 12)), P((12, 3)),
@@ -833,9 +839,9 @@ BAD_CALLS = {
     "rnn_step_forward": lambda k, P: k.rnn_step_forward(P((2, 4)), P((2, 4)), "tanh", P((2, 3))),
     "rnn_step_backward": lambda k, P: k.rnn_step_backward(P((2, 4)), P((3, 4)), "relu", P((2, 4))),
     "lstm_step_forward": lambda k, P: k.lstm_step_forward(P((2, 16)), P((2, 16)), P((2, 4)), P((2, 4)), P((2, 4)),
-                                                          P((2, 16))),
-    "lstm_step_backward": lambda k, P: k.lstm_step_backward(P((2, 4)), P((2, 4)), P((2, 5)), P((2, 20)),
-                                                            P((2, 16)), P((2, 4))),
+                                                          P((2, 5))),
+    "lstm_step_backward": lambda k, P: k.lstm_step_backward(P((2, 4)), P((2, 4)), P((2, 4)), P((2, 16)),
+                                                            P((2, 5)), P((2, 16)), P((2, 4))),
     "gru_step_forward": lambda k, P: k.gru_step_forward(P((2, 12)), P((2, 9)), P((2, 4)), P((2, 4)), P((2, 16))),
     "gru_step_backward": lambda k, P: k.gru_step_backward(P((2, 4)), P((2, 4)), P((2, 16)), P((2, 12)),
                                                           P((2, 12)), P((2, 3))),

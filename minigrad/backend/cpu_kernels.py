@@ -1808,6 +1808,18 @@ if numba is not None:
             for j in range(out.size):
                 out[j] = _sigmoid1(a[j] + aw[j])
 
+    @njit(inline="always", **_CELL)
+    def _activate_in_place(a, aw, tanh):
+        """a = sigmoid (or tanh) of a + aw, in place.  (One array read and written at the same
+        index vectorises; _activate(a, a, aw) would not: LLVM's check that the output does not
+        overlap the input fails at run time, and the scalar loop runs.)"""
+        if tanh:
+            for j in range(a.size):
+                a[j] = _tanh1(a[j] + aw[j])
+        else:
+            for j in range(a.size):
+                a[j] = _sigmoid1(a[j] + aw[j])
+
     @njit(**_CELL)
     def _rnn_forward_nb(xw, hw, relu, out):
         for r in range(xw.shape[0]):
@@ -1832,14 +1844,14 @@ if numba is not None:
                     d[j] = gr[j] * (1 - y[j] * y[j])
 
     @njit(**_CELL)
-    def _lstm_forward_nb(xw, hw, c, h_out, c_out, saved):
+    def _lstm_forward_nb(gates, hw, c, h_out, c_out, tcs):
         n = c.shape[1]
         for r in range(c.shape[0]):
-            s = saved[r]
-            for k in range(4):  # i, f, g (tanh), o
+            a = gates[r]
+            for k in range(4):  # i, f, g (tanh), o: over the input's product, in place
                 part = slice(k * n, (k + 1) * n)
-                _activate(s[part], xw[r, part], hw[r, part], k == 2)
-            i, f, g, o, tc = s[:n], s[n:2 * n], s[2 * n:3 * n], s[3 * n:4 * n], s[4 * n:]
+                _activate_in_place(a[part], hw[r, part], k == 2)
+            i, f, g, o, tc = a[:n], a[n:2 * n], a[2 * n:3 * n], a[3 * n:], tcs[r]
             h_new, c_new, c_old = h_out[r], c_out[r], c[r]
             for j in range(n):
                 c_new[j] = f[j] * c_old[j] + i[j] * g[j]
@@ -1849,11 +1861,11 @@ if numba is not None:
                 h_new[j] = o[j] * tc[j]
 
     @njit(**_CELL)
-    def _lstm_backward_nb(g_h, g_c, c, saved, da, dc):
+    def _lstm_backward_nb(g_h, g_c, c, gates, tcs, da, dc):
         n = c.shape[1]
         for r in range(c.shape[0]):
-            s, d, gh, gc, c_old, dcr = saved[r], da[r], g_h[r], g_c[r], c[r], dc[r]
-            i, f, g, o, tc = s[:n], s[n:2 * n], s[2 * n:3 * n], s[3 * n:4 * n], s[4 * n:]
+            s, d, gh, gc, c_old, dcr, tc = gates[r], da[r], g_h[r], g_c[r], c[r], dc[r], tcs[r]
+            i, f, g, o = s[:n], s[n:2 * n], s[2 * n:3 * n], s[3 * n:]
             di, df, dg, do = d[:n], d[n:2 * n], d[2 * n:3 * n], d[3 * n:]
             for j in range(n):
                 dcr[j] = gc[j] + gh[j] * o[j] * (1 - tc[j] * tc[j])  # dc' for now
@@ -1927,19 +1939,20 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
     if not _rows_ok(x, h, c, w_ih, w_hh, b_ih, b_hh):
         return _ref.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
     b, hidden = _ref._check_cell("lstm_cell_forward", 4, x, h, w_ih, w_hh, b_ih, b_hh, c_BH=c)
-    xw, hw = _products(x, h, w_ih, w_hh, b_ih, b_hh)
-    hc, saved = np.empty((2, b, hidden), dtype=xw.dtype), np.empty((b, 5 * hidden), dtype=xw.dtype)
-    lstm_step_forward(xw, hw, c, hc[0], hc[1], saved)
-    return hc, saved
+    gates, hw = _products(x, h, w_ih, w_hh, b_ih, b_hh)  # gates: the input's product until the step
+    hc, tc = np.empty((2, b, hidden), dtype=gates.dtype), np.empty((b, hidden), dtype=gates.dtype)
+    lstm_step_forward(gates, hw, c, hc[0], hc[1], tc)
+    return hc, (gates, tc)
 
 
 def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx=True):
-    if not _rows_ok(ghc, x, h, c, saved, w_ih, w_hh):
+    gates, tc = saved
+    if not _rows_ok(ghc, x, h, c, gates, tc, w_ih, w_hh):
         return _ref.lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx)
     b, hidden = _ref._check_cell("lstm_cell_backward", 4, x, h, w_ih, w_hh, None, None, c_BH=c, ghc_2BH=ghc,
-                                 saved_B5H=saved)
-    da, dc = np.empty((b, 4 * hidden), dtype=saved.dtype), np.empty((b, hidden), dtype=saved.dtype)
-    lstm_step_backward(ghc[0], ghc[1], c, saved, da, dc)
+                                 gates_B4H=gates, tc_BH=tc)
+    da, dc = np.empty((b, 4 * hidden), dtype=gates.dtype), np.empty((b, hidden), dtype=gates.dtype)
+    lstm_step_backward(ghc[0], ghc[1], c, gates, tc, da, dc)
     dx, dh, dw_ih, dw_hh, db, _ = _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)
     return dx, dh, dc, dw_ih, dw_hh, db
 
@@ -1968,7 +1981,8 @@ def gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx=True):
 
 # The step kernels (reference.py: "the gates of one step"): the numba loops above on rows of
 # the given arrays.  Inputs are read through _c (no copy when contiguous, as a layer's buffers
-# are); the outputs are written where they are (numba follows their strides).
+# are); the outputs, and the LSTM's gates (read, then written), are used where they are (numba
+# follows their strides).
 
 
 def rnn_step_forward(xw, hw, nonlinearity, out):
@@ -1985,18 +1999,18 @@ def rnn_step_backward(g, h_new, nonlinearity, da):
     _rnn_backward_nb(_c(g), _c(h_new), nonlinearity == "relu", da)
 
 
-def lstm_step_forward(xw, hw, c, h_new, c_new, saved):
-    if not _rows_ok(xw, hw, c, h_new, c_new, saved):
-        return _ref.lstm_step_forward(xw, hw, c, h_new, c_new, saved)
-    _ref._check_gates("lstm_step_forward", 4, xw, hw, c_BH=c, h_new_BH=h_new, c_new_BH=c_new, saved_B5H=saved)
-    _lstm_forward_nb(_c(xw), _c(hw), _c(c), h_new, c_new, saved)
+def lstm_step_forward(gates, hw, c, h_new, c_new, tc):
+    if not _rows_ok(gates, hw, c, h_new, c_new, tc):
+        return _ref.lstm_step_forward(gates, hw, c, h_new, c_new, tc)
+    _ref._check_gates("lstm_step_forward", 4, gates, hw, c_BH=c, h_new_BH=h_new, c_new_BH=c_new, tc_BH=tc)
+    _lstm_forward_nb(gates, _c(hw), _c(c), h_new, c_new, tc)
 
 
-def lstm_step_backward(gh, gc, c, saved, da, dc):
-    if not _rows_ok(gh, gc, c, saved, da, dc):
-        return _ref.lstm_step_backward(gh, gc, c, saved, da, dc)
-    _ref._check_gates("lstm_step_backward", 4, da, da, gh_BH=gh, gc_BH=gc, c_BH=c, saved_B5H=saved, dc_BH=dc)
-    _lstm_backward_nb(_c(gh), _c(gc), _c(c), _c(saved), da, dc)
+def lstm_step_backward(gh, gc, c, gates, tc, da, dc):
+    if not _rows_ok(gh, gc, c, gates, tc, da, dc):
+        return _ref.lstm_step_backward(gh, gc, c, gates, tc, da, dc)
+    _ref._check_gates("lstm_step_backward", 4, da, gates, gh_BH=gh, gc_BH=gc, c_BH=c, tc_BH=tc, dc_BH=dc)
+    _lstm_backward_nb(_c(gh), _c(gc), _c(c), _c(gates), _c(tc), da, dc)
 
 
 def gru_step_forward(gi, gh, h, h_new, saved):

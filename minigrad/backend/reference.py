@@ -974,13 +974,13 @@ __all__ += ["rnn_cell_forward", "rnn_cell_backward", "lstm_cell_forward", "lstm_
 def _check_cell(kernel, gates, x, h, w_ih, w_hh, b_ih, b_hh, **more):
     """Raise ValueError unless the arrays fit one cell of ``gates`` gates (shapes above);
     ``more`` holds arrays that must have the shapes their keys end in: "c_BH" (B, H),
-    "saved_B4H" (B, 4*H), "saved_B5H" (B, 5*H), "ghc_2BH" (2, B, H).  Returns (B, H)."""
+    "saved_B4H" (B, 4*H), "ghc_2BH" (2, B, H).  Returns (B, H)."""
     ok = (x.ndim == h.ndim == w_ih.ndim == w_hh.ndim == 2 and x.shape[0] == h.shape[0]
           and w_ih.shape[0] % gates == 0 and w_hh.shape[0] == w_ih.shape[0]
           and w_ih.shape[1] == x.shape[1] and w_hh.shape[1] == h.shape[1]
           and all(b is None or tuple(b.shape) == w_ih.shape[:1] for b in (b_ih, b_hh)))
     b, hidden = x.shape[0] if x.ndim else 0, w_ih.shape[0] // gates if w_ih.ndim else 0
-    shapes = {"BH": (b, hidden), "B4H": (b, 4 * hidden), "B5H": (b, 5 * hidden), "2BH": (2, b, hidden)}
+    shapes = {"BH": (b, hidden), "B4H": (b, 4 * hidden), "2BH": (2, b, hidden)}
     ok = ok and all(tuple(a.shape) == shapes[name.rsplit("_", 1)[1]] for name, a in more.items())
     if not ok:
         arrays = dict(x=x, h=h, w_ih=w_ih, w_hh=w_hh)
@@ -1041,33 +1041,34 @@ def rnn_cell_backward(g, x, h, h_new, w_ih, w_hh, nonlinearity, need_dx=True):
 
 
 def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    """(hc (2, B, H), saved (B, 5H)) of an LSTM step; hc[0] = h', hc[1] = c' (one array: the
-    op's single output); saved = [i, f, g, o, tanh(c')], what backward needs:
+    """(hc (2, B, H), saved) of an LSTM step; hc[0] = h', hc[1] = c' (one array: the op's
+    single output); saved = (gates (B, 4H), tanh(c') (B, H)), what backward needs:
         a = x w_ih^T + b_ih + h w_hh^T + b_hh = [a_i, a_f, a_g, a_o]
         i = sigmoid(a_i),  f = sigmoid(a_f),  g = tanh(a_g),  o = sigmoid(a_o)
-        c' = f c + i g,     h' = o tanh(c')"""
+        c' = f c + i g,     h' = o tanh(c'),    gates = [i, f, g, o]"""
     b, hidden = _check_cell("lstm_cell_forward", 4, x, h, w_ih, w_hh, b_ih, b_hh, c_BH=c)
     xp = array_module(x)
-    gi, gh = _gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh)
-    hc, saved = xp.empty((2, b, hidden), dtype=gi.dtype), xp.empty((b, 5 * hidden), dtype=gi.dtype)
-    lstm_step_forward(gi, gh, c, hc[0], hc[1], saved)
-    return hc, saved
+    gates, gh = _gate_inputs(x, h, w_ih, w_hh, b_ih, b_hh)  # gates: the input's product until the step
+    hc, tc = xp.empty((2, b, hidden), dtype=gates.dtype), xp.empty((b, hidden), dtype=gates.dtype)
+    lstm_step_forward(gates, gh, c, hc[0], hc[1], tc)
+    return hc, (gates, tc)
 
 
 def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx=True):
     """(dx, dh, dc, dw_ih, dw_hh, db) of lstm_cell_forward (dx None unless need_dx) given
     ghc = dL/dhc (2, B, H), i.e.
     gh = dL/dh' and gc = dL/dc' (what flows back along c from the next step), from
-    saved = [i, f, g, o, tanh(c')]:
+    saved = ([i, f, g, o], tanh(c')):
         dc' = gc + gh o (1 - tanh(c')^2)            (c' reaches the loss along both paths)
         da_i = dc' g i (1 - i),   da_f = dc' c f (1 - f),   da_g = dc' i (1 - g^2),
         da_o = gh tanh(c') o (1 - o),                dc = dc' f
         dx = da w_ih,  dh = da w_hh,  dw_ih = da^T x,  dw_hh = da^T h,  db = sum_rows(da)"""
+    gates, tc = saved
     _, hidden = _check_cell("lstm_cell_backward", 4, x, h, w_ih, w_hh, None, None, c_BH=c, ghc_2BH=ghc,
-                            saved_B5H=saved)
+                            gates_B4H=gates, tc_BH=tc)
     xp = array_module(x)
-    da, dc = xp.empty((x.shape[0], 4 * hidden), dtype=saved.dtype), xp.empty(c.shape, dtype=saved.dtype)
-    lstm_step_backward(ghc[0], ghc[1], c, saved, da, dc)
+    da, dc = xp.empty((x.shape[0], 4 * hidden), dtype=gates.dtype), xp.empty(c.shape, dtype=gates.dtype)
+    lstm_step_backward(ghc[0], ghc[1], c, gates, tc, da, dc)
     dx, dh, dw_ih, dw_hh, db, _ = _cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)
     return dx, dh, dc, dw_ih, dw_hh, db
 
@@ -1110,15 +1111,16 @@ def gru_cell_backward(g, x, h, saved, w_ih, w_hh, need_dx=True):
 # before its time loop; each step then only multiplies the state, h W_hh^T, and calls one of
 # these.  They write into the arrays given (slices of a layer's (T, ...) buffers) and return
 # None.  ``xw`` / ``gi`` hold the input's product with its bias(es) added, ``hw`` / ``gh`` the
-# state's (a GRU keeps b_hh on the state's side: r multiplies gh_n + b_hn).
+# state's (a GRU keeps b_hh on the state's side: r multiplies gh_n + b_hn); the LSTM's forward
+# writes its gates over its input's product (``gates``: in, then out).
 
 
-_GATE_WIDTHS = {"BH": 1, "B4H": 4, "B5H": 5}  # widths in units of H; "BGH": the gates' (a_in's)
+_GATE_WIDTHS = {"BH": 1, "B4H": 4}  # widths in units of H; "BGH": the gates' (a_in's)
 
 
 def _check_gates(kernel, gates, a_in, a_h, **more):
     """Raise ValueError unless a_in and a_h are (B, gates*H) and each array of ``more`` has
-    the shape its key ends in ("_BH" (B, H), "_BGH" (B, gates*H), "_B4H", "_B5H").  Returns
+    the shape its key ends in ("_BH" (B, H), "_BGH" (B, gates*H), "_B4H").  Returns
     (B, H).  (Called once per time step: plain comparisons, no temporaries.)"""
     shape = a_in.shape
     if len(shape) == 2 and shape[1] % gates == 0 and a_h.shape == shape:
@@ -1148,32 +1150,34 @@ def rnn_step_backward(g, h_new, nonlinearity, da):
     da[...] = tanh_backward(g, h_new) if nonlinearity == "tanh" else relu_backward(g, h_new)
 
 
-def lstm_step_forward(xw, hw, c, h_new, c_new, saved):
-    """An LSTM step's gates from a = xw + hw = [a_i, a_f, a_g, a_o] (B, 4H) and the cell state c:
+def lstm_step_forward(gates, hw, c, h_new, c_new, tc):
+    """An LSTM step's gates from a = xw + hw = [a_i, a_f, a_g, a_o] (B, 4H) and the cell state c,
+    where ``gates`` holds the input's product xw on entry and the gates on return:
         i = sigmoid(a_i),  f = sigmoid(a_f),  g = tanh(a_g),  o = sigmoid(a_o)
         c' = f c + i g,    h' = o tanh(c')
-    written to h_new, c_new (B, H) and saved = [i, f, g, o, tanh(c')] (B, 5H)."""
-    _, hidden = _check_gates("lstm_step_forward", 4, xw, hw, c_BH=c, h_new_BH=h_new, c_new_BH=c_new,
-                            saved_B5H=saved)
-    a = xw + hw
-    saved[:, :4 * hidden] = sigmoid(a)
-    saved[:, 2 * hidden:3 * hidden] = array_module(a).tanh(a[:, 2 * hidden:3 * hidden])
-    i, f, g, o, tc = (saved[:, k * hidden:(k + 1) * hidden] for k in range(5))
+    written to gates = [i, f, g, o] (B, 4H), h_new, c_new and tc = tanh(c') (B, H).  (A step's
+    input products are read once, so its gates take their place: a layer keeps one (T, B, 4H)
+    buffer for both, and the gates are written to memory the step has just read.)"""
+    _, hidden = _check_gates("lstm_step_forward", 4, gates, hw, c_BH=c, h_new_BH=h_new, c_new_BH=c_new, tc_BH=tc)
+    a = gates + hw
+    gates[...] = sigmoid(a)
+    gates[:, 2 * hidden:3 * hidden] = array_module(a).tanh(a[:, 2 * hidden:3 * hidden])
+    i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
     c_new[...] = f * c + i * g
     tc[...] = array_module(a).tanh(c_new)
     h_new[...] = o * tc
 
 
-def lstm_step_backward(gh, gc, c, saved, da, dc):
+def lstm_step_backward(gh, gc, c, gates, tc, da, dc):
     """The gates' gradients of an LSTM step, given gh = dL/dh' and gc = dL/dc' (B, H) (each
-    what the loss sends directly plus what the next step sends back), from c and
-    saved = [i, f, g, o, tanh(c')]:
+    what the loss sends directly plus what the next step sends back), from c, the step's
+    gates = [i, f, g, o] (B, 4H) and tc = tanh(c') (B, H):
         dc' = gc + gh o (1 - tanh(c')^2)            (c' reaches the loss along both paths)
         da = [dc' g i (1 - i),  dc' c f (1 - f),  dc' i (1 - g^2),  gh tanh(c') o (1 - o)]
         dc = dc' f
     written to da (B, 4H) and dc (B, H)."""
-    _, hidden = _check_gates("lstm_step_backward", 4, da, da, gh_BH=gh, gc_BH=gc, c_BH=c, saved_B5H=saved, dc_BH=dc)
-    i, f, g, o, tc = (saved[:, k * hidden:(k + 1) * hidden] for k in range(5))
+    _, hidden = _check_gates("lstm_step_backward", 4, da, gates, gh_BH=gh, gc_BH=gc, c_BH=c, tc_BH=tc, dc_BH=dc)
+    i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
     dc_new = gc + gh * o * (1 - tc * tc)
     da[:, :hidden] = dc_new * g * i * (1 - i)
     da[:, hidden:2 * hidden] = dc_new * c * f * (1 - f)

@@ -282,19 +282,22 @@ class LSTMSequence(_Sequence):
         return (2, x.shape[0], x.shape[1], h0.shape[1])
 
     def _run(self, x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, *, reverse, out):
-        """The time loop; writes every step's (h, c) into out, returns the gates it saved."""
+        """The time loop; writes every step's (h, c) into out, returns what backward reads besides:
+        every step's gates (in the buffer of the input's products: a step reads its product once,
+        and its kernel writes the gates over it) and tanh(c)."""
         xp, kernels = backend.array_module(x), backend.kernels(x)
         steps, batch, hidden = x.shape[0], x.shape[1], c0.shape[1]
-        xw = _input_products(x, w_ih, None if b_ih is None else b_ih + b_hh)
+        # every step's input product, then (written over it by the step) its gates [i, f, g, o]
+        gates = _input_products(x, w_ih, None if b_ih is None else b_ih + b_hh)
+        tanh_c = xp.empty((steps, batch, hidden), dtype=out.dtype)
         w_hh_t = xp.ascontiguousarray(w_hh.T)  # every step reads it: contiguous once, not per product
-        saved = xp.empty((steps, batch, 5 * hidden), dtype=out.dtype)  # [i, f, g, o, tanh(c)]
         hw = xp.empty((batch, 4 * hidden), dtype=out.dtype)
         h, c = h0, c0
         for t in _order(steps, reverse):
             xp.matmul(h, w_hh_t, out=hw)
-            kernels.lstm_step_forward(xw[t], hw, c, out[0, t], out[1, t], saved[t])
+            kernels.lstm_step_forward(gates[t], hw, c, out[0, t], out[1, t], tanh_c[t])
             h, c = out[0, t], out[1, t]
-        return saved
+        return gates, tanh_c
 
     def _bptt(self, x, h0, c0, w_ih, w_hh, *biases, out, g, reverse):
         """BPTT with minigrad ops: each step's gradients by LSTMCell's formulas (the gates
@@ -314,6 +317,7 @@ class LSTMSequence(_Sequence):
         """The same loop on arrays: the table's gate kernel and one product per step."""
         xp, kernels = backend.array_module(x), backend.kernels(x)
         order, steps, batch, hidden = _order(x.shape[0], reverse), x.shape[0], x.shape[1], c0.shape[1]
+        gates, tanh_c = saved
         da = xp.empty((steps, batch, 4 * hidden), dtype=out.dtype)
         dh, dc = xp.empty((batch, hidden), dtype=out.dtype), xp.empty((batch, hidden), dtype=out.dtype)
         gh, gc = xp.empty_like(dh), xp.empty_like(dc)
@@ -323,7 +327,8 @@ class LSTMSequence(_Sequence):
                 gh_t, gc_t = g[0, t], g[1, t]
             else:
                 gh_t, gc_t = xp.add(g[0, t], dh, out=gh), xp.add(g[1, t], dc, out=gc)
-            kernels.lstm_step_backward(gh_t, gc_t, c0 if k == 0 else out[1, order[k - 1]], saved[t], da[t], dc)
+            kernels.lstm_step_backward(gh_t, gc_t, c0 if k == 0 else out[1, order[k - 1]], gates[t], tanh_c[t],
+                                       da[t], dc)
             xp.matmul(da[t], w_hh, out=dh)
         dx, dw_ih, dw_hh, db, _ = _hoisted_grads(x, h0, out[0], da, da, w_ih, reverse, need_dx, bool(biases))
         return (dx, dh, dc, dw_ih, dw_hh) + ((db, db) if biases else ())

@@ -1109,22 +1109,23 @@ def lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh):
         return _ref.lstm_cell_forward(x, h, c, w_ih, w_hh, b_ih, b_hh)
     b, hidden = _ref._check_cell("lstm_cell_forward", 4, x, h, w_ih, w_hh, b_ih, b_hh, c_BH=c)
     xp = array_module(x)
-    xw, hw = _cell_products(x, h, w_ih, w_hh)
-    hc, saved = xp.empty((2, b, hidden), dtype=dtype), xp.empty((b, 5 * hidden), dtype=dtype)
-    _cell_launch("lstm_forward", dtype, b * hidden, (xw, hw, *_bias_args(b_ih, b_hh, xw), xp.ascontiguousarray(c),
-                                                    hc[0], hc[1], saved, _i64(b), _i64(hidden)))
-    return hc, saved
+    gates, hw = _cell_products(x, h, w_ih, w_hh)  # gates: the input's product until the kernel
+    hc, tc = xp.empty((2, b, hidden), dtype=dtype), xp.empty((b, hidden), dtype=dtype)
+    _cell_launch("lstm_forward", dtype, b * hidden, (gates, hw, *_bias_args(b_ih, b_hh, gates),
+                                                    xp.ascontiguousarray(c), hc[0], hc[1], tc, _i64(b), _i64(hidden)))
+    return hc, (gates, tc)
 
 
 def lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx=True):
-    dtype = _float_dtype(ghc, x, h, c, saved, w_ih, w_hh)
+    gates, tc = saved
+    dtype = _float_dtype(ghc, x, h, c, gates, tc, w_ih, w_hh)
     if dtype is None:
         return _ref.lstm_cell_backward(ghc, x, h, c, saved, w_ih, w_hh, need_dx)
     b, hidden = _ref._check_cell("lstm_cell_backward", 4, x, h, w_ih, w_hh, None, None, c_BH=c, ghc_2BH=ghc,
-                                 saved_B5H=saved)
+                                 gates_B4H=gates, tc_BH=tc)
     xp = array_module(x)
     da, dc = xp.empty((b, 4 * hidden), dtype=dtype), xp.empty((b, hidden), dtype=dtype)
-    lstm_step_backward(ghc[0], ghc[1], c, saved, da, dc)
+    lstm_step_backward(ghc[0], ghc[1], c, gates, tc, da, dc)
     dx, dh, dw_ih, dw_hh, db, _ = _ref._cell_weight_grads(da, da, x, h, w_ih, w_hh, need_dx)
     return dx, dh, dc, dw_ih, dw_hh, db
 
@@ -1190,23 +1191,24 @@ def rnn_step_backward(g, h_new, nonlinearity, da):
                                                  _i64(g.size)))
 
 
-def lstm_step_forward(xw, hw, c, h_new, c_new, saved):
-    dtype = _step_dtype((xw, hw, c), (h_new, c_new, saved))
+def lstm_step_forward(gates, hw, c, h_new, c_new, tc):
+    dtype = _step_dtype((hw, c), (gates, h_new, c_new, tc))
     if dtype is None:
-        return _ref.lstm_step_forward(xw, hw, c, h_new, c_new, saved)
-    b, hidden = _ref._check_gates("lstm_step_forward", 4, xw, hw, c_BH=c, h_new_BH=h_new, c_new_BH=c_new,
-                                 saved_B5H=saved)
-    _cell_launch("lstm_forward", dtype, b * hidden, (*_contiguous(xw, hw), *_bias_args(None, None, saved),
-                                                    *_contiguous(c), h_new, c_new, saved, _i64(b), _i64(hidden)))
+        return _ref.lstm_step_forward(gates, hw, c, h_new, c_new, tc)
+    b, hidden = _ref._check_gates("lstm_step_forward", 4, gates, hw, c_BH=c, h_new_BH=h_new, c_new_BH=c_new,
+                                 tc_BH=tc)
+    _cell_launch("lstm_forward", dtype, b * hidden, (gates, *_contiguous(hw), *_bias_args(None, None, gates),
+                                                    *_contiguous(c), h_new, c_new, tc, _i64(b), _i64(hidden)))
 
 
-def lstm_step_backward(gh, gc, c, saved, da, dc):
-    dtype = _step_dtype((gh, gc, c, saved), (da, dc))
+def lstm_step_backward(gh, gc, c, gates, tc, da, dc):
+    dtype = _step_dtype((gh, gc, c, gates, tc), (da, dc))
     if dtype is None:
-        return _ref.lstm_step_backward(gh, gc, c, saved, da, dc)
-    b, hidden = _ref._check_gates("lstm_step_backward", 4, da, da, gh_BH=gh, gc_BH=gc, c_BH=c, saved_B5H=saved,
+        return _ref.lstm_step_backward(gh, gc, c, gates, tc, da, dc)
+    b, hidden = _ref._check_gates("lstm_step_backward", 4, da, gates, gh_BH=gh, gc_BH=gc, c_BH=c, tc_BH=tc,
                                  dc_BH=dc)
-    _cell_launch("lstm_backward", dtype, b * hidden, (*_contiguous(gh, gc, c, saved), da, dc, _i64(b), _i64(hidden)))
+    _cell_launch("lstm_backward", dtype, b * hidden, (*_contiguous(gh, gc, c, gates, tc), da, dc, _i64(b),
+                                                     _i64(hidden)))
 
 
 def gru_step_forward(gi, gh, h, h_new, saved):

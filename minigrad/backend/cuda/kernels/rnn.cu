@@ -58,42 +58,44 @@ __device__ void rnn_backward(const T* __restrict__ g, const T* __restrict__ h_ne
 
 // ---- LSTM ------------------------------------------------------------------------------------
 // i, f, o = sigmoid(a_i, a_f, a_o),  g = tanh(a_g),  c' = f c + i g,  h' = o tanh(c');
-// h_new = h', c_new = c' (B, H each);  saved (B, 5H) = [i, f, g, o, tanh(c')], kept for backward.
+// h_new = h', c_new = c', tc = tanh(c') (B, H each);  the gates [i, f, g, o] (B, 4H), kept for
+// backward, over the input's product (s.xw points to ``gates``: each thread reads its unit's
+// four products before it writes its four gates, and no other thread touches them).
 template <typename T>
-__device__ void lstm_forward(const Step<T> s, const T* __restrict__ c, T* __restrict__ h_new, T* __restrict__ c_new,
-                             T* __restrict__ saved) {
+__device__ void lstm_forward(const Step<T> s, T* gates, const T* __restrict__ c, T* __restrict__ h_new,
+                             T* __restrict__ c_new, T* __restrict__ tc) {
     const index_t B = s.B, H = s.H;
     for (index_t u = global_thread(); u < B * H; u += grid_threads()) {
-        const index_t b = u / H, j = u % H, srow = b * 5 * H;
+        const index_t b = u / H, j = u % H, row = b * 4 * H;
         T gi[4], gh[4], act[4];
         s.template inputs<4>(b, j, gi, gh);
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
             act[k] = k == 2 ? mg_tanh(gi[k] + gh[k]) : stable_sigmoid(gi[k] + gh[k]);
-            saved[srow + k * H + j] = act[k];
+            gates[row + k * H + j] = act[k];
         }
-        const T cu = act[1] * c[u] + act[0] * act[2], tc = mg_tanh(cu);
-        saved[srow + 4 * H + j] = tc;
+        const T cu = act[1] * c[u] + act[0] * act[2], tcu = mg_tanh(cu);
+        tc[u] = tcu;
         c_new[u] = cu;
-        h_new[u] = act[3] * tc;
+        h_new[u] = act[3] * tcu;
     }
 }
 
 // dc' = gc + gh o (1 - tanh(c')^2);  da = [dc' g i(1-i), dc' c f(1-f), dc' i (1-g^2), gh tanh(c') o(1-o)];
-// dc = dc' f.   g_h = dL/dh', g_c = dL/dc' (B, H each).
+// dc = dc' f.   g_h = dL/dh', g_c = dL/dc', tc = tanh(c') (B, H each), gates = [i, f, g, o] (B, 4H).
 template <typename T>
 __device__ void lstm_backward(const T* __restrict__ g_h, const T* __restrict__ g_c, const T* __restrict__ c,
-                              const T* __restrict__ saved, T* __restrict__ da, T* __restrict__ dc, index_t B,
-                              index_t H) {
+                              const T* __restrict__ gates, const T* __restrict__ tc, T* __restrict__ da,
+                              T* __restrict__ dc, index_t B, index_t H) {
     for (index_t u = global_thread(); u < B * H; u += grid_threads()) {
-        const index_t b = u / H, j = u % H, row = b * 4 * H, srow = b * 5 * H;
-        const T i = saved[srow + j], f = saved[srow + H + j], g = saved[srow + 2 * H + j];
-        const T o = saved[srow + 3 * H + j], tc = saved[srow + 4 * H + j], gh = g_h[u];
-        const T dc_new = g_c[u] + gh * o * (T(1) - tc * tc);
+        const index_t b = u / H, j = u % H, row = b * 4 * H;
+        const T i = gates[row + j], f = gates[row + H + j], g = gates[row + 2 * H + j];
+        const T o = gates[row + 3 * H + j], tcu = tc[u], gh = g_h[u];
+        const T dc_new = g_c[u] + gh * o * (T(1) - tcu * tcu);
         da[row + j] = dc_new * g * i * (T(1) - i);
         da[row + H + j] = dc_new * c[u] * f * (T(1) - f);
         da[row + 2 * H + j] = dc_new * i * (T(1) - g * g);
-        da[row + 3 * H + j] = gh * tc * o * (T(1) - o);
+        da[row + 3 * H + j] = gh * tcu * o * (T(1) - o);
         dc[u] = dc_new * f;
     }
 }
@@ -140,8 +142,8 @@ __device__ void gru_backward(const T* __restrict__ g, const T* __restrict__ h, c
 
 // ---- exported kernels: <name>_f32 / <name>_f64 ----------------------------------------------
 // The forward kernels take the products, the biases (has_bias = 0: none), then their own
-// arguments (rnn: relu, out; lstm: c, h_new, c_new, saved; gru: h, h_new, saved), then the sizes
-// B, H.  The wrappers' step kernels (lstm_step_forward & co.) pass has_bias = 0: their xw
+// arguments (rnn: relu, out; lstm: c, h_new, c_new, tc; gru: h, h_new, saved), then the sizes
+// B, H.  The LSTM's xw is not const: its gates are written over it.  The wrappers' step kernels (lstm_step_forward & co.) pass has_bias = 0: their xw
 // already holds the biases (a layer adds them to all its steps' input products at once).
 #define MG_STEP_ARGS(T) const T *xw, const T *hw, const T *b_ih, const T *b_hh, int has_bias
 #define MG_STEP {xw, hw, b_ih, b_hh, has_bias, B, H}
@@ -155,10 +157,12 @@ __device__ void gru_backward(const T* __restrict__ g, const T* __restrict__ h, c
                                                   index_t n) {                                  \
         rnn_backward(g, h_new, relu, da, n);                                                    \
     }                                                                                           \
-    extern "C" __global__ void lstm_forward_##sfx(MG_STEP_ARGS(T), const T* c, T* h_new,       \
-                                                  T* c_new, T* saved, index_t B, index_t H) {   \
+    extern "C" __global__ void lstm_forward_##sfx(T* xw, const T* hw, const T* b_ih,           \
+                                                  const T* b_hh, int has_bias, const T* c,      \
+                                                  T* h_new, T* c_new, T* tc, index_t B,         \
+                                                  index_t H) {                                  \
         const Step<T> s = MG_STEP;                                                              \
-        lstm_forward(s, c, h_new, c_new, saved);                                                \
+        lstm_forward(s, xw, c, h_new, c_new, tc);                                               \
     }                                                                                           \
     extern "C" __global__ void gru_forward_##sfx(MG_STEP_ARGS(T), const T* h, T* h_new,        \
                                                  T* saved, index_t B, index_t H) {              \
@@ -166,9 +170,9 @@ __device__ void gru_backward(const T* __restrict__ g, const T* __restrict__ h, c
         gru_forward(s, h, h_new, saved);                                                        \
     }                                                                                           \
     extern "C" __global__ void lstm_backward_##sfx(const T* g_h, const T* g_c, const T* c,     \
-                                                   const T* saved, T* da, T* dc, index_t B,     \
-                                                   index_t H) {                                 \
-        lstm_backward(g_h, g_c, c, saved, da, dc, B, H);                                        \
+                                                   const T* gates, const T* tc, T* da, T* dc,   \
+                                                   index_t B, index_t H) {                      \
+        lstm_backward(g_h, g_c, c, gates, tc, da, dc, B, H);                                    \
     }                                                                                           \
     extern "C" __global__ void gru_backward_##sfx(const T* g, const T* h, const T* saved,      \
                                                   T* dgi, T* dgh, T* g_z, index_t B,            \
