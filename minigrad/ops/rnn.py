@@ -242,8 +242,9 @@ class _Sequence(Function):
 
         def bptt(d):
             g_d, out_d = (g, out) if self.single else (g[d], out[d])
+            need_dh0 = self._own(self.inputs[1:], d)[0].requires_grad  # (the zero state nn makes: no)
             return self._fused_bptt(x, *self._own(own, d), out=out_d, g=g_d, saved=self.saved[d],
-                                    reverse=self.reverse[d], need_dx=need_dx)
+                                    reverse=self.reverse[d], need_dx=need_dx, need_dh0=need_dh0)
         per_direction = cpu_threads.concurrently([partial(bptt, d) for d in range(len(self.reverse))], like=x)
         dx = per_direction[0][0]
         for grads in per_direction[1:]:
@@ -313,8 +314,9 @@ class LSTMSequence(_Sequence):
         dw_ih, dw_hh, db = sums
         return (stack(dxs), dh, dc, dw_ih, dw_hh) + ((db, db) if biases else ())
 
-    def _fused_bptt(self, x, h0, c0, w_ih, w_hh, *biases, out, g, saved, reverse, need_dx):
-        """The same loop on arrays: the table's gate kernel and one product per step."""
+    def _fused_bptt(self, x, h0, c0, w_ih, w_hh, *biases, out, g, saved, reverse, need_dx, need_dh0):
+        """The same loop on arrays: the table's gate kernel and one product per step (the first
+        step's only when h_0 wants its gradient, dh_0; otherwise that is None)."""
         xp, kernels = backend.array_module(x), backend.kernels(x)
         order, steps, batch, hidden = _order(x.shape[0], reverse), x.shape[0], x.shape[1], c0.shape[1]
         gates, tanh_c = saved
@@ -329,9 +331,10 @@ class LSTMSequence(_Sequence):
                 gh_t, gc_t = xp.add(g[0, t], dh, out=gh), xp.add(g[1, t], dc, out=gc)
             kernels.lstm_step_backward(gh_t, gc_t, c0 if k == 0 else out[1, order[k - 1]], gates[t], tanh_c[t],
                                        da[t], dc)
-            xp.matmul(da[t], w_hh, out=dh)
+            if k or need_dh0:
+                xp.matmul(da[t], w_hh, out=dh)
         dx, dw_ih, dw_hh, db, _ = _hoisted_grads(x, h0, out[0], da, da, w_ih, reverse, need_dx, bool(biases))
-        return (dx, dh, dc, dw_ih, dw_hh) + ((db, db) if biases else ())
+        return (dx, dh if need_dh0 else None, dc, dw_ih, dw_hh) + ((db, db) if biases else ())
 
 
 @register
@@ -374,8 +377,9 @@ class GRUSequence(_Sequence):
         return _bptt_one_state(x, h0, out, g, reverse, lambda t, h, g_t: _gru_step_grads(x[t], h, w_ih, w_hh, biases, g_t),
                                len(biases))
 
-    def _fused_bptt(self, x, h0, w_ih, w_hh, *biases, out, g, saved, reverse, need_dx):
-        """The same loop on arrays: the table's gate kernel and one product per step."""
+    def _fused_bptt(self, x, h0, w_ih, w_hh, *biases, out, g, saved, reverse, need_dx, need_dh0):
+        """The same loop on arrays: the table's gate kernel and one product per step (the
+        first step's only for dh_0: LSTMSequence)."""
         xp, kernels = backend.array_module(x), backend.kernels(x)
         order, steps, batch, hidden = _order(x.shape[0], reverse), x.shape[0], x.shape[1], h0.shape[1]
         dgi, dgh = (xp.empty((steps, batch, 3 * hidden), dtype=out.dtype) for _ in range(2))
@@ -384,10 +388,11 @@ class GRUSequence(_Sequence):
             t = order[k]
             g_t = g[t] if k == steps - 1 else xp.add(g[t], dh, out=buffer)
             kernels.gru_step_backward(g_t, h0 if k == 0 else out[order[k - 1]], saved[t], dgi[t], dgh[t], g_z)
-            xp.matmul(dgh[t], w_hh, out=dh)
-            dh += g_z
+            if k or need_dh0:
+                xp.matmul(dgh[t], w_hh, out=dh)
+                dh += g_z
         dx, dw_ih, dw_hh, db_ih, db_hh = _hoisted_grads(x, h0, out, dgi, dgh, w_ih, reverse, need_dx, bool(biases))
-        return (dx, dh, dw_ih, dw_hh) + ((db_ih, db_hh) if biases else ())
+        return (dx, dh if need_dh0 else None, dw_ih, dw_hh) + ((db_ih, db_hh) if biases else ())
 
 
 @register
@@ -429,8 +434,9 @@ class RNNSequence(_Sequence):
             return _weight_grads(da, da, x[t], h, w_ih, w_hh)
         return _bptt_one_state(x, h0, out, g, reverse, step_grads, len(biases))
 
-    def _fused_bptt(self, x, h0, w_ih, w_hh, *biases, out, g, saved, reverse, need_dx):
-        """The same loop on arrays: the table's kernel and one product per step."""
+    def _fused_bptt(self, x, h0, w_ih, w_hh, *biases, out, g, saved, reverse, need_dx, need_dh0):
+        """The same loop on arrays: the table's kernel and one product per step (the first
+        step's only for dh_0: LSTMSequence)."""
         xp, kernels = backend.array_module(x), backend.kernels(x)
         order, steps = _order(x.shape[0], reverse), x.shape[0]
         da = xp.empty(out.shape, dtype=out.dtype)
@@ -439,9 +445,10 @@ class RNNSequence(_Sequence):
             t = order[k]
             g_t = g[t] if k == steps - 1 else xp.add(g[t], dh, out=buffer)
             kernels.rnn_step_backward(g_t, out[t], self.nonlinearity, da[t])
-            xp.matmul(da[t], w_hh, out=dh)
+            if k or need_dh0:
+                xp.matmul(da[t], w_hh, out=dh)
         dx, dw_ih, dw_hh, db, _ = _hoisted_grads(x, h0, out, da, da, w_ih, reverse, need_dx, bool(biases))
-        return (dx, dh, dw_ih, dw_hh) + ((db, db) if biases else ())
+        return (dx, dh if need_dh0 else None, dw_ih, dw_hh) + ((db, db) if biases else ())
 
 
 # -- what the sequence ops share ---------------------------------------------------------
