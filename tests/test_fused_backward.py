@@ -29,6 +29,7 @@ def _cell(fn, gates, hidden=3, inputs=4, batch=2, lstm=False):
 
 # name -> (input shapes, fn of those tensors)
 CALLS = {
+    "Linear": ([(3, 4), (5, 4), (5,)], F.linear),
     "ReLU": ([(3, 4)], mg.relu),
     "LeakyReLU": ([(3, 4)], lambda x: F.leaky_relu(x, 0.2)),
     "Sigmoid": ([(3, 4)], mg.sigmoid),
@@ -58,6 +59,7 @@ def _both_directions(name):
 
 
 MORE = {  # the other branches of the same ops
+    "Linear": ([(2, 3, 4), (5, 4)], F.linear),  # leading axes folded into one product; no bias
     "GELU": ([(3, 4)], lambda x: mg.gelu(x, approximate="tanh")),
     "BatchNorm": ([(5, 3), (3,), (3,)], lambda x, w, b: F.batch_norm(
         x, mg.zeros(3, dtype=x.dtype), mg.ones(3, dtype=x.dtype), w, b, training=False)),

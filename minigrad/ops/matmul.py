@@ -137,6 +137,22 @@ class Linear(Function):
             return gx, gw, gb
         return (gx, gw) if len(self.inputs) == 2 else (gx, gw, None)
 
+    def fused_backward(self, g):
+        """The same products on arrays, where the gradient is not recorded: the backward above
+        makes up to seven records (products, transposes, reshapes, a sum) that nobody reads,
+        ~5 us each, a tenth of the MNIST MLP's step at batch 32."""
+        x, w = self.inputs[0].array, self.inputs[1].array
+        kernels, g = backend.kernels(g.array), g.array
+        g2 = g.reshape(-1, g.shape[-1])
+        gx = gw = gb = None
+        if self.inputs[0].requires_grad:
+            gx = kernels.matmul(g2, w).reshape(x.shape)
+        if self.inputs[1].requires_grad:
+            gw = kernels.matmul(g2.T, x.reshape(-1, x.shape[-1]))
+        if len(self.inputs) == 3 and self.inputs[2].requires_grad:
+            gb = g2.sum(axis=0)
+        return tuple(None if a is None else Tensor._wrap(a) for a in (gx, gw, gb)[:len(self.inputs)])
+
 
 def matmul(a, b):
     """Matrix product with NumPy's rules (1-D, 2-D, batched, broadcast batch dimensions);
