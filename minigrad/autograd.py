@@ -750,14 +750,16 @@ class _Pending:
 
 
 def _fit(g, t):
-    """``g`` as a gradient for ``t``: broadcasting undone (the one place it is), t's dtype."""
-    from .ops.shape import sum_to
-
+    """``g`` as a gradient for ``t``: broadcasting undone (the one place it is), t's dtype.
+    (Runs for every gradient of every record: the common case, nothing to do, is two compares.)"""
     if g is not None:
-        if g.shape != t.shape:
-            g = sum_to(g, t.shape)
-        if g.dtype != t.dtype:
-            g = g.astype(t.dtype)
+        a, like = g.array, t.array
+        if a.shape != like.shape:
+            from .ops.shape import sum_to
+
+            g = sum_to(g, like.shape)
+        if a.dtype is not like.dtype and a.dtype != like.dtype:
+            g = g.astype(like.dtype)
     return g
 
 

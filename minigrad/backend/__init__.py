@@ -61,7 +61,9 @@ class Device:
         return cupy
 
     def __eq__(self, other):
-        return isinstance(other, (Device, str)) and self.type == Device(other).type
+        if isinstance(other, Device):
+            return self.type == other.type
+        return isinstance(other, str) and self.type == Device(other).type
 
     def __hash__(self):
         return hash(self.type)

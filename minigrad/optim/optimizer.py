@@ -137,7 +137,7 @@ class Optimizer(CheckedArguments):
         for i, p in enumerate(params):
             g = p._grad
             if g is not None and (g.array.shape != p.array.shape or g.array.dtype != p.array.dtype
-                                  or g.device != p.device):
+                                  or type(g.array) is not type(p.array)):  # (the device: NumPy or CuPy)
                 raise RuntimeError(
                     f"{type(self).__name__}.step: parameter {i} has shape {p.shape} ({p.dtype}, "
                     f"{p.device}) but its .grad has shape {g.shape} ({g.dtype}, {g.device}); they must match")
