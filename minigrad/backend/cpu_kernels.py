@@ -1784,12 +1784,19 @@ def adadelta_step_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_
 
 
 def _rows_ok(*arrays):
-    """numba on, NumPy arrays of one float dtype (None entries skipped)."""
-    present = [a for a in arrays if a is not None]
-    if not use_numba() or any(type(a) is not np.ndarray for a in present):
-        return False
-    dtype = present[0].dtype
-    return dtype.kind == "f" and all(a.dtype == dtype for a in present)
+    """numba on, NumPy arrays of one float dtype (None entries skipped).  (Called per time step
+    of a recurrent layer: one pass, no temporaries.)"""
+    dtype = None
+    for a in arrays:
+        if a is None:
+            continue
+        if type(a) is not np.ndarray:
+            return False
+        if dtype is None:
+            dtype = a.dtype
+        elif a.dtype is not dtype and a.dtype != dtype:
+            return False
+    return dtype is not None and dtype.kind == "f" and use_numba()
 
 
 if numba is not None:
