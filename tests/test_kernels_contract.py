@@ -68,7 +68,7 @@ def _public_functions(module):
 
 
 def test_reference_lists_every_kernel_it_defines():
-    assert len(R.__all__) == len(set(R.__all__)) == 54
+    assert len(R.__all__) == len(set(R.__all__)) == 56
     assert _public_functions(R) == set(R.__all__)
     for name in R.__all__:
         assert callable(getattr(R, name)) and getattr(R, name).__doc__, f"{name} needs a docstring with its math"
@@ -333,6 +333,38 @@ def _conv_geometry(v):
 def _im2col(put, rng, v):
     shape, geometry = _conv_geometry(v)
     return (put(normal(rng, shape)), *geometry, v.endswith("-ones"))
+
+
+# more images than one piece of the CPU table's convolution (2048 output pixels): 56 + 14
+CONV["pieces"] = ((70, 8, 8, 3), (3, 3), (1, 1), (0, 0), (1, 1))
+
+
+def _conv_operands(put, rng, v):
+    """x (N, H, W, C) and W2 (taps [+ 1 bias row], O = 5) of a convolution case."""
+    shape, geometry = _conv_geometry(v)
+    (kh, kw) = geometry[0]
+    return put(normal(rng, shape)), put(normal(rng, (kh * kw * shape[3] + v.endswith("-ones"), 5))), geometry
+
+
+@case("conv2d_forward", *CONV, "3x3-ones", "1ch-ones", "pieces-ones")
+def _conv2d_forward(put, rng, v):
+    x, wmat, geometry = _conv_operands(put, rng, v)
+    return (x, wmat, *geometry)
+
+
+# "-saved": the columns the reference's forward keeps (a table then reads them); otherwise None
+# (each table unrolls x again); "-dx" / "-dw": only that gradient wanted
+@case("conv2d_backward", *CONV, "3x3-ones", "3x3-ones-saved", "1ch-ones-saved", "pieces-ones", "odd-dx", "pieces-dw")
+def _conv2d_backward(put, rng, v):
+    base = v.replace("-saved", "").replace("-dx", "").replace("-dw", "")
+    x, wmat, geometry = _conv_operands(put, rng, base)
+    shape, out = x.shape, geometry[-1]
+    g = put(normal(rng, (shape[0] * out[0] * out[1], wmat.shape[1])))
+    saved = None
+    if v.endswith("-saved"):
+        saved = _reference("conv2d_forward", x, wmat, *geometry)[1]
+        saved = put(saved, "T" if base.startswith("1ch") else "C")  # (the one-channel columns: a transposed view)
+    return (g, x, wmat, saved, *geometry, not v.endswith("-dw"), not v.endswith("-dx"))
 
 
 @case("col2im", *CONV)
@@ -708,6 +740,8 @@ def test_kernel_matches_reference(impl, key, dtype):
         got = getattr(impl.module, name)(*dev_args)
     if expected is None:  # in place: compare what the kernels changed
         _compare(impl, dev_args, ref_args, dtype, key)
+    elif name == "conv2d_forward":  # (y, what the table's own backward reads: tables differ there)
+        _compare(impl, got[0], expected[0], dtype, key)
     else:
         _compare(impl, got, expected, dtype, key)
     if name in ("relu", "gelu", "leaky_relu", "sigmoid") and impl.xp is np and R.is_channels_last(dev_args[0]):
@@ -728,6 +762,8 @@ def test_kernels_match_reference_with_numba_disabled(monkeypatch):
             expected = getattr(R, name)(*ref_args)
             got = getattr(C, name)(*cpu_args)
         got, expected = (cpu_args, ref_args) if expected is None else (got, expected)
+        if name == "conv2d_forward":
+            got, expected = got[0], expected[0]
         for a, b in zip(_arrays_in(got), _arrays_in(expected)):
             np.testing.assert_array_equal(a, b, err_msg=key)
 
@@ -815,6 +851,10 @@ BAD_CALLS = {
     "batch_norm_backward": lambda k, P: k.batch_norm_backward(P((4, 3)), P((5, 3)), None, P((3,)), P((3,)), True),
     "layer_norm_backward": lambda k, P: k.layer_norm_backward(P((4, 3)), P((4, 2)), None, P((4,)), P((4,))),
     "col2im": lambda k, P: k.col2im(P((10, 9)), (1, 4, 4, 1), (3, 3), (1, 1), (0, 0), (1, 1), (2, 2)),
+    "conv2d_forward": lambda k, P: k.conv2d_forward(P((1, 4, 4, 2)), P((17, 3)), (3, 3), (1, 1), (0, 0), (1, 1),
+                                                    (2, 2)),
+    "conv2d_backward": lambda k, P: k.conv2d_backward(P((5, 4)), P((1, 4, 4, 2)), P((18, 4)), None, (3, 3), (1, 1),
+                                                      (0, 0), (1, 1), (2, 2), True, True),
     "maxpool2d_backward": lambda k, P: k.maxpool2d_backward(P((1, 1, 2, 2)), P((1, 1, 3, 2), np.int32),
                                                             (1, 1, 4, 4), (2, 2), (2, 2), (0, 0), (1, 1)),
     "avgpool2d_backward": lambda k, P: k.avgpool2d_backward(P((1, 2, 2, 2)), (1, 1, 4, 4), (2, 2), (2, 2),

@@ -42,8 +42,12 @@ class Conv2d(Function):
     transpose is needed; elementwise ops and 2x2 max pooling keep the layout, and the next
     conv2d's im2col then reads each pixel's channels as one contiguous run.
 
-    once_differentiable: the backward uses the raw arrays (the saved columns X), so a second
-    derivative through conv2d raises instead of being silently wrong.
+    The kernel table does both (``conv2d_forward`` / ``conv2d_backward``): the reference keeps
+    X for the backward; the CPU table runs the batch in pieces, one per core at a time, and
+    unrolls each piece's X again in the backward (it is in cache then, and never in memory).
+
+    once_differentiable: the backward uses the raw arrays, so a second derivative through
+    conv2d raises instead of being silently wrong.
     """
 
     saves_inputs = {0: (1,), 1: (0,), 2: ()}  # dx reads W, dW reads x (its columns)
@@ -60,22 +64,23 @@ class Conv2d(Function):
         self.groups, self.x_nhwc_shape = groups, (n, h, wd, c)
         xp = backend.array_module(x)
         x_nhwc = k.channels_last(x)                                 # a view for conv outputs
-        self.cols, self.wmats = [], []
+        self.saved, self.wmats = [], []
         y = None
         for gi in range(groups):
             xg = x_nhwc if groups == 1 else x_nhwc[..., gi * cg:(gi + 1) * cg]
-            cols = k.im2col(xg, *self.geometry, ones_column=b is not None)  # (N*L, kh*kw*cg [+1])
             wmat = w[gi * og:(gi + 1) * og].transpose(2, 3, 1, 0).reshape(kh * kw * cg, og)
             if b is not None:
                 wmat = xp.concatenate([wmat, b[None, gi * og:(gi + 1) * og]])
-            yg = k.matmul(cols, wmat)                                # one GEMM per group
+            # im2col(xg) @ wmat, one GEMM per group; saved: the columns (or nothing: the CPU
+            # table unrolls the input again in backward, piece by piece, while it is in cache)
+            yg, saved = k.conv2d_forward(xg, wmat, *self.geometry)
             if groups == 1:
                 y = yg
             else:
                 if y is None:
                     y = xp.empty((n * oh * ow, o), dtype=x.dtype)
                 y[:, gi * og:(gi + 1) * og] = yg
-            self.cols.append(cols)
+            self.saved.append(saved)
             self.wmats.append(wmat)
         return y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)        # NCHW view, channels-last memory
 
@@ -92,19 +97,16 @@ class Conv2d(Function):
         gw = xp.empty(w.shape, dtype=w.dtype)
         gb = xp.empty(o, dtype=w.dtype) if has_b else None
         gx = xp.empty((n, h, wd, c), dtype=w.dtype) if x.requires_grad else None
-        for gi, (cols, wmat) in enumerate(zip(self.cols, self.wmats)):
+        x_nhwc = k.channels_last(x.array)
+        for gi, (saved, wmat) in enumerate(zip(self.saved, self.wmats)):
             Gg = G if self.groups == 1 else G[:, gi * og:(gi + 1) * og]
+            xg = x_nhwc if self.groups == 1 else x_nhwc[..., gi * cg:(gi + 1) * cg]
+            dW2, dx = k.conv2d_backward(Gg, xg, wmat, saved, *self.geometry, gx is not None, need_w)
             if need_w:
-                # (taps [+1], og).  For row-major columns OpenBLAS runs the same product faster
-                # as the transpose of G^T X (MNIST CNN conv2: 7.8 against 8.8 ms); for the
-                # one-channel layout (cols a transposed view) X^T G is the faster (1.5 against
-                # 2.7 ms for conv1)
-                dW2 = k.matmul(Gg.T, cols).T if cols.flags.c_contiguous else k.matmul(cols.T, Gg)
                 gw[gi * og:(gi + 1) * og] = dW2[:taps].reshape(kh, kw, cg, og).transpose(3, 2, 0, 1)
                 if has_b:
                     gb[gi * og:(gi + 1) * og] = dW2[taps]
             if gx is not None:
-                dx = k.col2im(k.matmul(Gg, wmat[:taps].T), (n, h, wd, cg), *self.geometry)
                 if self.groups == 1:
                     gx = dx
                 else:

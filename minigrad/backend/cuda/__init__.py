@@ -770,6 +770,10 @@ def linear(x, w, b):
     return _gemm(x, w.T, b)  # w.T is read in place (column-major B); the bias is the epilogue
 
 
+# a convolution: this table's im2col, GEMM and col2im, composed as the reference composes its own
+conv2d_forward, conv2d_backward = _ref._convolution(im2col, col2im, matmul)
+
+
 def _broadcast_batch(s1, s2):
     try:
         return np.broadcast_shapes(s1, s2)
