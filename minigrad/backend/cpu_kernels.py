@@ -1885,20 +1885,11 @@ if numba is not None:
     _CELL = dict(cache=True, nogil=True, fastmath=_FAST_MATH, error_model="numpy")
 
     @njit(inline="always", **_CELL)
-    def _activate(out, a, aw, tanh):
-        """out = sigmoid (or tanh) of a + aw, elementwise over one gate's units."""
-        if tanh:
-            for j in range(out.size):
-                out[j] = _tanh1(a[j] + aw[j])
-        else:
-            for j in range(out.size):
-                out[j] = _sigmoid1(a[j] + aw[j])
-
-    @njit(inline="always", **_CELL)
     def _activate_in_place(a, aw, tanh):
-        """a = sigmoid (or tanh) of a + aw, in place.  (One array read and written at the same
-        index vectorises; _activate(a, a, aw) would not: LLVM's check that the output does not
-        overlap the input fails at run time, and the scalar loop runs.)"""
+        """a = sigmoid (or tanh) of a + aw, in place, over one gate's units.  (In place because
+        one array read and written at the same index vectorises, where an output array beside
+        the input, passed the input itself, would not: LLVM's run-time check that the two do not
+        overlap fails, and the scalar loop runs.)"""
         if tanh:
             for j in range(a.size):
                 a[j] = _tanh1(a[j] + aw[j])
@@ -1967,7 +1958,8 @@ if numba is not None:
         n = h.shape[1]
         for r in range(h.shape[0]):
             s, a, aw = saved[r], gi[r], gh[r]
-            _activate(s[:2 * n], a[:2 * n], aw[:2 * n], False)  # r, z
+            s[:2 * n] = a[:2 * n]
+            _activate_in_place(s[:2 * n], aw[:2 * n], False)  # r, z
             rr, z, nn, ghn = s[:n], s[n:2 * n], s[2 * n:3 * n], s[3 * n:]
             a_n, aw_n, hr, out = a[2 * n:], aw[2 * n:], h[r], h_new[r]
             for j in range(n):
