@@ -138,8 +138,7 @@ def _both(fn, fastmath=_FAST_MATH):
     twin.__qualname__ = fn.__qualname__ + "_parallel"
     # error_model="numpy": a float division by zero gives inf/NaN instead of raising; the check
     # numba otherwise puts in front of every division keeps LLVM from vectorising the loop
-    # (the serial one releases the GIL: it may run on a thread of cpu_threads.concurrently)
-    return (njit(cache=True, nogil=True, fastmath=fastmath, error_model="numpy")(fn),
+    return (njit(cache=True, fastmath=fastmath, error_model="numpy")(fn),
             njit(parallel=True, cache=True, fastmath=fastmath, error_model="numpy")(twin))
 
 
@@ -1167,9 +1166,7 @@ def im2col(x, kernel, stride, padding, dilation, out_size, ones_column=False):
         # one channel (a first layer on images): the transposed layout copies long runs;
         # the .T view is the same matrix for the GEMMs (BLAS reads it transposed, no copy)
         return _im2col_1ch_nb(np.ascontiguousarray(x[..., 0]), kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra).T
-    cols = np.empty((x.shape[0] * oh * ow, kh * kw * x.shape[3] + extra), dtype=x.dtype)
-    _im2col_nb[1](np.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra, cols)
-    return cols
+    return _unroll(np.ascontiguousarray(x), kernel, stride, padding, dilation, out_size, extra, _im2col_nb[1])
 
 
 def col2im(cols, x_shape, kernel, stride, padding, dilation, out_size):
@@ -1217,9 +1214,8 @@ def conv2d_forward(x, wmat, kernel, stride, padding, dilation, out_size):
     _, extra, rows = _ref._conv_sizes("conv2d_forward", x, wmat, kernel, out_size)
     x = np.ascontiguousarray(x)
     y = np.empty((x.shape[0] * rows, wmat.shape[1]), dtype=x.dtype)
-
-    for a, b in pieces:
-        np.matmul(_piece_cols(x[a:b], kernel, stride, padding, dilation, out_size, extra), wmat,
+    for a, b in pieces:  # (the serial im2col: numba's parallel launch costs more than a piece)
+        np.matmul(_unroll(x[a:b], kernel, stride, padding, dilation, out_size, extra, _im2col_nb[0]), wmat,
                   out=y[a * rows:b * rows])
     return y, None
 
@@ -1242,16 +1238,15 @@ def conv2d_backward(g, x, wmat, saved, kernel, stride, padding, dilation, out_si
         if need_x:
             _col2im_nb[0](ga @ w_t, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, dx[a:b])
         if need_w:  # dW2^T += ga^T cols (this orientation is the faster one for row-major cols)
-            dW2T += ga.T @ _piece_cols(x[a:b], kernel, stride, padding, dilation, out_size, extra)
+            dW2T += ga.T @ _unroll(x[a:b], kernel, stride, padding, dilation, out_size, extra, _im2col_nb[0])
     return (None if dW2T is None else dW2T.T), dx
 
 
-def _piece_cols(x, kernel, stride, padding, dilation, out_size, extra):
-    """im2col of a few images by the serial kernel (a piece is small: numba's parallel launch
-    would cost more than it saves)."""
+def _unroll(x, kernel, stride, padding, dilation, out_size, extra, kernel_variant):
+    """cols of x (N, H, W, C), C-contiguous, by ``kernel_variant`` of _im2col_nb (serial or parallel)."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
     cols = np.empty((x.shape[0] * oh * ow, kh * kw * x.shape[3] + extra), dtype=x.dtype)
-    _im2col_nb[0](x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra, cols)
+    kernel_variant(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra, cols)
     return cols
 
 

@@ -43,8 +43,8 @@ class Conv2d(Function):
     conv2d's im2col then reads each pixel's channels as one contiguous run.
 
     The kernel table does both (``conv2d_forward`` / ``conv2d_backward``): the reference keeps
-    X for the backward; the CPU table runs the batch in pieces, one per core at a time, and
-    unrolls each piece's X again in the backward (it is in cache then, and never in memory).
+    X for the backward; the CPU table runs a batch of small images in pieces and unrolls each
+    piece's X again in the backward (it is in cache then, and never goes to memory).
 
     once_differentiable: the backward uses the raw arrays, so a second derivative through
     conv2d raises instead of being silently wrong.
