@@ -7,6 +7,10 @@ Timing rules (why the numbers can be trusted, and how far):
   CUDA module loading, first-touch page faults);
 * contenders are interleaved: round r times a, b, c, then b, c, a, ... so that a slow spell of
   a shared machine hits every contender alike (and none always runs right after the same one);
+* every sample starts on a settled machine: ``settle`` seconds of sleep before it (0.2 s by
+  default) let the previous contender's idle threads stop spinning (OpenBLAS's worker spins
+  ~0.1 s after each product, an OpenMP pool a while after each parallel region) instead of
+  taking a core from the next contender;
 * one sample runs a call ``inner`` times back to back, ``inner`` chosen so a sample lasts at
   least ``min_sample`` seconds (a 5 us kernel is not timed with a 1 us-resolution clock);
 * the GPU is timed with CUDA events recorded on the stream around the calls, after a
@@ -297,15 +301,23 @@ def calibrate(sample, min_sample):
     return max(1, min(1_000_000, math.ceil(min_sample / max(per_call, 1e-9))))
 
 
-def interleaved(samplers, repeat, on_sample=None):
+# Seconds of sleep before each sample (the timing rules above); the CLIs' --settle sets it.
+SETTLE = 0.2
+
+
+def interleaved(samplers, repeat, on_sample=None, settle=None):
     """``samplers``: name -> function() returning one sample (seconds per call).  Takes
-    ``repeat`` samples of each, in rounds, the order rotated by one every round; returns
-    name -> list of samples.  ``on_sample()`` is called after each sample (a progress bar)."""
+    ``repeat`` samples of each, in rounds, the order rotated by one every round, each after
+    ``settle`` seconds of sleep (default SETTLE); returns name -> list of samples.
+    ``on_sample()`` is called after each sample (a progress bar)."""
+    settle = SETTLE if settle is None else settle
     names = list(samplers)
     times = {name: [] for name in names}
     for r in range(repeat):
         shift = r % len(names) if names else 0
         for name in names[shift:] + names[:shift]:
+            if settle > 0:
+                time.sleep(settle)
             times[name].append(samplers[name]())
             if on_sample is not None:
                 on_sample()
@@ -324,10 +336,11 @@ def summary(samples):
             "spread": (q3 - q1) / median if median > 0 else 0.0, "samples": samples}
 
 
-def measure(calls, repeat, min_sample=0.0, warm_up=True, on_sample=None):
+def measure(calls, repeat, min_sample=0.0, warm_up=True, on_sample=None, settle=None):
     """``calls``: name -> (function, clock).  Warm each up (unless done already), choose how
     many calls make one sample last ``min_sample`` seconds, take ``repeat`` interleaved
-    samples of each; return name -> summary (seconds per call) with ``inner`` added."""
+    samples of each (``settle``: see interleaved); return name -> summary (seconds per call)
+    with ``inner`` added."""
     samplers, inners = {}, {}
     for name, (fn, clock) in calls.items():
         if warm_up:
@@ -335,7 +348,7 @@ def measure(calls, repeat, min_sample=0.0, warm_up=True, on_sample=None):
         sample = (lambda fn=fn, clock=clock: lambda inner: clock(fn, inner))()
         inners[name] = inner = calibrate(sample, min_sample) if min_sample > 0 else 1
         samplers[name] = (lambda sample=sample, inner=inner: lambda: sample(inner))()
-    times = interleaved(samplers, repeat, on_sample)
+    times = interleaved(samplers, repeat, on_sample, settle)
     return {name: dict(summary(t), inner=inners[name]) for name, t in times.items()}
 
 

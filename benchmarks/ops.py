@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from . import catalog
-from .common import (CLOCKS, cpu_clock, cuda_usable, cupy_clock, fmt_time, machine_info, machine_line, measure,
+from .common import (CLOCKS, SETTLE, cpu_clock, cuda_usable, cupy_clock, fmt_time, machine_info, machine_line, measure,
                      parse_threads, prepare_process, progress, table, thread_settings, write)
 
 TINY = dict(repeat=2, min_sample=1e-3)
@@ -114,10 +114,11 @@ def check(outputs, expected, tol):
     return None
 
 
-def run_case(case, repeat, min_sample, rng_seed=0, bar=None, clock=cpu_clock):
+def run_case(case, repeat, min_sample, rng_seed=0, bar=None, clock=cpu_clock, settle=None):
     """Check every Impl of ``case`` against the reference, then time the correct ones
     interleaved (CPU ones on ``clock``, GPU ones on CUDA events).  Returns one result dict per
-    Impl (status 'ok', 'wrong' or 'failed')."""
+    Impl (status 'ok', 'wrong' or 'failed').  ``settle``: seconds of sleep before each sample
+    (common.interleaved)."""
     rng = np.random.default_rng(rng_seed)
     inputs = case.inputs(rng)
     expected = tuple(catalog.to_host(case.expected(inputs)))
@@ -147,7 +148,8 @@ def run_case(case, repeat, min_sample, rng_seed=0, bar=None, clock=cpu_clock):
         calls[id(result)] = (run, clock if impl.device == "cpu" else impl.clock)
     if bar is not None:
         bar.update(len(case.impls))
-    stats = measure(calls, repeat, min_sample, warm_up=False, on_sample=None if bar is None else (lambda: bar.update(1)))
+    stats = measure(calls, repeat, min_sample, warm_up=False, on_sample=None if bar is None else (lambda: bar.update(1)),
+                    settle=settle)
     for result in results:
         if id(result) in stats:
             result.update(stats[id(result)])
@@ -359,6 +361,9 @@ def parse_args(argv=None):
                    help="seconds one sample lasts at least (fast calls are repeated inside it)")
     p.add_argument("--clock", choices=list(CLOCKS), default="wall",
                    help="CPU rows: wall time, or this process's CPU time (see common.process_clock)")
+    p.add_argument("--settle", type=float, metavar="SECONDS",
+                   help=f"sleep before each sample, so no contender starts while the last one's idle "
+                        f"threads spin (default {SETTLE}; 0 with --preset tiny)")
     p.add_argument("--threads", metavar="SPEC",
                    help="thread counts while timing: N for every pool, or blas=N,numba=N,torch=N "
                         "(default: as the libraries start; with --clock process, 1 compares CPU work)")
@@ -377,6 +382,8 @@ def collect(args, out=sys.stdout):
     tiny = args.preset == "tiny"
     if tiny:
         args.repeat, args.min_sample = min(args.repeat, TINY["repeat"]), min(args.min_sample, TINY["min_sample"])
+    if args.settle is None:
+        args.settle = 0.0 if tiny else SETTLE
     gpu = "cuda" in args.device and cuda_usable()
     devices = [d for d in args.device if d == "cpu" or gpu]
     ops = args.op or list(catalog.OPS)
@@ -405,12 +412,12 @@ def collect(args, out=sys.stdout):
     with progress(total, "benchmarks.ops") as bar:
         for kind, case in plans:
             bar.set_postfix_str(f"{case.op} {case.pass_} {case.label}"[:60])
-            rows = run_case(case, args.repeat, args.min_sample, bar=bar, clock=CLOCKS[args.clock])
+            rows = run_case(case, args.repeat, args.min_sample, bar=bar, clock=CLOCKS[args.clock], settle=args.settle)
             add_peak_fractions(rows, peaks)
             results[kind] += rows
     report = {"machine": info, "command": "python -m benchmarks.ops " + " ".join(sys.argv[1:]),
               "config": {"ops": ops, "sizes": args.size, "devices": devices, "dtype": args.dtype,
-                         "repeat": args.repeat, "min_sample": args.min_sample, "preset": args.preset,
+                         "repeat": args.repeat, "min_sample": args.min_sample, "settle": args.settle, "preset": args.preset,
                          "clock": args.clock, "threads": args.threads},
               "gpu": gpu, "peaks": peaks, "results": results["cases"], "sweep": results["sweep"]}
     if args.sweep:

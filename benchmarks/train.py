@@ -48,7 +48,7 @@ from typing import Callable
 
 import numpy as np
 
-from .common import (CLOCKS, cpu_clock, cuda_usable, fmt_time, machine_info, machine_line, measure, mnist_arrays,
+from .common import (CLOCKS, SETTLE, cpu_clock, cuda_usable, fmt_time, machine_info, machine_line, measure, mnist_arrays,
                      mnist_uint8, parse_threads, prepare_process, progress, ratio_spread, synchronize, table,
                      thread_settings, train_steps, write)
 
@@ -452,9 +452,10 @@ WORKLOADS = {
 }
 
 
-def run_workload(name, workload, batch, images, device, repeat, threads=(None,), clock=cpu_clock):
+def run_workload(name, workload, batch, images, device, repeat, threads=(None,), clock=cpu_clock, settle=None):
     """Time the contenders of one workload at one batch size, under each thread setting of
-    ``threads`` (None: as the process started); one result dict each."""
+    ``threads`` (None: as the process started); one result dict each.  ``settle``: seconds of
+    sleep before each run (common.interleaved)."""
     x, y, source = workload.data(images if images is not None else workload.images)
     steps = -(-len(x) // batch)
     calls = {}
@@ -463,7 +464,7 @@ def run_workload(name, workload, batch, images, device, repeat, threads=(None,),
             label = contender if len(threads) == 1 else f"{contender} [threads {spec}]"
             calls[label] = (_under(run, spec), clock)
     results = []
-    for label, stats in measure(calls, repeat).items():  # warm-up first: compilation, caches
+    for label, stats in measure(calls, repeat, settle=settle).items():  # warm-up first: compilation, caches
         per_unit = stats["median"] * {"epoch": 1, "10k images": 10000 / len(x), "step": 1 / steps,
                                       "500 characters": SAMPLE_CHARS / len(x)}[workload.unit]
         results.append(dict(workload=name, device=device, batch=batch, images=len(x), steps=steps, data=source,
@@ -503,7 +504,7 @@ HEADERS = ["workload", "device", "batch", "implementation", "time", "ms / step",
 
 # ----------------------------------------------------------------------------------------
 # --per-layer: a training step taken apart, layer by layer, in both libraries
-def per_layer(name, workload, batch, device, repeat, min_sample, spec=None, clock=cpu_clock):
+def per_layer(name, workload, batch, device, repeat, min_sample, spec=None, clock=cpu_clock, settle=None):
     """Forward and backward time of each layer of the model (inputs and upstream gradients as
     they arrive in a real step, layouts included), the loss and the optimizer step, in
     minigrad and PyTorch, interleaved.  Returns result dicts (seconds)."""
@@ -518,7 +519,7 @@ def per_layer(name, workload, batch, device, repeat, min_sample, spec=None, cloc
                 if fn is not None:
                     calls[(lib, part, pass_)] = (_under(_synced(fn, device), spec), clock)
                     labels.setdefault(part, len(labels))
-    times = measure(calls, repeat, min_sample)
+    times = measure(calls, repeat, min_sample, settle=settle)
     results = []
     for part in sorted(labels, key=labels.get):
         row = {"workload": name, "device": device, "batch": batch, "part": part}
@@ -632,6 +633,9 @@ def parse_args(argv=None):
                    help="wall time, or this process's CPU time (see common.process_clock)")
     p.add_argument("--per-layer", action="store_true", help="time each layer, the loss and the optimizer step")
     p.add_argument("--min-sample", type=float, default=0.05, help="--per-layer: seconds per sample at least")
+    p.add_argument("--settle", type=float, default=SETTLE, metavar="SECONDS",
+                   help=f"sleep before each timed run, so no contender starts while the last one's idle threads "
+                        f"spin (default {SETTLE})")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON ('-': stdout)")
     p.add_argument("--markdown", metavar="PATH", help="write the tables as Markdown ('-': stdout)")
     return p.parse_args(argv)
@@ -661,10 +665,10 @@ def main(argv=None):
             bar.set_postfix_str(f"{name} batch {batch} {device}")
             if args.per_layer:
                 results += per_layer(name, WORKLOADS[name], batch, device, args.repeat, args.min_sample,
-                                     (args.threads or [None])[0], CLOCKS[args.clock])
+                                     (args.threads or [None])[0], CLOCKS[args.clock], args.settle)
             else:
                 results += run_workload(name, WORKLOADS[name], batch, args.images, device, args.repeat,
-                                        args.threads or [None], CLOCKS[args.clock])
+                                        args.threads or [None], CLOCKS[args.clock], args.settle)
             bar.update(1)
     if args.per_layer:
         blocks = []

@@ -346,6 +346,40 @@ def test_batch_and_layer_norm_do_not_depend_on_the_thread_count(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+@numba_only
+def test_pooling_and_unrolling_do_not_depend_on_the_thread_count(monkeypatch):
+    """Max and average pooling (both layouts, both window paths), im2col (one and several
+    channels) and col2im: each task writes its own outputs, so serial and parallel variants
+    give the same bits."""
+    rng = np.random.default_rng(8)
+    planes = rng.standard_normal((3, 5, 9, 8)).astype(np.float32)
+    planes[0, 0, 0, :2] = np.nan
+    cl = R.channels_last(planes).transpose(0, 3, 1, 2)  # the same values, channels-last in memory
+    square = ((2, 2), (2, 2), (0, 0), (1, 1), (4, 4))
+    odd = ((3, 2), (2, 1), (1, 1), (1, 2), (5, 8))
+    conv = ((3, 3), (2, 1), (1, 0), (1, 1), (5, 6))
+
+    def run():
+        out = []
+        for x in (planes, cl):
+            for window in (square, odd):
+                y, arg = C.maxpool2d_forward(x, *window)
+                dx = C.maxpool2d_backward(np.ones_like(y) * 0.5 + y, arg, x.shape, *window[:4])
+                out += [y, arg, dx]
+        y = C.avgpool2d_forward(planes, (3, 2), (2, 1), (1, 1), (5, 9), False)
+        out += [y, C.avgpool2d_backward(y, planes.shape, (3, 2), (2, 1), (1, 1), (5, 9), True)]
+        for x in (R.channels_last(planes), R.channels_last(planes[:, :1])):
+            cols = C.im2col(np.ascontiguousarray(x), *conv, ones_column=True)
+            out += [cols, C.col2im(np.ascontiguousarray(cols[:, :-1]), x.shape, *conv)]
+        return out
+
+    serial = run()
+    monkeypatch.setattr(C, "_PARALLEL_WORK", 0)
+    monkeypatch.setattr(C, "_PARALLEL_MIN", 0)
+    for a, b in zip(serial, run(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (70, 1001), (300, 128)])
 def test_layer_norm_against_float64(shape, parallel_kernels):
     rng = np.random.default_rng(7)

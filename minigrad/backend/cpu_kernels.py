@@ -105,16 +105,21 @@ def _same_layout_flats(*arrays):
 
 # Most kernels below are compiled twice, serial and parallel (prange).  A parallel launch hands
 # the work to numba's worker threads and waits for them.  With the workqueue layer (chosen
-# above) that hand-over costs 65-80 us on the 2-core reference machine, even when it is quiet
-# (a ReLU of 1M float32: 108 us on one thread, 206 us on two; of 4M: 1.8x faster on two).
-# So the parallel variant runs only for big launches: from _PARALLEL_MIN elements for kernels
-# that compute an exp or more per element (sigmoid, the softmax rows, GELU, the dropout mask),
-# from _PARALLEL_WORK for the memory-light ones (ReLU, the elementwise backwards, the norms,
-# the optimizer updates).  Kernels that do several times an exp's work per element (GELU's
-# erf and exp, attention's score rows: 1.5-2 ns per element on one core) count each element
-# four times.
-_PARALLEL_MIN = 1 << 20
-_PARALLEL_WORK = 1 << 21  # elements
+# above) that hand-over costs 65-90 us on the 2-core reference machine, and in a network the
+# second core is seldom free: OpenBLAS's idle worker spins for ~0.1 s after every matrix
+# product (OPENBLAS_THREAD_TIMEOUT), and a kernel usually follows one.  Measured there, float32,
+# each kernel right after a two-thread product / after 0.15 s of quiet: ReLU of 16M elements
+# 5.0 ms serial, 5.8 parallel / 5.3, 4.3; sigmoid of 4M 1.75, 1.82 / 1.82, 1.36; GELU of 16M
+# 13.8, 13.3 / 13.4, 7.9.  So the parallel variant runs only for launches big enough to gain
+# even on a shared core: from _PARALLEL_MIN elements for kernels that compute an exp or more
+# per element (sigmoid, the softmax rows, GELU, the dropout mask), from _PARALLEL_WORK for the
+# memory-light ones (ReLU, the elementwise backwards, the norms, the optimizer updates).
+# Kernels that do several times an exp's work per element (GELU's erf and exp, attention's
+# score rows: 1.5-2 ns per element on one core) count each element four times.  (Lower, 1M
+# and 2M, the MNIST CNN's step took 25.2 instead of 23.5 ms and the char GPT's 43.4 instead
+# of 42.1 ms: docs/benchmarks.md.)
+_PARALLEL_MIN = 1 << 23
+_PARALLEL_WORK = 1 << 24  # elements
 # Below this many elements NumPy's one-pass maximum is as quick as a numba ReLU.
 _NUMBA_MIN = 1 << 16
 _FAST_MATH = {"reassoc", "contract"}  # vectorised sums; inf and NaN keep their meaning
@@ -369,8 +374,7 @@ if numba is not None:
 
     _im2col_nb = _both(_im2col_py, fastmath=False)
 
-    @njit(parallel=True, cache=True)
-    def _im2col_1ch_nb(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra):
+    def _im2col_1ch_py(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra):
         """One input channel: build the TRANSPOSE of cols, (kh*kw + extra, N*oh*ow), one row
         per tap, so each copy is a run along the output row (a pixel has only 1 channel)."""
         n, h, w = x.shape
@@ -392,6 +396,8 @@ if numba is not None:
                         inside = iy >= 0 and iy < h and ix >= 0 and ix < w
                         dst[_u(o + xo)] = x[b, iy, ix] if inside else 0
         return colsT
+
+    _im2col_1ch_nb = _both(_im2col_1ch_py, fastmath=False)
 
     def _col2im_py(cols, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, dx):
         """dx (N, H, W, C) = col2im(cols), both C-contiguous (dx's contents are replaced)."""
@@ -419,8 +425,7 @@ if numba is not None:
 
     _col2im_nb = _both(_col2im_py, fastmath=False)
 
-    @njit(parallel=True, cache=True)
-    def _maxpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    def _maxpool_fwd_py(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
         n, c, h, w = x.shape
         xf = x.reshape((n * c, h * w))
         out = np.empty((n * c, oh * ow), dtype=x.dtype)
@@ -448,8 +453,9 @@ if numba is not None:
                     arg[task, y * ow + xo] = bi
         return out.reshape((n, c, oh, ow)), arg.reshape((n, c, oh, ow))
 
-    @njit(parallel=True, cache=True)
-    def _maxpool2x2_fwd_nb(x, oh, ow):
+    _maxpool_fwd_nb = _both(_maxpool_fwd_py, fastmath=False)
+
+    def _maxpool2x2_fwd_py(x, oh, ow):
         """The common 2x2 / stride 2 / no padding case, unrolled (same tie and NaN rules)."""
         n, c, h, w = x.shape
         xf = x.reshape((n * c, h * w))
@@ -480,8 +486,9 @@ if numba is not None:
                     da[_u(y * ow + xo)] = bi
         return out.reshape((n, c, oh, ow)), arg.reshape((n, c, oh, ow))
 
-    @njit(parallel=True, cache=True)
-    def _maxpool_bwd_nb(g, arg, n, c, h, w):
+    _maxpool2x2_fwd_nb = _both(_maxpool2x2_fwd_py, fastmath=False)
+
+    def _maxpool_bwd_py(g, arg, n, c, h, w):
         gf = g.reshape((n * c, g.shape[2] * g.shape[3]))
         af = arg.reshape((n * c, g.shape[2] * g.shape[3]))
         dx = np.zeros((n * c, h * w), dtype=g.dtype)
@@ -498,8 +505,9 @@ if numba is not None:
             raise ValueError("maxpool2d_backward: an argmax lies outside the input")
         return dx.reshape((n, c, h, w))
 
-    @njit(parallel=True, cache=True)
-    def _maxpool2x2_nhwc_fwd_nb(x, oh, ow):
+    _maxpool_bwd_nb = _both(_maxpool_bwd_py, fastmath=False)
+
+    def _maxpool2x2_nhwc_fwd_py(x, oh, ow):
         """2x2 / stride 2 / no padding on channels-last x (N, H, W, C): the channel loop is
         innermost and contiguous, and branch-free (selects, no `or`) so it vectorises.
         argmax holds the same flat index y*W + x as the NCHW kernel, with the same tie and
@@ -536,8 +544,9 @@ if numba is not None:
                     af[d + ch] = bi
         return out, arg
 
-    @njit(parallel=True, cache=True)
-    def _maxpool2x2_nhwc_bwd_nb(g, arg, h, w):
+    _maxpool2x2_nhwc_fwd_nb = _both(_maxpool2x2_nhwc_fwd_py, fastmath=False)
+
+    def _maxpool2x2_nhwc_bwd_py(g, arg, h, w):
         """Backward of the channels-last 2x2 pool.  The windows do not overlap, so every input
         pixel is written exactly once (the gradient at the winner, 0 elsewhere): no zeroing
         pass and no scatter.  Rows/columns past the last window (odd sizes) get 0."""
@@ -548,18 +557,13 @@ if numba is not None:
             b = task // oh
             y = task % oh
             for xo in range(ow):
-                k = 2 * y * w + 2 * xo
                 s = _u(((b * oh + y) * ow + xo) * c)
-                d00 = _u(((b * h + 2 * y) * w + 2 * xo) * c)
-                d01, d10 = d00 + _u(c), d00 + _u(w * c)
-                d11 = d10 + _u(c)
-                for ch in range(_u(c)):
-                    v = gf[s + ch]
-                    t = af[s + ch]
-                    df[d00 + ch] = v if t == k else 0
-                    df[d01 + ch] = v if t == k + 1 else 0
-                    df[d10 + ch] = v if t == k + w else 0
-                    df[d11 + ch] = v if t == k + w + 1 else 0
+                for corner in range(4):  # one loop per window corner: a single store stream
+                    i, j = corner // 2, corner % 2   # vectorises (four in one loop ran 4x slower)
+                    k = (2 * y + i) * w + 2 * xo + j
+                    d = _u(((b * h + 2 * y + i) * w + 2 * xo + j) * c)
+                    for ch in range(_u(c)):
+                        df[d + ch] = gf[s + ch] if af[s + ch] == k else 0
             for r in range(2 * y, 2 * y + 2):
                 for xx in range(2 * ow, w):
                     dx[b, r, xx] = 0
@@ -567,6 +571,8 @@ if numba is not None:
                 for r in range(2 * oh, h):
                     dx[b, r] = 0
         return dx
+
+    _maxpool2x2_nhwc_bwd_nb = _both(_maxpool2x2_nhwc_bwd_py, fastmath=False)
 
     @njit(inline="always")
     def _avg_count(start, k, size, pad, include_pad):
@@ -576,8 +582,7 @@ if numba is not None:
             return min(start + k, size + pad) - start
         return min(start + k, size) - max(start, 0)
 
-    @njit(parallel=True, cache=True)
-    def _avgpool_nb(src, dst, h, w, kh, kw, sh, sw, ph, pw, oh, ow, include_pad, adjoint):
+    def _avgpool_py(src, dst, h, w, kh, kw, sh, sw, ph, pw, oh, ow, include_pad, adjoint):
         """Average pooling over (n*c) planes, or its adjoint: the same windows either way.
         Forward: src = x (planes, h*w), dst (planes, oh*ow) = window sums / divisors.
         Adjoint: src = g (planes, oh*ow), dst (planes, h*w) zeroed, each g / divisor added
@@ -600,6 +605,8 @@ if numba is not None:
                                 s += a[_u(iy * w + ix)]
                     if not adjoint:
                         b[y * ow + xo] = s / divisor
+
+    _avgpool_nb = _both(_avgpool_py, fastmath=False)
 
     def _cross_entropy_forward_py(x, target, weight, has_weight, ignore_index, e, losses, sumexp):
         """reference.cross_entropy_forward, one row per iteration: the row maximum, the sum of
@@ -1165,8 +1172,11 @@ def im2col(x, kernel, stride, padding, dilation, out_size, ones_column=False):
     if x.shape[3] == 1:
         # one channel (a first layer on images): the transposed layout copies long runs;
         # the .T view is the same matrix for the GEMMs (BLAS reads it transposed, no copy)
-        return _im2col_1ch_nb(np.ascontiguousarray(x[..., 0]), kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, extra).T
-    return _unroll(np.ascontiguousarray(x), kernel, stride, padding, dilation, out_size, extra, _im2col_nb[1])
+        work = x.shape[0] * oh * ow * (kh * kw + extra)  # elements of cols written
+        return _pick(_im2col_1ch_nb, work)(np.ascontiguousarray(x[..., 0]), kh, kw, sh, sw, ph, pw, dh, dw, oh, ow,
+                                           extra).T
+    work = x.shape[0] * oh * ow * (kh * kw * x.shape[3] + extra)
+    return _unroll(np.ascontiguousarray(x), kernel, stride, padding, dilation, out_size, extra, _pick(_im2col_nb, work))
 
 
 def col2im(cols, x_shape, kernel, stride, padding, dilation, out_size):
@@ -1176,7 +1186,7 @@ def col2im(cols, x_shape, kernel, stride, padding, dilation, out_size):
             or cols.shape != (n * oh * ow, kh * kw * c)):
         return _ref.col2im(cols, x_shape, kernel, stride, padding, dilation, out_size)
     dx = np.empty((n, h, w, c), dtype=cols.dtype)
-    _col2im_nb[1](np.ascontiguousarray(cols), kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, dx)
+    _pick(_col2im_nb, cols.size)(np.ascontiguousarray(cols), kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, dx)
     return dx
 
 
@@ -1193,7 +1203,7 @@ _CONV_PIECE_ROWS = 2048  # output pixels per piece: 3x3x32 taps -> 2.4 MB of flo
 
 def _conv_pieces(x, out_size):
     """[(first image, end)] of the pieces, or None where they do not apply (the reference
-    composition with this table's parallel im2col and col2im then runs: one channel (its
+    composition with this table's im2col and col2im then runs: one channel (its
     transposed layout), no images, images of more output pixels than a piece, other arrays)."""
     if (not use_numba() or type(x) is not np.ndarray or x.dtype.kind != "f" or x.ndim != 4 or x.shape[3] == 1
             or x.shape[0] == 0):
@@ -1265,12 +1275,12 @@ def maxpool2d_forward(x, kernel, stride, padding, dilation, out_size):
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_size
     square2 = _is_2x2(x.shape[2:], kernel, stride, padding, dilation, out_size)
     if square2 and is_channels_last(x) and not x.flags.c_contiguous:
-        out, arg = _maxpool2x2_nhwc_fwd_nb(x.transpose(0, 2, 3, 1), oh, ow)
+        out, arg = _pick(_maxpool2x2_nhwc_fwd_nb, x.size)(x.transpose(0, 2, 3, 1), oh, ow)
         return out.transpose(0, 3, 1, 2), arg.transpose(0, 3, 1, 2)
     x = np.ascontiguousarray(x)
     if square2:
-        return _maxpool2x2_fwd_nb(x, oh, ow)
-    return _maxpool_fwd_nb(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+        return _pick(_maxpool2x2_fwd_nb, x.size)(x, oh, ow)
+    return _pick(_maxpool_fwd_nb, x.size)(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
 
 
 def maxpool2d_backward(g, argmax, x_shape, kernel, stride, padding, dilation):
@@ -1282,9 +1292,9 @@ def maxpool2d_backward(g, argmax, x_shape, kernel, stride, padding, dilation):
         return _ref.maxpool2d_backward(g, argmax, x_shape, kernel, stride, padding, dilation)
     if is_channels_last(argmax) and not argmax.flags.c_contiguous and \
             _is_2x2((h, w), kernel, stride, padding, dilation, g.shape[2:]):
-        dx = _maxpool2x2_nhwc_bwd_nb(_ref.channels_last(g), argmax.transpose(0, 2, 3, 1), h, w)
+        dx = _pick(_maxpool2x2_nhwc_bwd_nb, n * c * h * w)(_ref.channels_last(g), argmax.transpose(0, 2, 3, 1), h, w)
         return dx.transpose(0, 3, 1, 2)
-    return _maxpool_bwd_nb(np.ascontiguousarray(g), np.ascontiguousarray(argmax), n, c, h, w)
+    return _pick(_maxpool_bwd_nb, n * c * h * w)(np.ascontiguousarray(g), np.ascontiguousarray(argmax), n, c, h, w)
 
 
 def avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad):
@@ -1292,8 +1302,8 @@ def avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad):
         return _ref.avgpool2d_forward(x, kernel, stride, padding, out_size, count_include_pad)
     n, c, h, w = x.shape
     out = np.empty((n * c, out_size[0] * out_size[1]), dtype=x.dtype)
-    _avgpool_nb(np.ascontiguousarray(x).reshape(n * c, h * w), out, h, w, *kernel, *stride, *padding, *out_size,
-                bool(count_include_pad), False)
+    _pick(_avgpool_nb, x.size)(np.ascontiguousarray(x).reshape(n * c, h * w), out, h, w, *kernel, *stride, *padding,
+                               *out_size, bool(count_include_pad), False)
     return out.reshape((n, c) + tuple(out_size))
 
 
@@ -1304,7 +1314,7 @@ def avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_incl
         return _ref.avgpool2d_backward(g, x_shape, kernel, stride, padding, out_size, count_include_pad)
     dx = np.zeros((n * c, h * w), dtype=g.dtype)
     g_planes = np.ascontiguousarray(g).reshape(n * c, out_size[0] * out_size[1])
-    _avgpool_nb(g_planes, dx, h, w, *kernel, *stride, *padding, *out_size, bool(count_include_pad), True)
+    _pick(_avgpool_nb, dx.size)(g_planes, dx, h, w, *kernel, *stride, *padding, *out_size, bool(count_include_pad), True)
     return dx.reshape(x_shape)
 
 
