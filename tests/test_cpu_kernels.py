@@ -38,7 +38,6 @@ def _rel_err(got, exact):
 def parallel_kernels(monkeypatch):
     """Every launch takes the parallel (prange) variant, however small (when numba has threads)."""
     monkeypatch.setattr(C, "_PARALLEL_WORK", 0)
-    monkeypatch.setattr(C, "_PARALLEL_MIN", 0)
 
 
 # -- the float32 building blocks -----------------------------------------------------------------
@@ -341,7 +340,6 @@ def test_batch_and_layer_norm_do_not_depend_on_the_thread_count(monkeypatch):
 
     serial = run()
     monkeypatch.setattr(C, "_PARALLEL_WORK", 0)
-    monkeypatch.setattr(C, "_PARALLEL_MIN", 0)
     for a, b in zip(serial, run()):
         np.testing.assert_array_equal(a, b)
 
@@ -375,7 +373,6 @@ def test_pooling_and_unrolling_do_not_depend_on_the_thread_count(monkeypatch):
 
     serial = run()
     monkeypatch.setattr(C, "_PARALLEL_WORK", 0)
-    monkeypatch.setattr(C, "_PARALLEL_MIN", 0)
     for a, b in zip(serial, run(), strict=True):
         np.testing.assert_array_equal(a, b)
 

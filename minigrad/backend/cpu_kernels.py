@@ -108,18 +108,17 @@ def _same_layout_flats(*arrays):
 # above) that hand-over costs 65-90 us on the 2-core reference machine, and in a network the
 # second core is seldom free: OpenBLAS's idle worker spins for ~0.1 s after every matrix
 # product (OPENBLAS_THREAD_TIMEOUT), and a kernel usually follows one.  Measured there, float32,
-# each kernel right after a two-thread product / after 0.15 s of quiet: ReLU of 16M elements
-# 5.0 ms serial, 5.8 parallel / 5.3, 4.3; sigmoid of 4M 1.75, 1.82 / 1.82, 1.36; GELU of 16M
-# 13.8, 13.3 / 13.4, 7.9.  So the parallel variant runs only for launches big enough to gain
-# even on a shared core: from _PARALLEL_MIN elements for kernels that compute an exp or more
-# per element (sigmoid, the softmax rows, GELU, the dropout mask), from _PARALLEL_WORK for the
-# memory-light ones (ReLU, the elementwise backwards, the norms, the optimizer updates).
-# Kernels that do several times an exp's work per element (GELU's erf and exp, attention's
-# score rows: 1.5-2 ns per element on one core) count each element four times.  (Lower, 1M
-# and 2M, the MNIST CNN's step took 25.2 instead of 23.5 ms and the char GPT's 43.4 instead
-# of 42.1 ms: docs/benchmarks.md.)
-_PARALLEL_MIN = 1 << 23
-_PARALLEL_WORK = 1 << 24  # elements
+# each kernel right after a two-thread product / after 0.15 s of quiet, serial and parallel:
+# ReLU of 2M elements 0.47, 0.52 / 0.83, 0.88 ms; sigmoid of 4M 1.75, 1.82 / 1.82, 1.36; ReLU
+# of 16M 4.6-5.0, 4.8-5.8 / 4.5-5.3, 4.0-4.3; GELU of 16M 13.8, 13.3 / 13.4, 7.9; batch norm's
+# backward of 12.8M 9.4, 9.5 / 9.7, 7.4.  So the parallel variant runs only for launches of
+# _PARALLEL_WORK elements or more, about even right after a product and 1.2-1.7x faster in
+# quiet.  Kernels that do several times an exp's work per element (GELU's erf and exp,
+# attention's score rows: 1.5-2 ns per element on one core) count each element four times.
+# (With the former thresholds, 1M elements for kernels with
+# an exp and 2M for the others, the MNIST CNN's step took 25.2 instead of 23.5 ms and the char
+# GPT's 43.4 instead of 42.1 ms: docs/benchmarks.md.)
+_PARALLEL_WORK = 1 << 23  # elements
 # Below this many elements NumPy's one-pass maximum is as quick as a numba ReLU.
 _NUMBA_MIN = 1 << 16
 _FAST_MATH = {"reassoc", "contract"}  # vectorised sums; inf and NaN keep their meaning
@@ -128,11 +127,10 @@ _FAST_MATH = {"reassoc", "contract"}  # vectorised sums; inf and NaN keep their 
 _BN_CHUNK = 256
 
 
-def _pick(kernels, work, threshold=None):
+def _pick(kernels, work):
     """The parallel variant of a (serial, parallel) pair when the launch is big (``work`` >=
-    ``threshold``, default _PARALLEL_WORK) and numba has more than one thread."""
-    threshold = _PARALLEL_WORK if threshold is None else threshold
-    return kernels[1] if work >= threshold and numba.get_num_threads() > 1 else kernels[0]
+    _PARALLEL_WORK) and numba has more than one thread."""
+    return kernels[1] if work >= _PARALLEL_WORK and numba.get_num_threads() > 1 else kernels[0]
 
 
 def _both(fn, fastmath=_FAST_MATH):
@@ -559,7 +557,7 @@ if numba is not None:
             for xo in range(ow):
                 s = _u(((b * oh + y) * ow + xo) * c)
                 for corner in range(4):  # one loop per window corner: a single store stream
-                    i, j = corner // 2, corner % 2   # vectorises (four in one loop ran 4x slower)
+                    i, j = corner // 2, corner % 2   # (the four in one loop: 3-4x slower serial)
                     k = (2 * y + i) * w + 2 * xo + j
                     d = _u(((b * h + 2 * y + i) * w + 2 * xo + j) * c)
                     for ch in range(_u(c)):
@@ -1033,7 +1031,7 @@ if numba is not None:
                 cdf = 0.5 * (1 + _erf(v * _INV_SQRT_2, float32_math))
                 out[i] = g[i] * (cdf + v * _INV_SQRT_2PI * _gauss(v, float32_math))
 
-    # serial for small launches (see _PARALLEL_MIN): handing one token's activations (a GPT
+    # serial for small launches (see _PARALLEL_WORK): handing one token's activations (a GPT
     # sampling step) to the thread pool cost ~90 us, the work itself ~1 us
     _gelu_nb, _gelu_backward_nb = _both(_gelu_py), _both(_gelu_backward_py)
 
@@ -1345,7 +1343,7 @@ def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
     if w is None:
         return _ref.cross_entropy_forward(x, target, weight, ignore_index, label_smoothing)
     losses, sumexp = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
-    _pick(_ce_forward_nb, x.size, _PARALLEL_MIN)(x, target, w, weight is not None, int(ignore_index),
+    _pick(_ce_forward_nb, x.size)(x, target, w, weight is not None, int(ignore_index),
                                                  float(label_smoothing), losses, sumexp)
     return losses, sumexp
 
@@ -1357,7 +1355,7 @@ def cross_entropy_backward(x, target, sumexp, grow, weight, ignore_index, label_
     if w is None:
         return _ref.cross_entropy_backward(x, target, sumexp, grow, weight, ignore_index, label_smoothing)
     dx = np.empty_like(x)
-    _pick(_ce_backward_nb, x.size, _PARALLEL_MIN)(x, target, grow, w, weight is not None, int(ignore_index),
+    _pick(_ce_backward_nb, x.size)(x, target, grow, w, weight is not None, int(ignore_index),
                                                   float(label_smoothing), dx)
     return dx
 
@@ -1383,7 +1381,7 @@ def _rows_call(kernels, reference, axis, *arrays):
     if rows is None:
         return reference(*arrays, axis)
     out = np.empty_like(arrays[0])
-    _pick(kernels, out.size, _PARALLEL_MIN)(*rows, out.reshape(rows[0].shape))  # (an exp per element)
+    _pick(kernels, out.size)(*rows, out.reshape(rows[0].shape))  # (an exp per element)
     return out
 
 
@@ -1404,21 +1402,20 @@ def log_softmax_backward(g, y, axis):
     return _rows_call(_log_softmax_backward_rows_nb, _ref.log_softmax_backward, axis, g, y)
 
 
-def _float32_call(kernels, reference, *arrays, threshold=None):
+def _float32_call(kernels, reference, *arrays):
     """out = kernel(*arrays) elementwise on float32 arrays of one dense layout (C order or
-    channels-last; out gets that layout too), else the reference.  ``threshold``: from how
-    many elements the parallel variant runs (see _pick)."""
+    channels-last; out gets that layout too), else the reference."""
     flats = _same_layout_flats(*arrays) if arrays[0].dtype == np.float32 else None
     if flats is None:
         return reference(*arrays)
     out = np.empty_like(arrays[0])  # same layout
-    _pick(kernels, out.size, threshold)(*flats, _dense_flat(out))
+    _pick(kernels, out.size)(*flats, _dense_flat(out))
     return out
 
 
 def sigmoid(x):
     """One pass in float32 (vectorised exp); float64 as the reference."""
-    return _float32_call(_sigmoid_nb, _ref.sigmoid, x, threshold=_PARALLEL_MIN)
+    return _float32_call(_sigmoid_nb, _ref.sigmoid, x)
 
 
 def sigmoid_backward(g, y):
@@ -1427,7 +1424,7 @@ def sigmoid_backward(g, y):
 
 def tanh(x):
     """One pass in float32 (vectorised expm1); float64 as the reference."""
-    return _float32_call(_tanh_nb, _ref.tanh, x, threshold=_PARALLEL_MIN)
+    return _float32_call(_tanh_nb, _ref.tanh, x)
 
 
 def tanh_backward(g, y):
@@ -1463,7 +1460,7 @@ def attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
     mask_arr, keep = prepared
     p = q @ k.transpose(0, 2, 1)                                # S, turned into P * keep
     lse = np.empty(q.shape[:2], dtype=q.dtype)
-    _pick(_attention_probs_nb, 4 * p.size, _PARALLEL_MIN)(p, mask_arr, mask is not None, bool(is_causal), float(scale),
+    _pick(_attention_probs_nb, 4 * p.size)(p, mask_arr, mask is not None, bool(is_causal), float(scale),
                                                       keep, bool(dropout_p), lse)
     return p @ v, lse
 
@@ -1476,7 +1473,7 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
     mask_arr, keep = prepared
     p = q @ k.transpose(0, 2, 1)                                # S, turned into P~ = P * keep
     ds = g @ v.transpose(0, 2, 1)                               # dP, turned into dS scale
-    _pick(_attention_grad_scores_nb, 4 * p.size, _PARALLEL_MIN)(p, ds, g, out, lse, mask_arr, mask is not None,
+    _pick(_attention_grad_scores_nb, 4 * p.size)(p, ds, g, out, lse, mask_arr, mask is not None,
                                                             bool(is_causal), float(scale), keep, bool(dropout_p))
     return ds @ k, ds.transpose(0, 2, 1) @ q, p.transpose(0, 2, 1) @ g
 
@@ -1613,7 +1610,7 @@ def gelu(x, approximate="none"):
     if flats is None:
         return _ref.gelu(x, approximate)
     out = np.empty_like(x)
-    _pick(_gelu_nb, 4 * x.size, _PARALLEL_MIN)(flats[0], _dense_flat(out), approximate == "tanh", x.dtype == np.float32)
+    _pick(_gelu_nb, 4 * x.size)(flats[0], _dense_flat(out), approximate == "tanh", x.dtype == np.float32)
     return out
 
 
@@ -1622,7 +1619,7 @@ def gelu_backward(g, x, approximate="none"):
     if flats is None:
         return _ref.gelu_backward(g, x, approximate)
     out = np.empty_like(g)
-    _pick(_gelu_backward_nb, 4 * x.size, _PARALLEL_MIN)(*flats, _dense_flat(out), approximate == "tanh",
+    _pick(_gelu_backward_nb, 4 * x.size)(*flats, _dense_flat(out), approximate == "tanh",
                                                     x.dtype == np.float32)
     return out
 
@@ -1634,7 +1631,7 @@ def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
     out = np.empty(math.prod(shape), dtype=dtype)
     scale = dtype.type(1.0 / (1.0 - p) if p < 1 else 0.0)
     threshold = np.uint32(math.ceil(p * 2.0 ** 24))  # kept iff (word >> 8) >= threshold
-    _pick(_dropout_mask_nb, out.size, _PARALLEL_MIN)(out, threshold, scale, np.uint32(seed & _ref._LO32),
+    _pick(_dropout_mask_nb, out.size)(out, threshold, scale, np.uint32(seed & _ref._LO32),
                                                     np.uint32((seed >> 32) & _ref._LO32), _u(offset))
     return out.reshape(shape)
 
