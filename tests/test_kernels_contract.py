@@ -68,7 +68,7 @@ def _public_functions(module):
 
 
 def test_reference_lists_every_kernel_it_defines():
-    assert len(R.__all__) == len(set(R.__all__)) == 56
+    assert len(R.__all__) == len(set(R.__all__)) == 57
     assert _public_functions(R) == set(R.__all__)
     for name in R.__all__:
         assert callable(getattr(R, name)) and getattr(R, name).__doc__, f"{name} needs a docstring with its math"
@@ -446,6 +446,13 @@ case("dropout_mask", *DROPOUT)(lambda put, rng, v: (*DROPOUT[v][:1], *DROPOUT[v]
 def _embedding_backward(put, rng, v):
     m = 0 if v == "empty" else 40
     return put(normal(rng, (m, 6))), put(rng.integers(0, 11, m)), 11
+
+
+@case("sum_of_squares", *SHAPES, "nonfinite")
+def _sum_of_squares(put, rng, v):
+    if v == "nonfinite":  # inf^2 = inf, then + NaN = NaN
+        return (put(np.array([1.0, np.inf, -2.0, np.nan])),)
+    return (_elementwise_input(put, rng, v, scale=1e3)(),)
 
 
 MATMUL = {"2d": ((5, 7), (7, 3), "C", "C"), "transposed": ((6, 4), (4, 9), "T", "T"),

@@ -42,6 +42,8 @@ __all__ = [
     "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",
     # random numbers, embedding, matrix products, optimizer updates
     "dropout_mask", "embedding_backward", "matmul", "linear", "sgd_step_", "adam_step_", "rmsprop_step_",
+    # reductions
+    "sum_of_squares",
 ]
 
 
@@ -661,6 +663,15 @@ def linear(x, w, b):
     if b is not None:
         out += b
     return out
+
+
+def sum_of_squares(x):
+    """s = sum_i x_i^2 over every element of x (any shape, float), accumulated in float64 and
+    returned as a 0-d float64 array on x's device: the gradient norms of clip_grad_norm_,
+    where float32 sums of a large model's squares lose digits.  inf and NaN propagate."""
+    xp = array_module(x)
+    flat = x.reshape(-1).astype(xp.float64)
+    return xp.asarray(xp.dot(flat, flat))
 
 
 def _conv_sizes(kernel_name, x, wmat, kernel, out_size, g=None):

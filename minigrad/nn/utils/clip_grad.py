@@ -38,9 +38,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if norm_type == math.inf:
         norms = [xp.abs(g).max() if g.size else xp.zeros((), g.dtype) for g in grads]
         total = xp.stack([n.astype(np.float64) for n in norms]).max()
-    elif norm_type == 2.0:  # the usual case: one dot product per gradient (a BLAS call)
-        # float64 accumulation: float32 sums of squares of a large model lose digits
-        total = sum(xp.dot(f, f) for f in (g.reshape(-1).astype(np.float64) for g in grads)) ** 0.5
+    elif norm_type == 2.0:  # the usual case: one kernel per gradient, float64 sums
+        sum_of_squares = backend.kernels(grads[0]).sum_of_squares
+        total = sum(sum_of_squares(g) for g in grads) ** 0.5
     else:
         total = sum(xp.sum(xp.abs(g.astype(np.float64)) ** norm_type) for g in grads) ** (1.0 / norm_type)
     total = xp.asarray(total, dtype=np.float64)
