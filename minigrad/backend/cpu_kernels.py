@@ -115,9 +115,9 @@ def _same_layout_flats(*arrays):
 # _PARALLEL_WORK elements or more, about even right after a product and 1.2-1.7x faster in
 # quiet.  Kernels that do several times an exp's work per element (GELU's erf and exp,
 # attention's score rows: 1.5-2 ns per element on one core) count each element four times.
-# (With the former thresholds, 1M elements for kernels with
-# an exp and 2M for the others, the MNIST CNN's step took 25.2 instead of 23.5 ms and the char
-# GPT's 43.4 instead of 42.1 ms: docs/benchmarks.md.)
+# (With the former thresholds, 1M elements for kernels with an exp and 2M for the others, the
+# MNIST CNN's step took 25.2 instead of 23.5 ms and the char GPT's 43.4 instead of 42.1 ms:
+# docs/benchmarks.md.)
 _PARALLEL_WORK = 1 << 23  # elements
 # Below this many elements NumPy's one-pass maximum is as quick as a numba ReLU.
 _NUMBA_MIN = 1 << 16
