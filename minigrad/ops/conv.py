@@ -97,7 +97,9 @@ class Conv2d(Function):
         gw = xp.empty(w.shape, dtype=w.dtype)
         gb = xp.empty(o, dtype=w.dtype) if has_b else None
         gx = xp.empty((n, h, wd, c), dtype=w.dtype) if x.requires_grad else None
-        x_nhwc = k.channels_last(x.array)
+        # x as (N, H, W, C) without a copy: a table copies it only where it unrolls x again (the
+        # CPU table's pieces); the reference and CUDA tables read their saved columns
+        x_nhwc = x.array.transpose(0, 2, 3, 1)
         for gi, (saved, wmat) in enumerate(zip(self.saved, self.wmats)):
             Gg = G if self.groups == 1 else G[:, gi * og:(gi + 1) * og]
             xg = x_nhwc if self.groups == 1 else x_nhwc[..., gi * cg:(gi + 1) * cg]
