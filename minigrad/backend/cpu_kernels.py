@@ -1356,7 +1356,7 @@ def cross_entropy_forward(x, target, weight, ignore_index, label_smoothing):
         return _ref.cross_entropy_forward(x, target, weight, ignore_index, label_smoothing)
     losses, sumexp = np.empty(x.shape[0], dtype=x.dtype), np.empty(x.shape[0], dtype=x.dtype)
     _pick(_ce_forward_nb, x.size)(x, target, w, weight is not None, int(ignore_index),
-                                                 float(label_smoothing), losses, sumexp)
+                                  float(label_smoothing), losses, sumexp)
     return losses, sumexp
 
 
@@ -1368,7 +1368,7 @@ def cross_entropy_backward(x, target, sumexp, grow, weight, ignore_index, label_
         return _ref.cross_entropy_backward(x, target, sumexp, grow, weight, ignore_index, label_smoothing)
     dx = np.empty_like(x)
     _pick(_ce_backward_nb, x.size)(x, target, grow, w, weight is not None, int(ignore_index),
-                                                  float(label_smoothing), dx)
+                                   float(label_smoothing), dx)
     return dx
 
 
@@ -1473,7 +1473,7 @@ def attention_forward(q, k, v, mask, is_causal, scale, dropout_p, seed, offset):
     p = q @ k.transpose(0, 2, 1)                                # S, turned into P * keep
     lse = np.empty(q.shape[:2], dtype=q.dtype)
     _pick(_attention_probs_nb, 4 * p.size)(p, mask_arr, mask is not None, bool(is_causal), float(scale),
-                                                      keep, bool(dropout_p), lse)
+                                           keep, bool(dropout_p), lse)
     return p @ v, lse
 
 
@@ -1486,7 +1486,7 @@ def attention_backward(g, q, k, v, out, lse, mask, is_causal, scale, dropout_p, 
     p = q @ k.transpose(0, 2, 1)                                # S, turned into P~ = P * keep
     ds = g @ v.transpose(0, 2, 1)                               # dP, turned into dS scale
     _pick(_attention_grad_scores_nb, 4 * p.size)(p, ds, g, out, lse, mask_arr, mask is not None,
-                                                            bool(is_causal), float(scale), keep, bool(dropout_p))
+                                                 bool(is_causal), float(scale), keep, bool(dropout_p))
     return ds @ k, ds.transpose(0, 2, 1) @ q, p.transpose(0, 2, 1) @ g
 
 
@@ -1640,7 +1640,7 @@ def gelu_backward(g, x, approximate="none"):
         return _ref.gelu_backward(g, x, approximate)
     out = np.empty_like(g)
     _pick(_gelu_backward_nb, 4 * x.size)(*flats, _dense_flat(out), approximate == "tanh",
-                                                    x.dtype == np.float32)
+                                         x.dtype == np.float32)
     return out
 
 
@@ -1652,7 +1652,7 @@ def dropout_mask(shape, p, seed, offset, dtype, *, like=None):
     scale = dtype.type(1.0 / (1.0 - p) if p < 1 else 0.0)
     threshold = np.uint32(math.ceil(p * 2.0 ** 24))  # kept iff (word >> 8) >= threshold
     _pick(_dropout_mask_nb, out.size)(out, threshold, scale, np.uint32(seed & _ref._LO32),
-                                                    np.uint32((seed >> 32) & _ref._LO32), _u(offset))
+                                      np.uint32((seed >> 32) & _ref._LO32), _u(offset))
     return out.reshape(shape)
 
 
